@@ -1,0 +1,286 @@
+//! The flag document (DESIGN.md, contract 2): the types people write in YAML or JSON.
+//!
+//! Optional fields stay `Option` rather than taking their default at parse time, so that a
+//! document exported after an import is the document that was imported, field for field.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{DocumentError, Problem};
+
+/// The whole document of one environment: its segments and its flags.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Document {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub segments: BTreeMap<String, Segment>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub flags: BTreeMap<String, Flag>,
+}
+
+/// A named set of conditions that rules refer to, such as a release track.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Segment {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Every condition must hold for a context to be in the segment.
+    pub when: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flag {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(rename = "type")]
+    pub flag_type: FlagType,
+    pub variants: BTreeMap<String, Value>,
+    pub default_variant: String,
+    /// The kill switch: `false` serves `default_variant` to everyone. Absent means `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Whether client keys (shipped inside apps) may evaluate the flag. Absent means `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_visible: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Rule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<Ramp>,
+}
+
+impl Flag {
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.unwrap_or(true)
+    }
+
+    pub fn is_client_visible(&self) -> bool {
+        self.client_visible.unwrap_or(false)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlagType {
+    Boolean,
+    String,
+    Integer,
+    Float,
+    Object,
+}
+
+impl FlagType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlagType::Boolean => "boolean",
+            FlagType::String => "string",
+            FlagType::Integer => "integer",
+            FlagType::Float => "float",
+            FlagType::Object => "object",
+        }
+    }
+
+    /// Whether `value` is a value of this type. Integers are accepted as floats, as JSON
+    /// does not tell `1` from `1.0`.
+    pub fn admits(self, value: &Value) -> bool {
+        match self {
+            FlagType::Boolean => value.is_boolean(),
+            FlagType::String => value.is_string(),
+            FlagType::Integer => value.is_i64() || value.is_u64(),
+            FlagType::Float => value.is_number(),
+            FlagType::Object => value.is_object(),
+        }
+    }
+}
+
+/// A targeting rule: when its conditions (and its segment, if named) hold, it serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub when: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
+    pub serve: Serve,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Serve {
+    pub variant: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    pub attribute: String,
+    pub op: Operator,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operator {
+    Eq,
+    Neq,
+    In,
+    NotIn,
+    StartsWith,
+    EndsWith,
+    Contains,
+    Matches,
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+    SemverLt,
+    SemverLte,
+    SemverGt,
+    SemverGte,
+    SemverEq,
+    Before,
+    After,
+    Exists,
+    NotExists,
+}
+
+/// Everyone who matched no rule: a percentage of units, split between variants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollout {
+    /// The context attribute that names the unit: the dimension the application caches on.
+    /// Absent means `targetingKey`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stickiness: Option<String>,
+    pub percentage: f64,
+    pub split: Vec<SplitEntry>,
+    /// Absent means the flag key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+}
+
+pub const DEFAULT_STICKINESS: &str = "targetingKey";
+
+impl Rollout {
+    pub fn stickiness(&self) -> &str {
+        self.stickiness.as_deref().unwrap_or(DEFAULT_STICKINESS)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitEntry {
+    pub variant: String,
+    pub weight: u32,
+}
+
+/// A gradual rollout guarded by metrics. The controller that walks it is not part of the
+/// document; the document only says how it should walk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ramp {
+    pub stages: Vec<f64>,
+    /// Durations are written as a number and a unit: `30s`, `10m`, `24h`.
+    pub min_stage_duration: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_stage_duration: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_regression: Option<OnRegression>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guards: Vec<Guard>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRegression {
+    Kill,
+    Pause,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guard {
+    pub metric: String,
+    pub category: MetricCategory,
+    pub kind: MetricKind,
+    pub better: Better,
+    pub tolerance: Tolerance,
+    pub min_samples: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critical: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricCategory {
+    Stability,
+    Performance,
+    Business,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricKind {
+    Rate,
+    Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Better {
+    Lower,
+    Higher,
+}
+
+/// How much worse the treatment may be: an absolute amount (`0.002`) or a share of the
+/// control's level written with a percent sign (`"5%"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Tolerance {
+    Absolute(f64),
+    Relative(String),
+}
+
+impl Document {
+    /// Parses a document from JSON. Structural problems (a wrong type, an unknown field)
+    /// come back with the path where they were found; call [`crate::validate`] for the rest.
+    pub fn from_json(text: &str) -> Result<Document, DocumentError> {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let document = serde_path_to_error::deserialize(&mut deserializer)
+            .map_err(|error| parse_problem(error.path().to_string(), error.inner().to_string()))?;
+        deserializer
+            .end()
+            .map_err(|error| parse_problem(String::new(), error.to_string()))?;
+        Ok(document)
+    }
+
+    /// Parses a document from YAML (a superset of JSON).
+    pub fn from_yaml(text: &str) -> Result<Document, DocumentError> {
+        let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(deserializer)
+            .map_err(|error| parse_problem(error.path().to_string(), error.inner().to_string()))
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a document always serializes to JSON")
+    }
+
+    pub fn to_yaml(&self) -> String {
+        serde_yaml_ng::to_string(self).expect("a document always serializes to YAML")
+    }
+}
+
+fn parse_problem(path: String, message: String) -> DocumentError {
+    // serde_path_to_error writes "." for the root.
+    let path = if path == "." { String::new() } else { path };
+    DocumentError::Parse(Problem { path, message })
+}

@@ -1,0 +1,194 @@
+//! Evaluation: what one context gets from one flag. A plain function of a snapshot and a
+//! context; it allocates nothing and reads no clock.
+
+use serde_json::{Map, Value};
+
+use crate::bucketing::{self, Cohort, Unit};
+use crate::document::FlagType;
+use crate::snapshot::{CompiledFlag, Snapshot};
+
+/// The evaluation context: attributes by name. `targetingKey` is an attribute like another.
+pub type Context = Map<String, Value>;
+
+/// Why a context got its value (OpenFeature's resolution reasons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Reason {
+    /// The flag has no rules and no rollout: everyone gets the same value.
+    Static,
+    /// A targeting rule matched.
+    TargetingMatch,
+    /// The context is in the rollout and got a variant of the split.
+    Split,
+    /// No rule matched and the context is outside the rollout (or there is none).
+    Default,
+    /// The kill switch is off.
+    Disabled,
+    Error,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Static => "STATIC",
+            Reason::TargetingMatch => "TARGETING_MATCH",
+            Reason::Split => "SPLIT",
+            Reason::Default => "DEFAULT",
+            Reason::Disabled => "DISABLED",
+            Reason::Error => "ERROR",
+        }
+    }
+}
+
+/// OpenFeature's error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    FlagNotFound,
+    TypeMismatch,
+    ParseError,
+    TargetingKeyMissing,
+    InvalidContext,
+    General,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::FlagNotFound => "FLAG_NOT_FOUND",
+            ErrorCode::TypeMismatch => "TYPE_MISMATCH",
+            ErrorCode::ParseError => "PARSE_ERROR",
+            ErrorCode::TargetingKeyMissing => "TARGETING_KEY_MISSING",
+            ErrorCode::InvalidContext => "INVALID_CONTEXT",
+            ErrorCode::General => "GENERAL",
+        }
+    }
+}
+
+/// The result of evaluating one flag for one context. It borrows from the snapshot, so
+/// producing it copies nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation<'a> {
+    /// `None` exactly when `error` is set.
+    pub value: Option<&'a Value>,
+    pub variant: Option<&'a str>,
+    pub reason: Reason,
+    pub error: Option<ErrorCode>,
+    pub flag_type: Option<FlagType>,
+    pub metadata: Metadata<'a>,
+}
+
+/// What an SDK needs to tag its metrics, and what a person needs to see why.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Metadata<'a> {
+    /// The environment revision at which the flag last changed.
+    pub revision: u64,
+    /// The metric cohort, while a rollout below 100% applies to the context.
+    pub cohort: Option<Cohort>,
+    /// The name of the rule that matched, if it has one.
+    pub rule: Option<&'a str>,
+    /// Set when the context was outside the rollout because it has no usable value for the
+    /// rollout's stickiness attribute: the attribute's name.
+    pub unit_missing: Option<&'a str>,
+}
+
+impl<'a> Evaluation<'a> {
+    fn error(error: ErrorCode) -> Evaluation<'a> {
+        Evaluation {
+            value: None,
+            variant: None,
+            reason: Reason::Error,
+            error: Some(error),
+            flag_type: None,
+            metadata: Metadata::default(),
+        }
+    }
+
+    fn served(flag: &'a CompiledFlag, variant: usize, reason: Reason, metadata: Metadata<'a>) -> Evaluation<'a> {
+        let (name, value) = &flag.variants[variant];
+        Evaluation {
+            value: Some(value),
+            variant: Some(name),
+            reason,
+            error: None,
+            flag_type: Some(flag.flag_type),
+            metadata,
+        }
+    }
+}
+
+/// Evaluates the flag `flag_key` of `snapshot` for `context`.
+pub fn evaluate<'a>(snapshot: &'a Snapshot, flag_key: &str, context: &Context) -> Evaluation<'a> {
+    match snapshot.flag(flag_key) {
+        Some(flag) => evaluate_flag(flag, context),
+        None => Evaluation::error(ErrorCode::FlagNotFound),
+    }
+}
+
+/// Like [`evaluate`], for callers that asked for a value of a given type (typed SDK calls).
+/// An integer flag satisfies a request for a float.
+pub fn evaluate_typed<'a>(
+    snapshot: &'a Snapshot,
+    flag_key: &str,
+    context: &Context,
+    expected: FlagType,
+) -> Evaluation<'a> {
+    let evaluation = evaluate(snapshot, flag_key, context);
+    match evaluation.flag_type {
+        Some(found)
+            if found != expected && !(expected == FlagType::Float && found == FlagType::Integer) =>
+        {
+            Evaluation {
+                metadata: evaluation.metadata,
+                flag_type: evaluation.flag_type,
+                ..Evaluation::error(ErrorCode::TypeMismatch)
+            }
+        }
+        _ => evaluation,
+    }
+}
+
+/// Evaluates one compiled flag: the kill switch, then the rules in order, then the rollout.
+pub fn evaluate_flag<'a>(flag: &'a CompiledFlag, context: &Context) -> Evaluation<'a> {
+    let mut metadata = Metadata {
+        revision: flag.revision,
+        ..Metadata::default()
+    };
+    if !flag.enabled {
+        return Evaluation::served(flag, flag.default_variant, Reason::Disabled, metadata);
+    }
+    for rule in &flag.rules {
+        let segment_holds = rule
+            .segment
+            .as_deref()
+            .is_none_or(|conditions| conditions.iter().all(|condition| condition.holds(context)));
+        if segment_holds && rule.conditions.iter().all(|condition| condition.holds(context)) {
+            metadata.rule = rule.name.as_deref();
+            return Evaluation::served(flag, rule.variant, Reason::TargetingMatch, metadata);
+        }
+    }
+    let Some(rollout) = &flag.rollout else {
+        let reason = if flag.rules.is_empty() {
+            Reason::Static
+        } else {
+            Reason::Default
+        };
+        return Evaluation::served(flag, flag.default_variant, reason, metadata);
+    };
+    let Some(unit) = Unit::from_value(context.get(&*rollout.stickiness)) else {
+        metadata.unit_missing = Some(&rollout.stickiness);
+        return Evaluation::served(flag, flag.default_variant, Reason::Default, metadata);
+    };
+    let buckets = bucketing::buckets(&rollout.salt_prefix, unit);
+    if rollout.threshold < bucketing::BUCKETS as u32 {
+        metadata.cohort = bucketing::cohort(buckets.rollout, rollout.threshold);
+    }
+    if buckets.rollout >= rollout.threshold {
+        return Evaluation::served(flag, flag.default_variant, Reason::Default, metadata);
+    }
+    // Validation guarantees a positive total weight; fall back to the default all the same
+    // rather than index out of bounds.
+    let variant = bucketing::split_index(buckets.variant, &rollout.weights)
+        .map_or(flag.default_variant, |index| rollout.split_variants[index]);
+    Evaluation::served(flag, variant, Reason::Split, metadata)
+}

@@ -1,0 +1,24 @@
+//! Ripcord's flag engine: the flag document, its validation, bucketing and evaluation.
+//!
+//! # Layout
+//!
+//! - [`document`]: the types of the flag document people write (DESIGN.md, contract 2).
+//! - [`snapshot`]: a document validated and compiled for evaluation, with its limits.
+//! - [`bucketing`]: the bucketing contract (contract 1) — units, buckets, cohorts, splits.
+//! - [`evaluate`](mod@evaluate): what a context gets from a flag.
+//!
+//! The engine is pure: it does no I/O, starts no task and reads no clock. The server and
+//! the SDK both call it; neither evaluates flags any other way.
+
+pub mod bucketing;
+mod condition;
+pub mod document;
+pub mod error;
+pub mod evaluate;
+pub mod snapshot;
+
+pub use bucketing::Cohort;
+pub use document::{Document, Flag, FlagType, Segment};
+pub use error::{DocumentError, Problem};
+pub use evaluate::{evaluate, evaluate_flag, evaluate_typed, Context, ErrorCode, Evaluation, Metadata, Reason};
+pub use snapshot::{validate, CompiledFlag, Limits, Snapshot};

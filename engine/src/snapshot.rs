@@ -1,0 +1,589 @@
+//! A snapshot: one environment's document, validated and compiled for evaluation.
+//!
+//! Validation and compilation are one pass: a document that compiles is valid, and every
+//! problem found on the way is reported with its path. A snapshot is immutable; a change
+//! to the environment builds a new one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustc_hash::FxHashMap;
+use serde_json::Value;
+
+use crate::bucketing;
+use crate::condition::CompiledCondition;
+use crate::document::{Document, Flag, FlagType, Ramp, Tolerance};
+use crate::error::{DocumentError, Problem};
+
+/// Bounds on a document, so that one environment cannot exhaust a server. Going over any of
+/// them is a validation problem that names the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_flags: usize,
+    pub max_segments: usize,
+    pub max_variants_per_flag: usize,
+    pub max_rules_per_flag: usize,
+    pub max_conditions_per_rule: usize,
+    pub max_values_per_condition: usize,
+    /// Flag, segment and variant keys, and attribute names, in characters.
+    pub max_key_length: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_flags: 20_000,
+            max_segments: 5_000,
+            max_variants_per_flag: 100,
+            max_rules_per_flag: 200,
+            max_conditions_per_rule: 50,
+            max_values_per_condition: 10_000,
+            max_key_length: 256,
+        }
+    }
+}
+
+/// An environment's flags, ready to evaluate.
+#[derive(Debug)]
+pub struct Snapshot {
+    revision: u64,
+    flags: FxHashMap<Box<str>, CompiledFlag>,
+    /// Flag keys in order, for bulk evaluation with a stable order.
+    order: Vec<Box<str>>,
+}
+
+#[derive(Debug)]
+pub struct CompiledFlag {
+    pub(crate) key: Box<str>,
+    pub(crate) flag_type: FlagType,
+    pub(crate) revision: u64,
+    pub(crate) enabled: bool,
+    pub(crate) client_visible: bool,
+    pub(crate) variants: Vec<(Box<str>, Value)>,
+    pub(crate) default_variant: usize,
+    pub(crate) rules: Vec<CompiledRule>,
+    pub(crate) rollout: Option<CompiledRollout>,
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledRule {
+    pub(crate) name: Option<Box<str>>,
+    pub(crate) conditions: Vec<CompiledCondition>,
+    pub(crate) segment: Option<Arc<[CompiledCondition]>>,
+    pub(crate) variant: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledRollout {
+    pub(crate) stickiness: Box<str>,
+    pub(crate) salt_prefix: Box<[u8]>,
+    pub(crate) threshold: u32,
+    pub(crate) weights: Vec<u32>,
+    pub(crate) split_variants: Vec<usize>,
+}
+
+impl CompiledFlag {
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn flag_type(&self) -> FlagType {
+        self.flag_type
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    pub fn is_client_visible(&self) -> bool {
+        self.client_visible
+    }
+}
+
+impl Snapshot {
+    /// Validates `document` and compiles it. `revision` is the environment's revision;
+    /// `flag_revision` gives the revision at which each flag last changed (callers without
+    /// one pass `|_| revision`).
+    pub fn compile(
+        document: &Document,
+        revision: u64,
+        flag_revision: impl Fn(&str) -> u64,
+        limits: &Limits,
+    ) -> Result<Snapshot, DocumentError> {
+        let mut problems = Vec::new();
+        if document.flags.len() > limits.max_flags {
+            problems.push(Problem::new(
+                "flags",
+                format!(
+                    "{} flags is over the limit of {} flags per environment",
+                    document.flags.len(),
+                    limits.max_flags
+                ),
+            ));
+        }
+        if document.segments.len() > limits.max_segments {
+            problems.push(Problem::new(
+                "segments",
+                format!(
+                    "{} segments is over the limit of {} segments per environment",
+                    document.segments.len(),
+                    limits.max_segments
+                ),
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(DocumentError::Invalid(problems));
+        }
+
+        let mut segments: BTreeMap<&str, Arc<[CompiledCondition]>> = BTreeMap::new();
+        for (key, segment) in &document.segments {
+            let path = format!("segments.{key}");
+            check_key(key, &path, "segment key", limits, &mut problems);
+            if segment.when.is_empty() {
+                problems.push(Problem::new(
+                    format!("{path}.when"),
+                    "a segment needs at least one condition",
+                ));
+            }
+            let conditions = compile_conditions(&segment.when, &format!("{path}.when"), limits, &mut problems);
+            segments.insert(key, conditions.into());
+        }
+
+        let mut flags = FxHashMap::default();
+        flags.reserve(document.flags.len());
+        for (key, flag) in &document.flags {
+            if let Some(compiled) =
+                compile_flag(key, flag, flag_revision(key), &segments, limits, &mut problems)
+            {
+                flags.insert(key.as_str().into(), compiled);
+            }
+        }
+        if !problems.is_empty() {
+            return Err(DocumentError::Invalid(problems));
+        }
+        let order = document.flags.keys().map(|key| key.as_str().into()).collect();
+        Ok(Snapshot {
+            revision,
+            flags,
+            order,
+        })
+    }
+
+    /// The snapshot of an environment with no flags.
+    pub fn empty(revision: u64) -> Snapshot {
+        Snapshot {
+            revision,
+            flags: FxHashMap::default(),
+            order: Vec::new(),
+        }
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    pub fn flag(&self, key: &str) -> Option<&CompiledFlag> {
+        self.flags.get(key)
+    }
+
+    /// Every flag, ordered by key.
+    pub fn flags(&self) -> impl Iterator<Item = &CompiledFlag> {
+        self.order.iter().filter_map(|key| self.flags.get(key))
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+/// Validates a document without keeping the compiled result.
+pub fn validate(document: &Document, limits: &Limits) -> Result<(), DocumentError> {
+    Snapshot::compile(document, 0, |_| 0, limits).map(drop)
+}
+
+fn check_key(key: &str, path: &str, what: &str, limits: &Limits, problems: &mut Vec<Problem>) {
+    let length = key.chars().count();
+    if length == 0 {
+        problems.push(Problem::new(path, format!("the {what} is empty")));
+    } else if length > limits.max_key_length {
+        problems.push(Problem::new(
+            path,
+            format!(
+                "the {what} is {length} characters, over the limit of {}",
+                limits.max_key_length
+            ),
+        ));
+    } else if key.chars().any(|c| c.is_control() || c.is_whitespace() || c == '/') {
+        problems.push(Problem::new(
+            path,
+            format!("the {what} `{key}` has whitespace, a control character or '/'"),
+        ));
+    }
+}
+
+fn compile_conditions(
+    conditions: &[crate::document::Condition],
+    path: &str,
+    limits: &Limits,
+    problems: &mut Vec<Problem>,
+) -> Vec<CompiledCondition> {
+    if conditions.len() > limits.max_conditions_per_rule {
+        problems.push(Problem::new(
+            path,
+            format!(
+                "{} conditions is over the limit of {} conditions per rule",
+                conditions.len(),
+                limits.max_conditions_per_rule
+            ),
+        ));
+        return Vec::new();
+    }
+    conditions
+        .iter()
+        .enumerate()
+        .filter_map(|(index, condition)| {
+            let path = format!("{path}[{index}]");
+            let length = condition.attribute.chars().count();
+            if length > limits.max_key_length {
+                problems.push(Problem::new(
+                    format!("{path}.attribute"),
+                    format!(
+                        "the attribute name is {length} characters, over the limit of {}",
+                        limits.max_key_length
+                    ),
+                ));
+            }
+            CompiledCondition::compile(condition, &path, limits.max_values_per_condition, problems)
+        })
+        .collect()
+}
+
+fn compile_flag(
+    key: &str,
+    flag: &Flag,
+    revision: u64,
+    segments: &BTreeMap<&str, Arc<[CompiledCondition]>>,
+    limits: &Limits,
+    problems: &mut Vec<Problem>,
+) -> Option<CompiledFlag> {
+    let before = problems.len();
+    let path = format!("flags.{key}");
+    check_key(key, &path, "flag key", limits, problems);
+
+    if flag.variants.is_empty() {
+        problems.push(Problem::new(
+            format!("{path}.variants"),
+            "a flag needs at least one variant",
+        ));
+    }
+    if flag.variants.len() > limits.max_variants_per_flag {
+        problems.push(Problem::new(
+            format!("{path}.variants"),
+            format!(
+                "{} variants is over the limit of {} variants per flag",
+                flag.variants.len(),
+                limits.max_variants_per_flag
+            ),
+        ));
+    }
+    let variants: Vec<(Box<str>, Value)> = flag
+        .variants
+        .iter()
+        .map(|(name, value)| (name.as_str().into(), value.clone()))
+        .collect();
+    for (name, value) in &flag.variants {
+        let variant_path = format!("{path}.variants.{name}");
+        check_key(name, &variant_path, "variant name", limits, problems);
+        if !flag.flag_type.admits(value) {
+            problems.push(Problem::new(
+                variant_path,
+                format!(
+                    "the flag is of type {}, but this variant's value is not",
+                    flag.flag_type.as_str()
+                ),
+            ));
+        }
+    }
+    let variant_index = |name: &str, path: String, problems: &mut Vec<Problem>| -> usize {
+        match flag.variants.keys().position(|known| known == name) {
+            Some(index) => index,
+            None => {
+                problems.push(Problem::new(
+                    path,
+                    format!("no variant is named `{name}`"),
+                ));
+                0
+            }
+        }
+    };
+    let default_variant = variant_index(
+        &flag.default_variant,
+        format!("{path}.default_variant"),
+        problems,
+    );
+
+    if flag.rules.len() > limits.max_rules_per_flag {
+        problems.push(Problem::new(
+            format!("{path}.rules"),
+            format!(
+                "{} rules is over the limit of {} rules per flag",
+                flag.rules.len(),
+                limits.max_rules_per_flag
+            ),
+        ));
+    }
+    let mut rules = Vec::with_capacity(flag.rules.len());
+    for (index, rule) in flag.rules.iter().enumerate() {
+        let rule_path = format!("{path}.rules[{index}]");
+        if rule.when.is_empty() && rule.segment.is_none() {
+            problems.push(Problem::new(
+                &rule_path,
+                "a rule needs conditions (`when`), a `segment`, or both",
+            ));
+        }
+        let conditions =
+            compile_conditions(&rule.when, &format!("{rule_path}.when"), limits, problems);
+        let segment = rule.segment.as_deref().and_then(|name| {
+            let found = segments.get(name).cloned();
+            if found.is_none() {
+                problems.push(Problem::new(
+                    format!("{rule_path}.segment"),
+                    format!("no segment is named `{name}`"),
+                ));
+            }
+            found
+        });
+        let variant = variant_index(
+            &rule.serve.variant,
+            format!("{rule_path}.serve.variant"),
+            problems,
+        );
+        rules.push(CompiledRule {
+            name: rule.name.as_deref().map(Into::into),
+            conditions,
+            segment,
+            variant,
+        });
+    }
+
+    let rollout = flag.rollout.as_ref().map(|rollout| {
+        let rollout_path = format!("{path}.rollout");
+        check_percentage(
+            rollout.percentage,
+            &format!("{rollout_path}.percentage"),
+            problems,
+        );
+        if let Some(stickiness) = &rollout.stickiness {
+            check_key(
+                stickiness,
+                &format!("{rollout_path}.stickiness"),
+                "stickiness attribute",
+                limits,
+                problems,
+            );
+        }
+        if rollout.split.is_empty() {
+            problems.push(Problem::new(
+                format!("{rollout_path}.split"),
+                "a rollout needs at least one variant in its split",
+            ));
+        } else if rollout.split.iter().all(|entry| entry.weight == 0) {
+            problems.push(Problem::new(
+                format!("{rollout_path}.split"),
+                "the split's weights add up to zero",
+            ));
+        }
+        let split_variants = rollout
+            .split
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| {
+                variant_index(
+                    &entry.variant,
+                    format!("{rollout_path}.split[{index}].variant"),
+                    problems,
+                )
+            })
+            .collect();
+        CompiledRollout {
+            stickiness: rollout.stickiness().into(),
+            salt_prefix: bucketing::salt_prefix(rollout.salt.as_deref().unwrap_or(key)),
+            threshold: bucketing::threshold(rollout.percentage),
+            weights: rollout.split.iter().map(|entry| entry.weight).collect(),
+            split_variants,
+        }
+    });
+
+    if let Some(ramp) = &flag.ramp {
+        check_ramp(ramp, &format!("{path}.ramp"), flag.rollout.is_some(), limits, problems);
+    }
+
+    (problems.len() == before).then(|| CompiledFlag {
+        key: key.into(),
+        flag_type: flag.flag_type,
+        revision,
+        enabled: flag.is_enabled(),
+        client_visible: flag.is_client_visible(),
+        variants,
+        default_variant,
+        rules,
+        rollout,
+    })
+}
+
+/// A percentage is 0 to 100 with at most three decimals: the bucketing resolution.
+fn check_percentage(percentage: f64, path: &str, problems: &mut Vec<Problem>) {
+    if !percentage.is_finite() || !(0.0..=100.0).contains(&percentage) {
+        problems.push(Problem::new(
+            path,
+            format!("{percentage} is not a percentage from 0 to 100"),
+        ));
+    } else {
+        let scaled = percentage * 1000.0;
+        if (scaled - scaled.round()).abs() > 1e-6 {
+            problems.push(Problem::new(
+                path,
+                format!("{percentage} has more than three decimals"),
+            ));
+        }
+    }
+}
+
+fn check_ramp(ramp: &Ramp, path: &str, has_rollout: bool, limits: &Limits, problems: &mut Vec<Problem>) {
+    if !has_rollout {
+        problems.push(Problem::new(
+            path,
+            "a ramp drives the flag's rollout, so the flag needs a `rollout`",
+        ));
+    }
+    if ramp.stages.is_empty() {
+        problems.push(Problem::new(
+            format!("{path}.stages"),
+            "a ramp needs at least one stage",
+        ));
+    }
+    for (index, stage) in ramp.stages.iter().enumerate() {
+        let stage_path = format!("{path}.stages[{index}]");
+        check_percentage(*stage, &stage_path, problems);
+        if *stage <= 0.0 {
+            problems.push(Problem::new(&stage_path, "a stage must be above 0%"));
+        }
+        if index > 0 && *stage <= ramp.stages[index - 1] {
+            problems.push(Problem::new(
+                &stage_path,
+                "stages must rise: each above the one before",
+            ));
+        }
+    }
+    let min = check_duration(&ramp.min_stage_duration, &format!("{path}.min_stage_duration"), problems);
+    let max = ramp
+        .max_stage_duration
+        .as_deref()
+        .and_then(|text| check_duration(text, &format!("{path}.max_stage_duration"), problems));
+    let warmup = ramp
+        .warmup
+        .as_deref()
+        .and_then(|text| check_duration(text, &format!("{path}.warmup"), problems));
+    if let (Some(min), Some(max)) = (min, max) {
+        if max < min {
+            problems.push(Problem::new(
+                format!("{path}.max_stage_duration"),
+                "is shorter than min_stage_duration",
+            ));
+        }
+    }
+    if let (Some(min), Some(warmup)) = (min, warmup) {
+        if warmup >= min {
+            problems.push(Problem::new(
+                format!("{path}.warmup"),
+                "must be shorter than min_stage_duration, or no observation would count",
+            ));
+        }
+    }
+    for (index, guard) in ramp.guards.iter().enumerate() {
+        let guard_path = format!("{path}.guards[{index}]");
+        check_key(&guard.metric, &format!("{guard_path}.metric"), "metric name", limits, problems);
+        if ramp.guards[..index].iter().any(|other| other.metric == guard.metric) {
+            problems.push(Problem::new(
+                format!("{guard_path}.metric"),
+                format!("metric `{}` is guarded twice", guard.metric),
+            ));
+        }
+        if guard.min_samples == 0 {
+            problems.push(Problem::new(
+                format!("{guard_path}.min_samples"),
+                "must be at least 1",
+            ));
+        }
+        if parse_tolerance(&guard.tolerance).is_none() {
+            problems.push(Problem::new(
+                format!("{guard_path}.tolerance"),
+                "a tolerance is a number of at least 0 (`0.002`) or a percentage (`\"5%\"`)",
+            ));
+        }
+    }
+}
+
+fn check_duration(text: &str, path: &str, problems: &mut Vec<Problem>) -> Option<Duration> {
+    let parsed = parse_duration(text);
+    if parsed.is_none() {
+        problems.push(Problem::new(
+            path,
+            format!("`{text}` is not a duration such as `30s`, `10m`, `2h` or `1h30m`"),
+        ));
+    }
+    parsed
+}
+
+/// Parses durations written as numbers with units, `s`, `m`, `h` or `d`: `30s`, `10m`,
+/// `1h30m`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total: u64 = 0;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let amount: u64 = rest[..digits].parse().ok()?;
+        let unit = rest[digits..].chars().next()?;
+        let seconds = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return None,
+        };
+        total = total.checked_add(amount.checked_mul(seconds)?)?;
+        rest = &rest[digits + 1..];
+    }
+    Some(Duration::from_secs(total))
+}
+
+/// A tolerance as the guard applies it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ParsedTolerance {
+    /// In the metric's own unit.
+    Absolute(f64),
+    /// A fraction of the control's level: `5%` is 0.05.
+    Relative(f64),
+}
+
+pub fn parse_tolerance(tolerance: &Tolerance) -> Option<ParsedTolerance> {
+    let valid = |amount: f64| amount.is_finite() && amount >= 0.0;
+    match tolerance {
+        Tolerance::Absolute(amount) => valid(*amount).then_some(ParsedTolerance::Absolute(*amount)),
+        Tolerance::Relative(text) => {
+            let amount: f64 = text.trim().strip_suffix('%')?.trim().parse().ok()?;
+            valid(amount).then_some(ParsedTolerance::Relative(amount / 100.0))
+        }
+    }
+}

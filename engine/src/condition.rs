@@ -137,7 +137,10 @@ impl CompiledCondition {
                     _ => {
                         problems.push(Problem::new(
                             format!("{values_path}[{index}]"),
-                            format!("`{}` compares strings; this is not a string", operator_name(op)),
+                            format!(
+                                "`{}` compares strings; this is not a string",
+                                operator_name(op)
+                            ),
                         ));
                         None
                     }
@@ -205,7 +208,10 @@ impl CompiledCondition {
                 if values.len() == 1 && number.is_none() {
                     problems.push(Problem::new(
                         format!("{values_path}[0]"),
-                        format!("`{}` compares numbers; this is not a number", operator_name(op)),
+                        format!(
+                            "`{}` compares numbers; this is not a number",
+                            operator_name(op)
+                        ),
                     ));
                 }
                 Matcher::Number(ordering_of(op), number.unwrap_or(f64::NAN))
@@ -336,9 +342,7 @@ fn time_of(value: &Value) -> Option<i128> {
         }
         Value::Number(number) => {
             let seconds = number.as_f64()?;
-            seconds
-                .is_finite()
-                .then(|| (seconds * 1e9) as i128)
+            seconds.is_finite().then(|| (seconds * 1e9) as i128)
         }
         _ => None,
     }

@@ -104,7 +104,12 @@ impl<'a> Evaluation<'a> {
         }
     }
 
-    fn served(flag: &'a CompiledFlag, variant: usize, reason: Reason, metadata: Metadata<'a>) -> Evaluation<'a> {
+    fn served(
+        flag: &'a CompiledFlag,
+        variant: usize,
+        reason: Reason,
+        metadata: Metadata<'a>,
+    ) -> Evaluation<'a> {
         let (name, value) = &flag.variants[variant];
         Evaluation {
             value: Some(value),
@@ -136,7 +141,8 @@ pub fn evaluate_typed<'a>(
     let evaluation = evaluate(snapshot, flag_key, context);
     match evaluation.flag_type {
         Some(found)
-            if found != expected && !(expected == FlagType::Float && found == FlagType::Integer) =>
+            if found != expected
+                && !(expected == FlagType::Float && found == FlagType::Integer) =>
         {
             Evaluation {
                 metadata: evaluation.metadata,
@@ -162,7 +168,12 @@ pub fn evaluate_flag<'a>(flag: &'a CompiledFlag, context: &Context) -> Evaluatio
             .segment
             .as_deref()
             .is_none_or(|conditions| conditions.iter().all(|condition| condition.holds(context)));
-        if segment_holds && rule.conditions.iter().all(|condition| condition.holds(context)) {
+        if segment_holds
+            && rule
+                .conditions
+                .iter()
+                .all(|condition| condition.holds(context))
+        {
             metadata.rule = rule.name.as_deref();
             return Evaluation::served(flag, rule.variant, Reason::TargetingMatch, metadata);
         }

@@ -20,5 +20,7 @@ pub mod snapshot;
 pub use bucketing::Cohort;
 pub use document::{Document, Flag, FlagType, Segment};
 pub use error::{DocumentError, Problem};
-pub use evaluate::{evaluate, evaluate_flag, evaluate_typed, Context, ErrorCode, Evaluation, Metadata, Reason};
+pub use evaluate::{
+    evaluate, evaluate_flag, evaluate_typed, Context, ErrorCode, Evaluation, Metadata, Reason,
+};
 pub use snapshot::{validate, CompiledFlag, Limits, Snapshot};

@@ -146,23 +146,37 @@ impl Snapshot {
                     "a segment needs at least one condition",
                 ));
             }
-            let conditions = compile_conditions(&segment.when, &format!("{path}.when"), limits, &mut problems);
+            let conditions = compile_conditions(
+                &segment.when,
+                &format!("{path}.when"),
+                limits,
+                &mut problems,
+            );
             segments.insert(key, conditions.into());
         }
 
         let mut flags = FxHashMap::default();
         flags.reserve(document.flags.len());
         for (key, flag) in &document.flags {
-            if let Some(compiled) =
-                compile_flag(key, flag, flag_revision(key), &segments, limits, &mut problems)
-            {
+            if let Some(compiled) = compile_flag(
+                key,
+                flag,
+                flag_revision(key),
+                &segments,
+                limits,
+                &mut problems,
+            ) {
                 flags.insert(key.as_str().into(), compiled);
             }
         }
         if !problems.is_empty() {
             return Err(DocumentError::Invalid(problems));
         }
-        let order = document.flags.keys().map(|key| key.as_str().into()).collect();
+        let order = document
+            .flags
+            .keys()
+            .map(|key| key.as_str().into())
+            .collect();
         Ok(Snapshot {
             revision,
             flags,
@@ -218,7 +232,10 @@ fn check_key(key: &str, path: &str, what: &str, limits: &Limits, problems: &mut 
                 limits.max_key_length
             ),
         ));
-    } else if key.chars().any(|c| c.is_control() || c.is_whitespace() || c == '/') {
+    } else if key
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '/')
+    {
         problems.push(Problem::new(
             path,
             format!("the {what} `{key}` has whitespace, a control character or '/'"),
@@ -313,10 +330,7 @@ fn compile_flag(
         match flag.variants.keys().position(|known| known == name) {
             Some(index) => index,
             None => {
-                problems.push(Problem::new(
-                    path,
-                    format!("no variant is named `{name}`"),
-                ));
+                problems.push(Problem::new(path, format!("no variant is named `{name}`")));
                 0
             }
         }
@@ -420,7 +434,13 @@ fn compile_flag(
     });
 
     if let Some(ramp) = &flag.ramp {
-        check_ramp(ramp, &format!("{path}.ramp"), flag.rollout.is_some(), limits, problems);
+        check_ramp(
+            ramp,
+            &format!("{path}.ramp"),
+            flag.rollout.is_some(),
+            limits,
+            problems,
+        );
     }
 
     (problems.len() == before).then(|| CompiledFlag {
@@ -454,7 +474,13 @@ fn check_percentage(percentage: f64, path: &str, problems: &mut Vec<Problem>) {
     }
 }
 
-fn check_ramp(ramp: &Ramp, path: &str, has_rollout: bool, limits: &Limits, problems: &mut Vec<Problem>) {
+fn check_ramp(
+    ramp: &Ramp,
+    path: &str,
+    has_rollout: bool,
+    limits: &Limits,
+    problems: &mut Vec<Problem>,
+) {
     if !has_rollout {
         problems.push(Problem::new(
             path,
@@ -480,7 +506,11 @@ fn check_ramp(ramp: &Ramp, path: &str, has_rollout: bool, limits: &Limits, probl
             ));
         }
     }
-    let min = check_duration(&ramp.min_stage_duration, &format!("{path}.min_stage_duration"), problems);
+    let min = check_duration(
+        &ramp.min_stage_duration,
+        &format!("{path}.min_stage_duration"),
+        problems,
+    );
     let max = ramp
         .max_stage_duration
         .as_deref()
@@ -507,8 +537,17 @@ fn check_ramp(ramp: &Ramp, path: &str, has_rollout: bool, limits: &Limits, probl
     }
     for (index, guard) in ramp.guards.iter().enumerate() {
         let guard_path = format!("{path}.guards[{index}]");
-        check_key(&guard.metric, &format!("{guard_path}.metric"), "metric name", limits, problems);
-        if ramp.guards[..index].iter().any(|other| other.metric == guard.metric) {
+        check_key(
+            &guard.metric,
+            &format!("{guard_path}.metric"),
+            "metric name",
+            limits,
+            problems,
+        );
+        if ramp.guards[..index]
+            .iter()
+            .any(|other| other.metric == guard.metric)
+        {
             problems.push(Problem::new(
                 format!("{guard_path}.metric"),
                 format!("metric `{}` is guarded twice", guard.metric),
@@ -549,7 +588,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         return None;
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return None;
         }

@@ -1,1 +1,139 @@
-pub fn placeholder() {}
+//! The Ripcord server.
+//!
+//! # Layout
+//!
+//! - [`config`]: flags and environment variables.
+//! - [`store`]: the `Store` trait and its backends (sled, the embedded default).
+//! - [`service`]: environments, flags, segments, keys and the audit log, without HTTP;
+//!   holds the per-environment snapshots that evaluation reads.
+//! - [`http`]: the only module that knows actix-web: OFREP, the admin API, health, metrics.
+//! - [`metrics`]: the Prometheus registry.
+//!
+//! [`run`] serves on a listener it is given, so tests start a real server on port 0.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod service;
+pub mod store;
+
+use std::net::TcpListener;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use ripcord_engine::Document;
+
+pub use config::Config;
+use service::{Change, Principal, Service};
+use store::Scope;
+
+/// The environment every new server starts with.
+pub const DEFAULT_ENVIRONMENT: &str = "default";
+
+/// The `ripcord` binary: parse the configuration, serve until SIGTERM or Ctrl-C.
+pub fn main() -> ExitCode {
+    let config = Config::parse();
+    init_logging(&config.log);
+    let workers = if config.workers == 0 {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    } else {
+        config.workers
+    };
+    let result = actix_web::rt::System::new().block_on(async move {
+        let listener = TcpListener::bind(config.http_addr)
+            .with_context(|| format!("binding {}", config.http_addr))?;
+        run(config, listener, workers).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("ripcord: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Opens the store, prepares the default environment and the admin key, and serves HTTP on
+/// `listener` until the process is told to stop.
+pub async fn run(config: Config, listener: TcpListener, workers: usize) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let store = store::sled::SledStore::open(&config.data_dir)?;
+    let service = Service::open(Arc::new(store), config.limits(), config.admin_key.as_deref()).await?;
+    prepare(&service, &config).await?;
+    let _follower = service.follow_changes();
+
+    let address = listener.local_addr()?;
+    tracing::info!(data_dir = %config.data_dir.display(), "ripcord listening on http://{address}");
+    let server = http::serve(Arc::clone(&service), &config, listener, workers)?;
+    server.await?;
+    tracing::info!("ripcord stopped");
+    Ok(())
+}
+
+/// First-start work: the `default` environment, the bootstrap document, the admin key.
+async fn prepare(service: &Arc<Service>, config: &Config) -> anyhow::Result<()> {
+    let system = Principal {
+        name: "ripcord".to_string(),
+        scope: Scope::Admin,
+        environment: None,
+    };
+    if service.environment_names().is_empty() {
+        service.create_environment(DEFAULT_ENVIRONMENT, &system).await?;
+    }
+    if let Some(path) = &config.bootstrap {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the bootstrap document {}", path.display()))?;
+        let document = if text.trim_start().starts_with('{') {
+            Document::from_json(&text)
+        } else {
+            Document::from_yaml(&text)
+        }
+        .with_context(|| format!("the bootstrap document {}", path.display()))?;
+        if service.environment(DEFAULT_ENVIRONMENT).is_none() {
+            service.create_environment(DEFAULT_ENVIRONMENT, &system).await?;
+        }
+        let empty = service
+            .environment(DEFAULT_ENVIRONMENT)
+            .is_some_and(|environment| environment.document.flags.is_empty());
+        if empty {
+            service
+                .change(
+                    Change {
+                        environment: DEFAULT_ENVIRONMENT,
+                        actor: &system,
+                        operation: "bootstrap",
+                    },
+                    |current| {
+                        *current = document;
+                        Ok(())
+                    },
+                )
+                .await
+                .with_context(|| format!("importing the bootstrap document {}", path.display()))?;
+            tracing::info!(path = %path.display(), "imported the bootstrap document into `default`");
+        }
+    }
+    if config.admin_key.is_none() && !service.has_stored_admin_key().await? {
+        let (_, token) = service
+            .create_key("initial-admin", Scope::Admin, None, &system)
+            .await?;
+        // Printed on stdout, once: it is stored hashed and cannot be shown again.
+        println!("Generated an admin key (shown only now, store it safely): {token}");
+        tracing::warn!("no admin key was configured or stored: generated one, printed on stdout");
+    }
+    Ok(())
+}

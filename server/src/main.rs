@@ -1,1 +1,5 @@
-fn main() {}
+//! The `ripcord` binary; everything it does is in the library.
+
+fn main() -> std::process::ExitCode {
+    ripcord_server::main()
+}

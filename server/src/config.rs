@@ -1,0 +1,78 @@
+//! Configuration: command-line flags, each also readable from an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Ripcord: a feature-flag server for progressive delivery.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ripcord", version, about, long_about = None)]
+pub struct Config {
+    /// Address for HTTP (OFREP, the admin API, health and metrics). Port 0 picks a free port;
+    /// the bound address is logged.
+    #[arg(long, env = "RIPCORD_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Directory of the embedded database. Created if missing.
+    #[arg(long, env = "RIPCORD_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// An admin key accepted in addition to stored ones. When neither this nor a stored admin
+    /// key exists, the server generates one at start and prints it once.
+    #[arg(long, env = "RIPCORD_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+
+    /// A flag document (YAML or JSON) imported into the `default` environment at start, if that
+    /// environment has no flags yet; a restart never undoes later changes.
+    #[arg(long, env = "RIPCORD_BOOTSTRAP")]
+    pub bootstrap: Option<PathBuf>,
+
+    /// Log filter, such as `info` or `ripcord_server=debug,actix_web=info`.
+    #[arg(long, env = "RIPCORD_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Largest request body, in bytes, except for document imports.
+    #[arg(long, env = "RIPCORD_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Largest flag document accepted by an import, in bytes.
+    #[arg(long, env = "RIPCORD_MAX_IMPORT_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_import_bytes: usize,
+
+    /// Most attributes in one evaluation context.
+    #[arg(long, env = "RIPCORD_MAX_CONTEXT_ATTRIBUTES", default_value_t = 200)]
+    pub max_context_attributes: usize,
+
+    /// Most flags in one environment.
+    #[arg(long, env = "RIPCORD_MAX_FLAGS", default_value_t = 20_000)]
+    pub max_flags: usize,
+
+    /// Most rules in one flag.
+    #[arg(long, env = "RIPCORD_MAX_RULES_PER_FLAG", default_value_t = 200)]
+    pub max_rules_per_flag: usize,
+
+    /// Most values in one condition (the list of an `in`, say).
+    #[arg(long, env = "RIPCORD_MAX_VALUES_PER_CONDITION", default_value_t = 10_000)]
+    pub max_values_per_condition: usize,
+
+    /// Longest flag, segment, variant or key name and attribute name, in characters.
+    #[arg(long, env = "RIPCORD_MAX_KEY_LENGTH", default_value_t = 256)]
+    pub max_key_length: usize,
+
+    /// HTTP worker threads; 0 means one per core.
+    #[arg(long, env = "RIPCORD_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+}
+
+impl Config {
+    pub fn limits(&self) -> ripcord_engine::Limits {
+        ripcord_engine::Limits {
+            max_flags: self.max_flags,
+            max_rules_per_flag: self.max_rules_per_flag,
+            max_values_per_condition: self.max_values_per_condition,
+            max_key_length: self.max_key_length,
+            ..ripcord_engine::Limits::default()
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The server's domain errors. `http::errors` turns them into responses in one place.
+
+use ripcord_engine::{DocumentError, Problem};
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("{what} `{key}` does not exist")]
+    NotFound { what: &'static str, key: String },
+    #[error("{0}")]
+    Conflict(String),
+    /// The request's document, flag or segment is invalid; nothing was changed.
+    #[error(transparent)]
+    Invalid(#[from] DocumentError),
+    /// The request is malformed: the message says what, the path says where.
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        path: Option<String>,
+    },
+    /// The request is over one of the server's limits; the message names it.
+    #[error("{message}")]
+    LimitExceeded { limit: &'static str, message: String },
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl Error {
+    pub fn bad_request(message: impl Into<String>, path: Option<String>) -> Error {
+        Error::BadRequest {
+            message: message.into(),
+            path,
+        }
+    }
+
+    /// The problems behind an `Invalid` error, for the response body.
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            Error::Invalid(error) => error.problems(),
+            _ => &[],
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(error: StoreError) -> Error {
+        match error {
+            StoreError::NoSuchEnvironment(name) => Error::NotFound {
+                what: "environment",
+                key: name,
+            },
+            StoreError::EnvironmentExists(name) => {
+                Error::Conflict(format!("environment `{name}` already exists"))
+            }
+            other => Error::Store(other),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

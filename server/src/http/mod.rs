@@ -1,0 +1,147 @@
+//! HTTP: the only module that knows actix-web.
+//!
+//! Handlers parse, authorize, call the [`Service`], and map the result. Every domain error
+//! becomes a response in one place, [`errors`]; no input produces a 500 or a panic.
+
+pub mod admin;
+pub mod errors;
+pub mod ofrep;
+pub mod openapi;
+pub mod ops;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::{Server, Service as _};
+use actix_web::web::{self, Bytes};
+use actix_web::{App, HttpRequest, HttpServer};
+use futures_util::StreamExt as _;
+use serde::de::DeserializeOwned;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::service::{Principal, Service};
+use crate::store::Scope;
+
+/// What every handler can reach.
+pub struct State {
+    pub service: Arc<Service>,
+    pub metrics: Metrics,
+    pub max_body_bytes: usize,
+    pub max_import_bytes: usize,
+    pub max_context_attributes: usize,
+}
+
+/// Builds the HTTP server on `listener`. It stops gracefully on SIGTERM and Ctrl-C.
+pub fn serve(service: Arc<Service>, config: &Config, listener: TcpListener, workers: usize) -> std::io::Result<Server> {
+    let state = web::Data::new(State {
+        service,
+        metrics: Metrics::new(),
+        max_body_bytes: config.max_body_bytes,
+        max_import_bytes: config.max_import_bytes,
+        max_context_attributes: config.max_context_attributes,
+    });
+    let server = HttpServer::new(move || {
+        let state = state.clone();
+        App::new()
+            .app_data(state.clone())
+            // Bodies are read by `read_body`, which enforces our limits with a clear error.
+            .app_data(web::PayloadConfig::new(usize::MAX))
+            .wrap_fn(move |request, service| {
+                let started = Instant::now();
+                let method = request.method().to_string();
+                let state = state.clone();
+                let response = service.call(request);
+                async move {
+                    let response = response.await?;
+                    let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
+                    state
+                        .metrics
+                        .request_duration
+                        .with_label_values(&[method.as_str(), route.as_str(), response.status().as_str()])
+                        .observe(started.elapsed().as_secs_f64());
+                    Ok(response)
+                }
+            })
+            .configure(ops::routes)
+            .configure(ofrep::routes)
+            .configure(admin::routes)
+            .default_service(web::to(errors::not_found))
+    })
+    .workers(workers)
+    .shutdown_timeout(10)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+/// The key a request carries, as `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+pub fn principal(request: &HttpRequest, state: &State) -> Result<Arc<Principal>> {
+    let headers = request.headers();
+    let token = headers
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
+        .or_else(|| headers.get("x-api-key").and_then(|value| value.to_str().ok()))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .ok_or(Error::Unauthorized(
+            "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+        ))?;
+    state
+        .service
+        .authenticate(token)
+        .ok_or(Error::Unauthorized("the API key is not valid: unknown or revoked"))
+}
+
+/// The request's key, which must be an admin key.
+pub fn admin(request: &HttpRequest, state: &State) -> Result<Arc<Principal>> {
+    let principal = principal(request, state)?;
+    if principal.scope != Scope::Admin {
+        return Err(Error::Forbidden(format!(
+            "this is a {} key; the admin API needs an admin key",
+            principal.scope.as_str()
+        )));
+    }
+    Ok(principal)
+}
+
+/// Reads a request body of at most `limit` bytes; a larger one is refused with an error
+/// that names the limit, before it is read whole.
+pub async fn read_body(mut payload: web::Payload, limit: usize, setting: &'static str) -> Result<Bytes> {
+    let too_large = || Error::LimitExceeded {
+        limit: setting,
+        message: format!("the request body is over the limit of {limit} bytes ({setting})"),
+    };
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|error| Error::bad_request(format!("reading the request body failed: {error}"), None))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Parses a JSON body; a problem is reported with its path in the body.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        Error::bad_request(
+            format!("the request body is not valid: {}", error.inner()),
+            (path != ".").then_some(path),
+        )
+    })?;
+    deserializer
+        .end()
+        .map_err(|error| Error::bad_request(format!("the request body is not valid: {error}"), None))?;
+    Ok(value)
+}

@@ -1,0 +1,283 @@
+//! OpenFeature Remote Evaluation Protocol (OFREP): single and bulk evaluation.
+//!
+//! Response shapes, error codes and statuses follow `ofrep-openapi.yaml`. Client keys see
+//! only client-visible flags: any other flag is answered as not found, so an app's key does
+//! not reveal which server-side flags exist. Bulk answers carry an `ETag` computed from the
+//! body itself, so it changes exactly when what this key sees for this context changes.
+
+use std::borrow::Cow;
+
+use actix_cors::Cors;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse};
+use ripcord_engine::{evaluate_flag, CompiledFlag, Context, Evaluation, FlagType};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::State;
+use crate::error::Error;
+use crate::service::{Environment, Principal};
+use crate::store::Scope;
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config.service(
+        web::scope("/ofrep/v1")
+            .wrap(
+                Cors::default()
+                    .allow_any_origin()
+                    .allowed_methods(["POST", "OPTIONS"])
+                    .allowed_headers([
+                        header::AUTHORIZATION,
+                        header::CONTENT_TYPE,
+                        header::IF_NONE_MATCH,
+                        header::HeaderName::from_static("x-api-key"),
+                    ])
+                    .expose_headers([header::ETAG])
+                    .max_age(3600),
+            )
+            .route("/evaluate/flags/{key}", web::post().to(evaluate_one))
+            .route("/evaluate/flags", web::post().to(evaluate_all)),
+    );
+}
+
+/// An OFREP failure: answered with its status and `{key?, errorCode, errorDetails}`.
+struct Failure {
+    status: actix_web::http::StatusCode,
+    key: Option<String>,
+    code: &'static str,
+    details: String,
+}
+
+impl Failure {
+    fn invalid_context(key: Option<&str>, details: String) -> Failure {
+        Failure {
+            status: actix_web::http::StatusCode::BAD_REQUEST,
+            key: key.map(str::to_string),
+            code: "INVALID_CONTEXT",
+            details,
+        }
+    }
+
+    fn respond(self) -> HttpResponse {
+        let mut body = serde_json::Map::new();
+        if let Some(key) = self.key {
+            body.insert("key".to_string(), Value::String(key));
+        }
+        body.insert("errorCode".to_string(), Value::from(self.code));
+        body.insert("errorDetails".to_string(), Value::String(self.details));
+        HttpResponse::build(self.status).json(body)
+    }
+}
+
+enum Refusal {
+    /// Authentication, authorization or limits: the server's own error shape.
+    Error(Error),
+    /// The evaluation request itself: OFREP's shape.
+    Ofrep(Failure),
+}
+
+impl From<Error> for Refusal {
+    fn from(error: Error) -> Refusal {
+        Refusal::Error(error)
+    }
+}
+
+impl Refusal {
+    fn respond(self) -> HttpResponse {
+        match self {
+            Refusal::Error(error) => actix_web::ResponseError::error_response(&error),
+            Refusal::Ofrep(failure) => failure.respond(),
+        }
+    }
+}
+
+/// Authenticates an evaluating key, finds its environment and parses the context.
+async fn prepare(
+    request: &HttpRequest,
+    state: &State,
+    payload: web::Payload,
+    flag_key: Option<&str>,
+) -> Result<(std::sync::Arc<Principal>, std::sync::Arc<Environment>, Context), Refusal> {
+    let principal = super::principal(request, state)?;
+    let Some(environment_name) = principal.environment.as_deref().filter(|_| principal.scope != Scope::Admin) else {
+        return Err(Error::Forbidden(
+            "admin keys do not evaluate flags: use a client or server key of the environment".to_string(),
+        )
+        .into());
+    };
+    let environment = state.service.environment(environment_name).ok_or_else(|| Error::NotFound {
+        what: "environment",
+        key: environment_name.to_string(),
+    })?;
+    let body = super::read_body(payload, state.max_body_bytes, "RIPCORD_MAX_BODY_BYTES").await?;
+    let context = parse_context(&body, flag_key, state.max_context_attributes, state.service.limits().max_key_length)
+        .map_err(Refusal::Ofrep)?;
+    Ok((principal, environment, context))
+}
+
+fn parse_context(body: &[u8], key: Option<&str>, max_attributes: usize, max_name: usize) -> Result<Context, Failure> {
+    #[derive(serde::Deserialize)]
+    struct Request {
+        context: Option<Value>,
+    }
+    let request: Request = serde_json::from_slice(body).map_err(|error| Failure {
+        status: actix_web::http::StatusCode::BAD_REQUEST,
+        key: key.map(str::to_string),
+        code: "PARSE_ERROR",
+        details: format!("the request body is not a JSON evaluation request: {error}"),
+    })?;
+    let context = match request.context {
+        None | Some(Value::Null) => Context::new(),
+        Some(Value::Object(context)) => context,
+        Some(_) => return Err(Failure::invalid_context(key, "`context` must be a JSON object".to_string())),
+    };
+    if context.len() > max_attributes {
+        return Err(Failure::invalid_context(
+            key,
+            format!(
+                "the context has {} attributes, over the limit of {max_attributes} (RIPCORD_MAX_CONTEXT_ATTRIBUTES)",
+                context.len()
+            ),
+        ));
+    }
+    if let Some(name) = context.keys().find(|name| name.chars().count() > max_name) {
+        return Err(Failure::invalid_context(
+            key,
+            format!(
+                "the attribute name `{}…` is over the limit of {max_name} characters (RIPCORD_MAX_KEY_LENGTH)",
+                name.chars().take(32).collect::<String>()
+            ),
+        ));
+    }
+    if let Some(targeting_key) = context.get("targetingKey") {
+        if !targeting_key.is_string() {
+            return Err(Failure::invalid_context(key, "`targetingKey` must be a string".to_string()));
+        }
+    }
+    Ok(context)
+}
+
+/// OFREP's success item: `{key, value, reason, variant, metadata}`.
+#[derive(Serialize)]
+struct Success<'a> {
+    key: &'a str,
+    value: Cow<'a, Value>,
+    reason: &'static str,
+    variant: &'a str,
+    metadata: Metadata<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Metadata<'a> {
+    revision: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cohort: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'a str>,
+    /// The stickiness attribute the context lacked, which kept it out of the rollout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unit_missing: Option<&'a str>,
+}
+
+fn success<'a>(flag: &'a CompiledFlag, evaluation: &Evaluation<'a>) -> Success<'a> {
+    let value = evaluation.value.unwrap_or(&Value::Null);
+    // Float flags are written with a decimal point, so typed clients never read an integer.
+    let value = match (flag.flag_type(), value.as_f64()) {
+        (FlagType::Float, Some(number)) if !value.is_f64() => Cow::Owned(Value::from(number)),
+        _ => Cow::Borrowed(value),
+    };
+    Success {
+        key: flag.key(),
+        value,
+        reason: evaluation.reason.as_str(),
+        variant: evaluation.variant.unwrap_or_default(),
+        metadata: Metadata {
+            revision: evaluation.metadata.revision,
+            cohort: evaluation.metadata.cohort.map(|cohort| cohort.as_str()),
+            rule: evaluation.metadata.rule,
+            unit_missing: evaluation.metadata.unit_missing,
+        },
+    }
+}
+
+fn visible(principal: &Principal, flag: &CompiledFlag) -> bool {
+    principal.scope != Scope::Client || flag.is_client_visible()
+}
+
+async fn evaluate_one(
+    request: HttpRequest,
+    state: web::Data<State>,
+    key: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let key = key.into_inner();
+    let (principal, environment, context) = match prepare(&request, &state, payload, Some(&key)).await {
+        Ok(prepared) => prepared,
+        Err(refusal) => return refusal.respond(),
+    };
+    let Some(flag) = environment.snapshot.flag(&key).filter(|flag| visible(&principal, flag)) else {
+        return Failure {
+            status: actix_web::http::StatusCode::NOT_FOUND,
+            key: Some(key.clone()),
+            code: "FLAG_NOT_FOUND",
+            details: format!("flag `{key}` was not found"),
+        }
+        .respond();
+    };
+    let evaluation = evaluate_flag(flag, &context);
+    state
+        .metrics
+        .evaluations
+        .with_label_values(&[flag.key(), evaluation.reason.as_str()])
+        .inc();
+    HttpResponse::Ok().json(success(flag, &evaluation))
+}
+
+#[derive(Serialize)]
+struct Bulk<'a> {
+    flags: Vec<Success<'a>>,
+}
+
+async fn evaluate_all(request: HttpRequest, state: web::Data<State>, payload: web::Payload) -> HttpResponse {
+    let (principal, environment, context) = match prepare(&request, &state, payload, None).await {
+        Ok(prepared) => prepared,
+        Err(refusal) => return refusal.respond(),
+    };
+    let mut flags = Vec::with_capacity(environment.snapshot.len());
+    for flag in environment.snapshot.flags().filter(|flag| visible(&principal, flag)) {
+        let evaluation = evaluate_flag(flag, &context);
+        state
+            .metrics
+            .evaluations
+            .with_label_values(&[flag.key(), evaluation.reason.as_str()])
+            .inc();
+        flags.push(success(flag, &evaluation));
+    }
+    let body = match serde_json::to_vec(&Bulk { flags }) {
+        Ok(body) => body,
+        Err(error) => return actix_web::ResponseError::error_response(&Error::bad_request(error.to_string(), None)),
+    };
+    let etag = format!("\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(&body));
+    if if_none_match(&request, &etag) {
+        return HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .finish();
+    }
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, etag))
+        .content_type("application/json")
+        .body(body)
+}
+
+/// Whether `If-None-Match` names `etag` (weakly compared, as RFC 9110 asks for this header)
+/// or is `*`.
+fn if_none_match(request: &HttpRequest, etag: &str) -> bool {
+    request
+        .headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|value: &HeaderValue| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|candidate| candidate.trim())
+        .any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == etag)
+}

@@ -1,0 +1,1 @@
+//! The OpenAPI document of the admin API, generated from the handlers.

@@ -1,0 +1,656 @@
+//! The service: what the admin API and the evaluation endpoints do, without knowing HTTP.
+//!
+//! Reads come from immutable per-environment snapshots swapped whole on every change, so
+//! evaluation never takes a lock and never touches storage. Writes are serialized by one
+//! writer lock per process, go to the store as one commit, and install the new snapshot
+//! before they return, so the very next evaluation sees them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use ripcord_engine::{Document, Flag, Limits, Segment, Snapshot};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+use crate::error::{Error, Result};
+use crate::store::{
+    AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState, KeyRecord,
+    Mutation, Scope, Store,
+};
+
+/// One environment, ready to serve: its compiled snapshot and the document it came from.
+#[derive(Debug)]
+pub struct Environment {
+    pub name: String,
+    pub revision: u64,
+    pub snapshot: Snapshot,
+    pub document: Document,
+    pub flag_revisions: BTreeMap<String, u64>,
+}
+
+/// The key a request authenticated with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+    pub scope: Scope,
+    pub environment: Option<String>,
+}
+
+/// A key as the API shows it: everything but the hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct KeyInfo {
+    pub id: String,
+    pub name: String,
+    pub scope: Scope,
+    pub environment: Option<String>,
+    pub prefix: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+impl From<&KeyRecord> for KeyInfo {
+    fn from(record: &KeyRecord) -> KeyInfo {
+        KeyInfo {
+            id: record.id.clone(),
+            name: record.name.clone(),
+            scope: record.scope,
+            environment: record.environment.clone(),
+            prefix: record.prefix.clone(),
+            created_at: record.created_at.clone(),
+            revoked_at: record.revoked_at.clone(),
+        }
+    }
+}
+
+type Environments = FxHashMap<String, Arc<Environment>>;
+type KeysByHash = FxHashMap<String, Arc<Principal>>;
+
+pub struct Service {
+    store: Arc<dyn Store>,
+    limits: Limits,
+    environments: ArcSwap<Environments>,
+    keys: ArcSwap<KeysByHash>,
+    /// The hash of the bootstrap admin key from the configuration, if one was given.
+    bootstrap_admin: Option<String>,
+    writer: Mutex<()>,
+}
+
+/// A change to an environment's document, for the audit log.
+pub struct Change<'a> {
+    pub environment: &'a str,
+    pub actor: &'a Principal,
+    /// What caused the change, such as `kill_switch` or `import`.
+    pub operation: &'static str,
+}
+
+pub fn hash_key(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+pub fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Environment names become part of URLs and store keys: keep them plain.
+pub fn check_environment_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::bad_request(
+            format!("`{name}` is not an environment name: use 1 to 64 of a-z, 0-9, '-' and '_'"),
+            Some("name".to_string()),
+        ))
+    }
+}
+
+fn new_token(scope: Scope) -> Result<String> {
+    let mut random = [0u8; 24];
+    getrandom::fill(&mut random)
+        .map_err(|error| Error::Store(crate::store::StoreError::Backend(format!("no randomness: {error}"))))?;
+    Ok(format!("ripcord-{}-{}", scope.as_str(), hex::encode(random)))
+}
+
+impl Service {
+    /// Loads every environment from the store and compiles its snapshot.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        limits: Limits,
+        bootstrap_admin_key: Option<&str>,
+    ) -> anyhow::Result<Arc<Service>> {
+        let service = Arc::new(Service {
+            store,
+            limits,
+            environments: ArcSwap::default(),
+            keys: ArcSwap::default(),
+            bootstrap_admin: bootstrap_admin_key.map(hash_key),
+            writer: Mutex::new(()),
+        });
+        let mut environments = Environments::default();
+        for record in service.store.environments().await? {
+            if let Some(environment) = service.load(&record.name).await? {
+                environments.insert(record.name.clone(), Arc::new(environment));
+            }
+        }
+        service.environments.store(Arc::new(environments));
+        service.reload_keys().await?;
+        Ok(service)
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    async fn load(&self, name: &str) -> Result<Option<Environment>> {
+        let Some(state) = self.store.load_environment(name).await? else {
+            return Ok(None);
+        };
+        // A stored document was valid when written; with lowered limits it may not be any
+        // more, and refusing to start would be worse than serving it.
+        let limits = Limits {
+            max_flags: usize::MAX,
+            max_segments: usize::MAX,
+            ..self.limits
+        };
+        Ok(Some(build(name, state, &limits)?))
+    }
+
+    /// Follows the store's change feed, so that commits made elsewhere (other nodes of a
+    /// shared store) reach this node's snapshots. Commits made here are installed before
+    /// they are acknowledged and are skipped.
+    pub fn follow_changes(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let service = Arc::clone(self);
+        let mut changes = service.store.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let event = match changes.recv().await {
+                    Ok(event) => event,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        if let Err(error) = service.reload_all().await {
+                            tracing::warn!(%error, "reloading after a lagged change feed failed");
+                        }
+                        continue;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                };
+                let result = match event {
+                    ChangeEvent::KeysChanged => service.reload_keys().await,
+                    ChangeEvent::Environment { name, revision, .. } => {
+                        let current = service.environment(&name).map(|environment| environment.revision);
+                        if current == Some(revision) {
+                            continue;
+                        }
+                        service.reload_environment(&name).await
+                    }
+                };
+                if let Err(error) = result {
+                    tracing::warn!(%error, "applying a change from the feed failed");
+                }
+            }
+        })
+    }
+
+    async fn reload_all(&self) -> Result<()> {
+        for record in self.store.environments().await? {
+            self.reload_environment(&record.name).await?;
+        }
+        self.reload_keys().await
+    }
+
+    async fn reload_environment(&self, name: &str) -> Result<()> {
+        let _writer = self.writer.lock().await;
+        let loaded = self.load(name).await?;
+        self.install(name, loaded.map(Arc::new));
+        Ok(())
+    }
+
+    async fn reload_keys(&self) -> Result<()> {
+        let mut keys = KeysByHash::default();
+        for record in self.store.keys().await? {
+            if record.revoked_at.is_none() {
+                keys.insert(
+                    record.hash.clone(),
+                    Arc::new(Principal {
+                        name: record.name,
+                        scope: record.scope,
+                        environment: record.environment,
+                    }),
+                );
+            }
+        }
+        if let Some(hash) = &self.bootstrap_admin {
+            keys.insert(
+                hash.clone(),
+                Arc::new(Principal {
+                    name: "bootstrap-admin".to_string(),
+                    scope: Scope::Admin,
+                    environment: None,
+                }),
+            );
+        }
+        self.keys.store(Arc::new(keys));
+        Ok(())
+    }
+
+    fn install(&self, name: &str, environment: Option<Arc<Environment>>) {
+        self.environments.rcu(|current| {
+            let mut next = Environments::clone(current);
+            match &environment {
+                Some(environment) => next.insert(name.to_string(), Arc::clone(environment)),
+                None => next.remove(name),
+            };
+            next
+        });
+    }
+
+    // ---- reads -------------------------------------------------------------------------
+
+    /// The environment's current snapshot. Lock-free.
+    pub fn environment(&self, name: &str) -> Option<Arc<Environment>> {
+        self.environments.load().get(name).cloned()
+    }
+
+    pub fn environment_names(&self) -> Vec<(String, u64)> {
+        let mut names: Vec<_> = self
+            .environments
+            .load()
+            .values()
+            .map(|environment| (environment.name.clone(), environment.revision))
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn require(&self, name: &str) -> Result<Arc<Environment>> {
+        self.environment(name).ok_or_else(|| Error::NotFound {
+            what: "environment",
+            key: name.to_string(),
+        })
+    }
+
+    /// The key with this token, if it is valid. Lock-free.
+    pub fn authenticate(&self, token: &str) -> Option<Arc<Principal>> {
+        self.keys.load().get(&hash_key(token)).cloned()
+    }
+
+    pub async fn ready(&self) -> bool {
+        self.store.ready().await
+    }
+
+    pub async fn environments(&self) -> Result<Vec<EnvironmentRecord>> {
+        Ok(self.store.environments().await?)
+    }
+
+    pub fn export(&self, environment: &str) -> Result<Document> {
+        Ok(self.require(environment)?.document.clone())
+    }
+
+    pub fn flags(&self, environment: &str) -> Result<Vec<(String, Flag, u64)>> {
+        let environment = self.require(environment)?;
+        Ok(environment
+            .document
+            .flags
+            .iter()
+            .map(|(key, flag)| {
+                let revision = environment.flag_revisions.get(key).copied().unwrap_or(0);
+                (key.clone(), flag.clone(), revision)
+            })
+            .collect())
+    }
+
+    pub fn flag(&self, environment: &str, key: &str) -> Result<(Flag, u64)> {
+        let environment = self.require(environment)?;
+        let flag = environment.document.flags.get(key).ok_or_else(|| Error::NotFound {
+            what: "flag",
+            key: key.to_string(),
+        })?;
+        let revision = environment.flag_revisions.get(key).copied().unwrap_or(0);
+        Ok((flag.clone(), revision))
+    }
+
+    pub fn segments(&self, environment: &str) -> Result<BTreeMap<String, Segment>> {
+        Ok(self.require(environment)?.document.segments.clone())
+    }
+
+    pub fn segment(&self, environment: &str, key: &str) -> Result<Segment> {
+        self.require(environment)?
+            .document
+            .segments
+            .get(key)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                what: "segment",
+                key: key.to_string(),
+            })
+    }
+
+    pub async fn keys(&self) -> Result<Vec<KeyInfo>> {
+        Ok(self.store.keys().await?.iter().map(KeyInfo::from).collect())
+    }
+
+    pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        Ok(self.store.audit(query).await?)
+    }
+
+    // ---- writes ------------------------------------------------------------------------
+
+    pub async fn create_environment(&self, name: &str, actor: &Principal) -> Result<EnvironmentRecord> {
+        check_environment_name(name)?;
+        let _writer = self.writer.lock().await;
+        let time = now();
+        let record = self
+            .store
+            .create_environment(
+                name,
+                &time,
+                audit_record(&time, actor, Some(name), "environment.create", name, "create_environment", None, None),
+            )
+            .await?;
+        self.install(
+            name,
+            Some(Arc::new(Environment {
+                name: name.to_string(),
+                revision: 0,
+                snapshot: Snapshot::empty(0),
+                document: Document::default(),
+                flag_revisions: BTreeMap::new(),
+            })),
+        );
+        Ok(record)
+    }
+
+    /// Deletes an environment with its flags and segments, and revokes its keys.
+    pub async fn delete_environment(&self, name: &str, actor: &Principal) -> Result<()> {
+        let _writer = self.writer.lock().await;
+        let time = now();
+        self.store
+            .delete_environment(
+                name,
+                audit_record(&time, actor, Some(name), "environment.delete", name, "delete_environment", None, None),
+            )
+            .await?;
+        self.install(name, None);
+        for key in self.store.keys().await? {
+            if key.environment.as_deref() == Some(name) && key.revoked_at.is_none() {
+                self.revoke_record(key, actor, &time).await?;
+            }
+        }
+        self.reload_keys().await
+    }
+
+    /// Applies `edit` to the environment's document, validates the result, and commits the
+    /// difference as one revision. Invalid results change nothing. Returns the new revision
+    /// (the current one when `edit` changed nothing).
+    pub async fn change(
+        &self,
+        change: Change<'_>,
+        edit: impl FnOnce(&mut Document) -> Result<()>,
+    ) -> Result<u64> {
+        let _writer = self.writer.lock().await;
+        let current = self.require(change.environment)?;
+        let mut document = current.document.clone();
+        edit(&mut document)?;
+
+        let revision = current.revision + 1;
+        let time = now();
+        let mut mutations = Vec::new();
+        let mut audit = Vec::new();
+        let mut flag_revisions = BTreeMap::new();
+        let flag_keys: BTreeSet<&String> = current.document.flags.keys().chain(document.flags.keys()).collect();
+        for key in flag_keys {
+            let before = current.document.flags.get(key);
+            let after = document.flags.get(key);
+            if before == after {
+                if let Some(&kept) = current.flag_revisions.get(key) {
+                    flag_revisions.insert(key.clone(), kept);
+                }
+                continue;
+            }
+            let action = match (before, after) {
+                (None, _) => "flag.create",
+                (_, None) => "flag.delete",
+                _ => "flag.update",
+            };
+            audit.push(audit_record(
+                &time,
+                change.actor,
+                Some(change.environment),
+                action,
+                key,
+                change.operation,
+                before.map(to_value),
+                after.map(to_value),
+            ));
+            match after {
+                Some(flag) => {
+                    flag_revisions.insert(key.clone(), revision);
+                    mutations.push(Mutation::PutFlag {
+                        key: key.clone(),
+                        flag: flag.clone(),
+                    });
+                }
+                None => mutations.push(Mutation::DeleteFlag { key: key.clone() }),
+            }
+        }
+        let segment_keys: BTreeSet<&String> =
+            current.document.segments.keys().chain(document.segments.keys()).collect();
+        for key in segment_keys {
+            let before = current.document.segments.get(key);
+            let after = document.segments.get(key);
+            if before == after {
+                continue;
+            }
+            let action = match (before, after) {
+                (None, _) => "segment.create",
+                (_, None) => "segment.delete",
+                _ => "segment.update",
+            };
+            audit.push(audit_record(
+                &time,
+                change.actor,
+                Some(change.environment),
+                action,
+                key,
+                change.operation,
+                before.map(to_value),
+                after.map(to_value),
+            ));
+            mutations.push(match after {
+                Some(segment) => Mutation::PutSegment {
+                    key: key.clone(),
+                    segment: segment.clone(),
+                },
+                None => Mutation::DeleteSegment { key: key.clone() },
+            });
+        }
+        if mutations.is_empty() {
+            return Ok(current.revision);
+        }
+
+        let state = EnvironmentState {
+            revision,
+            document,
+            flag_revisions,
+        };
+        let environment = build(change.environment, state, &self.limits)?;
+        let committed = self
+            .store
+            .commit(change.environment, current.revision, mutations, audit)
+            .await?;
+        debug_assert_eq!(committed, revision);
+        self.install(change.environment, Some(Arc::new(environment)));
+        Ok(revision)
+    }
+
+    /// Creates a key and returns it with the token, which is shown this once only.
+    pub async fn create_key(
+        &self,
+        name: &str,
+        scope: Scope,
+        environment: Option<&str>,
+        actor: &Principal,
+    ) -> Result<(KeyInfo, String)> {
+        if name.trim().is_empty() || name.chars().count() > self.limits.max_key_length {
+            return Err(Error::bad_request(
+                format!("a key name is 1 to {} characters", self.limits.max_key_length),
+                Some("name".to_string()),
+            ));
+        }
+        let environment = match (scope, environment) {
+            (Scope::Admin, None) => None,
+            (Scope::Admin, Some(_)) => {
+                return Err(Error::bad_request(
+                    "admin keys work in every environment: leave `environment` out",
+                    Some("environment".to_string()),
+                ))
+            }
+            (_, None) => {
+                return Err(Error::bad_request(
+                    "client and server keys belong to one environment: name it",
+                    Some("environment".to_string()),
+                ))
+            }
+            (_, Some(environment)) => {
+                self.require(environment)?;
+                Some(environment.to_string())
+            }
+        };
+        let token = new_token(scope)?;
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id)
+            .map_err(|error| Error::Store(crate::store::StoreError::Backend(error.to_string())))?;
+        let time = now();
+        let record = KeyRecord {
+            id: hex::encode(id),
+            name: name.to_string(),
+            scope,
+            environment,
+            hash: hash_key(&token),
+            prefix: token.chars().take(token.len() - 40).collect(),
+            created_at: time.clone(),
+            revoked_at: None,
+        };
+        let info = KeyInfo::from(&record);
+        let audit = audit_record(
+            &time,
+            actor,
+            record.environment.as_deref(),
+            "key.create",
+            &record.name,
+            "create_key",
+            None,
+            Some(to_value(&info)),
+        );
+        {
+            let _writer = self.writer.lock().await;
+            self.store.put_key(record, audit).await?;
+        }
+        self.reload_keys().await?;
+        Ok((info, token))
+    }
+
+    pub async fn revoke_key(&self, id: &str, actor: &Principal) -> Result<KeyInfo> {
+        let record = self
+            .store
+            .keys()
+            .await?
+            .into_iter()
+            .find(|key| key.id == id)
+            .ok_or_else(|| Error::NotFound {
+                what: "key",
+                key: id.to_string(),
+            })?;
+        if record.revoked_at.is_some() {
+            return Ok(KeyInfo::from(&record));
+        }
+        let info = {
+            let _writer = self.writer.lock().await;
+            self.revoke_record(record, actor, &now()).await?
+        };
+        self.reload_keys().await?;
+        Ok(info)
+    }
+
+    async fn revoke_record(&self, mut record: KeyRecord, actor: &Principal, time: &str) -> Result<KeyInfo> {
+        let before = to_value(&KeyInfo::from(&record));
+        record.revoked_at = Some(time.to_string());
+        let info = KeyInfo::from(&record);
+        let audit = audit_record(
+            time,
+            actor,
+            record.environment.as_deref(),
+            "key.revoke",
+            &record.name,
+            "revoke_key",
+            Some(before),
+            Some(to_value(&info)),
+        );
+        self.store.put_key(record, audit).await?;
+        Ok(info)
+    }
+
+    /// Whether a non-revoked admin key is stored (the bootstrap key from the configuration
+    /// does not count).
+    pub async fn has_stored_admin_key(&self) -> Result<bool> {
+        Ok(self
+            .store
+            .keys()
+            .await?
+            .iter()
+            .any(|key| key.scope == Scope::Admin && key.revoked_at.is_none()))
+    }
+}
+
+fn build(name: &str, state: EnvironmentState, limits: &Limits) -> Result<Environment> {
+    let snapshot = Snapshot::compile(
+        &state.document,
+        state.revision,
+        |key| state.flag_revisions.get(key).copied().unwrap_or(state.revision),
+        limits,
+    )?;
+    Ok(Environment {
+        name: name.to_string(),
+        revision: state.revision,
+        snapshot,
+        document: state.document,
+        flag_revisions: state.flag_revisions,
+    })
+}
+
+fn to_value(value: &impl Serialize) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn audit_record(
+    time: &str,
+    actor: &Principal,
+    environment: Option<&str>,
+    action: &str,
+    target: &str,
+    operation: &str,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) -> AuditRecord {
+    AuditRecord {
+        id: 0,
+        time: time.to_string(),
+        actor: actor.name.clone(),
+        environment: environment.map(str::to_string),
+        action: action.to_string(),
+        target: target.to_string(),
+        operation: operation.to_string(),
+        before,
+        after,
+        revision: None,
+    }
+}

@@ -1,0 +1,194 @@
+//! Durable state: environments with their flags and segments, keys, and the audit log.
+//!
+//! The [`Store`] trait is the narrowest thing the service needs from a database, shaped so
+//! that more than one backend can serve it: every write to an environment is one atomic
+//! commit that checks and bumps the environment's revision, and every commit is announced
+//! on a change feed so that every node can refresh its snapshot. [`sled`] is the embedded
+//! default; every backend must pass the suite in [`conformance`].
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use ripcord_engine::{Document, Flag, Segment};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+#[cfg(test)]
+pub(crate) mod conformance;
+pub mod sled;
+
+/// An environment as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EnvironmentRecord {
+    pub name: String,
+    /// Bumped by exactly one on every committed change to the environment.
+    pub revision: u64,
+    pub created_at: String,
+}
+
+/// Everything the service needs to rebuild an environment's snapshot.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EnvironmentState {
+    pub revision: u64,
+    pub document: Document,
+    /// The revision at which each flag last changed.
+    pub flag_revisions: BTreeMap<String, u64>,
+}
+
+/// One change inside a commit. The flags and segments a commit writes get the commit's new
+/// revision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mutation {
+    PutFlag { key: String, flag: Flag },
+    DeleteFlag { key: String },
+    PutSegment { key: String, segment: Segment },
+    DeleteSegment { key: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Ships inside apps: evaluates client-visible flags and reports metrics.
+    Client,
+    /// Backend services: evaluates every flag of its environment and reads its ruleset.
+    Server,
+    /// Changes things, in every environment.
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Client => "client",
+            Scope::Server => "server",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+/// An API key as stored: never the key itself, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub id: String,
+    pub name: String,
+    pub scope: Scope,
+    /// The environment a client or server key belongs to; `None` for admin keys.
+    pub environment: Option<String>,
+    /// Hex SHA-256 of the key.
+    pub hash: String,
+    /// The key's first characters, so that people can tell their keys apart.
+    pub prefix: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// One entry of the audit log: who changed what, when, from what to what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AuditRecord {
+    /// Assigned by the store; increases with every entry.
+    pub id: u64,
+    /// RFC 3339.
+    pub time: String,
+    /// The name of the key that made the change.
+    pub actor: String,
+    pub environment: Option<String>,
+    /// What happened, such as `flag.update` or `key.revoke`.
+    pub action: String,
+    /// The thing changed: a flag, segment or key name.
+    pub target: String,
+    /// The operation that caused the change, such as `kill_switch` or `import`.
+    pub operation: String,
+    #[schema(value_type = Option<Object>)]
+    pub before: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub after: Option<Value>,
+    /// The environment revision the change produced.
+    pub revision: Option<u64>,
+}
+
+/// Which audit entries to read, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub environment: Option<String>,
+    /// Entries about this flag only.
+    pub flag: Option<String>,
+    /// Only entries older than this id (the cursor of the previous page).
+    pub before: Option<u64>,
+    pub limit: usize,
+}
+
+/// What the change feed announces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeEvent {
+    /// The environment now has this revision (or was deleted, with `deleted`).
+    Environment {
+        name: String,
+        revision: u64,
+        deleted: bool,
+    },
+    KeysChanged,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("environment `{0}` does not exist")]
+    NoSuchEnvironment(String),
+    #[error("environment `{0}` already exists")]
+    EnvironmentExists(String),
+    /// Someone else committed first; the caller reloads and tries again.
+    #[error("environment `{environment}` is at revision {found}, not {expected}")]
+    RevisionConflict {
+        environment: String,
+        expected: u64,
+        found: u64,
+    },
+    #[error("storage failed: {0}")]
+    Backend(String),
+    #[error("stored data is corrupt at `{key}`: {message}")]
+    Corrupt { key: String, message: String },
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn environments(&self) -> StoreResult<Vec<EnvironmentRecord>>;
+
+    async fn load_environment(&self, name: &str) -> StoreResult<Option<EnvironmentState>>;
+
+    async fn create_environment(
+        &self,
+        name: &str,
+        created_at: &str,
+        audit: AuditRecord,
+    ) -> StoreResult<EnvironmentRecord>;
+
+    /// Removes the environment with its flags and segments.
+    async fn delete_environment(&self, name: &str, audit: AuditRecord) -> StoreResult<()>;
+
+    /// Applies `mutations` and appends `audit` in one atomic, durable step, if and only if
+    /// the environment is still at `base_revision`. Returns the new revision,
+    /// `base_revision + 1`. When this returns, the commit survives a crash.
+    async fn commit(
+        &self,
+        environment: &str,
+        base_revision: u64,
+        mutations: Vec<Mutation>,
+        audit: Vec<AuditRecord>,
+    ) -> StoreResult<u64>;
+
+    async fn keys(&self) -> StoreResult<Vec<KeyRecord>>;
+
+    /// Creates or replaces a key (revoking is replacing with `revoked_at` set), durably.
+    async fn put_key(&self, key: KeyRecord, audit: AuditRecord) -> StoreResult<()>;
+
+    async fn audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
+
+    /// Every commit, from this node or (for shared backends) any other.
+    fn subscribe(&self) -> broadcast::Receiver<ChangeEvent>;
+
+    /// Whether the backend can serve reads and writes now.
+    async fn ready(&self) -> bool;
+}

@@ -1,0 +1,365 @@
+//! The embedded default store: one sled database in the data directory.
+//!
+//! Everything lives in sled's default tree under prefixed keys, so that one sled
+//! transaction covers a whole commit (the environment record, its flags and segments, and
+//! the audit entries), and a flush before returning makes the commit durable.
+//!
+//! | key | value (JSON) |
+//! |---|---|
+//! | `env/{name}` | [`EnvironmentRecord`] |
+//! | `flag/{env}\0{key}` | [`StoredItem`] of a flag |
+//! | `segment/{env}\0{key}` | [`StoredItem`] of a segment |
+//! | `key/{id}` | [`KeyRecord`] |
+//! | `audit/{id as 8 big-endian bytes}` | [`AuditRecord`] |
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use tokio::sync::broadcast;
+
+use super::{
+    AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState, KeyRecord,
+    Mutation, Store, StoreError, StoreResult,
+};
+
+pub struct SledStore {
+    db: sled::Db,
+    changes: broadcast::Sender<ChangeEvent>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredItem<T> {
+    revision: u64,
+    item: T,
+}
+
+const ENV: &str = "env/";
+const FLAG: &str = "flag/";
+const SEGMENT: &str = "segment/";
+const KEY: &str = "key/";
+const AUDIT: &[u8] = b"audit/";
+
+fn env_key(name: &str) -> Vec<u8> {
+    format!("{ENV}{name}").into_bytes()
+}
+
+/// Flags and segments of one environment sort together under `{prefix}{env}\0`.
+fn item_prefix(prefix: &str, environment: &str) -> Vec<u8> {
+    format!("{prefix}{environment}\0").into_bytes()
+}
+
+fn item_key(prefix: &str, environment: &str, key: &str) -> Vec<u8> {
+    format!("{prefix}{environment}\0{key}").into_bytes()
+}
+
+fn audit_key(id: u64) -> Vec<u8> {
+    let mut key = AUDIT.to_vec();
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+fn backend(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("store records always serialize")
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        message: error.to_string(),
+    })
+}
+
+/// Runs a sled transaction whose closure can fail with a [`StoreError`].
+fn transact<T>(
+    db: &sled::Db,
+    body: impl Fn(&TransactionalTree) -> Result<T, ConflictableTransactionError<StoreError>>,
+) -> StoreResult<T> {
+    db.transaction(body).map_err(|error| match error {
+        TransactionError::Abort(error) => error,
+        TransactionError::Storage(error) => backend(error),
+    })
+}
+
+fn abort<T>(error: StoreError) -> Result<T, ConflictableTransactionError<StoreError>> {
+    Err(ConflictableTransactionError::Abort(error))
+}
+
+fn append_audit(
+    tree: &TransactionalTree,
+    mut record: AuditRecord,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    // sled's ids start at 0 and only grow; +1 keeps 0 free to mean "no entry".
+    record.id = tree.generate_id()? + 1;
+    tree.insert(audit_key(record.id), encode(&record))?;
+    Ok(())
+}
+
+impl SledStore {
+    pub fn open(path: &Path) -> StoreResult<SledStore> {
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|error| backend(format!("opening {}: {error}", path.display())))?;
+        let (changes, _) = broadcast::channel(1024);
+        Ok(SledStore { db, changes })
+    }
+
+    async fn flush(&self) -> StoreResult<()> {
+        self.db.flush_async().await.map(drop).map_err(backend)
+    }
+
+    fn announce(&self, event: ChangeEvent) {
+        // Nobody listening is not an error: the feed is for whoever cares.
+        let _ = self.changes.send(event);
+    }
+
+    fn scan<T: DeserializeOwned>(&self, prefix: &[u8]) -> StoreResult<Vec<(Vec<u8>, T)>> {
+        self.db
+            .scan_prefix(prefix)
+            .map(|entry| {
+                let (key, value) = entry.map_err(backend)?;
+                let item = decode(&key, &value)?;
+                Ok((key[prefix.len()..].to_vec(), item))
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Store for SledStore {
+    async fn environments(&self) -> StoreResult<Vec<EnvironmentRecord>> {
+        Ok(self
+            .scan::<EnvironmentRecord>(ENV.as_bytes())?
+            .into_iter()
+            .map(|(_, record)| record)
+            .collect())
+    }
+
+    async fn load_environment(&self, name: &str) -> StoreResult<Option<EnvironmentState>> {
+        let key = env_key(name);
+        let Some(bytes) = self.db.get(&key).map_err(backend)? else {
+            return Ok(None);
+        };
+        let record: EnvironmentRecord = decode(&key, &bytes)?;
+        let mut state = EnvironmentState {
+            revision: record.revision,
+            ..EnvironmentState::default()
+        };
+        for (key, stored) in self.scan::<StoredItem<ripcord_engine::Flag>>(&item_prefix(FLAG, name))? {
+            let key = String::from_utf8_lossy(&key).into_owned();
+            state.flag_revisions.insert(key.clone(), stored.revision);
+            state.document.flags.insert(key, stored.item);
+        }
+        for (key, stored) in
+            self.scan::<StoredItem<ripcord_engine::Segment>>(&item_prefix(SEGMENT, name))?
+        {
+            state
+                .document
+                .segments
+                .insert(String::from_utf8_lossy(&key).into_owned(), stored.item);
+        }
+        Ok(Some(state))
+    }
+
+    async fn create_environment(
+        &self,
+        name: &str,
+        created_at: &str,
+        audit: AuditRecord,
+    ) -> StoreResult<EnvironmentRecord> {
+        let record = EnvironmentRecord {
+            name: name.to_string(),
+            revision: 0,
+            created_at: created_at.to_string(),
+        };
+        transact(&self.db, |tree| {
+            let key = env_key(name);
+            if tree.get(&key)?.is_some() {
+                return abort(StoreError::EnvironmentExists(name.to_string()));
+            }
+            tree.insert(key, encode(&record))?;
+            append_audit(tree, audit.clone())
+        })?;
+        self.flush().await?;
+        self.announce(ChangeEvent::Environment {
+            name: name.to_string(),
+            revision: 0,
+            deleted: false,
+        });
+        Ok(record)
+    }
+
+    async fn delete_environment(&self, name: &str, audit: AuditRecord) -> StoreResult<()> {
+        let mut items: Vec<Vec<u8>> = Vec::new();
+        for prefix in [FLAG, SEGMENT] {
+            let prefix = item_prefix(prefix, name);
+            for entry in self.db.scan_prefix(&prefix).keys() {
+                items.push(entry.map_err(backend)?.to_vec());
+            }
+        }
+        transact(&self.db, |tree| {
+            let key = env_key(name);
+            if tree.get(&key)?.is_none() {
+                return abort(StoreError::NoSuchEnvironment(name.to_string()));
+            }
+            tree.remove(key)?;
+            for item in &items {
+                tree.remove(item.as_slice())?;
+            }
+            append_audit(tree, audit.clone())
+        })?;
+        self.flush().await?;
+        self.announce(ChangeEvent::Environment {
+            name: name.to_string(),
+            revision: 0,
+            deleted: true,
+        });
+        Ok(())
+    }
+
+    async fn commit(
+        &self,
+        environment: &str,
+        base_revision: u64,
+        mutations: Vec<Mutation>,
+        audit: Vec<AuditRecord>,
+    ) -> StoreResult<u64> {
+        // Encode outside the transaction: sled may run the closure more than once.
+        let revision = base_revision + 1;
+        let writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = mutations
+            .iter()
+            .map(|mutation| match mutation {
+                Mutation::PutFlag { key, flag } => (
+                    item_key(FLAG, environment, key),
+                    Some(encode(&StoredItem { revision, item: flag })),
+                ),
+                Mutation::DeleteFlag { key } => (item_key(FLAG, environment, key), None),
+                Mutation::PutSegment { key, segment } => (
+                    item_key(SEGMENT, environment, key),
+                    Some(encode(&StoredItem { revision, item: segment })),
+                ),
+                Mutation::DeleteSegment { key } => (item_key(SEGMENT, environment, key), None),
+            })
+            .collect();
+        transact(&self.db, |tree| {
+            let key = env_key(environment);
+            let Some(bytes) = tree.get(&key)? else {
+                return abort(StoreError::NoSuchEnvironment(environment.to_string()));
+            };
+            let mut record: EnvironmentRecord = match decode(&key, &bytes) {
+                Ok(record) => record,
+                Err(error) => return abort(error),
+            };
+            if record.revision != base_revision {
+                return abort(StoreError::RevisionConflict {
+                    environment: environment.to_string(),
+                    expected: base_revision,
+                    found: record.revision,
+                });
+            }
+            record.revision = revision;
+            tree.insert(key, encode(&record))?;
+            for (key, value) in &writes {
+                match value {
+                    Some(value) => tree.insert(key.as_slice(), value.as_slice())?,
+                    None => tree.remove(key.as_slice())?,
+                };
+            }
+            for entry in &audit {
+                append_audit(
+                    tree,
+                    AuditRecord {
+                        revision: Some(revision),
+                        ..entry.clone()
+                    },
+                )?;
+            }
+            Ok(())
+        })?;
+        self.flush().await?;
+        self.announce(ChangeEvent::Environment {
+            name: environment.to_string(),
+            revision,
+            deleted: false,
+        });
+        Ok(revision)
+    }
+
+    async fn keys(&self) -> StoreResult<Vec<KeyRecord>> {
+        Ok(self
+            .scan::<KeyRecord>(KEY.as_bytes())?
+            .into_iter()
+            .map(|(_, record)| record)
+            .collect())
+    }
+
+    async fn put_key(&self, key: KeyRecord, audit: AuditRecord) -> StoreResult<()> {
+        let encoded = encode(&key);
+        transact(&self.db, |tree| {
+            tree.insert(format!("{KEY}{}", key.id).into_bytes(), encoded.as_slice())?;
+            append_audit(tree, audit.clone())
+        })?;
+        self.flush().await?;
+        self.announce(ChangeEvent::KeysChanged);
+        Ok(())
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+        let end = audit_key(query.before.unwrap_or(u64::MAX));
+        let mut found = Vec::new();
+        for entry in self.db.range(AUDIT.to_vec()..end).rev() {
+            if found.len() >= query.limit {
+                break;
+            }
+            let (key, value) = entry.map_err(backend)?;
+            let record: AuditRecord = decode(&key, &value)?;
+            let environment_matches = query
+                .environment
+                .as_ref()
+                .is_none_or(|wanted| record.environment.as_ref() == Some(wanted));
+            let flag_matches = query.flag.as_ref().is_none_or(|wanted| {
+                record.action.starts_with("flag.") && &record.target == wanted
+            });
+            if environment_matches && flag_matches {
+                found.push(record);
+            }
+        }
+        Ok(found)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
+        self.changes.subscribe()
+    }
+
+    async fn ready(&self) -> bool {
+        self.db.get(b"ready-probe").is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn sled_passes_the_store_conformance_suite() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = super::SledStore::open(directory.path()).unwrap();
+        crate::store::conformance::run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn commits_survive_reopening() {
+        let directory = tempfile::tempdir().unwrap();
+        {
+            let store = super::SledStore::open(directory.path()).unwrap();
+            crate::store::conformance::write_one_flag(&store).await;
+        }
+        let store = super::SledStore::open(directory.path()).unwrap();
+        crate::store::conformance::check_one_flag(&store).await;
+    }
+}

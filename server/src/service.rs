@@ -184,19 +184,35 @@ impl Service {
                 };
                 let result = match event {
                     ChangeEvent::KeysChanged => service.reload_keys().await,
-                    ChangeEvent::Environment { name, revision, .. } => {
-                        let current = service.environment(&name).map(|environment| environment.revision);
-                        if current == Some(revision) {
-                            continue;
-                        }
-                        service.reload_environment(&name).await
-                    }
+                    ChangeEvent::Environment {
+                        name,
+                        revision,
+                        deleted,
+                    } => service.apply_change(&name, revision, deleted).await,
                 };
                 if let Err(error) = result {
                     tracing::warn!(%error, "applying a change from the feed failed");
                 }
             }
         })
+    }
+
+    /// Brings one environment up to a revision announced on the feed, unless this node is
+    /// there already (the usual case: it made the commit itself).
+    async fn apply_change(&self, name: &str, revision: u64, deleted: bool) -> Result<()> {
+        let _writer = self.writer.lock().await;
+        let current = self.environment(name).map(|environment| environment.revision);
+        let up_to_date = if deleted {
+            current.is_none()
+        } else {
+            current.is_some_and(|current| current >= revision)
+        };
+        if up_to_date {
+            return Ok(());
+        }
+        let loaded = self.load(name).await?;
+        self.install(name, loaded.map(Arc::new));
+        Ok(())
     }
 
     async fn reload_all(&self) -> Result<()> {

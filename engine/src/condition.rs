@@ -285,6 +285,25 @@ impl CompiledCondition {
         let Some(value) = context.get(&*self.attribute) else {
             return matches!(self.matcher, Matcher::NotExists);
         };
+        match (&self.matcher, value) {
+            (Matcher::Exists, _) => !value.is_null(),
+            (Matcher::NotExists, _) => value.is_null(),
+            // A list-valued attribute (`groups: [beta, staff]`) is none of its elements'
+            // values: it is out of the set only when every element is.
+            (Matcher::NotEqual(set), Value::Array(elements)) => {
+                !elements.is_empty()
+                    && elements
+                        .iter()
+                        .all(|element| is_scalar(element) && !set.contains(element))
+            }
+            // Otherwise a list-valued attribute satisfies a condition when one element does.
+            (_, Value::Array(elements)) => elements.iter().any(|element| self.holds_for(element)),
+            _ => self.holds_for(value),
+        }
+    }
+
+    /// Whether one (non-list) value satisfies the condition.
+    fn holds_for(&self, value: &Value) -> bool {
         match &self.matcher {
             Matcher::Equal(set) => set.contains(value),
             Matcher::NotEqual(set) => is_scalar(value) && !set.contains(value),
@@ -304,10 +323,12 @@ impl CompiledCondition {
                 .as_f64()
                 .and_then(|number| number.partial_cmp(bound))
                 .is_some_and(|found| ordering.holds(found)),
+            // An app reporting "2.4.0+build.7" is on 2.4.0: SemVer precedence ignores build
+            // metadata, which `Ord` on `semver::Version` compares.
             Matcher::Semver(ordering, bound) => value
                 .as_str()
                 .and_then(|text| semver::Version::parse(text).ok())
-                .is_some_and(|version| ordering.holds(version.cmp(bound))),
+                .is_some_and(|version| ordering.holds(version.cmp_precedence(bound))),
             Matcher::Time(ordering, bound) => {
                 time_of(value).is_some_and(|time| ordering.holds(time.cmp(bound)))
             }
@@ -342,7 +363,7 @@ fn time_of(value: &Value) -> Option<i128> {
         }
         Value::Number(number) => {
             let seconds = number.as_f64()?;
-            seconds.is_finite().then(|| (seconds * 1e9) as i128)
+            seconds.is_finite().then_some((seconds * 1e9) as i128)
         }
         _ => None,
     }

@@ -243,11 +243,43 @@ pub enum Better {
 
 /// How much worse the treatment may be: an absolute amount (`0.002`) or a share of the
 /// control's level written with a percent sign (`"5%"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Tolerance {
     Absolute(f64),
     Relative(String),
+}
+
+impl<'de> Deserialize<'de> for Tolerance {
+    // By hand rather than `untagged`, whose error ("data did not match any variant") would
+    // not tell a person what to write.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Tolerance, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Tolerance;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a number such as 0.002 or a percentage such as \"5%\"")
+            }
+
+            fn visit_f64<E>(self, value: f64) -> Result<Tolerance, E> {
+                Ok(Tolerance::Absolute(value))
+            }
+
+            fn visit_i64<E>(self, value: i64) -> Result<Tolerance, E> {
+                Ok(Tolerance::Absolute(value as f64))
+            }
+
+            fn visit_u64<E>(self, value: u64) -> Result<Tolerance, E> {
+                Ok(Tolerance::Absolute(value as f64))
+            }
+
+            fn visit_str<E>(self, value: &str) -> Result<Tolerance, E> {
+                Ok(Tolerance::Relative(value.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl Document {
@@ -266,8 +298,19 @@ impl Document {
     /// Parses a document from YAML (a superset of JSON).
     pub fn from_yaml(text: &str) -> Result<Document, DocumentError> {
         let deserializer = serde_yaml_ng::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(deserializer)
-            .map_err(|error| parse_problem(error.path().to_string(), error.inner().to_string()))
+        serde_path_to_error::deserialize(deserializer).map_err(|error| {
+            let path = error.path().to_string();
+            let message = error.inner().to_string();
+            // serde_yaml_ng starts its messages with the path of the enclosing value, which
+            // the problem carries already.
+            let message = match message.split_once(": ") {
+                Some((prefix, rest)) if !prefix.contains(' ') && path.starts_with(prefix) => {
+                    rest.to_string()
+                }
+                _ => message,
+            };
+            parse_problem(path, message)
+        })
     }
 
     pub fn to_json(&self) -> String {

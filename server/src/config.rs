@@ -23,8 +23,8 @@ pub struct Config {
     #[arg(long, env = "RIPCORD_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
 
-    /// A flag document (YAML or JSON) imported into the `default` environment at start, if that
-    /// environment has no flags yet; a restart never undoes later changes.
+    /// A flag document (YAML or JSON) imported into the `default` environment at start, if
+    /// nothing was ever written to that environment; a restart never undoes later changes.
     #[arg(long, env = "RIPCORD_BOOTSTRAP")]
     pub bootstrap: Option<PathBuf>,
 
@@ -53,7 +53,11 @@ pub struct Config {
     pub max_rules_per_flag: usize,
 
     /// Most values in one condition (the list of an `in`, say).
-    #[arg(long, env = "RIPCORD_MAX_VALUES_PER_CONDITION", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "RIPCORD_MAX_VALUES_PER_CONDITION",
+        default_value_t = 10_000
+    )]
     pub max_values_per_condition: usize,
 
     /// Longest flag, segment, variant or key name and attribute name, in characters.

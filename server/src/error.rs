@@ -22,7 +22,10 @@ pub enum Error {
     },
     /// The request is over one of the server's limits; the message names it.
     #[error("{message}")]
-    LimitExceeded { limit: &'static str, message: String },
+    LimitExceeded {
+        limit: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     Unauthorized(&'static str),
     #[error("{0}")]

@@ -72,7 +72,12 @@ pub async fn run(config: Config, listener: TcpListener, workers: usize) -> anyho
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let store = store::sled::SledStore::open(&config.data_dir)?;
-    let service = Service::open(Arc::new(store), config.limits(), config.admin_key.as_deref()).await?;
+    let service = Service::open(
+        Arc::new(store),
+        config.limits(),
+        config.admin_key.as_deref(),
+    )
+    .await?;
     prepare(&service, &config).await?;
     let _follower = service.follow_changes();
 
@@ -92,7 +97,9 @@ async fn prepare(service: &Arc<Service>, config: &Config) -> anyhow::Result<()> 
         environment: None,
     };
     if service.environment_names().is_empty() {
-        service.create_environment(DEFAULT_ENVIRONMENT, &system).await?;
+        service
+            .create_environment(DEFAULT_ENVIRONMENT, &system)
+            .await?;
     }
     if let Some(path) = &config.bootstrap {
         let text = std::fs::read_to_string(path)
@@ -104,12 +111,16 @@ async fn prepare(service: &Arc<Service>, config: &Config) -> anyhow::Result<()> 
         }
         .with_context(|| format!("the bootstrap document {}", path.display()))?;
         if service.environment(DEFAULT_ENVIRONMENT).is_none() {
-            service.create_environment(DEFAULT_ENVIRONMENT, &system).await?;
+            service
+                .create_environment(DEFAULT_ENVIRONMENT, &system)
+                .await?;
         }
-        let empty = service
+        // Revision 0 means nothing was ever written to the environment: deleting every flag
+        // afterwards is a change like any other, and a restart must not undo it.
+        let untouched = service
             .environment(DEFAULT_ENVIRONMENT)
-            .is_some_and(|environment| environment.document.flags.is_empty());
-        if empty {
+            .is_some_and(|environment| environment.revision == 0);
+        if untouched {
             service
                 .change(
                     Change {

@@ -15,7 +15,10 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let evaluations = IntCounterVec::new(
-            Opts::new("ripcord_evaluations_total", "Flag evaluations by flag and reason."),
+            Opts::new(
+                "ripcord_evaluations_total",
+                "Flag evaluations by flag and reason.",
+            ),
             &["flag", "reason"],
         )
         .expect("valid metric");
@@ -25,7 +28,8 @@ impl Metrics {
                 "HTTP request latency by route and status.",
             )
             .buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0,
             ]),
             &["method", "route", "status"],
         )
@@ -43,7 +47,9 @@ impl Metrics {
             Box::new(request_duration.clone()),
             Box::new(snapshot_revision.clone()),
         ] {
-            registry.register(collector).expect("metrics are registered once");
+            registry
+                .register(collector)
+                .expect("metrics are registered once");
         }
         Metrics {
             registry,

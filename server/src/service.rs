@@ -17,8 +17,8 @@ use tokio::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::store::{
-    AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState, KeyRecord,
-    Mutation, Scope, Store,
+    AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState, KeyRecord, Mutation,
+    Scope, Store,
 };
 
 /// One environment, ready to serve: its compiled snapshot and the document it came from.
@@ -100,9 +100,9 @@ pub fn now() -> String {
 pub fn check_environment_name(name: &str) -> Result<()> {
     let valid = !name.is_empty()
         && name.len() <= 64
-        && name
-            .bytes()
-            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'_');
+        && name.bytes().all(|byte| {
+            byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'_'
+        });
     if valid {
         Ok(())
     } else {
@@ -115,9 +115,16 @@ pub fn check_environment_name(name: &str) -> Result<()> {
 
 fn new_token(scope: Scope) -> Result<String> {
     let mut random = [0u8; 24];
-    getrandom::fill(&mut random)
-        .map_err(|error| Error::Store(crate::store::StoreError::Backend(format!("no randomness: {error}"))))?;
-    Ok(format!("ripcord-{}-{}", scope.as_str(), hex::encode(random)))
+    getrandom::fill(&mut random).map_err(|error| {
+        Error::Store(crate::store::StoreError::Backend(format!(
+            "no randomness: {error}"
+        )))
+    })?;
+    Ok(format!(
+        "ripcord-{}-{}",
+        scope.as_str(),
+        hex::encode(random)
+    ))
 }
 
 impl Service {
@@ -201,7 +208,9 @@ impl Service {
     /// there already (the usual case: it made the commit itself).
     async fn apply_change(&self, name: &str, revision: u64, deleted: bool) -> Result<()> {
         let _writer = self.writer.lock().await;
-        let current = self.environment(name).map(|environment| environment.revision);
+        let current = self
+            .environment(name)
+            .map(|environment| environment.revision);
         let up_to_date = if deleted {
             current.is_none()
         } else {
@@ -325,10 +334,14 @@ impl Service {
 
     pub fn flag(&self, environment: &str, key: &str) -> Result<(Flag, u64)> {
         let environment = self.require(environment)?;
-        let flag = environment.document.flags.get(key).ok_or_else(|| Error::NotFound {
-            what: "flag",
-            key: key.to_string(),
-        })?;
+        let flag = environment
+            .document
+            .flags
+            .get(key)
+            .ok_or_else(|| Error::NotFound {
+                what: "flag",
+                key: key.to_string(),
+            })?;
         let revision = environment.flag_revisions.get(key).copied().unwrap_or(0);
         Ok((flag.clone(), revision))
     }
@@ -359,7 +372,11 @@ impl Service {
 
     // ---- writes ------------------------------------------------------------------------
 
-    pub async fn create_environment(&self, name: &str, actor: &Principal) -> Result<EnvironmentRecord> {
+    pub async fn create_environment(
+        &self,
+        name: &str,
+        actor: &Principal,
+    ) -> Result<EnvironmentRecord> {
         check_environment_name(name)?;
         let _writer = self.writer.lock().await;
         let time = now();
@@ -368,7 +385,16 @@ impl Service {
             .create_environment(
                 name,
                 &time,
-                audit_record(&time, actor, Some(name), "environment.create", name, "create_environment", None, None),
+                audit_record(
+                    &time,
+                    actor,
+                    Some(name),
+                    "environment.create",
+                    name,
+                    "create_environment",
+                    None,
+                    None,
+                ),
             )
             .await?;
         self.install(
@@ -391,7 +417,16 @@ impl Service {
         self.store
             .delete_environment(
                 name,
-                audit_record(&time, actor, Some(name), "environment.delete", name, "delete_environment", None, None),
+                audit_record(
+                    &time,
+                    actor,
+                    Some(name),
+                    "environment.delete",
+                    name,
+                    "delete_environment",
+                    None,
+                    None,
+                ),
             )
             .await?;
         self.install(name, None);
@@ -421,7 +456,12 @@ impl Service {
         let mut mutations = Vec::new();
         let mut audit = Vec::new();
         let mut flag_revisions = BTreeMap::new();
-        let flag_keys: BTreeSet<&String> = current.document.flags.keys().chain(document.flags.keys()).collect();
+        let flag_keys: BTreeSet<&String> = current
+            .document
+            .flags
+            .keys()
+            .chain(document.flags.keys())
+            .collect();
         for key in flag_keys {
             let before = current.document.flags.get(key);
             let after = document.flags.get(key);
@@ -457,8 +497,12 @@ impl Service {
                 None => mutations.push(Mutation::DeleteFlag { key: key.clone() }),
             }
         }
-        let segment_keys: BTreeSet<&String> =
-            current.document.segments.keys().chain(document.segments.keys()).collect();
+        let segment_keys: BTreeSet<&String> = current
+            .document
+            .segments
+            .keys()
+            .chain(document.segments.keys())
+            .collect();
         for key in segment_keys {
             let before = current.document.segments.get(key);
             let after = document.segments.get(key);
@@ -517,7 +561,10 @@ impl Service {
     ) -> Result<(KeyInfo, String)> {
         if name.trim().is_empty() || name.chars().count() > self.limits.max_key_length {
             return Err(Error::bad_request(
-                format!("a key name is 1 to {} characters", self.limits.max_key_length),
+                format!(
+                    "a key name is 1 to {} characters",
+                    self.limits.max_key_length
+                ),
                 Some("name".to_string()),
             ));
         }
@@ -596,7 +643,12 @@ impl Service {
         Ok(info)
     }
 
-    async fn revoke_record(&self, mut record: KeyRecord, actor: &Principal, time: &str) -> Result<KeyInfo> {
+    async fn revoke_record(
+        &self,
+        mut record: KeyRecord,
+        actor: &Principal,
+        time: &str,
+    ) -> Result<KeyInfo> {
         let before = to_value(&KeyInfo::from(&record));
         record.revoked_at = Some(time.to_string());
         let info = KeyInfo::from(&record);
@@ -630,7 +682,13 @@ fn build(name: &str, state: EnvironmentState, limits: &Limits) -> Result<Environ
     let snapshot = Snapshot::compile(
         &state.document,
         state.revision,
-        |key| state.flag_revisions.get(key).copied().unwrap_or(state.revision),
+        |key| {
+            state
+                .flag_revisions
+                .get(key)
+                .copied()
+                .unwrap_or(state.revision)
+        },
         limits,
     )?;
     Ok(Environment {

@@ -62,7 +62,10 @@ impl ResponseError for Error {
         let problems = self.problems().to_vec();
         let path = match self {
             Error::BadRequest { path, .. } => path.clone(),
-            Error::Invalid(_) => problems.first().map(|problem| problem.path.clone()),
+            Error::Invalid(_) => problems
+                .first()
+                .map(|problem| problem.path.clone())
+                .filter(|path| !path.is_empty()),
             _ => None,
         };
         let mut response = HttpResponse::build(self.status_code());

@@ -35,7 +35,12 @@ pub struct State {
 }
 
 /// Builds the HTTP server on `listener`. It stops gracefully on SIGTERM and Ctrl-C.
-pub fn serve(service: Arc<Service>, config: &Config, listener: TcpListener, workers: usize) -> std::io::Result<Server> {
+pub fn serve(
+    service: Arc<Service>,
+    config: &Config,
+    listener: TcpListener,
+    workers: usize,
+) -> std::io::Result<Server> {
     let state = web::Data::new(State {
         service,
         metrics: Metrics::new(),
@@ -56,11 +61,18 @@ pub fn serve(service: Arc<Service>, config: &Config, listener: TcpListener, work
                 let response = service.call(request);
                 async move {
                     let response = response.await?;
-                    let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
+                    let route = response
+                        .request()
+                        .match_pattern()
+                        .unwrap_or_else(|| "unmatched".to_string());
                     state
                         .metrics
                         .request_duration
-                        .with_label_values(&[method.as_str(), route.as_str(), response.status().as_str()])
+                        .with_label_values(&[
+                            method.as_str(),
+                            route.as_str(),
+                            response.status().as_str(),
+                        ])
                         .observe(started.elapsed().as_secs_f64());
                     Ok(response)
                 }
@@ -88,16 +100,19 @@ pub fn principal(request: &HttpRequest, state: &State) -> Result<Arc<Principal>>
                 .strip_prefix("Bearer ")
                 .or_else(|| value.strip_prefix("bearer "))
         })
-        .or_else(|| headers.get("x-api-key").and_then(|value| value.to_str().ok()))
+        .or_else(|| {
+            headers
+                .get("x-api-key")
+                .and_then(|value| value.to_str().ok())
+        })
         .map(str::trim)
         .filter(|token| !token.is_empty())
         .ok_or(Error::Unauthorized(
             "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
         ))?;
-    state
-        .service
-        .authenticate(token)
-        .ok_or(Error::Unauthorized("the API key is not valid: unknown or revoked"))
+    state.service.authenticate(token).ok_or(Error::Unauthorized(
+        "the API key is not valid: unknown or revoked",
+    ))
 }
 
 /// The request's key, which must be an admin key.
@@ -114,14 +129,20 @@ pub fn admin(request: &HttpRequest, state: &State) -> Result<Arc<Principal>> {
 
 /// Reads a request body of at most `limit` bytes; a larger one is refused with an error
 /// that names the limit, before it is read whole.
-pub async fn read_body(mut payload: web::Payload, limit: usize, setting: &'static str) -> Result<Bytes> {
+pub async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+    setting: &'static str,
+) -> Result<Bytes> {
     let too_large = || Error::LimitExceeded {
         limit: setting,
         message: format!("the request body is over the limit of {limit} bytes ({setting})"),
     };
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|error| Error::bad_request(format!("reading the request body failed: {error}"), None))?;
+        let chunk = chunk.map_err(|error| {
+            Error::bad_request(format!("reading the request body failed: {error}"), None)
+        })?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }
@@ -137,11 +158,11 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
         let path = error.path().to_string();
         Error::bad_request(
             format!("the request body is not valid: {}", error.inner()),
-            (path != ".").then_some(path),
+            (path != "." && path != "?").then_some(path),
         )
     })?;
-    deserializer
-        .end()
-        .map_err(|error| Error::bad_request(format!("the request body is not valid: {error}"), None))?;
+    deserializer.end().map_err(|error| {
+        Error::bad_request(format!("the request body is not valid: {error}"), None)
+    })?;
     Ok(value)
 }

@@ -97,25 +97,51 @@ async fn prepare(
     state: &State,
     payload: web::Payload,
     flag_key: Option<&str>,
-) -> Result<(std::sync::Arc<Principal>, std::sync::Arc<Environment>, Context), Refusal> {
+) -> Result<
+    (
+        std::sync::Arc<Principal>,
+        std::sync::Arc<Environment>,
+        Context,
+    ),
+    Refusal,
+> {
     let principal = super::principal(request, state)?;
-    let Some(environment_name) = principal.environment.as_deref().filter(|_| principal.scope != Scope::Admin) else {
+    let Some(environment_name) = principal
+        .environment
+        .as_deref()
+        .filter(|_| principal.scope != Scope::Admin)
+    else {
         return Err(Error::Forbidden(
-            "admin keys do not evaluate flags: use a client or server key of the environment".to_string(),
+            "admin keys do not evaluate flags: use a client or server key of the environment"
+                .to_string(),
         )
         .into());
     };
-    let environment = state.service.environment(environment_name).ok_or_else(|| Error::NotFound {
-        what: "environment",
-        key: environment_name.to_string(),
-    })?;
+    let environment =
+        state
+            .service
+            .environment(environment_name)
+            .ok_or_else(|| Error::NotFound {
+                what: "environment",
+                key: environment_name.to_string(),
+            })?;
     let body = super::read_body(payload, state.max_body_bytes, "RIPCORD_MAX_BODY_BYTES").await?;
-    let context = parse_context(&body, flag_key, state.max_context_attributes, state.service.limits().max_key_length)
-        .map_err(Refusal::Ofrep)?;
+    let context = parse_context(
+        &body,
+        flag_key,
+        state.max_context_attributes,
+        state.service.limits().max_key_length,
+    )
+    .map_err(Refusal::Ofrep)?;
     Ok((principal, environment, context))
 }
 
-fn parse_context(body: &[u8], key: Option<&str>, max_attributes: usize, max_name: usize) -> Result<Context, Failure> {
+fn parse_context(
+    body: &[u8],
+    key: Option<&str>,
+    max_attributes: usize,
+    max_name: usize,
+) -> Result<Context, Failure> {
     #[derive(serde::Deserialize)]
     struct Request {
         context: Option<Value>,
@@ -129,7 +155,12 @@ fn parse_context(body: &[u8], key: Option<&str>, max_attributes: usize, max_name
     let context = match request.context {
         None | Some(Value::Null) => Context::new(),
         Some(Value::Object(context)) => context,
-        Some(_) => return Err(Failure::invalid_context(key, "`context` must be a JSON object".to_string())),
+        Some(_) => {
+            return Err(Failure::invalid_context(
+                key,
+                "`context` must be a JSON object".to_string(),
+            ))
+        }
     };
     if context.len() > max_attributes {
         return Err(Failure::invalid_context(
@@ -151,24 +182,30 @@ fn parse_context(body: &[u8], key: Option<&str>, max_attributes: usize, max_name
     }
     if let Some(targeting_key) = context.get("targetingKey") {
         if !targeting_key.is_string() {
-            return Err(Failure::invalid_context(key, "`targetingKey` must be a string".to_string()));
+            return Err(Failure::invalid_context(
+                key,
+                "`targetingKey` must be a string".to_string(),
+            ));
         }
     }
     Ok(context)
 }
 
 /// OFREP's success item: `{key, value, reason, variant, metadata}`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = OfrepEvaluationSuccess)]
 struct Success<'a> {
     key: &'a str,
+    #[schema(value_type = Value)]
     value: Cow<'a, Value>,
     reason: &'static str,
     variant: &'a str,
     metadata: Metadata<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = OfrepMetadata)]
 struct Metadata<'a> {
     revision: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -205,6 +242,21 @@ fn visible(principal: &Principal, flag: &CompiledFlag) -> bool {
     principal.scope != Scope::Client || flag.is_client_visible()
 }
 
+/// Evaluates one flag for the context.
+#[utoipa::path(
+    post,
+    path = "/ofrep/v1/evaluate/flags/{key}",
+    tag = "ofrep",
+    params(("key" = String, Path, description = "The flag's key")),
+    request_body = crate::http::openapi::OfrepEvaluationRequest,
+    responses(
+        (status = 200, description = "The evaluation", body = Success),
+        (status = 400, description = "The context is not valid", body = crate::http::openapi::OfrepFailure),
+        (status = 404, description = "No such flag, or not visible to this key", body = crate::http::openapi::OfrepFailure),
+        crate::http::openapi::KeyRefusals
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
 async fn evaluate_one(
     request: HttpRequest,
     state: web::Data<State>,
@@ -212,11 +264,16 @@ async fn evaluate_one(
     payload: web::Payload,
 ) -> HttpResponse {
     let key = key.into_inner();
-    let (principal, environment, context) = match prepare(&request, &state, payload, Some(&key)).await {
-        Ok(prepared) => prepared,
-        Err(refusal) => return refusal.respond(),
-    };
-    let Some(flag) = environment.snapshot.flag(&key).filter(|flag| visible(&principal, flag)) else {
+    let (principal, environment, context) =
+        match prepare(&request, &state, payload, Some(&key)).await {
+            Ok(prepared) => prepared,
+            Err(refusal) => return refusal.respond(),
+        };
+    let Some(flag) = environment
+        .snapshot
+        .flag(&key)
+        .filter(|flag| visible(&principal, flag))
+    else {
         return Failure {
             status: actix_web::http::StatusCode::NOT_FOUND,
             key: Some(key.clone()),
@@ -234,18 +291,43 @@ async fn evaluate_one(
     HttpResponse::Ok().json(success(flag, &evaluation))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = OfrepBulkEvaluationSuccess)]
 struct Bulk<'a> {
     flags: Vec<Success<'a>>,
 }
 
-async fn evaluate_all(request: HttpRequest, state: web::Data<State>, payload: web::Payload) -> HttpResponse {
+/// Evaluates every flag this key may see for the context. Answers `304` when `If-None-Match`
+/// names the current `ETag`.
+#[utoipa::path(
+    post,
+    path = "/ofrep/v1/evaluate/flags",
+    tag = "ofrep",
+    params(("If-None-Match" = Option<String>, Header, description = "The `ETag` of a previous answer")),
+    request_body = crate::http::openapi::OfrepEvaluationRequest,
+    responses(
+        (status = 200, description = "Every evaluation", body = Bulk, headers(("ETag" = String))),
+        (status = 304, description = "Nothing changed since the `ETag` sent"),
+        (status = 400, description = "The context is not valid", body = crate::http::openapi::OfrepFailure),
+        crate::http::openapi::KeyRefusals
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+async fn evaluate_all(
+    request: HttpRequest,
+    state: web::Data<State>,
+    payload: web::Payload,
+) -> HttpResponse {
     let (principal, environment, context) = match prepare(&request, &state, payload, None).await {
         Ok(prepared) => prepared,
         Err(refusal) => return refusal.respond(),
     };
     let mut flags = Vec::with_capacity(environment.snapshot.len());
-    for flag in environment.snapshot.flags().filter(|flag| visible(&principal, flag)) {
+    for flag in environment
+        .snapshot
+        .flags()
+        .filter(|flag| visible(&principal, flag))
+    {
         let evaluation = evaluate_flag(flag, &context);
         state
             .metrics
@@ -256,7 +338,12 @@ async fn evaluate_all(request: HttpRequest, state: web::Data<State>, payload: we
     }
     let body = match serde_json::to_vec(&Bulk { flags }) {
         Ok(body) => body,
-        Err(error) => return actix_web::ResponseError::error_response(&Error::bad_request(error.to_string(), None)),
+        Err(error) => {
+            return actix_web::ResponseError::error_response(&Error::bad_request(
+                error.to_string(),
+                None,
+            ))
+        }
     };
     let etag = format!("\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(&body));
     if if_none_match(&request, &etag) {

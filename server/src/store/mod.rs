@@ -38,6 +38,9 @@ pub struct EnvironmentState {
 
 /// One change inside a commit. The flags and segments a commit writes get the commit's new
 /// revision.
+// A commit holds a handful of mutations for the moment it takes to write them: boxing the
+// flag would cost an allocation per write to save bytes nobody keeps.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
     PutFlag { key: String, flag: Flag },

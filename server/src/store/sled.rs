@@ -21,13 +21,18 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use tokio::sync::broadcast;
 
 use super::{
-    AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState, KeyRecord,
-    Mutation, Store, StoreError, StoreResult,
+    AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState, KeyRecord, Mutation,
+    Store, StoreError, StoreResult,
 };
 
 pub struct SledStore {
     db: sled::Db,
     changes: broadcast::Sender<ChangeEvent>,
+    /// Held while an environment's items are scanned or changed. sled cannot scan inside a
+    /// transaction, so without it a load could interleave with a commit and see a mix of
+    /// two revisions, and a deletion could miss the items of a commit that came in between.
+    /// sled locks its directory to one process, so a process-wide lock covers every writer.
+    items: std::sync::Mutex<()>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -108,7 +113,19 @@ impl SledStore {
             .open()
             .map_err(|error| backend(format!("opening {}: {error}", path.display())))?;
         let (changes, _) = broadcast::channel(1024);
-        Ok(SledStore { db, changes })
+        Ok(SledStore {
+            db,
+            changes,
+            items: std::sync::Mutex::new(()),
+        })
+    }
+
+    fn lock_items(&self) -> std::sync::MutexGuard<'_, ()> {
+        // The lock guards no data, so a panic while it was held left nothing half-done
+        // that sled's own transactions did not already undo.
+        self.items
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn flush(&self) -> StoreResult<()> {
@@ -118,6 +135,30 @@ impl SledStore {
     fn announce(&self, event: ChangeEvent) {
         // Nobody listening is not an error: the feed is for whoever cares.
         let _ = self.changes.send(event);
+    }
+
+    /// The flags and segments of an environment, as they are now.
+    fn read_items(&self, name: &str, revision: u64) -> StoreResult<EnvironmentState> {
+        let mut state = EnvironmentState {
+            revision,
+            ..EnvironmentState::default()
+        };
+        for (key, stored) in
+            self.scan::<StoredItem<ripcord_engine::Flag>>(&item_prefix(FLAG, name))?
+        {
+            let key = String::from_utf8_lossy(&key).into_owned();
+            state.flag_revisions.insert(key.clone(), stored.revision);
+            state.document.flags.insert(key, stored.item);
+        }
+        for (key, stored) in
+            self.scan::<StoredItem<ripcord_engine::Segment>>(&item_prefix(SEGMENT, name))?
+        {
+            state
+                .document
+                .segments
+                .insert(String::from_utf8_lossy(&key).into_owned(), stored.item);
+        }
+        Ok(state)
     }
 
     fn scan<T: DeserializeOwned>(&self, prefix: &[u8]) -> StoreResult<Vec<(Vec<u8>, T)>> {
@@ -144,28 +185,12 @@ impl Store for SledStore {
 
     async fn load_environment(&self, name: &str) -> StoreResult<Option<EnvironmentState>> {
         let key = env_key(name);
+        let _items = self.lock_items();
         let Some(bytes) = self.db.get(&key).map_err(backend)? else {
             return Ok(None);
         };
         let record: EnvironmentRecord = decode(&key, &bytes)?;
-        let mut state = EnvironmentState {
-            revision: record.revision,
-            ..EnvironmentState::default()
-        };
-        for (key, stored) in self.scan::<StoredItem<ripcord_engine::Flag>>(&item_prefix(FLAG, name))? {
-            let key = String::from_utf8_lossy(&key).into_owned();
-            state.flag_revisions.insert(key.clone(), stored.revision);
-            state.document.flags.insert(key, stored.item);
-        }
-        for (key, stored) in
-            self.scan::<StoredItem<ripcord_engine::Segment>>(&item_prefix(SEGMENT, name))?
-        {
-            state
-                .document
-                .segments
-                .insert(String::from_utf8_lossy(&key).into_owned(), stored.item);
-        }
-        Ok(Some(state))
+        self.read_items(name, record.revision).map(Some)
     }
 
     async fn create_environment(
@@ -197,24 +222,27 @@ impl Store for SledStore {
     }
 
     async fn delete_environment(&self, name: &str, audit: AuditRecord) -> StoreResult<()> {
-        let mut items: Vec<Vec<u8>> = Vec::new();
-        for prefix in [FLAG, SEGMENT] {
-            let prefix = item_prefix(prefix, name);
-            for entry in self.db.scan_prefix(&prefix).keys() {
-                items.push(entry.map_err(backend)?.to_vec());
+        let key = env_key(name);
+        {
+            let _items = self.lock_items();
+            let mut items: Vec<Vec<u8>> = Vec::new();
+            for prefix in [FLAG, SEGMENT] {
+                let prefix = item_prefix(prefix, name);
+                for entry in self.db.scan_prefix(&prefix).keys() {
+                    items.push(entry.map_err(backend)?.to_vec());
+                }
             }
+            transact(&self.db, |tree| {
+                if tree.get(&key)?.is_none() {
+                    return abort(StoreError::NoSuchEnvironment(name.to_string()));
+                }
+                tree.remove(key.as_slice())?;
+                for item in &items {
+                    tree.remove(item.as_slice())?;
+                }
+                append_audit(tree, audit.clone())
+            })?;
         }
-        transact(&self.db, |tree| {
-            let key = env_key(name);
-            if tree.get(&key)?.is_none() {
-                return abort(StoreError::NoSuchEnvironment(name.to_string()));
-            }
-            tree.remove(key)?;
-            for item in &items {
-                tree.remove(item.as_slice())?;
-            }
-            append_audit(tree, audit.clone())
-        })?;
         self.flush().await?;
         self.announce(ChangeEvent::Environment {
             name: name.to_string(),
@@ -238,16 +266,23 @@ impl Store for SledStore {
             .map(|mutation| match mutation {
                 Mutation::PutFlag { key, flag } => (
                     item_key(FLAG, environment, key),
-                    Some(encode(&StoredItem { revision, item: flag })),
+                    Some(encode(&StoredItem {
+                        revision,
+                        item: flag,
+                    })),
                 ),
                 Mutation::DeleteFlag { key } => (item_key(FLAG, environment, key), None),
                 Mutation::PutSegment { key, segment } => (
                     item_key(SEGMENT, environment, key),
-                    Some(encode(&StoredItem { revision, item: segment })),
+                    Some(encode(&StoredItem {
+                        revision,
+                        item: segment,
+                    })),
                 ),
                 Mutation::DeleteSegment { key } => (item_key(SEGMENT, environment, key), None),
             })
             .collect();
+        let items = self.lock_items();
         transact(&self.db, |tree| {
             let key = env_key(environment);
             let Some(bytes) = tree.get(&key)? else {
@@ -283,6 +318,7 @@ impl Store for SledStore {
             }
             Ok(())
         })?;
+        drop(items);
         self.flush().await?;
         self.announce(ChangeEvent::Environment {
             name: environment.to_string(),
@@ -345,7 +381,7 @@ impl Store for SledStore {
 
 #[cfg(test)]
 mod tests {
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread")]
     async fn sled_passes_the_store_conformance_suite() {
         let directory = tempfile::tempdir().unwrap();
         let store = super::SledStore::open(directory.path()).unwrap();

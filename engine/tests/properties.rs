@@ -1,0 +1,192 @@
+//! Properties of the bucketing contract (DESIGN.md, contract 1) that must hold for every unit,
+//! salt and percentage, not only for the vectors: what a user relies on when a flag ramps.
+
+use proptest::collection::vec;
+use proptest::prelude::*;
+use ripcord_engine::bucketing::{self, salt_prefix, Unit, BUCKETS};
+use ripcord_engine::{evaluate, Cohort, Context, Document, Limits, Reason, Snapshot};
+use serde_json::{json, Value};
+
+/// One document with the same rollout at two thresholds, under one salt, so both flags see
+/// the same buckets for a unit.
+fn two_percentages(salt: &str, low: u32, high: u32, weights: &[u32]) -> Snapshot {
+    let split: Vec<Value> = weights
+        .iter()
+        .enumerate()
+        .map(|(index, weight)| json!({"variant": format!("v{index}"), "weight": weight}))
+        .collect();
+    let mut variants: serde_json::Map<String, Value> = (0..weights.len())
+        .map(|index| (format!("v{index}"), json!(index)))
+        .collect();
+    variants.insert("default".to_owned(), json!(-1));
+    let flag = |threshold: u32| {
+        json!({
+            "type": "integer",
+            "variants": variants,
+            "default_variant": "default",
+            "rollout": {"percentage": f64::from(threshold) / 1000.0, "split": split, "salt": salt},
+        })
+    };
+    let document: Document =
+        serde_json::from_value(json!({"flags": {"low": flag(low), "high": flag(high)}}))
+            .expect("a document");
+    Snapshot::compile(&document, 1, |_| 1, &Limits::default()).expect("a valid document")
+}
+
+fn unit() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        "\\PC{1,40}".prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+    ]
+}
+
+fn weights() -> impl Strategy<Value = Vec<u32>> {
+    vec(0u32..10, 1..6).prop_filter("weights that add up to more than zero", |weights| {
+        weights.iter().any(|&weight| weight > 0)
+    })
+}
+
+proptest! {
+    #[test]
+    fn raising_the_percentage_keeps_every_unit_and_its_variant(
+        unit in unit(),
+        salt in "\\PC{0,30}",
+        first in 0u32..=100_000,
+        second in 0u32..=100_000,
+        weights in weights(),
+    ) {
+        let (low, high) = (first.min(second), first.max(second));
+        let snapshot = two_percentages(&salt, low, high, &weights);
+        let context: Context = [("targetingKey".to_owned(), unit)].into_iter().collect();
+        let at_low = evaluate(&snapshot, "low", &context);
+        let at_high = evaluate(&snapshot, "high", &context);
+        if at_low.reason == Reason::Split {
+            prop_assert_eq!(at_high.reason, Reason::Split, "raising {} to {} took the change away", low, high);
+            prop_assert_eq!(at_low.variant, at_high.variant, "the variant changed from {} to {}", low, high);
+        } else {
+            prop_assert_eq!(at_low.reason, Reason::Default);
+        }
+        // Whoever gets the split is in treatment, and nobody else is.
+        for (threshold, evaluation) in [(low, &at_low), (high, &at_high)] {
+            if threshold < 100_000 {
+                prop_assert_eq!(
+                    evaluation.metadata.cohort == Some(Cohort::Treatment),
+                    evaluation.reason == Reason::Split
+                );
+            } else {
+                prop_assert_eq!(evaluation.metadata.cohort, None);
+            }
+        }
+    }
+
+    #[test]
+    fn integer_units_are_their_decimal_text(salt in "\\PC{0,30}", integer in any::<i64>()) {
+        let prefix = salt_prefix(&salt);
+        prop_assert_eq!(
+            bucketing::buckets(&prefix, Unit::Integer(integer)),
+            bucketing::buckets(&prefix, Unit::Text(&integer.to_string()))
+        );
+    }
+}
+
+/// Counts every bucket's cohort at `threshold` and checks it against the contract: treatment
+/// is exactly the rollout, control is as large (or all the rest) and outside it.
+fn check_cohorts(threshold: u32) -> Result<(), TestCaseError> {
+    let (mut treatment, mut control) = (0u32, 0u32);
+    for bucket in 0..BUCKETS as u32 {
+        match bucketing::cohort(bucket, threshold) {
+            Some(Cohort::Treatment) => {
+                prop_assert!(
+                    bucket < threshold,
+                    "bucket {} is treatment at {}",
+                    bucket,
+                    threshold
+                );
+                treatment += 1;
+            }
+            Some(Cohort::Control) => {
+                prop_assert!(
+                    bucket >= threshold,
+                    "bucket {} is control and in the rollout at {}",
+                    bucket,
+                    threshold
+                );
+                control += 1;
+            }
+            None => {}
+        }
+    }
+    prop_assert_eq!(treatment, threshold);
+    let expected_control = if threshold <= 50_000 {
+        threshold
+    } else {
+        BUCKETS as u32 - threshold
+    };
+    prop_assert_eq!(control, expected_control, "control size at {}", threshold);
+    Ok(())
+}
+
+proptest! {
+    // Each case walks all 100,000 buckets.
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn treatment_and_control_are_disjoint_and_the_same_size(threshold in 0u32..=100_000) {
+        check_cohorts(threshold)?;
+    }
+}
+
+#[test]
+fn cohorts_at_the_edges() {
+    for threshold in [0, 1, 49_999, 50_000, 50_001, 99_999, 100_000] {
+        check_cohorts(threshold).unwrap_or_else(|error| panic!("{error}"));
+    }
+}
+
+/// χ² critical value for 99 degrees of freedom at p = 0.001.
+const CHI_SQUARE_CRITICAL_DF99: f64 = 148.23;
+
+fn chi_square(counts: &[u32], expected: f64) -> f64 {
+    counts
+        .iter()
+        .map(|&count| (f64::from(count) - expected).powi(2) / expected)
+        .sum()
+}
+
+/// 100,000 sequential units — the kind of ids a real user table has — fall evenly into 100
+/// bins of rollout buckets and of variant buckets, and the two are independent (10 × 10
+/// joint bins): otherwise a 10% rollout would not get its split's proportions.
+#[test]
+fn buckets_are_uniform() {
+    const UNITS: u32 = 100_000;
+    let expected = f64::from(UNITS) / 100.0;
+    let salts = ["new-checkout", "a", "ünïcode-flag", "pricing_experiment"];
+    for (index, salt) in salts.iter().enumerate() {
+        let prefix = salt_prefix(salt);
+        let (mut rollout, mut variant, mut joint) = ([0u32; 100], [0u32; 100], [0u32; 100]);
+        for number in 0..UNITS {
+            let text;
+            // The last salt takes integer units, as a numeric user id would be sent.
+            let unit = if index == salts.len() - 1 {
+                Unit::Integer(i64::from(number))
+            } else {
+                text = format!("user-{number}");
+                Unit::Text(&text)
+            };
+            let buckets = bucketing::buckets(&prefix, unit);
+            rollout[(buckets.rollout / 1000) as usize] += 1;
+            variant[(buckets.variant / 1000) as usize] += 1;
+            joint[(buckets.rollout / 10_000 * 10 + buckets.variant / 10_000) as usize] += 1;
+        }
+        for (name, counts) in [
+            ("rollout", &rollout),
+            ("variant", &variant),
+            ("joint", &joint),
+        ] {
+            let statistic = chi_square(counts, expected);
+            assert!(
+                statistic < CHI_SQUARE_CRITICAL_DF99,
+                "salt {salt:?}: {name} buckets are not uniform: χ² = {statistic:.1} ≥ {CHI_SQUARE_CRITICAL_DF99}"
+            );
+        }
+    }
+}

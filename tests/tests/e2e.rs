@@ -1,0 +1,17 @@
+//! The end-to-end tests: one binary that starts real `ripcord` processes on port 0 and
+//! checks what their users would notice. Run with `cargo test -p ripcord-tests`.
+//!
+//! - [`harness`]: starting, signalling and restarting servers; HTTP helpers.
+//! - [`evaluation`]: OFREP as applications see it.
+//! - [`admin`]: the admin API, keys and authorization, and what the server refuses.
+//! - [`lifecycle`]: restarts, crashes, signals, first start and configuration.
+
+#[path = "e2e/harness.rs"]
+mod harness;
+
+#[path = "e2e/admin.rs"]
+mod admin;
+#[path = "e2e/evaluation.rs"]
+mod evaluation;
+#[path = "e2e/lifecycle.rs"]
+mod lifecycle;

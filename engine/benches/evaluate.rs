@@ -57,7 +57,7 @@ fn context(user: &str, mailbox: &str, domain: &str) -> Context {
         "signupDate": "2025-11-03T10:00:00Z",
     });
     match value {
-        Value::Object(map) => map,
+        Value::Object(map) => map.into_iter().collect(),
         _ => unreachable!("json! of an object literal is an object"),
     }
 }

@@ -3,7 +3,7 @@
 
 use regex::{Regex, RegexBuilder};
 use rustc_hash::FxHashSet;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::document::{Condition, Operator};
 
@@ -281,7 +281,7 @@ impl CompiledCondition {
 
     /// Whether the context satisfies the condition. A condition on a missing attribute is
     /// false, whatever its operator — except `not_exists`, whose point is the absence.
-    pub(crate) fn holds(&self, context: &Map<String, Value>) -> bool {
+    pub(crate) fn holds(&self, context: &crate::Context) -> bool {
         let Some(value) = context.get(&*self.attribute) else {
             return matches!(self.matcher, Matcher::NotExists);
         };
@@ -327,8 +327,8 @@ impl CompiledCondition {
             // metadata, which `Ord` on `semver::Version` compares.
             Matcher::Semver(ordering, bound) => value
                 .as_str()
-                .and_then(|text| semver::Version::parse(text).ok())
-                .is_some_and(|version| ordering.holds(version.cmp_precedence(bound))),
+                .and_then(|text| compare_version(text, bound))
+                .is_some_and(|found| ordering.holds(found)),
             Matcher::Time(ordering, bound) => {
                 time_of(value).is_some_and(|time| ordering.holds(time.cmp(bound)))
             }
@@ -336,6 +336,54 @@ impl CompiledCondition {
             Matcher::NotExists => value.is_null(),
         }
     }
+}
+
+/// Compares a version from a context with a bound by SemVer precedence, or `None` when
+/// the text is not a version. Apps mostly send plain `MAJOR.MINOR.PATCH`, which is read here
+/// without a full parse: that parse would be the dearest step of a whole evaluation.
+fn compare_version(text: &str, bound: &semver::Version) -> Option<std::cmp::Ordering> {
+    if let Some(plain) = plain_version(text) {
+        let ordering = plain.cmp(&(bound.major, bound.minor, bound.patch));
+        // A release ranks above the pre-releases of the same version.
+        return Some(if ordering.is_eq() && !bound.pre.is_empty() {
+            std::cmp::Ordering::Greater
+        } else {
+            ordering
+        });
+    }
+    semver::Version::parse(text)
+        .ok()
+        .map(|version| version.cmp_precedence(bound))
+}
+
+/// `MAJOR.MINOR.PATCH` with no pre-release or build part, as semver reads it (no leading
+/// zeros), or `None` for anything else.
+fn plain_version(text: &str) -> Option<(u64, u64, u64)> {
+    let mut parts = [0u64; 3];
+    let mut part = 0;
+    let mut digits = 0;
+    let mut leading_zero = false;
+    for &byte in text.as_bytes() {
+        match byte {
+            b'0'..=b'9' => {
+                if leading_zero {
+                    return None;
+                }
+                leading_zero = digits == 0 && byte == b'0';
+                digits += 1;
+                parts[part] = parts[part]
+                    .checked_mul(10)?
+                    .checked_add(u64::from(byte - b'0'))?;
+            }
+            b'.' if digits > 0 && part < 2 => {
+                part += 1;
+                digits = 0;
+                leading_zero = false;
+            }
+            _ => return None,
+        }
+    }
+    (part == 2 && digits > 0).then_some((parts[0], parts[1], parts[2]))
 }
 
 fn is_scalar(value: &Value) -> bool {
@@ -392,5 +440,44 @@ pub(crate) fn operator_name(op: Operator) -> &'static str {
         Operator::After => "after",
         Operator::Exists => "exists",
         Operator::NotExists => "not_exists",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plain_version_shortcut_agrees_with_a_full_parse() {
+        let versions = [
+            "0.0.0",
+            "1.2.3",
+            "2.4.0",
+            "2.4.1",
+            "2.10.0",
+            "10.0.0",
+            "2.4.0-rc.1",
+            "2.4.0+build.7",
+            "02.4.0",
+            "2.4",
+            "2.4.0.1",
+            "2.4.x",
+            "",
+            "18446744073709551615.0.0",
+        ];
+        let bounds = ["2.4.0", "2.4.0-rc.1", "2.4.0-beta", "0.0.1", "10.0.0-alpha"];
+        for bound in bounds {
+            let bound = semver::Version::parse(bound).unwrap();
+            for version in versions {
+                let full = semver::Version::parse(version)
+                    .ok()
+                    .map(|parsed| parsed.cmp_precedence(&bound));
+                assert_eq!(
+                    compare_version(version, &bound),
+                    full,
+                    "{version} against {bound}"
+                );
+            }
+        }
     }
 }

@@ -1,14 +1,19 @@
 //! Evaluation: what one context gets from one flag. A plain function of a snapshot and a
 //! context; it allocates nothing and reads no clock.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::bucketing::{self, Cohort, Unit};
 use crate::document::FlagType;
 use crate::snapshot::{CompiledFlag, Snapshot};
 
 /// The evaluation context: attributes by name. `targetingKey` is an attribute like another.
-pub type Context = Map<String, Value>;
+///
+/// A hash map with a fast, unkeyed hasher: finding attributes is most of the cost of an
+/// evaluation, and an ordered map spends it comparing names. An unkeyed hash lets a caller
+/// who picks the names collide them; callers that take contexts from the network bound
+/// their number, which bounds the damage.
+pub type Context = rustc_hash::FxHashMap<String, Value>;
 
 /// Why a context got its value (OpenFeature's resolution reasons).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -190,16 +195,22 @@ pub fn evaluate_flag<'a>(flag: &'a CompiledFlag, context: &Context) -> Evaluatio
         metadata.unit_missing = Some(&rollout.stickiness);
         return Evaluation::served(flag, flag.default_variant, Reason::Default, metadata);
     };
-    let buckets = bucketing::buckets(&rollout.salt_prefix, unit);
+    let input = bucketing::HashInput::new(&rollout.salt_prefix, unit);
+    let rollout_bucket = input.rollout_bucket();
     if rollout.threshold < bucketing::BUCKETS as u32 {
-        metadata.cohort = bucketing::cohort(buckets.rollout, rollout.threshold);
+        metadata.cohort = bucketing::cohort(rollout_bucket, rollout.threshold);
     }
-    if buckets.rollout >= rollout.threshold {
+    if rollout_bucket >= rollout.threshold {
         return Evaluation::served(flag, flag.default_variant, Reason::Default, metadata);
     }
-    // Validation guarantees a positive total weight; fall back to the default all the same
-    // rather than index out of bounds.
-    let variant = bucketing::split_index(buckets.variant, &rollout.weights)
-        .map_or(flag.default_variant, |index| rollout.split_variants[index]);
+    // A split of one variant needs no variant bucket: most rollouts are of one variant, and
+    // this saves them a second hash.
+    let variant = match rollout.split_variants.as_slice() {
+        [only] => *only,
+        // Validation guarantees a positive total weight; fall back to the default all the
+        // same rather than index out of bounds.
+        variants => bucketing::split_index(input.variant_bucket(), &rollout.weights)
+            .map_or(flag.default_variant, |index| variants[index]),
+    };
     Evaluation::served(flag, variant, Reason::Split, metadata)
 }

@@ -48,9 +48,10 @@ impl Default for Limits {
 #[derive(Debug)]
 pub struct Snapshot {
     revision: u64,
-    flags: FxHashMap<Box<str>, CompiledFlag>,
-    /// Flag keys in order, for bulk evaluation with a stable order.
-    order: Vec<Box<str>>,
+    /// Every flag, ordered by key: bulk evaluation walks this.
+    flags: Vec<CompiledFlag>,
+    /// Positions in `flags` by key.
+    index: FxHashMap<Box<str>, usize>,
 }
 
 #[derive(Debug)]
@@ -155,8 +156,7 @@ impl Snapshot {
             segments.insert(key, conditions.into());
         }
 
-        let mut flags = FxHashMap::default();
-        flags.reserve(document.flags.len());
+        let mut flags = Vec::with_capacity(document.flags.len());
         for (key, flag) in &document.flags {
             if let Some(compiled) = compile_flag(
                 key,
@@ -166,21 +166,22 @@ impl Snapshot {
                 limits,
                 &mut problems,
             ) {
-                flags.insert(key.as_str().into(), compiled);
+                flags.push(compiled);
             }
         }
         if !problems.is_empty() {
             return Err(DocumentError::Invalid(problems));
         }
-        let order = document
-            .flags
-            .keys()
-            .map(|key| key.as_str().into())
+        // The document's map is ordered by key, so `flags` is too.
+        let index = flags
+            .iter()
+            .enumerate()
+            .map(|(position, flag)| (flag.key.clone(), position))
             .collect();
         Ok(Snapshot {
             revision,
             flags,
-            order,
+            index,
         })
     }
 
@@ -188,8 +189,8 @@ impl Snapshot {
     pub fn empty(revision: u64) -> Snapshot {
         Snapshot {
             revision,
-            flags: FxHashMap::default(),
-            order: Vec::new(),
+            flags: Vec::new(),
+            index: FxHashMap::default(),
         }
     }
 
@@ -198,20 +199,20 @@ impl Snapshot {
     }
 
     pub fn flag(&self, key: &str) -> Option<&CompiledFlag> {
-        self.flags.get(key)
+        self.index.get(key).map(|&position| &self.flags[position])
     }
 
     /// Every flag, ordered by key.
     pub fn flags(&self) -> impl Iterator<Item = &CompiledFlag> {
-        self.order.iter().filter_map(|key| self.flags.get(key))
+        self.flags.iter()
     }
 
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.flags.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.flags.is_empty()
     }
 }
 

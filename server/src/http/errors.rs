@@ -88,3 +88,20 @@ pub async fn not_found(request: actix_web::HttpRequest) -> HttpResponse {
     }
     .error_response()
 }
+
+/// Turns actix-web's bare 405 into the error shape every other error has.
+pub fn method_not_allowed<B>(
+    response: actix_web::dev::ServiceResponse<B>,
+) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
+    let (request, _) = response.into_parts();
+    let body = ErrorBody {
+        error: "method_not_allowed",
+        message: format!("{} is not allowed on {}", request.method(), request.path()),
+        path: None,
+        problems: Vec::new(),
+    };
+    let response = HttpResponse::MethodNotAllowed().json(body);
+    Ok(actix_web::middleware::ErrorHandlerResponse::Response(
+        actix_web::dev::ServiceResponse::new(request, response).map_into_right_body(),
+    ))
+}

@@ -54,9 +54,13 @@ pub fn serve(
             .app_data(state.clone())
             // Bodies are read by `read_body`, which enforces our limits with a clear error.
             .app_data(web::PayloadConfig::new(usize::MAX))
+            .wrap(actix_web::middleware::ErrorHandlers::new().handler(
+                actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+                errors::method_not_allowed,
+            ))
             .wrap_fn(move |request, service| {
                 let started = Instant::now();
-                let method = request.method().to_string();
+                let method = known_method(request.method());
                 let state = state.clone();
                 let response = service.call(request);
                 async move {
@@ -68,11 +72,7 @@ pub fn serve(
                     state
                         .metrics
                         .request_duration
-                        .with_label_values(&[
-                            method.as_str(),
-                            route.as_str(),
-                            response.status().as_str(),
-                        ])
+                        .with_label_values(&[method, route.as_str(), response.status().as_str()])
                         .observe(started.elapsed().as_secs_f64());
                     Ok(response)
                 }
@@ -87,6 +87,25 @@ pub fn serve(
     .listen(listener)?
     .run();
     Ok(server)
+}
+
+/// The method as a metric label: only known methods, so that a client cannot grow the
+/// metrics without bound by inventing methods.
+fn known_method(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::HEAD,
+        Method::OPTIONS,
+    ]
+    .iter()
+    .zip(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"])
+    .find_map(|(known, label)| (known == method).then_some(label))
+    .unwrap_or("other")
 }
 
 /// The key a request carries, as `Authorization: Bearer <key>` or `X-API-Key: <key>`.

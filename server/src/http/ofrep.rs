@@ -153,8 +153,8 @@ fn parse_context(
         details: format!("the request body is not a JSON evaluation request: {error}"),
     })?;
     let context = match request.context {
-        None | Some(Value::Null) => Context::new(),
-        Some(Value::Object(context)) => context,
+        None | Some(Value::Null) => Context::default(),
+        Some(Value::Object(context)) => context.into_iter().collect(),
         Some(_) => {
             return Err(Failure::invalid_context(
                 key,

@@ -920,6 +920,17 @@ async fn garbage_never_produces_a_server_error() {
                 reply.status,
                 reply.text()
             ));
+        } else {
+            // Every refusal says why, in JSON: ours (`error`) or OFREP's (`errorCode`).
+            let body: serde_json::Value =
+                serde_json::from_str(&reply.text()).unwrap_or(serde_json::Value::Null);
+            if body.get("error").is_none() && body.get("errorCode").is_none() {
+                failures.push(format!(
+                    "{described}: {} without an error body: {:?}",
+                    reply.status,
+                    reply.text()
+                ));
+            }
         }
     }
 

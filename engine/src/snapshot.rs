@@ -28,6 +28,8 @@ pub struct Limits {
     pub max_values_per_condition: usize,
     /// Flag, segment and variant keys, and attribute names, in characters.
     pub max_key_length: usize,
+    /// Entries of a split, stages and guards of a ramp.
+    pub max_list_length: usize,
 }
 
 impl Default for Limits {
@@ -40,6 +42,7 @@ impl Default for Limits {
             max_conditions_per_rule: 50,
             max_values_per_condition: 10_000,
             max_key_length: 256,
+            max_list_length: 100,
         }
     }
 }
@@ -402,6 +405,13 @@ fn compile_flag(
                 problems,
             );
         }
+        check_list_length(
+            rollout.split.len(),
+            &format!("{rollout_path}.split"),
+            "split entries",
+            limits,
+            problems,
+        );
         if rollout.split.is_empty() {
             problems.push(Problem::new(
                 format!("{rollout_path}.split"),
@@ -494,6 +504,13 @@ fn check_ramp(
             "a ramp needs at least one stage",
         ));
     }
+    check_list_length(
+        ramp.stages.len(),
+        &format!("{path}.stages"),
+        "stages",
+        limits,
+        problems,
+    );
     for (index, stage) in ramp.stages.iter().enumerate() {
         let stage_path = format!("{path}.stages[{index}]");
         check_percentage(*stage, &stage_path, problems);
@@ -536,6 +553,16 @@ fn check_ramp(
             ));
         }
     }
+    // Guards are compared pairwise here: refuse a long list before that.
+    if !check_list_length(
+        ramp.guards.len(),
+        &format!("{path}.guards"),
+        "guards",
+        limits,
+        problems,
+    ) {
+        return;
+    }
     for (index, guard) in ramp.guards.iter().enumerate() {
         let guard_path = format!("{path}.guards[{index}]");
         check_key(
@@ -567,6 +594,27 @@ fn check_ramp(
             ));
         }
     }
+}
+
+/// Reports a list longer than `max_list_length`; returns whether it is within the limit.
+fn check_list_length(
+    length: usize,
+    path: &str,
+    what: &str,
+    limits: &Limits,
+    problems: &mut Vec<Problem>,
+) -> bool {
+    let within = length <= limits.max_list_length;
+    if !within {
+        problems.push(Problem::new(
+            path,
+            format!(
+                "{length} {what} is over the limit of {} {what}",
+                limits.max_list_length
+            ),
+        ));
+    }
+    within
 }
 
 fn check_duration(text: &str, path: &str, problems: &mut Vec<Problem>) -> Option<Duration> {

@@ -48,6 +48,7 @@ struct LimitsOverride {
     max_conditions_per_rule: Option<usize>,
     max_values_per_condition: Option<usize>,
     max_key_length: Option<usize>,
+    max_list_length: Option<usize>,
 }
 
 impl LimitsOverride {
@@ -69,6 +70,7 @@ impl LimitsOverride {
                 .max_values_per_condition
                 .unwrap_or(default.max_values_per_condition),
             max_key_length: self.max_key_length.unwrap_or(default.max_key_length),
+            max_list_length: self.max_list_length.unwrap_or(default.max_list_length),
         }
     }
 }

@@ -101,7 +101,13 @@ async fn prepare(service: &Arc<Service>, config: &Config) -> anyhow::Result<()> 
             .create_environment(DEFAULT_ENVIRONMENT, &system)
             .await?;
     }
-    if let Some(path) = &config.bootstrap {
+    // Only into a `default` that nothing was ever written to (revision 0): deleting every
+    // flag, or `default` itself, is a change like any other, and a restart must not undo
+    // it. The file is read only then, so a server that has moved on does not depend on it.
+    let untouched = service
+        .environment(DEFAULT_ENVIRONMENT)
+        .is_some_and(|environment| environment.revision == 0);
+    if let Some(path) = config.bootstrap.as_ref().filter(|_| untouched) {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the bootstrap document {}", path.display()))?;
         let document = if text.trim_start().starts_with('{') {
@@ -110,33 +116,21 @@ async fn prepare(service: &Arc<Service>, config: &Config) -> anyhow::Result<()> 
             Document::from_yaml(&text)
         }
         .with_context(|| format!("the bootstrap document {}", path.display()))?;
-        if service.environment(DEFAULT_ENVIRONMENT).is_none() {
-            service
-                .create_environment(DEFAULT_ENVIRONMENT, &system)
-                .await?;
-        }
-        // Revision 0 means nothing was ever written to the environment: deleting every flag
-        // afterwards is a change like any other, and a restart must not undo it.
-        let untouched = service
-            .environment(DEFAULT_ENVIRONMENT)
-            .is_some_and(|environment| environment.revision == 0);
-        if untouched {
-            service
-                .change(
-                    Change {
-                        environment: DEFAULT_ENVIRONMENT,
-                        actor: &system,
-                        operation: "bootstrap",
-                    },
-                    |current| {
-                        *current = document;
-                        Ok(())
-                    },
-                )
-                .await
-                .with_context(|| format!("importing the bootstrap document {}", path.display()))?;
-            tracing::info!(path = %path.display(), "imported the bootstrap document into `default`");
-        }
+        service
+            .change(
+                Change {
+                    environment: DEFAULT_ENVIRONMENT,
+                    actor: &system,
+                    operation: "bootstrap",
+                },
+                |current| {
+                    *current = document;
+                    Ok(())
+                },
+            )
+            .await
+            .with_context(|| format!("importing the bootstrap document {}", path.display()))?;
+        tracing::info!(path = %path.display(), "imported the bootstrap document into `default`");
     }
     if config.admin_key.is_none() && !service.has_stored_admin_key().await? {
         let (_, token) = service

@@ -1,27 +1,29 @@
 //! Prometheus metrics: evaluations, request latency, snapshot revisions.
+//!
+//! Evaluation counts live outside the prometheus registry, in [`Evaluations`]: a registry
+//! vector takes a lock and hashes its labels on every increment, and evaluation never takes
+//! a lock (DESIGN.md). They are rendered after the registry's own output.
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use prometheus::core::Collector as _;
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use ripcord_engine::Reason;
+use rustc_hash::FxHashMap;
 
 pub struct Metrics {
     registry: Registry,
-    pub evaluations: IntCounterVec,
+    pub evaluations: Evaluations,
     pub request_duration: HistogramVec,
-    pub snapshot_revision: IntGaugeVec,
+    snapshot_revision: IntGaugeVec,
 }
 
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        let evaluations = IntCounterVec::new(
-            Opts::new(
-                "ripcord_evaluations_total",
-                "Flag evaluations by flag and reason.",
-            ),
-            &["flag", "reason"],
-        )
-        .expect("valid metric");
         let request_duration = HistogramVec::new(
             HistogramOpts::new(
                 "ripcord_http_request_duration_seconds",
@@ -43,8 +45,7 @@ impl Metrics {
         )
         .expect("valid metric");
         for collector in [
-            Box::new(evaluations.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(request_duration.clone()),
+            Box::new(request_duration.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(snapshot_revision.clone()),
         ] {
             registry
@@ -53,9 +54,36 @@ impl Metrics {
         }
         Metrics {
             registry,
-            evaluations,
+            evaluations: Evaluations::default(),
             request_duration,
             snapshot_revision,
+        }
+    }
+
+    /// Sets the revision gauge to `revisions`, the environments that exist now, and removes
+    /// the series of any other: a deleted environment must not look like one stuck at its
+    /// last revision.
+    pub fn set_snapshot_revisions<'a>(&self, revisions: impl IntoIterator<Item = (&'a str, u64)>) {
+        let mut current = Vec::new();
+        for (environment, revision) in revisions {
+            self.snapshot_revision
+                .with_label_values(&[environment])
+                .set(i64::try_from(revision).unwrap_or(i64::MAX));
+            current.push(environment);
+        }
+        let mut gone = Vec::new();
+        for family in self.snapshot_revision.collect() {
+            for metric in family.get_metric() {
+                for label in metric.get_label() {
+                    if label.name() == "environment" && !current.contains(&label.value()) {
+                        gone.push(label.value().to_string());
+                    }
+                }
+            }
+        }
+        for environment in gone {
+            // Another scrape may have removed it first: nothing to do then.
+            let _ = self.snapshot_revision.remove_label_values(&[&environment]);
         }
     }
 
@@ -63,12 +91,308 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
-        String::from_utf8(buffer).unwrap_or_default()
+        let mut text = String::from_utf8(buffer).unwrap_or_default();
+        self.evaluations.render(&mut text);
+        text
     }
 }
 
 impl Default for Metrics {
     fn default() -> Metrics {
         Metrics::new()
+    }
+}
+
+/// Every reason, in the order of the counters of one flag.
+const REASONS: [Reason; 6] = [
+    Reason::Static,
+    Reason::TargetingMatch,
+    Reason::Split,
+    Reason::Default,
+    Reason::Disabled,
+    Reason::Error,
+];
+
+/// Where a reason's counter is: a `match` rather than a search, so that a reason added to
+/// the engine fails to compile here instead of going uncounted.
+fn reason_index(reason: Reason) -> usize {
+    match reason {
+        Reason::Static => 0,
+        Reason::TargetingMatch => 1,
+        Reason::Split => 2,
+        Reason::Default => 3,
+        Reason::Disabled => 4,
+        Reason::Error => 5,
+    }
+}
+
+type Counts = [AtomicU64; REASONS.len()];
+/// One environment's counters by flag key.
+type FlagCounts = FxHashMap<Arc<str>, Arc<Counts>>;
+/// Two levels rather than one map keyed by `(environment, flag)`: the hot path looks both
+/// up by `&str` without building a key, and a new flag copies one environment's map only.
+type EnvironmentCounts = FxHashMap<Arc<str>, Arc<FlagCounts>>;
+
+/// `ripcord_evaluations_total{environment, flag, reason}`, counted without a lock: the
+/// maps are immutable and swapped whole, the counters in them are atomics. Only the first
+/// evaluation of a flag in an environment swaps in a map that has it. Counters are keyed by
+/// names, not by snapshot, so they keep counting across changes.
+#[derive(Default)]
+pub struct Evaluations {
+    counts: ArcSwap<EnvironmentCounts>,
+}
+
+impl Evaluations {
+    /// A recorder for the evaluations of one request in `environment`.
+    pub fn recorder<'a>(&'a self, environment: &'a str) -> Recorder<'a> {
+        Recorder {
+            evaluations: self,
+            environment,
+            counts: self.counts.load(),
+            missed: Vec::new(),
+        }
+    }
+
+    /// Adds the first counts of flags this environment's map does not have yet, in one swap
+    /// for the whole request: a bulk evaluation of a new environment's thousands of flags
+    /// must not copy the map once per flag.
+    fn insert(&self, environment: &str, missed: &[(&str, Reason)]) {
+        self.counts.rcu(|current| {
+            let mut next = EnvironmentCounts::clone(current);
+            let flags = Arc::make_mut(next.entry(Arc::from(environment)).or_default());
+            for (flag, _) in missed {
+                if !flags.contains_key(*flag) {
+                    flags.insert(Arc::from(*flag), Arc::default());
+                }
+            }
+            next
+        });
+        let current = self.counts.load();
+        let Some(flags) = current.get(environment) else {
+            // Pruned meanwhile: the environment was deleted, and so were its counts.
+            return;
+        };
+        for (flag, reason) in missed {
+            if let Some(counts) = flags.get(*flag) {
+                counts[reason_index(*reason)].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Drops the counters of environments and flags that no longer exist, so that deleted
+    /// ones do not stay in every scrape forever. `environment` looks an environment up and
+    /// `has_flag` asks whether it has a flag. Both are asked afresh on every attempt of the
+    /// swap: the current view of the environments is then never older than a counter it
+    /// judges, so a flag created and evaluated during the scrape keeps its counts.
+    pub fn retain<E>(
+        &self,
+        mut environment: impl FnMut(&str) -> Option<E>,
+        has_flag: impl Fn(&E, &str) -> bool,
+    ) {
+        // The counts that remain, and whether any were dropped.
+        let mut kept = |counts: &EnvironmentCounts| -> (EnvironmentCounts, bool) {
+            let mut next = EnvironmentCounts::default();
+            let mut changed = false;
+            for (name, flags) in counts {
+                let Some(found) = environment(name) else {
+                    changed = true;
+                    continue;
+                };
+                if flags.keys().all(|flag| has_flag(&found, flag)) {
+                    next.insert(Arc::clone(name), Arc::clone(flags));
+                    continue;
+                }
+                changed = true;
+                let remaining: FlagCounts = flags
+                    .iter()
+                    .filter(|(flag, _)| has_flag(&found, flag))
+                    .map(|(flag, counts)| (Arc::clone(flag), Arc::clone(counts)))
+                    .collect();
+                if !remaining.is_empty() {
+                    next.insert(Arc::clone(name), Arc::new(remaining));
+                }
+            }
+            (next, changed)
+        };
+        // Most scrapes find nothing to drop: they swap nothing.
+        if kept(&self.counts.load_full()).1 {
+            self.counts.rcu(|current| kept(current).0);
+        }
+    }
+
+    /// Appends the counters in the text exposition format, sorted, with their HELP and
+    /// TYPE lines. Reasons never counted are left out, as a registry vector would.
+    fn render(&self, text: &mut String) {
+        let counts = self.counts.load_full();
+        let mut series: Vec<(&str, &str, &Counts)> = counts
+            .iter()
+            .flat_map(|(environment, flags)| {
+                flags
+                    .iter()
+                    .map(move |(flag, counts)| (&**environment, &**flag, &**counts))
+            })
+            .collect();
+        series.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        text.push_str(
+            "# HELP ripcord_evaluations_total Flag evaluations by environment, flag and reason.\n\
+             # TYPE ripcord_evaluations_total counter\n",
+        );
+        for (environment, flag, counts) in series {
+            for (reason, count) in REASONS.iter().zip(counts) {
+                let count = count.load(Ordering::Relaxed);
+                if count > 0 {
+                    let _ = writeln!(
+                        text,
+                        "ripcord_evaluations_total{{environment=\"{}\",flag=\"{}\",reason=\"{}\"}} {count}",
+                        escape_label(environment),
+                        escape_label(flag),
+                        reason.as_str(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A label value as the text exposition format wants it: backslash, double quote and line
+/// feed escaped. Flag keys may hold the first two.
+fn escape_label(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    let mut escaped = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            other => escaped.push(other),
+        }
+    }
+    std::borrow::Cow::Owned(escaped)
+}
+
+/// Counts the evaluations of one request. Counting a known flag is a lookup and an atomic
+/// add on a map loaded once per request; flags seen for the first time are added in one
+/// swap when the recorder is dropped.
+pub struct Recorder<'a> {
+    evaluations: &'a Evaluations,
+    environment: &'a str,
+    counts: arc_swap::Guard<Arc<EnvironmentCounts>>,
+    missed: Vec<(&'a str, Reason)>,
+}
+
+impl<'a> Recorder<'a> {
+    pub fn record(&mut self, flag: &'a str, reason: Reason) {
+        match self
+            .counts
+            .get(self.environment)
+            .and_then(|flags| flags.get(flag))
+        {
+            Some(counts) => {
+                counts[reason_index(reason)].fetch_add(1, Ordering::Relaxed);
+            }
+            None => self.missed.push((flag, reason)),
+        }
+    }
+}
+
+impl Drop for Recorder<'_> {
+    fn drop(&mut self) {
+        if !self.missed.is_empty() {
+            self.evaluations.insert(self.environment, &self.missed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(evaluations: &Evaluations, environment: &str, flag: &str, reason: Reason) -> u64 {
+        evaluations
+            .counts
+            .load()
+            .get(environment)
+            .and_then(|flags| flags.get(flag))
+            .map_or(0, |counts| {
+                counts[reason_index(reason)].load(Ordering::Relaxed)
+            })
+    }
+
+    #[test]
+    fn every_reason_is_rendered_under_its_own_name() {
+        for (index, reason) in REASONS.iter().enumerate() {
+            assert_eq!(reason_index(*reason), index, "{}", reason.as_str());
+        }
+    }
+
+    #[test]
+    fn counts_by_environment_flag_and_reason_from_the_first_evaluation_on() {
+        let evaluations = Evaluations::default();
+        for environment in ["staging", "production", "production"] {
+            let mut recorder = evaluations.recorder(environment);
+            recorder.record("banner", Reason::Static);
+            recorder.record("banner", Reason::Static);
+            recorder.record("checkout", Reason::Split);
+        }
+        assert_eq!(count(&evaluations, "staging", "banner", Reason::Static), 2);
+        assert_eq!(
+            count(&evaluations, "production", "banner", Reason::Static),
+            4
+        );
+        assert_eq!(
+            count(&evaluations, "production", "checkout", Reason::Split),
+            2
+        );
+        assert_eq!(
+            count(&evaluations, "production", "checkout", Reason::Error),
+            0
+        );
+    }
+
+    #[test]
+    fn renders_every_counted_series_with_escaped_labels() {
+        let evaluations = Evaluations::default();
+        evaluations
+            .recorder("default")
+            .record("say-\"hi\"\\", Reason::Disabled);
+        let mut text = String::new();
+        evaluations.render(&mut text);
+        assert_eq!(
+            text,
+            "# HELP ripcord_evaluations_total Flag evaluations by environment, flag and reason.\n\
+             # TYPE ripcord_evaluations_total counter\n\
+             ripcord_evaluations_total{environment=\"default\",flag=\"say-\\\"hi\\\"\\\\\",reason=\"DISABLED\"} 1\n"
+        );
+    }
+
+    #[test]
+    fn retain_drops_what_no_longer_exists_and_keeps_the_rest_counting() {
+        let evaluations = Evaluations::default();
+        for (environment, flag) in [("a", "kept"), ("a", "deleted"), ("gone", "kept")] {
+            evaluations
+                .recorder(environment)
+                .record(flag, Reason::Static);
+        }
+        let before = evaluations.counts.load_full();
+        evaluations.retain(|name| (name == "a").then_some(()), |_, flag| flag == "kept");
+        assert_eq!(count(&evaluations, "a", "kept", Reason::Static), 1);
+        assert_eq!(count(&evaluations, "a", "deleted", Reason::Static), 0);
+        assert!(evaluations.counts.load().get("gone").is_none());
+        assert!(evaluations
+            .counts
+            .load()
+            .get("a")
+            .is_some_and(|flags| flags.len() == 1));
+
+        // Nothing to drop: the map is not swapped.
+        let before_noop = evaluations.counts.load_full();
+        evaluations.retain(|_| Some(()), |_, _| true);
+        assert!(Arc::ptr_eq(&before_noop, &evaluations.counts.load_full()));
+        assert!(!Arc::ptr_eq(&before, &before_noop));
+
+        evaluations.recorder("a").record("kept", Reason::Static);
+        assert_eq!(count(&evaluations, "a", "kept", Reason::Static), 2);
     }
 }

@@ -31,6 +31,16 @@ pub struct Environment {
     pub flag_revisions: BTreeMap<String, u64>,
 }
 
+impl Environment {
+    /// The revision at which a flag last changed.
+    pub fn flag_revision(&self, key: &str) -> u64 {
+        self.flag_revisions
+            .get(key)
+            .copied()
+            .unwrap_or(self.revision)
+    }
+}
+
 /// The key a request authenticated with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -166,7 +176,12 @@ impl Service {
         let limits = Limits {
             max_flags: usize::MAX,
             max_segments: usize::MAX,
-            ..self.limits
+            max_variants_per_flag: usize::MAX,
+            max_rules_per_flag: usize::MAX,
+            max_conditions_per_rule: usize::MAX,
+            max_values_per_condition: usize::MAX,
+            max_key_length: usize::MAX,
+            max_list_length: usize::MAX,
         };
         Ok(Some(build(name, state, &limits)?))
     }
@@ -326,7 +341,7 @@ impl Service {
             .flags
             .iter()
             .map(|(key, flag)| {
-                let revision = environment.flag_revisions.get(key).copied().unwrap_or(0);
+                let revision = environment.flag_revision(key);
                 (key.clone(), flag.clone(), revision)
             })
             .collect())
@@ -342,7 +357,7 @@ impl Service {
                 what: "flag",
                 key: key.to_string(),
             })?;
-        let revision = environment.flag_revisions.get(key).copied().unwrap_or(0);
+        let revision = environment.flag_revision(key);
         Ok((flag.clone(), revision))
     }
 
@@ -430,11 +445,6 @@ impl Service {
             )
             .await?;
         self.install(name, None);
-        for key in self.store.keys().await? {
-            if key.environment.as_deref() == Some(name) && key.revoked_at.is_none() {
-                self.revoke_record(key, actor, &time).await?;
-            }
-        }
         self.reload_keys().await
     }
 
@@ -456,6 +466,22 @@ impl Service {
         let mut mutations = Vec::new();
         let mut audit = Vec::new();
         let mut flag_revisions = BTreeMap::new();
+        // A flag whose segment changed serves differently from now on, so it gets the new
+        // revision too: apps tag metrics with it, and one revision must mean one behaviour.
+        let changed_segments: BTreeSet<&String> = current
+            .document
+            .segments
+            .keys()
+            .chain(document.segments.keys())
+            .filter(|key| current.document.segments.get(*key) != document.segments.get(*key))
+            .collect();
+        let uses_changed_segment = |flag: &Flag| {
+            flag.rules.iter().any(|rule| {
+                rule.segment
+                    .as_ref()
+                    .is_some_and(|segment| changed_segments.contains(segment))
+            })
+        };
         let flag_keys: BTreeSet<&String> = current
             .document
             .flags
@@ -465,12 +491,16 @@ impl Service {
         for key in flag_keys {
             let before = current.document.flags.get(key);
             let after = document.flags.get(key);
-            if before == after {
+            let operation = if before != after {
+                change.operation
+            } else if after.is_some_and(uses_changed_segment) {
+                "segment_change"
+            } else {
                 if let Some(&kept) = current.flag_revisions.get(key) {
                     flag_revisions.insert(key.clone(), kept);
                 }
                 continue;
-            }
+            };
             let action = match (before, after) {
                 (None, _) => "flag.create",
                 (_, None) => "flag.delete",
@@ -482,7 +512,7 @@ impl Service {
                 Some(change.environment),
                 action,
                 key,
-                change.operation,
+                operation,
                 before.map(to_value),
                 after.map(to_value),
             ));
@@ -497,18 +527,9 @@ impl Service {
                 None => mutations.push(Mutation::DeleteFlag { key: key.clone() }),
             }
         }
-        let segment_keys: BTreeSet<&String> = current
-            .document
-            .segments
-            .keys()
-            .chain(document.segments.keys())
-            .collect();
-        for key in segment_keys {
+        for key in changed_segments {
             let before = current.document.segments.get(key);
             let after = document.segments.get(key);
-            if before == after {
-                continue;
-            }
             let action = match (before, after) {
                 (None, _) => "segment.create",
                 (_, None) => "segment.delete",
@@ -545,8 +566,16 @@ impl Service {
         let committed = self
             .store
             .commit(change.environment, current.revision, mutations, audit)
-            .await?;
-        debug_assert_eq!(committed, revision);
+            .await;
+        if let Err(error) = committed {
+            // The commit may have landed even though the call failed (a failed flush, say):
+            // reload, or every later write would conflict with a revision this node never saw.
+            let loaded = self.load(change.environment).await;
+            if let Ok(loaded) = loaded {
+                self.install(change.environment, loaded.map(Arc::new));
+            }
+            return Err(error.into());
+        }
         self.install(change.environment, Some(Arc::new(environment)));
         Ok(revision)
     }
@@ -615,6 +644,11 @@ impl Service {
         );
         {
             let _writer = self.writer.lock().await;
+            // Checked again under the lock: the environment may have been deleted (and its
+            // keys revoked) since the check above.
+            if let Some(environment) = &record.environment {
+                self.require(environment)?;
+            }
             self.store.put_key(record, audit).await?;
         }
         self.reload_keys().await?;

@@ -29,10 +29,11 @@ pub const MAX_AUDIT_LIMIT: usize = 500;
 
 // Routes are registered with their full paths rather than inside a `/api/v1` scope: a scope
 // would swallow every other `/api/v1` route (SDK ruleset, metrics) registered after it.
+// Each path is a resource, so a wrong method gets 405 rather than "no such route".
 pub fn routes(config: &mut web::ServiceConfig) {
     use web::{delete, get, post, put, resource};
     config
-        .route("/api/v1/openapi.json", get().to(super::openapi::document))
+        .service(resource("/api/v1/openapi.json").route(get().to(super::openapi::document)))
         .service(
             resource("/api/v1/environments")
                 .route(get().to(list_environments))
@@ -54,13 +55,13 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(put().to(replace_flag))
                 .route(delete().to(delete_flag)),
         )
-        .route(
-            "/api/v1/environments/{environment}/flags/{key}/enabled",
-            put().to(set_enabled),
+        .service(
+            resource("/api/v1/environments/{environment}/flags/{key}/enabled")
+                .route(put().to(set_enabled)),
         )
-        .route(
-            "/api/v1/environments/{environment}/flags/{key}/rollout/percentage",
-            put().to(set_percentage),
+        .service(
+            resource("/api/v1/environments/{environment}/flags/{key}/rollout/percentage")
+                .route(put().to(set_percentage)),
         )
         .service(
             resource("/api/v1/environments/{environment}/segments")
@@ -83,8 +84,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(get().to(list_keys))
                 .route(post().to(create_key)),
         )
-        .route("/api/v1/keys/{id}", delete().to(revoke_key))
-        .route("/api/v1/audit", get().to(audit));
+        .service(resource("/api/v1/keys/{id}").route(delete().to(revoke_key)))
+        .service(resource("/api/v1/audit").route(get().to(audit)));
 }
 
 // ---- request and response bodies -------------------------------------------------------

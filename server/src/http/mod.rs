@@ -114,11 +114,7 @@ pub fn principal(request: &HttpRequest, state: &State) -> Result<Arc<Principal>>
     let token = headers
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| {
-            value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
-        })
+        .and_then(bearer_token)
         .or_else(|| {
             headers
                 .get("x-api-key")
@@ -132,6 +128,13 @@ pub fn principal(request: &HttpRequest, state: &State) -> Result<Arc<Principal>>
     state.service.authenticate(token).ok_or(Error::Unauthorized(
         "the API key is not valid: unknown or revoked",
     ))
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is matched without
+/// regard to case, as RFC 9110 has it: clients and proxies do send `bearer` and `BEARER`.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
 /// The request's key, which must be an admin key.
@@ -184,4 +187,19 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
         Error::bad_request(format!("the request body is not valid: {error}"), None)
     })?;
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer k", "bearer k", "BEARER k", "bEaReR k", "Bearer  k"] {
+            assert_eq!(bearer_token(value).map(str::trim), Some("k"), "{value}");
+        }
+        for value in ["Basic k", "Bearerk", "Bearer", "", "Bear k"] {
+            assert_eq!(bearer_token(value), None, "{value}");
+        }
+    }
 }

@@ -6,11 +6,13 @@
 //! body itself, so it changes exactly when what this key sees for this context changes.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use actix_cors::Cors;
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use ripcord_engine::{evaluate_flag, CompiledFlag, Context, Evaluation, FlagType};
+use ripcord_engine::{evaluate_flag, CompiledFlag, Context, ErrorCode, Evaluation, FlagType};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -35,26 +37,45 @@ pub fn routes(config: &mut web::ServiceConfig) {
                     .expose_headers([header::ETAG])
                     .max_age(3600),
             )
-            .route("/evaluate/flags/{key}", web::post().to(evaluate_one))
-            .route("/evaluate/flags", web::post().to(evaluate_all)),
+            // Resources rather than `.route`: a wrong method then gets 405, not 404.
+            .service(web::resource("/evaluate/flags/{key}").route(web::post().to(evaluate_one)))
+            .service(web::resource("/evaluate/flags").route(web::post().to(evaluate_all))),
     );
 }
 
 /// An OFREP failure: answered with its status and `{key?, errorCode, errorDetails}`.
 struct Failure {
-    status: actix_web::http::StatusCode,
+    status: StatusCode,
     key: Option<String>,
-    code: &'static str,
+    code: ErrorCode,
     details: String,
 }
 
 impl Failure {
     fn invalid_context(key: Option<&str>, details: String) -> Failure {
         Failure {
-            status: actix_web::http::StatusCode::BAD_REQUEST,
+            status: StatusCode::BAD_REQUEST,
             key: key.map(str::to_string),
-            code: "INVALID_CONTEXT",
+            code: ErrorCode::InvalidContext,
             details,
+        }
+    }
+
+    /// The key's environment is not here: deleted while the request was read (the deletion
+    /// revoked the key, so the next request gets 401), or, with a shared store, not arrived
+    /// at this node yet. Neither the caller's mistake nor a server failure: nothing can be
+    /// evaluated, as if the flag did not exist. A single evaluation says so as OFREP's
+    /// not-found; a bulk one has no flag to name and answers OFREP's bulk failure.
+    fn environment_missing(key: Option<&str>, environment: &str) -> Failure {
+        Failure {
+            status: StatusCode::NOT_FOUND,
+            key: key.map(str::to_string),
+            code: if key.is_some() {
+                ErrorCode::FlagNotFound
+            } else {
+                ErrorCode::General
+            },
+            details: format!("environment `{environment}` does not exist"),
         }
     }
 
@@ -63,7 +84,7 @@ impl Failure {
         if let Some(key) = self.key {
             body.insert("key".to_string(), Value::String(key));
         }
-        body.insert("errorCode".to_string(), Value::from(self.code));
+        body.insert("errorCode".to_string(), Value::from(self.code.as_str()));
         body.insert("errorDetails".to_string(), Value::String(self.details));
         HttpResponse::build(self.status).json(body)
     }
@@ -91,20 +112,13 @@ impl Refusal {
     }
 }
 
-/// Authenticates an evaluating key, finds its environment and parses the context.
+/// Authenticates an evaluating key, parses the context and finds the key's environment.
 async fn prepare(
     request: &HttpRequest,
     state: &State,
     payload: web::Payload,
     flag_key: Option<&str>,
-) -> Result<
-    (
-        std::sync::Arc<Principal>,
-        std::sync::Arc<Environment>,
-        Context,
-    ),
-    Refusal,
-> {
+) -> Result<(Arc<Principal>, Arc<Environment>, Context), Refusal> {
     let principal = super::principal(request, state)?;
     let Some(environment_name) = principal
         .environment
@@ -117,14 +131,6 @@ async fn prepare(
         )
         .into());
     };
-    let environment =
-        state
-            .service
-            .environment(environment_name)
-            .ok_or_else(|| Error::NotFound {
-                what: "environment",
-                key: environment_name.to_string(),
-            })?;
     let body = super::read_body(payload, state.max_body_bytes, "RIPCORD_MAX_BODY_BYTES").await?;
     let context = parse_context(
         &body,
@@ -133,6 +139,13 @@ async fn prepare(
         state.service.limits().max_key_length,
     )
     .map_err(Refusal::Ofrep)?;
+    // The snapshot only now that the body is in: taken before, a slow upload would be
+    // evaluated against flags older than writes acknowledged while it was sent, and would
+    // keep that old snapshot alive for as long as the client cares to take.
+    let environment = state
+        .service
+        .environment(environment_name)
+        .ok_or_else(|| Refusal::Ofrep(Failure::environment_missing(flag_key, environment_name)))?;
     Ok((principal, environment, context))
 }
 
@@ -147,14 +160,14 @@ fn parse_context(
         context: Option<Value>,
     }
     let request: Request = serde_json::from_slice(body).map_err(|error| Failure {
-        status: actix_web::http::StatusCode::BAD_REQUEST,
+        status: StatusCode::BAD_REQUEST,
         key: key.map(str::to_string),
-        code: "PARSE_ERROR",
+        code: ErrorCode::ParseError,
         details: format!("the request body is not a JSON evaluation request: {error}"),
     })?;
-    let context = match request.context {
-        None | Some(Value::Null) => Context::default(),
-        Some(Value::Object(context)) => context.into_iter().collect(),
+    let attributes = match request.context {
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(Value::Object(attributes)) => attributes,
         Some(_) => {
             return Err(Failure::invalid_context(
                 key,
@@ -162,16 +175,21 @@ fn parse_context(
             ))
         }
     };
-    if context.len() > max_attributes {
+    // Checked before the names go into the `Context`, whose hasher is unkeyed: filling it
+    // with thousands of names a caller chose to collide is the flood the limits prevent.
+    if attributes.len() > max_attributes {
         return Err(Failure::invalid_context(
             key,
             format!(
                 "the context has {} attributes, over the limit of {max_attributes} (RIPCORD_MAX_CONTEXT_ATTRIBUTES)",
-                context.len()
+                attributes.len()
             ),
         ));
     }
-    if let Some(name) = context.keys().find(|name| name.chars().count() > max_name) {
+    if let Some(name) = attributes
+        .keys()
+        .find(|name| name.chars().count() > max_name)
+    {
         return Err(Failure::invalid_context(
             key,
             format!(
@@ -180,6 +198,7 @@ fn parse_context(
             ),
         ));
     }
+    let context: Context = attributes.into_iter().collect();
     if let Some(targeting_key) = context.get("targetingKey") {
         if !targeting_key.is_string() {
             return Err(Failure::invalid_context(
@@ -252,7 +271,7 @@ fn visible(principal: &Principal, flag: &CompiledFlag) -> bool {
     responses(
         (status = 200, description = "The evaluation", body = Success),
         (status = 400, description = "The context is not valid", body = crate::http::openapi::OfrepFailure),
-        (status = 404, description = "No such flag, or not visible to this key", body = crate::http::openapi::OfrepFailure),
+        (status = 404, description = "No such flag, or not visible to this key, or the key's environment was deleted meanwhile", body = crate::http::openapi::OfrepFailure),
         crate::http::openapi::KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -275,9 +294,9 @@ async fn evaluate_one(
         .filter(|flag| visible(&principal, flag))
     else {
         return Failure {
-            status: actix_web::http::StatusCode::NOT_FOUND,
+            status: StatusCode::NOT_FOUND,
             key: Some(key.clone()),
-            code: "FLAG_NOT_FOUND",
+            code: ErrorCode::FlagNotFound,
             details: format!("flag `{key}` was not found"),
         }
         .respond();
@@ -286,8 +305,8 @@ async fn evaluate_one(
     state
         .metrics
         .evaluations
-        .with_label_values(&[flag.key(), evaluation.reason.as_str()])
-        .inc();
+        .recorder(&environment.name)
+        .record(flag.key(), evaluation.reason);
     HttpResponse::Ok().json(success(flag, &evaluation))
 }
 
@@ -295,6 +314,14 @@ async fn evaluate_one(
 #[schema(as = OfrepBulkEvaluationSuccess)]
 struct Bulk<'a> {
     flags: Vec<Success<'a>>,
+}
+
+/// OFREP's `generalErrorResponse`, for a failure of the server's own.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = OfrepGeneralError)]
+struct GeneralError {
+    error_details: String,
 }
 
 /// Evaluates every flag this key may see for the context. Answers `304` when `If-None-Match`
@@ -309,6 +336,8 @@ struct Bulk<'a> {
         (status = 200, description = "Every evaluation", body = Bulk, headers(("ETag" = String))),
         (status = 304, description = "Nothing changed since the `ETag` sent"),
         (status = 400, description = "The context is not valid", body = crate::http::openapi::OfrepFailure),
+        (status = 404, description = "The key's environment was deleted meanwhile (`GENERAL`)", body = crate::http::openapi::OfrepFailure),
+        (status = 500, description = "The server failed", body = GeneralError),
         crate::http::openapi::KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -323,26 +352,27 @@ async fn evaluate_all(
         Err(refusal) => return refusal.respond(),
     };
     let mut flags = Vec::with_capacity(environment.snapshot.len());
+    let mut counts = state.metrics.evaluations.recorder(&environment.name);
     for flag in environment
         .snapshot
         .flags()
         .filter(|flag| visible(&principal, flag))
     {
         let evaluation = evaluate_flag(flag, &context);
-        state
-            .metrics
-            .evaluations
-            .with_label_values(&[flag.key(), evaluation.reason.as_str()])
-            .inc();
+        counts.record(flag.key(), evaluation.reason);
         flags.push(success(flag, &evaluation));
     }
+    // Flags seen for the first time are counted now, before the answer is written.
+    drop(counts);
     let body = match serde_json::to_vec(&Bulk { flags }) {
         Ok(body) => body,
+        // JSON values and strings always serialize; should that ever change, it is the
+        // server's fault, answered as OFREP's general error rather than blamed on the input.
         Err(error) => {
-            return actix_web::ResponseError::error_response(&Error::bad_request(
-                error.to_string(),
-                None,
-            ))
+            tracing::error!(%error, "serializing a bulk evaluation failed");
+            return HttpResponse::InternalServerError().json(GeneralError {
+                error_details: "the evaluation could not be written".to_string(),
+            });
         }
     };
     let etag = format!("\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(&body));

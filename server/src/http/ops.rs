@@ -5,10 +5,11 @@ use actix_web::{web, HttpResponse};
 use super::State;
 
 pub fn routes(config: &mut web::ServiceConfig) {
+    // Resources rather than `.route`: a wrong method then gets 405, not 404.
     config
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+        .service(web::resource("/healthz").route(web::get().to(healthz)))
+        .service(web::resource("/readyz").route(web::get().to(readyz)))
+        .service(web::resource("/metrics").route(web::get().to(metrics)));
 }
 
 /// The process is up and serving HTTP.
@@ -25,16 +26,23 @@ async fn readyz(state: web::Data<State>) -> HttpResponse {
     }
 }
 
+/// The Prometheus text. It needs no key, and so anyone who reaches it reads the flag keys
+/// of every environment in the evaluation counts, which a client key is otherwise careful
+/// not to reveal: it belongs on the operators' network.
 async fn metrics(state: web::Data<State>) -> HttpResponse {
-    // Revisions are read at scrape time: cheaper than updating a gauge on every change.
-    for (environment, revision) in state.service.environment_names() {
-        state
-            .metrics
-            .snapshot_revision
-            .with_label_values(&[environment.as_str()])
-            .set(i64::try_from(revision).unwrap_or(i64::MAX));
-    }
+    // Read at scrape time: cheaper than updating a gauge on every change, and it lets the
+    // scrape drop what deleted environments and flags left behind.
+    let revisions = state.service.environment_names();
+    state.metrics.set_snapshot_revisions(
+        revisions
+            .iter()
+            .map(|(environment, revision)| (environment.as_str(), *revision)),
+    );
+    state.metrics.evaluations.retain(
+        |name| state.service.environment(name),
+        |environment, flag| environment.snapshot.flag(flag).is_some(),
+    );
     HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render())
 }

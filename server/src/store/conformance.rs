@@ -36,6 +36,7 @@ pub(crate) async fn run(store: &dyn Store) {
     audit_filters_by_environment_and_by_flag(store).await;
     the_change_feed_announces_every_write_in_order(store).await;
     loads_and_deletions_see_whole_commits_while_others_commit(store).await;
+    deleting_an_environment_revokes_its_keys(store).await;
 }
 
 const DURABLE_ENVIRONMENT: &str = "durable";
@@ -567,6 +568,56 @@ async fn keys_are_created_and_replaced(store: &dyn Store) {
         "put_key appends its audit entry"
     );
     assert_eq!(entries[2].environment, None);
+}
+
+/// A key must not outlive its environment: it would work again for a new environment of
+/// the same name.
+async fn deleting_an_environment_revokes_its_keys(store: &dyn Store) {
+    create(store, "doomed-env").await;
+    create(store, "kept-env").await;
+    let doomed = key_record(
+        "key-doomed",
+        "doomed-app",
+        Scope::Server,
+        Some("doomed-env"),
+    );
+    let kept = key_record("key-kept", "kept-app", Scope::Client, Some("kept-env"));
+    for key in [&doomed, &kept] {
+        store
+            .put_key(
+                key.clone(),
+                audit(key.environment.as_deref(), "key.create", &key.name),
+            )
+            .await
+            .unwrap();
+    }
+    let deletion = audit(Some("doomed-env"), "environment.delete", "doomed-env");
+    store
+        .delete_environment("doomed-env", deletion.clone())
+        .await
+        .unwrap();
+
+    let keys = store.keys().await.unwrap();
+    let find = |id: &str| keys.iter().find(|key| key.id == id).unwrap().clone();
+    assert_eq!(
+        find("key-doomed").revoked_at.as_deref(),
+        Some(deletion.time.as_str()),
+        "the deleted environment's key is revoked at the deletion's time"
+    );
+    assert_eq!(
+        find("key-kept"),
+        kept,
+        "other environments' keys are untouched"
+    );
+    let entries = audit_of(store, "doomed-env").await;
+    assert_eq!(
+        actions_and_targets(&entries[..2]),
+        [
+            ("key.revoke", "doomed-app"),
+            ("environment.delete", "doomed-env")
+        ],
+        "the revocation is in the audit log with the deletion"
+    );
 }
 
 async fn audit_entries_are_numbered_and_carry_the_revision(store: &dyn Store) {

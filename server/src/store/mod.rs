@@ -168,7 +168,9 @@ pub trait Store: Send + Sync + 'static {
         audit: AuditRecord,
     ) -> StoreResult<EnvironmentRecord>;
 
-    /// Removes the environment with its flags and segments.
+    /// Removes the environment with its flags and segments, and revokes its keys
+    /// (`revoked_at` is the audit record's time; each revocation gets an audit entry of
+    /// its own), in one atomic step.
     async fn delete_environment(&self, name: &str, audit: AuditRecord) -> StoreResult<()>;
 
     /// Applies `mutations` and appends `audit` in one atomic, durable step, if and only if

@@ -232,6 +232,29 @@ impl Store for SledStore {
                     items.push(entry.map_err(backend)?.to_vec());
                 }
             }
+            // The environment's keys are revoked in the same transaction: were it to stop
+            // half-way, a key could outlive its environment and work again for a new one
+            // of the same name.
+            let revoked: Vec<(Vec<u8>, Vec<u8>, AuditRecord)> = self
+                .scan::<KeyRecord>(KEY.as_bytes())?
+                .into_iter()
+                .filter(|(_, record)| {
+                    record.environment.as_deref() == Some(name) && record.revoked_at.is_none()
+                })
+                .map(|(id, mut record)| {
+                    record.revoked_at = Some(audit.time.clone());
+                    let entry = AuditRecord {
+                        action: "key.revoke".to_string(),
+                        target: record.name.clone(),
+                        before: None,
+                        after: None,
+                        ..audit.clone()
+                    };
+                    let mut stored_key = KEY.as_bytes().to_vec();
+                    stored_key.extend_from_slice(&id);
+                    (stored_key, encode(&record), entry)
+                })
+                .collect();
             transact(&self.db, |tree| {
                 if tree.get(&key)?.is_none() {
                     return abort(StoreError::NoSuchEnvironment(name.to_string()));
@@ -240,7 +263,12 @@ impl Store for SledStore {
                 for item in &items {
                     tree.remove(item.as_slice())?;
                 }
-                append_audit(tree, audit.clone())
+                append_audit(tree, audit.clone())?;
+                for (stored_key, record, entry) in &revoked {
+                    tree.insert(stored_key.as_slice(), record.as_slice())?;
+                    append_audit(tree, entry.clone())?;
+                }
+                Ok(())
             })?;
         }
         self.flush().await?;
@@ -338,10 +366,14 @@ impl Store for SledStore {
 
     async fn put_key(&self, key: KeyRecord, audit: AuditRecord) -> StoreResult<()> {
         let encoded = encode(&key);
-        transact(&self.db, |tree| {
-            tree.insert(format!("{KEY}{}", key.id).into_bytes(), encoded.as_slice())?;
-            append_audit(tree, audit.clone())
-        })?;
+        {
+            // With the environment deletions, which revoke keys from a scan.
+            let _items = self.lock_items();
+            transact(&self.db, |tree| {
+                tree.insert(format!("{KEY}{}", key.id).into_bytes(), encoded.as_slice())?;
+                append_audit(tree, audit.clone())
+            })?;
+        }
         self.flush().await?;
         self.announce(ChangeEvent::KeysChanged);
         Ok(())

@@ -1,7 +1,11 @@
 //! OFREP as applications see it: the kill switch, rollouts and bucketing, ETags and 304s,
-//! CORS for browsers, and the evaluation counts operators scrape.
+//! CORS for browsers, slow uploads, keys of deleted environments, wrong methods, and the
+//! evaluation counts operators scrape.
 
 use std::collections::BTreeSet;
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -500,7 +504,7 @@ async fn browsers_may_call_ofrep_from_any_origin_and_read_the_etag() {
 }
 
 /// The value of the Prometheus sample whose line starts with `series`, such as
-/// `ripcord_evaluations_total{flag="banner",reason="STATIC"}`.
+/// `ripcord_evaluations_total{environment="default",flag="banner",reason="STATIC"}`.
 fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics
         .lines()
@@ -546,7 +550,7 @@ async fn operators_see_health_evaluation_counts_and_the_api_description() {
     assert_eq!(
         sample(
             &metrics,
-            r#"ripcord_evaluations_total{flag="banner",reason="STATIC"}"#
+            r#"ripcord_evaluations_total{environment="default",flag="banner",reason="STATIC"}"#
         ),
         Some(4.0),
         "{metrics}"
@@ -592,4 +596,411 @@ async fn operators_see_health_evaluation_counts_and_the_api_description() {
             "no {wanted} in {paths:?}"
         );
     }
+}
+
+/// The samples of `/metrics` for one environment: every line that names it.
+fn series_of<'a>(metrics: &'a str, environment: &str) -> Vec<&'a str> {
+    let label = format!("environment=\"{environment}\"");
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#') && line.contains(&label))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn evaluation_counts_are_per_environment_and_forget_what_was_deleted() {
+    let server = Server::start().await;
+    server
+        .admin_post("/api/v1/environments", json!({"name": "staging"}))
+        .await
+        .expect_status(201);
+    let mut keys = Vec::new();
+    for environment in ["default", "staging"] {
+        server
+            .import_yaml(environment, APP_AND_BACKEND)
+            .await
+            .expect_status(200);
+        keys.push(
+            server
+                .create_key("backend", "server", Some(environment))
+                .await,
+        );
+    }
+    let (production, staging) = (&keys[0], &keys[1]);
+    let context = json!({"targetingKey": "user-1"});
+    for _ in 0..3 {
+        server
+            .evaluate(&production.token, "banner", context.clone())
+            .await
+            .expect_status(200);
+    }
+    server
+        .evaluate(&staging.token, "banner", context.clone())
+        .await
+        .expect_status(200);
+    for key in [production, staging] {
+        server
+            .evaluate_all(&key.token, context.clone(), None)
+            .await
+            .expect_status(200);
+    }
+
+    let banner = |environment: &str| {
+        format!(
+            r#"ripcord_evaluations_total{{environment="{environment}",flag="banner",reason="STATIC"}}"#
+        )
+    };
+    let metrics = server.metrics().await;
+    assert_eq!(sample(&metrics, &banner("default")), Some(4.0), "{metrics}");
+    assert_eq!(sample(&metrics, &banner("staging")), Some(2.0), "{metrics}");
+    assert_eq!(
+        metrics
+            .lines()
+            .filter(|line| *line == "# TYPE ripcord_evaluations_total counter")
+            .count(),
+        1,
+        "{metrics}"
+    );
+    assert!(
+        sample(
+            &metrics,
+            r#"ripcord_snapshot_revision{environment="staging"}"#
+        )
+        .is_some(),
+        "{metrics}"
+    );
+
+    // A change makes a new snapshot; the counts go on from where they were.
+    server
+        .admin_put(
+            "/api/v1/environments/default/flags/backend-only/enabled",
+            json!({"enabled": false}),
+        )
+        .await
+        .expect_status(200);
+    server
+        .evaluate(&production.token, "banner", context.clone())
+        .await
+        .expect_status(200);
+    let metrics = server.metrics().await;
+    assert_eq!(sample(&metrics, &banner("default")), Some(5.0), "{metrics}");
+
+    // A deleted flag's counts go, and so does everything of a deleted environment.
+    server
+        .admin_delete("/api/v1/environments/staging/flags/banner")
+        .await;
+    let metrics = server.metrics().await;
+    assert_eq!(sample(&metrics, &banner("staging")), None, "{metrics}");
+    assert!(
+        sample(
+            &metrics,
+            r#"ripcord_evaluations_total{environment="staging",flag="backend-only",reason="STATIC"}"#
+        )
+        .is_some(),
+        "{metrics}"
+    );
+    let deleted = server.admin_delete("/api/v1/environments/staging").await;
+    assert!((200..300).contains(&deleted.status), "{}", deleted.text());
+    let metrics = server.metrics().await;
+    assert_eq!(
+        series_of(&metrics, "staging"),
+        Vec::<&str>::new(),
+        "{metrics}"
+    );
+    assert_eq!(sample(&metrics, &banner("default")), Some(5.0), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bearer_scheme_is_read_in_any_case() {
+    let server = Server::start().await;
+    server
+        .import_yaml("default", APP_AND_BACKEND)
+        .await
+        .expect_status(200);
+    let app = server
+        .create_key("mobile-app", "client", Some("default"))
+        .await;
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let response = server
+            .client()
+            .post(server.url("/ofrep/v1/evaluate/flags/banner"))
+            .header("authorization", format!("{scheme} {}", app.token))
+            .json(&json!({"context": {"targetingKey": "user-1"}}))
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(response.status(), 200, "scheme `{scheme}`");
+    }
+}
+
+/// An evaluation request whose body is sent in two parts, so that a test can act while the
+/// server waits for the rest, as it does for a slow upload.
+struct SlowUpload {
+    stream: TcpStream,
+    rest: Vec<u8>,
+}
+
+impl SlowUpload {
+    async fn start(server: &Server, path: &str, token: &str, context: Value) -> SlowUpload {
+        let body = json!({"context": context}).to_string().into_bytes();
+        let (first, rest) = body.split_at(body.len() / 2);
+        let mut stream = TcpStream::connect(server.address()).expect("a connection");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("a read timeout");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).expect("sending the head");
+        stream.write_all(first).expect("sending half the body");
+        // Time for the server to start on the request: code that looks at the flags before
+        // the body is in does so now, and the test sees it.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        SlowUpload {
+            stream,
+            rest: rest.to_vec(),
+        }
+    }
+
+    /// Sends the rest of the body and returns the answer's status and JSON body.
+    fn finish(mut self) -> (u16, Value) {
+        self.stream
+            .write_all(&self.rest)
+            .expect("sending the rest of the body");
+        let mut answer = Vec::new();
+        // The server closes the connection after the answer (`Connection: close`).
+        let _ = self.stream.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        let (head, body) = answer
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|status| status.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"));
+        let body = serde_json::from_str(body).unwrap_or_else(|error| {
+            panic!("{status} with a body that is not JSON ({error}): {body:?}")
+        });
+        (status, body)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_upload_sees_the_writes_acknowledged_while_it_was_sent() {
+    let server = Server::start().await;
+    server
+        .import_yaml("default", APP_AND_BACKEND)
+        .await
+        .expect_status(200);
+    let backend = server
+        .create_key("backend", "server", Some("default"))
+        .await;
+    let context = json!({"targetingKey": "user-1"});
+    let single = SlowUpload::start(
+        &server,
+        "/ofrep/v1/evaluate/flags/banner",
+        &backend.token,
+        context.clone(),
+    )
+    .await;
+    let bulk =
+        SlowUpload::start(&server, "/ofrep/v1/evaluate/flags", &backend.token, context).await;
+
+    server
+        .admin_put(
+            "/api/v1/environments/default/flags/banner/enabled",
+            json!({"enabled": false}),
+        )
+        .await
+        .expect_status(200);
+
+    let (status, single) = single.finish();
+    assert_eq!(status, 200, "{single}");
+    assert_eq!(single["reason"], "DISABLED", "{single}");
+    let (status, bulk) = bulk.finish();
+    assert_eq!(status, 200, "{bulk}");
+    let banner = bulk["flags"]
+        .as_array()
+        .and_then(|flags| flags.iter().find(|flag| flag["key"] == "banner"))
+        .unwrap_or_else(|| panic!("no banner in {bulk}"));
+    assert_eq!(banner["reason"], "DISABLED", "{bulk}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_of_a_deleted_environment_get_a_clean_refusal() {
+    let server = Server::start().await;
+    server
+        .admin_post("/api/v1/environments", json!({"name": "staging"}))
+        .await
+        .expect_status(201);
+    server
+        .import_yaml("staging", APP_AND_BACKEND)
+        .await
+        .expect_status(200);
+    let app = server
+        .create_key("staging-app", "client", Some("staging"))
+        .await;
+    let context = json!({"targetingKey": "user-1"});
+    // Requests under way when the environment goes: authenticated, but nothing to evaluate.
+    let single = SlowUpload::start(
+        &server,
+        "/ofrep/v1/evaluate/flags/banner",
+        &app.token,
+        context.clone(),
+    )
+    .await;
+    let bulk = SlowUpload::start(
+        &server,
+        "/ofrep/v1/evaluate/flags",
+        &app.token,
+        context.clone(),
+    )
+    .await;
+
+    let deleted = server.admin_delete("/api/v1/environments/staging").await;
+    assert!((200..300).contains(&deleted.status), "{}", deleted.text());
+
+    // OFREP's shapes, so that any provider reads them as the flag's absence.
+    let (status, single) = single.finish();
+    assert_eq!(status, 404, "{single}");
+    assert_eq!(single["key"], "banner", "{single}");
+    assert_eq!(single["errorCode"], "FLAG_NOT_FOUND", "{single}");
+    assert!(
+        single["errorDetails"]
+            .as_str()
+            .is_some_and(|details| details.contains("staging")),
+        "{single}"
+    );
+    let (status, bulk) = bulk.finish();
+    assert_eq!(status, 404, "{bulk}");
+    assert_eq!(bulk["errorCode"], "GENERAL", "{bulk}");
+    assert!(bulk.get("key").is_none(), "{bulk}");
+    assert!(bulk["errorDetails"].is_string(), "{bulk}");
+
+    // Afterwards the key is revoked: refused as any revoked key is.
+    let refused = server
+        .evaluate(&app.token, "banner", context.clone())
+        .await
+        .expect_status(401)
+        .json();
+    assert_eq!(refused["error"], "unauthorized", "{refused}");
+    server
+        .evaluate_all(&app.token, context, None)
+        .await
+        .expect_status(401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_method_is_405_with_an_error_body() {
+    let server = Server::start().await;
+    let app = server
+        .create_key("mobile-app", "client", Some("default"))
+        .await;
+    for (method, path) in [
+        (Method::GET, "/ofrep/v1/evaluate/flags"),
+        (Method::GET, "/ofrep/v1/evaluate/flags/banner"),
+        (Method::PUT, "/ofrep/v1/evaluate/flags/banner"),
+        (Method::POST, "/metrics"),
+        (Method::DELETE, "/healthz"),
+        (Method::GET, "/api/v1/keys/some-id"),
+        (Method::POST, "/api/v1/audit"),
+        (
+            Method::GET,
+            "/api/v1/environments/default/flags/banner/enabled",
+        ),
+        (Method::DELETE, "/api/v1/openapi.json"),
+    ] {
+        let reply = server
+            .call(method.clone(), path, Some(&app.token), Body::None)
+            .await;
+        assert_eq!(reply.status, 405, "{method} {path}: {}", reply.text());
+        assert_eq!(
+            reply.json()["error"],
+            "method_not_allowed",
+            "{method} {path}: {}",
+            reply.text()
+        );
+    }
+}
+
+/// A flag that uses a segment serves differently when the segment changes, so its revision
+/// (which apps tag their metrics with) changes too, and its audit trail says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_segment_change_gives_the_flags_using_it_a_new_revision() {
+    let server = Server::start().await;
+    server
+        .import_yaml(
+            "default",
+            r#"
+segments:
+  beta-track: {when: [{attribute: releaseTrack, op: in, values: [beta]}]}
+flags:
+  uses-segment:
+    type: boolean
+    variants: {on: true, off: false}
+    default_variant: "off"
+    rules: [{segment: beta-track, serve: {variant: "on"}}]
+  independent:
+    type: boolean
+    variants: {on: true, off: false}
+    default_variant: "off"
+"#,
+        )
+        .await
+        .expect_status(200);
+    let key = server
+        .create_key("backend", "server", Some("default"))
+        .await;
+    let context = json!({"targetingKey": "u1", "releaseTrack": "canary"});
+    let before = server
+        .evaluate(&key.token, "uses-segment", context.clone())
+        .await
+        .expect_status(200)
+        .json();
+    let untouched_before = server
+        .evaluate(&key.token, "independent", context.clone())
+        .await
+        .expect_status(200)
+        .json();
+    assert_eq!(before["value"], json!(false), "{before}");
+
+    server
+        .admin_put(
+            "/api/v1/environments/default/segments/beta-track",
+            json!({"when": [{"attribute": "releaseTrack", "op": "in", "values": ["beta", "canary"]}]}),
+        )
+        .await
+        .expect_status(200);
+    let after = server
+        .evaluate(&key.token, "uses-segment", context.clone())
+        .await
+        .expect_status(200)
+        .json();
+    let untouched_after = server
+        .evaluate(&key.token, "independent", context)
+        .await
+        .expect_status(200)
+        .json();
+    assert_eq!(after["value"], json!(true), "{after}");
+    assert!(
+        after["metadata"]["revision"].as_u64() > before["metadata"]["revision"].as_u64(),
+        "before {before}, after {after}"
+    );
+    assert_eq!(
+        untouched_after["metadata"]["revision"], untouched_before["metadata"]["revision"],
+        "a flag without the segment keeps its revision"
+    );
+    let trail = server
+        .admin_get("/api/v1/audit?flag=uses-segment")
+        .await
+        .expect_status(200)
+        .json();
+    assert_eq!(
+        trail["entries"][0]["operation"],
+        json!("segment_change"),
+        "{trail}"
+    );
 }

@@ -108,6 +108,12 @@ impl Server {
         Server::builder().start().await
     }
 
+    /// Sets an environment variable for the next [`Server::start_again`].
+    pub fn set_env(&mut self, name: &str, value: impl ToString) {
+        self.env.retain(|(known, _)| known != name);
+        self.env.push((name.to_string(), value.to_string()));
+    }
+
     /// Starts the process (again) on the same data directory and waits until it serves.
     pub async fn start_again(&mut self) {
         assert!(self.process.is_none(), "the server is already running");

@@ -391,3 +391,47 @@ fn help_lists_every_environment_variable() {
         "--help does not mention {missing:?}:\n{help}"
     );
 }
+
+/// Limits guard what may be written, not what was: lowering one must not stop a server
+/// from starting on data written under the old limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lowered_limit_does_not_stop_a_restart() {
+    let mut server = Server::start().await;
+    server
+        .import_yaml(
+            "default",
+            "flags:\n  checkout-redesign: {type: boolean, variants: {on: true, off: false}, default_variant: \"on\", client_visible: true}\n",
+        )
+        .await
+        .expect_status(200);
+    let app = server.create_key("app", "client", Some("default")).await;
+    let exited = server.terminate();
+    assert!(exited.status.success(), "{:?}", exited.stderr);
+
+    server.set_env("RIPCORD_MAX_KEY_LENGTH", 12);
+    server.start_again().await;
+    let reply = server
+        .evaluate(
+            &app.token,
+            "checkout-redesign",
+            json!({"targetingKey": "u"}),
+        )
+        .await
+        .expect_status(200)
+        .json();
+    assert_eq!(reply["value"], json!(true), "{reply}");
+    // New writes obey the new limit.
+    let refused = server
+        .admin_post(
+            "/api/v1/environments/default/flags",
+            json!({"key": "another-long-key", "flag": {"type": "boolean", "variants": {"on": true}, "default_variant": "on"}}),
+        )
+        .await
+        .expect_status(400)
+        .json();
+    assert_eq!(
+        refused["path"],
+        json!("flags.another-long-key"),
+        "{refused}"
+    );
+}

@@ -323,7 +323,26 @@ impl Document {
 }
 
 fn parse_problem(path: String, message: String) -> DocumentError {
-    // serde_path_to_error writes "." for the root.
-    let path = if path == "." { String::new() } else { path };
+    // serde_path_to_error writes "." for the root and "?" where it lost track (a document
+    // cut short, say): neither is a path a person can follow.
+    let path = path.trim_end_matches(".?");
+    let path = if path == "." || path == "?" {
+        String::new()
+    } else {
+        path.to_string()
+    };
     DocumentError::Parse(Problem { path, message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_document_cut_short_is_reported_where_it_stops() {
+        let error = Document::from_json(r#"{"flags": {"x": {"type": "boolean""#).unwrap_err();
+        let problem = &error.problems()[0];
+        assert_eq!(problem.path, "flags.x", "{problem}");
+        assert!(problem.message.contains("EOF"), "{problem}");
+    }
 }

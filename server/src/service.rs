@@ -88,6 +88,38 @@ pub struct Service {
     writer: Mutex<()>,
 }
 
+/// What an environment's document holds by key: flags and segments. The admin API edits
+/// both the same way.
+pub trait Item: Clone {
+    /// `flag` or `segment`, for messages.
+    const KIND: &'static str;
+
+    fn items(document: &mut Document) -> &mut BTreeMap<String, Self>;
+}
+
+impl Item for Flag {
+    const KIND: &'static str = "flag";
+
+    fn items(document: &mut Document) -> &mut BTreeMap<String, Flag> {
+        &mut document.flags
+    }
+}
+
+impl Item for Segment {
+    const KIND: &'static str = "segment";
+
+    fn items(document: &mut Document) -> &mut BTreeMap<String, Segment> {
+        &mut document.segments
+    }
+}
+
+fn no_such<T: Item>(key: &str) -> Error {
+    Error::NotFound {
+        what: T::KIND,
+        key: key.to_string(),
+    }
+}
+
 /// A change to an environment's document, for the audit log.
 pub struct Change<'a> {
     pub environment: &'a str,
@@ -578,6 +610,58 @@ impl Service {
         }
         self.install(change.environment, Some(Arc::new(environment)));
         Ok(revision)
+    }
+
+    /// Adds a flag or segment under a key that is not taken yet. Returns the new revision.
+    pub async fn create_item<T: Item>(
+        &self,
+        change: Change<'_>,
+        key: &str,
+        item: T,
+    ) -> Result<u64> {
+        self.change(change, |document| {
+            let items = T::items(document);
+            if items.contains_key(key) {
+                return Err(Error::Conflict(format!(
+                    "{} `{key}` already exists",
+                    T::KIND
+                )));
+            }
+            items.insert(key.to_string(), item);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Applies `edit` to an existing flag or segment. Returns it as it is now.
+    pub async fn edit_item<T: Item>(
+        &self,
+        change: Change<'_>,
+        key: &str,
+        edit: impl FnOnce(&mut T) -> Result<()>,
+    ) -> Result<T> {
+        let mut edited = None;
+        self.change(change, |document| {
+            let item = T::items(document)
+                .get_mut(key)
+                .ok_or_else(|| no_such::<T>(key))?;
+            edit(item)?;
+            edited = Some(item.clone());
+            Ok(())
+        })
+        .await?;
+        edited.ok_or_else(|| no_such::<T>(key))
+    }
+
+    pub async fn delete_item<T: Item>(&self, change: Change<'_>, key: &str) -> Result<()> {
+        self.change(change, |document| {
+            T::items(document)
+                .remove(key)
+                .map(drop)
+                .ok_or_else(|| no_such::<T>(key))
+        })
+        .await
+        .map(drop)
     }
 
     /// Creates a key and returns it with the token, which is shown this once only.

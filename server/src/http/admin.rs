@@ -366,16 +366,13 @@ pub async fn create_flag(
     let body: CreateFlag = super::parse_json(&read_body(&state, payload).await?)?;
     let flag: Flag = parse_value(body.flag, &format!("flags.{}", body.key))?;
     let key = body.key;
-    let created = flag.clone();
     let revision = state
         .service
-        .change(change(&environment, &actor, "create_flag"), |document| {
-            if document.flags.contains_key(&key) {
-                return Err(Error::Conflict(format!("flag `{key}` already exists")));
-            }
-            document.flags.insert(key.clone(), created);
-            Ok(())
-        })
+        .create_item(
+            change(&environment, &actor, "create_flag"),
+            &key,
+            flag.clone(),
+        )
         .await?;
     Ok(HttpResponse::Created().json(FlagEntry {
         key,
@@ -475,13 +472,7 @@ pub async fn delete_flag(
     let (environment, key) = path.into_inner();
     state
         .service
-        .change(change(&environment, &actor, "delete_flag"), |document| {
-            document
-                .flags
-                .remove(&key)
-                .map(drop)
-                .ok_or_else(|| not_found("flag", &key))
-        })
+        .delete_item::<Flag>(change(&environment, &actor, "delete_flag"), &key)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -574,33 +565,13 @@ async fn edit_flag(
     operation: &'static str,
     edit: impl FnOnce(&mut Flag) -> Result<()>,
 ) -> Result<HttpResponse> {
-    let mut edited = None;
-    let revision = state
+    state
         .service
-        .change(change(environment, actor, operation), |document| {
-            let flag = document
-                .flags
-                .get_mut(&key)
-                .ok_or_else(|| not_found("flag", &key))?;
-            let before = flag.clone();
-            edit(flag)?;
-            edited = Some((flag.clone(), *flag != before));
-            Ok(())
-        })
+        .edit_item(change(environment, actor, operation), &key, edit)
         .await?;
-    let Some((flag, changed)) = edited else {
-        return Err(not_found("flag", &key));
-    };
-    // An edit that changed nothing commits nothing: the flag keeps the revision at which it
-    // last changed, not the environment's.
-    let revision = if changed {
-        revision
-    } else {
-        state
-            .service
-            .flag(environment, &key)
-            .map_or(revision, |(_, flag_revision)| flag_revision)
-    };
+    // Read back rather than taken from the change: an edit that changed nothing commits
+    // nothing, and the flag keeps the revision at which it last changed.
+    let (flag, revision) = state.service.flag(environment, &key)?;
     Ok(HttpResponse::Ok().json(FlagEntry {
         key,
         revision,
@@ -664,16 +635,13 @@ pub async fn create_segment(
     let body: CreateSegment = super::parse_json(&read_body(&state, payload).await?)?;
     let segment: Segment = parse_value(body.segment, &format!("segments.{}", body.key))?;
     let key = body.key;
-    let created = segment.clone();
     state
         .service
-        .change(change(&environment, &actor, "create_segment"), |document| {
-            if document.segments.contains_key(&key) {
-                return Err(Error::Conflict(format!("segment `{key}` already exists")));
-            }
-            document.segments.insert(key.clone(), created);
-            Ok(())
-        })
+        .create_item(
+            change(&environment, &actor, "create_segment"),
+            &key,
+            segment.clone(),
+        )
         .await?;
     Ok(HttpResponse::Created().json(SegmentEntry { key, segment }))
 }
@@ -731,21 +699,20 @@ pub async fn replace_segment(
 ) -> Result<HttpResponse> {
     let actor = super::admin(&request, &state)?;
     let (environment, key) = path.into_inner();
-    let segment: Segment = parse_item(
+    let replacement: Segment = parse_item(
         &read_body(&state, payload).await?,
         &format!("segments.{key}"),
     )?;
-    let replacement = segment.clone();
-    state
+    let segment = state
         .service
-        .change(change(&environment, &actor, "update_segment"), |document| {
-            let current = document
-                .segments
-                .get_mut(&key)
-                .ok_or_else(|| not_found("segment", &key))?;
-            *current = replacement;
-            Ok(())
-        })
+        .edit_item(
+            change(&environment, &actor, "update_segment"),
+            &key,
+            |segment| {
+                *segment = replacement;
+                Ok(())
+            },
+        )
         .await?;
     Ok(HttpResponse::Ok().json(SegmentEntry { key, segment }))
 }
@@ -776,13 +743,7 @@ pub async fn delete_segment(
     let (environment, key) = path.into_inner();
     state
         .service
-        .change(change(&environment, &actor, "delete_segment"), |document| {
-            document
-                .segments
-                .remove(&key)
-                .map(drop)
-                .ok_or_else(|| not_found("segment", &key))
-        })
+        .delete_item::<Segment>(change(&environment, &actor, "delete_segment"), &key)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

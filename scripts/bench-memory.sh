@@ -19,7 +19,7 @@ python3 scripts/gen-flags.py "$flags" >"$work/flags.json"
 echo "document: $flags flags, $(du -h "$work/flags.json" | cut -f1)"
 
 start() {
-  RIPCORD_ADMIN_KEY=bench RIPCORD_BOOTSTRAP="$work/flags.json" RIPCORD_LOG=warn \
+  RIPCORD_ADMIN_KEY=bench-admin-key-0123456789abcdef RIPCORD_BOOTSTRAP="$work/flags.json" RIPCORD_LOG=warn \
     RIPCORD_HTTP_ADDR="127.0.0.1:$port" RIPCORD_DATA_DIR="$work/data" \
     target/release/ripcord >>"$work/server.out" 2>&1 &
   server=$!

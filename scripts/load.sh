@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 duration=${1:-20}
 port=18181
 base="http://127.0.0.1:$port"
-admin_key="bench-admin-$(date +%s)"
+admin_key="bench-admin-key-$(date +%s%N)"
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 cargo build --release -p ripcord-server --quiet

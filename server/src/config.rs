@@ -18,8 +18,9 @@ pub struct Config {
     #[arg(long, env = "RIPCORD_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
-    /// An admin key accepted in addition to stored ones. When neither this nor a stored admin
-    /// key exists, the server generates one at start and prints it once.
+    /// An admin key accepted in addition to stored ones, at least 24 characters. When neither
+    /// this nor a stored admin key exists, the server generates one at start and prints it
+    /// once.
     #[arg(long, env = "RIPCORD_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
 

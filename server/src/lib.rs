@@ -30,6 +30,9 @@ pub use config::Config;
 use service::{Change, Principal, Service};
 use store::Scope;
 
+/// The shortest admin key accepted from the configuration.
+pub const MIN_ADMIN_KEY_LENGTH: usize = 24;
+
 /// The environment every new server starts with.
 pub const DEFAULT_ENVIRONMENT: &str = "default";
 
@@ -69,6 +72,15 @@ fn init_logging(filter: &str) {
 /// Opens the store, prepares the default environment and the admin key, and serves HTTP on
 /// `listener` until the process is told to stop.
 pub async fn run(config: Config, listener: TcpListener, workers: usize) -> anyhow::Result<()> {
+    if let Some(key) = &config.admin_key {
+        // The configured key cannot be revoked while it is configured: refuse one that
+        // could be guessed.
+        anyhow::ensure!(
+            key.chars().count() >= MIN_ADMIN_KEY_LENGTH,
+            "RIPCORD_ADMIN_KEY is {} characters; use at least {MIN_ADMIN_KEY_LENGTH} (random)",
+            key.chars().count()
+        );
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let store = store::sled::SledStore::open(&config.data_dir)?;

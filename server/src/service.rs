@@ -594,7 +594,16 @@ impl Service {
             document,
             flag_revisions,
         };
-        let environment = build(change.environment, state, &self.limits)?;
+        // Compiling a large environment takes milliseconds of CPU: off the HTTP worker, so
+        // that the evaluations it serves do not wait behind an import.
+        let (name, limits) = (change.environment.to_string(), self.limits);
+        let environment = tokio::task::spawn_blocking(move || build(&name, state, &limits))
+            .await
+            .map_err(|error| {
+                Error::Store(crate::store::StoreError::Backend(format!(
+                    "compiling: {error}"
+                )))
+            })??;
         let committed = self
             .store
             .commit(change.environment, current.revision, mutations, audit)

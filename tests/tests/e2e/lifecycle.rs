@@ -435,3 +435,23 @@ async fn a_lowered_limit_does_not_stop_a_restart() {
         "{refused}"
     );
 }
+
+/// The configured admin key cannot be revoked while it is configured, so a guessable one
+/// is refused at start, with a message that says what to do.
+#[test]
+fn a_short_configured_admin_key_is_refused() {
+    let data = tempfile::tempdir().expect("a data directory");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ripcord-e2e-server"))
+        .args(["--http-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env("RIPCORD_ADMIN_KEY", "admin")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("running the server");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("RIPCORD_ADMIN_KEY is 5 characters; use at least 24"),
+        "{stderr}"
+    );
+}

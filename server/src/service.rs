@@ -76,7 +76,9 @@ impl From<&KeyRecord> for KeyInfo {
 }
 
 type Environments = FxHashMap<String, Arc<Environment>>;
-type KeysByHash = FxHashMap<String, Arc<Principal>>;
+/// Keys by the raw SHA-256 of the token: authenticating a request hashes the token and
+/// looks it up, with no hex encoding on the way.
+type KeysByHash = FxHashMap<[u8; 32], Arc<Principal>>;
 
 pub struct Service {
     store: Arc<dyn Store>,
@@ -84,7 +86,7 @@ pub struct Service {
     environments: ArcSwap<Environments>,
     keys: ArcSwap<KeysByHash>,
     /// The hash of the bootstrap admin key from the configuration, if one was given.
-    bootstrap_admin: Option<String>,
+    bootstrap_admin: Option<[u8; 32]>,
     writer: Mutex<()>,
 }
 
@@ -128,8 +130,13 @@ pub struct Change<'a> {
     pub operation: &'static str,
 }
 
+/// The hash a key is stored as, in hex.
 pub fn hash_key(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    hex::encode(digest(token))
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
 }
 
 pub fn now() -> String {
@@ -181,7 +188,7 @@ impl Service {
             limits,
             environments: ArcSwap::default(),
             keys: ArcSwap::default(),
-            bootstrap_admin: bootstrap_admin_key.map(hash_key),
+            bootstrap_admin: bootstrap_admin_key.map(digest),
             writer: Mutex::new(()),
         });
         let mut environments = Environments::default();
@@ -288,9 +295,14 @@ impl Service {
     async fn reload_keys(&self) -> Result<()> {
         let mut keys = KeysByHash::default();
         for record in self.store.keys().await? {
+            let mut hash = [0u8; 32];
+            if hex::decode_to_slice(&record.hash, &mut hash).is_err() {
+                tracing::warn!(key = %record.id, "a stored key's hash is not 32 hex bytes: the key is ignored");
+                continue;
+            }
             if record.revoked_at.is_none() {
                 keys.insert(
-                    record.hash.clone(),
+                    hash,
                     Arc::new(Principal {
                         name: record.name,
                         scope: record.scope,
@@ -299,9 +311,9 @@ impl Service {
                 );
             }
         }
-        if let Some(hash) = &self.bootstrap_admin {
+        if let Some(hash) = self.bootstrap_admin {
             keys.insert(
-                hash.clone(),
+                hash,
                 Arc::new(Principal {
                     name: "bootstrap-admin".to_string(),
                     scope: Scope::Admin,
@@ -351,7 +363,7 @@ impl Service {
 
     /// The key with this token, if it is valid. Lock-free.
     pub fn authenticate(&self, token: &str) -> Option<Arc<Principal>> {
-        self.keys.load().get(&hash_key(token)).cloned()
+        self.keys.load().get(&digest(token)).cloned()
     }
 
     pub async fn ready(&self) -> bool {

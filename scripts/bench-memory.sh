@@ -32,6 +32,7 @@ start() {
 stop() { kill -TERM "$server"; wait "$server" || true; }
 
 start "first start (imports the document)"
+grep -E 'VmRSS|VmHWM' "/proc/$server/status"
 stop
 start "restart (loads $flags flags from sled)"
 grep -E 'VmRSS|VmHWM' "/proc/$server/status"

@@ -47,60 +47,48 @@ pub struct Buckets {
 /// Hashes `salt ++ ":" ++ unit` with both seeds. `salt_prefix` is the salt with the colon
 /// already appended, computed once per flag.
 pub fn buckets(salt_prefix: &[u8], unit: Unit<'_>) -> Buckets {
-    let data = HashInput::new(salt_prefix, unit);
-    Buckets {
-        rollout: data.rollout_bucket(),
-        variant: data.variant_bucket(),
-    }
+    with_hash_input(salt_prefix, unit, |data| Buckets {
+        rollout: rollout_bucket(data),
+        variant: variant_bucket(data),
+    })
 }
 
-/// The bytes a unit's buckets are hashed from, `salt ++ ":" ++ unit`, assembled once so
-/// that evaluation can take the rollout bucket and, only when it needs it, the variant one.
-pub struct HashInput {
+/// Calls `use_input` with the bytes a unit's buckets are hashed from,
+/// `salt ++ ":" ++ unit`, so that evaluation can take the rollout bucket and, only when it
+/// needs it, the variant one, from one assembly of the input.
+#[inline]
+pub fn with_hash_input<R>(
+    salt_prefix: &[u8],
+    unit: Unit<'_>,
+    use_input: impl FnOnce(&[u8]) -> R,
+) -> R {
+    let mut integer_text = itoa::Buffer::new();
+    let unit_bytes: &[u8] = match unit {
+        Unit::Text(text) => text.as_bytes(),
+        Unit::Integer(integer) => integer_text.format(integer).as_bytes(),
+        Unit::Unsigned(integer) => integer_text.format(integer).as_bytes(),
+    };
     // Most salts and units are short: they are joined on the stack, and only the rare long
     // pair allocates. The buffer stays small because it is zeroed on every evaluation.
-    stack: [u8; 96],
-    length: usize,
-    heap: Option<Vec<u8>>,
+    let length = salt_prefix.len() + unit_bytes.len();
+    let mut stack = [0u8; 64];
+    if length <= stack.len() {
+        stack[..salt_prefix.len()].copy_from_slice(salt_prefix);
+        stack[salt_prefix.len()..length].copy_from_slice(unit_bytes);
+        use_input(&stack[..length])
+    } else {
+        use_input(&[salt_prefix, unit_bytes].concat())
+    }
 }
 
-impl HashInput {
-    pub fn new(salt_prefix: &[u8], unit: Unit<'_>) -> HashInput {
-        let mut integer_text = itoa::Buffer::new();
-        let unit_bytes: &[u8] = match unit {
-            Unit::Text(text) => text.as_bytes(),
-            Unit::Integer(integer) => integer_text.format(integer).as_bytes(),
-            Unit::Unsigned(integer) => integer_text.format(integer).as_bytes(),
-        };
-        let length = salt_prefix.len() + unit_bytes.len();
-        let mut input = HashInput {
-            stack: [0; 96],
-            length,
-            heap: None,
-        };
-        if length <= input.stack.len() {
-            input.stack[..salt_prefix.len()].copy_from_slice(salt_prefix);
-            input.stack[salt_prefix.len()..length].copy_from_slice(unit_bytes);
-        } else {
-            input.heap = Some([salt_prefix, unit_bytes].concat());
-        }
-        input
-    }
+#[inline]
+pub fn rollout_bucket(data: &[u8]) -> u32 {
+    (xxh3_64_with_seed(data, ROLLOUT_SEED) % BUCKETS) as u32
+}
 
-    fn bytes(&self) -> &[u8] {
-        match &self.heap {
-            Some(heap) => heap,
-            None => &self.stack[..self.length],
-        }
-    }
-
-    pub fn rollout_bucket(&self) -> u32 {
-        (xxh3_64_with_seed(self.bytes(), ROLLOUT_SEED) % BUCKETS) as u32
-    }
-
-    pub fn variant_bucket(&self) -> u32 {
-        (xxh3_64_with_seed(self.bytes(), VARIANT_SEED) % BUCKETS) as u32
-    }
+#[inline]
+pub fn variant_bucket(data: &[u8]) -> u32 {
+    (xxh3_64_with_seed(data, VARIANT_SEED) % BUCKETS) as u32
 }
 
 /// The salt with its separator, as [`buckets`] takes it.

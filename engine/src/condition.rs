@@ -2,9 +2,9 @@
 //! once per snapshot, so evaluating a condition parses nothing but the context's value.
 
 use regex::{Regex, RegexBuilder};
-use rustc_hash::FxHashSet;
 use serde_json::Value;
 
+use crate::context::same_bytes;
 use crate::document::{Condition, Operator};
 
 /// The largest compiled regex we accept. `regex` matches in linear time, but a pattern can
@@ -13,7 +13,7 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 #[derive(Debug)]
 pub(crate) struct CompiledCondition {
-    attribute: Box<str>,
+    attribute: crate::context::AttributeName,
     matcher: Matcher,
 }
 
@@ -58,7 +58,7 @@ impl Ordering {
 /// The values of `eq`/`in`: strings in a hash set, the few numbers and booleans in lists.
 #[derive(Debug, Default)]
 struct ValueSet {
-    strings: FxHashSet<Box<str>>,
+    strings: crate::context::StringSet,
     numbers: Vec<f64>,
     booleans: Vec<bool>,
 }
@@ -66,7 +66,7 @@ struct ValueSet {
 impl ValueSet {
     fn contains(&self, value: &Value) -> bool {
         match value {
-            Value::String(text) => self.strings.contains(text.as_str()),
+            Value::String(text) => self.strings.contains(text),
             Value::Number(number) => number
                 .as_f64()
                 .is_some_and(|number| self.numbers.contains(&number)),
@@ -158,7 +158,7 @@ impl CompiledCondition {
                 for (index, value) in values.iter().enumerate() {
                     match value {
                         Value::String(text) => {
-                            set.strings.insert(text.as_str().into());
+                            set.strings.insert(text);
                         }
                         Value::Number(number) => {
                             set.numbers.push(number.as_f64().unwrap_or(f64::NAN));
@@ -274,7 +274,7 @@ impl CompiledCondition {
             }
         };
         (problems.len() == before).then(|| CompiledCondition {
-            attribute: condition.attribute.as_str().into(),
+            attribute: crate::context::AttributeName::new(condition.attribute.as_str()),
             matcher,
         })
     }
@@ -282,7 +282,7 @@ impl CompiledCondition {
     /// Whether the context satisfies the condition. A condition on a missing attribute is
     /// false, whatever its operator — except `not_exists`, whose point is the absence.
     pub(crate) fn holds(&self, context: &crate::Context) -> bool {
-        let Some(value) = context.get(&*self.attribute) else {
+        let Some(value) = context.attribute(&self.attribute) else {
             return matches!(self.matcher, Matcher::NotExists);
         };
         match (&self.matcher, value) {
@@ -307,12 +307,20 @@ impl CompiledCondition {
         match &self.matcher {
             Matcher::Equal(set) => set.contains(value),
             Matcher::NotEqual(set) => is_scalar(value) && !set.contains(value),
-            Matcher::StartsWith(prefixes) => value
-                .as_str()
-                .is_some_and(|text| prefixes.iter().any(|prefix| text.starts_with(&**prefix))),
-            Matcher::EndsWith(suffixes) => value
-                .as_str()
-                .is_some_and(|text| suffixes.iter().any(|suffix| text.ends_with(&**suffix))),
+            Matcher::StartsWith(prefixes) => value.as_str().is_some_and(|text| {
+                let text = text.as_bytes();
+                prefixes.iter().any(|prefix| {
+                    text.len() >= prefix.len()
+                        && same_bytes(&text[..prefix.len()], prefix.as_bytes())
+                })
+            }),
+            Matcher::EndsWith(suffixes) => value.as_str().is_some_and(|text| {
+                let text = text.as_bytes();
+                suffixes.iter().any(|suffix| {
+                    text.len() >= suffix.len()
+                        && same_bytes(&text[text.len() - suffix.len()..], suffix.as_bytes())
+                })
+            }),
             Matcher::Contains(parts) => value
                 .as_str()
                 .is_some_and(|text| parts.iter().any(|part| text.contains(&**part))),

@@ -8,13 +8,7 @@ use crate::bucketing::{self, Cohort, Unit};
 use crate::document::FlagType;
 use crate::snapshot::{CompiledFlag, Snapshot};
 
-/// The evaluation context: attributes by name. `targetingKey` is an attribute like another.
-///
-/// A hash map with a fast, unkeyed hasher: finding attributes is most of the cost of an
-/// evaluation, and an ordered map spends it comparing names. An unkeyed hash lets a caller
-/// who picks the names collide them; callers that take contexts from the network bound
-/// their number, which bounds the damage.
-pub type Context = rustc_hash::FxHashMap<String, Value>;
+pub use crate::context::Context;
 
 /// Why a context got its value (OpenFeature's resolution reasons).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -192,26 +186,27 @@ pub fn evaluate_flag<'a>(flag: &'a CompiledFlag, context: &Context) -> Evaluatio
         };
         return Evaluation::served(flag, flag.default_variant, reason, metadata);
     };
-    let Some(unit) = Unit::from_value(context.get(&*rollout.stickiness)) else {
-        metadata.unit_missing = Some(&rollout.stickiness);
+    let Some(unit) = Unit::from_value(context.attribute(&rollout.stickiness)) else {
+        metadata.unit_missing = Some(rollout.stickiness.as_str());
         return Evaluation::served(flag, flag.default_variant, Reason::Default, metadata);
     };
-    let input = bucketing::HashInput::new(&rollout.salt_prefix, unit);
-    let rollout_bucket = input.rollout_bucket();
-    if rollout.threshold < bucketing::BUCKETS as u32 {
-        metadata.cohort = bucketing::cohort(rollout_bucket, rollout.threshold);
-    }
-    if rollout_bucket >= rollout.threshold {
-        return Evaluation::served(flag, flag.default_variant, Reason::Default, metadata);
-    }
-    // A split of one variant needs no variant bucket: most rollouts are of one variant, and
-    // this saves them a second hash.
-    let variant = match rollout.split_variants.as_slice() {
-        [only] => *only,
-        // Validation guarantees a positive total weight; fall back to the default all the
-        // same rather than index out of bounds.
-        variants => bucketing::split_index(input.variant_bucket(), &rollout.weights)
-            .map_or(flag.default_variant, |index| variants[index]),
-    };
-    Evaluation::served(flag, variant, Reason::Split, metadata)
+    bucketing::with_hash_input(&rollout.salt_prefix, unit, |data| {
+        let rollout_bucket = bucketing::rollout_bucket(data);
+        if rollout.threshold < bucketing::BUCKETS as u32 {
+            metadata.cohort = bucketing::cohort(rollout_bucket, rollout.threshold);
+        }
+        if rollout_bucket >= rollout.threshold {
+            return Evaluation::served(flag, flag.default_variant, Reason::Default, metadata);
+        }
+        // A split of one variant needs no variant bucket: most rollouts are of one variant,
+        // and this saves them a second hash.
+        let variant = match rollout.split_variants.as_slice() {
+            [only] => *only,
+            // Validation guarantees a positive total weight; fall back to the default all
+            // the same rather than index out of bounds.
+            variants => bucketing::split_index(bucketing::variant_bucket(data), &rollout.weights)
+                .map_or(flag.default_variant, |index| variants[index]),
+        };
+        Evaluation::served(flag, variant, Reason::Split, metadata)
+    })
 }

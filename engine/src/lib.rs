@@ -4,6 +4,7 @@
 //!
 //! - [`document`]: the types of the flag document people write (DESIGN.md, contract 2).
 //! - [`snapshot`]: a document validated and compiled for evaluation, with its limits.
+//! - [`context`]: the evaluation context, built for fast attribute lookups.
 //! - [`bucketing`]: the bucketing contract (contract 1) — units, buckets, cohorts, splits.
 //! - [`evaluate`](mod@evaluate): what a context gets from a flag.
 //!
@@ -12,6 +13,7 @@
 
 pub mod bucketing;
 mod condition;
+pub mod context;
 pub mod document;
 pub mod error;
 pub mod evaluate;

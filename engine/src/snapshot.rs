@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use crate::bucketing;
@@ -54,7 +53,7 @@ pub struct Snapshot {
     /// Every flag, ordered by key: bulk evaluation walks this.
     flags: Vec<CompiledFlag>,
     /// Positions in `flags` by key.
-    index: FxHashMap<Box<str>, usize>,
+    index: crate::context::KeyIndex,
 }
 
 #[derive(Debug)]
@@ -80,7 +79,7 @@ pub(crate) struct CompiledRule {
 
 #[derive(Debug)]
 pub(crate) struct CompiledRollout {
-    pub(crate) stickiness: Box<str>,
+    pub(crate) stickiness: crate::context::AttributeName,
     pub(crate) salt_prefix: Box<[u8]>,
     pub(crate) threshold: u32,
     pub(crate) weights: Vec<u32>,
@@ -176,11 +175,10 @@ impl Snapshot {
             return Err(DocumentError::Invalid(problems));
         }
         // The document's map is ordered by key, so `flags` is too.
-        let index = flags
-            .iter()
-            .enumerate()
-            .map(|(position, flag)| (flag.key.clone(), position))
-            .collect();
+        let mut index = crate::context::KeyIndex::default();
+        for (position, flag) in flags.iter().enumerate() {
+            index.insert(&flag.key, position);
+        }
         Ok(Snapshot {
             revision,
             flags,
@@ -193,7 +191,7 @@ impl Snapshot {
         Snapshot {
             revision,
             flags: Vec::new(),
-            index: FxHashMap::default(),
+            index: crate::context::KeyIndex::default(),
         }
     }
 
@@ -202,7 +200,7 @@ impl Snapshot {
     }
 
     pub fn flag(&self, key: &str) -> Option<&CompiledFlag> {
-        self.index.get(key).map(|&position| &self.flags[position])
+        self.index.get(key).map(|position| &self.flags[position])
     }
 
     /// Every flag, ordered by key.
@@ -436,7 +434,7 @@ fn compile_flag(
             })
             .collect();
         CompiledRollout {
-            stickiness: rollout.stickiness().into(),
+            stickiness: crate::context::AttributeName::new(rollout.stickiness()),
             salt_prefix: bucketing::salt_prefix(rollout.salt.as_deref().unwrap_or(key)),
             threshold: bucketing::threshold(rollout.percentage),
             weights: rollout.split.iter().map(|entry| entry.weight).collect(),

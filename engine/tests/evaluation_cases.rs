@@ -159,7 +159,7 @@ fn run_fixture(path: &Path) -> (usize, Vec<String>) {
                 "{file} case {index} ({}): flag {} with context {}\n  expected {expected:?}\n  actual   {actual:?}",
                 case.name,
                 case.flag,
-                Value::Object(case.context.clone().into_iter().collect()),
+                serde_json::to_value(&case.context).unwrap_or_default(),
             ));
         }
     }

@@ -27,41 +27,80 @@ pub(crate) fn hash_text(text: &str) -> u64 {
 }
 
 /// A set of strings compared inline: the values of `eq` and `in`. A few strings are
-/// compared one by one, which beats hashing the value; more are found by hash.
+/// compared one by one, which beats hashing the value. More are found by hash; those of at
+/// most seven bytes (country codes, plans, platforms: most of what `in` lists hold) are
+/// packed into a word with their length, so that finding one is a word compare, not a
+/// string compare.
 #[derive(Debug, Default)]
 pub(crate) struct StringSet {
     few: Vec<Box<str>>,
-    many: hashbrown::HashTable<Box<str>>,
+    short: hashbrown::HashTable<u64>,
+    long: hashbrown::HashTable<Box<str>>,
 }
 
 /// Up to this many strings, comparing each costs less than hashing once.
 const FEW: usize = 4;
+
+/// A string of at most seven bytes as one word: its bytes, then its length in the last byte.
+#[inline]
+fn pack(text: &str) -> Option<u64> {
+    let bytes = text.as_bytes();
+    if bytes.len() > 7 {
+        return None;
+    }
+    let mut word = [0u8; 8];
+    word[..bytes.len()].copy_from_slice(bytes);
+    word[7] = bytes.len() as u8;
+    Some(u64::from_ne_bytes(word))
+}
+
+#[inline]
+fn hash_word(word: u64) -> u64 {
+    // The high half of the product mixes every input bit into the low bits, which pick the
+    // bucket; the low half keeps the high bits, which pick the tag.
+    let product = u128::from(word) * 0x9e37_79b9_7f4a_7c15;
+    (product as u64) ^ ((product >> 64) as u64)
+}
 
 impl StringSet {
     pub(crate) fn insert(&mut self, text: &str) {
         if self.contains(text) {
             return;
         }
-        if self.many.is_empty() && self.few.len() < FEW {
+        let hashed = !self.short.is_empty() || !self.long.is_empty();
+        if !hashed && self.few.len() < FEW {
             self.few.push(text.into());
             return;
         }
-        for known in self.few.drain(..) {
-            self.many
-                .insert_unique(hash_text(&known), known, |known| hash_text(known));
+        let moved: Vec<Box<str>> = self.few.drain(..).collect();
+        for known in moved.iter().map(|known| &**known).chain([text]) {
+            match pack(known) {
+                Some(word) => {
+                    self.short
+                        .insert_unique(hash_word(word), word, |&word| hash_word(word));
+                }
+                None => {
+                    self.long
+                        .insert_unique(hash_text(known), known.into(), |known| hash_text(known));
+                }
+            }
         }
-        self.many
-            .insert_unique(hash_text(text), text.into(), |known| hash_text(known));
     }
 
     #[inline]
     pub(crate) fn contains(&self, text: &str) -> bool {
-        if self.many.is_empty() {
-            self.few.iter().any(|known| same_text(known, text))
-        } else {
-            self.many
+        if !self.few.is_empty() {
+            return self.few.iter().any(|known| same_text(known, text));
+        }
+        match pack(text) {
+            Some(word) => self
+                .short
+                .find(hash_word(word), |&known| known == word)
+                .is_some(),
+            None => self
+                .long
                 .find(hash_text(text), |known| same_text(known, text))
-                .is_some()
+                .is_some(),
         }
     }
 }
@@ -289,15 +328,23 @@ mod tests {
     fn string_sets_of_every_size_hold_what_was_inserted() {
         for size in 0..12 {
             let mut set = StringSet::default();
+            // Short and long strings, and strings that differ only in length or in a byte
+            // the packing could confuse (a zero byte).
+            let value = |index: usize| match index % 3 {
+                0 => format!("v{index}"),
+                1 => format!("a-longer-value-{index}"),
+                _ => format!("{index}\0"),
+            };
             for index in 0..size {
-                set.insert(&format!("value-{index}"));
-                set.insert(&format!("value-{index}"));
+                set.insert(&value(index));
+                set.insert(&value(index));
             }
             for index in 0..size {
-                assert!(set.contains(&format!("value-{index}")), "{index} of {size}");
+                assert!(set.contains(&value(index)), "{index} of {size}");
             }
-            assert!(!set.contains(&format!("value-{size}")), "{size}");
+            assert!(!set.contains(&value(size)), "{size}");
             assert!(!set.contains(""), "{size}");
+            assert!(!set.contains("v"), "{size}");
         }
     }
 

@@ -313,6 +313,16 @@ impl Document {
         })
     }
 
+    /// Parses a document in either format, when nothing says which: JSON if it opens with
+    /// `{` (YAML would read it too, but JSON's errors are clearer about JSON), YAML otherwise.
+    pub fn from_text(text: &str) -> Result<Document, DocumentError> {
+        if text.trim_start().starts_with('{') {
+            Document::from_json(text)
+        } else {
+            Document::from_yaml(text)
+        }
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a document always serializes to JSON")
     }

@@ -122,12 +122,8 @@ async fn prepare(service: &Arc<Service>, config: &Config) -> anyhow::Result<()> 
     if let Some(path) = config.bootstrap.as_ref().filter(|_| untouched) {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the bootstrap document {}", path.display()))?;
-        let document = if text.trim_start().starts_with('{') {
-            Document::from_json(&text)
-        } else {
-            Document::from_yaml(&text)
-        }
-        .with_context(|| format!("the bootstrap document {}", path.display()))?;
+        let document = Document::from_text(&text)
+            .with_context(|| format!("the bootstrap document {}", path.display()))?;
         service
             .change(
                 Change {

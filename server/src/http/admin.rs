@@ -790,9 +790,10 @@ pub async fn import_document(
             None,
         ));
     }
-    let imported = match import_format(&request, text) {
-        Format::Json => Document::from_json(text)?,
-        Format::Yaml => Document::from_yaml(text)?,
+    let imported = match declared_format(&request) {
+        Some(Format::Json) => Document::from_json(text)?,
+        Some(Format::Yaml) => Document::from_yaml(text)?,
+        None => Document::from_text(text)?,
     };
     let (flags, segments) = (imported.flags.len(), imported.segments.len());
     let revision = state
@@ -865,19 +866,18 @@ fn yaml_media_type(media_type: &str) -> bool {
     )
 }
 
-/// The declared content type decides; without a known one, a body that opens with `{` is
-/// JSON (YAML would read it too, but JSON's errors are clearer about JSON).
-fn import_format(request: &HttpRequest, text: &str) -> Format {
+/// The format the content type declares, if it names one; without it the body decides
+/// (`Document::from_text`).
+fn declared_format(request: &HttpRequest) -> Option<Format> {
     let declared = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .map(media_type);
     match declared.as_deref() {
-        Some("application/json") => Format::Json,
-        Some(declared) if yaml_media_type(declared) => Format::Yaml,
-        _ if text.trim_start().starts_with('{') => Format::Json,
-        _ => Format::Yaml,
+        Some("application/json") => Some(Format::Json),
+        Some(declared) if yaml_media_type(declared) => Some(Format::Yaml),
+        _ => None,
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`context`]: the evaluation context, built for fast attribute lookups.
 //! - [`bucketing`]: the bucketing contract (contract 1) — units, buckets, cohorts, splits.
 //! - [`evaluate`](mod@evaluate): what a context gets from a flag.
+//! - [`ruleset`]: a document with its revisions, as SDKs receive it, and deltas between two.
 //!
 //! The engine is pure: it does no I/O, starts no task and reads no clock. The server and
 //! the SDK both call it; neither evaluates flags any other way.
@@ -17,6 +18,7 @@ pub mod context;
 pub mod document;
 pub mod error;
 pub mod evaluate;
+pub mod ruleset;
 pub mod snapshot;
 
 pub use bucketing::Cohort;
@@ -25,4 +27,5 @@ pub use error::{DocumentError, Problem};
 pub use evaluate::{
     evaluate, evaluate_flag, evaluate_typed, Context, ErrorCode, Evaluation, Metadata, Reason,
 };
+pub use ruleset::{DeltaError, Ruleset, RulesetDelta, RulesetRef};
 pub use snapshot::{validate, CompiledFlag, Limits, Snapshot};

@@ -46,6 +46,23 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// No bounds: for documents validated already under some server's limits, such as a
+    /// stored document after the limits were lowered, or a ruleset an SDK receives.
+    pub fn unbounded() -> Limits {
+        Limits {
+            max_flags: usize::MAX,
+            max_segments: usize::MAX,
+            max_variants_per_flag: usize::MAX,
+            max_rules_per_flag: usize::MAX,
+            max_conditions_per_rule: usize::MAX,
+            max_values_per_condition: usize::MAX,
+            max_key_length: usize::MAX,
+            max_list_length: usize::MAX,
+        }
+    }
+}
+
 /// An environment's flags, ready to evaluate.
 #[derive(Debug)]
 pub struct Snapshot {

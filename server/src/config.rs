@@ -65,9 +65,38 @@ pub struct Config {
     #[arg(long, env = "RIPCORD_MAX_KEY_LENGTH", default_value_t = 256)]
     pub max_key_length: usize,
 
+    /// Address for gRPC (`ripcord.v1`, flagd's evaluation services, health, reflection).
+    /// Port 0 picks a free port; the bound address is logged.
+    #[arg(long, env = "RIPCORD_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+
+    /// The environment that flagd's evaluation services (`flagd.evaluation.v1` and `v2`)
+    /// serve. Unset, they answer every call with FAILED_PRECONDITION. flagd providers send
+    /// no key, so this names the environment a call without one would see.
+    #[arg(long, env = "RIPCORD_FLAGD_ENVIRONMENT")]
+    pub flagd_environment: Option<String>,
+
+    /// Let calls to flagd's services without a key evaluate every flag of
+    /// RIPCORD_FLAGD_ENVIRONMENT (read only). Off, they need a client or server key of that
+    /// environment in `authorization: Bearer ...`, which stock flagd providers do not send.
+    /// Turn it on only where the gRPC port is reachable from trusted networks alone.
+    #[arg(long, env = "RIPCORD_FLAGD_ALLOW_ANONYMOUS", default_value_t = false)]
+    pub flagd_allow_anonymous: bool,
+
+    /// How long a ruleset stream (gRPC `Watch`, server-sent events) may stay silent before
+    /// the server sends a heartbeat, such as `15s` or `1m`.
+    #[arg(long, env = "RIPCORD_HEARTBEAT", default_value = "15s", value_parser = parse_heartbeat)]
+    pub heartbeat: std::time::Duration,
+
     /// HTTP worker threads; 0 means one per core.
     #[arg(long, env = "RIPCORD_WORKERS", default_value_t = 0)]
     pub workers: usize,
+}
+
+fn parse_heartbeat(text: &str) -> Result<std::time::Duration, String> {
+    ripcord_engine::snapshot::parse_duration(text)
+        .filter(|duration| !duration.is_zero())
+        .ok_or_else(|| format!("`{text}` is not a duration above zero such as `15s` or `1m`"))
 }
 
 impl Config {

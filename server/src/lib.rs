@@ -7,15 +7,21 @@
 //! - [`service`]: environments, flags, segments, keys and the audit log, without HTTP;
 //!   holds the per-environment snapshots that evaluation reads.
 //! - [`http`]: the only module that knows actix-web: OFREP, the admin API, health, metrics.
+//! - [`feed`]: every installed snapshot, announced to the streams SDKs follow.
+//! - [`grpc`]: the only module that knows tonic: `ripcord.v1`, flagd's services, health.
 //! - [`metrics`]: the Prometheus registry.
+//! - [`shutdown`]: the one stop signal for servers and their streams.
 //!
-//! [`run`] serves on a listener it is given, so tests start a real server on port 0.
+//! [`run`] serves on listeners it is given, so tests start a real server on port 0.
 
 pub mod config;
 pub mod error;
+pub mod feed;
+pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod service;
+pub mod shutdown;
 pub mod store;
 
 use std::net::TcpListener;
@@ -48,7 +54,9 @@ pub fn main() -> ExitCode {
     let result = actix_web::rt::System::new().block_on(async move {
         let listener = TcpListener::bind(config.http_addr)
             .with_context(|| format!("binding {}", config.http_addr))?;
-        run(config, listener, workers).await
+        let grpc_listener = TcpListener::bind(config.grpc_addr)
+            .with_context(|| format!("binding {}", config.grpc_addr))?;
+        run(config, listener, grpc_listener, workers).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -70,8 +78,13 @@ fn init_logging(filter: &str) {
 }
 
 /// Opens the store, prepares the default environment and the admin key, and serves HTTP on
-/// `listener` until the process is told to stop.
-pub async fn run(config: Config, listener: TcpListener, workers: usize) -> anyhow::Result<()> {
+/// `listener` and gRPC on `grpc_listener` until the process is told to stop.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    grpc_listener: TcpListener,
+    workers: usize,
+) -> anyhow::Result<()> {
     if let Some(key) = &config.admin_key {
         // The configured key cannot be revoked while it is configured: refuse one that
         // could be guessed.
@@ -93,12 +106,89 @@ pub async fn run(config: Config, listener: TcpListener, workers: usize) -> anyho
     prepare(&service, &config).await?;
     let _follower = service.follow_changes();
 
+    let (trigger, stop) = shutdown::channel();
+    let grpc_address = grpc_listener.local_addr()?;
+    let grpc = spawn_grpc(
+        Arc::clone(&service),
+        config.clone(),
+        grpc_listener,
+        workers,
+        stop.clone(),
+    )?;
+    tracing::info!("ripcord gRPC listening on http://{grpc_address}");
     let address = listener.local_addr()?;
+    let server = http::serve(Arc::clone(&service), &config, listener, workers, stop)?;
     tracing::info!(data_dir = %config.data_dir.display(), "ripcord listening on http://{address}");
-    let server = http::serve(Arc::clone(&service), &config, listener, workers)?;
-    server.await?;
+    let handle = server.handle();
+    let signals = actix_web::rt::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stopping");
+        // Streams end first, so that the graceful stop does not wait for them.
+        trigger.stop();
+        handle.stop(true).await;
+    });
+    let served = server.await;
+    signals.abort();
+    let grpc_result = tokio::task::spawn_blocking(move || grpc.join())
+        .await
+        .map_err(|error| anyhow::anyhow!("waiting for gRPC: {error}"))?;
+    served?;
+    match grpc_result {
+        Ok(result) => result?,
+        Err(_) => anyhow::bail!("the gRPC server panicked"),
+    }
     tracing::info!("ripcord stopped");
     Ok(())
+}
+
+/// gRPC runs on a runtime of its own, with as many threads as HTTP has workers: the HTTP
+/// server's runtime is one thread per worker and not shared.
+fn spawn_grpc(
+    service: Arc<Service>,
+    config: Config,
+    listener: TcpListener,
+    workers: usize,
+    stop: shutdown::Signal,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.max(1))
+        .thread_name("ripcord-grpc")
+        .enable_all()
+        .build()
+        .context("starting the gRPC runtime")?;
+    let thread = std::thread::Builder::new()
+        .name("ripcord-grpc".to_string())
+        .spawn(move || {
+            let result = runtime.block_on(grpc::serve(service, &config, listener, stop));
+            // Streams still open after the stop signal get a moment, then are dropped.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+            result
+        })?;
+    Ok(thread)
+}
+
+/// SIGTERM or Ctrl-C.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(terminate) => terminate,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// First-start work: the `default` environment, the bootstrap document, the admin key.

@@ -6,16 +6,18 @@
 //! before they return, so the very next evaluation sees them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
-use ripcord_engine::{Document, Flag, Limits, Segment, Snapshot};
+use bytes::Bytes;
+use ripcord_engine::{Document, Flag, Limits, RulesetRef, Segment, Snapshot};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use crate::error::{Error, Result};
+use crate::feed::{Delta, Feed, Update};
 use crate::store::{
     AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState, KeyRecord, Mutation,
     Scope, Store,
@@ -29,9 +31,57 @@ pub struct Environment {
     pub snapshot: Snapshot,
     pub document: Document,
     pub flag_revisions: BTreeMap<String, u64>,
+    /// The ruleset as SDKs receive it, serialized on first request and shared by every
+    /// request and stream after it.
+    delivered: OnceLock<Delivered>,
+}
+
+/// An environment's ruleset as JSON, with an `ETag` that is the hash of that JSON.
+#[derive(Debug)]
+pub struct Delivered {
+    pub json: Bytes,
+    pub etag: String,
 }
 
 impl Environment {
+    pub fn new(
+        name: &str,
+        revision: u64,
+        snapshot: Snapshot,
+        document: Document,
+        flag_revisions: BTreeMap<String, u64>,
+    ) -> Environment {
+        Environment {
+            name: name.to_string(),
+            revision,
+            snapshot,
+            document,
+            flag_revisions,
+            delivered: OnceLock::new(),
+        }
+    }
+
+    pub fn ruleset(&self) -> RulesetRef<'_> {
+        RulesetRef {
+            environment: &self.name,
+            revision: self.revision,
+            flag_revisions: &self.flag_revisions,
+            document: &self.document,
+        }
+    }
+
+    /// The ruleset's JSON and `ETag`.
+    pub fn delivered(&self) -> &Delivered {
+        self.delivered.get_or_init(|| {
+            let json = self.ruleset().to_json();
+            let etag = format!("\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(&json));
+            Delivered {
+                json: Bytes::from(json),
+                etag,
+            }
+        })
+    }
+
     /// The revision at which a flag last changed.
     pub fn flag_revision(&self, key: &str) -> u64 {
         self.flag_revisions
@@ -88,6 +138,7 @@ pub struct Service {
     /// The hash of the bootstrap admin key from the configuration, if one was given.
     bootstrap_admin: Option<[u8; 32]>,
     writer: Mutex<()>,
+    feed: Feed,
 }
 
 /// What an environment's document holds by key: flags and segments. The admin API edits
@@ -190,6 +241,7 @@ impl Service {
             keys: ArcSwap::default(),
             bootstrap_admin: bootstrap_admin_key.map(digest),
             writer: Mutex::new(()),
+            feed: Feed::default(),
         });
         let mut environments = Environments::default();
         for record in service.store.environments().await? {
@@ -212,16 +264,7 @@ impl Service {
         };
         // A stored document was valid when written; with lowered limits it may not be any
         // more, and refusing to start would be worse than serving it.
-        let limits = Limits {
-            max_flags: usize::MAX,
-            max_segments: usize::MAX,
-            max_variants_per_flag: usize::MAX,
-            max_rules_per_flag: usize::MAX,
-            max_conditions_per_rule: usize::MAX,
-            max_values_per_condition: usize::MAX,
-            max_key_length: usize::MAX,
-            max_list_length: usize::MAX,
-        };
+        let limits = Limits::unbounded();
         Ok(Some(build(name, state, &limits)?))
     }
 
@@ -325,7 +368,10 @@ impl Service {
         Ok(())
     }
 
+    /// Makes `environment` the one served under `name` (or removes it) and announces it on
+    /// the delivery feed. Called with the writer lock held.
     fn install(&self, name: &str, environment: Option<Arc<Environment>>) {
+        let previous = self.environment(name);
         self.environments.rcu(|current| {
             let mut next = Environments::clone(current);
             match &environment {
@@ -334,6 +380,22 @@ impl Service {
             };
             next
         });
+        self.feed.publish(previous.as_ref(), environment.as_ref());
+    }
+
+    /// The delivery feed: every environment installed from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Update>> {
+        self.feed.subscribe()
+    }
+
+    /// The deltas from `revision` to the environment's `current` revision, if all are kept.
+    pub fn deltas_since(
+        &self,
+        environment: &str,
+        revision: u64,
+        current: u64,
+    ) -> Option<Vec<Arc<Delta>>> {
+        self.feed.deltas_since(environment, revision, current)
     }
 
     // ---- reads -------------------------------------------------------------------------
@@ -458,13 +520,13 @@ impl Service {
             .await?;
         self.install(
             name,
-            Some(Arc::new(Environment {
-                name: name.to_string(),
-                revision: 0,
-                snapshot: Snapshot::empty(0),
-                document: Document::default(),
-                flag_revisions: BTreeMap::new(),
-            })),
+            Some(Arc::new(Environment::new(
+                name,
+                0,
+                Snapshot::empty(0),
+                Document::default(),
+                BTreeMap::new(),
+            ))),
         );
         Ok(record)
     }
@@ -830,13 +892,13 @@ fn build(name: &str, state: EnvironmentState, limits: &Limits) -> Result<Environ
         },
         limits,
     )?;
-    Ok(Environment {
-        name: name.to_string(),
-        revision: state.revision,
+    Ok(Environment::new(
+        name,
+        state.revision,
         snapshot,
-        document: state.document,
-        flag_revisions: state.flag_revisions,
-    })
+        state.document,
+        state.flag_revisions,
+    ))
 }
 
 fn to_value(value: &impl Serialize) -> serde_json::Value {

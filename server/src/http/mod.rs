@@ -32,14 +32,20 @@ pub struct State {
     pub max_body_bytes: usize,
     pub max_import_bytes: usize,
     pub max_context_attributes: usize,
+    /// Fires when the process stops: long-lived streams end on it.
+    pub stop: crate::shutdown::Signal,
+    /// Longest silence on a stream before a heartbeat.
+    pub heartbeat: std::time::Duration,
 }
 
-/// Builds the HTTP server on `listener`. It stops gracefully on SIGTERM and Ctrl-C.
+/// Builds the HTTP server on `listener`. The caller stops it (see `run`), after `stop` has
+/// fired for the streams.
 pub fn serve(
     service: Arc<Service>,
     config: &Config,
     listener: TcpListener,
     workers: usize,
+    stop: crate::shutdown::Signal,
 ) -> std::io::Result<Server> {
     let state = web::Data::new(State {
         service,
@@ -47,6 +53,8 @@ pub fn serve(
         max_body_bytes: config.max_body_bytes,
         max_import_bytes: config.max_import_bytes,
         max_context_attributes: config.max_context_attributes,
+        stop,
+        heartbeat: config.heartbeat,
     });
     let server = HttpServer::new(move || {
         let state = state.clone();
@@ -83,6 +91,7 @@ pub fn serve(
             .default_service(web::to(errors::not_found))
     })
     .workers(workers)
+    .disable_signals()
     .shutdown_timeout(10)
     .listen(listener)?
     .run();

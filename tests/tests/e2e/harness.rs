@@ -20,6 +20,7 @@ pub const ADMIN_KEY: &str = "ripcord-admin-e2e-0123456789abcdef0123456789abcdef"
 const PATIENCE: Duration = Duration::from_secs(60);
 
 const LISTENING: &str = "ripcord listening on http://";
+const GRPC_LISTENING: &str = "ripcord gRPC listening on http://";
 const GENERATED_KEY: &str = "Generated an admin key (shown only now, store it safely): ";
 
 /// A real `ripcord` process with its own data directory, which outlives restarts. The
@@ -30,6 +31,7 @@ pub struct Server {
     configured_admin_key: bool,
     process: Option<Process>,
     base_url: String,
+    grpc_url: String,
     client: reqwest::Client,
     /// The admin key: the configured one, or the one the first start generated.
     pub admin_key: String,
@@ -81,6 +83,7 @@ impl Builder {
             configured_admin_key: self.configured_admin_key,
             process: None,
             base_url: String::new(),
+            grpc_url: String::new(),
             client,
             admin_key: ADMIN_KEY.to_string(),
         };
@@ -120,6 +123,8 @@ impl Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ripcord-e2e-server"));
         command
             .arg("--http-addr")
+            .arg("127.0.0.1:0")
+            .arg("--grpc-addr")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(self.data_dir.path())
@@ -173,6 +178,18 @@ impl Server {
             }
         };
         self.base_url = format!("http://{address}");
+        // Logged before the HTTP address, so it is among the lines read by now.
+        let grpc_address = self
+            .process
+            .as_ref()
+            .and_then(|process| {
+                let lines = process.stderr.lock().expect("output lines");
+                lines
+                    .iter()
+                    .find_map(|line| address_after(line, GRPC_LISTENING))
+            })
+            .expect("the server logs its gRPC address before its HTTP address");
+        self.grpc_url = format!("http://{grpc_address}");
 
         let deadline = Instant::now() + PATIENCE;
         loop {
@@ -273,6 +290,11 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
+    }
+
+    /// The gRPC endpoint, such as `http://127.0.0.1:40125`.
+    pub fn grpc_url(&self) -> &str {
+        &self.grpc_url
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -543,7 +565,11 @@ fn read_lines(
 }
 
 fn listening_address(line: &str) -> Option<SocketAddr> {
-    let rest = &line[line.find(LISTENING)? + LISTENING.len()..];
+    address_after(line, LISTENING)
+}
+
+fn address_after(line: &str, announcement: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(announcement)? + announcement.len()..];
     rest.split(|c: char| c.is_whitespace() || c == '"')
         .next()?
         .parse()

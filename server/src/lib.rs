@@ -3,6 +3,7 @@
 //! # Layout
 //!
 //! - [`config`]: flags and environment variables.
+//! - [`context`]: the evaluation context, checked the same way for every protocol.
 //! - [`store`]: the `Store` trait and its backends (sled, the embedded default).
 //! - [`service`]: environments, flags, segments, keys and the audit log, without HTTP;
 //!   holds the per-environment snapshots that evaluation reads.
@@ -15,6 +16,7 @@
 //! [`run`] serves on listeners it is given, so tests start a real server on port 0.
 
 pub mod config;
+pub mod context;
 pub mod error;
 pub mod feed;
 pub mod grpc;
@@ -107,6 +109,8 @@ pub async fn run(
     let _follower = service.follow_changes();
 
     let (trigger, stop) = shutdown::channel();
+    // One registry for both protocols: `/metrics` counts gRPC evaluations too.
+    let metrics = Arc::new(metrics::Metrics::new());
     let grpc_address = grpc_listener.local_addr()?;
     let grpc = spawn_grpc(
         Arc::clone(&service),
@@ -114,10 +118,18 @@ pub async fn run(
         grpc_listener,
         workers,
         stop.clone(),
+        Arc::clone(&metrics),
     )?;
     tracing::info!("ripcord gRPC listening on http://{grpc_address}");
     let address = listener.local_addr()?;
-    let server = http::serve(Arc::clone(&service), &config, listener, workers, stop)?;
+    let server = http::serve(
+        Arc::clone(&service),
+        &config,
+        listener,
+        workers,
+        stop,
+        Arc::clone(&metrics),
+    )?;
     tracing::info!(data_dir = %config.data_dir.display(), "ripcord listening on http://{address}");
     let handle = server.handle();
     let signals = actix_web::rt::spawn(async move {
@@ -149,6 +161,7 @@ fn spawn_grpc(
     listener: TcpListener,
     workers: usize,
     stop: shutdown::Signal,
+    metrics: Arc<metrics::Metrics>,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers.max(1))
@@ -159,7 +172,7 @@ fn spawn_grpc(
     let thread = std::thread::Builder::new()
         .name("ripcord-grpc".to_string())
         .spawn(move || {
-            let result = runtime.block_on(grpc::serve(service, &config, listener, stop));
+            let result = runtime.block_on(grpc::serve(service, &config, listener, stop, metrics));
             // Streams still open after the stop signal get a moment, then are dropped.
             runtime.shutdown_timeout(std::time::Duration::from_secs(2));
             result

@@ -5,6 +5,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::service::Service;
 use crate::shutdown;
 
@@ -14,8 +15,9 @@ pub async fn serve(
     config: &Config,
     listener: TcpListener,
     mut stop: shutdown::Signal,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<()> {
-    let _ = (service, config);
+    let _ = (service, config, metrics);
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let incoming = tonic::transport::server::TcpIncoming::from(listener);

@@ -28,7 +28,7 @@ use crate::store::Scope;
 /// What every handler can reach.
 pub struct State {
     pub service: Arc<Service>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
     pub max_import_bytes: usize,
     pub max_context_attributes: usize,
@@ -46,10 +46,11 @@ pub fn serve(
     listener: TcpListener,
     workers: usize,
     stop: crate::shutdown::Signal,
+    metrics: Arc<Metrics>,
 ) -> std::io::Result<Server> {
     let state = web::Data::new(State {
         service,
-        metrics: Metrics::new(),
+        metrics,
         max_body_bytes: config.max_body_bytes,
         max_import_bytes: config.max_import_bytes,
         max_context_attributes: config.max_context_attributes,

@@ -175,39 +175,8 @@ fn parse_context(
             ))
         }
     };
-    // Checked before the names go into the `Context`, whose hasher is unkeyed: filling it
-    // with thousands of names a caller chose to collide is the flood the limits prevent.
-    if attributes.len() > max_attributes {
-        return Err(Failure::invalid_context(
-            key,
-            format!(
-                "the context has {} attributes, over the limit of {max_attributes} (RIPCORD_MAX_CONTEXT_ATTRIBUTES)",
-                attributes.len()
-            ),
-        ));
-    }
-    if let Some(name) = attributes
-        .keys()
-        .find(|name| name.chars().count() > max_name)
-    {
-        return Err(Failure::invalid_context(
-            key,
-            format!(
-                "the attribute name `{}…` is over the limit of {max_name} characters (RIPCORD_MAX_KEY_LENGTH)",
-                name.chars().take(32).collect::<String>()
-            ),
-        ));
-    }
-    let context: Context = attributes.into_iter().collect();
-    if let Some(targeting_key) = context.get("targetingKey") {
-        if !targeting_key.is_string() {
-            return Err(Failure::invalid_context(
-                key,
-                "`targetingKey` must be a string".to_string(),
-            ));
-        }
-    }
-    Ok(context)
+    crate::context::build(attributes, max_attributes, max_name)
+        .map_err(|details| Failure::invalid_context(key, details))
 }
 
 /// OFREP's success item: `{key, value, reason, variant, metadata}`.

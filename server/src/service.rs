@@ -129,12 +129,28 @@ type Environments = FxHashMap<String, Arc<Environment>>;
 /// Keys by the raw SHA-256 of the token: authenticating a request hashes the token and
 /// looks it up, with no hex encoding on the way.
 type KeysByHash = FxHashMap<[u8; 32], Arc<Principal>>;
+/// Evaluating keys by their OFREP event-stream channel, in hex.
+type KeysByChannel = FxHashMap<String, Arc<Principal>>;
+
+/// Sets channels apart from any other use of a key's hash.
+const CHANNEL_LABEL: &[u8] = b"ripcord ofrep event-stream channel v1\0";
+
+/// The OFREP event-stream channel of the key whose token hashes to `hash`. Browsers'
+/// `EventSource` cannot send headers, so the stream's URL must identify the key by itself:
+/// derived from the hash, the channel names one key without being a token for any API.
+fn channel_of(hash: &[u8; 32]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(CHANNEL_LABEL);
+    hasher.update(hash);
+    hex::encode(hasher.finalize())
+}
 
 pub struct Service {
     store: Arc<dyn Store>,
     limits: Limits,
     environments: ArcSwap<Environments>,
     keys: ArcSwap<KeysByHash>,
+    channels: ArcSwap<KeysByChannel>,
     /// The hash of the bootstrap admin key from the configuration, if one was given.
     bootstrap_admin: Option<[u8; 32]>,
     writer: Mutex<()>,
@@ -239,6 +255,7 @@ impl Service {
             limits,
             environments: ArcSwap::default(),
             keys: ArcSwap::default(),
+            channels: ArcSwap::default(),
             bootstrap_admin: bootstrap_admin_key.map(digest),
             writer: Mutex::new(()),
             feed: Feed::default(),
@@ -337,6 +354,7 @@ impl Service {
 
     async fn reload_keys(&self) -> Result<()> {
         let mut keys = KeysByHash::default();
+        let mut channels = KeysByChannel::default();
         for record in self.store.keys().await? {
             let mut hash = [0u8; 32];
             if hex::decode_to_slice(&record.hash, &mut hash).is_err() {
@@ -344,14 +362,16 @@ impl Service {
                 continue;
             }
             if record.revoked_at.is_none() {
-                keys.insert(
-                    hash,
-                    Arc::new(Principal {
-                        name: record.name,
-                        scope: record.scope,
-                        environment: record.environment,
-                    }),
-                );
+                let principal = Arc::new(Principal {
+                    name: record.name,
+                    scope: record.scope,
+                    environment: record.environment,
+                });
+                // Only keys that evaluate have something to be told about.
+                if principal.scope != Scope::Admin && principal.environment.is_some() {
+                    channels.insert(channel_of(&hash), Arc::clone(&principal));
+                }
+                keys.insert(hash, principal);
             }
         }
         if let Some(hash) = self.bootstrap_admin {
@@ -365,6 +385,7 @@ impl Service {
             );
         }
         self.keys.store(Arc::new(keys));
+        self.channels.store(Arc::new(channels));
         Ok(())
     }
 
@@ -426,6 +447,16 @@ impl Service {
     /// The key with this token, if it is valid. Lock-free.
     pub fn authenticate(&self, token: &str) -> Option<Arc<Principal>> {
         self.keys.load().get(&digest(token)).cloned()
+    }
+
+    /// The OFREP event-stream channel of a key's token (valid or not).
+    pub fn event_channel(&self, token: &str) -> String {
+        channel_of(&digest(token))
+    }
+
+    /// The key whose channel this is, while the key is valid. Lock-free.
+    pub fn channel_principal(&self, channel: &str) -> Option<Arc<Principal>> {
+        self.channels.load().get(channel).cloned()
     }
 
     pub async fn ready(&self) -> bool {

@@ -4,14 +4,23 @@
 //! - [`harness`]: starting, signalling and restarting servers; HTTP helpers.
 //! - [`evaluation`]: OFREP as applications see it.
 //! - [`admin`]: the admin API, keys and authorization, and what the server refuses.
+//! - [`delivery`]: rulesets and event streams for SDKs, and OFREP's event stream.
+//! - [`grpc`]: `ripcord.v1`, flagd's evaluation services, health and reflection over gRPC.
 //! - [`lifecycle`]: restarts, crashes, signals, first start and configuration.
+//! - [`sdk`]: the Rust SDK against real servers, both modes, and its examples.
 
 #[path = "e2e/harness.rs"]
 mod harness;
 
 #[path = "e2e/admin.rs"]
 mod admin;
+#[path = "e2e/delivery.rs"]
+mod delivery;
 #[path = "e2e/evaluation.rs"]
 mod evaluation;
+#[path = "e2e/grpc.rs"]
+mod grpc;
 #[path = "e2e/lifecycle.rs"]
 mod lifecycle;
+#[path = "e2e/sdk.rs"]
+mod sdk;

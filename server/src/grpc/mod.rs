@@ -1,13 +1,66 @@
 //! gRPC: the only module that knows tonic. Serves `ripcord.v1`, flagd's evaluation services,
 //! gRPC health and reflection, on its own listener and runtime.
+//!
+//! - [`ripcord`]: `ripcord.v1.Ripcord` — Evaluate, EvaluateAll, Watch.
+//! - [`flagd`]: `flagd.evaluation.v1` and `v2`, for OpenFeature's flagd providers.
+//! - [`follow`]: the streams that follow an environment (Watch, flagd's EventStream).
+//! - [`auth`]: keys in the call's metadata.
+//! - [`status`]: the one place a refusal becomes a `tonic::Status`.
+//! - [`convert`]: protobuf `Struct`s to and from JSON.
+
+mod auth;
+mod convert;
+mod flagd;
+mod follow;
+mod ripcord;
+mod status;
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
+
+use ripcord_engine::Context;
+use ripcord_proto::pb;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::service::Service;
 use crate::shutdown;
+use status::Refusal;
+
+/// What every service here needs.
+struct Shared {
+    service: Arc<Service>,
+    metrics: Arc<Metrics>,
+    stop: shutdown::Signal,
+    heartbeat: Duration,
+    max_context_attributes: usize,
+    flagd_environment: Option<String>,
+    flagd_allow_anonymous: bool,
+}
+
+impl Shared {
+    /// The evaluation context, checked as every protocol checks it.
+    fn context(&self, context: Option<prost_types::Struct>) -> Result<Context, Refusal> {
+        let attributes = context.map(convert::struct_to_json).unwrap_or_default();
+        crate::context::build(
+            attributes,
+            self.max_context_attributes,
+            self.service.limits().max_key_length,
+        )
+        .map_err(|problem| Refusal::InvalidArgument(format!("invalid context: {problem}")))
+    }
+
+    fn follow(&self, token: Option<String>, environment: String) -> follow::Follow {
+        follow::Follow {
+            service: Arc::clone(&self.service),
+            token,
+            environment,
+            heartbeat: self.heartbeat,
+            stop: self.stop.clone(),
+        }
+    }
+}
 
 /// Serves gRPC on `listener` until `stop` fires.
 pub async fn serve(
@@ -17,13 +70,56 @@ pub async fn serve(
     mut stop: shutdown::Signal,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<()> {
-    let _ = (service, config, metrics);
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    // Without TCP_NODELAY a small answer waits for the client's delayed ACK: about 40 ms
+    // on every unary call.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let shared = Arc::new(Shared {
+        service,
+        metrics,
+        stop: stop.clone(),
+        heartbeat: config.heartbeat,
+        max_context_attributes: config.max_context_attributes,
+        flagd_environment: config.flagd_environment.clone(),
+        flagd_allow_anonymous: config.flagd_allow_anonymous,
+    });
+    let ripcord = pb::ripcord::v1::ripcord_server::RipcordServer::new(ripcord::Ripcord {
+        shared: Arc::clone(&shared),
+    });
+    let flagd_v1 =
+        pb::flagd::evaluation::v1::service_server::ServiceServer::new(flagd::V1(flagd::Flagd {
+            shared: Arc::clone(&shared),
+        }));
+    let flagd_v2 =
+        pb::flagd::evaluation::v2::service_server::ServiceServer::new(flagd::V2(flagd::Flagd {
+            shared: Arc::clone(&shared),
+        }));
+
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>>()
+        .await;
+    health_reporter
+        .set_serving::<pb::ripcord::v1::ripcord_server::RipcordServer<ripcord::Ripcord>>()
+        .await;
+    // Without an environment to serve, every flagd call fails: a health check should say so.
+    let flagd_status = if shared.flagd_environment.is_some() {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    };
+    health_reporter
+        .set_service_status(
+            <pb::flagd::evaluation::v1::service_server::ServiceServer<flagd::V1> as tonic::server::NamedService>::NAME,
+            flagd_status,
+        )
+        .await;
+    health_reporter
+        .set_service_status(
+            <pb::flagd::evaluation::v2::service_server::ServiceServer<flagd::V2> as tonic::server::NamedService>::NAME,
+            flagd_status,
+        )
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(ripcord_proto::FILE_DESCRIPTOR_SET)
@@ -32,6 +128,9 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection)
+        .add_service(ripcord)
+        .add_service(flagd_v1)
+        .add_service(flagd_v2)
         .serve_with_incoming_shutdown(incoming, async move { stop.stopped().await })
         .await?;
     Ok(())

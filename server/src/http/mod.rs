@@ -8,6 +8,7 @@ pub mod errors;
 pub mod ofrep;
 pub mod openapi;
 pub mod ops;
+pub mod sdk;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -88,6 +89,7 @@ pub fn serve(
             })
             .configure(ops::routes)
             .configure(ofrep::routes)
+            .configure(sdk::routes)
             .configure(admin::routes)
             .default_service(web::to(errors::not_found))
     })
@@ -120,8 +122,16 @@ fn known_method(method: &actix_web::http::Method) -> &'static str {
 
 /// The key a request carries, as `Authorization: Bearer <key>` or `X-API-Key: <key>`.
 pub fn principal(request: &HttpRequest, state: &State) -> Result<Arc<Principal>> {
+    let token = api_key(request)?;
+    state.service.authenticate(token).ok_or(Error::Unauthorized(
+        "the API key is not valid: unknown or revoked",
+    ))
+}
+
+/// The token a request carries, not yet checked.
+pub fn api_key(request: &HttpRequest) -> Result<&str> {
     let headers = request.headers();
-    let token = headers
+    headers
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(bearer_token)
@@ -134,10 +144,19 @@ pub fn principal(request: &HttpRequest, state: &State) -> Result<Arc<Principal>>
         .filter(|token| !token.is_empty())
         .ok_or(Error::Unauthorized(
             "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
-        ))?;
-    state.service.authenticate(token).ok_or(Error::Unauthorized(
-        "the API key is not valid: unknown or revoked",
-    ))
+        ))
+}
+
+/// Whether `If-None-Match` names `etag` (weakly compared, as RFC 9110 asks for this header)
+/// or is `*`.
+pub fn if_none_match(request: &HttpRequest, etag: &str) -> bool {
+    request
+        .headers()
+        .get_all(actix_web::http::header::IF_NONE_MATCH)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|candidate| candidate.trim())
+        .any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == etag)
 }
 
 /// The token of an `Authorization: Bearer <token>` value. The scheme is matched without

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use actix_cors::Cors;
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use ripcord_engine::{evaluate_flag, CompiledFlag, Context, ErrorCode, Evaluation, FlagType};
@@ -27,11 +27,12 @@ pub fn routes(config: &mut web::ServiceConfig) {
             .wrap(
                 Cors::default()
                     .allow_any_origin()
-                    .allowed_methods(["POST", "OPTIONS"])
+                    .allowed_methods(["GET", "POST", "OPTIONS"])
                     .allowed_headers([
                         header::AUTHORIZATION,
                         header::CONTENT_TYPE,
                         header::IF_NONE_MATCH,
+                        header::HeaderName::from_static("last-event-id"),
                         header::HeaderName::from_static("x-api-key"),
                     ])
                     .expose_headers([header::ETAG])
@@ -39,7 +40,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
             )
             // Resources rather than `.route`: a wrong method then gets 405, not 404.
             .service(web::resource("/evaluate/flags/{key}").route(web::post().to(evaluate_one)))
-            .service(web::resource("/evaluate/flags").route(web::post().to(evaluate_all))),
+            .service(web::resource("/evaluate/flags").route(web::post().to(evaluate_all)))
+            .service(web::resource("/events").route(web::get().to(events))),
     );
 }
 
@@ -280,9 +282,54 @@ async fn evaluate_one(
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 #[schema(as = OfrepBulkEvaluationSuccess)]
 struct Bulk<'a> {
     flags: Vec<Success<'a>>,
+    /// Where to hear of changes instead of polling.
+    event_streams: [EventStream; 1],
+}
+
+/// OFREP's `eventStream`, as `endpoint` rather than `url`: behind a proxy the server does
+/// not know the origin its clients reach it at, and the provider's own is the right one.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = OfrepEventStream)]
+struct EventStream {
+    /// Always `sse`.
+    r#type: &'static str,
+    endpoint: EventStreamEndpoint,
+    /// Seconds a hidden tab or backgrounded app keeps the stream open.
+    inactivity_delay_sec: u32,
+}
+
+/// OFREP's default, said out loud so that providers need not know it.
+const INACTIVITY_DELAY_SECONDS: u32 = 120;
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = OfrepEventStreamEndpoint)]
+struct EventStreamEndpoint {
+    /// `/ofrep/v1/events?channel=...`, to be appended to the provider's OFREP origin.
+    request_uri: String,
+}
+
+impl EventStream {
+    /// The stream of the key that made the request. The channel names the key without being
+    /// it: the URL is seen by browsers, logs and proxies that must not learn the key.
+    fn of(request: &HttpRequest, state: &State) -> EventStream {
+        let token = super::api_key(request).unwrap_or_default();
+        EventStream {
+            r#type: "sse",
+            endpoint: EventStreamEndpoint {
+                request_uri: format!(
+                    "/ofrep/v1/events?channel={}",
+                    state.service.event_channel(token)
+                ),
+            },
+            inactivity_delay_sec: INACTIVITY_DELAY_SECONDS,
+        }
+    }
 }
 
 /// OFREP's `generalErrorResponse`, for a failure of the server's own.
@@ -299,7 +346,11 @@ struct GeneralError {
     post,
     path = "/ofrep/v1/evaluate/flags",
     tag = "ofrep",
-    params(("If-None-Match" = Option<String>, Header, description = "The `ETag` of a previous answer")),
+    params(
+        ("If-None-Match" = Option<String>, Header, description = "The `ETag` of a previous answer"),
+        ("flagConfigEtag" = Option<String>, Query, description = "Accepted from OFREP providers and ignored: every answer is computed afresh"),
+        ("flagConfigLastModified" = Option<String>, Query, description = "Accepted from OFREP providers and ignored")
+    ),
     request_body = crate::http::openapi::OfrepEvaluationRequest,
     responses(
         (status = 200, description = "Every evaluation", body = Bulk, headers(("ETag" = String))),
@@ -333,7 +384,11 @@ async fn evaluate_all(
     }
     // Flags seen for the first time are counted now, before the answer is written.
     drop(counts);
-    let body = match serde_json::to_vec(&Bulk { flags }) {
+    let bulk = Bulk {
+        flags,
+        event_streams: [EventStream::of(&request, &state)],
+    };
+    let body = match serde_json::to_vec(&bulk) {
         Ok(body) => body,
         // JSON values and strings always serialize; should that ever change, it is the
         // server's fault, answered as OFREP's general error rather than blamed on the input.
@@ -345,7 +400,7 @@ async fn evaluate_all(
         }
     };
     let etag = format!("\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(&body));
-    if if_none_match(&request, &etag) {
+    if super::if_none_match(&request, &etag) {
         return HttpResponse::NotModified()
             .insert_header((header::ETAG, etag))
             .finish();
@@ -356,14 +411,51 @@ async fn evaluate_all(
         .body(body)
 }
 
-/// Whether `If-None-Match` names `etag` (weakly compared, as RFC 9110 asks for this header)
-/// or is `*`.
-fn if_none_match(request: &HttpRequest, etag: &str) -> bool {
-    request
-        .headers()
-        .get_all(header::IF_NONE_MATCH)
-        .filter_map(|value: &HeaderValue| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(|candidate| candidate.trim())
-        .any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == etag)
+#[derive(serde::Deserialize)]
+struct EventsQuery {
+    channel: Option<String>,
+}
+
+/// Server-sent events for OFREP providers: `data: {"type":"refetchEvaluation"}` whenever the
+/// evaluations of the channel's key may have changed, with the revision as `id`. The URL
+/// comes from `eventStreams` in a bulk answer; it carries a channel, not the API key, because
+/// `EventSource` cannot send headers. Heartbeats are SSE comments.
+#[utoipa::path(
+    get,
+    path = "/ofrep/v1/events",
+    tag = "ofrep",
+    params(
+        ("channel" = String, Query, description = "The channel from the bulk answer's `eventStreams`"),
+        ("Last-Event-ID" = Option<String>, Header, description = "The revision of the last event received")
+    ),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 401, description = "No channel, or one whose key is unknown or revoked", body = crate::http::errors::ErrorBody),
+        (status = 404, description = "The key's environment was deleted meanwhile", body = crate::http::errors::ErrorBody)
+    )
+)]
+async fn events(
+    request: HttpRequest,
+    state: web::Data<State>,
+) -> crate::error::Result<HttpResponse> {
+    // The URL is opaque to providers, but one may still add parameters of its own: only
+    // `channel` means anything here.
+    let channel = web::Query::<EventsQuery>::from_query(request.query_string())
+        .ok()
+        .and_then(|query| query.into_inner().channel)
+        .unwrap_or_default();
+    let environment = state
+        .service
+        .channel_principal(&channel)
+        .and_then(|principal| principal.environment.clone())
+        .ok_or(Error::Unauthorized(
+            "the channel is not valid: its key is unknown or revoked",
+        ))?;
+    super::sdk::follow(
+        &state,
+        super::sdk::Credential::Channel(channel),
+        environment,
+        super::sdk::last_event_id(&request),
+        super::sdk::Encoding::Ofrep,
+    )
 }

@@ -9,7 +9,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use super::errors::ErrorBody;
-use super::{admin, ofrep};
+use super::{admin, ofrep, sdk};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -44,6 +44,9 @@ use super::{admin, ofrep};
         admin::audit,
         ofrep::evaluate_one,
         ofrep::evaluate_all,
+        ofrep::events,
+        sdk::ruleset,
+        sdk::stream,
         document,
     ),
     components(schemas(ErrorBody, OfrepEvaluationRequest, OfrepFailure)),
@@ -55,7 +58,8 @@ use super::{admin, ofrep};
         (name = "documents", description = "An environment's whole document: import and export"),
         (name = "keys", description = "API keys of the three scopes: client, server, admin"),
         (name = "audit", description = "Who changed what, when, from what to what"),
-        (name = "ofrep", description = "The OpenFeature Remote Evaluation Protocol"),
+        (name = "ofrep", description = "The OpenFeature Remote Evaluation Protocol, with its event stream"),
+        (name = "sdk", description = "Delivery to SDKs that evaluate locally: the ruleset and its stream"),
         (name = "openapi", description = "This document; no key needed"),
     )
 )]

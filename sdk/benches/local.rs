@@ -1,0 +1,108 @@
+//! Criterion benchmark of the local client's typed getter: the engine's evaluation plus
+//! what the SDK adds (the snapshot load, the type check, the value conversion).
+//!
+//! Run with
+//! `cargo bench -p ripcord-sdk --bench local -- --warm-up-time 1 --measurement-time 3`.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use ripcord_sdk::{Context, LocalClient, Reason};
+use serde_json::{json, Value};
+
+/// The engine benchmark's single flag: a five-condition rule whose failing condition comes
+/// last, then a 25% rollout.
+const SINGLE_FLAG: &str = r#"
+flags:
+  new-checkout:
+    type: boolean
+    variants: {on: true, off: false}
+    default_variant: "off"
+    rules:
+      - name: staff in launch markets
+        when:
+          - {attribute: country, op: in, values: [US, CA, MX, BR, AR, GB, IE, FR, DE, NL, BE, ES, PT, IT, CH, AT, SE, NO, JP, AU]}
+          - {attribute: platform, op: eq, values: [ios]}
+          - {attribute: appVersion, op: semver_gte, values: ["4.2.0"]}
+          - {attribute: sessions, op: gt, values: [10]}
+          - {attribute: email, op: ends_with, values: ["@example.com"]}
+        serve: {variant: "on"}
+    rollout:
+      stickiness: userId
+      percentage: 25
+      split: [{variant: "on", weight: 1}]
+"#;
+
+fn context(user: &str, domain: &str) -> Context {
+    let value = json!({
+        "targetingKey": user,
+        "userId": user,
+        "email": format!("ana@{domain}"),
+        "country": "DE",
+        "locale": "de-DE",
+        "platform": "ios",
+        "appVersion": "4.3.1",
+        "osVersion": "17.4",
+        "plan": "pro",
+        "sessions": 42,
+        "releaseTrack": "beta",
+        "signupDate": "2025-11-03T10:00:00Z",
+    });
+    match value {
+        Value::Object(map) => map.into_iter().collect(),
+        _ => unreachable!("json! of an object literal is an object"),
+    }
+}
+
+fn typed_getter(c: &mut Criterion) {
+    let client = LocalClient::builder()
+        .bootstrap_text(SINGLE_FLAG)
+        .build()
+        .expect("a bootstrap-only client");
+    // A user the rollout takes in, so that the benchmark pays for the split too.
+    let user = (0..)
+        .map(|n| format!("user-{n}"))
+        .find(|user| {
+            client
+                .get_bool_details("new-checkout", &context(user, "mail.example.net"), false)
+                .reason
+                == Reason::Split
+        })
+        .expect("a 25% rollout takes some user in");
+    let fall_through = context(&user, "mail.example.net");
+    let matching = context(&user, "example.com");
+    assert!(client.get_bool("new-checkout", &matching, false));
+
+    let mut group = c.benchmark_group("local_client");
+    group.bench_function("get_bool/rule_miss_then_rollout", |b| {
+        b.iter(|| {
+            client.get_bool(
+                black_box("new-checkout"),
+                black_box(&fall_through),
+                black_box(false),
+            )
+        })
+    });
+    group.bench_function("get_bool/rule_match", |b| {
+        b.iter(|| {
+            client.get_bool(
+                black_box("new-checkout"),
+                black_box(&matching),
+                black_box(false),
+            )
+        })
+    });
+    group.bench_function("get_bool_details/rule_miss_then_rollout", |b| {
+        b.iter(|| {
+            client.get_bool_details(
+                black_box("new-checkout"),
+                black_box(&fall_through),
+                black_box(false),
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, typed_getter);
+criterion_main!(benches);

@@ -1,0 +1,307 @@
+//! The background task of local mode: follows the gRPC `Watch` stream, applies what it
+//! brings, and reconnects with jittered exponential backoff when the stream ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ripcord_engine::{Ruleset, RulesetDelta};
+use ripcord_proto::pb::ripcord::v1::ripcord_client::RipcordClient;
+use ripcord_proto::pb::ripcord::v1::watch_response::Event;
+use ripcord_proto::pb::ripcord::v1::WatchRequest;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Endpoint;
+
+use crate::local::Shared;
+use crate::Error;
+
+/// Where to connect and how.
+pub(crate) struct Connection {
+    endpoint: Endpoint,
+    authorization: MetadataValue<tonic::metadata::Ascii>,
+    stream_timeout: Duration,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        url: &str,
+        key: &str,
+        connect_timeout: Duration,
+        stream_timeout: Duration,
+    ) -> Result<Connection, Error> {
+        let endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|error| Error::InvalidUrl {
+                url: url.to_string(),
+                reason: error.to_string(),
+            })?
+            .connect_timeout(connect_timeout)
+            .tcp_nodelay(true);
+        let authorization = format!("Bearer {key}")
+            .parse()
+            .map_err(|_| Error::InvalidKey)?;
+        Ok(Connection {
+            endpoint,
+            authorization,
+            stream_timeout,
+        })
+    }
+}
+
+/// The first retry after a stream that worked comes this soon (before jitter), so that a
+/// server restart costs clients well under a second.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+/// However long the server stays away, clients try at least this often.
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// Follows the server until the task is aborted.
+pub(crate) async fn follow(shared: Arc<Shared>, connection: Connection) {
+    // The server's ruleset, as last applied: the base for deltas. A bootstrap document is
+    // never a base, so the first connection asks for the whole ruleset.
+    let mut held: Option<Ruleset> = None;
+    let mut backoff = Backoff::new(FIRST_RETRY, MAX_RETRY);
+    loop {
+        let (progressed, error) = watch_once(&shared, &connection, &mut held).await;
+        shared.set_connected(false);
+        tracing::warn!(%error, "ripcord: the ruleset stream ended; reconnecting");
+        shared.set_error(error);
+        if progressed {
+            backoff.reset();
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// One connection: returns whether anything was applied, and why it ended.
+async fn watch_once(
+    shared: &Shared,
+    connection: &Connection,
+    held: &mut Option<Ruleset>,
+) -> (bool, Error) {
+    let channel = match connection.endpoint.connect().await {
+        Ok(channel) => channel,
+        Err(error) => return (false, Error::Connection(error_chain(&error))),
+    };
+    let mut client = RipcordClient::new(channel);
+    let known_revision = held.as_ref().map_or(0, |ruleset| ruleset.revision);
+    let mut request = tonic::Request::new(WatchRequest { known_revision });
+    request
+        .metadata_mut()
+        .insert("authorization", connection.authorization.clone());
+    let mut stream = match client.watch(request).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return (false, status_error(&status)),
+    };
+    shared.set_connected(true);
+    let mut progressed = false;
+    loop {
+        let message = match tokio::time::timeout(connection.stream_timeout, stream.message()).await
+        {
+            Err(_) => {
+                return (
+                    progressed,
+                    Error::Connection(format!(
+                        "nothing from the server for {:?}, not even a heartbeat",
+                        connection.stream_timeout
+                    )),
+                )
+            }
+            Ok(Err(status)) => return (progressed, status_error(&status)),
+            Ok(Ok(None)) => {
+                return (
+                    progressed,
+                    Error::Connection("the server closed the stream".to_string()),
+                )
+            }
+            Ok(Ok(Some(message))) => message,
+        };
+        match message.event {
+            Some(Event::Ruleset(json)) => {
+                let ruleset = match Ruleset::from_json(&json) {
+                    Ok(ruleset) => ruleset,
+                    Err(error) => {
+                        return (
+                            progressed,
+                            Error::InvalidResponse(format!("ruleset: {error}")),
+                        )
+                    }
+                };
+                match ruleset.compile() {
+                    Ok(snapshot) => {
+                        shared.install(snapshot, true);
+                        *held = Some(ruleset);
+                        progressed = true;
+                    }
+                    // Asking again would bring the same ruleset: keep serving the last good
+                    // one and retry with backoff, in case the server's changes.
+                    Err(error) => return (progressed, Error::Ruleset(error.to_string())),
+                }
+            }
+            Some(Event::Delta(json)) => {
+                let delta = match RulesetDelta::from_json(&json) {
+                    Ok(delta) => delta,
+                    Err(error) => {
+                        *held = None;
+                        return (
+                            progressed,
+                            Error::InvalidResponse(format!("delta: {error}")),
+                        );
+                    }
+                };
+                match apply(held.as_ref(), &delta) {
+                    Ok((ruleset, snapshot)) => {
+                        shared.install(snapshot, true);
+                        *held = Some(ruleset);
+                        progressed = true;
+                    }
+                    Err(error) => {
+                        // Out of step with the server: forget the base, so that the next
+                        // connection asks for the whole ruleset, and make it soon.
+                        *held = None;
+                        return (true, error);
+                    }
+                }
+            }
+            Some(Event::Heartbeat(_)) | None => {}
+        }
+    }
+}
+
+/// The ruleset after `delta`, compiled; `held` is left as it is, so a delta that fails
+/// to compile changes nothing.
+fn apply(
+    held: Option<&Ruleset>,
+    delta: &RulesetDelta,
+) -> Result<(Ruleset, ripcord_engine::Snapshot), Error> {
+    let Some(held) = held else {
+        return Err(Error::Ruleset(
+            "a delta came before any ruleset".to_string(),
+        ));
+    };
+    let mut next = held.clone();
+    next.apply(delta)
+        .map_err(|error| Error::Ruleset(error.to_string()))?;
+    let snapshot = next
+        .compile()
+        .map_err(|error| Error::Ruleset(error.to_string()))?;
+    Ok((next, snapshot))
+}
+
+fn status_error(status: &tonic::Status) -> Error {
+    match status.code() {
+        tonic::Code::Unauthenticated => Error::Refused {
+            status: 401,
+            message: status.message().to_string(),
+        },
+        tonic::Code::PermissionDenied => Error::Refused {
+            status: 403,
+            message: status.message().to_string(),
+        },
+        code => Error::Connection(format!("{code:?}: {}", status.message())),
+    }
+}
+
+/// The error with its causes: tonic's transport errors say little at the top.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Exponential backoff with "equal jitter": each delay is half the step plus a random part
+/// of the other half, so that clients cut off together do not come back together, and no
+/// delay is ever near zero.
+pub(crate) struct Backoff {
+    first: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    pub(crate) fn new(first: Duration, max: Duration) -> Backoff {
+        Backoff {
+            first,
+            max,
+            attempt: 0,
+        }
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let step = self
+            .first
+            .saturating_mul(1u32 << self.attempt.min(20))
+            .min(self.max);
+        self.attempt = self.attempt.saturating_add(1);
+        let half = step / 2;
+        // Without randomness (it never fails on the platforms Tokio runs on), the delay is
+        // still bounded, only not spread.
+        let random = getrandom::u64().unwrap_or(u64::MAX / 2);
+        let fraction = (random >> 11) as f64 / (1u64 << 53) as f64;
+        half + half.mul_f64(fraction)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_starts_fast_doubles_and_stays_under_the_cap() {
+        let mut backoff = Backoff::new(FIRST_RETRY, MAX_RETRY);
+        let delays: Vec<Duration> = (0..40).map(|_| backoff.next_delay()).collect();
+        assert!(delays[0] >= Duration::from_millis(50) && delays[0] <= FIRST_RETRY);
+        assert!(delays[1] >= FIRST_RETRY && delays[1] <= FIRST_RETRY * 2);
+        for delay in &delays {
+            assert!(*delay <= MAX_RETRY, "{delay:?}");
+        }
+        assert!(delays[39] >= MAX_RETRY / 2, "the cap is reached and held");
+        backoff.reset();
+        assert!(
+            backoff.next_delay() <= FIRST_RETRY,
+            "a reset starts fast again"
+        );
+    }
+
+    #[test]
+    fn delays_are_spread() {
+        let mut delays: Vec<Duration> = (0..20)
+            .map(|_| Backoff::new(Duration::from_secs(10), MAX_RETRY).next_delay())
+            .collect();
+        delays.dedup();
+        assert!(delays.len() > 1, "twenty clients do not all wait the same");
+    }
+
+    const BASE: &str = r#"
+flags:
+  a: { type: boolean, variants: { "on": true, "off": false }, default_variant: "off" }
+"#;
+
+    #[test]
+    fn deltas_apply_in_order_and_a_gap_is_refused_without_changing_the_base() {
+        let base = Ruleset {
+            environment: "prod".into(),
+            revision: 4,
+            flag_revisions: [("a".to_string(), 4)].into(),
+            document: ripcord_engine::Document::from_yaml(BASE).unwrap(),
+        };
+        let mut changed = base.clone();
+        changed.document.flags.get_mut("a").unwrap().default_variant = "on".into();
+        changed.revision = 5;
+        changed.flag_revisions.insert("a".into(), 5);
+        let delta = RulesetDelta::between(&base.as_ref(), &changed.as_ref());
+        let (next, snapshot) = apply(Some(&base), &delta).unwrap();
+        assert_eq!(next, changed);
+        assert_eq!(snapshot.flag("a").unwrap().revision(), 5);
+
+        let error = apply(Some(&next), &delta).unwrap_err();
+        assert!(matches!(error, Error::Ruleset(_)), "{error}");
+        assert!(apply(None, &delta).is_err(), "a delta needs a base");
+    }
+}

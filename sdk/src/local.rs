@@ -1,0 +1,712 @@
+//! Local mode: the environment's ruleset held in memory and evaluated by the engine, kept
+//! current by the gRPC `Watch` stream.
+//!
+//! Evaluation loads the current snapshot through an `ArcSwap`, so it takes no lock and never
+//! waits for the background task: it costs what the engine costs, plus a pointer load.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use ripcord_engine::{evaluate_typed, Context, Document, Ruleset, Snapshot};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::details::{Details, ErrorCode, FlagMetadata, FlagValue};
+use crate::follow::{self, Connection};
+use crate::Error;
+
+/// A client that evaluates flags in-process. Cheap to clone: clones share one ruleset and
+/// one connection. The connection stops when the last clone is dropped or [`close`]d.
+///
+/// [`close`]: LocalClient::close
+#[derive(Clone)]
+pub struct LocalClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Ok(mut task) = self.task.lock() {
+            if let Some(task) = task.take() {
+                task.abort();
+            }
+        }
+    }
+}
+
+/// What the background task and the client share.
+pub(crate) struct Shared {
+    snapshot: ArcSwapOption<Snapshot>,
+    /// Bumped at every install; subscriptions wait on it. Taken out by `close`, which ends
+    /// every subscription.
+    generation: Mutex<Option<watch::Sender<u64>>>,
+    status: Mutex<LocalStatus>,
+}
+
+/// Where the client's ruleset came from, and how its connection is doing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalStatus {
+    /// The environment revision of the ruleset served; `None` before the first.
+    pub revision: Option<u64>,
+    /// Whether the ruleset served came from the server (not from the bootstrap document).
+    pub from_server: bool,
+    /// Whether the `Watch` stream is open.
+    pub connected: bool,
+    /// The last thing that went wrong with the stream or a ruleset; cleared when a ruleset
+    /// or change is applied.
+    pub last_error: Option<Error>,
+}
+
+/// Builds a [`LocalClient`]: a server to follow, a bootstrap document, or both.
+#[derive(Debug, Default)]
+pub struct LocalClientBuilder {
+    server: Option<(String, String)>,
+    bootstrap: Option<Result<Document, Error>>,
+    stream_timeout: Option<Duration>,
+    connect_timeout: Option<Duration>,
+}
+
+/// With the server's default heartbeat of 15 s, three missed heartbeats.
+const DEFAULT_STREAM_TIMEOUT: Duration = Duration::from_secs(45);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl LocalClientBuilder {
+    /// Follows the environment of `server_key` on the server's gRPC endpoint, such as
+    /// `http://ripcord:50051`.
+    pub fn server(mut self, grpc_url: impl Into<String>, server_key: impl Into<String>) -> Self {
+        self.server = Some((grpc_url.into(), server_key.into()));
+        self
+    }
+
+    /// Serves this flag document (YAML or JSON) until the server's ruleset arrives, or for
+    /// good without a server. Its flags are at revision 0.
+    pub fn bootstrap_text(mut self, text: &str) -> Self {
+        self.bootstrap =
+            Some(Document::from_text(text).map_err(|error| Error::Bootstrap(error.to_string())));
+        self
+    }
+
+    /// [`bootstrap_text`](Self::bootstrap_text) with the contents of a file.
+    pub fn bootstrap_file(self, path: impl AsRef<Path>) -> Self {
+        let path = path.as_ref();
+        match std::fs::read_to_string(path) {
+            Ok(text) => self.bootstrap_text(&text),
+            Err(error) => Self {
+                bootstrap: Some(Err(Error::Bootstrap(format!(
+                    "reading {}: {error}",
+                    path.display()
+                )))),
+                ..self
+            },
+        }
+    }
+
+    /// How long the stream may stay silent before the client deems it dead and reconnects.
+    /// Keep it above the server's heartbeat interval (`RIPCORD_HEARTBEAT`, 15 s by default).
+    pub fn stream_timeout(mut self, timeout: Duration) -> Self {
+        self.stream_timeout = Some(timeout);
+        self
+    }
+
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// Builds the client and, with a server, starts following it in the background. Must
+    /// be called inside a Tokio runtime when a server is given.
+    pub fn build(self) -> Result<LocalClient, Error> {
+        let bootstrap = self.bootstrap.transpose()?;
+        if self.server.is_none() && bootstrap.is_none() {
+            return Err(Error::NothingToServe);
+        }
+        let connection = self
+            .server
+            .map(|(url, key)| {
+                Connection::new(
+                    &url,
+                    &key,
+                    self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+                    self.stream_timeout.unwrap_or(DEFAULT_STREAM_TIMEOUT),
+                )
+            })
+            .transpose()?;
+        let runtime = match connection {
+            Some(_) => Some(tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?),
+            None => None,
+        };
+        let (generation, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwapOption::empty(),
+            generation: Mutex::new(Some(generation)),
+            status: Mutex::new(LocalStatus::default()),
+        });
+        if let Some(document) = bootstrap {
+            let snapshot = Ruleset::from_document("bootstrap", document)
+                .compile()
+                .map_err(|error| Error::Bootstrap(error.to_string()))?;
+            shared.install(snapshot, false);
+        }
+        let task = match (connection, runtime) {
+            (Some(connection), Some(runtime)) => {
+                Some(runtime.spawn(follow::follow(Arc::clone(&shared), connection)))
+            }
+            _ => None,
+        };
+        Ok(LocalClient {
+            inner: Arc::new(Inner {
+                shared,
+                task: Mutex::new(task),
+            }),
+        })
+    }
+}
+
+impl LocalClient {
+    pub fn builder() -> LocalClientBuilder {
+        LocalClientBuilder::default()
+    }
+
+    /// A client following the environment of `server_key` on `grpc_url`, with no bootstrap.
+    pub fn connect(
+        grpc_url: impl Into<String>,
+        server_key: impl Into<String>,
+    ) -> Result<LocalClient, Error> {
+        LocalClient::builder().server(grpc_url, server_key).build()
+    }
+
+    /// Whether the client has flags to serve: a ruleset from the server or a bootstrap.
+    pub fn is_ready(&self) -> bool {
+        self.inner.shared.snapshot.load().is_some()
+    }
+
+    /// Waits until the client [is ready](Self::is_ready), at most `timeout`.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), Error> {
+        let Some(mut generation) = self.inner.shared.subscribe() else {
+            return if self.is_ready() {
+                Ok(())
+            } else {
+                Err(Error::Closed)
+            };
+        };
+        let wait = async {
+            loop {
+                if self.is_ready() {
+                    return Ok(());
+                }
+                if generation.changed().await.is_err() {
+                    return Err(Error::Closed);
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .unwrap_or(Err(Error::Timeout(timeout)))
+    }
+
+    /// The revision served, the connection, the last error.
+    pub fn status(&self) -> LocalStatus {
+        self.inner.shared.status()
+    }
+
+    /// Stops following the server. Evaluation goes on answering from the last ruleset;
+    /// subscriptions end.
+    pub fn close(&self) {
+        if let Ok(mut task) = self.inner.task.lock() {
+            if let Some(task) = task.take() {
+                task.abort();
+            }
+        }
+        if let Ok(mut generation) = self.inner.shared.generation.lock() {
+            generation.take();
+        }
+        if let Ok(mut status) = self.inner.shared.status.lock() {
+            status.connected = false;
+        }
+    }
+
+    /// The current snapshot, for callers that evaluate many flags against one revision.
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.inner.shared.snapshot.load_full()
+    }
+
+    pub fn get_bool(&self, flag_key: &str, context: &Context, default: bool) -> bool {
+        self.value(flag_key, context, default)
+    }
+
+    pub fn get_string(&self, flag_key: &str, context: &Context, default: &str) -> String {
+        let snapshot = self.inner.shared.snapshot.load();
+        snapshot
+            .as_deref()
+            .and_then(|snapshot| {
+                evaluate_typed(snapshot, flag_key, context, String::FLAG_TYPE).value
+            })
+            .and_then(|value| value.as_str())
+            .unwrap_or(default)
+            .to_string()
+    }
+
+    pub fn get_int(&self, flag_key: &str, context: &Context, default: i64) -> i64 {
+        self.value(flag_key, context, default)
+    }
+
+    pub fn get_float(&self, flag_key: &str, context: &Context, default: f64) -> f64 {
+        self.value(flag_key, context, default)
+    }
+
+    /// An object flag's value.
+    pub fn get_json(
+        &self,
+        flag_key: &str,
+        context: &Context,
+        default: serde_json::Value,
+    ) -> serde_json::Value {
+        self.value(flag_key, context, default)
+    }
+
+    pub fn get_bool_details(
+        &self,
+        flag_key: &str,
+        context: &Context,
+        default: bool,
+    ) -> Details<bool> {
+        self.details(flag_key, context, default)
+    }
+
+    pub fn get_string_details(
+        &self,
+        flag_key: &str,
+        context: &Context,
+        default: &str,
+    ) -> Details<String> {
+        self.details(flag_key, context, default.to_string())
+    }
+
+    pub fn get_int_details(&self, flag_key: &str, context: &Context, default: i64) -> Details<i64> {
+        self.details(flag_key, context, default)
+    }
+
+    pub fn get_float_details(
+        &self,
+        flag_key: &str,
+        context: &Context,
+        default: f64,
+    ) -> Details<f64> {
+        self.details(flag_key, context, default)
+    }
+
+    pub fn get_json_details(
+        &self,
+        flag_key: &str,
+        context: &Context,
+        default: serde_json::Value,
+    ) -> Details<serde_json::Value> {
+        self.details(flag_key, context, default)
+    }
+
+    /// Any typed value; the getters above are this with their type.
+    pub fn value<T: FlagValue>(&self, flag_key: &str, context: &Context, default: T) -> T {
+        let snapshot = self.inner.shared.snapshot.load();
+        snapshot
+            .as_deref()
+            .and_then(|snapshot| evaluate_typed(snapshot, flag_key, context, T::FLAG_TYPE).value)
+            .and_then(T::from_json)
+            .unwrap_or(default)
+    }
+
+    /// Any typed value with why it was served.
+    pub fn details<T: FlagValue>(
+        &self,
+        flag_key: &str,
+        context: &Context,
+        default: T,
+    ) -> Details<T> {
+        let snapshot = self.inner.shared.snapshot.load();
+        let Some(snapshot) = snapshot.as_deref() else {
+            return Details::error(
+                default,
+                ErrorCode::ProviderNotReady,
+                "no ruleset yet: the server has not answered and there is no bootstrap",
+            );
+        };
+        let evaluation = evaluate_typed(snapshot, flag_key, context, T::FLAG_TYPE);
+        let metadata = FlagMetadata {
+            revision: evaluation.metadata.revision,
+            cohort: evaluation
+                .metadata
+                .cohort
+                .map(|cohort| cohort.as_str().to_string()),
+            rule: evaluation.metadata.rule.map(str::to_string),
+            unit_missing: evaluation.metadata.unit_missing.map(str::to_string),
+        };
+        if let Some(code) = evaluation.error {
+            let message = match code {
+                ripcord_engine::ErrorCode::FlagNotFound => {
+                    format!("flag `{flag_key}` was not found")
+                }
+                ripcord_engine::ErrorCode::TypeMismatch => format!(
+                    "flag `{flag_key}` is of type {}, not {}",
+                    evaluation
+                        .flag_type
+                        .map_or("unknown", |found| found.as_str()),
+                    T::FLAG_TYPE.as_str()
+                ),
+                other => other.as_str().to_string(),
+            };
+            return Details {
+                metadata,
+                ..Details::error(default, code.into(), message)
+            };
+        }
+        match evaluation.value.and_then(T::from_json) {
+            Some(value) => Details {
+                value,
+                variant: evaluation.variant.map(str::to_string),
+                reason: evaluation.reason.into(),
+                error_code: None,
+                error_message: None,
+                metadata,
+            },
+            // The engine checked the type; a value that still does not convert (an
+            // integer beyond i64) is a mismatch all the same.
+            None => Details {
+                metadata,
+                ..Details::error(
+                    default,
+                    ErrorCode::TypeMismatch,
+                    format!(
+                        "flag `{flag_key}`'s value is not a {}",
+                        T::FLAG_TYPE.as_str()
+                    ),
+                )
+            },
+        }
+    }
+
+    /// Every change to the ruleset from now on.
+    pub fn subscribe(&self) -> Changes {
+        Changes {
+            shared: Arc::clone(&self.inner.shared),
+            generation: self.inner.shared.subscribe(),
+            last: self.inner.shared.snapshot.load_full(),
+        }
+    }
+
+    /// Changes to one flag from now on: its revision changed, it appeared, or it was removed.
+    pub fn subscribe_flag(&self, flag_key: impl Into<String>) -> FlagChanges {
+        let key = flag_key.into();
+        let last = self.inner.shared.flag_revision(&key);
+        FlagChanges {
+            shared: Arc::clone(&self.inner.shared),
+            generation: self.inner.shared.subscribe(),
+            key,
+            last,
+        }
+    }
+}
+
+/// One flag's change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagChange {
+    pub key: String,
+    /// The flag's new revision; `None` when it was removed.
+    pub revision: Option<u64>,
+}
+
+/// A new ruleset: its revision and the flags whose revision changed, appeared or went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub revision: u64,
+    pub flags: Vec<FlagChange>,
+}
+
+/// Every change to the ruleset; see [`LocalClient::subscribe`].
+pub struct Changes {
+    shared: Arc<Shared>,
+    generation: Option<watch::Receiver<u64>>,
+    last: Option<Arc<Snapshot>>,
+}
+
+impl Changes {
+    /// The next change, or `None` once the client is closed or dropped. Changes that came
+    /// while nobody called this are folded into one.
+    pub async fn next(&mut self) -> Option<Change> {
+        loop {
+            self.generation.as_mut()?.changed().await.ok()?;
+            let current = self.shared.snapshot.load_full()?;
+            let change = diff(self.last.as_deref(), &current);
+            let revision_moved = self
+                .last
+                .as_ref()
+                .is_none_or(|last| last.revision() != current.revision());
+            self.last = Some(current);
+            if revision_moved || !change.flags.is_empty() {
+                return Some(change);
+            }
+        }
+    }
+}
+
+/// One flag's changes; see [`LocalClient::subscribe_flag`].
+pub struct FlagChanges {
+    shared: Arc<Shared>,
+    generation: Option<watch::Receiver<u64>>,
+    key: String,
+    last: Option<u64>,
+}
+
+impl FlagChanges {
+    /// The next change to the flag, or `None` once the client is closed or dropped.
+    pub async fn next(&mut self) -> Option<FlagChange> {
+        loop {
+            self.generation.as_mut()?.changed().await.ok()?;
+            let current = self.shared.flag_revision(&self.key);
+            if current != self.last {
+                self.last = current;
+                return Some(FlagChange {
+                    key: self.key.clone(),
+                    revision: current,
+                });
+            }
+        }
+    }
+}
+
+fn diff(old: Option<&Snapshot>, new: &Snapshot) -> Change {
+    let mut flags: Vec<FlagChange> = new
+        .flags()
+        .filter(|flag| {
+            old.and_then(|old| old.flag(flag.key()))
+                .is_none_or(|before| before.revision() != flag.revision())
+        })
+        .map(|flag| FlagChange {
+            key: flag.key().to_string(),
+            revision: Some(flag.revision()),
+        })
+        .collect();
+    if let Some(old) = old {
+        flags.extend(
+            old.flags()
+                .filter(|flag| new.flag(flag.key()).is_none())
+                .map(|flag| FlagChange {
+                    key: flag.key().to_string(),
+                    revision: None,
+                }),
+        );
+    }
+    flags.sort_by(|a, b| a.key.cmp(&b.key));
+    Change {
+        revision: new.revision(),
+        flags,
+    }
+}
+
+impl Shared {
+    /// Serves `snapshot` from now on and wakes the subscriptions.
+    pub(crate) fn install(&self, snapshot: Snapshot, from_server: bool) {
+        let revision = snapshot.revision();
+        self.snapshot.store(Some(Arc::new(snapshot)));
+        if let Ok(mut status) = self.status.lock() {
+            status.revision = Some(revision);
+            status.from_server |= from_server;
+            if from_server {
+                status.last_error = None;
+            }
+        }
+        if let Ok(generation) = self.generation.lock() {
+            if let Some(generation) = generation.as_ref() {
+                generation.send_modify(|generation| *generation += 1);
+            }
+        }
+    }
+
+    pub(crate) fn set_connected(&self, connected: bool) {
+        if let Ok(mut status) = self.status.lock() {
+            status.connected = connected;
+        }
+    }
+
+    pub(crate) fn set_error(&self, error: Error) {
+        if let Ok(mut status) = self.status.lock() {
+            status.last_error = Some(error);
+        }
+    }
+
+    fn status(&self) -> LocalStatus {
+        self.status
+            .lock()
+            .map(|status| status.clone())
+            .unwrap_or_default()
+    }
+
+    fn subscribe(&self) -> Option<watch::Receiver<u64>> {
+        self.generation
+            .lock()
+            .ok()?
+            .as_ref()
+            .map(watch::Sender::subscribe)
+    }
+
+    fn flag_revision(&self, key: &str) -> Option<u64> {
+        self.snapshot
+            .load()
+            .as_deref()
+            .and_then(|snapshot| snapshot.flag(key))
+            .map(|flag| flag.revision())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Reason;
+    use serde_json::json;
+
+    const FLAGS: &str = r##"
+flags:
+  dark-mode: { type: boolean, variants: { "on": true, "off": false }, default_variant: "off",
+    rules: [{ name: staff, when: [{ attribute: email, op: ends_with, values: ["@example.com"] }], serve: { variant: "on" } }] }
+  limit: { type: integer, variants: { low: 10, high: 100 }, default_variant: low }
+  ratio: { type: float, variants: { half: 0.5 }, default_variant: half }
+  banner: { type: string, variants: { spring: "spring" }, default_variant: spring }
+  theme: { type: object, variants: { blue: { color: "#00f" } }, default_variant: blue }
+"##;
+
+    fn staff() -> Context {
+        [("email", json!("ana@example.com"))].into_iter().collect()
+    }
+
+    #[test]
+    fn a_bootstrap_client_is_ready_at_once_and_answers_every_type() {
+        let client = LocalClient::builder()
+            .bootstrap_text(FLAGS)
+            .build()
+            .unwrap();
+        assert!(client.is_ready());
+        let anyone = Context::new();
+        assert!(client.get_bool("dark-mode", &staff(), false));
+        assert!(!client.get_bool("dark-mode", &anyone, true));
+        assert_eq!(client.get_int("limit", &anyone, 0), 10);
+        assert_eq!(client.get_float("ratio", &anyone, 0.0), 0.5);
+        assert_eq!(
+            client.get_float("limit", &anyone, 0.0),
+            10.0,
+            "an integer is a float"
+        );
+        assert_eq!(client.get_string("banner", &anyone, "none"), "spring");
+        assert_eq!(
+            client.get_json("theme", &anyone, json!({})),
+            json!({"color": "#00f"})
+        );
+
+        let details = client.get_bool_details("dark-mode", &staff(), false);
+        assert_eq!(details.reason, Reason::TargetingMatch);
+        assert_eq!(details.variant.as_deref(), Some("on"));
+        assert_eq!(details.metadata.rule.as_deref(), Some("staff"));
+        assert_eq!(details.metadata.revision, 0);
+    }
+
+    #[test]
+    fn errors_answer_the_default_with_a_code() {
+        let client = LocalClient::builder()
+            .bootstrap_text(FLAGS)
+            .build()
+            .unwrap();
+        let anyone = Context::new();
+        let missing = client.get_bool_details("nope", &anyone, true);
+        assert!(missing.value);
+        assert_eq!(missing.reason, Reason::Error);
+        assert_eq!(missing.error_code, Some(ErrorCode::FlagNotFound));
+        let mismatch = client.get_int_details("banner", &anyone, 7);
+        assert_eq!(mismatch.value, 7);
+        assert_eq!(mismatch.error_code, Some(ErrorCode::TypeMismatch));
+        assert_eq!(client.get_string("limit", &anyone, "fallback"), "fallback");
+    }
+
+    #[test]
+    fn bad_configurations_are_refused() {
+        assert!(matches!(
+            LocalClient::builder().build(),
+            Err(Error::NothingToServe)
+        ));
+        assert!(matches!(
+            LocalClient::builder().bootstrap_text("flags: [").build(),
+            Err(Error::Bootstrap(_))
+        ));
+        assert!(matches!(
+            LocalClient::builder()
+                .bootstrap_file("/no/such/ripcord/file.yaml")
+                .build(),
+            Err(Error::Bootstrap(_))
+        ));
+        assert!(
+            matches!(
+                LocalClient::connect("http://127.0.0.1:1", "key"),
+                Err(Error::NoRuntime)
+            ),
+            "outside a runtime"
+        );
+    }
+
+    #[tokio::test]
+    async fn subscriptions_see_installs_and_end_on_close() {
+        let client = LocalClient::builder()
+            .bootstrap_text(FLAGS)
+            .build()
+            .unwrap();
+        let mut limit = client.subscribe_flag("limit");
+        let mut ratio = client.subscribe_flag("ratio");
+        let mut everything = client.subscribe();
+        let mut ruleset = Ruleset::from_document("prod", Document::from_text(FLAGS).unwrap());
+        ruleset.revision = 3;
+        ruleset.flag_revisions.insert("limit".into(), 3);
+        ruleset.document.flags.remove("ratio");
+        ruleset.flag_revisions.remove("ratio");
+        client
+            .inner
+            .shared
+            .install(ruleset.compile().unwrap(), true);
+
+        assert_eq!(
+            limit.next().await,
+            Some(FlagChange {
+                key: "limit".into(),
+                revision: Some(3)
+            })
+        );
+        assert_eq!(
+            ratio.next().await,
+            Some(FlagChange {
+                key: "ratio".into(),
+                revision: None
+            })
+        );
+        let change = everything.next().await.unwrap();
+        assert_eq!(change.revision, 3);
+        assert_eq!(
+            change.flags,
+            [
+                FlagChange {
+                    key: "limit".into(),
+                    revision: Some(3)
+                },
+                FlagChange {
+                    key: "ratio".into(),
+                    revision: None
+                }
+            ]
+        );
+        assert!(client.status().from_server);
+        client.close();
+        assert_eq!(limit.next().await, None);
+        assert_eq!(everything.next().await, None);
+        assert!(client.is_ready(), "a closed client still answers");
+    }
+}

@@ -1,0 +1,88 @@
+//! Keys in gRPC metadata: `authorization: Bearer <key>`, the scheme in any case.
+
+use std::sync::Arc;
+
+use tonic::metadata::MetadataMap;
+
+use super::status::{Refusal, Result};
+use crate::service::{Principal, Service};
+use crate::store::Scope;
+
+/// The key the call carries, if it carries one. A malformed header counts as a wrong key,
+/// not as none: anonymous access must not be reached by sending garbage.
+pub fn token(metadata: &MetadataMap) -> Result<Option<String>> {
+    let Some(value) = metadata.get("authorization") else {
+        return Ok(None);
+    };
+    let malformed = || {
+        Refusal::Unauthenticated("the `authorization` metadata must be `Bearer <key>`".to_string())
+    };
+    let value = value.to_str().map_err(|_| malformed())?.trim();
+    let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(malformed());
+    }
+    Ok(Some(token.to_string()))
+}
+
+pub fn unknown_key() -> Refusal {
+    Refusal::Unauthenticated("the key is unknown or revoked".to_string())
+}
+
+/// The principal of a key that evaluates flags: a client or server key, with its environment.
+pub fn evaluating(service: &Service, token: &str) -> Result<(Arc<Principal>, String)> {
+    let principal = service.authenticate(token).ok_or_else(unknown_key)?;
+    match (principal.scope, principal.environment.clone()) {
+        (Scope::Client | Scope::Server, Some(environment)) => Ok((principal, environment)),
+        _ => Err(Refusal::PermissionDenied(
+            "admin keys do not evaluate flags: use a client or server key of the environment"
+                .to_string(),
+        )),
+    }
+}
+
+/// The call's key, which must be there.
+pub fn required(metadata: &MetadataMap) -> Result<String> {
+    token(metadata)?.ok_or_else(|| {
+        Refusal::Unauthenticated(
+            "no key: send `authorization: Bearer <key>` in the call's metadata".to_string(),
+        )
+    })
+}
+
+/// Whether a key of `scope` may see a flag: client keys ship inside apps and see only the
+/// flags marked client-visible. `None` is anonymous flagd access, which sees every flag.
+pub fn visible(scope: Option<Scope>, flag: &ripcord_engine::CompiledFlag) -> bool {
+    scope != Some(Scope::Client) || flag.is_client_visible()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(value: &str) -> MetadataMap {
+        let mut metadata = MetadataMap::new();
+        metadata.insert("authorization", value.parse().expect("ASCII"));
+        metadata
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_anything_else_is_refused() {
+        assert_eq!(token(&MetadataMap::new()).ok(), Some(None));
+        assert_eq!(
+            token(&with("Bearer abc")).ok(),
+            Some(Some("abc".to_string()))
+        );
+        assert_eq!(
+            token(&with("bEaReR  abc ")).ok(),
+            Some(Some("abc".to_string()))
+        );
+        for malformed in ["abc", "Basic abc", "Bearer ", "Bearer"] {
+            assert!(
+                matches!(token(&with(malformed)), Err(Refusal::Unauthenticated(_))),
+                "{malformed}"
+            );
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! `ripcord.v1.Ripcord`: evaluation for backend services, and the ruleset `Watch` stream.
+//!
+//! Evaluations carry what OFREP's carry; client keys see only client-visible flags, and any
+//! other flag is answered as not found, so an app's key does not reveal which server-side
+//! flags exist.
+
+use std::sync::Arc;
+
+use ripcord_engine::{evaluate_flag, CompiledFlag, Context, ErrorCode, Evaluation, FlagType};
+use ripcord_proto::pb::ripcord::v1 as pb;
+use serde_json::Value;
+use tonic::{Request, Response, Status};
+
+use super::follow::{self, Messages};
+use super::status::{Refusal, Result};
+use super::{auth, convert, Shared};
+use crate::feed::Delta;
+use crate::service::{Environment, Principal, Service};
+use crate::store::Scope;
+
+pub struct Ripcord {
+    pub shared: Arc<Shared>,
+}
+
+impl Ripcord {
+    /// Authenticates an evaluating key and builds the context.
+    fn prepare(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        context: Option<prost_types::Struct>,
+    ) -> Result<(Arc<Principal>, String, Context)> {
+        let token = auth::required(metadata)?;
+        let (principal, environment) = auth::evaluating(&self.shared.service, &token)?;
+        let context = self.shared.context(context)?;
+        Ok((principal, environment, context))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::ripcord_server::Ripcord for Ripcord {
+    async fn evaluate(
+        &self,
+        request: Request<pb::EvaluateRequest>,
+    ) -> Result<Response<pb::Evaluation>, Status> {
+        let (metadata, _, request) = request.into_parts();
+        let (principal, name, context) = self.prepare(&metadata, request.context)?;
+        let key = request.flag_key;
+        // The key's environment was deleted while the call came in (which revoked the key),
+        // or has not reached this node yet: nothing can be evaluated, as over OFREP.
+        let Some(environment) = self.shared.service.environment(&name) else {
+            return Ok(Response::new(not_found(
+                key,
+                format!("environment `{name}` does not exist"),
+            )));
+        };
+        let Some(flag) = environment
+            .snapshot
+            .flag(&key)
+            .filter(|flag| auth::visible(Some(principal.scope), flag))
+        else {
+            let message = format!("flag `{key}` was not found");
+            return Ok(Response::new(not_found(key, message)));
+        };
+        let evaluation = evaluate_flag(flag, &context);
+        self.shared
+            .metrics
+            .evaluations
+            .recorder(&environment.name)
+            .record(flag.key(), evaluation.reason);
+        Ok(Response::new(to_pb(flag, &evaluation)))
+    }
+
+    async fn evaluate_all(
+        &self,
+        request: Request<pb::EvaluateAllRequest>,
+    ) -> Result<Response<pb::EvaluateAllResponse>, Status> {
+        let (metadata, _, request) = request.into_parts();
+        let (principal, name, context) = self.prepare(&metadata, request.context)?;
+        let environment = self
+            .shared
+            .service
+            .environment(&name)
+            .ok_or_else(|| follow::gone(&name))?;
+        let mut evaluations = Vec::with_capacity(environment.snapshot.len());
+        let mut counts = self.shared.metrics.evaluations.recorder(&environment.name);
+        for flag in environment
+            .snapshot
+            .flags()
+            .filter(|flag| auth::visible(Some(principal.scope), flag))
+        {
+            let evaluation = evaluate_flag(flag, &context);
+            counts.record(flag.key(), evaluation.reason);
+            evaluations.push(to_pb(flag, &evaluation));
+        }
+        drop(counts);
+        evaluations.sort_by(|a, b| a.flag_key.cmp(&b.flag_key));
+        Ok(Response::new(pb::EvaluateAllResponse { evaluations }))
+    }
+
+    type WatchStream = follow::Stream<pb::WatchResponse>;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let (metadata, _, request) = request.into_parts();
+        let token = auth::required(&metadata)?;
+        let principal = self
+            .shared
+            .service
+            .authenticate(&token)
+            .ok_or_else(auth::unknown_key)?;
+        let environment = match (principal.scope, principal.environment.clone()) {
+            (Scope::Server, Some(environment)) => environment,
+            // A ruleset holds every flag and rule: a client key ships inside apps and must
+            // not read the server-side ones; an admin key belongs to no environment.
+            (scope, _) => {
+                return Err(Refusal::PermissionDenied(format!(
+                    "this is a {} key; Watch takes a server key",
+                    scope.as_str()
+                ))
+                .into())
+            }
+        };
+        let stream = self.shared.follow(Some(token), environment).start(Watch {
+            known_revision: request.known_revision,
+        })?;
+        Ok(Response::new(stream))
+    }
+}
+
+fn not_found(flag_key: String, message: String) -> pb::Evaluation {
+    pb::Evaluation {
+        flag_key,
+        value: None,
+        variant: String::new(),
+        reason: ripcord_engine::Reason::Error.as_str().to_string(),
+        error_code: ErrorCode::FlagNotFound.as_str().to_string(),
+        error_message: message,
+        metadata: None,
+    }
+}
+
+fn to_pb(flag: &CompiledFlag, evaluation: &Evaluation<'_>) -> pb::Evaluation {
+    let metadata = &evaluation.metadata;
+    pb::Evaluation {
+        flag_key: flag.key().to_string(),
+        value: evaluation.value.map(|value| typed(flag.flag_type(), value)),
+        variant: evaluation.variant.unwrap_or_default().to_string(),
+        reason: evaluation.reason.as_str().to_string(),
+        error_code: evaluation
+            .error
+            .map(|code| code.as_str().to_string())
+            .unwrap_or_default(),
+        error_message: String::new(),
+        metadata: Some(pb::EvaluationMetadata {
+            revision: metadata.revision,
+            cohort: metadata
+                .cohort
+                .map(|cohort| cohort.as_str().to_string())
+                .unwrap_or_default(),
+            rule: metadata.rule.unwrap_or_default().to_string(),
+            unit_missing: metadata.unit_missing.unwrap_or_default().to_string(),
+        }),
+    }
+}
+
+/// The value in the field of the flag's type. A value that does not fit its type cannot
+/// come from a validated document; should one, it goes out as it is rather than altered.
+fn typed(flag_type: FlagType, value: &Value) -> pb::FlagValue {
+    use pb::flag_value::Kind;
+    let kind = match (flag_type, value) {
+        (FlagType::Boolean, Value::Bool(value)) => Kind::BoolValue(*value),
+        (FlagType::String, Value::String(value)) => Kind::StringValue(value.clone()),
+        (FlagType::Integer, Value::Number(number)) if number.as_i64().is_some() => {
+            Kind::IntValue(number.as_i64().unwrap_or_default())
+        }
+        (FlagType::Float, Value::Number(number)) => {
+            Kind::FloatValue(number.as_f64().unwrap_or_default())
+        }
+        _ => Kind::ObjectValue(convert::json_to_value(value)),
+    };
+    pb::FlagValue { kind: Some(kind) }
+}
+
+/// `Watch`: the ruleset, then deltas.
+struct Watch {
+    known_revision: u64,
+}
+
+impl Watch {
+    fn ruleset(environment: &Environment) -> pb::WatchResponse {
+        pb::WatchResponse {
+            revision: environment.revision,
+            event: Some(pb::watch_response::Event::Ruleset(
+                environment.delivered().json.clone(),
+            )),
+        }
+    }
+
+    fn delta(delta: &Delta) -> pb::WatchResponse {
+        pb::WatchResponse {
+            revision: delta.revision,
+            event: Some(pb::watch_response::Event::Delta(delta.json.clone())),
+        }
+    }
+}
+
+impl Messages for Watch {
+    type Message = pb::WatchResponse;
+
+    fn opening(&mut self, service: &Service, environment: &Environment) -> Vec<pb::WatchResponse> {
+        let deltas = (self.known_revision > 0)
+            .then(|| {
+                service.deltas_since(&environment.name, self.known_revision, environment.revision)
+            })
+            .flatten();
+        match deltas {
+            Some(deltas) => deltas.iter().map(|delta| Watch::delta(delta)).collect(),
+            None => vec![Watch::ruleset(environment)],
+        }
+    }
+
+    fn changed(
+        &mut self,
+        previous: &Environment,
+        current: &Environment,
+        delta: Option<&Delta>,
+    ) -> Option<pb::WatchResponse> {
+        Some(match delta {
+            Some(delta) if delta.from_revision == previous.revision => Watch::delta(delta),
+            _ => Watch::ruleset(current),
+        })
+    }
+
+    fn heartbeat(&mut self, revision: u64) -> pb::WatchResponse {
+        pb::WatchResponse {
+            revision,
+            event: Some(pb::watch_response::Event::Heartbeat(pb::Heartbeat {})),
+        }
+    }
+}

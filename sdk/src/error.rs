@@ -50,3 +50,15 @@ pub enum Error {
     #[error("cache file: {0}")]
     Cache(String),
 }
+
+/// The error with its causes: transport errors (tonic's, reqwest's) say little at the top.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -9,9 +9,10 @@ use ripcord_proto::pb::ripcord::v1::ripcord_client::RipcordClient;
 use ripcord_proto::pb::ripcord::v1::watch_response::Event;
 use ripcord_proto::pb::ripcord::v1::WatchRequest;
 use tonic::metadata::MetadataValue;
-use tonic::transport::Endpoint;
+use tonic::transport::{ClientTlsConfig, Endpoint};
 
 use crate::local::Shared;
+use crate::error::error_chain;
 use crate::Error;
 
 /// Where to connect and how.
@@ -19,6 +20,7 @@ pub(crate) struct Connection {
     endpoint: Endpoint,
     authorization: MetadataValue<tonic::metadata::Ascii>,
     stream_timeout: Duration,
+    max_message_bytes: usize,
 }
 
 impl Connection {
@@ -27,14 +29,21 @@ impl Connection {
         key: &str,
         connect_timeout: Duration,
         stream_timeout: Duration,
+        max_message_bytes: usize,
     ) -> Result<Connection, Error> {
-        let endpoint = Endpoint::from_shared(url.to_string())
-            .map_err(|error| Error::InvalidUrl {
-                url: url.to_string(),
-                reason: error.to_string(),
-            })?
+        let invalid = |error: tonic::transport::Error| Error::InvalidUrl {
+            url: url.to_string(),
+            reason: error_chain(&error),
+        };
+        let mut endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(invalid)?
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true);
+        if endpoint.uri().scheme_str() == Some("https") {
+            endpoint = endpoint
+                .tls_config(ClientTlsConfig::new().with_webpki_roots())
+                .map_err(invalid)?;
+        }
         let authorization = format!("Bearer {key}")
             .parse()
             .map_err(|_| Error::InvalidKey)?;
@@ -42,6 +51,7 @@ impl Connection {
             endpoint,
             authorization,
             stream_timeout,
+            max_message_bytes,
         })
     }
 }
@@ -80,7 +90,10 @@ async fn watch_once(
         Ok(channel) => channel,
         Err(error) => return (false, Error::Connection(error_chain(&error))),
     };
-    let mut client = RipcordClient::new(channel);
+    // tonic refuses messages over 4 MiB by default, and a whole ruleset of a large
+    // environment is bigger: the stream would fail on its first message, every time.
+    let mut client =
+        RipcordClient::new(channel).max_decoding_message_size(connection.max_message_bytes);
     let known_revision = held.as_ref().map_or(0, |ruleset| ruleset.revision);
     let mut request = tonic::Request::new(WatchRequest { known_revision });
     request
@@ -199,17 +212,6 @@ fn status_error(status: &tonic::Status) -> Error {
     }
 }
 
-/// The error with its causes: tonic's transport errors say little at the top.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
 
 /// Exponential backoff with "equal jitter": each delay is half the step plus a random part
 /// of the other half, so that clients cut off together do not come back together, and no

@@ -29,3 +29,45 @@ pub use local::{
 pub use provider::{context_from_openfeature, RipcordProvider};
 pub use remote::{Refreshed, RemoteClient, RemoteClientBuilder, RemoteStatus, Source};
 pub use ripcord_engine::Context;
+
+#[cfg(test)]
+mod tls_tests {
+    //! Both modes speak TLS to an `https` URL. A listener that is not a TLS server is enough
+    //! to see it: the first bytes a TLS client sends are a handshake record (type 22,
+    //! version 3.x), where a plain client would send HTTP/2's preface or an HTTP request.
+
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt as _;
+    use tokio::net::TcpListener;
+
+    async fn first_bytes(listener: &TcpListener) -> [u8; 2] {
+        let (mut connection, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+            .await
+            .expect("the client connects")
+            .unwrap();
+        let mut bytes = [0u8; 2];
+        connection.read_exact(&mut bytes).await.unwrap();
+        bytes
+    }
+
+    const TLS_HANDSHAKE: [u8; 2] = [0x16, 0x03];
+
+    #[tokio::test]
+    async fn local_mode_speaks_tls_to_an_https_server() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        let _client = crate::LocalClient::connect(url, "ripcord-server-key").unwrap();
+        assert_eq!(first_bytes(&listener).await, TLS_HANDSHAKE);
+    }
+
+    #[tokio::test]
+    async fn remote_mode_speaks_tls_to_an_https_server() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        let _client = crate::RemoteClient::builder(url, "ripcord-client-key")
+            .build()
+            .unwrap();
+        assert_eq!(first_bytes(&listener).await, TLS_HANDSHAKE);
+    }
+}

@@ -38,6 +38,11 @@ impl Drop for Inner {
                 task.abort();
             }
         }
+        // Subscriptions hold `Shared`, and with it the sender they wait on: unless it goes
+        // here, a subscription outliving the client would wait for ever.
+        if let Ok(mut generation) = self.shared.generation.lock() {
+            generation.take();
+        }
     }
 }
 
@@ -71,11 +76,15 @@ pub struct LocalClientBuilder {
     bootstrap: Option<Result<Document, Error>>,
     stream_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
+    max_message_bytes: Option<usize>,
 }
 
 /// With the server's default heartbeat of 15 s, three missed heartbeats.
 const DEFAULT_STREAM_TIMEOUT: Duration = Duration::from_secs(45);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Far above any ruleset the server's default limits let an environment reach, while still
+/// bounding what a misbehaving server can make the client allocate.
+const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
 impl LocalClientBuilder {
     /// Follows the environment of `server_key` on the server's gRPC endpoint, such as
@@ -120,6 +129,13 @@ impl LocalClientBuilder {
         self
     }
 
+    /// The largest message the client accepts from the server: the whole ruleset comes in
+    /// one. 256 MiB by default.
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message_bytes = Some(bytes);
+        self
+    }
+
     /// Builds the client and, with a server, starts following it in the background. Must
     /// be called inside a Tokio runtime when a server is given.
     pub fn build(self) -> Result<LocalClient, Error> {
@@ -135,6 +151,7 @@ impl LocalClientBuilder {
                     &key,
                     self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
                     self.stream_timeout.unwrap_or(DEFAULT_STREAM_TIMEOUT),
+                    self.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
                 )
             })
             .transpose()?;
@@ -708,5 +725,24 @@ flags:
         assert_eq!(limit.next().await, None);
         assert_eq!(everything.next().await, None);
         assert!(client.is_ready(), "a closed client still answers");
+    }
+
+    #[tokio::test]
+    async fn subscriptions_end_when_the_last_clone_of_the_client_is_dropped() {
+        let client = LocalClient::builder()
+            .bootstrap_text(FLAGS)
+            .build()
+            .unwrap();
+        let clone = client.clone();
+        let mut limit = client.subscribe_flag("limit");
+        let mut everything = client.subscribe();
+        drop(client);
+        let patience = Duration::from_secs(5);
+        drop(clone);
+        assert_eq!(tokio::time::timeout(patience, limit.next()).await, Ok(None));
+        assert_eq!(
+            tokio::time::timeout(patience, everything.next()).await,
+            Ok(None)
+        );
     }
 }

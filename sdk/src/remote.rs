@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::details::{Details, ErrorCode, FlagMetadata, FlagValue, Reason};
+use crate::error::error_chain;
 use crate::Error;
 
 /// A client that reads flags the server evaluated for one context. Cheap to clone; the
@@ -45,6 +46,9 @@ struct Shared {
     http: reqwest::Client,
     endpoint: String,
     authorization: String,
+    /// Which key the cache file answers for (a key belongs to one environment), so that a
+    /// file written for another environment is not served as this one's.
+    source: String,
     context: Value,
     cache_file: Option<PathBuf>,
     evaluations: ArcSwapOption<Evaluations>,
@@ -108,9 +112,10 @@ impl RemoteClientBuilder {
         self
     }
 
-    /// Refreshes in the background this often (after the start-up refresh).
+    /// Refreshes in the background this often (after the start-up refresh); at least once
+    /// a second, whatever is asked, so that a mistaken zero does not flood the server.
     pub fn refresh_interval(mut self, interval: Duration) -> Self {
-        self.refresh_interval = Some(interval);
+        self.refresh_interval = Some(interval.max(MIN_REFRESH_INTERVAL));
         self
     }
 
@@ -137,11 +142,13 @@ impl RemoteClientBuilder {
             .build()
             .map_err(|error| Error::Connection(error.to_string()))?;
         let context = serde_json::to_value(&self.context).unwrap_or(Value::Null);
+        let source = cache_source(&self.client_key);
         let (generation, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             http,
             endpoint,
             authorization,
+            source,
             context,
             cache_file: self.cache_file,
             evaluations: ArcSwapOption::empty(),
@@ -423,16 +430,30 @@ fn metadata(fields: &serde_json::Map<String, Value>) -> FlagMetadata {
     }
 }
 
-/// The cache file: the last answer with its `ETag`, for the context it answers.
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The cache file: the last answer with its `ETag`, for the key and context it answers.
 #[derive(Serialize, Deserialize)]
 struct CacheFile {
     format: u32,
+    source: String,
     context: Value,
     etag: Option<String>,
     body: Value,
 }
 
-const CACHE_FORMAT: u32 = 1;
+const CACHE_FORMAT: u32 = 2;
+
+/// A digest of the key, not the key itself: the cache file may sit where the key should
+/// not. The server's address is left out on purpose: it may change (a new host name, a
+/// regional endpoint) while the key, and so the environment, stays.
+fn cache_source(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"ripcord sdk cache\0");
+    hasher.update(key.as_bytes());
+    hex::encode(hasher.finalize())
+}
 
 impl Shared {
     fn install(&self, evaluations: Evaluations, source: Source, etag: Option<String>) {
@@ -461,7 +482,7 @@ impl Shared {
                 return;
             }
         };
-        if cached.context != self.context {
+        if cached.source != self.source || cached.context != self.context {
             return;
         }
         match Evaluations::parse(&cached.body) {
@@ -531,6 +552,7 @@ impl Shared {
         if let Some(path) = &self.cache_file {
             let file = CacheFile {
                 format: CACHE_FORMAT,
+                source: self.source.clone(),
                 context: self.context.clone(),
                 etag: etag.clone(),
                 body,
@@ -596,16 +618,6 @@ fn write_cache(path: &Path, cached: &CacheFile) -> Result<(), Error> {
     })
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
 
 #[cfg(test)]
 mod tests {
@@ -633,6 +645,7 @@ mod tests {
                 &path,
                 &CacheFile {
                     format: CACHE_FORMAT,
+                    source: cache_source("key"),
                     context: json!({"targetingKey": "u1"}),
                     etag: Some(etag.to_string()),
                     body: bulk(),
@@ -650,6 +663,42 @@ mod tests {
         );
         std::fs::write(&path, b"{not json").unwrap();
         assert!(matches!(read_cache(&path), Err(Error::Cache(_))));
+    }
+
+    #[tokio::test]
+    async fn a_cache_file_is_served_only_to_the_key_and_context_it_was_written_for() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("flags.json");
+        // Nothing listens on the discard port: every client here starts offline.
+        let url = "http://127.0.0.1:9";
+        let context: Context = [("targetingKey", json!("u1"))].into_iter().collect();
+        write_cache(
+            &path,
+            &CacheFile {
+                format: CACHE_FORMAT,
+                source: cache_source("key-of-prod"),
+                context: json!({"targetingKey": "u1"}),
+                etag: None,
+                body: bulk(),
+            },
+        )
+        .unwrap();
+        let start = |url: &str, key: &str, context: Context| {
+            RemoteClient::builder(url, key)
+                .context(context)
+                .cache_file(&path)
+                .build()
+                .unwrap()
+        };
+        let same = start(url, "key-of-prod", context.clone());
+        assert!(same.is_ready(), "the same key and context: served");
+        assert!(same.get_bool("future", false));
+        let other_key = start(url, "key-of-staging", context.clone());
+        assert!(!other_key.is_ready(), "another key's flags are not served");
+        let moved = start("http://127.0.0.1:10", "key-of-prod", context);
+        assert!(moved.is_ready(), "the same key at a new address: still its environment");
+        let other_context: Context = [("targetingKey", json!("u2"))].into_iter().collect();
+        assert!(!start(url, "key-of-prod", other_context).is_ready());
     }
 
     #[test]

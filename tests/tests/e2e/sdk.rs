@@ -276,8 +276,9 @@ async fn local_evaluation_answers_what_the_server_answers_over_ofrep_and_grpc() 
             .map(|index| random_context(&mut random, index))
             .collect(),
     );
-    // The server's answers, many requests in flight: a debug build answers each in
-    // milliseconds, so one after another would take minutes.
+    // The server's answers, many requests in flight: a debug build takes about a
+    // millisecond for each, so one after another would take half a minute; in flight
+    // together, both cores stay busy and the comparison takes seconds.
     let channel = tonic::transport::Endpoint::from_shared(server.grpc_url().to_string())
         .unwrap()
         .connect()
@@ -496,6 +497,41 @@ async fn admin_changes_reach_a_watching_sdk_which_catches_up_after_a_restart() {
     assert_eq!(change.revision, Some(server.revision("default").await));
     assert!(client.get_bool("new-checkout", &staff, false));
     assert!(client.status().connected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ruleset_larger_than_grpcs_default_message_limit_reaches_the_sdk() {
+    // tonic refuses messages over 4 MiB unless told otherwise; an environment within the
+    // server's limits easily has a larger ruleset (here about 6 MB).
+    let server = Server::start().await;
+    let values: Vec<String> = (0..10_000).map(|index| format!("{index:0>90}")).collect();
+    let flags: serde_json::Map<String, Value> = (0..6)
+        .map(|flag| {
+            let definition = json!({
+                "type": "boolean",
+                "variants": {"on": true, "off": false},
+                "default_variant": "off",
+                "rules": [{
+                    "when": [{"attribute": "account", "op": "in", "values": values}],
+                    "serve": {"variant": "on"}
+                }]
+            });
+            (format!("big-{flag}"), definition)
+        })
+        .collect();
+    let document = json!({ "flags": flags }).to_string();
+    assert!(document.len() > 5 * 1024 * 1024);
+    server
+        .import_yaml("default", &document)
+        .await
+        .expect_status(200);
+    let key = server
+        .create_key("backend", "server", Some("default"))
+        .await;
+    let client = watching_client(server.grpc_url(), &key.token).await;
+    let listed = sdk_context(&json!({"account": values[9_999]}));
+    assert!(client.get_bool("big-5", &listed, false));
+    assert!(client.status().from_server);
 }
 
 #[tokio::test(flavor = "multi_thread")]

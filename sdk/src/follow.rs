@@ -11,8 +11,8 @@ use ripcord_proto::pb::ripcord::v1::WatchRequest;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 
-use crate::local::Shared;
 use crate::error::error_chain;
+use crate::local::Shared;
 use crate::Error;
 
 /// Where to connect and how.
@@ -211,7 +211,6 @@ fn status_error(status: &tonic::Status) -> Error {
         code => Error::Connection(format!("{code:?}: {}", status.message())),
     }
 }
-
 
 /// Exponential backoff with "equal jitter": each delay is half the step plus a random part
 /// of the other half, so that clients cut off together do not come back together, and no

@@ -618,7 +618,6 @@ fn write_cache(path: &Path, cached: &CacheFile) -> Result<(), Error> {
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -696,7 +695,10 @@ mod tests {
         let other_key = start(url, "key-of-staging", context.clone());
         assert!(!other_key.is_ready(), "another key's flags are not served");
         let moved = start("http://127.0.0.1:10", "key-of-prod", context);
-        assert!(moved.is_ready(), "the same key at a new address: still its environment");
+        assert!(
+            moved.is_ready(),
+            "the same key at a new address: still its environment"
+        );
         let other_context: Context = [("targetingKey", json!("u2"))].into_iter().collect();
         assert!(!start(url, "key-of-prod", other_context).is_ready());
     }

@@ -8,6 +8,7 @@
 //! - [`bucketing`]: the bucketing contract (contract 1) — units, buckets, cohorts, splits.
 //! - [`evaluate`](mod@evaluate): what a context gets from a flag.
 //! - [`ruleset`]: a document with its revisions, as SDKs receive it, and deltas between two.
+//! - [`stats`]: the guard's statistics (STATS.md): U test, Hodges–Lehmann, histograms, sequential verdicts.
 //!
 //! The engine is pure: it does no I/O, starts no task and reads no clock. The server and
 //! the SDK both call it; neither evaluates flags any other way.
@@ -20,6 +21,7 @@ pub mod error;
 pub mod evaluate;
 pub mod ruleset;
 pub mod snapshot;
+pub mod stats;
 
 pub use bucketing::Cohort;
 pub use document::{Document, Flag, FlagType, Segment};

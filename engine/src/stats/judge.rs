@@ -1,0 +1,489 @@
+//! Issue 5: the guard's statistics on two given samples, one code path for the HTTP
+//! endpoint and `ripcord judge`. The request and response serialize as the issue's JSON.
+
+use serde::{Deserialize, Serialize};
+
+use super::histogram::check_bins;
+use super::hl::HodgesLehmann;
+use super::rank::Arm;
+use super::sequential::Verdict;
+use super::test::run;
+use super::{Alternative, Better, Method, StatsError, Tolerance, MAX_TOTAL_COUNT};
+
+/// At most this many values per sample (a larger sample is a 413).
+pub const MAX_JUDGE_VALUES: usize = 1_000_000;
+/// At most this many bins per histogram.
+pub const MAX_JUDGE_BINS: usize = 100_000;
+
+/// A sample: an array of numbers, or a histogram `{"bins": [...], "counts": [...]}` whose
+/// bins are each one tie group (§7). Validated by [`judge`], which names the bad field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SampleInput {
+    Values(Vec<f64>),
+    Histogram { bins: Vec<f64>, counts: Vec<u64> },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeRequest {
+    pub treatment: SampleInput,
+    pub control: SampleInput,
+    /// Default `lower`: the usual guard metric is a latency or an error rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub better: Option<Better>,
+    /// Default: the one-sided "treatment is worse" that `better` implies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alternative: Option<Alternative>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<Method>,
+    /// Continuity correction of the asymptotic method; default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuity: Option<bool>,
+    /// Of the Hodges–Lehmann interval (and 1 − alpha of the verdict); default 0.95.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<crate::document::Tolerance>,
+}
+
+impl JudgeRequest {
+    pub fn new(treatment: SampleInput, control: SampleInput) -> JudgeRequest {
+        JudgeRequest {
+            treatment,
+            control,
+            better: None,
+            alternative: None,
+            method: None,
+            continuity: None,
+            confidence: None,
+            tolerance: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Medians {
+    pub treatment: f64,
+    pub control: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JudgeResponse {
+    pub n_treatment: u64,
+    pub n_control: u64,
+    /// U1 of the treatment, whatever the alternative.
+    pub u: f64,
+    pub u2: f64,
+    /// Present for the asymptotic method (absent when every value is tied: z = −∞).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub z: Option<f64>,
+    pub p_value: f64,
+    pub method: Method,
+    pub alternative: Alternative,
+    pub hodges_lehmann: HodgesLehmann,
+    pub medians: Medians,
+    /// With a tolerance, the fixed-sample verdict; INCONCLUSIVE without one.
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgeErrorKind {
+    /// The request is wrong: a 400.
+    Invalid,
+    /// The request is over a limit: a 413 (the message says which).
+    TooLarge,
+}
+
+/// A bad request, with the field that is wrong (`treatment`, `control.bins`,
+/// `treatment[3]`, `tolerance`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct JudgeError {
+    pub field: String,
+    pub message: String,
+    pub kind: JudgeErrorKind,
+}
+
+impl JudgeError {
+    fn invalid(field: impl Into<String>, message: impl Into<String>) -> JudgeError {
+        JudgeError {
+            field: field.into(),
+            message: message.into(),
+            kind: JudgeErrorKind::Invalid,
+        }
+    }
+
+    fn too_large(field: impl Into<String>, message: impl Into<String>) -> JudgeError {
+        JudgeError {
+            field: field.into(),
+            message: message.into(),
+            kind: JudgeErrorKind::TooLarge,
+        }
+    }
+}
+
+/// Judges treatment against control.
+///
+/// The fixed-sample verdict (with a tolerance; a = 1 − confidence, "worse" from `better`):
+/// - REGRESSION: the one-sided "worse" p-value (same method and continuity) ≤ a and the
+///   worse-oriented HL estimate ≥ tol (any, when tol = 0);
+/// - PASS: the one-sided HL bound at `confidence` (§6: z_{1−a}, the "worse" end) is < tol;
+/// - INCONCLUSIVE otherwise.
+///
+/// A relative tolerance compares HL / |median(control)|.
+pub fn judge(request: &JudgeRequest) -> Result<JudgeResponse, JudgeError> {
+    let confidence = request.confidence.unwrap_or(0.95);
+    if !(confidence > 0.0 && confidence < 1.0) {
+        return Err(JudgeError::invalid(
+            "confidence",
+            "must be a number between 0 and 1 (exclusive)",
+        ));
+    }
+    let tolerance = request
+        .tolerance
+        .as_ref()
+        .map(Tolerance::parse)
+        .transpose()
+        .map_err(|message| JudgeError::invalid("tolerance", message))?;
+    let better = request.better.unwrap_or(Better::Lower);
+    let alternative = request
+        .alternative
+        .unwrap_or_else(|| Alternative::worse(better));
+    let method = request.method.unwrap_or_default();
+    let continuity = request.continuity.unwrap_or(true);
+
+    let (x, y) =
+        match (&request.treatment, &request.control) {
+            (SampleInput::Values(treatment), SampleInput::Values(control)) => (
+                values_arm("treatment", treatment)?,
+                values_arm("control", control)?,
+            ),
+            (
+                SampleInput::Histogram {
+                    bins: treatment_bins,
+                    counts: treatment_counts,
+                },
+                SampleInput::Histogram {
+                    bins: control_bins,
+                    counts: control_counts,
+                },
+            ) => {
+                let x = histogram_arm("treatment", treatment_bins, treatment_counts)?;
+                let y = histogram_arm("control", control_bins, control_counts)?;
+                if treatment_bins != control_bins {
+                    return Err(JudgeError::invalid(
+                        "control.bins",
+                        "must be the same bins as treatment.bins",
+                    ));
+                }
+                (x, y)
+            }
+            _ => return Err(JudgeError::invalid(
+                "control",
+                "must have the same form as treatment (both arrays of numbers or both histograms)",
+            )),
+        };
+
+    let (sign, upper) = match better {
+        Better::Lower => (1.0, true),
+        Better::Higher => (-1.0, false),
+    };
+    let bound_request = tolerance.map(|_| (confidence, upper));
+    let result = run(
+        &x,
+        &y,
+        alternative,
+        method,
+        continuity,
+        confidence,
+        bound_request,
+    )
+    .map_err(|error| match error {
+        StatsError::ExactTooLarge(..) => JudgeError::too_large("method", error.to_string()),
+        StatsError::TooManyObservations => JudgeError::too_large("treatment", error.to_string()),
+        other => JudgeError::invalid("treatment", other.to_string()),
+    })?;
+    let hodges_lehmann = result
+        .hodges_lehmann
+        .ok_or_else(|| JudgeError::invalid("treatment", "values must be finite numbers"))?;
+
+    let verdict = match tolerance {
+        None => Verdict::Inconclusive,
+        Some(tolerance) => {
+            let worse_alternative = Alternative::worse(better);
+            let worse_p = if worse_alternative == alternative {
+                result.p_value
+            } else {
+                run(
+                    &x,
+                    &y,
+                    worse_alternative,
+                    method,
+                    continuity,
+                    confidence,
+                    None,
+                )
+                .map_err(|error| JudgeError::too_large("method", error.to_string()))?
+                .p_value
+            };
+            let scale = match tolerance {
+                Tolerance::Absolute(_) => 1.0,
+                Tolerance::Relative(_) => {
+                    let level = result.median_control.abs();
+                    if level.is_nan() || level <= 0.0 {
+                        return Err(JudgeError::invalid(
+                            "tolerance",
+                            "a relative tolerance needs a control median other than 0",
+                        ));
+                    }
+                    level
+                }
+            };
+            let worse = sign * hodges_lehmann.estimate / scale;
+            let bound = result.one_sided_bound.map(|bound| sign * bound / scale);
+            let tol = tolerance.value();
+            if worse_p <= 1.0 - confidence && (tol == 0.0 || worse >= tol) {
+                Verdict::Regression
+            } else if bound.is_some_and(|bound| bound < tol) {
+                Verdict::Pass
+            } else {
+                Verdict::Inconclusive
+            }
+        }
+    };
+
+    Ok(JudgeResponse {
+        n_treatment: result.n_treatment,
+        n_control: result.n_control,
+        u: result.u,
+        u2: result.u2,
+        z: result.z,
+        p_value: result.p_value,
+        method: result.method,
+        alternative,
+        hodges_lehmann,
+        medians: Medians {
+            treatment: result.median_treatment,
+            control: result.median_control,
+        },
+        verdict,
+    })
+}
+
+fn values_arm(field: &str, values: &[f64]) -> Result<Arm, JudgeError> {
+    if values.is_empty() {
+        return Err(JudgeError::invalid(field, "must not be empty"));
+    }
+    if values.len() > MAX_JUDGE_VALUES {
+        return Err(JudgeError::too_large(
+            field,
+            format!("at most {MAX_JUDGE_VALUES} values per sample"),
+        ));
+    }
+    if let Some(index) = values.iter().position(|value| !value.is_finite()) {
+        return Err(JudgeError::invalid(
+            format!("{field}[{index}]"),
+            "must be a finite number (no NaN or infinity)",
+        ));
+    }
+    Ok(Arm::from_samples(values).0)
+}
+
+fn histogram_arm(field: &str, bins: &[f64], counts: &[u64]) -> Result<Arm, JudgeError> {
+    if bins.is_empty() {
+        return Err(JudgeError::invalid(
+            format!("{field}.bins"),
+            "must not be empty",
+        ));
+    }
+    if bins.len() > MAX_JUDGE_BINS {
+        return Err(JudgeError::too_large(
+            format!("{field}.bins"),
+            format!("at most {MAX_JUDGE_BINS} bins"),
+        ));
+    }
+    if let Err(StatsError::BinsNotIncreasing(index)) = check_bins(bins) {
+        return Err(JudgeError::invalid(
+            format!("{field}.bins[{index}]"),
+            "bins must be finite and strictly increasing",
+        ));
+    }
+    if counts.len() != bins.len() {
+        return Err(JudgeError::invalid(
+            format!("{field}.counts"),
+            format!(
+                "must have one count per bin ({} bins, {} counts)",
+                bins.len(),
+                counts.len()
+            ),
+        ));
+    }
+    let total = counts
+        .iter()
+        .fold(0u128, |sum, count| sum + u128::from(*count));
+    if total == 0 {
+        return Err(JudgeError::invalid(
+            format!("{field}.counts"),
+            "must not all be zero",
+        ));
+    }
+    if total > u128::from(MAX_TOTAL_COUNT) {
+        return Err(JudgeError::too_large(
+            format!("{field}.counts"),
+            "at most 2^53 observations per histogram",
+        ));
+    }
+    let mut arm = Arm::default();
+    for (value, count) in bins.iter().zip(counts) {
+        if *count > 0 {
+            arm.values.push(*value);
+            arm.counts.push(*count);
+            arm.total += count;
+        }
+    }
+    Ok(arm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(v: &[f64]) -> SampleInput {
+        SampleInput::Values(v.to_vec())
+    }
+
+    #[test]
+    fn the_issue_example_round_trips() {
+        let request: JudgeRequest = serde_json::from_str(
+            r#"{"treatment": [12.1, 13.4, 11.9], "control": [11.8, 12.0, 12.2],
+                "better": "lower", "alternative": "greater", "method": "auto",
+                "continuity": true, "confidence": 0.95, "tolerance": "5%"}"#,
+        )
+        .unwrap();
+        let response = judge(&request).unwrap();
+        assert_eq!(response.u, 6.0);
+        assert_eq!(response.u2, 3.0);
+        assert_eq!(response.method, Method::Exact);
+        assert!((response.p_value - 0.35).abs() < 1e-12);
+        assert_eq!(response.medians.treatment, 12.1);
+        assert_eq!(response.verdict, Verdict::Inconclusive);
+        let json = serde_json::to_value(&response).unwrap();
+        assert_eq!(json["alternative"], "greater");
+        assert_eq!(json["verdict"], "INCONCLUSIVE");
+        assert!(json.get("z").is_none());
+    }
+
+    #[test]
+    fn bad_inputs_name_their_field() {
+        let cases: Vec<(JudgeRequest, &str)> = vec![
+            (JudgeRequest::new(values(&[]), values(&[1.0])), "treatment"),
+            (
+                JudgeRequest::new(values(&[1.0]), values(&[1.0, f64::NAN])),
+                "control[1]",
+            ),
+            (
+                JudgeRequest::new(values(&[f64::INFINITY]), values(&[1.0])),
+                "treatment[0]",
+            ),
+            (
+                JudgeRequest::new(
+                    SampleInput::Histogram {
+                        bins: vec![1.0, 1.0],
+                        counts: vec![1, 1],
+                    },
+                    SampleInput::Histogram {
+                        bins: vec![1.0, 1.0],
+                        counts: vec![1, 1],
+                    },
+                ),
+                "treatment.bins[1]",
+            ),
+            (
+                JudgeRequest::new(
+                    SampleInput::Histogram {
+                        bins: vec![1.0, 2.0],
+                        counts: vec![1, 1],
+                    },
+                    SampleInput::Histogram {
+                        bins: vec![1.0, 2.0],
+                        counts: vec![1],
+                    },
+                ),
+                "control.counts",
+            ),
+            (
+                JudgeRequest::new(
+                    SampleInput::Histogram {
+                        bins: vec![1.0, 2.0],
+                        counts: vec![1, 1],
+                    },
+                    SampleInput::Histogram {
+                        bins: vec![1.0, 3.0],
+                        counts: vec![1, 1],
+                    },
+                ),
+                "control.bins",
+            ),
+            (
+                JudgeRequest::new(
+                    values(&[1.0]),
+                    SampleInput::Histogram {
+                        bins: vec![1.0],
+                        counts: vec![1],
+                    },
+                ),
+                "control",
+            ),
+        ];
+        for (request, field) in cases {
+            let error = judge(&request).unwrap_err();
+            assert_eq!(error.field, field, "{error}");
+            assert_eq!(error.kind, JudgeErrorKind::Invalid);
+        }
+        let mut request = JudgeRequest::new(values(&[1.0]), values(&[2.0]));
+        request.confidence = Some(1.0);
+        assert_eq!(judge(&request).unwrap_err().field, "confidence");
+        request.confidence = None;
+        request.tolerance = Some(crate::document::Tolerance::Relative("five".into()));
+        assert_eq!(judge(&request).unwrap_err().field, "tolerance");
+        let unknown = serde_json::from_str::<JudgeRequest>(
+            r#"{"treatment": [1], "control": [2], "alternative": "bigger"}"#,
+        );
+        assert!(unknown.unwrap_err().to_string().contains("bigger"));
+    }
+
+    #[test]
+    fn all_tied_gives_p_one_without_z() {
+        let mut request = JudgeRequest::new(values(&[3.0; 20]), values(&[3.0; 30]));
+        request.tolerance = Some(crate::document::Tolerance::Absolute(0.0));
+        let response = judge(&request).unwrap();
+        assert_eq!(response.p_value, 1.0);
+        assert_eq!(response.z, None);
+        assert_eq!(response.method, Method::Asymptotic);
+        assert_eq!(response.hodges_lehmann.estimate, 0.0);
+        assert_ne!(response.verdict, Verdict::Regression);
+    }
+
+    #[test]
+    fn fixed_sample_verdicts() {
+        let control: Vec<f64> = (0..400).map(|i| 100.0 + (i % 40) as f64).collect();
+        let slower: Vec<f64> = control.iter().map(|v| v * 1.3).collect();
+        let mut request = JudgeRequest::new(values(&slower), values(&control));
+        request.tolerance = Some(crate::document::Tolerance::Relative("5%".into()));
+        assert_eq!(judge(&request).unwrap().verdict, Verdict::Regression);
+        let same = JudgeRequest {
+            treatment: values(&control),
+            ..request.clone()
+        };
+        assert_eq!(judge(&same).unwrap().verdict, Verdict::Pass);
+        let higher = JudgeRequest {
+            better: Some(Better::Higher),
+            ..request
+        };
+        let response = judge(&higher).unwrap();
+        assert_eq!(response.alternative, Alternative::Less);
+        assert_eq!(response.verdict, Verdict::Pass);
+    }
+}

@@ -8,6 +8,7 @@
 //! - [`bucketing`]: the bucketing contract (contract 1) — units, buckets, cohorts, splits.
 //! - [`evaluate`](mod@evaluate): what a context gets from a flag.
 //! - [`ruleset`]: a document with its revisions, as SDKs receive it, and deltas between two.
+//! - [`ramp`]: the ramp controller's decisions as pure functions of a virtual clock.
 //! - [`stats`]: the guard's statistics (STATS.md): U test, Hodges–Lehmann, histograms, sequential verdicts.
 //!
 //! The engine is pure: it does no I/O, starts no task and reads no clock. The server and
@@ -19,6 +20,7 @@ pub mod context;
 pub mod document;
 pub mod error;
 pub mod evaluate;
+pub mod ramp;
 pub mod ruleset;
 pub mod snapshot;
 pub mod stats;

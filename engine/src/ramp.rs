@@ -1,0 +1,980 @@
+//! The ramp controller's decisions (issue 4), as pure functions of a virtual clock.
+//!
+//! The server owns the loop: on every tick it loads the [`RampState`] it persisted, hands
+//! [`step`] the flag's `ramp` block, the guards' cumulative data and the time, then applies
+//! the [`Decision`]s (rollout percentage, kill switch, audit log, incident, webhooks) and
+//! persists the new state. Manual controls ([`start`], [`pause`], [`resume`], [`advance`],
+//! [`abort`], [`restart`]) are the same kind of function. Nothing here reads a clock or
+//! does I/O, so a whole ramp can be replayed from data in a test or a simulation.
+//!
+//! # The observation contract
+//!
+//! [`Observations`] carries, per guard metric, one [`StageData`] per stage of the ramp's
+//! current generation, cumulative since that stage's warm-up ended. The aggregator drops
+//! observations that arrive within `warmup` of [`RampState::stage_started_at`] and keys its
+//! histograms by (generation, stage, cohort, metric). The controller does not look at all
+//! while the current stage is in its warm-up, and it refuses data tagged with another
+//! generation, so a restarted ramp never sees its predecessor's observations.
+//!
+//! # Regressions
+//!
+//! Any guard's REGRESSION triggers `on_regression` (kill, the default, or pause). A guard
+//! marked `critical` kills even when `on_regression` is `pause` (STATS.md §8.5, Kayenta's
+//! `critical`): pausing would keep serving a change known to break something critical.
+//! While paused, the guards keep watching: a regression found during a pause still kills
+//! (or turns a manual pause into a regression pause), but nothing advances.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::document::{Guard, OnRegression, Ramp};
+use crate::snapshot::parse_duration;
+use crate::stats::{
+    look, GuardConfig, GuardEvidence, SequentialState, StageData, Tolerance, Verdict, MIN_BURN_IN,
+};
+
+/// Seconds since the Unix epoch. The controller only ever subtracts two of them.
+pub type Seconds = u64;
+
+/// The family-wise false-kill rate of a ramp over all its guards when none is configured.
+pub const DEFAULT_ALPHA: f64 = 0.05;
+
+/// What the statistics need beyond the document: fixed when a ramp (generation) starts and
+/// kept in its state, because changing the mixture's tuning mid-ramp would void the
+/// always-valid guarantee (STATS.md §8.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// The ramp's family-wise error rate; each guard gets alpha/M (§8.3).
+    pub alpha: f64,
+    /// V* per guard metric (§8.2): the effective sample expected at the end of the first
+    /// stage, e.g. from [`design_information`]. A guard missing here gets
+    /// [`fallback_design_information`].
+    #[serde(default)]
+    pub design_information: Vec<(String, f64)>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            alpha: DEFAULT_ALPHA,
+            design_information: Vec::new(),
+        }
+    }
+}
+
+/// V* for a metric observed `per_minute` times a minute over the whole flag's traffic: the
+/// information n1·n2/(n1+n2) of the first stage once it has lasted `min_stage_duration`
+/// minus the warm-up. Treatment is the stage's share and control as many units (bucketing
+/// contract). `None` when the ramp or the rate cannot give a positive number.
+pub fn design_information(ramp: &Ramp, per_minute: f64) -> Option<f64> {
+    let first = *ramp.stages.first()?;
+    let min = parse_duration(&ramp.min_stage_duration)?.as_secs();
+    let warmup = match &ramp.warmup {
+        Some(text) => parse_duration(text)?.as_secs(),
+        None => 0,
+    };
+    let minutes = min.saturating_sub(warmup) as f64 / 60.0;
+    let (treatment, control) = arm_shares(first);
+    let n1 = per_minute * treatment * minutes;
+    let n2 = per_minute * control * minutes;
+    let information = n1 * n2 / (n1 + n2);
+    (information.is_finite() && information > 0.0).then_some(information)
+}
+
+/// The shares of all units in treatment and control at a percentage (bucketing::cohort).
+pub fn arm_shares(percentage: f64) -> (f64, f64) {
+    let treatment = (percentage / 100.0).clamp(0.0, 1.0);
+    let control = if treatment <= 0.5 {
+        treatment
+    } else {
+        1.0 - treatment
+    };
+    (treatment, control)
+}
+
+/// V* when the traffic is unknown: the burn-in per arm. That tunes the mixture to detect a
+/// regression soon after the burn-in; it is always valid, only less sharp than a V* from
+/// the real traffic.
+pub fn fallback_design_information(guard: &Guard) -> f64 {
+    guard.min_samples.max(MIN_BURN_IN) as f64
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Created, not started: the controller leaves the rollout alone.
+    Pending,
+    Running,
+    /// Holding the percentage; see [`RampState::pause_reason`].
+    Paused,
+    /// The last stage passed: the ramp holds its last percentage for good.
+    Completed,
+    /// A guard found a regression: the kill switch is off and the rollout at 0.
+    Killed,
+    /// Stopped by hand: the rollout is back at 0, no incident.
+    Aborted,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Completed => "completed",
+            Status::Killed => "killed",
+            Status::Aborted => "aborted",
+        }
+    }
+
+    /// A ramp in these states only changes by [`restart`].
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Completed | Status::Killed | Status::Aborted)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    /// Still INCONCLUSIVE at `max_stage_duration`: raise an alert, a person decides.
+    Inconclusive,
+    /// A non-critical guard regressed and `on_regression` is `pause`.
+    Regression,
+    Manual,
+    /// The ramp block no longer makes sense for the state (e.g. fewer stages than the
+    /// current one): nothing can be decided until a person looks.
+    InvalidConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldReason {
+    WarmUp,
+    MinDuration,
+    Inconclusive,
+    /// No guard can show the stage is safe; only a manual advance moves the ramp.
+    NoGuards,
+    /// The data could not be judged (wrong generation, mismatched bins, ...).
+    DataError,
+}
+
+/// One guard's memory across looks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuardState {
+    pub metric: String,
+    /// V* of this generation (§8.2).
+    pub design_information: f64,
+    pub sequential: SequentialState,
+    /// The last look's evidence, for the status API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<GuardEvidence>,
+    /// Why the last look could not judge, if it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Everything the controller remembers about one ramp; the server persists it as JSON so a
+/// restarted server continues where it was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RampState {
+    /// Starts at 1; [`restart`] makes the next one. Observations are keyed by it.
+    pub generation: u64,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_reason: Option<PauseReason>,
+    /// Index into the ramp's `stages`.
+    pub stage: usize,
+    /// The rollout percentage the flag should have now.
+    pub percentage: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Seconds>,
+    /// The warm-up and `min_stage_duration` count from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_started_at: Option<Seconds>,
+    /// `max_stage_duration` counts from here: the stage's start or the last resume, so a
+    /// resumed stage gets a full wait again instead of pausing at the next tick.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_started_at: Option<Seconds>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Seconds>,
+    pub alpha: f64,
+    pub guards: Vec<GuardState>,
+}
+
+/// One guard's data: `stages[s]` is stage s of the current generation, cumulative since the
+/// end of its warm-up. Stages beyond the current one are ignored.
+#[derive(Debug, Clone)]
+pub struct GuardObservations<'a> {
+    pub metric: &'a str,
+    pub stages: Vec<StageData<'a>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Observations<'a> {
+    /// The generation the data were collected for; must be the state's.
+    pub generation: u64,
+    pub guards: Vec<GuardObservations<'a>>,
+}
+
+/// One guard at one look, as an incident or the audit log shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuardReport {
+    pub metric: String,
+    pub critical: bool,
+    /// `None` when the look failed; see `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<GuardEvidence>,
+}
+
+/// What the controller decided; every one goes to the audit log with its `reason`, by the
+/// actor `ramp-controller` (or the person behind a manual operation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    Start {
+        stage: usize,
+        percentage: f64,
+        generation: u64,
+        reason: String,
+    },
+    /// Nothing changes. Emitted on every look of a running ramp; `hold` is stable across
+    /// ticks, so the audit log can keep one entry per change of it.
+    Hold {
+        hold: HoldReason,
+        reason: String,
+    },
+    Advance {
+        from: usize,
+        to: usize,
+        percentage: f64,
+        manual: bool,
+        reason: String,
+    },
+    Pause {
+        pause: PauseReason,
+        reason: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        evidence: Vec<GuardReport>,
+    },
+    Resume {
+        reason: String,
+    },
+    /// Turn the kill switch off (everyone gets the default variant) and record an incident
+    /// with this evidence, which covers every guard, not only the one that fired.
+    Kill {
+        stage: usize,
+        percentage: f64,
+        at: Seconds,
+        reason: String,
+        evidence: Vec<GuardReport>,
+    },
+    Complete {
+        stage: usize,
+        percentage: f64,
+        manual: bool,
+        reason: String,
+    },
+    Abort {
+        reason: String,
+    },
+}
+
+impl Decision {
+    pub fn reason(&self) -> &str {
+        match self {
+            Decision::Start { reason, .. }
+            | Decision::Hold { reason, .. }
+            | Decision::Advance { reason, .. }
+            | Decision::Pause { reason, .. }
+            | Decision::Resume { reason }
+            | Decision::Kill { reason, .. }
+            | Decision::Complete { reason, .. }
+            | Decision::Abort { reason } => reason,
+        }
+    }
+
+    /// The audit log's action name.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Decision::Start { .. } => "start",
+            Decision::Hold { .. } => "hold",
+            Decision::Advance { .. } => "advance",
+            Decision::Pause { .. } => "pause",
+            Decision::Resume { .. } => "resume",
+            Decision::Kill { .. } => "kill",
+            Decision::Complete { .. } => "complete",
+            Decision::Abort { .. } => "abort",
+        }
+    }
+}
+
+/// The new state and what to do about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub state: RampState,
+    pub decisions: Vec<Decision>,
+}
+
+impl Step {
+    fn new(state: RampState, decision: Decision) -> Step {
+        Step {
+            state,
+            decisions: vec![decision],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RampError {
+    #[error("cannot {operation} a ramp that is {status}")]
+    NotAllowed {
+        operation: &'static str,
+        status: Status,
+    },
+    #[error("a manual {0} needs a reason")]
+    ReasonRequired(&'static str),
+    #[error("the ramp block is invalid: {0}")]
+    InvalidConfig(String),
+}
+
+/// The ramp block with its durations parsed.
+struct Plan {
+    stages: Vec<f64>,
+    min: Seconds,
+    max: Option<Seconds>,
+    warmup: Seconds,
+    on_regression: OnRegression,
+}
+
+impl Plan {
+    fn new(ramp: &Ramp) -> Result<Plan, String> {
+        let duration = |field: &str, text: &str| {
+            parse_duration(text)
+                .map(|duration| duration.as_secs())
+                .ok_or_else(|| format!("{field}: {text:?} is not a duration such as 10m"))
+        };
+        if ramp.stages.is_empty() {
+            return Err("a ramp needs at least one stage".to_string());
+        }
+        if ramp
+            .stages
+            .iter()
+            .any(|stage| !stage.is_finite() || *stage <= 0.0 || *stage > 100.0)
+        {
+            return Err("every stage must be a percentage above 0 and at most 100".to_string());
+        }
+        Ok(Plan {
+            stages: ramp.stages.clone(),
+            min: duration("min_stage_duration", &ramp.min_stage_duration)?,
+            max: ramp
+                .max_stage_duration
+                .as_deref()
+                .map(|text| duration("max_stage_duration", text))
+                .transpose()?,
+            warmup: ramp
+                .warmup
+                .as_deref()
+                .map(|text| duration("warmup", text))
+                .transpose()?
+                .unwrap_or(0),
+            on_regression: ramp.on_regression.unwrap_or(OnRegression::Kill),
+        })
+    }
+}
+
+/// A pending ramp of `generation` (the first is 1), with the statistics' tuning fixed.
+pub fn new(ramp: &Ramp, settings: &Settings, generation: u64) -> RampState {
+    RampState {
+        generation,
+        status: Status::Pending,
+        pause_reason: None,
+        stage: 0,
+        percentage: 0.0,
+        started_at: None,
+        stage_started_at: None,
+        wait_started_at: None,
+        ended_at: None,
+        alpha: settings.alpha,
+        guards: ramp
+            .guards
+            .iter()
+            .map(|guard| GuardState {
+                metric: guard.metric.clone(),
+                design_information: settings
+                    .design_information
+                    .iter()
+                    .find(|(metric, _)| *metric == guard.metric)
+                    .map(|(_, value)| *value)
+                    .filter(|value| value.is_finite() && *value > 0.0)
+                    .unwrap_or_else(|| fallback_design_information(guard)),
+                sequential: SequentialState::default(),
+                last: None,
+                error: None,
+            })
+            .collect(),
+    }
+}
+
+/// pending → running at the first stage.
+pub fn start(ramp: &Ramp, state: &RampState, now: Seconds) -> Result<Step, RampError> {
+    if state.status != Status::Pending {
+        return Err(RampError::NotAllowed {
+            operation: "start",
+            status: state.status,
+        });
+    }
+    let plan = Plan::new(ramp).map_err(RampError::InvalidConfig)?;
+    let mut next = state.clone();
+    next.status = Status::Running;
+    next.stage = 0;
+    next.percentage = plan.stages[0];
+    next.started_at = Some(now);
+    next.stage_started_at = Some(now);
+    next.wait_started_at = Some(now);
+    let reason = format!(
+        "ramp generation {} started at stage 1 of {} ({}%)",
+        next.generation,
+        plan.stages.len(),
+        plan.stages[0]
+    );
+    let decision = Decision::Start {
+        stage: 0,
+        percentage: next.percentage,
+        generation: next.generation,
+        reason,
+    };
+    Ok(Step::new(next, decision))
+}
+
+/// A killed, aborted or completed ramp starts again as a new generation: fresh sequential
+/// state, fresh data, the first stage.
+pub fn restart(
+    ramp: &Ramp,
+    settings: &Settings,
+    state: &RampState,
+    now: Seconds,
+) -> Result<Step, RampError> {
+    if !state.status.is_final() {
+        return Err(RampError::NotAllowed {
+            operation: "restart",
+            status: state.status,
+        });
+    }
+    let fresh = new(ramp, settings, state.generation.saturating_add(1));
+    start(ramp, &fresh, now)
+}
+
+/// running → paused (manual). The guards keep watching while paused.
+pub fn pause(state: &RampState, reason: &str, now: Seconds) -> Result<Step, RampError> {
+    if state.status != Status::Running {
+        return Err(RampError::NotAllowed {
+            operation: "pause",
+            status: state.status,
+        });
+    }
+    let _ = now;
+    let mut next = state.clone();
+    next.status = Status::Paused;
+    next.pause_reason = Some(PauseReason::Manual);
+    let decision = Decision::Pause {
+        pause: PauseReason::Manual,
+        reason: manual_reason("paused by hand", reason),
+        evidence: Vec::new(),
+    };
+    Ok(Step::new(next, decision))
+}
+
+/// paused → running at the same stage; `max_stage_duration` counts again from now. A ramp
+/// paused on a regression pauses again at the next look while the evidence stands
+/// (verdicts are sticky within a generation, §8.5): to accept the change, raise the guard's
+/// tolerance or advance by hand.
+pub fn resume(state: &RampState, reason: &str, now: Seconds) -> Result<Step, RampError> {
+    if state.status != Status::Paused {
+        return Err(RampError::NotAllowed {
+            operation: "resume",
+            status: state.status,
+        });
+    }
+    let mut next = state.clone();
+    next.status = Status::Running;
+    next.pause_reason = None;
+    next.wait_started_at = Some(now);
+    let decision = Decision::Resume {
+        reason: manual_reason(&format!("resumed at stage {}", next.stage + 1), reason),
+    };
+    Ok(Step::new(next, decision))
+}
+
+/// The manual override: the next stage now (or completion from the last), whatever the
+/// guards say. Needs a reason, which the audit log keeps.
+pub fn advance(
+    ramp: &Ramp,
+    state: &RampState,
+    reason: &str,
+    now: Seconds,
+) -> Result<Step, RampError> {
+    if !matches!(state.status, Status::Running | Status::Paused) {
+        return Err(RampError::NotAllowed {
+            operation: "advance",
+            status: state.status,
+        });
+    }
+    if reason.trim().is_empty() {
+        return Err(RampError::ReasonRequired("advance"));
+    }
+    let plan = Plan::new(ramp).map_err(RampError::InvalidConfig)?;
+    let mut next = state.clone();
+    next.status = Status::Running;
+    next.pause_reason = None;
+    let reason = format!("advanced by hand: {}", reason.trim());
+    let decision = move_on(&plan, &mut next, now, true, reason);
+    Ok(Step::new(next, decision))
+}
+
+/// Stops the ramp for good and rolls the flag back to 0%; no incident.
+pub fn abort(state: &RampState, reason: &str, now: Seconds) -> Result<Step, RampError> {
+    if state.status.is_final() {
+        return Err(RampError::NotAllowed {
+            operation: "abort",
+            status: state.status,
+        });
+    }
+    let mut next = state.clone();
+    next.status = Status::Aborted;
+    next.pause_reason = None;
+    next.percentage = 0.0;
+    next.ended_at = Some(now);
+    let decision = Decision::Abort {
+        reason: manual_reason("aborted by hand, rollout back to 0%", reason),
+    };
+    Ok(Step::new(next, decision))
+}
+
+fn manual_reason(what: &str, reason: &str) -> String {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        what.to_string()
+    } else {
+        format!("{what}: {reason}")
+    }
+}
+
+/// Advance to the next stage, or complete from the last one.
+fn move_on(
+    plan: &Plan,
+    next: &mut RampState,
+    now: Seconds,
+    manual: bool,
+    reason: String,
+) -> Decision {
+    let from = next.stage;
+    if from + 1 >= plan.stages.len() {
+        next.status = Status::Completed;
+        next.stage = plan.stages.len() - 1;
+        next.percentage = plan.stages[next.stage];
+        next.ended_at = Some(now);
+        return Decision::Complete {
+            stage: next.stage,
+            percentage: next.percentage,
+            manual,
+            reason,
+        };
+    }
+    next.stage = from + 1;
+    next.percentage = plan.stages[next.stage];
+    next.stage_started_at = Some(now);
+    next.wait_started_at = Some(now);
+    Decision::Advance {
+        from,
+        to: next.stage,
+        percentage: next.percentage,
+        manual,
+        reason,
+    }
+}
+
+/// One tick of the controller at `now`. Pending and final ramps come back unchanged with no
+/// decision. Never fails: a problem with the data or the block is a hold or a pause with
+/// its reason.
+pub fn step(ramp: &Ramp, state: &RampState, observations: &Observations<'_>, now: Seconds) -> Step {
+    let mut next = state.clone();
+    let running = state.status == Status::Running;
+    if !matches!(state.status, Status::Running | Status::Paused) {
+        return Step {
+            state: next,
+            decisions: Vec::new(),
+        };
+    }
+    let plan = match Plan::new(ramp) {
+        Ok(plan) if state.stage < plan.stages.len() => plan,
+        Ok(plan) => {
+            let message = format!(
+                "the ramp has {} stages but was at stage {}",
+                plan.stages.len(),
+                state.stage + 1
+            );
+            return invalid(next, message);
+        }
+        Err(message) => return invalid(next, message),
+    };
+    let stage_start = state.stage_started_at.unwrap_or(now);
+    let elapsed = now.saturating_sub(stage_start);
+    let label = format!(
+        "stage {} of {} ({}%)",
+        state.stage + 1,
+        plan.stages.len(),
+        plan.stages[state.stage]
+    );
+    if elapsed < plan.warmup {
+        let decisions = if running {
+            vec![Decision::Hold {
+                hold: HoldReason::WarmUp,
+                reason: format!(
+                    "{label}: warm-up, {} left; observations from it do not count",
+                    human(plan.warmup - elapsed)
+                ),
+            }]
+        } else {
+            Vec::new()
+        };
+        return Step {
+            state: next,
+            decisions,
+        };
+    }
+    if observations.generation != state.generation {
+        let decisions = if running {
+            vec![Decision::Hold {
+                hold: HoldReason::DataError,
+                reason: format!(
+                    "{label}: the observations belong to generation {}, the ramp is generation {}; \
+                     they are not used",
+                    observations.generation, state.generation
+                ),
+            }]
+        } else {
+            Vec::new()
+        };
+        return Step {
+            state: next,
+            decisions,
+        };
+    }
+
+    let reports = look_all(ramp, &mut next, observations);
+    let regressed: Vec<&GuardReport> = reports
+        .iter()
+        .filter(|report| report.verdict == Some(Verdict::Regression))
+        .collect();
+    if !regressed.is_empty() {
+        let critical = regressed.iter().any(|report| report.critical);
+        let names = regressed
+            .iter()
+            .map(|report| summary(report))
+            .collect::<Vec<_>>()
+            .join("; ");
+        if critical || plan.on_regression == OnRegression::Kill {
+            let why = if critical && plan.on_regression == OnRegression::Pause {
+                "a critical guard regressed, which kills whatever on_regression says"
+            } else {
+                "a guard regressed"
+            };
+            let decision = Decision::Kill {
+                stage: state.stage,
+                percentage: state.percentage,
+                at: now,
+                reason: format!("{label}: {why}, killed: {names}"),
+                evidence: reports,
+            };
+            next.status = Status::Killed;
+            next.pause_reason = None;
+            next.percentage = 0.0;
+            next.ended_at = Some(now);
+            return Step::new(next, decision);
+        }
+        if state.pause_reason == Some(PauseReason::Regression) {
+            return Step {
+                state: next,
+                decisions: Vec::new(),
+            };
+        }
+        next.status = Status::Paused;
+        next.pause_reason = Some(PauseReason::Regression);
+        let decision = Decision::Pause {
+            pause: PauseReason::Regression,
+            reason: format!(
+                "{label}: a guard regressed, on_regression is pause, holding {}%: {names}",
+                state.percentage
+            ),
+            evidence: reports,
+        };
+        return Step::new(next, decision);
+    }
+    if !running {
+        return Step {
+            state: next,
+            decisions: Vec::new(),
+        };
+    }
+
+    let all_pass = !reports.is_empty()
+        && reports
+            .iter()
+            .all(|report| report.verdict == Some(Verdict::Pass));
+    let guards = reports.iter().map(summary).collect::<Vec<_>>().join("; ");
+    if elapsed >= plan.min && all_pass {
+        let reason = format!(
+            "{label} lasted {} (min {}) and every guard passed: {guards}",
+            human(elapsed),
+            human(plan.min)
+        );
+        let decision = move_on(&plan, &mut next, now, false, reason);
+        return Step::new(next, decision);
+    }
+    let waited = now.saturating_sub(state.wait_started_at.unwrap_or(stage_start));
+    if let Some(max) = plan.max {
+        if waited >= max {
+            next.status = Status::Paused;
+            next.pause_reason = Some(PauseReason::Inconclusive);
+            let decision = Decision::Pause {
+                pause: PauseReason::Inconclusive,
+                reason: format!(
+                    "{label}: still undecided after {} (max_stage_duration {}), paused at {}% \
+                     for a person to decide: {}",
+                    human(waited),
+                    human(max),
+                    state.percentage,
+                    if guards.is_empty() {
+                        "no guards"
+                    } else {
+                        &guards
+                    }
+                ),
+                evidence: reports,
+            };
+            return Step::new(next, decision);
+        }
+    }
+    let (hold, reason) = if reports.is_empty() {
+        (
+            HoldReason::NoGuards,
+            format!("{label}: no guard can show the stage is safe; advance it by hand"),
+        )
+    } else if reports.iter().any(|report| report.error.is_some()) {
+        (HoldReason::DataError, format!("{label}: {guards}"))
+    } else if elapsed < plan.min {
+        (
+            HoldReason::MinDuration,
+            format!(
+                "{label}: {} of min_stage_duration {}: {guards}",
+                human(elapsed),
+                human(plan.min)
+            ),
+        )
+    } else {
+        (HoldReason::Inconclusive, format!("{label}: {guards}"))
+    };
+    Step::new(next, Decision::Hold { hold, reason })
+}
+
+fn invalid(mut next: RampState, message: String) -> Step {
+    if next.pause_reason == Some(PauseReason::InvalidConfig) {
+        return Step {
+            state: next,
+            decisions: Vec::new(),
+        };
+    }
+    next.status = Status::Paused;
+    next.pause_reason = Some(PauseReason::InvalidConfig);
+    let decision = Decision::Pause {
+        pause: PauseReason::InvalidConfig,
+        reason: format!("paused, the ramp cannot be judged: {message}"),
+        evidence: Vec::new(),
+    };
+    Step::new(next, decision)
+}
+
+/// Looks at every guard of the block, in its order, updating `next.guards` (a guard added
+/// to the block mid-ramp starts fresh; a removed one is forgotten).
+fn look_all(
+    ramp: &Ramp,
+    next: &mut RampState,
+    observations: &Observations<'_>,
+) -> Vec<GuardReport> {
+    let metrics = u32::try_from(ramp.guards.len()).unwrap_or(u32::MAX);
+    let mut states = Vec::with_capacity(ramp.guards.len());
+    let mut reports = Vec::with_capacity(ramp.guards.len());
+    for guard in &ramp.guards {
+        let mut guard_state = next
+            .guards
+            .iter()
+            .find(|existing| existing.metric == guard.metric)
+            .cloned()
+            .unwrap_or_else(|| GuardState {
+                metric: guard.metric.clone(),
+                design_information: fallback_design_information(guard),
+                sequential: SequentialState::default(),
+                last: None,
+                error: None,
+            });
+        let stages: &[StageData<'_>] = observations
+            .guards
+            .iter()
+            .find(|data| data.metric == guard.metric)
+            .map(|data| &data.stages[..data.stages.len().min(next.stage + 1)])
+            .unwrap_or(&[]);
+        let outcome = Tolerance::parse(&guard.tolerance).and_then(|tolerance| {
+            let config = GuardConfig {
+                kind: guard.kind,
+                better: guard.better,
+                tolerance,
+                alpha: next.alpha,
+                metrics,
+                design_information: guard_state.design_information,
+                min_samples: guard.min_samples,
+            };
+            look(&config, stages, guard_state.sequential).map_err(|error| error.to_string())
+        });
+        let critical = guard.critical.unwrap_or(false);
+        match outcome {
+            Ok(evidence) => {
+                guard_state.sequential = evidence.state;
+                guard_state.error = None;
+                guard_state.last = Some(evidence.clone());
+                reports.push(GuardReport {
+                    metric: guard.metric.clone(),
+                    critical,
+                    verdict: Some(evidence.verdict),
+                    error: None,
+                    evidence: Some(evidence),
+                });
+            }
+            Err(error) => {
+                guard_state.error = Some(error.clone());
+                reports.push(GuardReport {
+                    metric: guard.metric.clone(),
+                    critical,
+                    verdict: None,
+                    error: Some(error),
+                    evidence: None,
+                });
+            }
+        }
+        states.push(guard_state);
+    }
+    next.guards = states;
+    reports
+}
+
+/// One line per guard for the audit log: verdict, samples, p, effect, what is missing.
+fn summary(report: &GuardReport) -> String {
+    let mut line = report.metric.clone();
+    if let Some(error) = &report.error {
+        let _ = write!(line, " cannot be judged: {error}");
+        return line;
+    }
+    let Some(evidence) = &report.evidence else {
+        return line;
+    };
+    let verdict = match evidence.verdict {
+        Verdict::Regression => "REGRESSION",
+        Verdict::Pass => "PASS",
+        Verdict::Inconclusive => "INCONCLUSIVE",
+    };
+    let _ = write!(
+        line,
+        " {verdict} (n {}/{}",
+        evidence.n_treatment, evidence.n_control
+    );
+    if !evidence.burn_in_met {
+        line.push_str(", burn-in not met");
+    } else {
+        let _ = write!(line, ", p_seq {:.3e}", evidence.p_value);
+    }
+    if let Some(effect) = &evidence.effect {
+        let (scale, unit) = if effect.relative {
+            (100.0, "%")
+        } else {
+            (1.0, "")
+        };
+        let _ = write!(
+            line,
+            ", effect {:+.4}{unit} [{:+.4}, {:+.4}]",
+            effect.estimate * scale,
+            effect.ci[0] * scale,
+            effect.ci[1] * scale
+        );
+        let tolerance = evidence.tolerance.value();
+        let _ = write!(line, ", tolerance {:.4}{unit}", tolerance * scale);
+    }
+    if evidence.verdict == Verdict::Inconclusive {
+        match evidence.more_observations {
+            Some(more) => {
+                let _ = write!(line, ", ~{more} more observations to decide");
+            }
+            None => line.push_str(", no decision in sight at the current estimates"),
+        }
+    }
+    if report.critical {
+        line.push_str(", critical");
+    }
+    line.push(')');
+    line
+}
+
+/// `1h2m3s`-style durations for reasons.
+fn human(seconds: Seconds) -> String {
+    if seconds == 0 {
+        return "0s".to_string();
+    }
+    let mut out = String::new();
+    let (hours, minutes, secs) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    if hours > 0 {
+        let _ = write!(out, "{hours}h");
+    }
+    if minutes > 0 {
+        let _ = write!(out, "{minutes}m");
+    }
+    if secs > 0 {
+        let _ = write!(out, "{secs}s");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_the_document() {
+        assert_eq!(human(0), "0s");
+        assert_eq!(human(90), "1m30s");
+        assert_eq!(human(3600 + 120), "1h2m");
+    }
+
+    #[test]
+    fn state_round_trips_through_json() {
+        let ramp: Ramp = serde_yaml_ng::from_str(
+            "{stages: [1, 50], min_stage_duration: 10m, guards: [{metric: m, category: stability, kind: rate, better: lower, tolerance: 0.01, min_samples: 10}]}",
+        )
+        .unwrap();
+        let state = start(&ramp, &new(&ramp, &Settings::default(), 1), 5)
+            .unwrap()
+            .state;
+        let json = serde_json::to_string(&state).unwrap();
+        let back: RampState = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, state);
+        assert_eq!(back.guards[0].design_information, 100.0);
+    }
+}

@@ -85,6 +85,9 @@ pub struct Metadata<'a> {
     pub revision: u64,
     /// The metric cohort, while a rollout below 100% applies to the context.
     pub cohort: Option<Cohort>,
+    /// With a cohort, when the flag has a ramp: the index of the ramp stage the rollout is
+    /// at. Observations carry it so that the guard never mixes stages.
+    pub stage: Option<u32>,
     /// The name of the rule that matched, if it has one.
     pub rule: Option<&'a str>,
     /// Set when the context was outside the rollout because it has no usable value for the
@@ -194,6 +197,9 @@ pub fn evaluate_flag<'a>(flag: &'a CompiledFlag, context: &Context) -> Evaluatio
         let rollout_bucket = bucketing::rollout_bucket(data);
         if rollout.threshold < bucketing::BUCKETS as u32 {
             metadata.cohort = bucketing::cohort(rollout_bucket, rollout.threshold);
+            if metadata.cohort.is_some() {
+                metadata.stage = rollout.ramp_stage;
+            }
         }
         if rollout_bucket >= rollout.threshold {
             return Evaluation::served(flag, flag.default_variant, Reason::Default, metadata);

@@ -101,6 +101,9 @@ pub(crate) struct CompiledRollout {
     pub(crate) threshold: u32,
     pub(crate) weights: Vec<u32>,
     pub(crate) split_variants: Vec<usize>,
+    /// The ramp stage whose percentage the rollout is at: the controller sets the rollout to
+    /// `stages[i]`, and evaluations carry `i` so that observations can be tagged with it.
+    pub(crate) ramp_stage: Option<u32>,
 }
 
 impl CompiledFlag {
@@ -456,6 +459,14 @@ fn compile_flag(
             threshold: bucketing::threshold(rollout.percentage),
             weights: rollout.split.iter().map(|entry| entry.weight).collect(),
             split_variants,
+            ramp_stage: flag.ramp.as_ref().and_then(|ramp| {
+                // Compared at the bucketing resolution, the only precision a percentage has.
+                let threshold = bucketing::threshold(rollout.percentage);
+                ramp.stages
+                    .iter()
+                    .position(|stage| bucketing::threshold(*stage) == threshold)
+                    .and_then(|index| u32::try_from(index).ok())
+            }),
         }
     });
 

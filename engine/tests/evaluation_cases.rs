@@ -50,6 +50,8 @@ struct Case {
     #[serde(default)]
     cohort: Option<String>,
     #[serde(default)]
+    stage: Option<u32>,
+    #[serde(default)]
     rule: Option<String>,
     #[serde(default)]
     unit_missing: Option<String>,
@@ -74,6 +76,7 @@ struct Outcome {
     flag_type: Option<FlagType>,
     revision: u64,
     cohort: Option<String>,
+    stage: Option<u32>,
     rule: Option<String>,
     unit_missing: Option<String>,
 }
@@ -91,6 +94,7 @@ impl Outcome {
                 .metadata
                 .cohort
                 .map(|cohort| cohort.as_str().to_owned()),
+            stage: evaluation.metadata.stage,
             rule: evaluation.metadata.rule.map(str::to_owned),
             unit_missing: evaluation.metadata.unit_missing.map(str::to_owned),
         }
@@ -107,6 +111,7 @@ impl Outcome {
             flag_type: flag.map(|flag| flag.flag_type),
             revision: case.revision.unwrap_or(revision),
             cohort: case.cohort.clone(),
+            stage: case.stage,
             rule: case.rule.clone(),
             unit_missing: case.unit_missing.clone(),
         }

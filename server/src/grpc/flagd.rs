@@ -218,13 +218,16 @@ impl Flagd {
 }
 
 /// What flagd providers read from an evaluation's metadata: the revision, and the cohort,
-/// rule and missing stickiness attribute when there are.
+/// ramp stage, rule and missing stickiness attribute when there are.
 fn evaluation_metadata(evaluation: &Evaluation<'_>) -> prost_types::Struct {
     let metadata = &evaluation.metadata;
     let mut fields = Map::new();
     fields.insert("revision".to_string(), Value::from(metadata.revision));
     if let Some(cohort) = metadata.cohort {
         fields.insert("cohort".to_string(), Value::from(cohort.as_str()));
+    }
+    if let Some(stage) = metadata.stage {
+        fields.insert("stage".to_string(), Value::from(stage));
     }
     if let Some(rule) = metadata.rule {
         fields.insert("rule".to_string(), Value::from(rule));

@@ -127,6 +127,13 @@ impl pb::ripcord_server::Ripcord for Ripcord {
         })?;
         Ok(Response::new(stream))
     }
+
+    async fn report(
+        &self,
+        _request: Request<pb::ReportRequest>,
+    ) -> Result<Response<pb::ReportResponse>, Status> {
+        Err(Status::unimplemented("metric ingestion is being built"))
+    }
 }
 
 fn not_found(flag_key: String, message: String) -> pb::Evaluation {
@@ -159,6 +166,7 @@ fn to_pb(flag: &CompiledFlag, evaluation: &Evaluation<'_>) -> pb::Evaluation {
                 .cohort
                 .map(|cohort| cohort.as_str().to_string())
                 .unwrap_or_default(),
+            stage: metadata.stage,
             rule: metadata.rule.unwrap_or_default().to_string(),
             unit_missing: metadata.unit_missing.unwrap_or_default().to_string(),
         }),

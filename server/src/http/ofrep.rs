@@ -200,6 +200,10 @@ struct Metadata<'a> {
     revision: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     cohort: Option<&'static str>,
+    /// With a cohort on a flag with a ramp: the ramp stage (index into `stages`) to tag
+    /// metric observations with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stage: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rule: Option<&'a str>,
     /// The stickiness attribute the context lacked, which kept it out of the rollout.
@@ -222,6 +226,7 @@ fn success<'a>(flag: &'a CompiledFlag, evaluation: &Evaluation<'a>) -> Success<'
         metadata: Metadata {
             revision: evaluation.metadata.revision,
             cohort: evaluation.metadata.cohort.map(|cohort| cohort.as_str()),
+            stage: evaluation.metadata.stage,
             rule: evaluation.metadata.rule,
             unit_missing: evaluation.metadata.unit_missing,
         },

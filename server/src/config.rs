@@ -88,9 +88,37 @@ pub struct Config {
     #[arg(long, env = "RIPCORD_HEARTBEAT", default_value = "15s", value_parser = parse_heartbeat)]
     pub heartbeat: std::time::Duration,
 
+    /// How often the ramp controller looks at every running ramp, such as `10s`. Stages
+    /// advance and kills happen on these looks.
+    #[arg(long, env = "RIPCORD_RAMP_TICK", default_value = "10s", value_parser = parse_positive_duration)]
+    pub ramp_tick: std::time::Duration,
+
+    /// URLs that receive a signed JSON POST when a ramp starts, advances, completes, pauses,
+    /// is killed or aborted; comma-separated. Needs RIPCORD_WEBHOOK_SECRET.
+    #[arg(long, env = "RIPCORD_WEBHOOK_URLS", value_delimiter = ',')]
+    pub webhook_urls: Vec<String>,
+
+    /// The secret webhook deliveries are signed with (HMAC-SHA256, header
+    /// `X-Ripcord-Signature`).
+    #[arg(long, env = "RIPCORD_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+
+    /// Tries per webhook delivery, the first included.
+    #[arg(long, env = "RIPCORD_WEBHOOK_ATTEMPTS", default_value_t = 6)]
+    pub webhook_attempts: u32,
+
+    /// The wait before a failed webhook delivery's first retry; each next one waits twice as
+    /// long (at most 5 minutes).
+    #[arg(long, env = "RIPCORD_WEBHOOK_BACKOFF", default_value = "2s", value_parser = parse_positive_duration)]
+    pub webhook_backoff: std::time::Duration,
+
     /// HTTP worker threads; 0 means one per core.
     #[arg(long, env = "RIPCORD_WORKERS", default_value_t = 0)]
     pub workers: usize,
+}
+
+fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    parse_heartbeat(text)
 }
 
 fn parse_heartbeat(text: &str) -> Result<std::time::Duration, String> {

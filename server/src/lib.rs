@@ -22,6 +22,7 @@ pub mod feed;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
+pub mod ramp;
 pub mod service;
 pub mod shutdown;
 pub mod store;
@@ -109,6 +110,21 @@ pub async fn run(
     let _follower = service.follow_changes();
 
     let (trigger, stop) = shutdown::channel();
+    let webhooks = ramp::webhook::Webhooks::new(ramp::webhook::WebhookConfig {
+        urls: config.webhook_urls.clone(),
+        secret: config.webhook_secret.clone(),
+        attempts: config.webhook_attempts,
+        backoff: config.webhook_backoff,
+    })?;
+    // FIXME(merge): the evidence is metric ingestion.
+    let evidence: Arc<dyn ramp::Evidence> = Arc::new(ramp::Unobserved);
+    let ramps = Arc::new(ramp::Controller::new(
+        Arc::clone(&service),
+        evidence,
+        Arc::new(webhooks),
+    ));
+    ramps.restore().await?;
+    let _ticker = ramps.spawn(config.ramp_tick, stop.clone());
     // One registry for both protocols: `/metrics` counts gRPC evaluations too.
     let metrics = Arc::new(metrics::Metrics::new());
     let grpc_address = grpc_listener.local_addr()?;
@@ -129,6 +145,7 @@ pub async fn run(
         workers,
         stop,
         Arc::clone(&metrics),
+        ramps,
     )?;
     tracing::info!(data_dir = %config.data_dir.display(), "ripcord listening on http://{address}");
     let handle = server.handle();
@@ -233,6 +250,7 @@ async fn prepare(service: &Arc<Service>, config: &Config) -> anyhow::Result<()> 
                     environment: DEFAULT_ENVIRONMENT,
                     actor: &system,
                     operation: "bootstrap",
+                    reason: None,
                 },
                 |current| {
                     *current = document;

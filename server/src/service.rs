@@ -195,6 +195,8 @@ pub struct Change<'a> {
     pub actor: &'a Principal,
     /// What caused the change, such as `kill_switch` or `import`.
     pub operation: &'static str,
+    /// Why, when the caller knows: the ramp controller's reason for a decision.
+    pub reason: Option<&'a str>,
 }
 
 /// The hash a key is stored as, in hex.
@@ -273,6 +275,12 @@ impl Service {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// The store behind the service, for the parts of the server that keep state of their
+    /// own beside the environments (ramps, incidents, metric aggregates).
+    pub fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.store)
     }
 
     async fn load(&self, name: &str) -> Result<Option<Environment>> {
@@ -693,6 +701,11 @@ impl Service {
         if mutations.is_empty() {
             return Ok(current.revision);
         }
+        if let Some(reason) = change.reason {
+            for entry in &mut audit {
+                entry.reason = Some(reason.to_string());
+            }
+        }
 
         let state = EnvironmentState {
             revision,
@@ -958,5 +971,6 @@ fn audit_record(
         before,
         after,
         revision: None,
+        reason: None,
     }
 }

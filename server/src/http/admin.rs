@@ -1053,6 +1053,7 @@ fn change<'a>(environment: &'a str, actor: &'a Principal, operation: &'static st
         environment,
         actor,
         operation,
+        reason: None,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod errors;
 pub mod ofrep;
 pub mod openapi;
 pub mod ops;
+pub mod ramps;
 pub mod sdk;
 
 use std::net::TcpListener;
@@ -37,6 +38,7 @@ pub struct State {
     pub stop: crate::shutdown::Signal,
     /// Longest silence on a stream before a heartbeat.
     pub heartbeat: std::time::Duration,
+    pub ramps: Arc<crate::ramp::Controller>,
 }
 
 /// Builds the HTTP server on `listener`. The caller stops it (see `run`), after `stop` has
@@ -48,6 +50,7 @@ pub fn serve(
     workers: usize,
     stop: crate::shutdown::Signal,
     metrics: Arc<Metrics>,
+    ramps: Arc<crate::ramp::Controller>,
 ) -> std::io::Result<Server> {
     let state = web::Data::new(State {
         service,
@@ -57,6 +60,7 @@ pub fn serve(
         max_context_attributes: config.max_context_attributes,
         stop,
         heartbeat: config.heartbeat,
+        ramps,
     });
     let server = HttpServer::new(move || {
         let state = state.clone();
@@ -91,6 +95,7 @@ pub fn serve(
             .configure(ofrep::routes)
             .configure(sdk::routes)
             .configure(admin::routes)
+            .configure(ramps::routes)
             .default_service(web::to(errors::not_found))
     })
     .workers(workers)

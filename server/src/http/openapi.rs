@@ -9,7 +9,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use super::errors::ErrorBody;
-use super::{admin, ofrep, sdk};
+use super::{admin, ofrep, ramps, sdk};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -42,6 +42,10 @@ use super::{admin, ofrep, sdk};
         admin::create_key,
         admin::revoke_key,
         admin::audit,
+        ramps::status,
+        ramps::operate,
+        ramps::incidents,
+        ramps::incident,
         ofrep::evaluate_one,
         ofrep::evaluate_all,
         ofrep::events,
@@ -58,6 +62,7 @@ use super::{admin, ofrep, sdk};
         (name = "documents", description = "An environment's whole document: import and export"),
         (name = "keys", description = "API keys of the three scopes: client, server, admin"),
         (name = "audit", description = "Who changed what, when, from what to what"),
+        (name = "ramps", description = "Ramps: status, manual controls, and the incidents the guard recorded"),
         (name = "ofrep", description = "The OpenFeature Remote Evaluation Protocol, with its event stream"),
         (name = "sdk", description = "Delivery to SDKs that evaluate locally: the ruleset and its stream"),
         (name = "openapi", description = "This document; no key needed"),

@@ -14,8 +14,8 @@ use ripcord_engine::{Document, Flag, Segment};
 use tokio::sync::broadcast;
 
 use super::{
-    AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState, KeyRecord, Mutation,
-    Scope, Store, StoreError,
+    AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState, FlagEffect,
+    IncidentQuery, IncidentRecord, KeyRecord, Mutation, RampRecord, Scope, Store, StoreError,
 };
 
 /// Runs every check of the suite against an empty `store`. Call it from a multi-threaded
@@ -37,6 +37,10 @@ pub(crate) async fn run(store: &dyn Store) {
     the_change_feed_announces_every_write_in_order(store).await;
     loads_and_deletions_see_whole_commits_while_others_commit(store).await;
     deleting_an_environment_revokes_its_keys(store).await;
+    ramps_are_put_replaced_and_kept_per_flag(store).await;
+    ramp_writes_carry_their_audit_entries_and_keep_the_revision(store).await;
+    deleting_an_environment_removes_its_ramps(store).await;
+    incidents_are_numbered_and_paged_newest_first(store).await;
 }
 
 const DURABLE_ENVIRONMENT: &str = "durable";
@@ -1174,7 +1178,212 @@ fn audit(environment: Option<&str>, action: &str, target: &str) -> AuditRecord {
         before: None,
         after: Some(serde_json::json!({"target": target, "enabled": true})),
         revision: None,
+        reason: None,
     }
+}
+
+fn ramp_record(environment: &str, flag: &str, generation: u64, stage: usize) -> RampRecord {
+    let ramp = ripcord_engine::document::Ramp {
+        stages: vec![1.0, 5.0, 25.0],
+        min_stage_duration: "10m".to_string(),
+        max_stage_duration: None,
+        warmup: None,
+        on_regression: None,
+        guards: Vec::new(),
+    };
+    let mut state = ripcord_engine::ramp::new(
+        &ramp,
+        &ripcord_engine::ramp::Settings::default(),
+        generation,
+    );
+    state.stage = stage;
+    RampRecord {
+        environment: environment.to_string(),
+        flag: flag.to_string(),
+        state,
+        pending: Some(FlagEffect {
+            percentage: 5.0,
+            enabled: None,
+        }),
+        hold: None,
+        kill: None,
+        alert: None,
+    }
+}
+
+fn incident(environment: &str, flag: &str, stage: usize) -> IncidentRecord {
+    IncidentRecord {
+        id: 0,
+        time: "2024-05-01T12:00:00Z".to_string(),
+        environment: environment.to_string(),
+        flag: flag.to_string(),
+        generation: 1,
+        action: "kill".to_string(),
+        stage,
+        percentage: 5.0,
+        reason: format!("stage {stage} regressed"),
+        evidence: Vec::new(),
+    }
+}
+
+async fn ramps_are_put_replaced_and_kept_per_flag(store: &dyn Store) {
+    create(store, "ramps-a").await;
+    create(store, "ramps-b").await;
+    assert_eq!(store.ramp("ramps-a", "checkout").await.unwrap(), None);
+    let first = ramp_record("ramps-a", "checkout", 1, 0);
+    store.put_ramp(first.clone(), Vec::new()).await.unwrap();
+    let other_flag = ramp_record("ramps-a", "search", 1, 2);
+    store
+        .put_ramp(other_flag.clone(), Vec::new())
+        .await
+        .unwrap();
+    let other_environment = ramp_record("ramps-b", "checkout", 4, 1);
+    store
+        .put_ramp(other_environment.clone(), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.ramp("ramps-a", "checkout").await.unwrap(),
+        Some(first)
+    );
+
+    let replaced = RampRecord {
+        pending: None,
+        ..ramp_record("ramps-a", "checkout", 2, 1)
+    };
+    store.put_ramp(replaced.clone(), Vec::new()).await.unwrap();
+    assert_eq!(
+        store.ramp("ramps-a", "checkout").await.unwrap(),
+        Some(replaced.clone())
+    );
+    let mut all: Vec<RampRecord> = store
+        .ramps()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|record| record.environment.starts_with("ramps-"))
+        .collect();
+    all.sort_by(|a, b| (&a.environment, &a.flag).cmp(&(&b.environment, &b.flag)));
+    assert_eq!(all, vec![replaced, other_flag, other_environment]);
+}
+
+async fn ramp_writes_carry_their_audit_entries_and_keep_the_revision(store: &dyn Store) {
+    let environment = "ramps-audit";
+    create(store, environment).await;
+    let revision = store
+        .commit(environment, 0, vec![put_flag("checkout")], Vec::new())
+        .await
+        .unwrap();
+    let mut entry = audit(Some(environment), "ramp.hold", "checkout");
+    entry.reason = Some("stage 1 of 3 (1%): waiting for data".to_string());
+    store
+        .put_ramp(ramp_record(environment, "checkout", 1, 0), vec![entry])
+        .await
+        .unwrap();
+    let entries = audit_of(store, environment).await;
+    let hold = entries
+        .iter()
+        .find(|entry| entry.action == "ramp.hold")
+        .expect("the ramp's audit entry is in the log");
+    assert_eq!(
+        hold.reason.as_deref(),
+        Some("stage 1 of 3 (1%): waiting for data")
+    );
+    let by_flag = store
+        .audit(&AuditQuery {
+            environment: Some(environment.to_string()),
+            flag: Some("checkout".to_string()),
+            before: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert!(
+        by_flag.iter().any(|entry| entry.action == "ramp.hold"),
+        "a flag's audit log shows its ramp's decisions"
+    );
+    assert_eq!(
+        load(store, environment).await.revision,
+        revision,
+        "a ramp write is not a change to the environment"
+    );
+}
+
+async fn deleting_an_environment_removes_its_ramps(store: &dyn Store) {
+    let environment = "ramps-deleted";
+    create(store, environment).await;
+    store
+        .put_ramp(ramp_record(environment, "checkout", 1, 0), Vec::new())
+        .await
+        .unwrap();
+    store
+        .delete_environment(
+            environment,
+            audit(Some(environment), "environment.delete", environment),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.ramp(environment, "checkout").await.unwrap(), None);
+    create(store, environment).await;
+    assert_eq!(
+        store.ramp(environment, "checkout").await.unwrap(),
+        None,
+        "a new environment of the same name starts with no ramp"
+    );
+}
+
+async fn incidents_are_numbered_and_paged_newest_first(store: &dyn Store) {
+    let mut ids = Vec::new();
+    for stage in 0..5 {
+        let flag = if stage % 2 == 0 { "checkout" } else { "search" };
+        ids.push(
+            store
+                .add_incident(incident("incidents", flag, stage))
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+    let stored = store.incident(ids[2]).await.unwrap().unwrap();
+    assert_eq!(
+        stored,
+        IncidentRecord {
+            id: ids[2],
+            ..incident("incidents", "checkout", 2)
+        }
+    );
+    assert_eq!(store.incident(u64::MAX - 1).await.unwrap(), None);
+
+    let query = |flag: Option<&str>, before: Option<u64>, limit: usize| IncidentQuery {
+        environment: Some("incidents".to_string()),
+        flag: flag.map(str::to_string),
+        before,
+        limit,
+    };
+    let stages = |found: Vec<IncidentRecord>| -> Vec<usize> {
+        found.into_iter().map(|incident| incident.stage).collect()
+    };
+    let first = store.incidents(&query(None, None, 2)).await.unwrap();
+    assert_eq!(stages(first.clone()), vec![4, 3]);
+    let second = store
+        .incidents(&query(None, Some(first[1].id), 2))
+        .await
+        .unwrap();
+    assert_eq!(stages(second), vec![2, 1]);
+    let checkout = store
+        .incidents(&query(Some("checkout"), None, 10))
+        .await
+        .unwrap();
+    assert_eq!(stages(checkout), vec![4, 2, 0]);
+    let elsewhere = store
+        .incidents(&IncidentQuery {
+            environment: Some("no-incidents-here".to_string()),
+            limit: 10,
+            ..IncidentQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(elsewhere.is_empty());
 }
 
 fn actions_and_targets(entries: &[AuditRecord]) -> Vec<(&str, &str)> {

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use ripcord_engine::ramp::{GuardReport, HoldReason, RampState};
 use ripcord_engine::{Document, Flag, Segment};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -108,6 +109,9 @@ pub struct AuditRecord {
     pub after: Option<Value>,
     /// The environment revision the change produced.
     pub revision: Option<u64>,
+    /// Why: the ramp controller's reason for a decision, or the one a person gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Which audit entries to read, newest first.
@@ -117,6 +121,79 @@ pub struct AuditQuery {
     /// Entries about this flag only.
     pub flag: Option<String>,
     /// Only entries older than this id (the cursor of the previous page).
+    pub before: Option<u64>,
+    pub limit: usize,
+}
+
+/// A ramp as the server keeps it: the controller's state and what the server adds around
+/// it. One per flag; a restarted ramp replaces it with the next generation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RampRecord {
+    pub environment: String,
+    pub flag: String,
+    pub state: RampState,
+    /// What the flag must become for the last decision, written before the flag is changed
+    /// and cleared after: a crash in between is finished on the next start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<FlagEffect>,
+    /// The last hold, so that the audit log gets an entry when it changes, not every tick.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<HoldReason>,
+    /// Set by a kill: the incident and the environment revision that carried it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill: Option<KillRecord>,
+    /// Why the ramp waits for a person, while it does (a pause on an inconclusive stage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<String>,
+}
+
+/// The rollout percentage, and the kill switch when it changes, that a decision gives the
+/// flag.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FlagEffect {
+    pub percentage: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct KillRecord {
+    pub incident: u64,
+    /// The environment revision at which the flag was killed; `None` until committed.
+    pub revision: Option<u64>,
+    /// RFC 3339.
+    pub time: String,
+}
+
+/// What the guard saw when it pulled the ripcord (or paused on a regression): the evidence
+/// of every guard, for the postmortem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct IncidentRecord {
+    /// Assigned by the store; increases with every incident.
+    pub id: u64,
+    /// RFC 3339.
+    pub time: String,
+    pub environment: String,
+    pub flag: String,
+    pub generation: u64,
+    /// `kill`, or `pause` for a regression with `on_regression: pause`.
+    pub action: String,
+    /// The stage (index into the ramp's `stages`) and the percentage it was at.
+    pub stage: usize,
+    pub percentage: f64,
+    pub reason: String,
+    /// Every guard: verdict, samples per cohort, medians or rates, U and z, the sequential
+    /// p-value and its threshold, the effect with its interval, the tolerance.
+    #[schema(value_type = Vec<Object>)]
+    pub evidence: Vec<GuardReport>,
+}
+
+/// Which incidents to read, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IncidentQuery {
+    pub environment: Option<String>,
+    pub flag: Option<String>,
+    /// Only incidents older than this id (the cursor of the previous page).
     pub before: Option<u64>,
     pub limit: usize,
 }
@@ -190,6 +267,24 @@ pub trait Store: Send + Sync + 'static {
     async fn put_key(&self, key: KeyRecord, audit: AuditRecord) -> StoreResult<()>;
 
     async fn audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
+
+    // Ramps and incidents: the controller's durable memory.
+
+    async fn ramps(&self) -> StoreResult<Vec<RampRecord>>;
+
+    async fn ramp(&self, environment: &str, flag: &str) -> StoreResult<Option<RampRecord>>;
+
+    /// Creates or replaces the ramp of `record.environment`/`record.flag` and appends
+    /// `audit`, in one atomic, durable step. Does not change the environment's revision: a
+    /// ramp's state changes on every look, its flag only through [`Store::commit`].
+    async fn put_ramp(&self, record: RampRecord, audit: Vec<AuditRecord>) -> StoreResult<()>;
+
+    /// Appends an incident durably; returns its id.
+    async fn add_incident(&self, incident: IncidentRecord) -> StoreResult<u64>;
+
+    async fn incidents(&self, query: &IncidentQuery) -> StoreResult<Vec<IncidentRecord>>;
+
+    async fn incident(&self, id: u64) -> StoreResult<Option<IncidentRecord>>;
 
     /// Every commit, from this node or (for shared backends) any other.
     fn subscribe(&self) -> broadcast::Receiver<ChangeEvent>;

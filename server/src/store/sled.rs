@@ -11,6 +11,8 @@
 //! | `segment/{env}\0{key}` | [`StoredItem`] of a segment |
 //! | `key/{id}` | [`KeyRecord`] |
 //! | `audit/{id as 8 big-endian bytes}` | [`AuditRecord`] |
+//! | `ramp/{env}\0{flag}` | [`RampRecord`] |
+//! | `incident/{id as 8 big-endian bytes}` | [`IncidentRecord`] |
 
 use std::path::Path;
 
@@ -21,8 +23,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use tokio::sync::broadcast;
 
 use super::{
-    AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState, KeyRecord, Mutation,
-    Store, StoreError, StoreResult,
+    AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState, IncidentQuery,
+    IncidentRecord, KeyRecord, Mutation, RampRecord, Store, StoreError, StoreResult,
 };
 
 pub struct SledStore {
@@ -46,6 +48,8 @@ const FLAG: &str = "flag/";
 const SEGMENT: &str = "segment/";
 const KEY: &str = "key/";
 const AUDIT: &[u8] = b"audit/";
+const RAMP: &str = "ramp/";
+const INCIDENT: &[u8] = b"incident/";
 
 fn env_key(name: &str) -> Vec<u8> {
     format!("{ENV}{name}").into_bytes()
@@ -62,6 +66,12 @@ fn item_key(prefix: &str, environment: &str, key: &str) -> Vec<u8> {
 
 fn audit_key(id: u64) -> Vec<u8> {
     let mut key = AUDIT.to_vec();
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+fn incident_key(id: u64) -> Vec<u8> {
+    let mut key = INCIDENT.to_vec();
     key.extend_from_slice(&id.to_be_bytes());
     key
 }
@@ -226,7 +236,7 @@ impl Store for SledStore {
         {
             let _items = self.lock_items();
             let mut items: Vec<Vec<u8>> = Vec::new();
-            for prefix in [FLAG, SEGMENT] {
+            for prefix in [FLAG, SEGMENT, RAMP] {
                 let prefix = item_prefix(prefix, name);
                 for entry in self.db.scan_prefix(&prefix).keys() {
                     items.push(entry.map_err(backend)?.to_vec());
@@ -393,13 +403,82 @@ impl Store for SledStore {
                 .as_ref()
                 .is_none_or(|wanted| record.environment.as_ref() == Some(wanted));
             let flag_matches = query.flag.as_ref().is_none_or(|wanted| {
-                record.action.starts_with("flag.") && &record.target == wanted
+                (record.action.starts_with("flag.") || record.action.starts_with("ramp."))
+                    && &record.target == wanted
             });
             if environment_matches && flag_matches {
                 found.push(record);
             }
         }
         Ok(found)
+    }
+
+    async fn ramps(&self) -> StoreResult<Vec<RampRecord>> {
+        Ok(self
+            .scan::<RampRecord>(RAMP.as_bytes())?
+            .into_iter()
+            .map(|(_, record)| record)
+            .collect())
+    }
+
+    async fn ramp(&self, environment: &str, flag: &str) -> StoreResult<Option<RampRecord>> {
+        let key = item_key(RAMP, environment, flag);
+        match self.db.get(&key).map_err(backend)? {
+            Some(bytes) => decode(&key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_ramp(&self, record: RampRecord, audit: Vec<AuditRecord>) -> StoreResult<()> {
+        let key = item_key(RAMP, &record.environment, &record.flag);
+        let encoded = encode(&record);
+        transact(&self.db, |tree| {
+            tree.insert(key.as_slice(), encoded.as_slice())?;
+            for entry in &audit {
+                append_audit(tree, entry.clone())?;
+            }
+            Ok(())
+        })?;
+        self.flush().await
+    }
+
+    async fn add_incident(&self, mut incident: IncidentRecord) -> StoreResult<u64> {
+        // Ids come from the same generator as the audit log's: they only grow.
+        incident.id = self.db.generate_id().map_err(backend)? + 1;
+        self.db
+            .insert(incident_key(incident.id), encode(&incident))
+            .map_err(backend)?;
+        self.flush().await?;
+        Ok(incident.id)
+    }
+
+    async fn incidents(&self, query: &IncidentQuery) -> StoreResult<Vec<IncidentRecord>> {
+        let end = incident_key(query.before.unwrap_or(u64::MAX));
+        let mut found = Vec::new();
+        for entry in self.db.range(INCIDENT.to_vec()..end).rev() {
+            if found.len() >= query.limit {
+                break;
+            }
+            let (key, value) = entry.map_err(backend)?;
+            let record: IncidentRecord = decode(&key, &value)?;
+            let wanted = query
+                .environment
+                .as_ref()
+                .is_none_or(|environment| &record.environment == environment)
+                && query.flag.as_ref().is_none_or(|flag| &record.flag == flag);
+            if wanted {
+                found.push(record);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn incident(&self, id: u64) -> StoreResult<Option<IncidentRecord>> {
+        let key = incident_key(id);
+        match self.db.get(&key).map_err(backend)? {
+            Some(bytes) => decode(&key, &bytes).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {

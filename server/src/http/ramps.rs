@@ -1,0 +1,253 @@
+//! Ramps and incidents: a ramp's status and its manual controls, and the incidents the
+//! guard recorded. Admin keys only.
+
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::errors::ErrorBody;
+use super::openapi::KeyRefusals;
+use super::State;
+use crate::error::{Error, Result};
+use crate::ramp::{self, Operation, RampStatus};
+use crate::store::{IncidentQuery, IncidentRecord};
+
+const DEFAULT_INCIDENT_LIMIT: usize = 50;
+const MAX_INCIDENT_LIMIT: usize = 500;
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    use web::{get, post, resource};
+    config
+        .service(
+            resource("/api/v1/environments/{environment}/flags/{key}/ramp").route(get().to(status)),
+        )
+        .service(
+            resource("/api/v1/environments/{environment}/flags/{key}/ramp/{operation}")
+                .route(post().to(operate)),
+        )
+        .service(resource("/api/v1/incidents").route(get().to(incidents)))
+        .service(resource("/api/v1/incidents/{id}").route(get().to(incident)));
+}
+
+/// A ramp's state, stage and percentage, and for each guard the verdict, the samples per
+/// cohort, the statistic, p-value and effect, and how many more observations (and minutes
+/// at the current rate) the stage needs; after a kill, what share of the instances active
+/// in the last hour has fetched it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments/{environment}/flags/{key}/ramp",
+    tag = "ramps",
+    params(("environment" = String, Path), ("key" = String, Path)),
+    responses(
+        (status = 200, description = "The ramp's status", body = RampStatus),
+        (status = 404, description = "No such environment or flag, or the flag has no ramp", body = ErrorBody),
+        KeyRefusals
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn status(
+    request: HttpRequest,
+    state: web::Data<State>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse> {
+    super::admin(&request, &state)?;
+    let (environment, flag) = path.into_inner();
+    let status = state
+        .ramps
+        .status(&environment, &flag, ramp::unix_now())
+        .await?;
+    Ok(HttpResponse::Ok().json(status))
+}
+
+/// Why a person moves a ramp by hand; the audit log keeps it.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OperationBody {
+    /// Required to advance; optional otherwise.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Moves a ramp by hand: `start` (a completed, killed or aborted ramp starts again as a new
+/// generation with no data), `pause`, `resume`, `advance` (needs a reason) or `abort`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/environments/{environment}/flags/{key}/ramp/{operation}",
+    tag = "ramps",
+    params(
+        ("environment" = String, Path),
+        ("key" = String, Path),
+        ("operation" = String, Path, description = "start, pause, resume, advance or abort")
+    ),
+    request_body(content = Option<OperationBody>, description = "Optional, but advance needs a reason"),
+    responses(
+        (status = 200, description = "The ramp's status after the operation", body = RampStatus),
+        (status = 400, description = "No reason for an advance, or a body that is not valid", body = ErrorBody),
+        (status = 404, description = "No such environment, flag or operation", body = ErrorBody),
+        (status = 409, description = "The operation is not allowed in the ramp's state, or the flag has no ramp", body = ErrorBody),
+        KeyRefusals
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn operate(
+    request: HttpRequest,
+    state: web::Data<State>,
+    path: web::Path<(String, String, String)>,
+    body: Bytes,
+) -> Result<HttpResponse> {
+    let actor = super::admin(&request, &state)?;
+    let (environment, flag, operation) = path.into_inner();
+    let Some(operation) = Operation::parse(&operation) else {
+        return Err(Error::NotFound {
+            what: "ramp operation (start, pause, resume, advance, abort)",
+            key: operation,
+        });
+    };
+    if body.len() > state.max_body_bytes {
+        return Err(Error::LimitExceeded {
+            limit: "RIPCORD_MAX_BODY_BYTES",
+            message: format!(
+                "the request body is over the limit of {} bytes (RIPCORD_MAX_BODY_BYTES)",
+                state.max_body_bytes
+            ),
+        });
+    }
+    let body: OperationBody = if body.iter().all(u8::is_ascii_whitespace) {
+        OperationBody::default()
+    } else {
+        super::parse_json(&body)?
+    };
+    let now = ramp::unix_now();
+    state
+        .ramps
+        .operate(
+            &environment,
+            &flag,
+            operation,
+            body.reason.as_deref(),
+            &actor,
+            now,
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(state.ramps.status(&environment, &flag, now).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct IncidentParams {
+    /// Only this environment's incidents.
+    pub environment: Option<String>,
+    /// Only this flag's incidents.
+    pub flag: Option<String>,
+    /// Incidents older than this id: the `next` of the previous page.
+    pub before: Option<String>,
+    /// 1 to 500; default 50.
+    pub limit: Option<String>,
+}
+
+/// One page of incidents, newest first.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct IncidentPage {
+    pub incidents: Vec<IncidentRecord>,
+    /// Pass as `before` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
+}
+
+/// The incidents the guard recorded (kills, and pauses on a regression), newest first, with
+/// every guard's evidence.
+#[utoipa::path(
+    get,
+    path = "/api/v1/incidents",
+    tag = "ramps",
+    params(IncidentParams),
+    responses(
+        (status = 200, description = "One page of incidents", body = IncidentPage),
+        (status = 400, description = "A query parameter is not valid", body = ErrorBody),
+        KeyRefusals
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn incidents(request: HttpRequest, state: web::Data<State>) -> Result<HttpResponse> {
+    super::admin(&request, &state)?;
+    let params = web::Query::<IncidentParams>::from_query(request.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|error| {
+            Error::bad_request(format!("the query string is not valid: {error}"), None)
+        })?;
+    let number = |name: &str, value: &str| {
+        value.trim().parse::<u64>().map_err(|_| {
+            Error::bad_request(
+                format!("`{name}` must be a whole number, not `{value}`"),
+                Some(name.to_string()),
+            )
+        })
+    };
+    let limit = match params.limit.as_deref() {
+        None => DEFAULT_INCIDENT_LIMIT,
+        Some(text) => {
+            let limit = number("limit", text)?;
+            if limit == 0 || limit > MAX_INCIDENT_LIMIT as u64 {
+                return Err(Error::bad_request(
+                    format!("`limit` is {limit}; it must be from 1 to {MAX_INCIDENT_LIMIT}"),
+                    Some("limit".to_string()),
+                ));
+            }
+            limit as usize
+        }
+    };
+    let before = params
+        .before
+        .as_deref()
+        .map(|text| number("before", text))
+        .transpose()?;
+    let non_empty = |value: Option<String>| value.filter(|value| !value.is_empty());
+    let incidents = state
+        .service
+        .store()
+        .incidents(&IncidentQuery {
+            environment: non_empty(params.environment),
+            flag: non_empty(params.flag),
+            before,
+            limit,
+        })
+        .await?;
+    let next = (incidents.len() >= limit)
+        .then(|| incidents.last().map(|incident| incident.id))
+        .flatten();
+    Ok(HttpResponse::Ok().json(IncidentPage { incidents, next }))
+}
+
+/// One incident.
+#[utoipa::path(
+    get,
+    path = "/api/v1/incidents/{id}",
+    tag = "ramps",
+    params(("id" = u64, Path)),
+    responses(
+        (status = 200, description = "The incident", body = IncidentRecord),
+        (status = 404, description = "No such incident", body = ErrorBody),
+        KeyRefusals
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn incident(
+    request: HttpRequest,
+    state: web::Data<State>,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
+    super::admin(&request, &state)?;
+    let id = id.into_inner();
+    let missing = || Error::NotFound {
+        what: "incident",
+        key: id.clone(),
+    };
+    let number: u64 = id.trim().parse().map_err(|_| missing())?;
+    let incident = state
+        .service
+        .store()
+        .incident(number)
+        .await?
+        .ok_or_else(missing)?;
+    Ok(HttpResponse::Ok().json(incident))
+}

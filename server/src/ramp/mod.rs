@@ -1,0 +1,837 @@
+//! The ramp controller: walks each flag's ramp on a tick, advancing on evidence and pulling
+//! the ripcord on a regression.
+//!
+//! The decisions are the engine's ([`ripcord_engine::ramp`], pure, with a virtual clock);
+//! this module owns what they cost in the world: the persisted [`RampRecord`], the flag's
+//! rollout and kill switch (changed through [`Service::change`], so every snapshot and stream
+//! sees them), the audit log, incidents, webhooks, and telling metric ingestion which stage
+//! counts. Manual operations go through the same path as the tick, one at a time.
+//!
+//! A decision that changes the flag is written ahead: the ramp record with the flag's
+//! expected rollout (`pending`) is stored first, then the flag is changed, then `pending` is
+//! cleared. A crash in between leaves a record that [`Controller::restore`] finishes, so
+//! a kill the controller decided is never lost, and a person's later change to the flag is
+//! never undone by a stale one.
+
+pub mod webhook;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use ripcord_engine::document::{Guard, MetricKind, Ramp};
+use ripcord_engine::ramp::{
+    self, Decision, GuardObservations, GuardReport, Observations, RampError, RampState, Seconds,
+    Settings, Status, Step,
+};
+use ripcord_engine::snapshot::parse_duration;
+use ripcord_engine::stats::{Histogram, Proportion, StageData};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::service::{Change, Principal, Service};
+use crate::store::{AuditRecord, FlagEffect, IncidentRecord, KillRecord, RampRecord, Scope, Store};
+use webhook::{WebhookEvent, Webhooks};
+
+/// The actor of every decision the controller takes on its own.
+pub const CONTROLLER: &str = "ramp-controller";
+
+/// The stage whose observations count, as metric ingestion needs to know it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActiveStage {
+    pub generation: u64,
+    pub stage: usize,
+    /// Unix seconds: the stage's start plus the warm-up. Earlier observations do not count.
+    pub counts_from: Seconds,
+    /// The ramp's guard metrics and their kinds.
+    pub metrics: Vec<(String, MetricKind)>,
+}
+
+/// One stage's data for one guard, owned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StageAggregate {
+    Values {
+        treatment: Histogram,
+        control: Histogram,
+    },
+    Rate {
+        treatment: Proportion,
+        control: Proportion,
+    },
+}
+
+impl StageAggregate {
+    fn view(&self) -> StageData<'_> {
+        match self {
+            StageAggregate::Values { treatment, control } => {
+                StageData::Values { treatment, control }
+            }
+            StageAggregate::Rate { treatment, control } => StageData::Rate {
+                treatment: *treatment,
+                control: *control,
+            },
+        }
+    }
+
+    /// Observations in both cohorts.
+    pub fn total(&self) -> u64 {
+        match self {
+            StageAggregate::Values { treatment, control } => {
+                treatment.total().saturating_add(control.total())
+            }
+            StageAggregate::Rate { treatment, control } => {
+                treatment.trials.saturating_add(control.trials)
+            }
+        }
+    }
+}
+
+/// Every guard's data for one generation: `guards[g].1[s]` is guard g's stage s.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Collected {
+    pub generation: u64,
+    pub guards: Vec<(String, Vec<StageAggregate>)>,
+}
+
+impl Collected {
+    pub fn observations(&self) -> Observations<'_> {
+        Observations {
+            generation: self.generation,
+            guards: self
+                .guards
+                .iter()
+                .map(|(metric, stages)| GuardObservations {
+                    metric,
+                    stages: stages.iter().map(StageAggregate::view).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Observations counted so far for `metric` in `stage`, both cohorts.
+    pub fn stage_total(&self, metric: &str, stage: usize) -> u64 {
+        self.guards
+            .iter()
+            .find(|(name, _)| name == metric)
+            .and_then(|(_, stages)| stages.get(stage))
+            .map_or(0, StageAggregate::total)
+    }
+}
+
+/// What the controller needs from metric ingestion.
+#[async_trait]
+pub trait Evidence: Send + Sync + 'static {
+    /// From now on, observations for this flag count for `active` (none: they are refused).
+    fn activate(&self, environment: &str, flag: &str, active: Option<ActiveStage>);
+
+    /// The data of `state`'s generation for every guard of `ramp`, stages 0 to
+    /// `state.stage`, with empty data where nothing was observed.
+    async fn collect(
+        &self,
+        environment: &str,
+        flag: &str,
+        ramp: &Ramp,
+        state: &RampState,
+    ) -> Result<Collected>;
+}
+
+/// FIXME(merge): replaced by metric ingestion.
+pub struct Unobserved;
+
+#[async_trait]
+impl Evidence for Unobserved {
+    fn activate(&self, _environment: &str, _flag: &str, _active: Option<ActiveStage>) {}
+
+    async fn collect(
+        &self,
+        _environment: &str,
+        _flag: &str,
+        _ramp: &Ramp,
+        state: &RampState,
+    ) -> Result<Collected> {
+        Ok(Collected {
+            generation: state.generation,
+            guards: Vec::new(),
+        })
+    }
+}
+
+/// A manual operation on a ramp, through the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Pending → running; a completed, killed or aborted ramp starts again as a new
+    /// generation with no data.
+    Start,
+    Pause,
+    Resume,
+    Advance,
+    Abort,
+}
+
+impl Operation {
+    pub fn parse(text: &str) -> Option<Operation> {
+        Some(match text {
+            "start" => Operation::Start,
+            "pause" => Operation::Pause,
+            "resume" => Operation::Resume,
+            "advance" => Operation::Advance,
+            "abort" => Operation::Abort,
+            _ => return None,
+        })
+    }
+}
+
+pub fn unix_now() -> Seconds {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+pub fn rfc3339(seconds: Seconds) -> String {
+    let time = i64::try_from(seconds)
+        .ok()
+        .and_then(|seconds| time::OffsetDateTime::from_unix_timestamp(seconds).ok())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    time.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+pub struct Controller {
+    service: Arc<Service>,
+    store: Arc<dyn Store>,
+    evidence: Arc<dyn Evidence>,
+    webhooks: Arc<Webhooks>,
+    /// One operation at a time: a tick and a manual operation on the same ramp must not
+    /// both start from the same stored state.
+    lock: tokio::sync::Mutex<()>,
+    controller: Principal,
+}
+
+impl Controller {
+    pub fn new(
+        service: Arc<Service>,
+        evidence: Arc<dyn Evidence>,
+        webhooks: Arc<Webhooks>,
+    ) -> Controller {
+        Controller {
+            store: service.store(),
+            service,
+            evidence,
+            webhooks,
+            lock: tokio::sync::Mutex::new(()),
+            controller: Principal {
+                name: CONTROLLER.to_string(),
+                scope: Scope::Admin,
+                environment: None,
+            },
+        }
+    }
+
+    pub fn webhooks(&self) -> &Webhooks {
+        &self.webhooks
+    }
+
+    /// At start: finishes decisions a crash interrupted and tells ingestion which stages
+    /// count, so that a restarted server continues every ramp where it was.
+    pub async fn restore(&self) -> Result<()> {
+        let _one = self.lock.lock().await;
+        for record in self.store.ramps().await? {
+            let record = self.finish(record).await?;
+            self.activate(&record);
+        }
+        Ok(())
+    }
+
+    /// Runs [`Controller::tick`] every `every` until `stop` fires.
+    pub fn spawn(
+        self: &Arc<Self>,
+        every: Duration,
+        mut stop: crate::shutdown::Signal,
+    ) -> tokio::task::JoinHandle<()> {
+        let controller = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    () = stop.stopped() => return,
+                }
+                if let Err(error) = controller.tick(unix_now()).await {
+                    tracing::error!("ramp controller tick failed: {error}");
+                }
+            }
+        })
+    }
+
+    /// One look at every running or paused ramp.
+    pub async fn tick(&self, now: Seconds) -> Result<()> {
+        let _one = self.lock.lock().await;
+        for record in self.store.ramps().await? {
+            if !matches!(record.state.status, Status::Running | Status::Paused) {
+                continue;
+            }
+            let (environment, flag) = (record.environment.clone(), record.flag.clone());
+            if let Err(error) = self.look(record, now).await {
+                // One ramp's trouble (a deleted environment, say) must not stop the others.
+                tracing::warn!(environment, flag, "ramp look failed: {error}");
+            }
+        }
+        Ok(())
+    }
+
+    async fn look(&self, record: RampRecord, now: Seconds) -> Result<()> {
+        let record = self.finish(record).await?;
+        let Some(ramp) = self.ramp_block(&record.environment, &record.flag)? else {
+            return Ok(());
+        };
+        let collected = self
+            .evidence
+            .collect(&record.environment, &record.flag, &ramp, &record.state)
+            .await?;
+        let step = ramp::step(&ramp, &record.state, &collected.observations(), now);
+        let controller = self.controller.clone();
+        self.apply(record, step, &controller, now).await?;
+        Ok(())
+    }
+
+    /// The flag's ramp block, if the flag still has one.
+    fn ramp_block(&self, environment: &str, flag: &str) -> Result<Option<Ramp>> {
+        match self.service.flag(environment, flag) {
+            Ok((flag, _)) => Ok(flag.ramp),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// A manual operation by `actor`; returns the ramp as it is after.
+    pub async fn operate(
+        &self,
+        environment: &str,
+        flag: &str,
+        operation: Operation,
+        reason: Option<&str>,
+        actor: &Principal,
+        now: Seconds,
+    ) -> Result<RampRecord> {
+        let _one = self.lock.lock().await;
+        let ramp = self.ramp_block(environment, flag)?.ok_or_else(|| {
+            Error::Conflict(format!(
+                "flag `{flag}` in environment `{environment}` has no ramp block"
+            ))
+        })?;
+        // The flag must exist for the ramp to move it.
+        self.service.flag(environment, flag)?;
+        let stored = self.store.ramp(environment, flag).await?;
+        let stored = match stored {
+            Some(record) => Some(self.finish(record).await?),
+            None => None,
+        };
+        let reason = reason.map(str::trim).filter(|reason| !reason.is_empty());
+        let by = |what: &str| match reason {
+            Some(reason) => format!("{what} by {}: {reason}", actor.name),
+            None => format!("{what} by {}", actor.name),
+        };
+        let settings = Settings::default();
+        let step = match (operation, &stored) {
+            (Operation::Start, None) => ramp::start(&ramp, &ramp::new(&ramp, &settings, 1), now),
+            (Operation::Start, Some(record)) if record.state.status == Status::Pending => {
+                ramp::start(&ramp, &record.state, now)
+            }
+            (Operation::Start, Some(record)) => ramp::restart(&ramp, &settings, &record.state, now),
+            (_, None) => {
+                return Err(Error::Conflict(format!(
+                    "the ramp of flag `{flag}` has not started; start it first"
+                )))
+            }
+            (Operation::Pause, Some(record)) => ramp::pause(&record.state, &by("paused"), now),
+            (Operation::Resume, Some(record)) => ramp::resume(&record.state, &by("resumed"), now),
+            (Operation::Advance, Some(record)) => {
+                let reason = reason.ok_or_else(|| {
+                    Error::bad_request(
+                        "advancing by hand needs a reason, which the audit log keeps",
+                        Some("reason".to_string()),
+                    )
+                })?;
+                ramp::advance(
+                    &ramp,
+                    &record.state,
+                    &format!("{reason} ({})", actor.name),
+                    now,
+                )
+            }
+            (Operation::Abort, Some(record)) => ramp::abort(&record.state, &by("aborted"), now),
+        }
+        .map_err(ramp_error)?;
+        let record = stored.unwrap_or_else(|| RampRecord {
+            environment: environment.to_string(),
+            flag: flag.to_string(),
+            state: step.state.clone(),
+            pending: None,
+            hold: None,
+            kill: None,
+            alert: None,
+        });
+        self.apply(record, step, actor, now).await
+    }
+
+    /// Persists `step` and carries out its decisions.
+    async fn apply(
+        &self,
+        mut record: RampRecord,
+        step: Step,
+        actor: &Principal,
+        now: Seconds,
+    ) -> Result<RampRecord> {
+        let time = rfc3339(now);
+        let before = summary(&record.state);
+        let generation_changed = record.state.generation != step.state.generation;
+        record.state = step.state;
+        if generation_changed {
+            // A new generation shares nothing with the old one but the flag.
+            record.kill = None;
+            record.alert = None;
+            record.hold = None;
+        }
+        let after = summary(&record.state);
+        let mut audit = Vec::new();
+        let mut effect = None;
+        let mut incident = None;
+        let mut events = Vec::new();
+        for decision in &step.decisions {
+            if let Decision::Hold { hold, .. } = decision {
+                // A hold repeats every tick: the log keeps the changes of it.
+                if record.hold == Some(*hold) {
+                    continue;
+                }
+                record.hold = Some(*hold);
+            } else {
+                record.hold = None;
+            }
+            match decision {
+                Decision::Start { percentage, .. } => {
+                    effect = Some(FlagEffect {
+                        percentage: *percentage,
+                        // Starting means serving: a ramp restarted after a kill turns the
+                        // flag back on at its first stage.
+                        enabled: Some(true),
+                    });
+                    events.push(WebhookEvent::Start);
+                }
+                Decision::Advance { percentage, .. } => {
+                    effect = Some(FlagEffect {
+                        percentage: *percentage,
+                        enabled: None,
+                    });
+                    events.push(WebhookEvent::Advance);
+                }
+                Decision::Complete { percentage, .. } => {
+                    effect = Some(FlagEffect {
+                        percentage: *percentage,
+                        enabled: None,
+                    });
+                    events.push(WebhookEvent::Complete);
+                }
+                Decision::Pause {
+                    pause,
+                    reason,
+                    evidence,
+                } => {
+                    match pause {
+                        ramp::PauseReason::Regression => {
+                            incident = Some(("pause", reason.clone(), evidence.clone()));
+                        }
+                        ramp::PauseReason::Inconclusive | ramp::PauseReason::InvalidConfig => {
+                            record.alert = Some(reason.clone());
+                        }
+                        ramp::PauseReason::Manual => {}
+                    }
+                    events.push(WebhookEvent::Pause);
+                }
+                Decision::Resume { .. } => record.alert = None,
+                Decision::Kill {
+                    reason, evidence, ..
+                } => {
+                    effect = Some(FlagEffect {
+                        percentage: 0.0,
+                        enabled: Some(false),
+                    });
+                    incident = Some(("kill", reason.clone(), evidence.clone()));
+                    events.push(WebhookEvent::Kill);
+                }
+                Decision::Abort { .. } => {
+                    effect = Some(FlagEffect {
+                        percentage: 0.0,
+                        enabled: None,
+                    });
+                    record.alert = None;
+                    events.push(WebhookEvent::Abort);
+                }
+                Decision::Hold { .. } => {}
+            }
+            audit.push(AuditRecord {
+                id: 0,
+                time: time.clone(),
+                actor: actor.name.clone(),
+                environment: Some(record.environment.clone()),
+                action: format!("ramp.{}", decision.action()),
+                target: record.flag.clone(),
+                operation: "ramp".to_string(),
+                before: Some(before.clone()),
+                after: Some(decision_detail(decision, &after)),
+                revision: None,
+                reason: Some(decision.reason().to_string()),
+            });
+        }
+        let mut incident_id = None;
+        if let Some((action, reason, evidence)) = incident {
+            let id = self
+                .store
+                .add_incident(IncidentRecord {
+                    id: 0,
+                    time: time.clone(),
+                    environment: record.environment.clone(),
+                    flag: record.flag.clone(),
+                    generation: record.state.generation,
+                    action: action.to_string(),
+                    stage: record.state.stage,
+                    percentage: percentage_before(&step.decisions, &record.state),
+                    reason,
+                    evidence,
+                })
+                .await?;
+            incident_id = Some(id);
+            if action == "kill" {
+                record.kill = Some(KillRecord {
+                    incident: id,
+                    revision: None,
+                    time: time.clone(),
+                });
+            }
+        }
+        record.pending = effect;
+        self.store.put_ramp(record.clone(), audit).await?;
+        self.activate(&record);
+        let reason = step
+            .decisions
+            .iter()
+            .rev()
+            .find(|decision| !matches!(decision, Decision::Hold { .. }))
+            .map(|decision| decision.reason().to_string());
+        let record = self.finish(record).await?;
+        for event in events {
+            self.webhooks.send(webhook::Payload::new(
+                event,
+                &record,
+                reason.clone().unwrap_or_default(),
+                incident_id,
+                &time,
+            ));
+        }
+        Ok(record)
+    }
+
+    /// Carries a written-ahead decision over to the flag, then clears it.
+    async fn finish(&self, mut record: RampRecord) -> Result<RampRecord> {
+        let Some(effect) = record.pending else {
+            return Ok(record);
+        };
+        let flag = record.flag.clone();
+        let reason = format!(
+            "ramp generation {}: {} at {}%",
+            record.state.generation, record.state.status, effect.percentage
+        );
+        let changed = self
+            .service
+            .change(
+                Change {
+                    environment: &record.environment,
+                    actor: &self.controller,
+                    operation: "ramp",
+                    reason: Some(&reason),
+                },
+                |document| {
+                    let Some(stored) = document.flags.get_mut(&flag) else {
+                        return Err(Error::NotFound {
+                            what: "flag",
+                            key: flag.clone(),
+                        });
+                    };
+                    if let Some(rollout) = stored.rollout.as_mut() {
+                        rollout.percentage = effect.percentage;
+                    }
+                    if let Some(enabled) = effect.enabled {
+                        stored.enabled = Some(enabled);
+                    }
+                    Ok(())
+                },
+            )
+            .await;
+        match changed {
+            Ok(revision) => {
+                if let Some(kill) = record.kill.as_mut() {
+                    kill.revision.get_or_insert(revision);
+                }
+            }
+            // The flag or its environment is gone: nothing is left to change.
+            Err(Error::NotFound { .. }) => {}
+            Err(error) => return Err(error),
+        }
+        record.pending = None;
+        self.store.put_ramp(record.clone(), Vec::new()).await?;
+        Ok(record)
+    }
+
+    fn activate(&self, record: &RampRecord) {
+        let active = match record.state.status {
+            Status::Running | Status::Paused => self
+                .ramp_block(&record.environment, &record.flag)
+                .ok()
+                .flatten()
+                .map(|ramp| ActiveStage {
+                    generation: record.state.generation,
+                    stage: record.state.stage,
+                    counts_from: record
+                        .state
+                        .stage_started_at
+                        .unwrap_or(0)
+                        .saturating_add(warmup(&ramp)),
+                    metrics: ramp
+                        .guards
+                        .iter()
+                        .map(|guard| (guard.metric.clone(), guard.kind))
+                        .collect(),
+                }),
+            _ => None,
+        };
+        self.evidence
+            .activate(&record.environment, &record.flag, active);
+    }
+
+    /// The ramp's state as the status API shows it.
+    pub async fn status(&self, environment: &str, flag: &str, now: Seconds) -> Result<RampStatus> {
+        let (stored_flag, _) = self.service.flag(environment, flag)?;
+        let record = self.store.ramp(environment, flag).await?;
+        let Some(ramp) = stored_flag.ramp.clone() else {
+            if record.is_none() {
+                return Err(Error::NotFound {
+                    what: "ramp of flag",
+                    key: flag.to_string(),
+                });
+            }
+            return Err(Error::Conflict(format!(
+                "flag `{flag}` no longer has a ramp block"
+            )));
+        };
+        let state = match &record {
+            Some(record) => record.state.clone(),
+            None => ramp::new(&ramp, &Settings::default(), 1),
+        };
+        let collected = if matches!(state.status, Status::Pending) {
+            Collected::default()
+        } else {
+            self.evidence
+                .collect(environment, flag, &ramp, &state)
+                .await
+                .unwrap_or_default()
+        };
+        let counts_from = state
+            .stage_started_at
+            .map(|started| started.saturating_add(warmup(&ramp)));
+        let minutes_counted = counts_from
+            .filter(|from| now > *from)
+            .map(|from| (now - from) as f64 / 60.0);
+        let guards = ramp
+            .guards
+            .iter()
+            .map(|guard| {
+                let guard_state = state.guards.iter().find(|g| g.metric == guard.metric);
+                let evidence = guard_state.and_then(|g| g.last.clone());
+                let stage_total = collected.stage_total(&guard.metric, state.stage);
+                let per_minute = minutes_counted
+                    .filter(|minutes| *minutes > 0.0 && stage_total > 0)
+                    .map(|minutes| stage_total as f64 / minutes);
+                let more_minutes = evidence
+                    .as_ref()
+                    .and_then(|evidence| evidence.more_observations)
+                    .zip(per_minute)
+                    .map(|(more, rate)| more as f64 / rate);
+                GuardStatus {
+                    guard: guard.clone(),
+                    verdict: evidence.as_ref().map(|evidence| evidence.verdict),
+                    stage_observations: stage_total,
+                    observations_per_minute: per_minute,
+                    more_observations: evidence.as_ref().and_then(|e| e.more_observations),
+                    more_minutes,
+                    evidence,
+                    error: guard_state.and_then(|g| g.error.clone()),
+                }
+            })
+            .collect();
+        let reach = match record.as_ref().and_then(|record| record.kill.as_ref()) {
+            Some(KillRecord {
+                revision: Some(revision),
+                ..
+            }) => self.kill_reach(environment, *revision, now),
+            _ => None,
+        };
+        Ok(RampStatus {
+            environment: environment.to_string(),
+            flag: flag.to_string(),
+            generation: state.generation,
+            status: state.status,
+            pause_reason: state.pause_reason,
+            stage: state.stage,
+            stages: ramp.stages.clone(),
+            percentage: state.percentage,
+            started_at: state.started_at.map(rfc3339),
+            stage_started_at: state.stage_started_at.map(rfc3339),
+            counts_from: counts_from.map(rfc3339),
+            ended_at: state.ended_at.map(rfc3339),
+            hold: record.as_ref().and_then(|record| record.hold),
+            alert: record.as_ref().and_then(|record| record.alert.clone()),
+            guards,
+            kill: record.as_ref().and_then(|record| record.kill.clone()),
+            reach,
+            webhooks: self.webhooks.status(environment, flag),
+            applied: record
+                .as_ref()
+                .is_none_or(|record| record.pending.is_none()),
+        })
+    }
+}
+
+impl Controller {
+    fn kill_reach(
+        &self,
+        _environment: &str,
+        _revision: u64,
+        _now: Seconds,
+    ) -> Option<serde_json::Value> {
+        None
+    }
+}
+
+fn warmup(ramp: &Ramp) -> Seconds {
+    ramp.warmup
+        .as_deref()
+        .and_then(parse_duration)
+        .map_or(0, |duration| duration.as_secs())
+}
+
+/// The percentage a decision found the flag at: a kill's report names where it happened,
+/// not the 0% it left.
+fn percentage_before(decisions: &[Decision], state: &RampState) -> f64 {
+    decisions
+        .iter()
+        .find_map(|decision| match decision {
+            Decision::Kill { percentage, .. } => Some(*percentage),
+            _ => None,
+        })
+        .unwrap_or(state.percentage)
+}
+
+fn ramp_error(error: RampError) -> Error {
+    match error {
+        RampError::NotAllowed { .. } => Error::Conflict(error.to_string()),
+        RampError::ReasonRequired(_) => {
+            Error::bad_request(error.to_string(), Some("reason".into()))
+        }
+        RampError::InvalidConfig(_) => Error::Conflict(error.to_string()),
+    }
+}
+
+fn summary(state: &RampState) -> serde_json::Value {
+    serde_json::json!({
+        "generation": state.generation,
+        "status": state.status,
+        "stage": state.stage,
+        "percentage": state.percentage,
+    })
+}
+
+/// The audit entry's `after`: the state it left, and the decision's own fields (the
+/// evidence of a kill or a pause among them).
+fn decision_detail(decision: &Decision, after: &serde_json::Value) -> serde_json::Value {
+    let mut detail = after.clone();
+    if let (Some(object), Ok(serde_json::Value::Object(fields))) =
+        (detail.as_object_mut(), serde_json::to_value(decision))
+    {
+        object.insert("decision".to_string(), serde_json::Value::Object(fields));
+    }
+    detail
+}
+
+/// `GET /api/v1/environments/{env}/flags/{key}/ramp`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RampStatus {
+    pub environment: String,
+    pub flag: String,
+    /// Starts at 1; each restart after a kill, abort or completion is the next one.
+    pub generation: u64,
+    /// pending, running, paused, completed, killed or aborted.
+    #[schema(value_type = String)]
+    pub status: Status,
+    /// inconclusive, regression, manual or invalid_config, while paused.
+    #[schema(value_type = Option<String>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_reason: Option<ramp::PauseReason>,
+    /// Index into `stages`.
+    pub stage: usize,
+    pub stages: Vec<f64>,
+    /// The rollout percentage the ramp has the flag at.
+    pub percentage: f64,
+    pub started_at: Option<String>,
+    pub stage_started_at: Option<String>,
+    /// When the stage's warm-up ends: observations count from then.
+    pub counts_from: Option<String>,
+    pub ended_at: Option<String>,
+    /// Why the running ramp is not moving: warm_up, min_duration, inconclusive, no_guards,
+    /// data_error.
+    #[schema(value_type = Option<String>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold: Option<ramp::HoldReason>,
+    /// Set while the ramp waits for a person.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert: Option<String>,
+    pub guards: Vec<GuardStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kill: Option<KillRecord>,
+    /// After a kill: of the instances active in the last hour, how many have fetched it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub reach: Option<serde_json::Value>,
+    pub webhooks: webhook::WebhookStatus,
+    /// False while a decision is written but not yet carried over to the flag.
+    pub applied: bool,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct GuardStatus {
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub guard: Guard,
+    /// REGRESSION, PASS or INCONCLUSIVE at the last look; absent before the first.
+    #[schema(value_type = Option<String>)]
+    pub verdict: Option<ripcord_engine::stats::Verdict>,
+    /// Observations counted in the current stage, both cohorts.
+    pub stage_observations: u64,
+    /// The current stage's observations per minute since its warm-up ended.
+    pub observations_per_minute: Option<f64>,
+    /// How many more observations (both cohorts) the stage needs to decide: an estimate.
+    pub more_observations: Option<u64>,
+    /// The same at the current rate, in minutes.
+    pub more_minutes: Option<f64>,
+    /// Samples per cohort, medians or rates, U and z, the sequential p-value and its
+    /// threshold, the effect with its interval, the tolerance.
+    #[schema(value_type = Option<Object>)]
+    pub evidence: Option<ripcord_engine::stats::GuardEvidence>,
+    /// Why the last look could not judge.
+    pub error: Option<String>,
+}
+
+/// Incidents keep the guards' reports; re-exported for the HTTP layer's schema.
+pub type Evidences = Vec<GuardReport>;
+
+#[cfg(test)]
+mod tests;

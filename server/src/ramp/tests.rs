@@ -1,0 +1,441 @@
+//! The controller on a real service and sled store, with a virtual clock and observations
+//! handed in directly: what the tick does to the flag, the audit log, incidents and the
+//! stage ingestion counts for, and how a crash between deciding and changing the flag heals.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use ripcord_engine::document::Ramp;
+use ripcord_engine::ramp::{RampState, Status};
+use ripcord_engine::stats::Proportion;
+use ripcord_engine::Document;
+
+use super::webhook::Webhooks;
+use super::{ActiveStage, Collected, Controller, Evidence, Operation, StageAggregate, CONTROLLER};
+use crate::error::Result;
+use crate::service::{Change, Principal, Service};
+use crate::store::{AuditQuery, FlagEffect, IncidentQuery, Scope};
+
+const DOCUMENT: &str = r#"
+flags:
+  checkout:
+    type: boolean
+    variants: {"on": true, "off": false}
+    default_variant: "off"
+    rollout: {percentage: 0, split: [{variant: "on", weight: 1}]}
+    ramp:
+      stages: [10, 50, 100]
+      min_stage_duration: 10m
+      warmup: 1m
+      guards:
+        - {metric: errors, category: stability, kind: rate, better: lower, tolerance: 0.01, min_samples: 500}
+"#;
+
+/// Observations by flag, per stage, as ingestion would aggregate them.
+#[derive(Default)]
+struct FakeEvidence {
+    rates: Mutex<HashMap<String, Vec<(Proportion, Proportion)>>>,
+    active: Mutex<HashMap<String, Option<ActiveStage>>>,
+}
+
+impl FakeEvidence {
+    fn set(&self, flag: &str, stage: usize, treatment: (u64, u64), control: (u64, u64)) {
+        let mut rates = self.rates.lock().unwrap();
+        let stages = rates.entry(flag.to_string()).or_default();
+        if stages.len() <= stage {
+            stages.resize(stage + 1, Default::default());
+        }
+        stages[stage] = (
+            Proportion {
+                events: treatment.0,
+                trials: treatment.1,
+            },
+            Proportion {
+                events: control.0,
+                trials: control.1,
+            },
+        );
+    }
+
+    fn active(&self, flag: &str) -> Option<ActiveStage> {
+        self.active.lock().unwrap().get(flag).cloned().flatten()
+    }
+}
+
+#[async_trait]
+impl Evidence for FakeEvidence {
+    fn activate(&self, _environment: &str, flag: &str, active: Option<ActiveStage>) {
+        self.active.lock().unwrap().insert(flag.to_string(), active);
+    }
+
+    async fn collect(
+        &self,
+        _environment: &str,
+        flag: &str,
+        ramp: &Ramp,
+        state: &RampState,
+    ) -> Result<Collected> {
+        let rates = self.rates.lock().unwrap();
+        let stages = rates.get(flag).cloned().unwrap_or_default();
+        Ok(Collected {
+            generation: state.generation,
+            guards: ramp
+                .guards
+                .iter()
+                .map(|guard| {
+                    let data = (0..=state.stage)
+                        .map(|stage| {
+                            let (treatment, control) =
+                                stages.get(stage).copied().unwrap_or_default();
+                            StageAggregate::Rate { treatment, control }
+                        })
+                        .collect();
+                    (guard.metric.clone(), data)
+                })
+                .collect(),
+        })
+    }
+}
+
+struct Setup {
+    _directory: tempfile::TempDir,
+    service: Arc<Service>,
+    evidence: Arc<FakeEvidence>,
+    controller: Controller,
+    person: Principal,
+}
+
+async fn setup() -> Setup {
+    let directory = tempfile::tempdir().unwrap();
+    let store = crate::store::sled::SledStore::open(directory.path()).unwrap();
+    let service = Service::open(Arc::new(store), ripcord_engine::Limits::default(), None)
+        .await
+        .unwrap();
+    let person = Principal {
+        name: "release-engineer".to_string(),
+        scope: Scope::Admin,
+        environment: None,
+    };
+    service
+        .create_environment("default", &person)
+        .await
+        .unwrap();
+    let document = Document::from_text(DOCUMENT).unwrap();
+    service
+        .change(
+            Change {
+                environment: "default",
+                actor: &person,
+                operation: "import",
+                reason: None,
+            },
+            |current| {
+                *current = document;
+                Ok(())
+            },
+        )
+        .await
+        .unwrap();
+    let evidence = Arc::new(FakeEvidence::default());
+    let controller = Controller::new(
+        Arc::clone(&service),
+        Arc::clone(&evidence) as Arc<dyn Evidence>,
+        Arc::new(Webhooks::none()),
+    );
+    Setup {
+        _directory: directory,
+        service,
+        evidence,
+        controller,
+        person,
+    }
+}
+
+const T0: u64 = 1_800_000_000;
+const MINUTE: u64 = 60;
+
+fn percentage(service: &Service) -> f64 {
+    let (flag, _) = service.flag("default", "checkout").unwrap();
+    flag.rollout.unwrap().percentage
+}
+
+async fn ramp_actions(service: &Service) -> Vec<(String, String)> {
+    let mut entries = service
+        .audit(&AuditQuery {
+            environment: Some("default".to_string()),
+            flag: Some("checkout".to_string()),
+            before: None,
+            limit: 1000,
+        })
+        .await
+        .unwrap();
+    entries.reverse();
+    entries
+        .into_iter()
+        .filter(|entry| entry.action.starts_with("ramp."))
+        .map(|entry| (entry.action, entry.actor))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_regression_kills_the_flag_records_an_incident_and_stops_ingestion() {
+    let setup = setup().await;
+    let Setup {
+        service,
+        evidence,
+        controller,
+        person,
+        ..
+    } = &setup;
+    controller
+        .operate("default", "checkout", Operation::Start, None, person, T0)
+        .await
+        .unwrap();
+    assert_eq!(percentage(service), 10.0);
+    let active = evidence
+        .active("checkout")
+        .expect("ingestion counts stage 0");
+    assert_eq!(active.stage, 0);
+    assert_eq!(
+        active.counts_from,
+        T0 + MINUTE,
+        "counting starts after the warm-up"
+    );
+
+    // In the warm-up the controller does not look, whatever the data.
+    evidence.set("checkout", 0, (600, 2000), (20, 2000));
+    controller.tick(T0 + 30).await.unwrap();
+    assert_eq!(percentage(service), 10.0);
+
+    controller.tick(T0 + 2 * MINUTE).await.unwrap();
+    let record = service
+        .store()
+        .ramp("default", "checkout")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.state.status, Status::Killed);
+    assert_eq!(record.pending, None, "the kill reached the flag");
+    let (flag, _) = service.flag("default", "checkout").unwrap();
+    assert_eq!(flag.enabled, Some(false));
+    assert_eq!(flag.rollout.unwrap().percentage, 0.0);
+    assert_eq!(
+        evidence.active("checkout"),
+        None,
+        "a killed ramp takes no more data"
+    );
+
+    let incidents = service
+        .store()
+        .incidents(&IncidentQuery {
+            limit: 10,
+            ..IncidentQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(incidents.len(), 1);
+    let incident = &incidents[0];
+    assert_eq!((incident.action.as_str(), incident.stage), ("kill", 0));
+    assert_eq!(
+        incident.percentage, 10.0,
+        "the stage it happened at, not the 0% it left"
+    );
+    let kill = record.kill.expect("the kill is recorded on the ramp");
+    assert_eq!(kill.incident, incident.id);
+    assert_eq!(
+        kill.revision,
+        Some(service.environment("default").unwrap().revision)
+    );
+
+    let actions = ramp_actions(service).await;
+    let expected = [
+        ("ramp.start", "release-engineer"),
+        ("ramp.hold", CONTROLLER),
+        ("ramp.kill", CONTROLLER),
+    ];
+    assert_eq!(
+        actions,
+        expected.map(|(action, actor)| (action.to_string(), actor.to_string()))
+    );
+}
+
+#[tokio::test]
+async fn holds_are_audited_when_they_change_and_passing_stages_advance_to_completion() {
+    let setup = setup().await;
+    let Setup {
+        service,
+        evidence,
+        controller,
+        person,
+        ..
+    } = &setup;
+    controller
+        .operate("default", "checkout", Operation::Start, None, person, T0)
+        .await
+        .unwrap();
+    evidence.set("checkout", 0, (20, 5000), (20, 5000));
+    // Passing after the warm-up, but the stage has not lasted 10 minutes: one hold entry
+    // however many ticks.
+    for minute in 2..10 {
+        controller.tick(T0 + minute * MINUTE).await.unwrap();
+    }
+    assert_eq!(percentage(service), 10.0);
+    controller.tick(T0 + 10 * MINUTE).await.unwrap();
+    assert_eq!(percentage(service), 50.0);
+    let active = evidence.active("checkout").unwrap();
+    assert_eq!(
+        (active.stage, active.counts_from),
+        (1, T0 + 11 * MINUTE),
+        "ingestion moves to the new stage with its own warm-up"
+    );
+    evidence.set("checkout", 1, (100, 25_000), (100, 25_000));
+    // Stage 2's warm-up, then its minimum duration: two holds, one entry each.
+    controller.tick(T0 + 10 * MINUTE + 30).await.unwrap();
+    controller.tick(T0 + 15 * MINUTE).await.unwrap();
+    controller.tick(T0 + 16 * MINUTE).await.unwrap();
+    controller.tick(T0 + 20 * MINUTE).await.unwrap();
+    assert_eq!(percentage(service), 100.0);
+    controller.tick(T0 + 30 * MINUTE).await.unwrap();
+    let record = service
+        .store()
+        .ramp("default", "checkout")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.state.status, Status::Completed);
+    assert_eq!(percentage(service), 100.0);
+
+    let actions: Vec<String> = ramp_actions(service)
+        .await
+        .into_iter()
+        .map(|(action, _)| action)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "ramp.start",
+            "ramp.hold",
+            "ramp.advance",
+            "ramp.hold",
+            "ramp.hold",
+            "ramp.advance",
+            "ramp.complete"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_decision_cut_off_by_a_crash_is_finished_on_restore() {
+    let setup = setup().await;
+    let Setup {
+        service,
+        controller,
+        person,
+        ..
+    } = &setup;
+    controller
+        .operate("default", "checkout", Operation::Start, None, person, T0)
+        .await
+        .unwrap();
+    // What a crash after writing a kill ahead, before changing the flag, leaves behind.
+    let store = service.store();
+    let mut record = store.ramp("default", "checkout").await.unwrap().unwrap();
+    record.state.status = Status::Killed;
+    record.state.percentage = 0.0;
+    record.pending = Some(FlagEffect {
+        percentage: 0.0,
+        enabled: Some(false),
+    });
+    store.put_ramp(record, Vec::new()).await.unwrap();
+    assert_eq!(percentage(service), 10.0);
+
+    controller.restore().await.unwrap();
+    let (flag, _) = service.flag("default", "checkout").unwrap();
+    assert_eq!(flag.enabled, Some(false));
+    assert_eq!(flag.rollout.unwrap().percentage, 0.0);
+    let record = store.ramp("default", "checkout").await.unwrap().unwrap();
+    assert_eq!(record.pending, None);
+    // Restoring again changes nothing: a person may have turned the flag back on since.
+    let revision = service.environment("default").unwrap().revision;
+    controller.restore().await.unwrap();
+    assert_eq!(service.environment("default").unwrap().revision, revision);
+}
+
+#[tokio::test]
+async fn manual_operations_follow_the_state_machine() {
+    let setup = setup().await;
+    let Setup {
+        service,
+        controller,
+        person,
+        ..
+    } = &setup;
+    let error = controller
+        .operate("default", "checkout", Operation::Pause, None, person, T0)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("start it first"), "{error}");
+    controller
+        .operate("default", "checkout", Operation::Start, None, person, T0)
+        .await
+        .unwrap();
+    let error = controller
+        .operate(
+            "default",
+            "checkout",
+            Operation::Advance,
+            Some("  "),
+            person,
+            T0,
+        )
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("reason"), "{error}");
+    let advanced = controller
+        .operate(
+            "default",
+            "checkout",
+            Operation::Advance,
+            Some("dashboards are green"),
+            person,
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(advanced.state.stage, 1);
+    assert_eq!(percentage(service), 50.0);
+    let aborted = controller
+        .operate(
+            "default",
+            "checkout",
+            Operation::Abort,
+            None,
+            person,
+            T0 + 2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(aborted.state.status, Status::Aborted);
+    assert_eq!(percentage(service), 0.0);
+    let restarted = controller
+        .operate(
+            "default",
+            "checkout",
+            Operation::Start,
+            None,
+            person,
+            T0 + 3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(restarted.state.generation, 2);
+    assert_eq!(restarted.state.stage, 0);
+    assert_eq!(percentage(service), 10.0);
+
+    let error = controller
+        .operate("default", "nope", Operation::Start, None, person, T0)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("nope"), "{error}");
+}

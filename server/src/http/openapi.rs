@@ -9,7 +9,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use super::errors::ErrorBody;
-use super::{admin, ofrep, sdk};
+use super::{admin, judge, ofrep, sdk};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -42,6 +42,7 @@ use super::{admin, ofrep, sdk};
         admin::create_key,
         admin::revoke_key,
         admin::audit,
+        judge::judge,
         ofrep::evaluate_one,
         ofrep::evaluate_all,
         ofrep::events,
@@ -49,7 +50,13 @@ use super::{admin, ofrep, sdk};
         sdk::stream,
         document,
     ),
-    components(schemas(ErrorBody, OfrepEvaluationRequest, OfrepFailure)),
+    components(schemas(
+        ErrorBody,
+        OfrepEvaluationRequest,
+        OfrepFailure,
+        judge::JudgeRequestSchema,
+        judge::JudgeResponseSchema
+    )),
     modifiers(&SecuritySchemes),
     tags(
         (name = "environments", description = "Environments: each has its own flags, segments and keys"),
@@ -58,6 +65,7 @@ use super::{admin, ofrep, sdk};
         (name = "documents", description = "An environment's whole document: import and export"),
         (name = "keys", description = "API keys of the three scopes: client, server, admin"),
         (name = "audit", description = "Who changed what, when, from what to what"),
+        (name = "judge", description = "The guard's statistics on two samples sent in the request"),
         (name = "ofrep", description = "The OpenFeature Remote Evaluation Protocol, with its event stream"),
         (name = "sdk", description = "Delivery to SDKs that evaluate locally: the ruleset and its stream"),
         (name = "openapi", description = "This document; no key needed"),

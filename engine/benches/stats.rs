@@ -1,5 +1,6 @@
 //! The guard's statistics: issue 5's targets (100,000 values per arm judged in ≤ 100 ms, a
-//! 1,000-bin histogram in ≤ 1 ms) and one guard look (issue 4: ≤ 1 ms at any sample size).
+//! 1,000-bin histogram in ≤ 1 ms, both also through `judge` from a JSON body as the endpoint
+//! runs it) and one guard look (issue 4: ≤ 1 ms at any sample size).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ripcord_engine::stats::{
@@ -51,6 +52,14 @@ fn bench(c: &mut Criterion) {
     c.bench_function("judge 100k values per arm", |b| {
         b.iter(|| judge(black_box(&request)).unwrap())
     });
+    // What `POST /api/v1/judge` does in process: parse the JSON body, then judge.
+    let body = serde_json::to_vec(&request).unwrap();
+    c.bench_function("judge 100k values per arm, from the JSON body", |b| {
+        b.iter(|| {
+            let parsed: JudgeRequest = serde_json::from_slice(black_box(&body)).unwrap();
+            judge(&parsed).unwrap()
+        })
+    });
 
     let (x, y) = histograms();
     c.bench_function("histogram 1000 bins: U, p, HL", |b| {
@@ -65,6 +74,23 @@ fn bench(c: &mut Criterion) {
             )
             .unwrap()
         })
+    });
+
+    let histogram_request = JudgeRequest {
+        tolerance: Some(ripcord_engine::document::Tolerance::Relative("5%".into())),
+        ..JudgeRequest::new(
+            SampleInput::Histogram {
+                bins: x.bins().to_vec(),
+                counts: x.counts().to_vec(),
+            },
+            SampleInput::Histogram {
+                bins: y.bins().to_vec(),
+                counts: y.counts().to_vec(),
+            },
+        )
+    };
+    c.bench_function("judge 1000-bin histograms", |b| {
+        b.iter(|| judge(black_box(&histogram_request)).unwrap())
     });
 
     let config = GuardConfig {

@@ -6,9 +6,16 @@ use std::path::PathBuf;
 use clap::Parser;
 
 /// Ripcord: a feature-flag server for progressive delivery.
+///
+/// Without a command, `ripcord` runs the server with the options below.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "ripcord", version, about, long_about = None)]
+// Server options before a command would be silently ignored: refuse them instead.
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address for HTTP (OFREP, the admin API, health and metrics). Port 0 picks a free port;
     /// the bound address is logged.
     #[arg(long, env = "RIPCORD_HTTP_ADDR", default_value = "127.0.0.1:8080")]
@@ -119,6 +126,23 @@ pub struct Config {
 
 fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {
     parse_heartbeat(text)
+}
+
+/// `ripcord <command> ...` on its own: a command reads none of the server's options or
+/// environment variables, so no server setting can break it.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ripcord", version)]
+pub struct CommandLine {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What `ripcord` does other than serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Judge a treatment sample against a control with the guard's statistics: the
+    /// Mann-Whitney U test, the Hodges-Lehmann shift and, with a tolerance, a verdict.
+    Judge(crate::judge_cli::JudgeArgs),
 }
 
 fn parse_heartbeat(text: &str) -> Result<std::time::Duration, String> {

@@ -10,6 +10,7 @@
 //! - [`http`]: the only module that knows actix-web: OFREP, the admin API, health, metrics.
 //! - [`feed`]: every installed snapshot, announced to the streams SDKs follow.
 //! - [`grpc`]: the only module that knows tonic: `ripcord.v1`, flagd's services, health.
+//! - [`judge_cli`]: `ripcord judge`, the judge of the HTTP API on two files.
 //! - [`metrics`]: the Prometheus registry.
 //! - [`shutdown`]: the one stop signal for servers and their streams.
 //!
@@ -21,6 +22,7 @@ pub mod error;
 pub mod feed;
 pub mod grpc;
 pub mod http;
+pub mod judge_cli;
 pub mod metrics;
 pub mod ramp;
 pub mod service;
@@ -45,9 +47,37 @@ pub const MIN_ADMIN_KEY_LENGTH: usize = 24;
 /// The environment every new server starts with.
 pub const DEFAULT_ENVIRONMENT: &str = "default";
 
-/// The `ripcord` binary: parse the configuration, serve until SIGTERM or Ctrl-C.
+/// The `ripcord` binary: parse the configuration, serve until SIGTERM or Ctrl-C; or run
+/// a command such as `ripcord judge`.
 pub fn main() -> ExitCode {
-    let config = Config::parse();
+    let arguments: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Usage errors of `ripcord judge` must not exit with 2, which it uses for INCONCLUSIVE.
+    let judge_usage = |error: clap::Error| {
+        let _ = error.print();
+        match error.exit_code() {
+            0 => ExitCode::SUCCESS,
+            _ => ExitCode::from(judge_cli::EXIT_USAGE),
+        }
+    };
+    if arguments.get(1).is_some_and(|first| first == "judge") {
+        return match config::CommandLine::try_parse_from(&arguments) {
+            Ok(line) => match line.command {
+                config::Command::Judge(judge) => judge_cli::run(&judge),
+            },
+            Err(error) => judge_usage(error),
+        };
+    }
+    let config = match Config::try_parse_from(&arguments) {
+        Ok(config) => config,
+        // Server options before `judge` conflict with it.
+        Err(error) if arguments.iter().skip(1).any(|argument| argument == "judge") => {
+            return judge_usage(error)
+        }
+        Err(error) => error.exit(),
+    };
+    if let Some(config::Command::Judge(judge)) = &config.command {
+        return judge_cli::run(judge);
+    }
     init_logging(&config.log);
     let workers = if config.workers == 0 {
         std::thread::available_parallelism().map_or(1, usize::from)

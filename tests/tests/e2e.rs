@@ -6,6 +6,8 @@
 //! - [`admin`]: the admin API, keys and authorization, and what the server refuses.
 //! - [`delivery`]: rulesets and event streams for SDKs, and OFREP's event stream.
 //! - [`grpc`]: `ripcord.v1`, flagd's evaluation services, health and reflection over gRPC.
+//! - [`judge`]: `POST /api/v1/judge` and `ripcord judge` on the scipy fixtures; bad input,
+//!   limits, the report and the exit statuses.
 //! - [`lifecycle`]: restarts, crashes, signals, first start and configuration.
 //! - [`sdk`]: the Rust SDK against real servers, both modes, and its examples.
 
@@ -20,6 +22,8 @@ mod delivery;
 mod evaluation;
 #[path = "e2e/grpc.rs"]
 mod grpc;
+#[path = "e2e/judge.rs"]
+mod judge;
 #[path = "e2e/lifecycle.rs"]
 mod lifecycle;
 #[path = "e2e/sdk.rs"]

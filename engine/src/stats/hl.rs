@@ -6,18 +6,18 @@
 //! sorted matrix d(i, j) = x_i + (−y)_j (rows and columns both increasing), never by
 //! materializing it:
 //!
-//! 1. candidates are kept as one column range per row; a pass with two pointers counts the
-//!    pairs ≤ v (and < v) for any v in O(rows + columns);
+//! 1. candidates are kept as one column range per row, and only rows that still hold some
+//!    are visited; a pass with two pointers counts the pairs ≤ v (and < v) for any v in
+//!    O(rows + columns), and in far less once the candidates are few;
 //! 2. each round draws a weighted random sample of candidates and takes two pivots that
-//!    bracket the wanted rank (Floyd–Rivest), which leaves ~10% of the candidates;
-//! 3. once ≤ [`EXPLICIT_CELLS`] distinct candidates remain, they are listed, sorted and
-//!    walked by weight: the explicit sorted differences of §6 on what is left.
+//!    bracket the wanted rank (Floyd–Rivest), which leaves ~5% of the candidates;
+//! 3. once ≤ [`EXPLICIT_CELLS`] candidates remain, they are listed, sorted and walked by
+//!    weight: the explicit sorted differences of §6 on what is left.
 //!
 //! The result is the exact order statistic (the same number sorting all n1·n2 differences
-//! gives; tested against that), in O((n1 + n2) log m) expected time: 100,000 values per arm
-//! take a few ms, 1,000 bins well under 1 ms. `x − y` equals `x + (−y)` bit for bit, and
-//! IEEE subtraction is monotone, so the counting passes see exactly the values the explicit
-//! list would.
+//! gives; tested against that), in O((n1 + n2) log m) expected time. `x − y` equals
+//! `x + (−y)` bit for bit, and IEEE subtraction is monotone, so the counting passes see
+//! exactly the values the explicit list would.
 
 use serde::{Deserialize, Serialize};
 
@@ -65,18 +65,21 @@ pub(crate) fn hodges_lehmann(
         ranks.push(if upper { m - k + 1 } else { k });
     }
     let found = matrix.select_many(&ranks);
-    let (low_middle, at_most) = found[0];
-    let estimate = if m % 2 == 1 || at_most > m / 2 {
-        low_middle
+    let low_middle = found[0];
+    let estimate = if m % 2 == 1 || low_middle.at_most > m / 2 {
+        low_middle.value
     } else {
-        super::rank::midpoint(low_middle, matrix.next_above(low_middle))
+        let high_middle = low_middle
+            .next
+            .unwrap_or_else(|| matrix.next_above(low_middle.value));
+        super::rank::midpoint(low_middle.value, high_middle)
     };
     let hl = HodgesLehmann {
         estimate,
-        ci: [found[1].0, found[2].0],
+        ci: [found[1].value, found[2].value],
         confidence,
     };
-    Some((hl, found.get(3).map(|found| found.0)))
+    Some((hl, found.get(3).map(|found| found.value)))
 }
 
 fn ci_rank(m: u128, z: f64, sigma_u: f64) -> u128 {
@@ -86,6 +89,15 @@ fn ci_rank(m: u128, z: f64, sigma_u: f64) -> u128 {
     } else {
         1
     }
+}
+
+/// An order statistic, with the weight of the differences ≤ it, and the smallest
+/// difference above it when the selection happened to see it.
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    value: f64,
+    at_most: u128,
+    next: Option<f64>,
 }
 
 pub(crate) struct PairMatrix<'a> {
@@ -127,71 +139,58 @@ impl<'a> PairMatrix<'a> {
         self.xs[row] + self.ws[column]
     }
 
-    /// Per row, how many columns hold a difference ≤ `pivot` and < `pivot`, with the
-    /// weighted totals, in one pass.
-    fn count(&self, pivot: f64, at_most: &mut [usize], less: &mut [usize]) -> (u128, u128) {
-        let columns = self.ws.len();
-        let (mut le, mut lt) = (columns, columns);
-        let (mut total_le, mut total_lt) = (0u128, 0u128);
-        for row in 0..self.xs.len() {
-            // Rows increase, so both boundaries only move left.
-            while le > 0 && self.cell(row, le - 1) > pivot {
-                le -= 1;
-            }
-            lt = lt.min(le);
-            while lt > 0 && self.cell(row, lt - 1) >= pivot {
-                lt -= 1;
-            }
-            at_most[row] = le;
-            less[row] = lt;
-            let weight = u128::from(self.wx[row]);
-            total_le += weight * self.prefix[le];
-            total_lt += weight * self.prefix[lt];
+    /// For two pivots, per candidate row, how many columns hold a difference ≤ and < the
+    /// pivot, with the weighted totals over the whole matrix.
+    ///
+    /// Every pivot lies among the bracket's candidates, so in each row the answer is within
+    /// [low, high): rows without candidates are not visited, and the pointers never walk
+    /// outside a row's candidates. Rows increase, so both pointers only move left.
+    fn count_two(
+        &self,
+        bracket: &Bracket,
+        pivots: [f64; 2],
+        scratch: &mut Scratch,
+    ) -> [(u128, u128); 2] {
+        let active = bracket.rows.len();
+        let [le_a_out, lt_a_out, le_b_out, lt_b_out] = scratch.all(active);
+        let (mut le_a, mut le_b) = (self.ws.len(), self.ws.len());
+        let mut above_low = [0u128; 4];
+        let candidates = bracket.rows.iter().zip(&bracket.low).zip(&bracket.high);
+        let outputs = le_a_out
+            .iter_mut()
+            .zip(lt_a_out.iter_mut())
+            .zip(le_b_out.iter_mut().zip(lt_b_out.iter_mut()));
+        for (((row, low), high), ((le_a_at, lt_a_at), (le_b_at, lt_b_at))) in
+            candidates.zip(outputs)
+        {
+            let (x, low) = (self.xs[*row], *low);
+            le_a = boundary(&self.ws, x, pivots[0], le_a.min(*high), low);
+            le_b = boundary(&self.ws, x, pivots[1], le_b.min(*high), low);
+            let lt_a = below_equal(&self.ws, x, pivots[0], le_a, low);
+            let lt_b = below_equal(&self.ws, x, pivots[1], le_b, low);
+            (*le_a_at, *lt_a_at, *le_b_at, *lt_b_at) = (le_a, lt_a, le_b, lt_b);
+            let weight = u128::from(self.wx[*row]);
+            let base = self.prefix[low];
+            above_low[0] += weight * (self.prefix[le_a] - base);
+            above_low[1] += weight * (self.prefix[lt_a] - base);
+            above_low[2] += weight * (self.prefix[le_b] - base);
+            above_low[3] += weight * (self.prefix[lt_b] - base);
         }
-        (total_le, total_lt)
-    }
-
-    /// [`count`](Self::count) for two pivots at once.
-    fn count_two(&self, pivots: [f64; 2], out: [&mut [usize]; 4]) -> [(u128, u128); 2] {
-        let columns = self.ws.len();
-        let [le_a_out, lt_a_out, le_b_out, lt_b_out] = out;
-        let (mut le_a, mut lt_a, mut le_b, mut lt_b) = (columns, columns, columns, columns);
-        let mut totals = [0u128; 4];
-        for row in 0..self.xs.len() {
-            let x = self.xs[row];
-            while le_a > 0 && x + self.ws[le_a - 1] > pivots[0] {
-                le_a -= 1;
-            }
-            lt_a = lt_a.min(le_a);
-            while lt_a > 0 && x + self.ws[lt_a - 1] >= pivots[0] {
-                lt_a -= 1;
-            }
-            while le_b > 0 && x + self.ws[le_b - 1] > pivots[1] {
-                le_b -= 1;
-            }
-            lt_b = lt_b.min(le_b);
-            while lt_b > 0 && x + self.ws[lt_b - 1] >= pivots[1] {
-                lt_b -= 1;
-            }
-            le_a_out[row] = le_a;
-            lt_a_out[row] = lt_a;
-            le_b_out[row] = le_b;
-            lt_b_out[row] = lt_b;
-            let weight = u128::from(self.wx[row]);
-            totals[0] += weight * self.prefix[le_a];
-            totals[1] += weight * self.prefix[lt_a];
-            totals[2] += weight * self.prefix[le_b];
-            totals[3] += weight * self.prefix[lt_b];
-        }
-        [(totals[0], totals[1]), (totals[2], totals[3])]
+        let below = bracket.below;
+        [
+            (below + above_low[0], below + above_low[1]),
+            (below + above_low[2], below + above_low[3]),
+        ]
     }
 
     /// The smallest difference above `value`, or `value` itself when none is.
     fn next_above(&self, value: f64) -> f64 {
-        let mut le = vec![0usize; self.xs.len()];
-        let mut lt = vec![0usize; self.xs.len()];
-        self.count(value, &mut le, &mut lt);
-        le.iter()
+        let everything = Bracket::new(self.xs.len(), self.ws.len());
+        let mut scratch = Scratch::new(self.xs.len());
+        self.count_two(&everything, [value, value], &mut scratch);
+        scratch
+            .at_most(0)
+            .iter()
             .enumerate()
             .filter(|(_, column)| **column < self.ws.len())
             .map(|(row, column)| self.cell(row, *column))
@@ -202,13 +201,13 @@ impl<'a> PairMatrix<'a> {
     /// The k-th smallest difference by weight, 1-based; k is clamped into [1, m].
     #[cfg(test)]
     pub fn select(&self, k: u128) -> f64 {
-        self.select_many(&[k])[0].0
+        self.select_many(&[k])[0].value
     }
 
-    /// Several order statistics, each with the number of differences ≤ it. The wanted
-    /// ranks of HL and its interval lie close together, so the first rounds bracket them
-    /// all at once and only the last rounds run per rank.
-    fn select_many(&self, ks: &[u128]) -> Vec<(f64, u128)> {
+    /// Several order statistics. The wanted ranks of HL and its interval lie close
+    /// together, so the first rounds bracket them all at once and only the last rounds run
+    /// per rank.
+    fn select_many(&self, ks: &[u128]) -> Vec<Found> {
         let ks: Vec<u128> = ks
             .iter()
             .map(|k| (*k).clamp(1, self.total.max(1)))
@@ -220,17 +219,17 @@ impl<'a> PairMatrix<'a> {
         let mut rng = SplitMix(0x9e37_79b9_7f4a_7c15);
         let mut scratch = Scratch::new(self.xs.len());
         while shared.cells() > self.explicit_cells() {
-            let weight = shared.weight(self);
+            let weight = shared.cumulative(self, &mut scratch.cumulative);
             // Stop sharing once the ranks span a good part of what is left.
             if (last - first).saturating_mul(4) >= weight {
                 break;
             }
-            let sample = self.sample(&shared, weight, &mut rng);
+            let sample = self.sample(&shared, &scratch.cumulative, &mut rng);
             let pivots = [
                 quantile(&sample, (first - shared.below) as f64 / weight as f64, -1.0),
                 quantile(&sample, (last - shared.below) as f64 / weight as f64, 1.0),
             ];
-            let counts = self.count_two(pivots, scratch.all());
+            let counts = self.count_two(&shared, pivots, &mut scratch);
             let before = shared.cells();
             for (index, (at_most, less)) in counts.into_iter().enumerate() {
                 if at_most < *first {
@@ -239,12 +238,17 @@ impl<'a> PairMatrix<'a> {
                     shared.lower(scratch.less(index));
                 }
             }
+            shared.compact();
             if shared.cells() == before {
                 break;
             }
         }
+        let mut bracket = shared.clone();
         ks.iter()
-            .map(|k| self.select_from(shared.clone(), *k, &mut rng, &mut scratch))
+            .map(|k| {
+                bracket.copy_from(&shared);
+                self.select_from(&mut bracket, *k, &mut rng, &mut scratch)
+            })
             .collect()
     }
 
@@ -254,28 +258,30 @@ impl<'a> PairMatrix<'a> {
 
     fn select_from(
         &self,
-        mut bracket: Bracket,
+        bracket: &mut Bracket,
         k: u128,
         rng: &mut SplitMix,
         scratch: &mut Scratch,
-    ) -> (f64, u128) {
+    ) -> Found {
         loop {
             if bracket.cells() <= self.explicit_cells() {
-                let value = self.explicit(&bracket.low, &bracket.high, k - bracket.below);
-                let [(at_most, _), _] = self.count_two([value, value], scratch.all());
-                return (value, at_most);
+                return self.explicit(bracket, k);
             }
-            let weight = bracket.weight(self);
-            let sample = self.sample(&bracket, weight, rng);
+            let weight = bracket.cumulative(self, &mut scratch.cumulative);
+            let sample = self.sample(bracket, &scratch.cumulative, rng);
             let share = (k - bracket.below) as f64 / weight as f64;
             let pivots = [
                 quantile(&sample, share, -1.0),
                 quantile(&sample, share, 1.0),
             ];
-            let counts = self.count_two(pivots, scratch.all());
+            let counts = self.count_two(bracket, pivots, scratch);
             for (index, (at_most, less)) in counts.into_iter().enumerate() {
                 if less < k && k <= at_most {
-                    return (pivots[index], at_most);
+                    return Found {
+                        value: pivots[index],
+                        at_most,
+                        next: None,
+                    };
                 }
                 if at_most < k {
                     bracket.raise(scratch.at_most(index), at_most);
@@ -283,36 +289,33 @@ impl<'a> PairMatrix<'a> {
                     bracket.lower(scratch.less(index));
                 }
             }
+            bracket.compact();
         }
     }
 
-    /// A weighted random sample of the candidates, sorted.
-    fn sample(&self, bracket: &Bracket, weight: u128, rng: &mut SplitMix) -> Vec<f64> {
-        let rows = self.xs.len();
-        let size = ((rows + self.ws.len()) / 4).clamp(256, SAMPLE);
-        let mut cumulative = Vec::with_capacity(rows);
-        let mut running = 0u128;
-        for row in 0..rows {
-            running += u128::from(self.wx[row])
-                * (self.prefix[bracket.high[row]] - self.prefix[bracket.low[row]]);
-            cumulative.push(running);
-        }
+    /// A weighted random sample of the candidates, sorted. `cumulative` is the bracket's
+    /// [`cumulative`](Bracket::cumulative) weight.
+    fn sample(&self, bracket: &Bracket, cumulative: &[u128], rng: &mut SplitMix) -> Vec<f64> {
+        let active = bracket.rows.len();
+        let weight = cumulative.last().copied().unwrap_or(0);
+        let size = ((self.xs.len() + self.ws.len()) / 4).clamp(256, SAMPLE);
         // Sorted targets let one forward walk over the rows find them all. A float draw is
         // uniform enough for a pivot and avoids u128 division.
         let mut targets: Vec<u128> = (0..size)
             .map(|_| ((rng.unit() * weight as f64) as u128).min(weight.saturating_sub(1)))
             .collect();
         targets.sort_unstable();
-        let mut row = 0usize;
+        let mut index = 0usize;
         let mut sample: Vec<f64> = targets
             .iter()
             .map(|target| {
-                while row + 1 < rows && cumulative[row] <= *target {
-                    row += 1;
+                while index + 1 < active && cumulative[index] <= *target {
+                    index += 1;
                 }
-                let before = if row == 0 { 0 } else { cumulative[row - 1] };
+                let row = bracket.rows[index];
+                let before = if index == 0 { 0 } else { cumulative[index - 1] };
                 let within = (target - before.min(*target)) / u128::from(self.wx[row]).max(1);
-                let (low, high) = (bracket.low[row], bracket.high[row]);
+                let (low, high) = (bracket.low[index], bracket.high[index]);
                 let wanted = self.prefix[low] + within;
                 // Within the row's candidates only: a short search.
                 let column = (low
@@ -326,32 +329,76 @@ impl<'a> PairMatrix<'a> {
         sample
     }
 
-    fn explicit(&self, low: &[usize], high: &[usize], rank: u128) -> f64 {
-        let mut cells: Vec<(f64, u128)> = Vec::new();
-        for row in 0..self.xs.len() {
-            for column in low[row]..high[row] {
+    /// The candidate of rank `k` (over the whole matrix), from the sorted list of the
+    /// candidates. Everything left of them is smaller and everything right of them larger,
+    /// so the list also gives the weight ≤ the answer and the next larger difference.
+    fn explicit(&self, bracket: &Bracket, k: u128) -> Found {
+        let mut cells: Vec<(f64, u128)> = Vec::with_capacity(bracket.cells());
+        for (index, row) in bracket.rows.iter().enumerate() {
+            for column in bracket.low[index]..bracket.high[index] {
                 cells.push((
-                    self.cell(row, column),
-                    u128::from(self.wx[row]) * u128::from(self.ww[column]),
+                    self.cell(*row, column),
+                    u128::from(self.wx[*row]) * u128::from(self.ww[column]),
                 ));
             }
         }
         cells.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-        let mut seen = 0u128;
+        let rank = k.saturating_sub(bracket.below);
+        let mut seen = bracket.below;
+        let mut found: Option<Found> = None;
         for (value, weight) in &cells {
-            seen += weight;
-            if seen >= rank {
-                return *value;
+            match found.as_mut() {
+                None => {
+                    seen += weight;
+                    if seen - bracket.below >= rank {
+                        found = Some(Found {
+                            value: *value,
+                            at_most: seen,
+                            next: None,
+                        });
+                    }
+                }
+                Some(found) if *value == found.value => found.at_most += weight,
+                Some(found) => {
+                    found.next = Some(*value);
+                    break;
+                }
             }
         }
-        cells.last().map_or(f64::NAN, |cell| cell.0)
+        found.unwrap_or_else(|| Found {
+            value: cells.last().map_or(f64::NAN, |cell| cell.0),
+            at_most: seen,
+            next: None,
+        })
     }
 }
 
-/// The candidates: per row, the columns [low, high); `below` is the weight of the pairs
-/// left of `low`, all smaller than every candidate.
+/// The number of columns of row `x` whose difference is ≤ `pivot`, given that it lies in
+/// [`low`, `le`] (`le`: the previous row's, or the end of this row's candidates).
+#[inline(always)]
+fn boundary(ws: &[f64], x: f64, pivot: f64, mut le: usize, low: usize) -> usize {
+    while le > low && x + ws[le - 1] > pivot {
+        le -= 1;
+    }
+    le
+}
+
+/// The columns < `pivot` from the columns ≤ it: the cells equal to the pivot are just left
+/// of `le` (rarely more than one: values are distinct, but a sum can round).
+#[inline(always)]
+fn below_equal(ws: &[f64], x: f64, pivot: f64, mut le: usize, low: usize) -> usize {
+    while le > low && x + ws[le - 1] == pivot {
+        le -= 1;
+    }
+    le
+}
+
+/// The candidates: for each row that still holds some, the columns [low, high). `below` is
+/// the weight of the pairs left of the candidates, all smaller than every candidate; pairs
+/// right of them are all larger.
 #[derive(Clone)]
 struct Bracket {
+    rows: Vec<usize>,
     low: Vec<usize>,
     high: Vec<usize>,
     below: u128,
@@ -360,6 +407,7 @@ struct Bracket {
 impl Bracket {
     fn new(rows: usize, columns: usize) -> Bracket {
         Bracket {
+            rows: (0..rows).collect(),
             low: vec![0; rows],
             high: vec![columns; rows],
             below: 0,
@@ -370,13 +418,28 @@ impl Bracket {
         self.low.iter().zip(&self.high).map(|(l, h)| h - l).sum()
     }
 
-    fn weight(&self, matrix: &PairMatrix<'_>) -> u128 {
-        let mut total = 0u128;
-        for row in 0..self.low.len() {
-            total += u128::from(matrix.wx[row])
-                * (matrix.prefix[self.high[row]] - matrix.prefix[self.low[row]]);
-        }
-        total
+    /// Fills `cumulative` with the weight of the candidates up to each candidate row, and
+    /// returns the total.
+    fn cumulative(&self, matrix: &PairMatrix<'_>, cumulative: &mut Vec<u128>) -> u128 {
+        let mut running = 0u128;
+        cumulative.clear();
+        cumulative.extend(self.rows.iter().zip(&self.low).zip(&self.high).map(
+            |((row, low), high)| {
+                running +=
+                    u128::from(matrix.wx[*row]) * (matrix.prefix[*high] - matrix.prefix[*low]);
+                running
+            },
+        ));
+        running
+    }
+
+    /// `clone_from` that keeps the allocations: a round's buffers are the size of the
+    /// samples, and fresh ones each time cost more in page faults than the round itself.
+    fn copy_from(&mut self, other: &Bracket) {
+        self.rows.clone_from(&other.rows);
+        self.low.clone_from(&other.low);
+        self.high.clone_from(&other.high);
+        self.below = other.below;
     }
 
     /// Everything ≤ a pivot whose count is `at_most` lies below the answer.
@@ -393,27 +456,55 @@ impl Bracket {
             *high = (*high).min(*bound);
         }
     }
+
+    /// Forgets the rows left without candidates.
+    fn compact(&mut self) {
+        let mut kept = 0;
+        for index in 0..self.rows.len() {
+            if self.low[index] < self.high[index] {
+                self.rows[kept] = self.rows[index];
+                self.low[kept] = self.low[index];
+                self.high[kept] = self.high[index];
+                kept += 1;
+            }
+        }
+        self.rows.truncate(kept);
+        self.low.truncate(kept);
+        self.high.truncate(kept);
+    }
 }
 
-/// Per-row counts of the two pivots of a round: ≤ and < each.
-struct Scratch([Vec<usize>; 4]);
+/// The buffers of a round, kept from one round to the next: per candidate row, the counts
+/// of the two pivots (≤ and < each), and the cumulative weight the sample is drawn from.
+struct Scratch {
+    counts: [Vec<usize>; 4],
+    cumulative: Vec<u128>,
+}
 
 impl Scratch {
     fn new(rows: usize) -> Scratch {
-        Scratch([vec![0; rows], vec![0; rows], vec![0; rows], vec![0; rows]])
+        Scratch {
+            counts: [vec![0; rows], vec![0; rows], vec![0; rows], vec![0; rows]],
+            cumulative: Vec::with_capacity(rows),
+        }
     }
 
-    fn all(&mut self) -> [&mut [usize]; 4] {
-        let [a, b, c, d] = &mut self.0;
-        [a, b, c, d]
+    fn all(&mut self, active: usize) -> [&mut [usize]; 4] {
+        let [a, b, c, d] = &mut self.counts;
+        [
+            &mut a[..active],
+            &mut b[..active],
+            &mut c[..active],
+            &mut d[..active],
+        ]
     }
 
     fn at_most(&self, pivot: usize) -> &[usize] {
-        &self.0[2 * pivot]
+        &self.counts[2 * pivot]
     }
 
     fn less(&self, pivot: usize) -> &[usize] {
-        &self.0[2 * pivot + 1]
+        &self.counts[2 * pivot + 1]
     }
 }
 
@@ -489,6 +580,43 @@ mod tests {
                     "seed {seed} k {k}"
                 );
             }
+        }
+    }
+
+    /// Every output of `hodges_lehmann` against §6 on the explicit sorted differences, for
+    /// shapes that end the selection in each way: listed candidates, a pivot of exactly the
+    /// wanted rank, and (ties, even m) a middle pair split across two values.
+    #[test]
+    fn estimate_interval_and_bound_equal_the_explicit_definition() {
+        for (seed, n1, n2, levels) in [
+            (11, 2000, 1500, 1_000_000_000),
+            (12, 1500, 1500, 40),
+            (13, 2, 3, 1000),
+            (14, 640, 10, 5),
+            (15, 1001, 999, 3),
+        ] {
+            let x = values(seed, n1, levels);
+            let y = values(seed + 100, n2, levels);
+            let sorted = explicit_sorted(&x, &y);
+            let (ax, _) = Arm::from_samples(&x);
+            let (ay, _) = Arm::from_samples(&y);
+            let sigma = super::super::RankSums::from_arms(&ax, &ay).unwrap().sigma;
+            let m = sorted.len();
+            let at = |rank: u128| sorted[rank as usize - 1];
+            let (hl, bound) = hodges_lehmann(&ax, &ay, sigma, 0.9, Some((0.95, true))).unwrap();
+            let estimate = if m % 2 == 1 {
+                sorted[m / 2]
+            } else {
+                super::super::rank::midpoint(sorted[m / 2 - 1], sorted[m / 2])
+            };
+            assert_eq!(hl.estimate, estimate, "seed {seed}");
+            let k = ci_rank(m as u128, normal_quantile(0.95), sigma);
+            assert_eq!(hl.ci, [at(k), at(m as u128 - k + 1)], "seed {seed}");
+            let k = ci_rank(m as u128, normal_quantile(0.95), sigma);
+            assert_eq!(bound, Some(at(m as u128 - k + 1)), "seed {seed}");
+            let (_, lower) = hodges_lehmann(&ax, &ay, sigma, 0.9, Some((0.99, false))).unwrap();
+            let k = ci_rank(m as u128, normal_quantile(0.99), sigma);
+            assert_eq!(lower, Some(at(k)), "seed {seed}");
         }
     }
 

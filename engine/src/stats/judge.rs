@@ -3,11 +3,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::binary::{two_proportion, TwoProportion};
+use super::exact::exact_p;
 use super::histogram::check_bins;
 use super::hl::HodgesLehmann;
-use super::rank::Arm;
+use super::normal::{asymptotic, normal_quantile};
+use super::rank::{Arm, RankSums};
 use super::sequential::Verdict;
-use super::test::run;
+use super::test::{choose_method, run};
 use super::{Alternative, Better, Method, StatsError, Tolerance, MAX_TOTAL_COUNT};
 
 /// At most this many values per sample (a larger sample is a 413).
@@ -17,11 +20,70 @@ pub const MAX_JUDGE_BINS: usize = 100_000;
 
 /// A sample: an array of numbers, or a histogram `{"bins": [...], "counts": [...]}` whose
 /// bins are each one tie group (§7). Validated by [`judge`], which names the bad field.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum SampleInput {
     Values(Vec<f64>),
     Histogram { bins: Vec<f64>, counts: Vec<u64> },
+}
+
+impl<'de> Deserialize<'de> for SampleInput {
+    // By hand rather than `untagged`: that buffers every number before trying each form,
+    // and its error, "data did not match any variant", neither says what to write nor
+    // which element is wrong.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<SampleInput, D::Error> {
+        use serde::de::{Error, MapAccess, SeqAccess};
+
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "lowercase")]
+        enum Field {
+            Bins,
+            Counts,
+        }
+
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = SampleInput;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str(
+                    "an array of numbers or a histogram {\"bins\": [...], \"counts\": [...]}",
+                )
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SampleInput, A::Error> {
+                // The hint comes from the client: it sizes nothing beyond the limit.
+                let hint = seq.size_hint().unwrap_or(0).min(MAX_JUDGE_VALUES);
+                let mut values = Vec::with_capacity(hint);
+                while let Some(value) = seq.next_element::<f64>()? {
+                    values.push(value);
+                }
+                Ok(SampleInput::Values(values))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SampleInput, A::Error> {
+                let (mut bins, mut counts) = (None, None);
+                while let Some(field) = map.next_key::<Field>()? {
+                    match field {
+                        Field::Bins if bins.is_some() => {
+                            return Err(A::Error::duplicate_field("bins"))
+                        }
+                        Field::Counts if counts.is_some() => {
+                            return Err(A::Error::duplicate_field("counts"))
+                        }
+                        Field::Bins => bins = Some(map.next_value()?),
+                        Field::Counts => counts = Some(map.next_value()?),
+                    }
+                }
+                Ok(SampleInput::Histogram {
+                    bins: bins.ok_or_else(|| A::Error::missing_field("bins"))?,
+                    counts: counts.ok_or_else(|| A::Error::missing_field("counts"))?,
+                })
+            }
+        }
+
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +147,35 @@ pub struct JudgeResponse {
     pub medians: Medians,
     /// With a tolerance, the fixed-sample verdict; INCONCLUSIVE without one.
     pub verdict: Verdict,
+    /// With a tolerance, the effect the verdict weighed against it; absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<JudgeEffect>,
+}
+
+/// What the verdict compares with the tolerance, all in the metric's unit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct JudgeEffect {
+    pub measure: EffectMeasure,
+    /// Treatment − control.
+    pub estimate: f64,
+    /// The one-sided bound at `confidence` on the worse side (the upper end when lower is
+    /// better): PASS when it is inside the tolerance.
+    pub worse_bound: f64,
+    /// The control's median, or its rate of 1s for 0/1 data: what a relative tolerance is a
+    /// share of.
+    pub control_level: f64,
+    /// The tolerance in the metric's unit (a relative one times |control_level|).
+    pub tolerance: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EffectMeasure {
+    /// The Hodges–Lehmann shift and its one-sided bound (§6).
+    Shift,
+    /// For data that are all 0 or 1: p̂1 − p̂0 with the unpooled standard error (§5, §8.5).
+    /// The shift of such data is always 0 (§7.3), which would let any regression pass.
+    RateDifference,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,48 +300,71 @@ pub fn judge(request: &JudgeRequest) -> Result<JudgeResponse, JudgeError> {
         .hodges_lehmann
         .ok_or_else(|| JudgeError::invalid("treatment", "values must be finite numbers"))?;
 
-    let verdict = match tolerance {
-        None => Verdict::Inconclusive,
+    let (verdict, effect) = match tolerance {
+        None => (Verdict::Inconclusive, None),
         Some(tolerance) => {
             let worse_alternative = Alternative::worse(better);
             let worse_p = if worse_alternative == alternative {
                 result.p_value
             } else {
-                run(
-                    &x,
-                    &y,
-                    worse_alternative,
-                    method,
-                    continuity,
-                    confidence,
-                    None,
-                )
-                .map_err(|error| JudgeError::too_large("method", error.to_string()))?
-                .p_value
+                p_value_only(&x, &y, worse_alternative, method, continuity)
+                    .map_err(|error| JudgeError::too_large("method", error.to_string()))?
             };
+            let mut effect = JudgeEffect {
+                measure: EffectMeasure::Shift,
+                estimate: hodges_lehmann.estimate,
+                worse_bound: result.one_sided_bound.unwrap_or(f64::NAN),
+                control_level: result.median_control,
+                tolerance: 0.0,
+            };
+            // §8.4: with too few events a rate's normal approximations mislead both ways.
+            let mut enough_events = true;
+            if let Some(rates) = binary_rates(&x, &y) {
+                let z = normal_quantile(confidence);
+                effect = JudgeEffect {
+                    measure: EffectMeasure::RateDifference,
+                    estimate: rates.difference,
+                    worse_bound: rates.difference + sign * z * rates.standard_error,
+                    control_level: rates.rate_control,
+                    tolerance: 0.0,
+                };
+                let pooled = (rates.rate_treatment * x.total as f64
+                    + rates.rate_control * y.total as f64)
+                    / (x.total as f64 + y.total as f64);
+                enough_events =
+                    (x.total.min(y.total) as f64) * pooled.min(1.0 - pooled) >= MIN_EXPECTED_EVENTS;
+            }
             let scale = match tolerance {
                 Tolerance::Absolute(_) => 1.0,
                 Tolerance::Relative(_) => {
-                    let level = result.median_control.abs();
+                    let level = effect.control_level.abs();
                     if level.is_nan() || level <= 0.0 {
+                        let level = match effect.measure {
+                            EffectMeasure::Shift => "median",
+                            EffectMeasure::RateDifference => "rate of 1s",
+                        };
                         return Err(JudgeError::invalid(
                             "tolerance",
-                            "a relative tolerance needs a control median other than 0",
+                            format!("a relative tolerance needs a control {level} other than 0"),
                         ));
                     }
                     level
                 }
             };
-            let worse = sign * hodges_lehmann.estimate / scale;
-            let bound = result.one_sided_bound.map(|bound| sign * bound / scale);
             let tol = tolerance.value();
-            if worse_p <= 1.0 - confidence && (tol == 0.0 || worse >= tol) {
+            effect.tolerance = tol * scale;
+            let worse = sign * effect.estimate / scale;
+            let bound = sign * effect.worse_bound / scale;
+            let verdict = if !enough_events {
+                Verdict::Inconclusive
+            } else if worse_p <= 1.0 - confidence && (tol == 0.0 || worse >= tol) {
                 Verdict::Regression
-            } else if bound.is_some_and(|bound| bound < tol) {
+            } else if bound < tol {
                 Verdict::Pass
             } else {
                 Verdict::Inconclusive
-            }
+            };
+            (verdict, Some(effect))
         }
     };
 
@@ -269,6 +383,47 @@ pub fn judge(request: &JudgeRequest) -> Result<JudgeResponse, JudgeError> {
             control: result.median_control,
         },
         verdict,
+        effect,
+    })
+}
+
+/// §8.4, as the guard has it: a rate needs min(n1, n2)·p̄ ≥ 5 expected events (here also
+/// 5 expected non-events, for rates near 1).
+const MIN_EXPECTED_EVENTS: f64 = 5.0;
+
+/// The rates of 1s when every value of both arms is 0 or 1.
+fn binary_rates(x: &Arm, y: &Arm) -> Option<TwoProportion> {
+    let binary = |arm: &Arm| {
+        arm.values
+            .iter()
+            .all(|value| *value == 0.0 || *value == 1.0)
+    };
+    if !(binary(x) && binary(y)) {
+        return None;
+    }
+    let ones = |arm: &Arm| {
+        arm.values
+            .iter()
+            .zip(&arm.counts)
+            .filter(|(value, _)| **value == 1.0)
+            .map(|(_, count)| *count)
+            .sum::<u64>()
+    };
+    two_proportion(ones(x), x.total, ones(y), y.total)
+}
+
+/// The p-value of another alternative on the same data, without the Hodges–Lehmann work.
+fn p_value_only(
+    x: &Arm,
+    y: &Arm,
+    alternative: Alternative,
+    method: Method,
+    continuity: bool,
+) -> Result<f64, StatsError> {
+    let sums = RankSums::from_arms(x, y)?;
+    Ok(match choose_method(method, &sums) {
+        Method::Exact => exact_p(&sums, alternative)?,
+        _ => asymptotic(&sums, alternative, continuity).1,
     })
 }
 
@@ -307,7 +462,7 @@ fn histogram_arm(field: &str, bins: &[f64], counts: &[u64]) -> Result<Arm, Judge
     if let Err(StatsError::BinsNotIncreasing(index)) = check_bins(bins) {
         return Err(JudgeError::invalid(
             format!("{field}.bins[{index}]"),
-            "bins must be finite and strictly increasing",
+            "must be finite and strictly increasing",
         ));
     }
     if counts.len() != bins.len() {
@@ -464,6 +619,85 @@ mod tests {
         assert_eq!(response.method, Method::Asymptotic);
         assert_eq!(response.hodges_lehmann.estimate, 0.0);
         assert_ne!(response.verdict, Verdict::Regression);
+    }
+
+    fn rates(treatment: [u64; 2], control: [u64; 2], tolerance: &str) -> JudgeRequest {
+        let histogram = |counts: [u64; 2]| SampleInput::Histogram {
+            bins: vec![0.0, 1.0],
+            counts: counts.to_vec(),
+        };
+        let tolerance = match tolerance.strip_suffix('%') {
+            Some(_) => crate::document::Tolerance::Relative(tolerance.into()),
+            None => crate::document::Tolerance::Absolute(tolerance.parse().unwrap()),
+        };
+        JudgeRequest {
+            tolerance: Some(tolerance),
+            ..JudgeRequest::new(histogram(treatment), histogram(control))
+        }
+    }
+
+    /// The shift of 0/1 data is always 0, so a verdict on it would pass any regression:
+    /// 0/1 data are judged on the difference of rates, as the guard judges rate metrics.
+    #[test]
+    fn binary_data_are_judged_on_the_difference_of_rates() {
+        let worse = judge(&rates([97_050, 2_950], [97_600, 2_400], "0.002")).unwrap();
+        assert_eq!(worse.hodges_lehmann.estimate, 0.0);
+        assert_eq!(worse.verdict, Verdict::Regression);
+        let effect = worse.effect.unwrap();
+        assert_eq!(effect.measure, EffectMeasure::RateDifference);
+        assert!((effect.estimate - 0.0055).abs() < 1e-12, "{effect:?}");
+        assert!((effect.control_level - 0.024).abs() < 1e-12);
+        assert!(effect.worse_bound > effect.estimate);
+
+        let same = judge(&rates([97_590, 2_410], [97_600, 2_400], "0.002")).unwrap();
+        assert_eq!(same.verdict, Verdict::Pass);
+        let relative = judge(&rates([97_590, 2_410], [97_600, 2_400], "10%")).unwrap();
+        assert_eq!(relative.verdict, Verdict::Pass);
+        assert!((relative.effect.unwrap().tolerance - 0.0024).abs() < 1e-12);
+        let relative = judge(&rates([97_050, 2_950], [97_600, 2_400], "10%")).unwrap();
+        assert_eq!(relative.verdict, Verdict::Regression);
+
+        // The same data as raw 0/1 values.
+        let values = |ones: usize, total: usize| {
+            SampleInput::Values((0..total).map(|i| f64::from(u8::from(i < ones))).collect())
+        };
+        let raw = JudgeRequest {
+            tolerance: Some(crate::document::Tolerance::Absolute(0.002)),
+            ..JudgeRequest::new(values(295, 10_000), values(100, 10_000))
+        };
+        assert_eq!(judge(&raw).unwrap().verdict, Verdict::Regression);
+
+        // Higher is better (a success rate): the lower treatment is the regression.
+        let success = JudgeRequest {
+            better: Some(Better::Higher),
+            ..rates([2_950, 97_050], [2_400, 97_600], "0.002")
+        };
+        assert_eq!(judge(&success).unwrap().verdict, Verdict::Regression);
+
+        // Two expected events are too few to decide either way (§8.4).
+        let rare = judge(&rates([1_000, 3], [1_000, 0], "0.001")).unwrap();
+        assert_eq!(rare.verdict, Verdict::Inconclusive);
+        let error = judge(&rates([1_000, 3], [1_000, 0], "5%")).unwrap_err();
+        assert_eq!(error.field, "tolerance");
+        assert!(error.message.contains("rate"), "{error}");
+    }
+
+    /// A two-sided test reports its own p-value, but the verdict weighs the one-sided
+    /// "worse" one, so both give the same verdict.
+    #[test]
+    fn the_verdict_does_not_depend_on_the_reported_alternative() {
+        let control: Vec<f64> = (0..300).map(|i| 100.0 + (i % 30) as f64).collect();
+        let slower: Vec<f64> = control.iter().map(|v| v * 1.2).collect();
+        let mut request = JudgeRequest::new(values(&slower), values(&control));
+        request.tolerance = Some(crate::document::Tolerance::Relative("5%".into()));
+        let one_sided = judge(&request).unwrap();
+        request.alternative = Some(Alternative::TwoSided);
+        let two_sided = judge(&request).unwrap();
+        assert_eq!(one_sided.verdict, Verdict::Regression);
+        assert_eq!(two_sided.verdict, Verdict::Regression);
+        assert!((two_sided.p_value - 2.0 * one_sided.p_value).abs() <= 1e-12 * one_sided.p_value);
+        request.alternative = Some(Alternative::Less);
+        assert_eq!(judge(&request).unwrap().verdict, Verdict::Regression);
     }
 
     #[test]

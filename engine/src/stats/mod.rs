@@ -31,8 +31,8 @@ pub use binary::{two_proportion, TwoProportion};
 pub use histogram::{Histogram, MAX_TOTAL_COUNT};
 pub use hl::HodgesLehmann;
 pub use judge::{
-    judge, JudgeError, JudgeErrorKind, JudgeRequest, JudgeResponse, Medians, SampleInput,
-    MAX_JUDGE_BINS, MAX_JUDGE_VALUES,
+    judge, EffectMeasure, JudgeEffect, JudgeError, JudgeErrorKind, JudgeRequest, JudgeResponse,
+    Medians, SampleInput, MAX_JUDGE_BINS, MAX_JUDGE_VALUES,
 };
 pub use normal::{ln_normal_cdf, normal_upper_tail};
 pub use rank::RankSums;

@@ -26,10 +26,11 @@ impl Arm {
             .map(|value| value + 0.0)
             .collect();
         let dropped = samples.len() - sorted.len();
-        sorted.sort_unstable_by(f64::total_cmp);
+        sort_total(&mut sorted);
         let mut arm = Arm {
+            values: Vec::with_capacity(sorted.len()),
+            counts: Vec::with_capacity(sorted.len()),
             total: sorted.len() as u64,
-            ..Arm::default()
         };
         for value in sorted {
             match arm.values.last() {
@@ -88,6 +89,66 @@ impl Arm {
             let (low, high) = (self.kth(half), self.kth(half + 1));
             Some(midpoint(low, high))
         }
+    }
+}
+
+/// Sorts in IEEE total order (NaN never reaches here), as `sort_unstable_by(f64::total_cmp)`
+/// does. Large samples go through a radix sort of the bits: sorting the judge's two
+/// samples of 100,000 values was a tenth of its time with comparisons.
+fn sort_total(values: &mut [f64]) {
+    const DIGIT: u32 = 11;
+    const BUCKETS: usize = 1 << DIGIT;
+    const PASSES: usize = 6;
+    if values.len() < 1 << 12 {
+        values.sort_unstable_by(f64::total_cmp);
+        return;
+    }
+    // The order of `f64::total_cmp` as unsigned integers: negative values have all their
+    // bits flipped, positive ones only the sign. The map is its own inverse but for the sign.
+    let to_key = |value: f64| {
+        let bits = value.to_bits();
+        if bits >> 63 == 1 {
+            !bits
+        } else {
+            bits | 1 << 63
+        }
+    };
+    let from_key = |key: u64| {
+        f64::from_bits(if key >> 63 == 1 {
+            key & !(1 << 63)
+        } else {
+            !key
+        })
+    };
+    let digit = |key: u64, pass: usize| ((key >> (pass as u32 * DIGIT)) as usize) & (BUCKETS - 1);
+    let mut keys: Vec<u64> = values.iter().map(|value| to_key(*value)).collect();
+    let mut counts = vec![[0usize; BUCKETS]; PASSES];
+    for key in &keys {
+        for (pass, count) in counts.iter_mut().enumerate() {
+            count[digit(*key, pass)] += 1;
+        }
+    }
+    let mut buffer = vec![0u64; keys.len()];
+    for (pass, count) in counts.iter_mut().enumerate() {
+        // A digit every key shares does not reorder anything.
+        if count.contains(&keys.len()) {
+            continue;
+        }
+        let mut start = 0;
+        for bucket in count.iter_mut() {
+            let size = *bucket;
+            *bucket = start;
+            start += size;
+        }
+        for key in &keys {
+            let bucket = &mut count[digit(*key, pass)];
+            buffer[*bucket] = *key;
+            *bucket += 1;
+        }
+        std::mem::swap(&mut keys, &mut buffer);
+    }
+    for (value, key) in values.iter_mut().zip(&keys) {
+        *value = from_key(*key);
     }
 }
 
@@ -256,6 +317,35 @@ mod tests {
         assert_eq!(dropped, 2);
         assert_eq!(arm.values, vec![0.0, 1.0]);
         assert_eq!(arm.counts, vec![2, 1]);
+    }
+
+    #[test]
+    fn the_radix_sort_orders_as_total_cmp() {
+        let mut state = 7u64;
+        let mut values: Vec<f64> = (0..20_000)
+            .map(|index| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                match index % 7 {
+                    0 => f64::from_bits(state >> 1) * if state & 1 == 0 { 1.0 } else { -1.0 },
+                    1 => ((state >> 40) % 50) as f64 - 25.0,
+                    2 => f64::INFINITY,
+                    3 => f64::NEG_INFINITY,
+                    4 => f64::MIN_POSITIVE * (state >> 60) as f64,
+                    _ => (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5,
+                }
+            })
+            .filter(|value| !value.is_nan())
+            .map(|value| value + 0.0)
+            .collect();
+        let mut expected = values.clone();
+        expected.sort_unstable_by(f64::total_cmp);
+        sort_total(&mut values);
+        assert_eq!(
+            values.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
     }
 
     #[test]

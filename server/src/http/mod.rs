@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod errors;
+pub mod judge;
 pub mod ofrep;
 pub mod openapi;
 pub mod ops;
@@ -96,6 +97,7 @@ pub fn serve(
             .configure(sdk::routes)
             .configure(admin::routes)
             .configure(ramps::routes)
+            .configure(judge::routes)
             .default_service(web::to(errors::not_found))
     })
     .workers(workers)

@@ -9,7 +9,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use super::errors::ErrorBody;
-use super::{admin, ofrep, ramps, sdk};
+use super::{admin, judge, ofrep, ramps, sdk};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -46,6 +46,7 @@ use super::{admin, ofrep, ramps, sdk};
         ramps::operate,
         ramps::incidents,
         ramps::incident,
+        judge::judge,
         ofrep::evaluate_one,
         ofrep::evaluate_all,
         ofrep::events,
@@ -53,7 +54,13 @@ use super::{admin, ofrep, ramps, sdk};
         sdk::stream,
         document,
     ),
-    components(schemas(ErrorBody, OfrepEvaluationRequest, OfrepFailure)),
+    components(schemas(
+        ErrorBody,
+        OfrepEvaluationRequest,
+        OfrepFailure,
+        judge::JudgeRequestSchema,
+        judge::JudgeResponseSchema
+    )),
     modifiers(&SecuritySchemes),
     tags(
         (name = "environments", description = "Environments: each has its own flags, segments and keys"),
@@ -63,6 +70,7 @@ use super::{admin, ofrep, ramps, sdk};
         (name = "keys", description = "API keys of the three scopes: client, server, admin"),
         (name = "audit", description = "Who changed what, when, from what to what"),
         (name = "ramps", description = "Ramps: status, manual controls, and the incidents the guard recorded"),
+        (name = "judge", description = "The guard's statistics on two samples sent in the request"),
         (name = "ofrep", description = "The OpenFeature Remote Evaluation Protocol, with its event stream"),
         (name = "sdk", description = "Delivery to SDKs that evaluate locally: the ruleset and its stream"),
         (name = "openapi", description = "This document; no key needed"),

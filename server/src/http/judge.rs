@@ -1,0 +1,250 @@
+//! `POST /api/v1/judge`: the guard's statistics on two samples the caller sends, for
+//! canaries, A/B deploys and load tests that do not go through a flag (docs/judge.md).
+//!
+//! The handler only authorizes, reads and maps: the numbers come from
+//! [`ripcord_engine::stats::judge`], the function `ripcord judge` calls too.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use ripcord_engine::stats::{judge as judge_samples, JudgeError, JudgeErrorKind, JudgeRequest};
+
+use super::errors::ErrorBody;
+use super::openapi::KeyRefusals;
+use super::State;
+use crate::error::{Error, Result};
+use crate::store::Scope;
+
+/// The largest judge request, in bytes. The engine's limit is 1,000,000 values per sample;
+/// two such samples written as compact JSON by any client (at most 24 characters a number,
+/// a separator) take about 50 MB, so they fit with room for indentation. The route does
+/// not use `RIPCORD_MAX_BODY_BYTES`, which is sized for flags.
+pub const MAX_JUDGE_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config.service(web::resource("/api/v1/judge").route(web::post().to(judge)));
+}
+
+/// The request's key, which must be an admin or a server key: judging reads nothing of an
+/// environment, but it costs CPU, which a client key shipped inside apps must not spend.
+fn authorize(request: &HttpRequest, state: &State) -> Result<()> {
+    let principal = super::principal(request, state)?;
+    match principal.scope {
+        Scope::Admin | Scope::Server => Ok(()),
+        scope => Err(Error::Forbidden(format!(
+            "this is a {} key; the judge needs an admin or a server key",
+            scope.as_str()
+        ))),
+    }
+}
+
+/// The engine names the wrong field; so does the answer: `path` for a 400, the message
+/// for a 413 (whose body has no `path`).
+fn judge_error(error: JudgeError) -> Error {
+    match error.kind {
+        JudgeErrorKind::TooLarge => Error::LimitExceeded {
+            limit: "judge",
+            message: format!(
+                "`{}` is over the judge's limit: {}",
+                error.field, error.message
+            ),
+        },
+        _ => Error::bad_request(
+            format!("`{}`: {}", error.field, error.message),
+            Some(error.field),
+        ),
+    }
+}
+
+/// Runs the guard's Mann–Whitney U test and Hodges–Lehmann shift on two samples; with a
+/// tolerance, also gives a fixed-sample verdict.
+#[utoipa::path(
+    post,
+    path = "/api/v1/judge",
+    tag = "judge",
+    request_body = JudgeRequestSchema,
+    responses(
+        (status = 200, description = "The test, the shift and the verdict", body = JudgeResponseSchema),
+        (status = 400, description = "A field is not valid; `path` names it", body = ErrorBody),
+        (status = 413, description = "Over a limit: 1,000,000 values or 100,000 bins per sample, 64 MiB of body; the message names which", body = ErrorBody),
+        KeyRefusals
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn judge(
+    request: HttpRequest,
+    state: web::Data<State>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    authorize(&request, &state)?;
+    let body = super::read_body(payload, MAX_JUDGE_BODY_BYTES, "the judge's body limit").await?;
+    // Parsing a million numbers per arm and ranking them takes long enough to hold up
+    // every other request of this worker: both run on the blocking pool.
+    let judged = web::block(move || -> Result<_> {
+        let request: JudgeRequest = super::parse_json(&body)?;
+        judge_samples(&request).map_err(judge_error)
+    })
+    .await;
+    match judged {
+        Ok(judged) => Ok(HttpResponse::Ok().json(judged?)),
+        // The engine does not panic on any input; should it ever, the answer still has
+        // the one error shape, and the log has the cause.
+        Err(error) => {
+            tracing::error!(%error, "the judge failed");
+            Ok(HttpResponse::InternalServerError().json(ErrorBody {
+                error: "internal",
+                message: "the judge failed on this input; the server log has the cause".into(),
+                path: None,
+                problems: Vec::new(),
+            }))
+        }
+    }
+}
+
+/// The request of `POST /api/v1/judge` (docs/judge.md).
+#[derive(utoipa::ToSchema)]
+#[schema(as = JudgeRequest)]
+pub struct JudgeRequestSchema {
+    /// An array of numbers, or a histogram `{"bins": [v1, ...], "counts": [c1, ...]}` whose
+    /// bins are strictly increasing values, each one tie group. At most 1,000,000 values or
+    /// 100,000 bins.
+    #[schema(value_type = Object)]
+    pub treatment: serde_json::Value,
+    /// The same form as `treatment`; a histogram over the same bins.
+    #[schema(value_type = Object)]
+    pub control: serde_json::Value,
+    /// `lower` (the default: latency, error rate) or `higher` (success, conversion).
+    pub better: Option<String>,
+    /// `greater`, `less` or `two-sided`, treatment first, as scipy's `mannwhitneyu`.
+    /// Default: the one-sided "treatment is worse" that `better` implies.
+    pub alternative: Option<String>,
+    /// `auto` (the default: exact when the smaller sample has at most 8 values and nothing
+    /// is tied), `exact` or `asymptotic`.
+    pub method: Option<String>,
+    /// The continuity correction of the asymptotic method; default `true`.
+    pub continuity: Option<bool>,
+    /// Of the Hodges–Lehmann interval, and 1 − alpha of the verdict; default 0.95.
+    pub confidence: Option<f64>,
+    /// How much worse the treatment may be: a number in the metric's unit, or a share of
+    /// the control's median such as `"5%"`. With it, the verdict is PASS, REGRESSION or
+    /// INCONCLUSIVE; without it, always INCONCLUSIVE.
+    #[schema(value_type = Option<Object>)]
+    pub tolerance: Option<serde_json::Value>,
+}
+
+/// The answer of `POST /api/v1/judge`.
+#[derive(utoipa::ToSchema)]
+#[schema(as = JudgeResponse)]
+pub struct JudgeResponseSchema {
+    pub n_treatment: u64,
+    pub n_control: u64,
+    /// U1 of the treatment, R1 − n1(n1+1)/2 with mid-ranks, whatever the alternative.
+    pub u: f64,
+    /// n1·n2 − u.
+    pub u2: f64,
+    /// The normal deviate, for the asymptotic method (absent when every value is tied).
+    pub z: Option<f64>,
+    pub p_value: f64,
+    /// `exact` or `asymptotic`: what `auto` chose.
+    pub method: String,
+    pub alternative: String,
+    /// `{"estimate": ..., "ci": [low, high], "confidence": ...}`: the median of every
+    /// difference treatment − control, and its interval.
+    #[schema(value_type = Object)]
+    pub hodges_lehmann: serde_json::Value,
+    /// `{"treatment": ..., "control": ...}`.
+    #[schema(value_type = Object)]
+    pub medians: serde_json::Value,
+    /// `PASS`, `REGRESSION` or `INCONCLUSIVE`.
+    pub verdict: String,
+    /// With a tolerance, what the verdict weighed against it, in the metric's unit:
+    /// `{"measure": "shift" | "rate_difference", "estimate": ..., "worse_bound": ...,
+    /// "control_level": ..., "tolerance": ...}`. `rate_difference` (p̂1 − p̂0) is used when
+    /// every value is 0 or 1, whose shift is always 0.
+    #[schema(value_type = Option<Object>)]
+    pub effect: Option<serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(body: &str) -> Error {
+        let request: JudgeRequest = match super::super::parse_json(body.as_bytes()) {
+            Ok(request) => request,
+            Err(error) => return error,
+        };
+        match judge_samples(&request) {
+            Ok(response) => panic!("{body} was judged: {response:?}"),
+            Err(error) => judge_error(error),
+        }
+    }
+
+    #[track_caller]
+    fn assert_bad_request(body: &str, field: &str) {
+        match error_of(body) {
+            Error::BadRequest { path, message } => {
+                assert_eq!(path.as_deref(), Some(field), "{body}: {message}")
+            }
+            other => panic!("{body} gave {other:?}"),
+        }
+    }
+
+    /// Each bad input of the issue is a 400 whose `path` names the field, whether serde or
+    /// the engine finds it.
+    #[test]
+    fn bad_inputs_are_reported_at_their_field() {
+        assert_bad_request(r#"{"treatment": [], "control": [1]}"#, "treatment");
+        assert_bad_request(r#"{"treatment": [1], "control": []}"#, "control");
+        assert_bad_request(r#"{"treatment": [1, "x"], "control": [1]}"#, "treatment[1]");
+        assert_bad_request(
+            r#"{"treatment": [1, 1e999], "control": [1]}"#,
+            "treatment[1]",
+        );
+        assert_bad_request(
+            r#"{"treatment": {"bins": [1, 1], "counts": [1, 2]}, "control": {"bins": [1, 1], "counts": [1, 2]}}"#,
+            "treatment.bins[1]",
+        );
+        assert_bad_request(
+            r#"{"treatment": {"bins": [1, 2], "counts": [1, 2]}, "control": {"bins": [1, 2], "counts": [1]}}"#,
+            "control.counts",
+        );
+        assert_bad_request(
+            r#"{"treatment": {"bins": [1, 2], "counts": [1, 2]}, "control": [1, 2]}"#,
+            "control",
+        );
+        assert_bad_request(
+            r#"{"treatment": {"bins": [1, 2], "counts": [1, -2]}, "control": {"bins": [1, 2], "counts": [1, 2]}}"#,
+            "treatment.counts[1]",
+        );
+        assert_bad_request(
+            r#"{"treatment": {"bins": [1, 2]}, "control": {"bins": [1, 2], "counts": [1, 2]}}"#,
+            "treatment",
+        );
+        assert_bad_request(
+            r#"{"treatment": [1], "control": [2], "alternative": "bigger"}"#,
+            "alternative",
+        );
+        assert_bad_request(
+            r#"{"treatment": [1], "control": [2], "tolerance": "five"}"#,
+            "tolerance",
+        );
+        assert_bad_request(
+            r#"{"treatment": [1], "control": [2], "confidence": 1.5}"#,
+            "confidence",
+        );
+        assert_bad_request(
+            r#"{"treatment": [1], "control": [2], "colour": 1}"#,
+            "colour",
+        );
+    }
+
+    #[test]
+    fn a_sample_over_the_limit_is_a_413_that_names_it() {
+        let many = vec!["1"; ripcord_engine::stats::MAX_JUDGE_VALUES + 1].join(",");
+        let body = format!(r#"{{"treatment": [1, 2], "control": [{many}]}}"#);
+        let error = error_of(&body);
+        assert!(
+            matches!(&error, Error::LimitExceeded { message, .. } if message.contains("`control`") && message.contains("1000000")),
+            "{error:?}"
+        );
+    }
+}

@@ -40,7 +40,7 @@ pub struct Config {
     #[arg(long, env = "RIPCORD_LOG", default_value = "info")]
     pub log: String,
 
-    /// Largest request body, in bytes, except for document imports.
+    /// Largest request body, in bytes, except for document imports and metric batches.
     #[arg(long, env = "RIPCORD_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
 
@@ -122,6 +122,16 @@ pub struct Config {
     /// HTTP worker threads; 0 means one per core.
     #[arg(long, env = "RIPCORD_WORKERS", default_value_t = 0)]
     pub workers: usize,
+
+    /// Most observations in one metrics batch (`POST /api/v1/metrics`, gRPC `Report`). A
+    /// metrics body may take 512 bytes per observation of this limit.
+    #[arg(
+        long,
+        env = "RIPCORD_MAX_OBSERVATIONS_PER_BATCH",
+        default_value_t = 10_000,
+        value_parser = parse_batch_limit
+    )]
+    pub max_observations_per_batch: usize,
 }
 
 fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -149,6 +159,13 @@ fn parse_heartbeat(text: &str) -> Result<std::time::Duration, String> {
     ripcord_engine::snapshot::parse_duration(text)
         .filter(|duration| !duration.is_zero())
         .ok_or_else(|| format!("`{text}` is not a duration above zero such as `15s` or `1m`"))
+}
+
+fn parse_batch_limit(text: &str) -> Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|limit| *limit > 0)
+        .ok_or_else(|| format!("`{text}` is not a number of observations above zero"))
 }
 
 impl Config {

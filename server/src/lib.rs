@@ -11,6 +11,8 @@
 //! - [`feed`]: every installed snapshot, announced to the streams SDKs follow.
 //! - [`grpc`]: the only module that knows tonic: `ripcord.v1`, flagd's services, health.
 //! - [`judge_cli`]: `ripcord judge`, the judge of the HTTP API on two files.
+//! - [`ingest`]: metric observations, checked against running ramps and stored as
+//!   mergeable aggregates with group commit.
 //! - [`metrics`]: the Prometheus registry.
 //! - [`shutdown`]: the one stop signal for servers and their streams.
 //!
@@ -22,6 +24,7 @@ pub mod error;
 pub mod feed;
 pub mod grpc;
 pub mod http;
+pub mod ingest;
 pub mod judge_cli;
 pub mod metrics;
 pub mod ramp;
@@ -129,15 +132,16 @@ pub async fn run(
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
-    let store = store::sled::SledStore::open(&config.data_dir)?;
+    let store: Arc<dyn store::Store> = Arc::new(store::sled::SledStore::open(&config.data_dir)?);
     let service = Service::open(
-        Arc::new(store),
+        Arc::clone(&store),
         config.limits(),
         config.admin_key.as_deref(),
     )
     .await?;
     prepare(&service, &config).await?;
     let _follower = service.follow_changes();
+    let ingest = ingest::Ingest::start(Arc::clone(&store), config.max_observations_per_batch);
 
     let (trigger, stop) = shutdown::channel();
     let webhooks = ramp::webhook::Webhooks::new(ramp::webhook::WebhookConfig {
@@ -146,8 +150,7 @@ pub async fn run(
         attempts: config.webhook_attempts,
         backoff: config.webhook_backoff,
     })?;
-    // FIXME(merge): the evidence is metric ingestion.
-    let evidence: Arc<dyn ramp::Evidence> = Arc::new(ramp::Unobserved);
+    let evidence: Arc<dyn ramp::Evidence> = Arc::clone(&ingest) as Arc<dyn ramp::Evidence>;
     let ramps = Arc::new(ramp::Controller::new(
         Arc::clone(&service),
         evidence,
@@ -155,28 +158,23 @@ pub async fn run(
     ));
     ramps.restore().await?;
     let _ticker = ramps.spawn(config.ramp_tick, stop.clone());
-    // One registry for both protocols: `/metrics` counts gRPC evaluations too.
-    let metrics = Arc::new(metrics::Metrics::new());
+    let parts = Parts {
+        service,
+        metrics: Arc::new(metrics::Metrics::new()),
+        ingest: Arc::clone(&ingest),
+        ramps,
+    };
     let grpc_address = grpc_listener.local_addr()?;
     let grpc = spawn_grpc(
-        Arc::clone(&service),
+        parts.clone(),
         config.clone(),
         grpc_listener,
         workers,
         stop.clone(),
-        Arc::clone(&metrics),
     )?;
     tracing::info!("ripcord gRPC listening on http://{grpc_address}");
     let address = listener.local_addr()?;
-    let server = http::serve(
-        Arc::clone(&service),
-        &config,
-        listener,
-        workers,
-        stop,
-        Arc::clone(&metrics),
-        ramps,
-    )?;
+    let server = http::serve(parts, &config, listener, workers, stop)?;
     tracing::info!(data_dir = %config.data_dir.display(), "ripcord listening on http://{address}");
     let handle = server.handle();
     let signals = actix_web::rt::spawn(async move {
@@ -191,6 +189,8 @@ pub async fn run(
     let grpc_result = tokio::task::spawn_blocking(move || grpc.join())
         .await
         .map_err(|error| anyhow::anyhow!("waiting for gRPC: {error}"))?;
+    // Both servers are done: what their last batches added is flushed before the exit.
+    ingest.close().await;
     served?;
     match grpc_result {
         Ok(result) => result?,
@@ -200,15 +200,24 @@ pub async fn run(
     Ok(())
 }
 
+/// What both protocol servers serve from.
+#[derive(Clone)]
+pub struct Parts {
+    pub service: Arc<Service>,
+    /// One registry for both protocols: `/metrics` counts gRPC evaluations too.
+    pub metrics: Arc<metrics::Metrics>,
+    pub ingest: Arc<ingest::Ingest>,
+    pub ramps: Arc<ramp::Controller>,
+}
+
 /// gRPC runs on a runtime of its own, with as many threads as HTTP has workers: the HTTP
 /// server's runtime is one thread per worker and not shared.
 fn spawn_grpc(
-    service: Arc<Service>,
+    parts: Parts,
     config: Config,
     listener: TcpListener,
     workers: usize,
     stop: shutdown::Signal,
-    metrics: Arc<metrics::Metrics>,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers.max(1))
@@ -219,7 +228,7 @@ fn spawn_grpc(
     let thread = std::thread::Builder::new()
         .name("ripcord-grpc".to_string())
         .spawn(move || {
-            let result = runtime.block_on(grpc::serve(service, &config, listener, stop, metrics));
+            let result = runtime.block_on(grpc::serve(parts, &config, listener, stop));
             // Streams still open after the stop signal get a moment, then are dropped.
             runtime.shutdown_timeout(std::time::Duration::from_secs(2));
             result

@@ -9,6 +9,9 @@
 //! - [`judge`]: `POST /api/v1/judge` and `ripcord judge` on the scipy fixtures; bad input,
 //!   limits, the report and the exit statuses.
 //! - [`lifecycle`]: restarts, crashes, signals, first start and configuration.
+//! - [`metrics`]: metric reporting over HTTP and gRPC: keys, batch shape, limits.
+//! - [`ramps`]: ramps walked by the controller on observations posted over HTTP: kills,
+//!   incidents, webhooks, restarts, manual controls.
 //! - [`sdk`]: the Rust SDK against real servers, both modes, and its examples.
 
 #[path = "e2e/harness.rs"]
@@ -26,5 +29,9 @@ mod grpc;
 mod judge;
 #[path = "e2e/lifecycle.rs"]
 mod lifecycle;
+#[path = "e2e/metrics.rs"]
+mod metrics;
+#[path = "e2e/ramps.rs"]
+mod ramps;
 #[path = "e2e/sdk.rs"]
 mod sdk;

@@ -1,7 +1,7 @@
 //! gRPC: the only module that knows tonic. Serves `ripcord.v1`, flagd's evaluation services,
 //! gRPC health and reflection, on its own listener and runtime.
 //!
-//! - [`ripcord`]: `ripcord.v1.Ripcord` — Evaluate, EvaluateAll, Watch.
+//! - [`ripcord`]: `ripcord.v1.Ripcord` — Evaluate, EvaluateAll, Watch, Report.
 //! - [`flagd`]: `flagd.evaluation.v1` and `v2`, for OpenFeature's flagd providers.
 //! - [`follow`]: the streams that follow an environment (Watch, flagd's EventStream).
 //! - [`auth`]: keys in the call's metadata.
@@ -37,6 +37,7 @@ struct Shared {
     max_context_attributes: usize,
     flagd_environment: Option<String>,
     flagd_allow_anonymous: bool,
+    ingest: Arc<crate::ingest::Ingest>,
 }
 
 impl Shared {
@@ -64,12 +65,17 @@ impl Shared {
 
 /// Serves gRPC on `listener` until `stop` fires.
 pub async fn serve(
-    service: Arc<Service>,
+    parts: crate::Parts,
     config: &Config,
     listener: TcpListener,
     mut stop: shutdown::Signal,
-    metrics: Arc<Metrics>,
 ) -> anyhow::Result<()> {
+    let crate::Parts {
+        service,
+        metrics,
+        ingest,
+        ..
+    } = parts;
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     // Without TCP_NODELAY a small answer waits for the client's delayed ACK: about 40 ms
@@ -83,6 +89,7 @@ pub async fn serve(
         max_context_attributes: config.max_context_attributes,
         flagd_environment: config.flagd_environment.clone(),
         flagd_allow_anonymous: config.flagd_allow_anonymous,
+        ingest,
     });
     let ripcord = pb::ripcord::v1::ripcord_server::RipcordServer::new(ripcord::Ripcord {
         shared: Arc::clone(&shared),

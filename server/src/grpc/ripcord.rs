@@ -1,4 +1,5 @@
-//! `ripcord.v1.Ripcord`: evaluation for backend services, and the ruleset `Watch` stream.
+//! `ripcord.v1.Ripcord`: evaluation for backend services, the ruleset `Watch` stream, and
+//! `Report`, metric observations for running ramps (checked and stored by `crate::ingest`).
 //!
 //! Evaluations carry what OFREP's carry; client keys see only client-visible flags, and any
 //! other flag is answered as not found, so an app's key does not reveal which server-side
@@ -15,6 +16,7 @@ use super::follow::{self, Messages};
 use super::status::{Refusal, Result};
 use super::{auth, convert, Shared};
 use crate::feed::Delta;
+use crate::ingest::{ObservationIn, Timestamp};
 use crate::service::{Environment, Principal, Service};
 use crate::store::Scope;
 
@@ -130,9 +132,56 @@ impl pb::ripcord_server::Ripcord for Ripcord {
 
     async fn report(
         &self,
-        _request: Request<pb::ReportRequest>,
+        request: Request<pb::ReportRequest>,
     ) -> Result<Response<pb::ReportResponse>, Status> {
-        Err(Status::unimplemented("metric ingestion is being built"))
+        let (metadata, _, request) = request.into_parts();
+        let token = auth::required(&metadata)?;
+        let principal = self
+            .shared
+            .service
+            .authenticate(&token)
+            .ok_or_else(auth::unknown_key)?;
+        let observations = request
+            .observations
+            .into_iter()
+            .map(observation_in)
+            .collect();
+        let accepted = self
+            .shared
+            .ingest
+            .report(
+                &self.shared.service,
+                &principal,
+                observations,
+                crate::ingest::unix_now(),
+            )
+            .await
+            .map_err(Refusal::from)?;
+        Ok(Response::new(pb::ReportResponse {
+            accepted: accepted.accepted,
+            rejected: accepted
+                .rejected
+                .into_iter()
+                .map(|rejection| pb::Rejection {
+                    // A batch is far below u32::MAX observations (the batch limit).
+                    index: u32::try_from(rejection.index).unwrap_or(u32::MAX),
+                    reason: rejection.reason,
+                })
+                .collect(),
+        }))
+    }
+}
+
+fn observation_in(observation: pb::Observation) -> ObservationIn {
+    ObservationIn {
+        flag: observation.flag,
+        metric: observation.metric,
+        value: observation.value,
+        cohort: observation.cohort,
+        stage: u64::from(observation.stage),
+        // Protobuf has no absent string: empty means not sent.
+        unit: Some(observation.unit).filter(|unit| !unit.is_empty()),
+        timestamp: observation.timestamp_ms.map(Timestamp::UnixMillis),
     }
 }
 

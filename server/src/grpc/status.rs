@@ -43,4 +43,24 @@ impl From<Refusal> for Status {
     }
 }
 
+/// The server's domain errors, for calls that go through the service's plain functions.
+impl From<crate::error::Error> for Refusal {
+    fn from(error: crate::error::Error) -> Refusal {
+        use crate::error::Error;
+        match error {
+            Error::NotFound { .. } => Refusal::NotFound(error.to_string()),
+            Error::Conflict(message) => Refusal::FailedPrecondition(message),
+            Error::Invalid(_) | Error::BadRequest { .. } | Error::LimitExceeded { .. } => {
+                Refusal::InvalidArgument(error.to_string())
+            }
+            Error::Unauthorized(message) => Refusal::Unauthenticated(message.to_string()),
+            Error::Forbidden(message) => Refusal::PermissionDenied(message),
+            Error::Store(error) => {
+                tracing::error!(%error, "storage error");
+                Refusal::Unavailable("the store is unavailable; nothing was changed".to_string())
+            }
+        }
+    }
+}
+
 pub type Result<T, E = Refusal> = std::result::Result<T, E>;

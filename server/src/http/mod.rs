@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod errors;
 pub mod judge;
+pub mod metrics;
 pub mod ofrep;
 pub mod openapi;
 pub mod ops;
@@ -40,19 +41,24 @@ pub struct State {
     /// Longest silence on a stream before a heartbeat.
     pub heartbeat: std::time::Duration,
     pub ramps: Arc<crate::ramp::Controller>,
+    pub ingest: Arc<crate::ingest::Ingest>,
 }
 
 /// Builds the HTTP server on `listener`. The caller stops it (see `run`), after `stop` has
 /// fired for the streams.
 pub fn serve(
-    service: Arc<Service>,
+    parts: crate::Parts,
     config: &Config,
     listener: TcpListener,
     workers: usize,
     stop: crate::shutdown::Signal,
-    metrics: Arc<Metrics>,
-    ramps: Arc<crate::ramp::Controller>,
 ) -> std::io::Result<Server> {
+    let crate::Parts {
+        service,
+        metrics,
+        ingest,
+        ramps,
+    } = parts;
     let state = web::Data::new(State {
         service,
         metrics,
@@ -62,6 +68,7 @@ pub fn serve(
         stop,
         heartbeat: config.heartbeat,
         ramps,
+        ingest,
     });
     let server = HttpServer::new(move || {
         let state = state.clone();
@@ -98,6 +105,7 @@ pub fn serve(
             .configure(admin::routes)
             .configure(ramps::routes)
             .configure(judge::routes)
+            .configure(metrics::routes)
             .default_service(web::to(errors::not_found))
     })
     .workers(workers)

@@ -9,7 +9,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use super::errors::ErrorBody;
-use super::{admin, judge, ofrep, ramps, sdk};
+use super::{admin, judge, metrics, ofrep, ramps, sdk};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -52,6 +52,7 @@ use super::{admin, judge, ofrep, ramps, sdk};
         ofrep::events,
         sdk::ruleset,
         sdk::stream,
+        metrics::report,
         document,
     ),
     components(schemas(
@@ -73,6 +74,7 @@ use super::{admin, judge, ofrep, ramps, sdk};
         (name = "judge", description = "The guard's statistics on two samples sent in the request"),
         (name = "ofrep", description = "The OpenFeature Remote Evaluation Protocol, with its event stream"),
         (name = "sdk", description = "Delivery to SDKs that evaluate locally: the ruleset and its stream"),
+        (name = "metrics", description = "Metric observations for the guards of running ramps"),
         (name = "openapi", description = "This document; no key needed"),
     )
 )]

@@ -19,13 +19,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use ripcord_engine::document::{Guard, MetricKind, Ramp};
+use ripcord_engine::document::{Guard, Ramp};
 use ripcord_engine::ramp::{
-    self, Decision, GuardObservations, GuardReport, Observations, RampError, RampState, Seconds,
-    Settings, Status, Step,
+    self, Decision, GuardReport, RampError, RampState, Seconds, Settings, Status, Step,
 };
 use ripcord_engine::snapshot::parse_duration;
-use ripcord_engine::stats::{Histogram, Proportion, StageData};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -36,123 +34,27 @@ use webhook::{WebhookEvent, Webhooks};
 /// The actor of every decision the controller takes on its own.
 pub const CONTROLLER: &str = "ramp-controller";
 
-/// The stage whose observations count, as metric ingestion needs to know it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ActiveStage {
-    pub generation: u64,
-    pub stage: usize,
-    /// Unix seconds: the stage's start plus the warm-up. Earlier observations do not count.
-    pub counts_from: Seconds,
-    /// The ramp's guard metrics and their kinds.
-    pub metrics: Vec<(String, MetricKind)>,
-}
+pub use crate::ingest::{ActiveStage, Aggregates};
 
-/// One stage's data for one guard, owned.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StageAggregate {
-    Values {
-        treatment: Histogram,
-        control: Histogram,
-    },
-    Rate {
-        treatment: Proportion,
-        control: Proportion,
-    },
-}
-
-impl StageAggregate {
-    fn view(&self) -> StageData<'_> {
-        match self {
-            StageAggregate::Values { treatment, control } => {
-                StageData::Values { treatment, control }
-            }
-            StageAggregate::Rate { treatment, control } => StageData::Rate {
-                treatment: *treatment,
-                control: *control,
-            },
-        }
-    }
-
-    /// Observations in both cohorts.
-    pub fn total(&self) -> u64 {
-        match self {
-            StageAggregate::Values { treatment, control } => {
-                treatment.total().saturating_add(control.total())
-            }
-            StageAggregate::Rate { treatment, control } => {
-                treatment.trials.saturating_add(control.trials)
-            }
-        }
-    }
-}
-
-/// Every guard's data for one generation: `guards[g].1[s]` is guard g's stage s.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Collected {
-    pub generation: u64,
-    pub guards: Vec<(String, Vec<StageAggregate>)>,
-}
-
-impl Collected {
-    pub fn observations(&self) -> Observations<'_> {
-        Observations {
-            generation: self.generation,
-            guards: self
-                .guards
-                .iter()
-                .map(|(metric, stages)| GuardObservations {
-                    metric,
-                    stages: stages.iter().map(StageAggregate::view).collect(),
-                })
-                .collect(),
-        }
-    }
-
-    /// Observations counted so far for `metric` in `stage`, both cohorts.
-    pub fn stage_total(&self, metric: &str, stage: usize) -> u64 {
-        self.guards
-            .iter()
-            .find(|(name, _)| name == metric)
-            .and_then(|(_, stages)| stages.get(stage))
-            .map_or(0, StageAggregate::total)
-    }
-}
-
-/// What the controller needs from metric ingestion.
+/// What the controller needs from metric ingestion ([`crate::ingest::Ingest`]; tests give
+/// it observations of their own).
 #[async_trait]
 pub trait Evidence: Send + Sync + 'static {
     /// From now on, observations for this flag count for `active` (none: they are refused).
     fn activate(&self, environment: &str, flag: &str, active: Option<ActiveStage>);
 
-    /// The data of `state`'s generation for every guard of `ramp`, stages 0 to
-    /// `state.stage`, with empty data where nothing was observed.
-    async fn collect(
-        &self,
-        environment: &str,
-        flag: &str,
-        ramp: &Ramp,
-        state: &RampState,
-    ) -> Result<Collected>;
+    /// Every aggregate of `generation` of the flag's ramp.
+    async fn collect(&self, environment: &str, flag: &str, generation: u64) -> Result<Aggregates>;
 }
 
-/// FIXME(merge): replaced by metric ingestion.
-pub struct Unobserved;
-
 #[async_trait]
-impl Evidence for Unobserved {
-    fn activate(&self, _environment: &str, _flag: &str, _active: Option<ActiveStage>) {}
+impl Evidence for crate::ingest::Ingest {
+    fn activate(&self, environment: &str, flag: &str, active: Option<ActiveStage>) {
+        self.set_active(environment, flag, active);
+    }
 
-    async fn collect(
-        &self,
-        _environment: &str,
-        _flag: &str,
-        _ramp: &Ramp,
-        state: &RampState,
-    ) -> Result<Collected> {
-        Ok(Collected {
-            generation: state.generation,
-            guards: Vec::new(),
-        })
+    async fn collect(&self, environment: &str, flag: &str, generation: u64) -> Result<Aggregates> {
+        self.aggregates(environment, flag, generation).await
     }
 }
 
@@ -287,9 +189,10 @@ impl Controller {
         };
         let collected = self
             .evidence
-            .collect(&record.environment, &record.flag, &ramp, &record.state)
+            .collect(&record.environment, &record.flag, record.state.generation)
             .await?;
-        let step = ramp::step(&ramp, &record.state, &collected.observations(), now);
+        let observations = collected.observations(&ramp, record.state.stage);
+        let step = ramp::step(&ramp, &record.state, &observations, now);
         let controller = self.controller.clone();
         self.apply(record, step, &controller, now).await?;
         Ok(())
@@ -628,12 +531,14 @@ impl Controller {
             None => ramp::new(&ramp, &Settings::default(), 1),
         };
         let collected = if matches!(state.status, Status::Pending) {
-            Collected::default()
+            None
         } else {
+            // The status still answers when the aggregates cannot be read; the guards then
+            // show no observations.
             self.evidence
-                .collect(environment, flag, &ramp, &state)
+                .collect(environment, flag, state.generation)
                 .await
-                .unwrap_or_default()
+                .ok()
         };
         let counts_from = state
             .stage_started_at
@@ -647,7 +552,10 @@ impl Controller {
             .map(|guard| {
                 let guard_state = state.guards.iter().find(|g| g.metric == guard.metric);
                 let evidence = guard_state.and_then(|g| g.last.clone());
-                let stage_total = collected.stage_total(&guard.metric, state.stage);
+                let stage_total = collected.as_ref().map_or(0, |collected| {
+                    let (treatment, control) = collected.totals(&guard.metric, state.stage);
+                    treatment.saturating_add(control)
+                });
                 let per_minute = minutes_counted
                     .filter(|minutes| *minutes > 0.0 && stage_total > 0)
                     .map(|minutes| stage_total as f64 / minutes);

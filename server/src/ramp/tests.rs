@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use ripcord_engine::document::Ramp;
-use ripcord_engine::ramp::{RampState, Status};
+use ripcord_engine::ramp::Status;
 use ripcord_engine::stats::Proportion;
 use ripcord_engine::Document;
 
 use super::webhook::Webhooks;
-use super::{ActiveStage, Collected, Controller, Evidence, Operation, StageAggregate, CONTROLLER};
+use super::{ActiveStage, Aggregates, Controller, Evidence, Operation, CONTROLLER};
 use crate::error::Result;
+use crate::ingest::{AggregateData, StageAggregate};
 use crate::service::{Change, Principal, Service};
 use crate::store::{AuditQuery, FlagEffect, IncidentQuery, Scope};
 
@@ -69,32 +69,23 @@ impl Evidence for FakeEvidence {
         self.active.lock().unwrap().insert(flag.to_string(), active);
     }
 
-    async fn collect(
-        &self,
-        _environment: &str,
-        flag: &str,
-        ramp: &Ramp,
-        state: &RampState,
-    ) -> Result<Collected> {
+    async fn collect(&self, _environment: &str, flag: &str, generation: u64) -> Result<Aggregates> {
         let rates = self.rates.lock().unwrap();
         let stages = rates.get(flag).cloned().unwrap_or_default();
-        Ok(Collected {
-            generation: state.generation,
-            guards: ramp
-                .guards
-                .iter()
-                .map(|guard| {
-                    let data = (0..=state.stage)
-                        .map(|stage| {
-                            let (treatment, control) =
-                                stages.get(stage).copied().unwrap_or_default();
-                            StageAggregate::Rate { treatment, control }
-                        })
-                        .collect();
-                    (guard.metric.clone(), data)
-                })
-                .collect(),
-        })
+        // Every flag of these tests guards the one metric `errors`.
+        let data = stages
+            .iter()
+            .enumerate()
+            .map(|(stage, (treatment, control))| StageAggregate {
+                metric: "errors".to_string(),
+                stage,
+                data: AggregateData::Rate {
+                    treatment: *treatment,
+                    control: *control,
+                },
+            })
+            .collect();
+        Ok(Aggregates::new(generation, data))
     }
 }
 

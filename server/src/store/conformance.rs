@@ -13,10 +13,12 @@ use std::time::Duration;
 use ripcord_engine::{Document, Flag, Segment};
 use tokio::sync::broadcast;
 
+use super::{Aggregate, AggregateCounts, AggregateKey};
 use super::{
     AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState, FlagEffect,
     IncidentQuery, IncidentRecord, KeyRecord, Mutation, RampRecord, Scope, Store, StoreError,
 };
+use ripcord_engine::Cohort;
 
 /// Runs every check of the suite against an empty `store`. Call it from a multi-threaded
 /// runtime (`#[tokio::test(flavor = "multi_thread")]`): one part races writers on threads
@@ -41,6 +43,7 @@ pub(crate) async fn run(store: &dyn Store) {
     ramp_writes_carry_their_audit_entries_and_keep_the_revision(store).await;
     deleting_an_environment_removes_its_ramps(store).await;
     incidents_are_numbered_and_paged_newest_first(store).await;
+    metric_aggregates(store).await;
 }
 
 const DURABLE_ENVIRONMENT: &str = "durable";
@@ -1055,6 +1058,300 @@ async fn loads_and_deletions_see_whole_commits_while_others_commit(store: &dyn S
             }
         });
     });
+}
+
+// ---- Metric aggregates ----------------------------------------------------------------
+
+async fn metric_aggregates(store: &dyn Store) {
+    merging_aggregates_adds_counts_in_any_order(store).await;
+    aggregates_of_environments_flags_and_generations_do_not_mix(store).await;
+    values_and_rates_under_one_key_are_kept_apart(store).await;
+}
+
+fn aggregate_key(
+    environment: &str,
+    flag: &str,
+    generation: u64,
+    stage: u32,
+    cohort: Cohort,
+    metric: &str,
+) -> AggregateKey {
+    AggregateKey {
+        environment: environment.to_string(),
+        flag: flag.to_string(),
+        generation,
+        stage,
+        cohort,
+        metric: metric.to_string(),
+    }
+}
+
+fn values(pairs: &[(u32, u64)]) -> AggregateCounts {
+    AggregateCounts::Values(pairs.iter().copied().collect())
+}
+
+/// The aggregates of one generation, in a fixed order, without the flag's name so that two
+/// flags' can be compared.
+async fn stored_aggregates(
+    store: &dyn Store,
+    environment: &str,
+    flag: &str,
+    generation: u64,
+) -> Vec<(u32, &'static str, String, String)> {
+    let mut found: Vec<(u32, &'static str, String, String)> = store
+        .aggregates(environment, flag, generation)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|aggregate| {
+            assert_eq!(aggregate.key.environment, environment);
+            assert_eq!(aggregate.key.flag, flag);
+            assert_eq!(aggregate.key.generation, generation);
+            (
+                aggregate.key.stage,
+                aggregate.key.cohort.as_str(),
+                aggregate.key.metric,
+                format!("{:?}", aggregate.counts),
+            )
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+async fn merging_aggregates_adds_counts_in_any_order(store: &dyn Store) {
+    let deltas = |flag: &str| -> Vec<Vec<Aggregate>> {
+        let key =
+            |stage, cohort, metric| aggregate_key("agg-order", flag, 1, stage, cohort, metric);
+        vec![
+            vec![
+                Aggregate {
+                    key: key(0, Cohort::Treatment, "latency"),
+                    counts: values(&[(0, 1), (100, 2)]),
+                },
+                Aggregate {
+                    key: key(0, Cohort::Control, "errors"),
+                    counts: AggregateCounts::Rate {
+                        events: 1,
+                        trials: 10,
+                    },
+                },
+            ],
+            vec![
+                Aggregate {
+                    key: key(0, Cohort::Treatment, "latency"),
+                    counts: values(&[(100, 5), (6926, 1)]),
+                },
+                // The same key twice in one merge: both count.
+                Aggregate {
+                    key: key(0, Cohort::Control, "errors"),
+                    counts: AggregateCounts::Rate {
+                        events: 2,
+                        trials: 5,
+                    },
+                },
+                Aggregate {
+                    key: key(0, Cohort::Control, "errors"),
+                    counts: AggregateCounts::Rate {
+                        events: 0,
+                        trials: 5,
+                    },
+                },
+            ],
+            vec![Aggregate {
+                key: key(1, Cohort::Treatment, "latency"),
+                counts: values(&[(7, 3)]),
+            }],
+        ]
+    };
+    store.merge_aggregates(Vec::new()).await.unwrap();
+    for batch in deltas("forward") {
+        store.merge_aggregates(batch).await.unwrap();
+    }
+    for batch in deltas("backward").into_iter().rev() {
+        store.merge_aggregates(batch).await.unwrap();
+    }
+    let expected = vec![
+        (
+            0,
+            "control",
+            "errors".to_string(),
+            format!(
+                "{:?}",
+                AggregateCounts::Rate {
+                    events: 3,
+                    trials: 20
+                }
+            ),
+        ),
+        (
+            0,
+            "treatment",
+            "latency".to_string(),
+            format!("{:?}", values(&[(0, 1), (100, 7), (6926, 1)])),
+        ),
+        (
+            1,
+            "treatment",
+            "latency".to_string(),
+            format!("{:?}", values(&[(7, 3)])),
+        ),
+    ];
+    assert_eq!(
+        stored_aggregates(store, "agg-order", "forward", 1).await,
+        expected
+    );
+    assert_eq!(
+        stored_aggregates(store, "agg-order", "backward", 1).await,
+        expected,
+        "the order of merges does not matter"
+    );
+}
+
+async fn aggregates_of_environments_flags_and_generations_do_not_mix(store: &dyn Store) {
+    // Names that are prefixes of one another, and generations whose bytes differ only in
+    // one place.
+    let places = [
+        ("agg-a", "f", 1u64),
+        ("agg-a", "f2", 1),
+        ("agg-a", "f", 2),
+        ("agg-a", "f", 256),
+        ("agg-ab", "f", 1),
+    ];
+    for (count, (environment, flag, generation)) in (1u64..).zip(places) {
+        store
+            .merge_aggregates(vec![Aggregate {
+                key: aggregate_key(environment, flag, generation, 0, Cohort::Control, "m"),
+                counts: values(&[(1, count)]),
+            }])
+            .await
+            .unwrap();
+    }
+    for (count, (environment, flag, generation)) in (1u64..).zip(places) {
+        assert_eq!(
+            stored_aggregates(store, environment, flag, generation).await,
+            [(
+                0,
+                "control",
+                "m".to_string(),
+                format!("{:?}", values(&[(1, count)]))
+            )],
+            "{environment}/{flag} generation {generation}"
+        );
+    }
+    assert!(store.aggregates("agg-a", "f", 3).await.unwrap().is_empty());
+    assert!(store
+        .aggregates("agg-none", "f", 1)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn values_and_rates_under_one_key_are_kept_apart(store: &dyn Store) {
+    let key = aggregate_key("agg-kinds", "f", 1, 2, Cohort::Treatment, "m");
+    store
+        .merge_aggregates(vec![
+            Aggregate {
+                key: key.clone(),
+                counts: values(&[(3, 4)]),
+            },
+            Aggregate {
+                key: key.clone(),
+                counts: AggregateCounts::Rate {
+                    events: 1,
+                    trials: 2,
+                },
+            },
+        ])
+        .await
+        .unwrap();
+    let mut found: Vec<String> = store
+        .aggregates("agg-kinds", "f", 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|aggregate| {
+            assert_eq!(aggregate.key, key);
+            format!("{:?}", aggregate.counts)
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            format!(
+                "{:?}",
+                AggregateCounts::Rate {
+                    events: 1,
+                    trials: 2
+                }
+            ),
+            format!("{:?}", values(&[(3, 4)])),
+        ]
+    );
+}
+
+/// The first half of the aggregates' durability check; [`check_aggregates`] runs on the
+/// store reopened from the same place.
+pub(crate) async fn write_aggregates(store: &dyn Store) {
+    store
+        .merge_aggregates(vec![
+            Aggregate {
+                key: aggregate_key("durable", "checkout", 1, 0, Cohort::Treatment, "latency"),
+                counts: values(&[(10, 2), (20, 1)]),
+            },
+            Aggregate {
+                key: aggregate_key("durable", "checkout", 1, 0, Cohort::Control, "errors"),
+                counts: AggregateCounts::Rate {
+                    events: 1,
+                    trials: 9,
+                },
+            },
+        ])
+        .await
+        .unwrap();
+}
+
+/// The second half: everything [`write_aggregates`] merged is there, and merging goes on
+/// adding to it.
+pub(crate) async fn check_aggregates(store: &dyn Store) {
+    let expected = |latency: AggregateCounts| {
+        vec![
+            (
+                0,
+                "control",
+                "errors".to_string(),
+                format!(
+                    "{:?}",
+                    AggregateCounts::Rate {
+                        events: 1,
+                        trials: 9
+                    }
+                ),
+            ),
+            (
+                0,
+                "treatment",
+                "latency".to_string(),
+                format!("{latency:?}"),
+            ),
+        ]
+    };
+    assert_eq!(
+        stored_aggregates(store, "durable", "checkout", 1).await,
+        expected(values(&[(10, 2), (20, 1)]))
+    );
+    store
+        .merge_aggregates(vec![Aggregate {
+            key: aggregate_key("durable", "checkout", 1, 0, Cohort::Treatment, "latency"),
+            counts: values(&[(10, 1)]),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        stored_aggregates(store, "durable", "checkout", 1).await,
+        expected(values(&[(10, 3), (20, 1)]))
+    );
 }
 
 // Building blocks.

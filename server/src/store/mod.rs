@@ -291,4 +291,98 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the backend can serve reads and writes now.
     async fn ready(&self) -> bool;
+
+    // ---- Metric aggregates (see [`Aggregate`]) ----
+
+    /// Adds every delta's counts to the stored sums (absent ones start at zero), all of
+    /// them or none, durably: when this returns, the sums survive a crash. Adding is all it
+    /// does, so deltas may arrive in any order, repeat a key, and come from any number of
+    /// nodes at once.
+    async fn merge_aggregates(&self, deltas: Vec<Aggregate>) -> StoreResult<()>;
+
+    /// Every stored aggregate of one ramp generation of a flag, in no particular order.
+    async fn aggregates(
+        &self,
+        environment: &str,
+        flag: &str,
+        generation: u64,
+    ) -> StoreResult<Vec<Aggregate>>;
+}
+
+// ---- Metric aggregates ------------------------------------------------------------------
+//
+// Written by `crate::ingest` (group commits of accepted observations), read by the ramp
+// controller. Every stored number is a plain counter that only ever grows by addition, so a
+// shared backend can merge with an atomic increment per counter (Redis: HINCRBY) and any
+// number of nodes can add to the same aggregate in any order.
+
+/// Which aggregate: one guard metric's counts for one cohort at one stage of one ramp
+/// generation of a flag.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AggregateKey {
+    pub environment: String,
+    pub flag: String,
+    /// The ramp's generation: a restarted ramp starts from no data.
+    pub generation: u64,
+    /// The index into the ramp's `stages`.
+    pub stage: u32,
+    pub cohort: ripcord_engine::Cohort,
+    pub metric: String,
+}
+
+/// Counts of one aggregate: the amounts to add, or the sums stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AggregateCounts {
+    /// A `value` metric: observations per bin of the one fixed layout
+    /// (`crate::ingest::bins`), by bin index, listing only bins with observations.
+    Values(BTreeMap<u32, u64>),
+    /// A `rate` metric: observations that were 1 (`events`) out of all (`trials`).
+    Rate { events: u64, trials: u64 },
+}
+
+/// An aggregate with its counts. The kind of counts is part of what the aggregate is: a
+/// `Values` and a `Rate` under the same key (a guard whose kind changed mid-ramp) are kept
+/// apart, never added together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aggregate {
+    pub key: AggregateKey,
+    pub counts: AggregateCounts,
+}
+
+impl AggregateCounts {
+    /// Adds `other` to these counts, saturating; false (and nothing changed) when the two
+    /// are not of the same kind.
+    pub fn add(&mut self, other: &AggregateCounts) -> bool {
+        match (self, other) {
+            (AggregateCounts::Values(mine), AggregateCounts::Values(theirs)) => {
+                for (bin, count) in theirs {
+                    let sum = mine.entry(*bin).or_insert(0);
+                    *sum = sum.saturating_add(*count);
+                }
+                true
+            }
+            (
+                AggregateCounts::Rate { events, trials },
+                AggregateCounts::Rate {
+                    events: more_events,
+                    trials: more_trials,
+                },
+            ) => {
+                *events = events.saturating_add(*more_events);
+                *trials = trials.saturating_add(*more_trials);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// How many observations the counts hold.
+    pub fn total(&self) -> u64 {
+        match self {
+            AggregateCounts::Values(bins) => bins
+                .values()
+                .fold(0u64, |total, count| total.saturating_add(*count)),
+            AggregateCounts::Rate { trials, .. } => *trials,
+        }
+    }
 }

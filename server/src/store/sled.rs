@@ -13,6 +13,9 @@
 //! | `audit/{id as 8 big-endian bytes}` | [`AuditRecord`] |
 //! | `ramp/{env}\0{flag}` | [`RampRecord`] |
 //! | `incident/{id as 8 big-endian bytes}` | [`IncidentRecord`] |
+//!
+//! Metric aggregates live in a tree of their own, `aggregates`, described with their code
+//! at the end of this file.
 
 use std::path::Path;
 
@@ -22,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use tokio::sync::broadcast;
 
+use super::{Aggregate, AggregateCounts, AggregateKey};
 use super::{
     AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState, IncidentQuery,
     IncidentRecord, KeyRecord, Mutation, RampRecord, Store, StoreError, StoreResult,
@@ -488,6 +492,213 @@ impl Store for SledStore {
     async fn ready(&self) -> bool {
         self.db.get(b"ready-probe").is_ok()
     }
+
+    // ---- Metric aggregates ----
+
+    async fn merge_aggregates(&self, deltas: Vec<Aggregate>) -> StoreResult<()> {
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        // One entry per stored key, so that the transaction reads and writes each once.
+        let mut sums: Vec<(Vec<u8>, AggregateCounts)> = Vec::with_capacity(deltas.len());
+        let mut positions: std::collections::HashMap<Vec<u8>, usize> =
+            std::collections::HashMap::with_capacity(deltas.len());
+        for delta in deltas {
+            let key = aggregate_key(&delta.key, &delta.counts);
+            match positions.get(&key) {
+                Some(position) => {
+                    sums[*position].1.add(&delta.counts);
+                }
+                None => {
+                    positions.insert(key.clone(), sums.len());
+                    sums.push((key, delta.counts));
+                }
+            }
+        }
+        let tree = self.aggregate_tree()?;
+        tree.transaction(|tree| {
+            for (key, delta) in &sums {
+                let mut sum = match tree.get(key)? {
+                    Some(bytes) => match decode_counts(key, &bytes) {
+                        Ok(counts) => counts,
+                        Err(error) => return abort(error),
+                    },
+                    None => empty_like(delta),
+                };
+                if !sum.add(delta) {
+                    return abort(StoreError::Corrupt {
+                        key: String::from_utf8_lossy(key).into_owned(),
+                        message: "the stored counts are of another kind than the key says"
+                            .to_string(),
+                    });
+                }
+                tree.insert(key.as_slice(), encode(&StoredCounts::from(&sum)))?;
+            }
+            Ok(())
+        })
+        .map_err(|error| match error {
+            TransactionError::Abort(error) => error,
+            TransactionError::Storage(error) => backend(error),
+        })?;
+        self.flush().await
+    }
+
+    async fn aggregates(
+        &self,
+        environment: &str,
+        flag: &str,
+        generation: u64,
+    ) -> StoreResult<Vec<Aggregate>> {
+        let prefix = aggregate_prefix(environment, flag, generation);
+        let tree = self.aggregate_tree()?;
+        let mut found = Vec::new();
+        for entry in tree.scan_prefix(&prefix) {
+            let (key, value) = entry.map_err(backend)?;
+            let corrupt = |message: &str| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                message: message.to_string(),
+            };
+            let rest = &key[prefix.len()..];
+            if rest.len() < 6 {
+                return Err(corrupt("the key is too short"));
+            }
+            let stage = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
+            let cohort = match rest[4] {
+                b't' => ripcord_engine::Cohort::Treatment,
+                b'c' => ripcord_engine::Cohort::Control,
+                _ => return Err(corrupt("the key names no cohort")),
+            };
+            let metric = std::str::from_utf8(&rest[6..])
+                .map_err(|_| corrupt("the metric name is not UTF-8"))?
+                .to_string();
+            let counts = decode_counts(&key, &value)?;
+            if kind_byte(&counts) != rest[5] {
+                return Err(corrupt(
+                    "the stored counts are of another kind than the key says",
+                ));
+            }
+            found.push(Aggregate {
+                key: AggregateKey {
+                    environment: environment.to_string(),
+                    flag: flag.to_string(),
+                    generation,
+                    stage,
+                    cohort,
+                    metric,
+                },
+                counts,
+            });
+        }
+        Ok(found)
+    }
+}
+
+// ---- Metric aggregates ----
+//
+// A tree of their own, `aggregates`: they are written far more often than anything else and
+// never in the same transaction as the rest. The key is
+// `{env}\0{flag}\0{generation: 8 bytes BE}{stage: 4 bytes BE}{cohort: t|c}{kind: v|r}{metric}`,
+// so that one generation of a flag is one prefix scan (names hold no control characters).
+// The value is the JSON of [`StoredCounts`]; histograms list only their non-empty bins.
+
+const AGGREGATES_TREE: &str = "aggregates";
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+enum StoredCounts {
+    Value { bins: Vec<u32>, counts: Vec<u64> },
+    Rate { events: u64, trials: u64 },
+}
+
+impl From<&AggregateCounts> for StoredCounts {
+    fn from(counts: &AggregateCounts) -> StoredCounts {
+        match counts {
+            AggregateCounts::Values(bins) => StoredCounts::Value {
+                bins: bins.keys().copied().collect(),
+                counts: bins.values().copied().collect(),
+            },
+            AggregateCounts::Rate { events, trials } => StoredCounts::Rate {
+                events: *events,
+                trials: *trials,
+            },
+        }
+    }
+}
+
+impl SledStore {
+    fn aggregate_tree(&self) -> StoreResult<sled::Tree> {
+        // sled hands out the same tree each time; opening it is a map lookup.
+        self.db.open_tree(AGGREGATES_TREE).map_err(backend)
+    }
+}
+
+fn aggregate_prefix(environment: &str, flag: &str, generation: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(environment.len() + flag.len() + 10);
+    key.extend_from_slice(environment.as_bytes());
+    key.push(0);
+    key.extend_from_slice(flag.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&generation.to_be_bytes());
+    key
+}
+
+fn aggregate_key(key: &AggregateKey, counts: &AggregateCounts) -> Vec<u8> {
+    let mut stored = aggregate_prefix(&key.environment, &key.flag, key.generation);
+    stored.extend_from_slice(&key.stage.to_be_bytes());
+    stored.push(match key.cohort {
+        ripcord_engine::Cohort::Treatment => b't',
+        ripcord_engine::Cohort::Control => b'c',
+    });
+    stored.push(kind_byte(counts));
+    stored.extend_from_slice(key.metric.as_bytes());
+    stored
+}
+
+fn kind_byte(counts: &AggregateCounts) -> u8 {
+    match counts {
+        AggregateCounts::Values(_) => b'v',
+        AggregateCounts::Rate { .. } => b'r',
+    }
+}
+
+fn empty_like(counts: &AggregateCounts) -> AggregateCounts {
+    match counts {
+        AggregateCounts::Values(_) => AggregateCounts::Values(Default::default()),
+        AggregateCounts::Rate { .. } => AggregateCounts::Rate {
+            events: 0,
+            trials: 0,
+        },
+    }
+}
+
+fn decode_counts(key: &[u8], bytes: &[u8]) -> StoreResult<AggregateCounts> {
+    let corrupt = |message: String| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        message,
+    };
+    match decode::<StoredCounts>(key, bytes)? {
+        StoredCounts::Value { bins, counts } => {
+            if bins.len() != counts.len() {
+                return Err(corrupt(format!(
+                    "{} bins but {} counts",
+                    bins.len(),
+                    counts.len()
+                )));
+            }
+            if bins.windows(2).any(|pair| pair[0] >= pair[1]) {
+                return Err(corrupt("the bins are not strictly increasing".to_string()));
+            }
+            Ok(AggregateCounts::Values(
+                bins.into_iter().zip(counts).collect(),
+            ))
+        }
+        StoredCounts::Rate { events, trials } => {
+            if events > trials {
+                return Err(corrupt(format!("{events} events out of {trials} trials")));
+            }
+            Ok(AggregateCounts::Rate { events, trials })
+        }
+    }
 }
 
 #[cfg(test)]
@@ -508,5 +719,37 @@ mod tests {
         }
         let store = super::SledStore::open(directory.path()).unwrap();
         crate::store::conformance::check_one_flag(&store).await;
+    }
+
+    #[tokio::test]
+    async fn aggregates_survive_reopening() {
+        let directory = tempfile::tempdir().unwrap();
+        {
+            let store = super::SledStore::open(directory.path()).unwrap();
+            crate::store::conformance::write_aggregates(&store).await;
+        }
+        let store = super::SledStore::open(directory.path()).unwrap();
+        crate::store::conformance::check_aggregates(&store).await;
+    }
+
+    #[tokio::test]
+    async fn corrupt_aggregates_are_reported_not_trusted() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = super::SledStore::open(directory.path()).unwrap();
+        crate::store::conformance::write_aggregates(&store).await;
+        let tree = store.aggregate_tree().unwrap();
+        let (key, _) = tree.first().unwrap().unwrap();
+        tree.insert(
+            &key,
+            br#"{"kind":"value","bins":[5,3],"counts":[1,1]}"#.as_slice(),
+        )
+        .unwrap();
+        let error = crate::store::Store::aggregates(&store, "durable", "checkout", 1)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, super::StoreError::Corrupt { message, .. } if message.contains("not strictly increasing")),
+            "{error:?}"
+        );
     }
 }

@@ -1,0 +1,148 @@
+//! `POST /api/v1/metrics`: metric observations for the guards of running ramps, in batches.
+//!
+//! Client and server keys report for their own environment (client keys on client-visible
+//! flags only); admin keys are refused with 403, since they belong to no environment. A
+//! batch is never refused for a bad observation: the answer counts the accepted ones and
+//! says why each of the others was not. It is refused whole only when it is not a batch
+//! (400, with the path of the problem) or too large (413, naming the limit). The checks and
+//! the storage are `crate::ingest`'s.
+
+use actix_cors::Cors;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::errors::ErrorBody;
+use super::openapi::KeyRefusals;
+use super::State;
+use crate::error::Result;
+use crate::ingest::{self, Accepted, ObservationIn, Timestamp};
+
+/// A batch may take this many bytes per observation it is allowed to hold (or the general
+/// body limit, if that is larger): a full batch of long names always fits.
+pub const BODY_BYTES_PER_OBSERVATION: usize = 512;
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config.service(
+        web::resource("/api/v1/metrics")
+            // Web apps report with their client key, from any origin, as they evaluate.
+            .wrap(
+                Cors::default()
+                    .allow_any_origin()
+                    .allowed_methods(["POST", "OPTIONS"])
+                    .allowed_headers([
+                        header::AUTHORIZATION,
+                        header::CONTENT_TYPE,
+                        header::HeaderName::from_static("x-api-key"),
+                    ])
+                    .max_age(3600),
+            )
+            .route(web::post().to(report)),
+    );
+}
+
+/// A batch of observations.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsBatch {
+    pub observations: Vec<ObservationBody>,
+}
+
+/// One observation, tagged with what the evaluation's metadata said.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ObservationBody {
+    /// The flag's key.
+    #[schema(example = "new-checkout")]
+    pub flag: String,
+    /// One of the ramp's guard metrics.
+    #[schema(example = "checkout_latency_ms")]
+    pub metric: String,
+    /// 0 or 1 for a `rate` metric; a number ≥ 0 for a `value` metric.
+    #[schema(example = 123.4)]
+    pub value: f64,
+    /// `treatment` or `control`, from the evaluation's metadata.
+    #[schema(example = "treatment")]
+    pub cohort: String,
+    /// The ramp stage, from the evaluation's metadata.
+    #[schema(example = 0)]
+    pub stage: u64,
+    /// The randomization unit (the stickiness attribute's value), if known.
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// When it was observed, RFC 3339; absent means when the server receives it.
+    #[serde(default)]
+    #[schema(example = "2026-11-28T10:00:00Z")]
+    pub timestamp: Option<String>,
+}
+
+impl From<ObservationBody> for ObservationIn {
+    fn from(body: ObservationBody) -> ObservationIn {
+        ObservationIn {
+            flag: body.flag,
+            metric: body.metric,
+            value: body.value,
+            cohort: body.cohort,
+            stage: body.stage,
+            unit: body.unit,
+            timestamp: body.timestamp.map(Timestamp::Rfc3339),
+        }
+    }
+}
+
+/// Parses a request body of the batch's shape; a body of another shape is a 400 that
+/// names the path of the first problem.
+pub fn parse_batch(body: &[u8]) -> Result<Vec<ObservationIn>> {
+    // Tracking the path costs on every value: only a body that fails is parsed again with it.
+    let batch: MetricsBatch = match serde_json::from_slice(body) {
+        Ok(batch) => batch,
+        Err(_) => super::parse_json(body)?,
+    };
+    Ok(batch
+        .observations
+        .into_iter()
+        .map(ObservationIn::from)
+        .collect())
+}
+
+/// Reports observations for the guards of running ramps.
+#[utoipa::path(
+    post,
+    path = "/api/v1/metrics",
+    tag = "metrics",
+    request_body = MetricsBatch,
+    responses(
+        (status = 200, description = "How many observations were accepted, and why each of the others was not. Accepted observations are durably stored", body = Accepted),
+        (status = 400, description = "The body is not a batch of observations; `path` says where", body = ErrorBody),
+        (status = 413, description = "More observations than RIPCORD_MAX_OBSERVATIONS_PER_BATCH, or a body over its size limit", body = ErrorBody),
+        (status = 503, description = "The store is unavailable or the server is stopping; the batch was not acknowledged", body = ErrorBody),
+        KeyRefusals
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn report(
+    request: HttpRequest,
+    state: web::Data<State>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let principal = super::principal(&request, &state)?;
+    ingest::reporting_environment(&principal)?;
+    let limit = state.max_body_bytes.max(
+        state
+            .ingest
+            .max_batch()
+            .saturating_mul(BODY_BYTES_PER_OBSERVATION),
+    );
+    let body = super::read_body(
+        payload,
+        limit,
+        "512 bytes per observation of RIPCORD_MAX_OBSERVATIONS_PER_BATCH",
+    )
+    .await?;
+    let observations = parse_batch(&body)?;
+    let accepted = state
+        .ingest
+        .report(&state.service, &principal, observations, ingest::unix_now())
+        .await?;
+    Ok(HttpResponse::Ok().json(accepted))
+}

@@ -1,5 +1,7 @@
 //! Criterion benchmark of the local client's typed getter: the engine's evaluation plus
-//! what the SDK adds (the snapshot load, the type check, the value conversion).
+//! what the SDK adds (the snapshot load, the type check, the value conversion); and, for a
+//! flag with a ramp, what reporting metrics adds: remembering the unit's cohort on each
+//! evaluation, and `track`.
 //!
 //! Run with
 //! `cargo bench -p ripcord-sdk --bench local -- --warm-up-time 1 --measurement-time 3`.
@@ -104,5 +106,73 @@ fn typed_getter(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, typed_getter);
+/// The same flag at the second stage of a ramp, for a client that reports metrics.
+const RAMPING_FLAG: &str = r#"
+flags:
+  new-checkout:
+    type: boolean
+    variants: {on: true, off: false}
+    default_variant: "off"
+    rollout: {stickiness: userId, percentage: 25, split: [{variant: "on", weight: 1}]}
+    ramp:
+      stages: [5, 25, 50, 100]
+      min_stage_duration: 1h
+      guards:
+        - {metric: checkout_latency_ms, category: performance, kind: value, better: lower, tolerance: 5%, min_samples: 1000}
+"#;
+
+fn ramping(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let _entered = runtime.enter();
+    // Nothing listens there: the client serves its bootstrap and keeps its metrics pending.
+    let reporting = LocalClient::builder()
+        .server("http://127.0.0.1:9", "ripcord-server-bench")
+        .bootstrap_text(RAMPING_FLAG)
+        .flush_interval(std::time::Duration::from_secs(3600))
+        .build()
+        .expect("a reporting client");
+    let silent = LocalClient::builder()
+        .bootstrap_text(RAMPING_FLAG)
+        .build()
+        .expect("a bootstrap-only client");
+    let user = (0..)
+        .map(|n| context(&format!("user-{n}"), "mail.example.net"))
+        .find(|user| {
+            reporting
+                .get_bool_details("new-checkout", user, false)
+                .metadata
+                .cohort
+                .is_some()
+        })
+        .expect("a 25% stage has a treatment");
+    assert_eq!(
+        reporting.track("new-checkout", &user, "checkout_latency_ms", 1.0),
+        ripcord_sdk::Tracked::Recorded
+    );
+
+    let mut group = c.benchmark_group("ramping_flag");
+    group.bench_function("get_bool/not_reporting", |b| {
+        b.iter(|| silent.get_bool(black_box("new-checkout"), black_box(&user), false))
+    });
+    group.bench_function("get_bool/reporting", |b| {
+        b.iter(|| reporting.get_bool(black_box("new-checkout"), black_box(&user), false))
+    });
+    group.bench_function("track/value", |b| {
+        b.iter(|| {
+            reporting.track(
+                black_box("new-checkout"),
+                black_box(&user),
+                black_box("checkout_latency_ms"),
+                black_box(120.0),
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, typed_getter, ramping);
 criterion_main!(benches);

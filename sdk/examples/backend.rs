@@ -1,19 +1,24 @@
 //! A backend service evaluating locally: follows the server's ruleset over gRPC, waits
-//! until it has one, evaluates every flag for a sample user and prints the answers.
+//! until it has one, evaluates every flag for a sample user and prints the answers; then
+//! reports how the user's checkout went, for the guards of the flag's ramp.
 //!
 //! `RIPCORD_GRPC_URL=http://localhost:50051 RIPCORD_SERVER_KEY=... cargo run -p ripcord-sdk --example backend`
 
 use std::time::Duration;
 
 use ripcord_engine::FlagType;
-use ripcord_sdk::{Context, Details, LocalClient};
+use ripcord_sdk::{Context, Details, LocalClient, Tracked};
 use serde_json::json;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("RIPCORD_GRPC_URL").map_err(|_| "set RIPCORD_GRPC_URL")?;
     let key = std::env::var("RIPCORD_SERVER_KEY").map_err(|_| "set RIPCORD_SERVER_KEY")?;
-    let client = LocalClient::connect(url, key)?;
+    let client = LocalClient::builder()
+        .server(url, key)
+        // Names this process in the ramp's kill reach; a pod name is a good choice.
+        .instance_id(std::env::var("HOSTNAME").unwrap_or_else(|_| "backend-example".into()))
+        .build()?;
     client.wait_ready(Duration::from_secs(10)).await?;
     let status = client.status();
     println!("ready at revision {}", status.revision.unwrap_or(0));
@@ -38,6 +43,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         println!("flag {key} = {line}");
     }
+
+    // What the user experienced, for the guards of `new-checkout`'s ramp: tagged with the
+    // cohort the evaluation above put the user in, aggregated per user per flush window.
+    // A user in no cohort (no ramp running, or outside both cohorts) is not reported.
+    let outcomes = [
+        client.track("new-checkout", &user, "checkout_latency_ms", 182.0),
+        client.track("new-checkout", &user, "checkout_failed", 0.0),
+    ];
+    let recorded = outcomes
+        .iter()
+        .filter(|outcome| **outcome == Tracked::Recorded)
+        .count();
+    println!("metrics: {recorded} of {} recorded", outcomes.len());
+    // Sent every 10 s in the background; a service that stops sends what is left first.
+    if let Err(error) = client.flush().await {
+        println!("metrics: not sent: {error}");
+    }
+    let metrics = client.status().metrics;
+    println!(
+        "metrics: {} sent, {} accepted, {} untagged",
+        metrics.sent, metrics.accepted, metrics.untagged
+    );
     client.close();
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! An app phoning home: the server evaluates its flags for this device, the answer is
-//! cached in a file, and the next start serves from that file at once, even offline.
+//! cached in a file, and the next start serves from that file at once, even offline. The
+//! app then reports whether its session crashed, for the guards of a ramp.
 //!
 //! `RIPCORD_URL=http://localhost:8080 RIPCORD_CLIENT_KEY=... cargo run -p ripcord-sdk --example phone_home -- flags-cache.json`
 
@@ -47,6 +48,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for key in client.flag_keys() {
         println!("flag {key} = {}", describe(&client, &key));
     }
+
+    // Reported against the cohort the app was last served for the flag (read above); a
+    // session without a crash is reported too, as `false`.
+    client.track_rate("new-checkout", "app_crashed", false);
+    if let Err(error) = client.flush().await {
+        println!("metrics: not sent: {error}");
+    }
+    let metrics = client.status().metrics;
+    println!(
+        "metrics: {} sent, {} untagged; instance {}",
+        metrics.sent,
+        metrics.untagged,
+        client.instance_id()
+    );
     Ok(())
 }
 

@@ -23,6 +23,9 @@ pub struct FlagMetadata {
     pub revision: u64,
     /// `treatment` or `control` while a rollout below 100% applies to the context.
     pub cohort: Option<String>,
+    /// With a cohort, on a flag with a ramp: the ramp stage (index into the ramp's
+    /// `stages`) the rollout is at. Metric observations are tagged with it.
+    pub stage: Option<u32>,
     /// The name of the rule that matched, if it has one.
     pub rule: Option<String>,
     /// The stickiness attribute the context lacked, which kept it out of the rollout.

@@ -17,6 +17,10 @@ pub enum Error {
     /// The key cannot be sent as a header (it holds a control character, for example).
     #[error("the key is not a valid header value")]
     InvalidKey,
+    /// The instance id is empty, longer than 128 characters, or not printable ASCII (the
+    /// start of it is shown).
+    #[error("invalid instance id `{0}`: use 1 to 128 printable ASCII characters")]
+    InvalidInstanceId(String),
     /// The client was built outside a Tokio runtime, so its background task cannot start.
     #[error("the client must be built inside a Tokio runtime")]
     NoRuntime,

@@ -17,8 +17,9 @@ use crate::Error;
 
 /// Where to connect and how.
 pub(crate) struct Connection {
-    endpoint: Endpoint,
-    authorization: MetadataValue<tonic::metadata::Ascii>,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) authorization: MetadataValue<tonic::metadata::Ascii>,
+    pub(crate) instance: MetadataValue<tonic::metadata::Ascii>,
     stream_timeout: Duration,
     max_message_bytes: usize,
 }
@@ -27,6 +28,7 @@ impl Connection {
     pub(crate) fn new(
         url: &str,
         key: &str,
+        instance: &str,
         connect_timeout: Duration,
         stream_timeout: Duration,
         max_message_bytes: usize,
@@ -47,9 +49,14 @@ impl Connection {
         let authorization = format!("Bearer {key}")
             .parse()
             .map_err(|_| Error::InvalidKey)?;
+        crate::instance::check(instance)?;
+        let instance = instance
+            .parse()
+            .map_err(|_| Error::InvalidInstanceId(instance.to_string()))?;
         Ok(Connection {
             endpoint,
             authorization,
+            instance,
             stream_timeout,
             max_message_bytes,
         })
@@ -99,6 +106,9 @@ async fn watch_once(
     request
         .metadata_mut()
         .insert("authorization", connection.authorization.clone());
+    request
+        .metadata_mut()
+        .insert(crate::instance::HEADER, connection.instance.clone());
     let mut stream = match client.watch(request).await {
         Ok(response) => response.into_inner(),
         Err(status) => return (false, status_error(&status)),
@@ -139,7 +149,7 @@ async fn watch_once(
                 };
                 match ruleset.compile() {
                     Ok(snapshot) => {
-                        shared.install(snapshot, true);
+                        shared.install(snapshot, &ruleset.document, true);
                         *held = Some(ruleset);
                         progressed = true;
                     }
@@ -161,7 +171,7 @@ async fn watch_once(
                 };
                 match apply(held.as_ref(), &delta) {
                     Ok((ruleset, snapshot)) => {
-                        shared.install(snapshot, true);
+                        shared.install(snapshot, &ruleset.document, true);
                         *held = Some(ruleset);
                         progressed = true;
                     }
@@ -198,7 +208,7 @@ fn apply(
     Ok((next, snapshot))
 }
 
-fn status_error(status: &tonic::Status) -> Error {
+pub(crate) fn status_error(status: &tonic::Status) -> Error {
     match status.code() {
         tonic::Code::Unauthenticated => Error::Refused {
             status: 401,

@@ -8,6 +8,11 @@
 //! - [`RemoteClient`] (`remote`): for apps that phone home. One OFREP bulk evaluation for
 //!   the app's context, kept in a cache file so the next start serves at once, offline too.
 //! - [`RipcordProvider`] (`provider`): an OpenFeature provider over either client.
+//! - Guard metrics for ramps: `track` on either client tags an event with the unit's last
+//!   cohort and stage and aggregates it per unit per flush window (`metrics`, giving
+//!   [`Tracked`] and [`MetricsStatus`]); the reporter sends the batches over gRPC `Report`
+//!   or `POST /api/v1/metrics`, retrying while the server is away (`report`).
+//! - `instance`: the id both modes send with every request, for a kill's reach.
 //! - [`Details`], [`Reason`], [`ErrorCode`] (`details`): what a typed getter answers.
 //! - [`Error`] (`error`): everything else that can go wrong.
 //!
@@ -17,15 +22,19 @@
 mod details;
 mod error;
 mod follow;
+mod instance;
 mod local;
+mod metrics;
 mod provider;
 mod remote;
+mod report;
 
 pub use details::{Details, ErrorCode, FlagMetadata, FlagValue, Reason};
 pub use error::Error;
 pub use local::{
     Change, Changes, FlagChange, FlagChanges, LocalClient, LocalClientBuilder, LocalStatus,
 };
+pub use metrics::{MetricsStatus, Tracked};
 pub use provider::{context_from_openfeature, RipcordProvider};
 pub use remote::{Refreshed, RemoteClient, RemoteClientBuilder, RemoteStatus, Source};
 pub use ripcord_engine::Context;

@@ -2,19 +2,28 @@
 //! current by the gRPC `Watch` stream.
 //!
 //! Evaluation loads the current snapshot through an `ArcSwap`, so it takes no lock and never
-//! waits for the background task: it costs what the engine costs, plus a pointer load.
+//! waits for the background task: it costs what the engine costs, plus a pointer load. A
+//! client that reports metrics also remembers, for flags with a ramp, each unit's cohort
+//! and stage (a sharded lock, taken only for those flags), so that `track` can tag the
+//! unit's observations with what it was served.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use ripcord_engine::{evaluate_typed, Context, Document, Ruleset, Snapshot};
+use ripcord_engine::bucketing::Unit;
+use ripcord_engine::context::AttributeName;
+use ripcord_engine::{evaluate_typed, Context, Document, Evaluation, FlagType, Ruleset, Snapshot};
+use ripcord_proto::pb::ripcord::v1::ripcord_client::RipcordClient;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::details::{Details, ErrorCode, FlagMetadata, FlagValue};
 use crate::follow::{self, Connection};
+use crate::metrics::{Bounds, MetricKind, MetricsStatus, Tag, Tracked};
+use crate::report::{Reporter, Timing, Transport};
 use crate::Error;
 
 /// A client that evaluates flags in-process. Cheap to clone: clones share one ruleset and
@@ -29,6 +38,22 @@ pub struct LocalClient {
 struct Inner {
     shared: Arc<Shared>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// With a server: metrics go to it.
+    reporter: Option<Arc<Reporter>>,
+    reporting: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Inner {
+    fn stop_reporting(&self) {
+        if let Ok(mut task) = self.reporting.lock() {
+            if let Some(task) = task.take() {
+                task.abort();
+            }
+        }
+        if let Some(reporter) = &self.reporter {
+            reporter.flush_in_background();
+        }
+    }
 }
 
 impl Drop for Inner {
@@ -38,6 +63,7 @@ impl Drop for Inner {
                 task.abort();
             }
         }
+        self.stop_reporting();
         // Subscriptions hold `Shared`, and with it the sender they wait on: unless it goes
         // here, a subscription outliving the client would wait for ever.
         if let Ok(mut generation) = self.shared.generation.lock() {
@@ -48,11 +74,70 @@ impl Drop for Inner {
 
 /// What the background task and the client share.
 pub(crate) struct Shared {
-    snapshot: ArcSwapOption<Snapshot>,
+    installed: ArcSwapOption<Installed>,
     /// Bumped at every install; subscriptions wait on it. Taken out by `close`, which ends
     /// every subscription.
     generation: Mutex<Option<watch::Sender<u64>>>,
     status: Mutex<LocalStatus>,
+}
+
+/// A ruleset ready to serve: its snapshot, and what metrics need of its ramps.
+struct Installed {
+    snapshot: Arc<Snapshot>,
+    /// The flags with a ramp, by key. Looked up on every evaluation of a reporting client:
+    /// a fast hash, fit for the keys of the ruleset, which come from its authors.
+    ramps: rustc_hash::FxHashMap<Box<str>, RampMetrics>,
+}
+
+/// What `track` needs of a flag's ramp.
+struct RampMetrics {
+    /// The attribute that names the unit.
+    stickiness: AttributeName,
+    guards: Vec<(Box<str>, MetricKind)>,
+}
+
+impl Installed {
+    fn new(snapshot: Snapshot, document: &Document) -> Installed {
+        let ramps = document
+            .flags
+            .iter()
+            .filter_map(|(key, flag)| {
+                let ramp = flag.ramp.as_ref()?;
+                let stickiness = flag
+                    .rollout
+                    .as_ref()
+                    .map_or(ripcord_engine::document::DEFAULT_STICKINESS, |rollout| {
+                        rollout.stickiness()
+                    });
+                let guards = ramp
+                    .guards
+                    .iter()
+                    .map(|guard| (guard.metric.as_str().into(), guard.kind))
+                    .collect();
+                Some((
+                    key.as_str().into(),
+                    RampMetrics {
+                        stickiness: AttributeName::new(stickiness),
+                        guards,
+                    },
+                ))
+            })
+            .collect();
+        Installed {
+            snapshot: Arc::new(snapshot),
+            ramps,
+        }
+    }
+}
+
+/// The unit's identity as text, as bucketing reads it; `None` when the context has no
+/// usable value for the attribute.
+fn unit_text<'a>(context: &'a Context, stickiness: &AttributeName) -> Option<Cow<'a, str>> {
+    Some(match Unit::from_value(context.attribute(stickiness))? {
+        Unit::Text(text) => Cow::Borrowed(text),
+        Unit::Integer(number) => Cow::Owned(number.to_string()),
+        Unit::Unsigned(number) => Cow::Owned(number.to_string()),
+    })
 }
 
 /// Where the client's ruleset came from, and how its connection is doing.
@@ -67,6 +152,8 @@ pub struct LocalStatus {
     /// The last thing that went wrong with the stream or a ruleset; cleared when a ruleset
     /// or change is applied.
     pub last_error: Option<Error>,
+    /// What became of the metrics tracked (all zero without a server).
+    pub metrics: MetricsStatus,
 }
 
 /// Builds a [`LocalClient`]: a server to follow, a bootstrap document, or both.
@@ -77,6 +164,9 @@ pub struct LocalClientBuilder {
     stream_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     max_message_bytes: Option<usize>,
+    instance_id: Option<String>,
+    timing: Timing,
+    bounds: Bounds,
 }
 
 /// With the server's default heartbeat of 15 s, three missed heartbeats.
@@ -85,6 +175,8 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Far above any ruleset the server's default limits let an environment reach, while still
 /// bounding what a misbehaving server can make the client allocate.
 const DEFAULT_MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+/// How long one `Report` call may take.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl LocalClientBuilder {
     /// Follows the environment of `server_key` on the server's gRPC endpoint, such as
@@ -136,6 +228,42 @@ impl LocalClientBuilder {
         self
     }
 
+    /// The id this client sends as `x-ripcord-instance` with every call, so that a ramp's
+    /// status can tell how many running instances have fetched a kill: 1 to 128 printable
+    /// ASCII characters, such as a pod name. By default, one random id per process.
+    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
+        self.instance_id = Some(id.into());
+        self
+    }
+
+    /// How often tracked metrics are aggregated and sent: each unit's events within one
+    /// interval become one observation. 10 s by default; at least 100 ms.
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.timing.flush_interval = interval.max(crate::report::MIN_FLUSH_INTERVAL);
+        self
+    }
+
+    /// The most units one flush window aggregates (100,000 by default); observations of
+    /// further units in that window are dropped and counted.
+    pub fn max_pending_units(mut self, units: usize) -> Self {
+        self.bounds.max_units = units;
+        self.bounds.max_tags = self.bounds.max_tags.max(units);
+        self
+    }
+
+    /// The most batches (of up to 500 observations) waiting while the server cannot be
+    /// reached (200 by default); beyond it the oldest are dropped and counted.
+    pub fn max_pending_batches(mut self, batches: usize) -> Self {
+        self.bounds.max_batches = batches.max(1);
+        self
+    }
+
+    #[cfg(test)]
+    pub(crate) fn timing(mut self, timing: Timing) -> Self {
+        self.timing = timing;
+        self
+    }
+
     /// Builds the client and, with a server, starts following it in the background. Must
     /// be called inside a Tokio runtime when a server is given.
     pub fn build(self) -> Result<LocalClient, Error> {
@@ -143,12 +271,20 @@ impl LocalClientBuilder {
         if self.server.is_none() && bootstrap.is_none() {
             return Err(Error::NothingToServe);
         }
+        let instance = match self.instance_id {
+            Some(id) => {
+                crate::instance::check(&id)?;
+                id
+            }
+            None => crate::instance::of_process().to_string(),
+        };
         let connection = self
             .server
             .map(|(url, key)| {
                 Connection::new(
                     &url,
                     &key,
+                    &instance,
                     self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
                     self.stream_timeout.unwrap_or(DEFAULT_STREAM_TIMEOUT),
                     self.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
@@ -161,26 +297,44 @@ impl LocalClientBuilder {
         };
         let (generation, _) = watch::channel(0);
         let shared = Arc::new(Shared {
-            snapshot: ArcSwapOption::empty(),
+            installed: ArcSwapOption::empty(),
             generation: Mutex::new(Some(generation)),
             status: Mutex::new(LocalStatus::default()),
         });
         if let Some(document) = bootstrap {
-            let snapshot = Ruleset::from_document("bootstrap", document)
+            let ruleset = Ruleset::from_document("bootstrap", document);
+            let snapshot = ruleset
                 .compile()
                 .map_err(|error| Error::Bootstrap(error.to_string()))?;
-            shared.install(snapshot, false);
+            shared.install(snapshot, &ruleset.document, false);
         }
-        let task = match (connection, runtime) {
+        let (task, reporter, reporting) = match (connection, runtime) {
             (Some(connection), Some(runtime)) => {
-                Some(runtime.spawn(follow::follow(Arc::clone(&shared), connection)))
+                // A channel of its own, connected on first use and reconnecting by itself:
+                // reports neither wait for nor disturb the ruleset stream.
+                let channel = {
+                    let _entered = runtime.enter();
+                    connection.endpoint.connect_lazy()
+                };
+                let transport = Transport::Grpc {
+                    client: RipcordClient::new(channel),
+                    authorization: connection.authorization.clone(),
+                    instance: connection.instance.clone(),
+                    timeout: REPORT_TIMEOUT,
+                };
+                let reporter = Arc::new(Reporter::new(transport, self.bounds, self.timing));
+                let reporting = reporter.start(&runtime);
+                let task = runtime.spawn(follow::follow(Arc::clone(&shared), connection));
+                (Some(task), Some(reporter), Some(reporting))
             }
-            _ => None,
+            _ => (None, None, None),
         };
         Ok(LocalClient {
             inner: Arc::new(Inner {
                 shared,
                 task: Mutex::new(task),
+                reporter,
+                reporting: Mutex::new(reporting),
             }),
         })
     }
@@ -201,7 +355,7 @@ impl LocalClient {
 
     /// Whether the client has flags to serve: a ruleset from the server or a bootstrap.
     pub fn is_ready(&self) -> bool {
-        self.inner.shared.snapshot.load().is_some()
+        self.inner.shared.installed.load().is_some()
     }
 
     /// Waits until the client [is ready](Self::is_ready), at most `timeout`.
@@ -228,19 +382,26 @@ impl LocalClient {
             .unwrap_or(Err(Error::Timeout(timeout)))
     }
 
-    /// The revision served, the connection, the last error.
+    /// The revision served, the connection, the last error, the metrics' counters.
     pub fn status(&self) -> LocalStatus {
-        self.inner.shared.status()
+        let mut status = self.inner.shared.status();
+        if let Some(reporter) = &self.inner.reporter {
+            status.metrics = reporter.status();
+        }
+        status
     }
 
-    /// Stops following the server. Evaluation goes on answering from the last ruleset;
-    /// subscriptions end.
+    /// Stops following the server and sending metrics; what was tracked and not yet sent
+    /// goes in one last flush in the background. Evaluation goes on answering from the
+    /// last ruleset; subscriptions end. Observations tracked after this wait for an
+    /// explicit [`flush`](Self::flush).
     pub fn close(&self) {
         if let Ok(mut task) = self.inner.task.lock() {
             if let Some(task) = task.take() {
                 task.abort();
             }
         }
+        self.inner.stop_reporting();
         if let Ok(mut generation) = self.inner.shared.generation.lock() {
             generation.take();
         }
@@ -251,7 +412,82 @@ impl LocalClient {
 
     /// The current snapshot, for callers that evaluate many flags against one revision.
     pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
-        self.inner.shared.snapshot.load_full()
+        self.inner.shared.snapshot()
+    }
+
+    /// Reports one event of a ramp's guard metric for the unit of `context`: the value of
+    /// the flag's stickiness attribute, tagged with the cohort and stage the unit's last
+    /// evaluation of the flag (by this client) put it in.
+    ///
+    /// The metric's kind comes from the flag's ramp guards: a `rate` metric takes 0 (did not
+    /// happen) or 1 (happened), a `value` metric a finite number >= 0. Each unit's events of
+    /// one flush window are sent as one observation, the mean of a value metric or, for a
+    /// rate metric, 1 if it happened at all. A unit in no cohort is not reported (counted as
+    /// `untagged`); a metric that is no guard of the flag's ramp, or a value that does not
+    /// fit, is dropped (counted, with the reason). Never blocks on the network.
+    pub fn track(&self, flag_key: &str, context: &Context, metric: &str, value: f64) -> Tracked {
+        let Some(reporter) = &self.inner.reporter else {
+            return Tracked::Dropped("this client has no server to report to".to_string());
+        };
+        let installed = self.inner.shared.installed.load();
+        let ramp = installed
+            .as_deref()
+            .and_then(|installed| installed.ramps.get(flag_key));
+        let Some(ramp) = ramp else {
+            // No unit is in a cohort of a flag without a ramp.
+            reporter.recorder.untagged();
+            return Tracked::Untagged;
+        };
+        let Some(kind) = ramp
+            .guards
+            .iter()
+            .find(|(guard, _)| **guard == *metric)
+            .map(|(_, kind)| *kind)
+        else {
+            let reason = format!("`{metric}` is not a guard metric of flag `{flag_key}`'s ramp");
+            reporter.recorder.dropped(1, &reason);
+            return Tracked::Dropped(reason);
+        };
+        let unit = unit_text(context, &ramp.stickiness);
+        let tag = unit.as_deref().and_then(|unit| {
+            let tags = &reporter.recorder.tags;
+            tags.recall(tags.key(flag_key, unit))
+        });
+        reporter.record(flag_key, unit.as_deref(), tag, metric, kind, value)
+    }
+
+    /// Aggregates what was tracked so far and sends it, with every batch still waiting,
+    /// now. An error says the server could not be reached or refused (also kept in
+    /// `status().metrics.last_error`); batches that could not be sent are retried in the
+    /// background. Without a server there is nothing to flush.
+    pub async fn flush(&self) -> Result<(), Error> {
+        match &self.inner.reporter {
+            Some(reporter) => reporter.flush().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Evaluates, and remembers the unit's cohort and stage for `track`.
+    fn evaluate<'a>(
+        &self,
+        installed: &'a Installed,
+        flag_key: &str,
+        context: &Context,
+        flag_type: FlagType,
+    ) -> Evaluation<'a> {
+        let evaluation = evaluate_typed(&installed.snapshot, flag_key, context, flag_type);
+        if let Some(reporter) = &self.inner.reporter {
+            if !installed.ramps.is_empty() {
+                if let Some(ramp) = installed.ramps.get(flag_key) {
+                    if let Some(unit) = unit_text(context, &ramp.stickiness) {
+                        let tags = &reporter.recorder.tags;
+                        let tag = Tag::of(evaluation.metadata.cohort, evaluation.metadata.stage);
+                        tags.remember(tags.key(flag_key, &unit), tag);
+                    }
+                }
+            }
+        }
+        evaluation
     }
 
     pub fn get_bool(&self, flag_key: &str, context: &Context, default: bool) -> bool {
@@ -259,11 +495,12 @@ impl LocalClient {
     }
 
     pub fn get_string(&self, flag_key: &str, context: &Context, default: &str) -> String {
-        let snapshot = self.inner.shared.snapshot.load();
-        snapshot
+        let installed = self.inner.shared.installed.load();
+        installed
             .as_deref()
-            .and_then(|snapshot| {
-                evaluate_typed(snapshot, flag_key, context, String::FLAG_TYPE).value
+            .and_then(|installed| {
+                self.evaluate(installed, flag_key, context, String::FLAG_TYPE)
+                    .value
             })
             .and_then(|value| value.as_str())
             .unwrap_or(default)
@@ -330,10 +567,13 @@ impl LocalClient {
 
     /// Any typed value; the getters above are this with their type.
     pub fn value<T: FlagValue>(&self, flag_key: &str, context: &Context, default: T) -> T {
-        let snapshot = self.inner.shared.snapshot.load();
-        snapshot
+        let installed = self.inner.shared.installed.load();
+        installed
             .as_deref()
-            .and_then(|snapshot| evaluate_typed(snapshot, flag_key, context, T::FLAG_TYPE).value)
+            .and_then(|installed| {
+                self.evaluate(installed, flag_key, context, T::FLAG_TYPE)
+                    .value
+            })
             .and_then(T::from_json)
             .unwrap_or(default)
     }
@@ -345,21 +585,22 @@ impl LocalClient {
         context: &Context,
         default: T,
     ) -> Details<T> {
-        let snapshot = self.inner.shared.snapshot.load();
-        let Some(snapshot) = snapshot.as_deref() else {
+        let installed = self.inner.shared.installed.load();
+        let Some(installed) = installed.as_deref() else {
             return Details::error(
                 default,
                 ErrorCode::ProviderNotReady,
                 "no ruleset yet: the server has not answered and there is no bootstrap",
             );
         };
-        let evaluation = evaluate_typed(snapshot, flag_key, context, T::FLAG_TYPE);
+        let evaluation = self.evaluate(installed, flag_key, context, T::FLAG_TYPE);
         let metadata = FlagMetadata {
             revision: evaluation.metadata.revision,
             cohort: evaluation
                 .metadata
                 .cohort
                 .map(|cohort| cohort.as_str().to_string()),
+            stage: evaluation.metadata.stage,
             rule: evaluation.metadata.rule.map(str::to_string),
             unit_missing: evaluation.metadata.unit_missing.map(str::to_string),
         };
@@ -412,7 +653,7 @@ impl LocalClient {
         Changes {
             shared: Arc::clone(&self.inner.shared),
             generation: self.inner.shared.subscribe(),
-            last: self.inner.shared.snapshot.load_full(),
+            last: self.inner.shared.snapshot(),
         }
     }
 
@@ -457,7 +698,7 @@ impl Changes {
     pub async fn next(&mut self) -> Option<Change> {
         loop {
             self.generation.as_mut()?.changed().await.ok()?;
-            let current = self.shared.snapshot.load_full()?;
+            let current = self.shared.snapshot()?;
             let change = diff(self.last.as_deref(), &current);
             let revision_moved = self
                 .last
@@ -526,10 +767,12 @@ fn diff(old: Option<&Snapshot>, new: &Snapshot) -> Change {
 }
 
 impl Shared {
-    /// Serves `snapshot` from now on and wakes the subscriptions.
-    pub(crate) fn install(&self, snapshot: Snapshot, from_server: bool) {
+    /// Serves `snapshot`, compiled from `document`, from now on and wakes the
+    /// subscriptions.
+    pub(crate) fn install(&self, snapshot: Snapshot, document: &Document, from_server: bool) {
         let revision = snapshot.revision();
-        self.snapshot.store(Some(Arc::new(snapshot)));
+        self.installed
+            .store(Some(Arc::new(Installed::new(snapshot, document))));
         if let Ok(mut status) = self.status.lock() {
             status.revision = Some(revision);
             status.from_server |= from_server;
@@ -571,11 +814,18 @@ impl Shared {
             .map(watch::Sender::subscribe)
     }
 
-    fn flag_revision(&self, key: &str) -> Option<u64> {
-        self.snapshot
+    fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.installed
             .load()
             .as_deref()
-            .and_then(|snapshot| snapshot.flag(key))
+            .map(|installed| Arc::clone(&installed.snapshot))
+    }
+
+    fn flag_revision(&self, key: &str) -> Option<u64> {
+        self.installed
+            .load()
+            .as_deref()
+            .and_then(|installed| installed.snapshot.flag(key))
             .map(|flag| flag.revision())
     }
 }
@@ -689,7 +939,7 @@ flags:
         client
             .inner
             .shared
-            .install(ruleset.compile().unwrap(), true);
+            .install(ruleset.compile().unwrap(), &ruleset.document, true);
 
         assert_eq!(
             limit.next().await,

@@ -14,7 +14,7 @@ use ripcord_engine::Context;
 use serde_json::Value;
 
 use crate::details::{Details, ErrorCode, FlagValue, Reason};
-use crate::{LocalClient, RemoteClient};
+use crate::{LocalClient, RemoteClient, Tracked};
 
 /// An OpenFeature provider over a [`LocalClient`] or a [`RemoteClient`].
 ///
@@ -22,12 +22,18 @@ use crate::{LocalClient, RemoteClient};
 /// [`Context`] and evaluated in-process. A remote client's evaluations were made by the
 /// server for the context the client was built with (OpenFeature's static-context
 /// paradigm), so the call's context is not used.
+///
+/// OpenFeature's Rust API (0.3) has no tracking call, so guard metrics are reported with
+/// [`track_rate`](Self::track_rate) and [`track_value`](Self::track_value) here. The
+/// provider is cheap to clone: keep a clone to report with, and give OpenFeature the other.
+#[derive(Clone)]
 pub struct RipcordProvider {
     client: Client,
     metadata: ProviderMetadata,
     ready_timeout: Duration,
 }
 
+#[derive(Clone)]
 enum Client {
     Local(LocalClient),
     Remote(RemoteClient),
@@ -55,6 +61,53 @@ impl RipcordProvider {
     pub fn with_ready_timeout(mut self, timeout: Duration) -> RipcordProvider {
         self.ready_timeout = timeout;
         self
+    }
+
+    /// Reports whether an event of a `rate` guard metric happened to the unit of `context`
+    /// (a local client: the unit of the flag's stickiness attribute; a remote client: the
+    /// app), tagged with the cohort and stage of the unit's last evaluation of the flag.
+    /// See [`LocalClient::track`] and [`RemoteClient::track_rate`].
+    pub fn track_rate(
+        &self,
+        flag_key: &str,
+        context: &EvaluationContext,
+        metric: &str,
+        happened: bool,
+    ) -> Tracked {
+        match &self.client {
+            Client::Local(client) => client.track(
+                flag_key,
+                &context_from_openfeature(context),
+                metric,
+                f64::from(u8::from(happened)),
+            ),
+            Client::Remote(client) => client.track_rate(flag_key, metric, happened),
+        }
+    }
+
+    /// Reports a measurement of a `value` guard metric (a latency, a size) for the unit of
+    /// `context`; see [`track_rate`](Self::track_rate).
+    pub fn track_value(
+        &self,
+        flag_key: &str,
+        context: &EvaluationContext,
+        metric: &str,
+        value: f64,
+    ) -> Tracked {
+        match &self.client {
+            Client::Local(client) => {
+                client.track(flag_key, &context_from_openfeature(context), metric, value)
+            }
+            Client::Remote(client) => client.track_value(flag_key, metric, value),
+        }
+    }
+
+    /// Sends what was tracked now; see [`LocalClient::flush`].
+    pub async fn flush(&self) -> Result<(), crate::Error> {
+        match &self.client {
+            Client::Local(client) => client.flush().await,
+            Client::Remote(client) => client.flush().await,
+        }
     }
 
     fn resolve<T: FlagValue, U>(
@@ -94,6 +147,9 @@ impl RipcordProvider {
             if let Some(field) = field {
                 metadata.add_value(name, field);
             }
+        }
+        if let Some(stage) = details.metadata.stage {
+            metadata.add_value("stage", i64::from(stage));
         }
         Ok(ResolutionDetails {
             value,

@@ -1,6 +1,9 @@
 //! Remote mode: the server evaluates every flag for the app's context in one OFREP bulk
 //! request; the answer is kept in memory and in a cache file, so that the next start serves
 //! at once, with or without a network, and then revalidates with the answer's `ETag`.
+//!
+//! The app is one unit: the metrics it tracks are tagged with the cohort and stage of the
+//! evaluation it last read of the flag, and sent to `POST /api/v1/metrics`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +21,8 @@ use tokio::task::JoinHandle;
 
 use crate::details::{Details, ErrorCode, FlagMetadata, FlagValue, Reason};
 use crate::error::error_chain;
+use crate::metrics::{Bounds, MetricKind, MetricsStatus, Tag, Tracked};
+use crate::report::{Reporter, Timing, Transport};
 use crate::Error;
 
 /// A client that reads flags the server evaluated for one context. Cheap to clone; the
@@ -30,15 +35,25 @@ pub struct RemoteClient {
 struct Inner {
     shared: Arc<Shared>,
     task: Mutex<Option<JoinHandle<()>>>,
+    reporting: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Inner {
+    fn stop(&self) {
+        for task in [&self.task, &self.reporting] {
+            if let Ok(mut task) = task.lock() {
+                if let Some(task) = task.take() {
+                    task.abort();
+                }
+            }
+        }
+        self.shared.reporter.flush_in_background();
+    }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Ok(mut task) = self.task.lock() {
-            if let Some(task) = task.take() {
-                task.abort();
-            }
-        }
+        self.stop();
     }
 }
 
@@ -46,6 +61,9 @@ struct Shared {
     http: reqwest::Client,
     endpoint: String,
     authorization: String,
+    /// Sent as `X-Ripcord-Instance`, and kept in the cache file.
+    instance: String,
+    reporter: Arc<Reporter>,
     /// Which key the cache file answers for (a key belongs to one environment), so that a
     /// file written for another environment is not served as this one's.
     source: String,
@@ -85,6 +103,8 @@ pub struct RemoteStatus {
     pub etag: Option<String>,
     /// The last refresh's failure (or the cache file's), cleared by a refresh that works.
     pub last_error: Option<Error>,
+    /// What became of the metrics tracked.
+    pub metrics: MetricsStatus,
 }
 
 /// Builds a [`RemoteClient`].
@@ -96,6 +116,9 @@ pub struct RemoteClientBuilder {
     cache_file: Option<PathBuf>,
     refresh_interval: Option<Duration>,
     request_timeout: Duration,
+    instance_id: Option<String>,
+    timing: Timing,
+    bounds: Bounds,
 }
 
 impl RemoteClientBuilder {
@@ -125,29 +148,89 @@ impl RemoteClientBuilder {
         self
     }
 
+    /// The id this app installation sends as `X-Ripcord-Instance`, so that a ramp's status
+    /// can tell how many running instances have fetched a kill: 1 to 128 printable ASCII
+    /// characters. By default one is generated and kept in the cache file, so that the
+    /// installation keeps it across starts (without a cache file, one per start).
+    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
+        self.instance_id = Some(id.into());
+        self
+    }
+
+    /// How often tracked metrics are aggregated and sent: the app's events of one interval
+    /// become one observation per flag and metric. 10 s by default; at least 100 ms.
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.timing.flush_interval = interval.max(crate::report::MIN_FLUSH_INTERVAL);
+        self
+    }
+
+    /// The most aggregates one flush window holds (100,000 by default); beyond it,
+    /// observations are dropped and counted.
+    pub fn max_pending_units(mut self, units: usize) -> Self {
+        self.bounds.max_units = units;
+        self
+    }
+
+    /// The most batches (of up to 500 observations) waiting while the server cannot be
+    /// reached (200 by default); beyond it the oldest are dropped and counted.
+    pub fn max_pending_batches(mut self, batches: usize) -> Self {
+        self.bounds.max_batches = batches.max(1);
+        self
+    }
+
+    #[cfg(test)]
+    pub(crate) fn timing(mut self, timing: Timing) -> Self {
+        self.timing = timing;
+        self
+    }
+
     /// Serves the cache file (if any, and for this context) at once, and starts the first
     /// refresh in the background. Must be called inside a Tokio runtime.
     pub fn build(self) -> Result<RemoteClient, Error> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let base = self.base_url.trim_end_matches('/');
         let endpoint = format!("{base}/ofrep/v1/evaluate/flags");
+        let metrics_endpoint = format!("{base}/api/v1/metrics");
         reqwest::Url::parse(&endpoint).map_err(|error| Error::InvalidUrl {
             url: self.base_url.clone(),
             reason: error.to_string(),
         })?;
         let authorization = format!("Bearer {}", self.client_key);
         reqwest::header::HeaderValue::from_str(&authorization).map_err(|_| Error::InvalidKey)?;
+        if let Some(id) = &self.instance_id {
+            crate::instance::check(id)?;
+        }
         let http = reqwest::Client::builder()
             .timeout(self.request_timeout)
             .build()
             .map_err(|error| Error::Connection(error.to_string()))?;
         let context = serde_json::to_value(&self.context).unwrap_or(Value::Null);
         let source = cache_source(&self.client_key);
+        let cached = self.cache_file.as_deref().map(read_cache);
+        // The installation's id, whatever key or context the file was written for: the
+        // installation is the same when its user signs in.
+        let instance = self
+            .instance_id
+            .or_else(|| {
+                let cached = cached.as_ref()?.as_ref().ok()?.as_ref()?;
+                let id = cached.instance.clone()?;
+                crate::instance::check(&id).is_ok().then_some(id)
+            })
+            .unwrap_or_else(crate::instance::generate);
+        let transport = Transport::Http {
+            http: http.clone(),
+            url: metrics_endpoint,
+            authorization: authorization.clone(),
+            instance: instance.clone(),
+        };
+        let reporter = Arc::new(Reporter::new(transport, self.bounds, self.timing));
         let (generation, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             http,
             endpoint,
             authorization,
+            instance,
+            reporter,
             source,
             context,
             cache_file: self.cache_file,
@@ -156,7 +239,10 @@ impl RemoteClientBuilder {
             refreshing: tokio::sync::Mutex::new(()),
             generation,
         });
-        shared.load_cache();
+        if let Some(cached) = cached {
+            shared.load_cache(cached);
+        }
+        let reporting = shared.reporter.start(&runtime);
         let background = Arc::clone(&shared);
         let interval = self.refresh_interval;
         let task = runtime.spawn(async move {
@@ -172,6 +258,7 @@ impl RemoteClientBuilder {
             inner: Arc::new(Inner {
                 shared,
                 task: Mutex::new(Some(task)),
+                reporting: Mutex::new(Some(reporting)),
             }),
         })
     }
@@ -191,6 +278,9 @@ impl RemoteClient {
             cache_file: None,
             refresh_interval: None,
             request_timeout: Duration::from_secs(10),
+            instance_id: None,
+            timing: Timing::default(),
+            bounds: Bounds::default(),
         }
     }
 
@@ -224,25 +314,69 @@ impl RemoteClient {
     }
 
     pub fn status(&self) -> RemoteStatus {
-        self.inner
+        let mut status = self
+            .inner
             .shared
             .status
             .lock()
             .map(|status| status.clone())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        status.metrics = self.inner.shared.reporter.status();
+        status
+    }
+
+    /// The id this installation sends as `X-Ripcord-Instance`.
+    pub fn instance_id(&self) -> &str {
+        &self.inner.shared.instance
     }
 
     pub fn last_error(&self) -> Option<Error> {
         self.status().last_error
     }
 
-    /// Stops the background refreshes. Evaluations held are still served.
+    /// Stops the background refreshes and metric sends; what was tracked and not yet sent
+    /// goes in one last flush in the background. Evaluations held are still served.
+    /// Observations tracked after this wait for an explicit [`flush`](Self::flush).
     pub fn close(&self) {
-        if let Ok(mut task) = self.inner.task.lock() {
-            if let Some(task) = task.take() {
-                task.abort();
-            }
-        }
+        self.inner.stop();
+    }
+
+    /// Reports whether an event of a `rate` guard metric happened (a crash, an error, a
+    /// conversion) to the flag's ramp, tagged with the cohort and stage of the app's last
+    /// read of the flag. Report `false` too: a unit whose window saw only `false` is a unit
+    /// without the event, which the guard needs as much as the others. The events of one
+    /// flush window become one observation: 1 if any happened, else 0. Not reported when
+    /// the last read put the app in no cohort (counted as `untagged`). Never blocks on the
+    /// network.
+    pub fn track_rate(&self, flag_key: &str, metric: &str, happened: bool) -> Tracked {
+        self.track(
+            flag_key,
+            metric,
+            MetricKind::Rate,
+            f64::from(u8::from(happened)),
+        )
+    }
+
+    /// Reports a measurement of a `value` guard metric (a latency, a size): a finite,
+    /// non-negative number. The measurements of one flush window become one observation, their mean.
+    /// Otherwise as [`track_rate`](Self::track_rate).
+    pub fn track_value(&self, flag_key: &str, metric: &str, value: f64) -> Tracked {
+        self.track(flag_key, metric, MetricKind::Value, value)
+    }
+
+    fn track(&self, flag_key: &str, metric: &str, kind: MetricKind, value: f64) -> Tracked {
+        let reporter = &self.inner.shared.reporter;
+        let tags = &reporter.recorder.tags;
+        let tag = tags.recall(tags.key(flag_key, ""));
+        reporter.record(flag_key, None, tag, metric, kind, value)
+    }
+
+    /// Aggregates what was tracked so far and sends it, with every batch still waiting,
+    /// now. An error says the server could not be reached or refused (also kept in
+    /// `status().metrics.last_error`); batches that could not be sent are retried in the
+    /// background.
+    pub async fn flush(&self) -> Result<(), Error> {
+        self.inner.shared.reporter.flush().await
     }
 
     /// The keys of the flags held.
@@ -309,7 +443,15 @@ impl RemoteClient {
                 "no evaluations yet: no cache file, and the server has not answered",
             );
         };
-        match evaluations.flags.get(flag_key) {
+        let item = evaluations.flags.get(flag_key);
+        // What the app read is what its metrics are tagged with.
+        let tag = match item {
+            Some(Item::Success { tag, .. }) => *tag,
+            _ => None,
+        };
+        let tags = &self.inner.shared.reporter.recorder.tags;
+        tags.remember(tags.key(flag_key, ""), tag);
+        match item {
             None => Details::error(
                 default,
                 ErrorCode::FlagNotFound,
@@ -323,6 +465,7 @@ impl RemoteClient {
                 variant,
                 reason,
                 metadata,
+                ..
             }) => match T::from_json(value) {
                 Some(value) => Details {
                     value,
@@ -361,6 +504,7 @@ enum Item {
         variant: Option<String>,
         reason: Reason,
         metadata: FlagMetadata,
+        tag: Option<Tag>,
     },
     /// OFREP's per-flag error.
     Failure { code: ErrorCode, message: String },
@@ -403,15 +547,24 @@ impl Evaluations {
                         code: ErrorCode::ParseError,
                         message: "the server sent no value".to_string(),
                     },
-                    (None, Some(value)) => Item::Success {
-                        value,
-                        variant: item.variant.filter(|variant| !variant.is_empty()),
-                        reason: item
-                            .reason
-                            .as_deref()
-                            .map_or(Reason::Other("UNKNOWN".to_string()), Reason::parse),
-                        metadata: metadata(&item.metadata),
-                    },
+                    (None, Some(value)) => {
+                        let metadata = metadata(&item.metadata);
+                        let cohort = match metadata.cohort.as_deref() {
+                            Some("treatment") => Some(ripcord_engine::Cohort::Treatment),
+                            Some("control") => Some(ripcord_engine::Cohort::Control),
+                            _ => None,
+                        };
+                        Item::Success {
+                            value,
+                            variant: item.variant.filter(|variant| !variant.is_empty()),
+                            reason: item
+                                .reason
+                                .as_deref()
+                                .map_or(Reason::Other("UNKNOWN".to_string()), Reason::parse),
+                            tag: Tag::of(cohort, metadata.stage),
+                            metadata,
+                        }
+                    }
                 };
                 (item.key, parsed)
             })
@@ -425,6 +578,10 @@ fn metadata(fields: &serde_json::Map<String, Value>) -> FlagMetadata {
     FlagMetadata {
         revision: fields.get("revision").and_then(Value::as_u64).unwrap_or(0),
         cohort: text("cohort"),
+        stage: fields
+            .get("stage")
+            .and_then(Value::as_u64)
+            .and_then(|stage| u32::try_from(stage).ok()),
         rule: text("rule"),
         unit_missing: text("unitMissing"),
     }
@@ -440,6 +597,9 @@ struct CacheFile {
     context: Value,
     etag: Option<String>,
     body: Value,
+    /// The installation's instance id; absent in files of older SDKs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    instance: Option<String>,
 }
 
 const CACHE_FORMAT: u32 = 2;
@@ -471,9 +631,8 @@ impl Shared {
         }
     }
 
-    fn load_cache(&self) {
-        let Some(path) = &self.cache_file else { return };
-        let cached = match read_cache(path) {
+    fn load_cache(&self, cached: Result<Option<CacheFile>, Error>) {
+        let cached = match cached {
             Ok(Some(cached)) => cached,
             Ok(None) => return,
             Err(error) => {
@@ -513,6 +672,7 @@ impl Shared {
             .http
             .post(&self.endpoint)
             .header(AUTHORIZATION, &self.authorization)
+            .header(crate::instance::HEADER, &self.instance)
             .json(&serde_json::json!({ "context": self.context }));
         if let Some(etag) = &held_etag {
             request = request.header(IF_NONE_MATCH, etag);
@@ -556,6 +716,7 @@ impl Shared {
                 context: self.context.clone(),
                 etag: etag.clone(),
                 body,
+                instance: Some(self.instance.clone()),
             };
             cached = write_cache(path, &file);
         }
@@ -570,7 +731,7 @@ impl Shared {
     }
 }
 
-fn refusal_message(body: &[u8]) -> String {
+pub(crate) fn refusal_message(body: &[u8]) -> String {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let message = parsed.as_ref().and_then(|body| {
         ["errorDetails", "message", "error"]
@@ -648,6 +809,7 @@ mod tests {
                     context: json!({"targetingKey": "u1"}),
                     etag: Some(etag.to_string()),
                     body: bulk(),
+                    instance: None,
                 },
             )
             .unwrap();
@@ -679,6 +841,7 @@ mod tests {
                 context: json!({"targetingKey": "u1"}),
                 etag: None,
                 body: bulk(),
+                instance: None,
             },
         )
         .unwrap();

@@ -14,6 +14,7 @@
 //! - [`ingest`]: metric observations, checked against running ramps and stored as
 //!   mergeable aggregates with group commit.
 //! - [`metrics`]: the Prometheus registry.
+//! - [`reach`]: which instances have fetched which revision, for a kill's reach.
 //! - [`shutdown`]: the one stop signal for servers and their streams.
 //!
 //! [`run`] serves on listeners it is given, so tests start a real server on port 0.
@@ -28,6 +29,7 @@ pub mod ingest;
 pub mod judge_cli;
 pub mod metrics;
 pub mod ramp;
+pub mod reach;
 pub mod service;
 pub mod shutdown;
 pub mod store;

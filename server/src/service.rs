@@ -155,6 +155,7 @@ pub struct Service {
     bootstrap_admin: Option<[u8; 32]>,
     writer: Mutex<()>,
     feed: Feed,
+    reach: Arc<crate::reach::ReachTracker>,
 }
 
 /// What an environment's document holds by key: flags and segments. The admin API edits
@@ -261,6 +262,7 @@ impl Service {
             bootstrap_admin: bootstrap_admin_key.map(digest),
             writer: Mutex::new(()),
             feed: Feed::default(),
+            reach: Arc::default(),
         });
         let mut environments = Environments::default();
         for record in service.store.environments().await? {
@@ -281,6 +283,11 @@ impl Service {
     /// own beside the environments (ramps, incidents, metric aggregates).
     pub fn store(&self) -> Arc<dyn Store> {
         Arc::clone(&self.store)
+    }
+
+    /// Which instances have fetched which revision: a kill's reach.
+    pub fn reach(&self) -> &Arc<crate::reach::ReachTracker> {
+        &self.reach
     }
 
     async fn load(&self, name: &str) -> Result<Option<Environment>> {
@@ -409,6 +416,9 @@ impl Service {
             };
             next
         });
+        if environment.is_none() {
+            self.reach.forget(name);
+        }
         self.feed.publish(previous.as_ref(), environment.as_ref());
     }
 

@@ -13,6 +13,7 @@
 //! - [`ramps`]: ramps walked by the controller on observations posted over HTTP: kills,
 //!   incidents, webhooks, restarts, manual controls.
 //! - [`sdk`]: the Rust SDK against real servers, both modes, and its examples.
+//! - [`sdk_metrics`]: guard metrics from the SDK to a started ramp; instance ids.
 
 #[path = "e2e/harness.rs"]
 mod harness;
@@ -35,3 +36,5 @@ mod metrics;
 mod ramps;
 #[path = "e2e/sdk.rs"]
 mod sdk;
+#[path = "e2e/sdk_metrics.rs"]
+mod sdk_metrics;

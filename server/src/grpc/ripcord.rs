@@ -55,6 +55,11 @@ impl pb::ripcord_server::Ripcord for Ripcord {
                 format!("environment `{name}` does not exist"),
             )));
         };
+        let instance = metadata.get(crate::reach::HEADER).map(|id| id.as_bytes());
+        self.shared
+            .service
+            .reach()
+            .record_header(&name, instance, environment.revision);
         let Some(flag) = environment
             .snapshot
             .flag(&key)
@@ -83,6 +88,11 @@ impl pb::ripcord_server::Ripcord for Ripcord {
             .service
             .environment(&name)
             .ok_or_else(|| follow::gone(&name))?;
+        let instance = metadata.get(crate::reach::HEADER).map(|id| id.as_bytes());
+        self.shared
+            .service
+            .reach()
+            .record_header(&name, instance, environment.revision);
         let mut evaluations = Vec::with_capacity(environment.snapshot.len());
         let mut counts = self.shared.metrics.evaluations.recorder(&environment.name);
         for flag in environment
@@ -124,8 +134,11 @@ impl pb::ripcord_server::Ripcord for Ripcord {
                 .into())
             }
         };
+        let instance = metadata.get(crate::reach::HEADER).map(|id| id.as_bytes());
+        let instance = self.shared.service.reach().instance(&environment, instance);
         let stream = self.shared.follow(Some(token), environment).start(Watch {
             known_revision: request.known_revision,
+            instance,
         })?;
         Ok(Response::new(stream))
     }
@@ -243,6 +256,8 @@ fn typed(flag_type: FlagType, value: &Value) -> pb::FlagValue {
 /// `Watch`: the ruleset, then deltas.
 struct Watch {
     known_revision: u64,
+    /// Records every revision sent, heartbeats included, for a kill's reach.
+    instance: Option<crate::reach::Instance>,
 }
 
 impl Watch {
@@ -267,6 +282,9 @@ impl Messages for Watch {
     type Message = pb::WatchResponse;
 
     fn opening(&mut self, service: &Service, environment: &Environment) -> Vec<pb::WatchResponse> {
+        if let Some(instance) = &self.instance {
+            instance.record(environment.revision);
+        }
         let deltas = (self.known_revision > 0)
             .then(|| {
                 service.deltas_since(&environment.name, self.known_revision, environment.revision)
@@ -284,6 +302,9 @@ impl Messages for Watch {
         current: &Environment,
         delta: Option<&Delta>,
     ) -> Option<pb::WatchResponse> {
+        if let Some(instance) = &self.instance {
+            instance.record(current.revision);
+        }
         Some(match delta {
             Some(delta) if delta.from_revision == previous.revision => Watch::delta(delta),
             _ => Watch::ruleset(current),
@@ -291,6 +312,9 @@ impl Messages for Watch {
     }
 
     fn heartbeat(&mut self, revision: u64) -> pb::WatchResponse {
+        if let Some(instance) = &self.instance {
+            instance.record(revision);
+        }
         pb::WatchResponse {
             revision,
             event: Some(pb::watch_response::Event::Heartbeat(pb::Heartbeat {})),

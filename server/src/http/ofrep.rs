@@ -34,6 +34,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
                         header::IF_NONE_MATCH,
                         header::HeaderName::from_static("last-event-id"),
                         header::HeaderName::from_static("x-api-key"),
+                        header::HeaderName::from_static(crate::reach::HEADER),
                     ])
                     .expose_headers([header::ETAG])
                     .max_age(3600),
@@ -148,6 +149,12 @@ async fn prepare(
         .service
         .environment(environment_name)
         .ok_or_else(|| Refusal::Ofrep(Failure::environment_missing(flag_key, environment_name)))?;
+    let instance = request.headers().get(crate::reach::HEADER);
+    let instance = instance.map(|id| id.as_bytes());
+    state
+        .service
+        .reach()
+        .record_header(&environment.name, instance, environment.revision);
     Ok((principal, environment, context))
 }
 
@@ -462,5 +469,6 @@ async fn events(
         environment,
         super::sdk::last_event_id(&request),
         super::sdk::Encoding::Ofrep,
+        None,
     )
 }

@@ -75,6 +75,12 @@ pub async fn ruleset(request: HttpRequest, state: web::Data<State>) -> Result<Ht
         .service
         .environment(&name)
         .ok_or_else(|| environment_gone(&name))?;
+    let instance = request.headers().get(crate::reach::HEADER);
+    let instance = instance.map(|id| id.as_bytes());
+    state
+        .service
+        .reach()
+        .record_header(&name, instance, environment.revision);
     let delivered = environment.delivered();
     if super::if_none_match(&request, &delivered.etag) {
         return Ok(HttpResponse::NotModified()
@@ -106,12 +112,18 @@ pub async fn ruleset(request: HttpRequest, state: web::Data<State>) -> Result<Ht
 pub async fn stream(request: HttpRequest, state: web::Data<State>) -> Result<HttpResponse> {
     let (_, environment) = server_key(&request, &state)?;
     let token = super::api_key(&request)?.to_string();
+    let instance = request.headers().get(crate::reach::HEADER);
+    let instance = state
+        .service
+        .reach()
+        .instance(&environment, instance.map(|id| id.as_bytes()));
     follow(
         &state,
         Credential::Key(token),
         environment,
         last_event_id(&request),
         Encoding::Ruleset,
+        instance,
     )
 }
 
@@ -263,6 +275,7 @@ pub(super) fn follow(
     environment: String,
     last_event_id: Option<u64>,
     encoding: Encoding,
+    instance: Option<crate::reach::Instance>,
 ) -> Result<HttpResponse> {
     // Subscribed before the environment is read: see the module's documentation.
     let updates = state.service.subscribe();
@@ -283,6 +296,7 @@ pub(super) fn follow(
         sent: current.revision,
         opening: Some(opening.freeze()),
         finished: false,
+        instance,
     };
     let body = futures_util::stream::unfold(follower, |mut follower| async move {
         let chunk = follower.next().await?;
@@ -310,12 +324,17 @@ struct Follower {
     sent: u64,
     opening: Option<Bytes>,
     finished: bool,
+    /// Records every revision sent, heartbeats included, for a kill's reach.
+    instance: Option<crate::reach::Instance>,
 }
 
 impl Follower {
     /// The next chunk to send; `None` ends the stream.
     async fn next(&mut self) -> Option<Bytes> {
         if let Some(opening) = self.opening.take() {
+            if let Some(instance) = &self.instance {
+                instance.record(self.sent);
+            }
             return Some(opening);
         }
         if self.finished {
@@ -382,6 +401,9 @@ impl Follower {
             }
         };
         self.quiet_until = tokio::time::Instant::now() + self.heartbeat;
+        if let Some(instance) = &self.instance {
+            instance.record(self.sent);
+        }
         Some(chunk)
     }
 

@@ -580,7 +580,7 @@ impl Controller {
             Some(KillRecord {
                 revision: Some(revision),
                 ..
-            }) => self.kill_reach(environment, *revision, now),
+            }) => Some(self.service.reach().reach(environment, *revision, now)),
             _ => None,
         };
         Ok(RampStatus {
@@ -606,17 +606,6 @@ impl Controller {
                 .as_ref()
                 .is_none_or(|record| record.pending.is_none()),
         })
-    }
-}
-
-impl Controller {
-    fn kill_reach(
-        &self,
-        _environment: &str,
-        _revision: u64,
-        _now: Seconds,
-    ) -> Option<serde_json::Value> {
-        None
     }
 }
 
@@ -707,8 +696,7 @@ pub struct RampStatus {
     pub kill: Option<KillRecord>,
     /// After a kill: of the instances active in the last hour, how many have fetched it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub reach: Option<serde_json::Value>,
+    pub reach: Option<crate::reach::Reach>,
     pub webhooks: webhook::WebhookStatus,
     /// False while a decision is written but not yet carried over to the flag.
     pub applied: bool,

@@ -108,11 +108,14 @@ fn time_of(text: &str) -> u64 {
     days * 86_400 + clock[0] * 3600 + clock[1] * 60 + clock[2]
 }
 
-/// Posts `count` observations per cohort with the given number of events, as a client key.
+/// Posts `per_cohort` observations per cohort with the given number of events, as a client
+/// key, in one batch: the controller then never sees one cohort of a stage without the other.
 async fn post_errors(server: &Server, key: &str, stage: u64, per_cohort: u64, events: [u64; 2]) {
-    for (cohort, events) in ["treatment", "control"].into_iter().zip(events) {
-        let observations: Vec<Value> = (0..per_cohort)
-            .map(|index| {
+    let observations: Vec<Value> = ["treatment", "control"]
+        .into_iter()
+        .zip(events)
+        .flat_map(|(cohort, events)| {
+            (0..per_cohort).map(move |index| {
                 json!({
                     "flag": "new-checkout",
                     "metric": "errors",
@@ -122,24 +125,38 @@ async fn post_errors(server: &Server, key: &str, stage: u64, per_cohort: u64, ev
                     "unit": format!("{cohort}-{index}"),
                 })
             })
-            .collect();
-        let answer = server
-            .call(
-                reqwest::Method::POST,
-                "/api/v1/metrics",
-                Some(key),
-                Body::Json(json!({"observations": observations})),
-            )
-            .await
-            .expect_status(200)
-            .json();
-        assert_eq!(
-            answer["accepted"],
-            json!(per_cohort),
-            "first rejection: {}",
-            answer["rejected"][0]
-        );
-    }
+        })
+        .collect();
+    let answer = server
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/metrics",
+            Some(key),
+            Body::Json(json!({"observations": observations})),
+        )
+        .await
+        .expect_status(200)
+        .json();
+    assert_eq!(
+        answer["accepted"],
+        json!(2 * per_cohort),
+        "first rejection: {}",
+        answer["rejected"][0]
+    );
+}
+
+/// Evaluates every flag as the app instance `instance` does when it phones home.
+async fn fetch_as(server: &Server, key: &str, instance: &str) {
+    let response = server
+        .client()
+        .post(server.url("/ofrep/v1/evaluate/flags"))
+        .bearer_auth(key)
+        .header("x-ripcord-instance", instance)
+        .json(&json!({"context": {"targetingKey": "user-7"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{instance} fetching its flags");
 }
 
 /// A webhook receiver: answers 500 to the first `failures` deliveries, 200 after, and keeps
@@ -292,6 +309,11 @@ async fn a_regression_is_killed_within_a_few_ticks_with_incident_webhook_and_aud
         json!(10.0)
     );
 
+    // Two app instances fetch their flags before the kill.
+    for instance in ["phone-a", "phone-b"] {
+        fetch_as(&server, &client.token, instance).await;
+    }
+
     past_warm_up(&server).await;
     let posted = Instant::now();
     // 30% errors in treatment against 1% in control: far worse than the 2-point tolerance.
@@ -325,6 +347,13 @@ async fn a_regression_is_killed_within_a_few_ticks_with_incident_webhook_and_aud
     assert_eq!(evaluation["reason"], "DISABLED", "{evaluation}");
     let flag = &server.export("default").await["flags"]["new-checkout"];
     assert_eq!(flag["enabled"], json!(false), "{flag}");
+
+    // Kill reach: neither instance has fetched the kill yet; once one has, the status says
+    // half of them have.
+    assert_eq!(killed["reach"], json!({"active": 2, "fetched": 0}), "{killed:#}");
+    fetch_as(&server, &client.token, "phone-a").await;
+    let reach = status(&server).await["reach"].clone();
+    assert_eq!(reach, json!({"active": 2, "fetched": 1}));
 
     // The incident has the evidence a postmortem needs.
     let incidents = server

@@ -1,0 +1,349 @@
+//! Kill reach: which running instances of SDKs and apps have fetched which revision of each
+//! environment, so that a ramp's status can say how many of the instances seen in the last
+//! hour have fetched its kill.
+//!
+//! Instances name themselves with the `x-ripcord-instance` header (gRPC metadata or HTTP
+//! header) on every request. Where a revision is handed out (an evaluation, a ruleset, a
+//! stream's message or heartbeat), the handler records it here. The tracker lives in memory
+//! only: after a restart it counts again from the instances that come back, which they do
+//! within a refresh or a reconnection.
+//!
+//! Recording is on the hot path of evaluation: one short lock of one of sixteen shards, no
+//! allocation for an instance already known. Ids come from clients, so each map is keyed
+//! with a random hash seed, ids that are too long or not printable ASCII are ignored, and
+//! each environment holds a bounded number of instances, the least recently seen going
+//! first.
+
+use std::collections::HashMap;
+use std::hash::Hasher;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// The header (HTTP, any case) and gRPC metadata key that carry the instance id.
+pub const HEADER: &str = "x-ripcord-instance";
+
+/// An instance counts as active if it was seen this recently.
+pub const ACTIVE_SECONDS: u64 = 3600;
+
+/// The most instances remembered per environment.
+pub const MAX_INSTANCES_PER_ENVIRONMENT: usize = 100_000;
+
+/// Longer ids are ignored.
+pub const MAX_ID_BYTES: usize = 128;
+
+const SHARDS: usize = 16;
+
+/// How far a kill has reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Reach {
+    /// Instances seen in the last hour.
+    pub active: u64,
+    /// Of those, the ones whose last fetched revision is at least the one asked about.
+    pub fetched: u64,
+}
+
+/// Instances per environment; see the module's documentation.
+pub struct ReachTracker {
+    shards: Box<[Padded]>,
+    per_shard: usize,
+}
+
+/// A shard on cache lines of its own: threads recording in different shards do not slow
+/// each other down.
+#[repr(align(128))]
+#[derive(Default)]
+struct Padded(Mutex<Shard>);
+
+#[derive(Default)]
+struct Shard {
+    /// A server has a few environments: a list beats hashing the name.
+    environments: Vec<(Box<str>, Instances)>,
+}
+
+/// Keyed with the default hasher's random seed (one per map), so that ids chosen to
+/// collide cannot slow a map down.
+type Instances = HashMap<Box<str>, Seen>;
+
+impl Shard {
+    fn instances(&self, environment: &str) -> Option<&Instances> {
+        self.environments
+            .iter()
+            .find(|(name, _)| **name == *environment)
+            .map(|(_, instances)| instances)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// The highest revision the instance has fetched: an instance does not unlearn a kill.
+    revision: u64,
+    last_seen: u64,
+}
+
+impl Default for ReachTracker {
+    fn default() -> ReachTracker {
+        ReachTracker::with_capacity(MAX_INSTANCES_PER_ENVIRONMENT)
+    }
+}
+
+/// Whether an id is one the tracker counts.
+pub fn valid_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_BYTES
+        && id.iter().all(|byte| (0x20..=0x7e).contains(byte))
+        && id.iter().any(|byte| *byte != b' ')
+}
+
+/// The current time in Unix seconds, as `record` takes it.
+pub fn now_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+impl ReachTracker {
+    /// A tracker that remembers about `max_per_environment` instances per environment.
+    pub fn with_capacity(max_per_environment: usize) -> ReachTracker {
+        ReachTracker {
+            shards: (0..SHARDS).map(|_| Padded::default()).collect(),
+            per_shard: max_per_environment.div_ceil(SHARDS).max(1),
+        }
+    }
+
+    fn shard(&self, instance_id: &str) -> MutexGuard<'_, Shard> {
+        // A fast hash is enough here: ids chosen to land in one shard only make that shard
+        // busier; the maps inside are protected by their own seeds.
+        let mut hasher = rustc_hash::FxHasher::default();
+        hasher.write(instance_id.as_bytes());
+        let index = (hasher.finish() >> 32) as usize % SHARDS;
+        // Every update leaves a shard consistent: a panic elsewhere does not spoil it.
+        self.shards[index]
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Notes that `instance_id` has now fetched `revision` of `environment`. An id that is
+    /// not valid is ignored.
+    pub fn record(&self, environment: &str, instance_id: &str, revision: u64, now_seconds: u64) {
+        if !valid_id(instance_id.as_bytes()) {
+            return;
+        }
+        let per_shard = self.per_shard;
+        let mut shard = self.shard(instance_id);
+        let position = match shard
+            .environments
+            .iter()
+            .position(|(name, _)| **name == *environment)
+        {
+            Some(position) => position,
+            None => {
+                shard
+                    .environments
+                    .push((environment.into(), Instances::default()));
+                shard.environments.len() - 1
+            }
+        };
+        let instances = &mut shard.environments[position].1;
+        if let Some(seen) = instances.get_mut(instance_id) {
+            seen.revision = seen.revision.max(revision);
+            seen.last_seen = seen.last_seen.max(now_seconds);
+            return;
+        }
+        if instances.len() >= per_shard {
+            evict(instances, per_shard, now_seconds);
+        }
+        instances.insert(
+            instance_id.into(),
+            Seen {
+                revision,
+                last_seen: now_seconds,
+            },
+        );
+    }
+
+    /// [`record`](Self::record) with a header's raw value, if the request had one, now.
+    pub fn record_header(&self, environment: &str, header: Option<&[u8]>, revision: u64) {
+        if let Some(id) = header.filter(|id| valid_id(id)) {
+            // Valid ids are ASCII, so this always succeeds.
+            if let Ok(id) = std::str::from_utf8(id) {
+                self.record(environment, id, revision, now_seconds());
+            }
+        }
+    }
+
+    /// How many instances of `environment` were seen in the hour before `now_seconds`, and
+    /// how many of those have fetched `since_revision` or later.
+    pub fn reach(&self, environment: &str, since_revision: u64, now_seconds: u64) -> Reach {
+        let mut reach = Reach::default();
+        for shard in self.shards.iter() {
+            let shard = shard.0.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(instances) = shard.instances(environment) else {
+                continue;
+            };
+            for seen in instances.values() {
+                if now_seconds.saturating_sub(seen.last_seen) < ACTIVE_SECONDS {
+                    reach.active += 1;
+                    reach.fetched += u64::from(seen.revision >= since_revision);
+                }
+            }
+        }
+        reach
+    }
+
+    /// Forgets an environment's instances: it was deleted, and one created under the same
+    /// name starts its revisions again.
+    pub fn forget(&self, environment: &str) {
+        for shard in self.shards.iter() {
+            shard
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .environments
+                .retain(|(name, _)| **name != *environment);
+        }
+    }
+
+    /// A handle for a stream that records one instance as it goes, if the id is valid.
+    pub fn instance(
+        self: &Arc<Self>,
+        environment: &str,
+        header: Option<&[u8]>,
+    ) -> Option<Instance> {
+        let id = std::str::from_utf8(header.filter(|id| valid_id(id))?).ok()?;
+        Some(Instance {
+            tracker: Arc::clone(self),
+            environment: environment.into(),
+            id: id.into(),
+        })
+    }
+}
+
+/// Makes room in a full map: instances not seen within the active window first, then the
+/// least recently seen eighth, so that eviction's cost is spread over many inserts.
+fn evict(instances: &mut Instances, capacity: usize, now_seconds: u64) {
+    instances.retain(|_, seen| now_seconds.saturating_sub(seen.last_seen) < ACTIVE_SECONDS);
+    if instances.len() < capacity {
+        return;
+    }
+    let mut times: Vec<u64> = instances.values().map(|seen| seen.last_seen).collect();
+    let remove = (capacity / 8).max(1).min(times.len());
+    let (_, cutoff, _) = times.select_nth_unstable(remove - 1);
+    let cutoff = *cutoff;
+    // Ties at the cutoff may take a few more: still the least recently seen.
+    instances.retain(|_, seen| seen.last_seen > cutoff);
+}
+
+/// One instance of one environment, held by a stream that records every revision it sends.
+pub struct Instance {
+    tracker: Arc<ReachTracker>,
+    environment: Box<str>,
+    id: Box<str>,
+}
+
+impl Instance {
+    pub fn record(&self, revision: u64) {
+        self.tracker
+            .record(&self.environment, &self.id, revision, now_seconds());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    #[test]
+    fn reach_counts_active_instances_and_those_at_or_past_the_revision() {
+        let tracker = ReachTracker::default();
+        tracker.record("prod", "a", 10, NOW);
+        tracker.record("prod", "b", 12, NOW);
+        tracker.record("prod", "c", 9, NOW);
+        tracker.record("staging", "a", 50, NOW);
+        assert_eq!(
+            tracker.reach("prod", 10, NOW),
+            Reach {
+                active: 3,
+                fetched: 2
+            }
+        );
+        assert_eq!(tracker.reach("prod", 13, NOW).fetched, 0);
+        assert_eq!(tracker.reach("prod", 0, NOW).fetched, 3);
+        assert_eq!(tracker.reach("nowhere", 0, NOW), Reach::default());
+
+        // An older revision later (a request that raced a newer one) does not undo a fetch.
+        tracker.record("prod", "b", 3, NOW + 1);
+        assert_eq!(tracker.reach("prod", 12, NOW + 1).fetched, 1);
+        tracker.record("prod", "c", 12, NOW + 2);
+        assert_eq!(tracker.reach("prod", 12, NOW + 2).fetched, 2);
+    }
+
+    #[test]
+    fn instances_not_seen_for_an_hour_are_not_active() {
+        let tracker = ReachTracker::default();
+        tracker.record("prod", "old", 5, NOW);
+        tracker.record("prod", "recent", 1, NOW + 1800);
+        let later = NOW + ACTIVE_SECONDS;
+        assert_eq!(
+            tracker.reach("prod", 5, later),
+            Reach {
+                active: 1,
+                fetched: 0
+            },
+            "`old` was last seen an hour ago"
+        );
+        assert_eq!(tracker.reach("prod", 5, later - 1).active, 2);
+        tracker.record("prod", "old", 5, later);
+        assert_eq!(tracker.reach("prod", 5, later).fetched, 1, "seen again");
+    }
+
+    #[test]
+    fn a_full_environment_evicts_the_least_recently_seen() {
+        let capacity = SHARDS * 8;
+        let tracker = ReachTracker::with_capacity(capacity);
+        for index in 0..capacity * 4 {
+            tracker.record("prod", &format!("i-{index}"), 1, NOW + index as u64);
+        }
+        let now = NOW + (capacity * 4) as u64;
+        let reach = tracker.reach("prod", 0, now);
+        assert!(reach.active as usize <= capacity, "{reach:?}");
+        assert!(reach.active as usize >= capacity / 2, "{reach:?}");
+        // The most recent ones are all still there; the first ones are gone.
+        let tracked = |index: usize| {
+            let shard = tracker.shard(&format!("i-{index}"));
+            let instances = shard.instances("prod").unwrap();
+            instances.contains_key(format!("i-{index}").as_str())
+        };
+        assert!((capacity * 4 - 4..capacity * 4).all(tracked));
+        assert!(!(0..4).any(tracked));
+        assert_eq!(tracker.reach("other", 0, now), Reach::default());
+    }
+
+    #[test]
+    fn ids_that_are_too_long_or_not_printable_are_ignored() {
+        let tracker = ReachTracker::default();
+        let long = "x".repeat(MAX_ID_BYTES + 1);
+        for id in ["", "   ", "tab\there", "é", long.as_str()] {
+            tracker.record("prod", id, 1, NOW);
+        }
+        tracker.record_header("prod", Some(&[0xff, 0x41]), 1);
+        tracker.record_header("prod", None, 1);
+        assert_eq!(tracker.reach("prod", 0, NOW).active, 0);
+        tracker.record("prod", &"x".repeat(MAX_ID_BYTES), 1, NOW);
+        tracker.record_header("prod", Some(b"pod 7"), 1);
+        assert_eq!(tracker.reach("prod", 0, now_seconds()).active, 2);
+        let tracker = Arc::new(tracker);
+        assert!(tracker.instance("prod", Some(b"\x01")).is_none());
+        let stream = tracker.instance("prod", Some(b"stream-1")).unwrap();
+        stream.record(4);
+        assert_eq!(tracker.reach("prod", 4, now_seconds()).fetched, 1);
+    }
+
+    #[test]
+    fn a_deleted_environment_is_forgotten() {
+        let tracker = ReachTracker::default();
+        tracker.record("prod", "a", 40, NOW);
+        tracker.forget("prod");
+        assert_eq!(tracker.reach("prod", 0, NOW), Reach::default());
+    }
+}

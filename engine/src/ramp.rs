@@ -159,6 +159,9 @@ pub enum HoldReason {
     WarmUp,
     MinDuration,
     Inconclusive,
+    /// Every guard passes on the ramp's evidence so far, but the current stage has not yet
+    /// seen `min_samples` per cohort of its own.
+    StageSamples,
     /// No guard can show the stage is safe; only a manual advance moves the ramp.
     NoGuards,
     /// The data could not be judged (wrong generation, mismatched bins, ...).
@@ -733,7 +736,14 @@ pub fn step(ramp: &Ramp, state: &RampState, observations: &Observations<'_>, now
             .iter()
             .all(|report| report.verdict == Some(Verdict::Pass));
     let guards = reports.iter().map(summary).collect::<Vec<_>>().join("; ");
-    if elapsed >= plan.min && all_pass {
+    // The last stage at 100% has no control cohort to gather; it completes on the evidence
+    // of the stages before it.
+    let short = if arm_shares(state.percentage).1 > 0.0 {
+        stage_shortfall(ramp, observations, state.stage)
+    } else {
+        None
+    };
+    if elapsed >= plan.min && all_pass && short.is_none() {
         let reason = format!(
             "{label} lasted {} (min {}) and every guard passed: {guards}",
             human(elapsed),
@@ -782,10 +792,49 @@ pub fn step(ramp: &Ramp, state: &RampState, observations: &Observations<'_>, now
                 human(plan.min)
             ),
         )
+    } else if let (true, Some(short)) = (all_pass, short) {
+        (
+            HoldReason::StageSamples,
+            format!("{label}: every guard passes so far, but {short}: {guards}"),
+        )
     } else {
         (HoldReason::Inconclusive, format!("{label}: {guards}"))
     };
     Step::new(next, Decision::Hold { hold, reason })
+}
+
+/// Why the current stage cannot advance yet on its own data: the evidence of earlier
+/// stages may already pass, but a stage is there to watch its own, larger exposure, so it
+/// advances only once every guard has its burn-in (`min_samples`, at least
+/// [`MIN_BURN_IN`]) per cohort in this stage too. Otherwise a passing first stage would
+/// carry every later one through on a timer.
+fn stage_shortfall(ramp: &Ramp, observations: &Observations<'_>, stage: usize) -> Option<String> {
+    let short: Vec<String> = ramp
+        .guards
+        .iter()
+        .filter_map(|guard| {
+            let needed = guard.min_samples.max(MIN_BURN_IN);
+            let (treatment, control) = observations
+                .guards
+                .iter()
+                .find(|data| data.metric == guard.metric)
+                .and_then(|data| data.stages.get(stage))
+                .map_or((0, 0), |data| match data {
+                    StageData::Values { treatment, control } => {
+                        (treatment.total(), control.total())
+                    }
+                    StageData::Rate { treatment, control } => (treatment.trials, control.trials),
+                });
+            (treatment < needed || control < needed).then(|| {
+                format!(
+                    "`{}` has {treatment} treatment and {control} control observations in this \
+                     stage, of {needed} each",
+                    guard.metric
+                )
+            })
+        })
+        .collect();
+    (!short.is_empty()).then(|| short.join("; "))
 }
 
 fn invalid(mut next: RampState, message: String) -> Step {

@@ -683,8 +683,8 @@ pub struct RampStatus {
     /// When the stage's warm-up ends: observations count from then.
     pub counts_from: Option<String>,
     pub ended_at: Option<String>,
-    /// Why the running ramp is not moving: warm_up, min_duration, inconclusive, no_guards,
-    /// data_error.
+    /// Why the running ramp is not moving: warm_up, min_duration, stage_samples,
+    /// inconclusive, no_guards, data_error.
     #[schema(value_type = Option<String>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hold: Option<ramp::HoldReason>,

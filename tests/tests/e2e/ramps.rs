@@ -350,7 +350,11 @@ async fn a_regression_is_killed_within_a_few_ticks_with_incident_webhook_and_aud
 
     // Kill reach: neither instance has fetched the kill yet; once one has, the status says
     // half of them have.
-    assert_eq!(killed["reach"], json!({"active": 2, "fetched": 0}), "{killed:#}");
+    assert_eq!(
+        killed["reach"],
+        json!({"active": 2, "fetched": 0}),
+        "{killed:#}"
+    );
     fetch_as(&server, &client.token, "phone-a").await;
     let reach = status(&server).await["reach"].clone();
     assert_eq!(reach, json!({"active": 2, "fetched": 1}));

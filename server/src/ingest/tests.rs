@@ -582,6 +582,9 @@ impl Store for GatedStore {
         }
         self.inner.merge_aggregates(deltas).await
     }
+    async fn clear_aggregates(&self, environment: &str, flag: &str) -> StoreResult<()> {
+        self.inner.clear_aggregates(environment, flag).await
+    }
     async fn aggregates(
         &self,
         environment: &str,

@@ -266,6 +266,12 @@ impl Controller {
             (Operation::Abort, Some(record)) => ramp::abort(&record.state, &by("aborted"), now),
         }
         .map_err(ramp_error)?;
+        if operation == Operation::Start {
+            // A new generation starts from no data. Generations count from 1 again for a
+            // flag or environment deleted and created anew, so whatever aggregates an
+            // earlier one left under this flag are removed before ingestion accepts any.
+            self.store.clear_aggregates(environment, flag).await?;
+        }
         let record = stored.unwrap_or_else(|| RampRecord {
             environment: environment.to_string(),
             flag: flag.to_string(),

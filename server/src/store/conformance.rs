@@ -1245,6 +1245,17 @@ async fn aggregates_of_environments_flags_and_generations_do_not_mix(store: &dyn
         .await
         .unwrap()
         .is_empty());
+
+    // A new ramp of `agg-a`/`f` clears every generation of that flag, and nothing else.
+    store.clear_aggregates("agg-a", "f").await.unwrap();
+    for (count, (environment, flag, generation)) in (1u64..).zip(places) {
+        let left = stored_aggregates(store, environment, flag, generation).await;
+        if (environment, flag) == ("agg-a", "f") {
+            assert_eq!(left, [], "{environment}/{flag} generation {generation}");
+        } else {
+            assert_eq!(left.len(), 1, "{environment}/{flag} lost its count {count}");
+        }
+    }
 }
 
 async fn values_and_rates_under_one_key_are_kept_apart(store: &dyn Store) {
@@ -1614,6 +1625,13 @@ async fn deleting_an_environment_removes_its_ramps(store: &dyn Store) {
         .await
         .unwrap();
     store
+        .merge_aggregates(vec![Aggregate {
+            key: aggregate_key(environment, "checkout", 1, 0, Cohort::Control, "m"),
+            counts: values(&[(1, 5)]),
+        }])
+        .await
+        .unwrap();
+    store
         .delete_environment(
             environment,
             audit(Some(environment), "environment.delete", environment),
@@ -1626,6 +1644,11 @@ async fn deleting_an_environment_removes_its_ramps(store: &dyn Store) {
         store.ramp(environment, "checkout").await.unwrap(),
         None,
         "a new environment of the same name starts with no ramp"
+    );
+    assert_eq!(
+        stored_aggregates(store, environment, "checkout", 1).await,
+        [],
+        "nor with the counts of the old one's ramps"
     );
 }
 

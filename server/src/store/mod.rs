@@ -300,6 +300,10 @@ pub trait Store: Send + Sync + 'static {
     /// nodes at once.
     async fn merge_aggregates(&self, deltas: Vec<Aggregate>) -> StoreResult<()>;
 
+    /// Removes every aggregate of `flag`, of every generation, durably. The controller calls
+    /// it when a ramp starts, so that no generation ever reads another's counts.
+    async fn clear_aggregates(&self, environment: &str, flag: &str) -> StoreResult<()>;
+
     /// Every stored aggregate of one ramp generation of a flag, in no particular order.
     async fn aggregates(
         &self,

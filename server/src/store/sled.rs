@@ -285,6 +285,9 @@ impl Store for SledStore {
                 Ok(())
             })?;
         }
+        // The counts of its ramps go too. Only to reclaim the space: a ramp of an
+        // environment created anew under the name clears its flag's counts when it starts.
+        remove_prefix(&self.aggregate_tree()?, &environment_aggregate_prefix(name))?;
         self.flush().await?;
         self.announce(ChangeEvent::Environment {
             name: name.to_string(),
@@ -543,6 +546,12 @@ impl Store for SledStore {
         self.flush().await
     }
 
+    async fn clear_aggregates(&self, environment: &str, flag: &str) -> StoreResult<()> {
+        let tree = self.aggregate_tree()?;
+        remove_prefix(&tree, &flag_aggregate_prefix(environment, flag))?;
+        self.flush().await
+    }
+
     async fn aggregates(
         &self,
         environment: &str,
@@ -632,14 +641,35 @@ impl SledStore {
     }
 }
 
-fn aggregate_prefix(environment: &str, flag: &str, generation: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(environment.len() + flag.len() + 10);
+/// `{environment}\0`: every aggregate of an environment. Names hold no NUL byte.
+fn environment_aggregate_prefix(environment: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(environment.len() + 1);
     key.extend_from_slice(environment.as_bytes());
     key.push(0);
+    key
+}
+
+/// `{environment}\0{flag}\0`: every generation of a flag.
+fn flag_aggregate_prefix(environment: &str, flag: &str) -> Vec<u8> {
+    let mut key = environment_aggregate_prefix(environment);
     key.extend_from_slice(flag.as_bytes());
     key.push(0);
+    key
+}
+
+fn aggregate_prefix(environment: &str, flag: &str, generation: u64) -> Vec<u8> {
+    let mut key = flag_aggregate_prefix(environment, flag);
     key.extend_from_slice(&generation.to_be_bytes());
     key
+}
+
+/// Removes every key under `prefix` in one batch (atomic in sled).
+fn remove_prefix(tree: &sled::Tree, prefix: &[u8]) -> StoreResult<()> {
+    let mut batch = sled::Batch::default();
+    for key in tree.scan_prefix(prefix).keys() {
+        batch.remove(key.map_err(backend)?);
+    }
+    tree.apply_batch(batch).map_err(backend)
 }
 
 fn aggregate_key(key: &AggregateKey, counts: &AggregateCounts) -> Vec<u8> {

@@ -69,7 +69,12 @@ async fn wait_for(server: &Server, patience: Duration, done: impl Fn(&Value) -> 
 
 /// Waits until the current stage's warm-up is over, so that observations count.
 async fn past_warm_up(server: &Server) -> Value {
-    let status = status(server).await;
+    past_warm_up_of(server, RAMP).await
+}
+
+/// [`past_warm_up`] for the ramp at `path`.
+async fn past_warm_up_of(server: &Server, path: &str) -> Value {
+    let status = server.admin_get(path).await.expect_status(200).json();
     let counts_from = status["counts_from"]
         .as_str()
         .expect("a running ramp has counts_from");
@@ -693,6 +698,66 @@ async fn manual_controls_pause_resume_advance_abort_and_restart_as_a_new_generat
         .unwrap()
         .contains("the canary looked fine on the dashboards"));
     assert_ne!(advance["actor"], "ramp-controller");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ramp_in_an_environment_created_again_starts_from_no_data() {
+    let server = ramp_server(&[]).await;
+    let ramp = "/api/v1/environments/staging/flags/new-checkout/ramp";
+    let stage_observations = |status: &Value| status["guards"][0]["stage_observations"].clone();
+    for round in 0..2 {
+        server
+            .admin_post("/api/v1/environments", json!({"name": "staging"}))
+            .await
+            .expect_status(201);
+        server
+            .import_yaml("staging", RAMPED)
+            .await
+            .expect_status(200);
+        let client = server.create_key("app", "client", Some("staging")).await;
+        let started = server
+            .admin_post(&format!("{ramp}/start"), json!({}))
+            .await
+            .expect_status(200)
+            .json();
+        // Generations count from 1 again in the new environment: the old one's counts
+        // under the same flag and generation must not come back.
+        assert_eq!(started["generation"], json!(1));
+        let status = server.admin_get(ramp).await.expect_status(200).json();
+        assert_eq!(
+            stage_observations(&status),
+            json!(0),
+            "round {round}: {status:#}"
+        );
+        if round == 1 {
+            break;
+        }
+        past_warm_up_of(&server, ramp).await;
+        let observations: Vec<Value> = ["treatment", "control"]
+            .into_iter()
+            .map(|cohort| {
+                json!({"flag": "new-checkout", "metric": "errors", "value": 0,
+                       "cohort": cohort, "stage": 0})
+            })
+            .collect();
+        let answer = server
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/metrics",
+                Some(&client.token),
+                Body::Json(json!({"observations": observations})),
+            )
+            .await
+            .expect_status(200)
+            .json();
+        assert_eq!(answer["accepted"], json!(2), "{answer}");
+        let status = server.admin_get(ramp).await.json();
+        assert_eq!(stage_observations(&status), json!(2), "{status:#}");
+        server
+            .admin_delete("/api/v1/environments/staging")
+            .await
+            .expect_status(204);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -183,13 +183,25 @@ impl Ingest {
     }
 
     /// Sets (or, with `None`, clears) the stage that `flag`'s observations count for. The
-    /// controller calls it whenever a ramp starts, advances, pauses, resumes or ends.
+    /// controller calls it whenever a ramp starts, advances, pauses, resumes or ends, and
+    /// on every look.
     pub fn set_active(&self, environment: &str, flag: &str, stage: Option<ActiveStage>) {
         let _writer = self
             .active_writer
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let mut table = ActiveTable::clone(&self.active.load());
+        let current = self.active.load();
+        let unchanged = match (&stage, current.get(environment).and_then(|f| f.get(flag))) {
+            (Some(stage), Some(active)) => **active == *stage,
+            (None, None) => true,
+            _ => false,
+        };
+        // The controller confirms every ramp's stage on each look: most calls change nothing
+        // and should not copy the table.
+        if unchanged {
+            return;
+        }
+        let mut table = ActiveTable::clone(&current);
         match stage {
             Some(stage) => {
                 table

@@ -184,6 +184,9 @@ impl Controller {
 
     async fn look(&self, record: RampRecord, now: Seconds) -> Result<()> {
         let record = self.finish(record).await?;
+        // Confirmed on every look: a flag deleted (or stripped of its ramp block) since the
+        // last one stops taking observations, and takes them again if it comes back.
+        self.activate(&record);
         let Some(ramp) = self.ramp_block(&record.environment, &record.flag)? else {
             return Ok(());
         };

@@ -430,3 +430,50 @@ async fn manual_operations_follow_the_state_machine() {
         .unwrap_err();
     assert!(error.to_string().contains("nope"), "{error}");
 }
+
+#[tokio::test]
+async fn a_flag_deleted_mid_ramp_stops_taking_observations_until_it_comes_back() {
+    let setup = setup().await;
+    let Setup {
+        service,
+        evidence,
+        controller,
+        person,
+        ..
+    } = &setup;
+    controller
+        .operate("default", "checkout", Operation::Start, None, person, T0)
+        .await
+        .unwrap();
+    let (flag, _) = service.flag("default", "checkout").unwrap();
+    let change = || Change {
+        environment: "default",
+        actor: person,
+        operation: "edit",
+        reason: None,
+    };
+    service
+        .delete_item::<ripcord_engine::Flag>(change(), "checkout")
+        .await
+        .unwrap();
+    controller.tick(T0 + 2 * MINUTE).await.unwrap();
+    assert_eq!(
+        evidence.active("checkout"),
+        None,
+        "observations for a deleted flag are refused"
+    );
+
+    // Put back with its ramp block, the flag's running ramp takes observations again.
+    service
+        .change(change(), |document| {
+            document.flags.insert("checkout".to_string(), flag.clone());
+            Ok(())
+        })
+        .await
+        .unwrap();
+    controller.tick(T0 + 3 * MINUTE).await.unwrap();
+    assert_eq!(
+        evidence.active("checkout").map(|active| active.stage),
+        Some(0)
+    );
+}

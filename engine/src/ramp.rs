@@ -803,6 +803,29 @@ pub fn step(ramp: &Ramp, state: &RampState, observations: &Observations<'_>, now
     Step::new(next, Decision::Hold { hold, reason })
 }
 
+/// Observations a stage needs per cohort, of each guard's metric, before it may advance.
+pub fn stage_burn_in(guard: &Guard) -> u64 {
+    guard.min_samples.max(MIN_BURN_IN)
+}
+
+/// How many more observations (both cohorts) a stage at `percentage` needs before it may
+/// advance, having `treatment` and `control` of `guard`'s metric; 0 at 100%, which has no
+/// control cohort and completes on the evidence of the stages before.
+pub fn stage_observations_needed(
+    guard: &Guard,
+    percentage: f64,
+    treatment: u64,
+    control: u64,
+) -> u64 {
+    if arm_shares(percentage).1 <= 0.0 {
+        return 0;
+    }
+    let needed = stage_burn_in(guard);
+    needed
+        .saturating_sub(treatment)
+        .saturating_add(needed.saturating_sub(control))
+}
+
 /// Why the current stage cannot advance yet on its own data: the evidence of earlier
 /// stages may already pass, but a stage is there to watch its own, larger exposure, so it
 /// advances only once every guard has its burn-in (`min_samples`, at least
@@ -813,7 +836,7 @@ fn stage_shortfall(ramp: &Ramp, observations: &Observations<'_>, stage: usize) -
         .guards
         .iter()
         .filter_map(|guard| {
-            let needed = guard.min_samples.max(MIN_BURN_IN);
+            let needed = stage_burn_in(guard);
             let (treatment, control) = observations
                 .guards
                 .iter()

@@ -561,16 +561,25 @@ impl Controller {
             .map(|guard| {
                 let guard_state = state.guards.iter().find(|g| g.metric == guard.metric);
                 let evidence = guard_state.and_then(|g| g.last.clone());
-                let stage_total = collected.as_ref().map_or(0, |collected| {
-                    let (treatment, control) = collected.totals(&guard.metric, state.stage);
-                    treatment.saturating_add(control)
+                let (treatment, control) = collected.as_ref().map_or((0, 0), |collected| {
+                    collected.totals(&guard.metric, state.stage)
                 });
+                let stage_total = treatment.saturating_add(control);
                 let per_minute = minutes_counted
                     .filter(|minutes| *minutes > 0.0 && stage_total > 0)
                     .map(|minutes| stage_total as f64 / minutes);
-                let more_minutes = evidence
-                    .as_ref()
-                    .and_then(|evidence| evidence.more_observations)
+                // The statistics' estimate, or the stage's own burn-in where that is
+                // further away: a stage advances only once both are met.
+                let stage_needs = if matches!(state.status, Status::Running | Status::Paused) {
+                    ramp::stage_observations_needed(guard, state.percentage, treatment, control)
+                } else {
+                    0
+                };
+                let more_observations = match evidence.as_ref().and_then(|e| e.more_observations) {
+                    Some(more) => Some(more.max(stage_needs)),
+                    None => (stage_needs > 0).then_some(stage_needs),
+                };
+                let more_minutes = more_observations
                     .zip(per_minute)
                     .map(|(more, rate)| more as f64 / rate);
                 GuardStatus {
@@ -578,7 +587,7 @@ impl Controller {
                     verdict: evidence.as_ref().map(|evidence| evidence.verdict),
                     stage_observations: stage_total,
                     observations_per_minute: per_minute,
-                    more_observations: evidence.as_ref().and_then(|e| e.more_observations),
+                    more_observations,
                     more_minutes,
                     evidence,
                     error: guard_state.and_then(|g| g.error.clone()),
@@ -723,7 +732,8 @@ pub struct GuardStatus {
     pub stage_observations: u64,
     /// The current stage's observations per minute since its warm-up ended.
     pub observations_per_minute: Option<f64>,
-    /// How many more observations (both cohorts) the stage needs to decide: an estimate.
+    /// How many more observations (both cohorts) the stage needs to decide: the statistics'
+    /// estimate, or what the stage still lacks of its own burn-in if that is more.
     pub more_observations: Option<u64>,
     /// The same at the current rate, in minutes.
     pub more_minutes: Option<f64>,

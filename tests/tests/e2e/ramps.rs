@@ -485,6 +485,15 @@ async fn an_a_a_stream_walks_every_stage_and_completes_at_100() {
         })
         .await;
         assert_eq!(status["status"], "running", "{status:#}");
+        if stage > 0 {
+            // The first stage's data pass, but this stage needs min_samples (500) per
+            // cohort of its own before it may advance.
+            assert_eq!(
+                status["guards"][0]["more_observations"],
+                json!(1000),
+                "{status:#}"
+            );
+        }
         past_warm_up(&server).await;
         // The same 1% error rate in both cohorts.
         post_errors(&server, &client.token, stage, 3000, [30, 30]).await;

@@ -91,26 +91,11 @@ async fn past_warm_up_of(server: &Server, path: &str) -> Value {
     }
 }
 
-/// Unix seconds of an RFC 3339 UTC time such as `2026-11-28T10:00:00Z`.
+/// Unix seconds of an RFC 3339 time such as `2026-11-28T10:00:00Z`.
 fn time_of(text: &str) -> u64 {
-    let date: Vec<i64> = text[..10]
-        .split('-')
-        .map(|part| part.parse().unwrap())
-        .collect();
-    let clock: Vec<u64> = text[11..19]
-        .split(':')
-        .map(|part| part.parse().unwrap())
-        .collect();
-    let (year, month, day) = (date[0], date[1], date[2]);
-    // Days from the civil date (proleptic Gregorian), as in Howard Hinnant's algorithm.
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12;
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = (era * 146_097 + day_of_era - 719_468) as u64;
-    days * 86_400 + clock[0] * 3600 + clock[1] * 60 + clock[2]
+    let time = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|error| panic!("`{text}` is not RFC 3339: {error}"));
+    u64::try_from(time.unix_timestamp()).unwrap()
 }
 
 /// Posts `per_cohort` observations per cohort with the given number of events, as a client

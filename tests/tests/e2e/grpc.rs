@@ -84,16 +84,7 @@ const ALL_FLAGS: [&str; 6] = [
 ];
 
 async fn server_with_document(env: &[(&str, &str)]) -> Server {
-    let mut builder = Server::builder();
-    for (name, value) in env {
-        builder = builder.env(name, value);
-    }
-    let server = builder.start().await;
-    server
-        .import_yaml("default", DOCUMENT)
-        .await
-        .expect_status(200);
-    server
+    Server::start_with(env, DOCUMENT).await
 }
 
 async fn channel(server: &Server) -> Channel {

@@ -111,6 +111,21 @@ impl Server {
         Server::builder().start().await
     }
 
+    /// A server with `env` set and `document` (YAML) imported into `default`.
+    pub async fn start_with(env: &[(&str, &str)], document: &str) -> Server {
+        let builder = env
+            .iter()
+            .fold(Server::builder(), |builder, (name, value)| {
+                builder.env(name, value)
+            });
+        let server = builder.start().await;
+        server
+            .import_yaml("default", document)
+            .await
+            .expect_status(200);
+        server
+    }
+
     /// Sets an environment variable for the next [`Server::start_again`].
     pub fn set_env(&mut self, name: &str, value: impl ToString) {
         self.env.retain(|(known, _)| known != name);

@@ -43,16 +43,7 @@ flags:
 "#;
 
 async fn server_with(env: &[(&str, &str)]) -> Server {
-    let mut builder = Server::builder();
-    for (name, value) in env {
-        builder = builder.env(name, value);
-    }
-    let server = builder.start().await;
-    server
-        .import_yaml("default", DOCUMENT)
-        .await
-        .expect_status(200);
-    server
+    Server::start_with(env, DOCUMENT).await
 }
 
 fn observation(flag: &str, metric: &str, value: f64) -> Value {

@@ -32,17 +32,10 @@ flags:
         - {metric: errors, category: stability, kind: rate, better: lower, tolerance: 0.02, min_samples: 500}
 "#;
 
-async fn ramp_server(extra: &[(&str, String)]) -> Server {
-    let mut builder = Server::builder().env("RIPCORD_RAMP_TICK", "1s");
-    for (name, value) in extra {
-        builder = builder.env(name, value);
-    }
-    let server = builder.start().await;
-    server
-        .import_yaml("default", RAMPED)
-        .await
-        .expect_status(200);
-    server
+async fn ramp_server(extra: &[(&str, &str)]) -> Server {
+    let mut env = vec![("RIPCORD_RAMP_TICK", "1s")];
+    env.extend_from_slice(extra);
+    Server::start_with(&env, RAMPED).await
 }
 
 const RAMP: &str = "/api/v1/environments/default/flags/new-checkout/ramp";
@@ -278,9 +271,9 @@ async fn a_regression_is_killed_within_a_few_ticks_with_incident_webhook_and_aud
     // The receiver fails the first delivery (ramp.start) so the retry path is exercised.
     let (receiver, url) = Receiver::start(1).await;
     let server = ramp_server(&[
-        ("RIPCORD_WEBHOOK_URLS", url),
-        ("RIPCORD_WEBHOOK_SECRET", SECRET.to_string()),
-        ("RIPCORD_WEBHOOK_BACKOFF", "1s".to_string()),
+        ("RIPCORD_WEBHOOK_URLS", url.as_str()),
+        ("RIPCORD_WEBHOOK_SECRET", SECRET),
+        ("RIPCORD_WEBHOOK_BACKOFF", "1s"),
     ])
     .await;
     let client = server.create_key("app", "client", Some("default")).await;

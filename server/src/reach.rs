@@ -229,8 +229,21 @@ fn evict(instances: &mut Instances, capacity: usize, now_seconds: u64) {
     let remove = (capacity / 8).max(1).min(times.len());
     let (_, cutoff, _) = times.select_nth_unstable(remove - 1);
     let cutoff = *cutoff;
-    // Ties at the cutoff may take a few more: still the least recently seen.
-    instances.retain(|_, seen| seen.last_seen > cutoff);
+    // Everything older than the cutoff goes, and of those seen in the cutoff's second only
+    // as many as make up the eighth: instances that all came in the same second (a fleet
+    // reconnecting after a restart) must not empty the map.
+    let older = times.iter().filter(|time| **time < cutoff).count();
+    let mut ties = remove.saturating_sub(older);
+    instances.retain(|_, seen| {
+        if seen.last_seen < cutoff {
+            return false;
+        }
+        if seen.last_seen == cutoff && ties > 0 {
+            ties -= 1;
+            return false;
+        }
+        true
+    });
 }
 
 /// One instance of one environment, held by a stream that records every revision it sends.
@@ -317,6 +330,20 @@ mod tests {
         assert!((capacity * 4 - 4..capacity * 4).all(tracked));
         assert!(!(0..4).any(tracked));
         assert_eq!(tracker.reach("other", 0, now), Reach::default());
+    }
+
+    #[test]
+    fn a_fleet_arriving_in_one_second_keeps_a_full_environment_full() {
+        let capacity = SHARDS * 64;
+        let tracker = ReachTracker::with_capacity(capacity);
+        // Two and a half times the capacity, all in the same second: each eviction takes an
+        // eighth of a shard, not every instance tied at the oldest time.
+        for index in 0..capacity * 5 / 2 {
+            tracker.record("prod", &format!("i-{index}"), 1, NOW);
+        }
+        let reach = tracker.reach("prod", 0, NOW);
+        assert!(reach.active as usize <= capacity, "{reach:?}");
+        assert!(reach.active as usize >= capacity * 3 / 4, "{reach:?}");
     }
 
     #[test]

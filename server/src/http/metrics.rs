@@ -127,18 +127,20 @@ pub async fn report(
 ) -> Result<HttpResponse> {
     let principal = super::principal(&request, &state)?;
     ingest::reporting_environment(&principal)?;
-    let limit = state.max_body_bytes.max(
-        state
-            .ingest
-            .max_batch()
-            .saturating_mul(BODY_BYTES_PER_OBSERVATION),
-    );
-    let body = super::read_body(
-        payload,
-        limit,
-        "512 bytes per observation of RIPCORD_MAX_OBSERVATIONS_PER_BATCH",
-    )
-    .await?;
+    let batch_bytes = state
+        .ingest
+        .max_batch()
+        .saturating_mul(BODY_BYTES_PER_OBSERVATION);
+    // The larger limit applies; a refusal names the setting that made it.
+    let (limit, setting) = if state.max_body_bytes > batch_bytes {
+        (state.max_body_bytes, "RIPCORD_MAX_BODY_BYTES")
+    } else {
+        (
+            batch_bytes,
+            "512 bytes per observation of RIPCORD_MAX_OBSERVATIONS_PER_BATCH",
+        )
+    };
+    let body = super::read_body(payload, limit, setting).await?;
     let observations = parse_batch(&body)?;
     let accepted = state
         .ingest

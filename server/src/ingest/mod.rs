@@ -57,6 +57,9 @@ pub const BATCH_LIMIT_SETTING: &str = "RIPCORD_MAX_OBSERVATIONS_PER_BATCH";
 /// long names cannot make the answer many times larger than the request.
 const QUOTED_CHARACTERS: usize = 64;
 
+/// An unknown metric's rejection names at most this many of the ramp's guards.
+const NAMED_GUARDS: usize = 5;
+
 /// The stage of a flag's ramp that observations count for, as the controller sets it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActiveStage {
@@ -219,6 +222,19 @@ impl Ingest {
             }
         }
         self.active.store(Arc::new(table));
+    }
+
+    /// Every (environment, flag) whose observations count now.
+    pub fn active_flags(&self) -> Vec<(String, String)> {
+        self.active
+            .load()
+            .iter()
+            .flat_map(|(environment, flags)| {
+                flags
+                    .keys()
+                    .map(move |flag| (environment.clone(), flag.clone()))
+            })
+            .collect()
     }
 
     /// The stage `flag`'s observations count for now, if its ramp runs.
@@ -576,11 +592,17 @@ fn check_one<'t>(
         .find(|(name, _)| *name == observation.metric)
         .map(|(_, kind)| *kind)
         .ok_or_else(|| {
-            let guarded: Vec<String> = active
+            // Every rejection of a batch may say this: it names a few guards, cut like any
+            // quoted name, so that the answer stays about as large as the request.
+            let mut guarded: Vec<String> = active
                 .metrics
                 .iter()
-                .map(|(name, _)| format!("`{name}`"))
+                .take(NAMED_GUARDS)
+                .map(|(name, _)| quoted(name))
                 .collect();
+            if active.metrics.len() > NAMED_GUARDS {
+                guarded.push(format!("and {} more", active.metrics.len() - NAMED_GUARDS));
+            }
             format!(
                 "unknown metric {}: the ramp of {} guards {}",
                 quoted(&observation.metric),
@@ -652,9 +674,13 @@ fn check_one<'t>(
             ahead_ms / 1000
         ));
     }
+    // Nothing arrives before it is made: a clock running ahead must not carry an
+    // observation made in the warm-up past it.
+    let observed_ms = observed_ms.min(now_ms);
     if i128::from(observed_ms) < i128::from(active.counts_from) * 1000 {
         return Err(format!(
-            "observed in the stage's warm-up: observations count from {}",
+            "observed before the stage counts (its start plus its warm-up): observations \
+             count from {}",
             rfc3339(active.counts_from)
         ));
     }

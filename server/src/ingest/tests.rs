@@ -161,7 +161,8 @@ async fn every_bad_observation_is_rejected_with_its_reason_and_the_rest_counts()
             ),
             (
                 11,
-                "observed in the stage's warm-up: observations count from 2027-01-15T08:00:00Z"
+                "observed before the stage counts (its start plus its warm-up): observations count \
+                 from 2027-01-15T08:00:00Z"
             ),
         ]
     );
@@ -876,4 +877,46 @@ fn observations_lend_an_empty_pair_where_a_stage_has_no_data() {
         observations.guards[0].stages[1],
         ripcord_engine::stats::StageData::Values { treatment: t, .. } if *t == treatment
     ));
+}
+
+#[tokio::test]
+async fn an_unknown_metric_s_rejection_stays_short_whatever_the_guards() {
+    let fixture = fixture();
+    let long = "m".repeat(256);
+    let mut many = active(3, 1);
+    many.metrics = (0..100)
+        .map(|index| (format!("{long}{index}"), MetricKind::Rate))
+        .collect();
+    fixture.ingest.set_active(ENV, FLAG, Some(many));
+    let answer = fixture
+        .ingest
+        .accept(ENV, vec![observation("x", 1.0, "treatment", 1)], NOW)
+        .await
+        .unwrap();
+    let reason = &answer.rejected[0].reason;
+    assert!(reason.ends_with("and 95 more"), "{reason}");
+    assert!(reason.chars().count() < 600, "{} characters", reason.len());
+}
+
+#[tokio::test]
+async fn a_clock_running_ahead_does_not_carry_observations_out_of_the_warm_up() {
+    let fixture = fixture();
+    let in_warm_up = COUNTS_FROM - 60;
+    let batch = vec![
+        // Stamped after the warm-up by a clock two minutes fast, but sent during it.
+        at(
+            observation(LATENCY, 10.0, "treatment", 1),
+            millis(in_warm_up + 120),
+        ),
+        observation(LATENCY, 10.0, "treatment", 1),
+    ];
+    let answer = fixture.ingest.accept(ENV, batch, in_warm_up).await.unwrap();
+    assert_eq!(answer.accepted, 0);
+    assert_eq!(answer.rejected.len(), 2, "{answer:?}");
+    assert!(
+        answer.rejected[0]
+            .reason
+            .starts_with("observed before the stage counts"),
+        "{answer:?}"
+    );
 }

@@ -45,6 +45,9 @@ pub trait Evidence: Send + Sync + 'static {
 
     /// Every aggregate of `generation` of the flag's ramp.
     async fn collect(&self, environment: &str, flag: &str, generation: u64) -> Result<Aggregates>;
+
+    /// The (environment, flag) pairs observations count for now.
+    fn active_flags(&self) -> Vec<(String, String)>;
 }
 
 #[async_trait]
@@ -55,6 +58,10 @@ impl Evidence for crate::ingest::Ingest {
 
     async fn collect(&self, environment: &str, flag: &str, generation: u64) -> Result<Aggregates> {
         self.aggregates(environment, flag, generation).await
+    }
+
+    fn active_flags(&self) -> Vec<(String, String)> {
+        self.active_flags()
     }
 }
 
@@ -138,8 +145,17 @@ impl Controller {
     pub async fn restore(&self) -> Result<()> {
         let _one = self.lock.lock().await;
         for record in self.store.ramps().await? {
-            let record = self.finish(record).await?;
-            self.activate(&record);
+            let (environment, flag) = (record.environment.clone(), record.flag.clone());
+            match self.finish(record).await {
+                Ok(record) => self.activate(&record),
+                // One ramp's trouble must not keep the server, and every other ramp, down:
+                // its decision is finished on a later look.
+                Err(error) => tracing::error!(
+                    environment,
+                    flag,
+                    "could not finish the ramp's last decision: {error}"
+                ),
+            }
         }
         Ok(())
     }
@@ -169,7 +185,19 @@ impl Controller {
     /// One look at every running or paused ramp.
     pub async fn tick(&self, now: Seconds) -> Result<()> {
         let _one = self.lock.lock().await;
-        for record in self.store.ramps().await? {
+        let records = self.store.ramps().await?;
+        // A ramp whose record is gone (its environment was deleted) takes no observations.
+        for (environment, flag) in self.evidence.active_flags() {
+            let live = records.iter().any(|record| {
+                record.environment == environment
+                    && record.flag == flag
+                    && matches!(record.state.status, Status::Running | Status::Paused)
+            });
+            if !live {
+                self.evidence.activate(&environment, &flag, None);
+            }
+        }
+        for record in records {
             if !matches!(record.state.status, Status::Running | Status::Paused) {
                 continue;
             }
@@ -221,13 +249,13 @@ impl Controller {
         now: Seconds,
     ) -> Result<RampRecord> {
         let _one = self.lock.lock().await;
-        let ramp = self.ramp_block(environment, flag)?.ok_or_else(|| {
+        // An unknown environment or flag is a 404; a flag without a ramp block a conflict.
+        let (stored_flag, _) = self.service.flag(environment, flag)?;
+        let ramp = stored_flag.ramp.clone().ok_or_else(|| {
             Error::Conflict(format!(
                 "flag `{flag}` in environment `{environment}` has no ramp block"
             ))
         })?;
-        // The flag must exist for the ramp to move it.
-        self.service.flag(environment, flag)?;
         let stored = self.store.ramp(environment, flag).await?;
         let stored = match stored {
             Some(record) => Some(self.finish(record).await?),
@@ -245,6 +273,10 @@ impl Controller {
                 ramp::start(&ramp, &record.state, now)
             }
             (Operation::Start, Some(record)) => ramp::restart(&ramp, &settings, &record.state, now),
+            // A ramp never started can be called off: the flag goes back to 0%.
+            (Operation::Abort, None) => {
+                ramp::abort(&ramp::new(&ramp, &settings, 1), &by("aborted"), now)
+            }
             (_, None) => {
                 return Err(Error::Conflict(format!(
                     "the ramp of flag `{flag}` has not started; start it first"
@@ -270,6 +302,9 @@ impl Controller {
         }
         .map_err(ramp_error)?;
         if operation == Operation::Start {
+            // Nothing counts for the flag until the new generation is active, not even for
+            // a ramp of an environment deleted under it that ingestion still knew.
+            self.evidence.activate(environment, flag, None);
             // A new generation starts from no data. Generations count from 1 again for a
             // flag or environment deleted and created anew, so whatever aggregates an
             // earlier one left under this flag are removed before ingestion accepts any.

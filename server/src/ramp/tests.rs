@@ -69,6 +69,15 @@ impl Evidence for FakeEvidence {
         self.active.lock().unwrap().insert(flag.to_string(), active);
     }
 
+    fn active_flags(&self) -> Vec<(String, String)> {
+        let active = self.active.lock().unwrap();
+        active
+            .iter()
+            .filter(|(_, stage)| stage.is_some())
+            .map(|(flag, _)| ("default".to_string(), flag.clone()))
+            .collect()
+    }
+
     async fn collect(&self, _environment: &str, flag: &str, generation: u64) -> Result<Aggregates> {
         let rates = self.rates.lock().unwrap();
         let stages = rates.get(flag).cloned().unwrap_or_default();
@@ -476,4 +485,78 @@ async fn a_flag_deleted_mid_ramp_stops_taking_observations_until_it_comes_back()
         evidence.active("checkout").map(|active| active.stage),
         Some(0)
     );
+}
+
+#[tokio::test]
+async fn a_deleted_environment_s_ramps_stop_taking_observations() {
+    let setup = setup().await;
+    let Setup {
+        service,
+        evidence,
+        controller,
+        person,
+        ..
+    } = &setup;
+    controller
+        .operate("default", "checkout", Operation::Start, None, person, T0)
+        .await
+        .unwrap();
+    assert!(evidence.active("checkout").is_some());
+    service.delete_environment("default", person).await.unwrap();
+    controller.tick(T0 + 2 * MINUTE).await.unwrap();
+    assert_eq!(evidence.active("checkout"), None);
+    // Operations on it are answered as on any unknown environment.
+    let error = controller
+        .operate(
+            "default",
+            "checkout",
+            Operation::Pause,
+            None,
+            person,
+            T0 + 3 * MINUTE,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, crate::error::Error::NotFound { .. }),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_ramp_never_started_can_be_aborted_and_started_later_as_a_new_generation() {
+    let setup = setup().await;
+    let Setup {
+        service,
+        controller,
+        person,
+        ..
+    } = &setup;
+    let aborted = controller
+        .operate(
+            "default",
+            "checkout",
+            Operation::Abort,
+            Some("release cancelled"),
+            person,
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(aborted.state.status, Status::Aborted);
+    assert_eq!(percentage(service), 0.0);
+    let started = controller
+        .operate(
+            "default",
+            "checkout",
+            Operation::Start,
+            None,
+            person,
+            T0 + MINUTE,
+        )
+        .await
+        .unwrap();
+    assert_eq!(started.state.status, Status::Running);
+    assert_eq!(started.state.generation, 2);
+    assert_eq!(percentage(service), 10.0);
 }

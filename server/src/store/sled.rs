@@ -543,6 +543,19 @@ impl Store for SledStore {
             TransactionError::Abort(error) => error,
             TransactionError::Storage(error) => backend(error),
         })?;
+        // The counts are in: failing now would have the reporters send them again and count
+        // them twice, so a flush that fails is tried again before the batch is failed.
+        let mut wait = std::time::Duration::from_millis(50);
+        for _ in 0..FLUSH_RETRIES {
+            match self.flush().await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    tracing::warn!(%error, "flushing metric aggregates failed; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+            }
+        }
         self.flush().await
     }
 
@@ -656,6 +669,10 @@ fn flag_aggregate_prefix(environment: &str, flag: &str) -> Vec<u8> {
     key.push(0);
     key
 }
+
+/// Flushes of merged aggregates tried again (50 ms, then twice as long each time) before a
+/// batch is failed.
+const FLUSH_RETRIES: usize = 4;
 
 fn aggregate_prefix(environment: &str, flag: &str, generation: u64) -> Vec<u8> {
     let mut key = flag_aggregate_prefix(environment, flag);

@@ -299,7 +299,7 @@ async fn batches_over_the_limit_are_refused_naming_it() {
         )
     );
     // The body may take 512 bytes per observation of the limit, or RIPCORD_MAX_BODY_BYTES
-    // (256 KiB by default) if that is more.
+    // (256 KiB by default) if that is more, as it is here; the refusal names that one.
     let padding = "x".repeat(300 * 1024);
     let huge = json!({"observations": [{"flag": padding, "metric": "m", "value": 1, "cohort": "control", "stage": 0}]});
     let refused = post_metrics(&server, Some(&backend.token), Body::Json(huge))
@@ -309,7 +309,7 @@ async fn batches_over_the_limit_are_refused_naming_it() {
     assert!(
         refused["message"]
             .as_str()
-            .is_some_and(|message| message.contains("RIPCORD_MAX_OBSERVATIONS_PER_BATCH")),
+            .is_some_and(|message| message.contains("RIPCORD_MAX_BODY_BYTES")),
         "{refused}"
     );
 

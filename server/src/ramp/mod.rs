@@ -362,6 +362,7 @@ impl Controller {
                         // Starting means serving: a ramp restarted after a kill turns the
                         // flag back on at its first stage.
                         enabled: Some(true),
+                        base_revision: None,
                     });
                     events.push(WebhookEvent::Start);
                 }
@@ -369,6 +370,7 @@ impl Controller {
                     effect = Some(FlagEffect {
                         percentage: *percentage,
                         enabled: None,
+                        base_revision: None,
                     });
                     events.push(WebhookEvent::Advance);
                 }
@@ -376,6 +378,7 @@ impl Controller {
                     effect = Some(FlagEffect {
                         percentage: *percentage,
                         enabled: None,
+                        base_revision: None,
                     });
                     events.push(WebhookEvent::Complete);
                 }
@@ -402,6 +405,7 @@ impl Controller {
                     effect = Some(FlagEffect {
                         percentage: 0.0,
                         enabled: Some(false),
+                        base_revision: None,
                     });
                     incident = Some(("kill", reason.clone(), evidence.clone()));
                     events.push(WebhookEvent::Kill);
@@ -410,6 +414,7 @@ impl Controller {
                     effect = Some(FlagEffect {
                         percentage: 0.0,
                         enabled: None,
+                        base_revision: None,
                     });
                     record.alert = None;
                     events.push(WebhookEvent::Abort);
@@ -456,7 +461,15 @@ impl Controller {
                 });
             }
         }
-        record.pending = effect;
+        let base_revision = self
+            .service
+            .flag(&record.environment, &record.flag)
+            .ok()
+            .map(|(_, revision)| revision);
+        record.pending = effect.map(|effect| FlagEffect {
+            base_revision,
+            ..effect
+        });
         self.store.put_ramp(record.clone(), audit).await?;
         self.activate(&record);
         let reason = step
@@ -484,6 +497,23 @@ impl Controller {
             return Ok(record);
         };
         let flag = record.flag.clone();
+        let current = match self.service.flag(&record.environment, &flag) {
+            Ok((_, revision)) => Some(revision),
+            Err(Error::NotFound { .. }) => None,
+            Err(error) => return Err(error),
+        };
+        if let (Some(base), Some(current)) = (effect.base_revision, current) {
+            if current > base {
+                // Carried out before the record could say so, or overtaken by a person's
+                // change: applying it again would undo whatever came after.
+                if let Some(kill) = record.kill.as_mut() {
+                    kill.revision.get_or_insert(current);
+                }
+                record.pending = None;
+                self.store.put_ramp(record.clone(), Vec::new()).await?;
+                return Ok(record);
+            }
+        }
         let reason = format!(
             "ramp generation {}: {} at {}%",
             record.state.generation, record.state.status, effect.percentage

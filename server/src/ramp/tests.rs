@@ -343,9 +343,11 @@ async fn a_decision_cut_off_by_a_crash_is_finished_on_restore() {
     let mut record = store.ramp("default", "checkout").await.unwrap().unwrap();
     record.state.status = Status::Killed;
     record.state.percentage = 0.0;
+    let (_, flag_revision) = service.flag("default", "checkout").unwrap();
     record.pending = Some(FlagEffect {
         percentage: 0.0,
         enabled: Some(false),
+        base_revision: Some(flag_revision),
     });
     store.put_ramp(record, Vec::new()).await.unwrap();
     assert_eq!(percentage(service), 10.0);
@@ -559,4 +561,51 @@ async fn a_ramp_never_started_can_be_aborted_and_started_later_as_a_new_generati
     assert_eq!(started.state.status, Status::Running);
     assert_eq!(started.state.generation, 2);
     assert_eq!(percentage(service), 10.0);
+}
+
+#[tokio::test]
+async fn a_decision_carried_out_but_not_yet_marked_is_not_applied_over_a_later_change() {
+    let setup = setup().await;
+    let Setup {
+        service,
+        controller,
+        person,
+        ..
+    } = &setup;
+    controller
+        .operate("default", "checkout", Operation::Start, None, person, T0)
+        .await
+        .unwrap();
+    // The controller decided to go to 25%, changed the flag, and could not clear `pending`
+    // (the store failed); then a person set the flag to 33%.
+    let store = service.store();
+    let mut record = store.ramp("default", "checkout").await.unwrap().unwrap();
+    let (_, flag_revision) = service.flag("default", "checkout").unwrap();
+    record.pending = Some(FlagEffect {
+        percentage: 25.0,
+        enabled: None,
+        base_revision: Some(flag_revision),
+    });
+    store.put_ramp(record, Vec::new()).await.unwrap();
+    service
+        .change(
+            Change {
+                environment: "default",
+                actor: person,
+                operation: "edit",
+                reason: None,
+            },
+            |document| {
+                let flag = document.flags.get_mut("checkout").unwrap();
+                flag.rollout.as_mut().unwrap().percentage = 33.0;
+                Ok(())
+            },
+        )
+        .await
+        .unwrap();
+
+    controller.restore().await.unwrap();
+    assert_eq!(percentage(service), 33.0, "the person's change stands");
+    let record = store.ramp("default", "checkout").await.unwrap().unwrap();
+    assert_eq!(record.pending, None);
 }

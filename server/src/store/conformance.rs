@@ -1512,6 +1512,7 @@ fn ramp_record(environment: &str, flag: &str, generation: u64, stage: usize) -> 
         pending: Some(FlagEffect {
             percentage: 5.0,
             enabled: None,
+            base_revision: Some(7),
         }),
         hold: None,
         kill: None,

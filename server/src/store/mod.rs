@@ -154,6 +154,11 @@ pub struct FlagEffect {
     pub percentage: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    /// The flag's revision when the decision was taken. Once the flag has moved past it,
+    /// the effect was carried out already, or a person has changed the flag since: either
+    /// way it is not applied again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_revision: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

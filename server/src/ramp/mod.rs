@@ -478,17 +478,20 @@ impl Controller {
             .rev()
             .find(|decision| !matches!(decision, Decision::Hold { .. }))
             .map(|decision| decision.reason().to_string());
-        let record = self.finish(record).await?;
+        // The decision is stored: its webhooks go out even if carrying it over to the flag
+        // fails now (a later look finishes that), since nothing would send them later.
+        let finished = self.finish(record.clone()).await;
+        let sent = finished.as_ref().unwrap_or(&record);
         for event in events {
             self.webhooks.send(webhook::Payload::new(
                 event,
-                &record,
+                sent,
                 reason.clone().unwrap_or_default(),
                 incident_id,
                 &time,
             ));
         }
-        Ok(record)
+        finished
     }
 
     /// Carries a written-ahead decision over to the flag, then clears it.

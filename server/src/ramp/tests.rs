@@ -155,6 +155,14 @@ async fn setup() -> Setup {
 const T0: u64 = 1_800_000_000;
 const MINUTE: u64 = 60;
 
+/// Starts the ramp of `checkout` at T0, by hand.
+async fn start(controller: &Controller, person: &Principal) {
+    controller
+        .operate("default", "checkout", Operation::Start, None, person, T0)
+        .await
+        .unwrap();
+}
+
 fn percentage(service: &Service) -> f64 {
     let (flag, _) = service.flag("default", "checkout").unwrap();
     flag.rollout.unwrap().percentage
@@ -188,10 +196,7 @@ async fn a_regression_kills_the_flag_records_an_incident_and_stops_ingestion() {
         person,
         ..
     } = &setup;
-    controller
-        .operate("default", "checkout", Operation::Start, None, person, T0)
-        .await
-        .unwrap();
+    start(controller, person).await;
     assert_eq!(percentage(service), 10.0);
     let active = evidence
         .active("checkout")
@@ -270,10 +275,7 @@ async fn holds_are_audited_when_they_change_and_passing_stages_advance_to_comple
         person,
         ..
     } = &setup;
-    controller
-        .operate("default", "checkout", Operation::Start, None, person, T0)
-        .await
-        .unwrap();
+    start(controller, person).await;
     evidence.set("checkout", 0, (20, 5000), (20, 5000));
     // Passing after the warm-up, but the stage has not lasted 10 minutes: one hold entry
     // however many ticks.
@@ -334,10 +336,7 @@ async fn a_decision_cut_off_by_a_crash_is_finished_on_restore() {
         person,
         ..
     } = &setup;
-    controller
-        .operate("default", "checkout", Operation::Start, None, person, T0)
-        .await
-        .unwrap();
+    start(controller, person).await;
     // What a crash after writing a kill ahead, before changing the flag, leaves behind.
     let store = service.store();
     let mut record = store.ramp("default", "checkout").await.unwrap().unwrap();
@@ -378,10 +377,7 @@ async fn manual_operations_follow_the_state_machine() {
         .await
         .unwrap_err();
     assert!(error.to_string().contains("start it first"), "{error}");
-    controller
-        .operate("default", "checkout", Operation::Start, None, person, T0)
-        .await
-        .unwrap();
+    start(controller, person).await;
     let error = controller
         .operate(
             "default",
@@ -452,10 +448,7 @@ async fn a_flag_deleted_mid_ramp_stops_taking_observations_until_it_comes_back()
         person,
         ..
     } = &setup;
-    controller
-        .operate("default", "checkout", Operation::Start, None, person, T0)
-        .await
-        .unwrap();
+    start(controller, person).await;
     let (flag, _) = service.flag("default", "checkout").unwrap();
     let change = || Change {
         environment: "default",
@@ -499,10 +492,7 @@ async fn a_deleted_environment_s_ramps_stop_taking_observations() {
         person,
         ..
     } = &setup;
-    controller
-        .operate("default", "checkout", Operation::Start, None, person, T0)
-        .await
-        .unwrap();
+    start(controller, person).await;
     assert!(evidence.active("checkout").is_some());
     service.delete_environment("default", person).await.unwrap();
     controller.tick(T0 + 2 * MINUTE).await.unwrap();
@@ -572,10 +562,7 @@ async fn a_decision_carried_out_but_not_yet_marked_is_not_applied_over_a_later_c
         person,
         ..
     } = &setup;
-    controller
-        .operate("default", "checkout", Operation::Start, None, person, T0)
-        .await
-        .unwrap();
+    start(controller, person).await;
     // The controller decided to go to 25%, changed the flag, and could not clear `pending`
     // (the store failed); then a person set the flag to 33%.
     let store = service.store();

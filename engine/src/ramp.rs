@@ -736,13 +736,7 @@ pub fn step(ramp: &Ramp, state: &RampState, observations: &Observations<'_>, now
             .iter()
             .all(|report| report.verdict == Some(Verdict::Pass));
     let guards = reports.iter().map(summary).collect::<Vec<_>>().join("; ");
-    // The last stage at 100% has no control cohort to gather; it completes on the evidence
-    // of the stages before it.
-    let short = if arm_shares(state.percentage).1 > 0.0 {
-        stage_shortfall(ramp, observations, state.stage)
-    } else {
-        None
-    };
+    let short = stage_shortfall(ramp, observations, state.stage, state.percentage);
     if elapsed >= plan.min && all_pass && short.is_none() {
         let reason = format!(
             "{label} lasted {} (min {}) and every guard passed: {guards}",
@@ -831,12 +825,16 @@ pub fn stage_observations_needed(
 /// advances only once every guard has its burn-in (`min_samples`, at least
 /// [`MIN_BURN_IN`]) per cohort in this stage too. Otherwise a passing first stage would
 /// carry every later one through on a timer.
-fn stage_shortfall(ramp: &Ramp, observations: &Observations<'_>, stage: usize) -> Option<String> {
+fn stage_shortfall(
+    ramp: &Ramp,
+    observations: &Observations<'_>,
+    stage: usize,
+    percentage: f64,
+) -> Option<String> {
     let short: Vec<String> = ramp
         .guards
         .iter()
         .filter_map(|guard| {
-            let needed = stage_burn_in(guard);
             let (treatment, control) = observations
                 .guards
                 .iter()
@@ -848,11 +846,12 @@ fn stage_shortfall(ramp: &Ramp, observations: &Observations<'_>, stage: usize) -
                     }
                     StageData::Rate { treatment, control } => (treatment.trials, control.trials),
                 });
-            (treatment < needed || control < needed).then(|| {
+            (stage_observations_needed(guard, percentage, treatment, control) > 0).then(|| {
                 format!(
                     "`{}` has {treatment} treatment and {control} control observations in this \
-                     stage, of {needed} each",
-                    guard.metric
+                     stage, of {} each",
+                    guard.metric,
+                    stage_burn_in(guard)
                 )
             })
         })

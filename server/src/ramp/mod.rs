@@ -212,10 +212,11 @@ impl Controller {
 
     async fn look(&self, record: RampRecord, now: Seconds) -> Result<()> {
         let record = self.finish(record).await?;
+        let ramp = self.ramp_block(&record.environment, &record.flag)?;
         // Confirmed on every look: a flag deleted (or stripped of its ramp block) since the
         // last one stops taking observations, and takes them again if it comes back.
-        self.activate(&record);
-        let Some(ramp) = self.ramp_block(&record.environment, &record.flag)? else {
+        self.activate_with(&record, ramp.as_ref());
+        let Some(ramp) = ramp else {
             return Ok(());
         };
         let collected = self
@@ -563,25 +564,30 @@ impl Controller {
     }
 
     fn activate(&self, record: &RampRecord) {
+        let ramp = self
+            .ramp_block(&record.environment, &record.flag)
+            .ok()
+            .flatten();
+        self.activate_with(record, ramp.as_ref());
+    }
+
+    /// [`Controller::activate`] with the flag's ramp block already at hand.
+    fn activate_with(&self, record: &RampRecord, ramp: Option<&Ramp>) {
         let active = match record.state.status {
-            Status::Running | Status::Paused => self
-                .ramp_block(&record.environment, &record.flag)
-                .ok()
-                .flatten()
-                .map(|ramp| ActiveStage {
-                    generation: record.state.generation,
-                    stage: record.state.stage,
-                    counts_from: record
-                        .state
-                        .stage_started_at
-                        .unwrap_or(0)
-                        .saturating_add(warmup(&ramp)),
-                    metrics: ramp
-                        .guards
-                        .iter()
-                        .map(|guard| (guard.metric.clone(), guard.kind))
-                        .collect(),
-                }),
+            Status::Running | Status::Paused => ramp.map(|ramp| ActiveStage {
+                generation: record.state.generation,
+                stage: record.state.stage,
+                counts_from: record
+                    .state
+                    .stage_started_at
+                    .unwrap_or(0)
+                    .saturating_add(warmup(ramp)),
+                metrics: ramp
+                    .guards
+                    .iter()
+                    .map(|guard| (guard.metric.clone(), guard.kind))
+                    .collect(),
+            }),
             _ => None,
         };
         self.evidence

@@ -75,6 +75,10 @@ impl Builder {
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(PATIENCE)
+            // The server closes a connection idle for 5 s (actix's keep-alive). A pooled
+            // connection reused at that moment fails the request with an incomplete message,
+            // so the tests' client lets go of idle connections well before.
+            .pool_idle_timeout(std::time::Duration::from_secs(2))
             .build()
             .expect("an HTTP client");
         let mut server = Server {

@@ -188,7 +188,7 @@ mod tests {
         }
     }
 
-    /// Each bad input of the issue is a 400 whose `path` names the field, whether serde or
+    /// Each kind of bad input is a 400 whose `path` names the field, whether serde or
     /// the engine finds it.
     #[test]
     fn bad_inputs_are_reported_at_their_field() {

@@ -4,6 +4,7 @@
 //!
 //! - [`config`]: flags and environment variables.
 //! - [`context`]: the evaluation context, checked the same way for every protocol.
+//! - [`environment`]: one environment as served: its snapshot, document and ruleset.
 //! - [`store`]: the `Store` trait and its backends (sled, the embedded default).
 //! - [`service`]: environments, flags, segments, keys and the audit log, without HTTP;
 //!   holds the per-environment snapshots that evaluation reads.
@@ -21,6 +22,7 @@
 
 pub mod config;
 pub mod context;
+pub mod environment;
 pub mod error;
 pub mod feed;
 pub mod grpc;

@@ -17,8 +17,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::State;
+use crate::environment::Environment;
 use crate::error::Error;
-use crate::service::{Environment, Principal};
+use crate::service::Principal;
 use crate::store::Scope;
 
 pub fn routes(config: &mut web::ServiceConfig) {

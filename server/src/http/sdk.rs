@@ -18,9 +18,10 @@ use actix_web::{HttpRequest, HttpResponse};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::State;
+use crate::environment::Environment;
 use crate::error::{Error, Result};
 use crate::feed::{Delta, Update};
-use crate::service::{Environment, Principal, Service};
+use crate::service::{Principal, Service};
 use crate::shutdown::Signal;
 use crate::store::Scope;
 

@@ -13,8 +13,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::errors::ErrorBody;
-use super::openapi::KeyRefusals;
-use super::State;
+use super::schemas::KeyRefusals;
+use super::state::State;
 use crate::error::Result;
 use crate::ingest::{self, Accepted, ObservationIn, Timestamp};
 
@@ -96,7 +96,7 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<ObservationIn>> {
     // Tracking the path costs on every value: only a body that fails is parsed again with it.
     let batch: MetricsBatch = match serde_json::from_slice(body) {
         Ok(batch) => batch,
-        Err(_) => super::parse_json(body)?,
+        Err(_) => super::request::parse_json(body)?,
     };
     Ok(batch
         .observations
@@ -125,7 +125,7 @@ pub async fn report(
     state: web::Data<State>,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let principal = super::principal(&request, &state)?;
+    let principal = super::request::principal(&request, &state)?;
     ingest::reporting_environment(&principal)?;
     let batch_bytes = state
         .ingest
@@ -140,7 +140,7 @@ pub async fn report(
             "512 bytes per observation of RIPCORD_MAX_OBSERVATIONS_PER_BATCH",
         )
     };
-    let body = super::read_body(payload, limit, setting).await?;
+    let body = super::request::read_body(payload, limit, setting).await?;
     let observations = parse_batch(&body)?;
     let accepted = state
         .ingest

@@ -8,7 +8,7 @@
 pub mod admin;
 pub mod errors;
 pub mod judge;
-pub mod metrics;
+pub mod observations;
 pub mod ofrep;
 pub mod openapi;
 pub mod ops;
@@ -31,13 +31,13 @@ use state::State;
 /// Builds the HTTP server on `listener`. The caller stops it (see `run`), after `stop` has
 /// fired for the streams.
 pub fn serve(
-    parts: crate::Parts,
+    parts: crate::parts::Parts,
     config: &Config,
     listener: TcpListener,
     workers: usize,
     stop: crate::shutdown::Signal,
 ) -> std::io::Result<Server> {
-    let crate::Parts {
+    let crate::parts::Parts {
         service,
         metrics,
         ingest,
@@ -90,7 +90,7 @@ pub fn serve(
             .configure(admin::routes)
             .configure(ramps::routes)
             .configure(judge::routes)
-            .configure(metrics::routes)
+            .configure(observations::routes)
             .default_service(web::to(errors::not_found))
     })
     .workers(workers)

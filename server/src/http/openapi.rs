@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::errors::ErrorBody;
 use super::schemas::{OfrepEvaluationRequest, OfrepFailure};
-use super::{admin, judge, metrics, ofrep, ramps, sdk};
+use super::{admin, judge, observations, ofrep, ramps, sdk};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -53,7 +53,7 @@ use super::{admin, judge, metrics, ofrep, ramps, sdk};
         ofrep::events,
         sdk::ruleset,
         sdk::stream,
-        metrics::report,
+        observations::report,
         document,
     ),
     components(schemas(

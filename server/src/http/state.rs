@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::metrics::Metrics;
 use crate::service::Service;
+use crate::telemetry::Metrics;
 
 /// What every handler can reach.
 pub struct State {

@@ -1,4 +1,4 @@
-//! `POST /api/v1/metrics`: metric observations for the guards of running ramps, in batches.
+//! `POST /api/v1/metrics`: guard observations, the metric values reported for the guards of running ramps, in batches.
 //!
 //! Client and server keys report for their own environment (client keys on client-visible
 //! flags only); admin keys are refused with 403, since they belong to no environment. A
@@ -42,9 +42,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
 }
 
 /// A batch of observations.
+// The schema keeps the name that clients already generate code from.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct MetricsBatch {
+#[schema(as = MetricsBatch)]
+pub struct ObservationBatch {
     pub observations: Vec<ObservationBody>,
 }
 
@@ -94,7 +96,7 @@ impl From<ObservationBody> for ObservationIn {
 /// names the path of the first problem.
 pub fn parse_batch(body: &[u8]) -> Result<Vec<ObservationIn>> {
     // Tracking the path costs on every value: only a body that fails is parsed again with it.
-    let batch: MetricsBatch = match serde_json::from_slice(body) {
+    let batch: ObservationBatch = match serde_json::from_slice(body) {
         Ok(batch) => batch,
         Err(_) => super::request::parse_json(body)?,
     };
@@ -110,7 +112,7 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<ObservationIn>> {
     post,
     path = "/api/v1/metrics",
     tag = "metrics",
-    request_body = MetricsBatch,
+    request_body = ObservationBatch,
     responses(
         (status = 200, description = "How many observations were accepted, and why each of the others was not. Accepted observations are durably stored", body = Accepted),
         (status = 400, description = "The body is not a batch of observations; `path` says where", body = ErrorBody),

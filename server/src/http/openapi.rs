@@ -18,7 +18,7 @@ use super::{admin, judge, observations, ofrep, ramps, sdk};
         title = "Ripcord",
         description = "A feature-flag server for progressive delivery: the admin API and the \
             OpenFeature Remote Evaluation Protocol (OFREP). Flag, segment and document bodies \
-            follow the flag document of DESIGN.md (contract 2); they are shown as objects here."
+            follow the flag document (docs/flags.md in the repository); they are shown as objects here."
     ),
     paths(
         admin::environments::list_environments,

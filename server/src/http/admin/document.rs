@@ -38,7 +38,7 @@ pub struct ExportParams {
     tag = "documents",
     params(("environment" = String, Path, description = "The environment's name")),
     request_body(
-        description = "The flag document (DESIGN.md, contract 2)",
+        description = "The flag document: `flags` and `segments` by key, as docs/flags.md describes",
         content((Object = "application/json"), (String = "application/yaml"))
     ),
     responses(
@@ -101,7 +101,7 @@ pub async fn import_document(
     tag = "documents",
     params(("environment" = String, Path, description = "The environment's name"), ExportParams),
     responses(
-        (status = 200, description = "The flag document (DESIGN.md, contract 2)",
+        (status = 200, description = "The flag document: `flags` and `segments` by key, as docs/flags.md describes",
             content((Object = "application/json"), (String = "application/yaml"))),
         (status = 400, description = "Not a known format", body = ErrorBody),
         (status = 404, description = "No such environment", body = ErrorBody),

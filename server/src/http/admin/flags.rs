@@ -18,7 +18,7 @@ use crate::service::Principal;
 pub struct FlagEntry {
     pub key: String,
     pub revision: u64,
-    /// The flag document (DESIGN.md, contract 2).
+    /// The flag, with its variants, rules and rollout, as docs/flags.md describes it.
     #[schema(value_type = Object)]
     pub flag: Flag,
 }

@@ -1,4 +1,4 @@
-//! Prometheus metrics: evaluations, request latency, snapshot revisions.
+//! Telemetry: the Prometheus metrics served on `/metrics`: evaluations, request latency, snapshot revisions.
 //!
 //! Evaluation counts live outside the prometheus registry, in [`Evaluations`]: a registry
 //! vector takes a lock and hashes its labels on every increment, and evaluation never takes

@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 use super::binary::{two_proportion, TwoProportion};
 use super::exact::exact_p;
 use super::histogram::check_bins;
-use super::hl::HodgesLehmann;
+use super::hodges_lehmann::HodgesLehmann;
+use super::mann_whitney::{choose_method, run};
 use super::normal::{asymptotic, normal_quantile};
 use super::rank::{Arm, RankSums};
 use super::sequential::Verdict;
-use super::test::{choose_method, run};
 use super::{Alternative, Better, Method, StatsError, Tolerance, MAX_TOTAL_COUNT};
 
 /// At most this many values per sample (a larger sample is a 413).

@@ -17,30 +17,30 @@
 mod binary;
 mod exact;
 mod histogram;
-mod hl;
+mod hodges_lehmann;
 mod judge;
+mod mann_whitney;
 mod normal;
 mod rank;
 mod sequential;
-mod test;
 
 use serde::{Deserialize, Serialize};
 
 pub use crate::document::{Better, MetricKind};
 pub use binary::{two_proportion, TwoProportion};
 pub use histogram::{Histogram, MAX_TOTAL_COUNT};
-pub use hl::HodgesLehmann;
+pub use hodges_lehmann::HodgesLehmann;
 pub use judge::{
     judge, EffectMeasure, JudgeEffect, JudgeError, JudgeErrorKind, JudgeRequest, JudgeResponse,
     Medians, SampleInput, MAX_JUDGE_BINS, MAX_JUDGE_VALUES,
 };
+pub use mann_whitney::{mann_whitney, mann_whitney_histograms, MannWhitney};
 pub use normal::{ln_normal_cdf, normal_upper_tail};
 pub use rank::RankSums;
 pub use sequential::{
     look, mixture_log_lambda, mixture_tau2, Effect, GuardConfig, GuardEvidence, Proportion,
     SequentialState, StageData, Verdict, MIN_BURN_IN,
 };
-pub use test::{mann_whitney, mann_whitney_histograms, MannWhitney};
 
 /// Which way the test looks, with treatment as the first sample (scipy's `alternative`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

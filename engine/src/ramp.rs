@@ -905,18 +905,20 @@ fn look_all(
             .find(|data| data.metric == guard.metric)
             .map(|data| &data.stages[..data.stages.len().min(next.stage + 1)])
             .unwrap_or(&[]);
-        let outcome = Tolerance::parse(&guard.tolerance).and_then(|tolerance| {
-            let config = GuardConfig {
-                kind: guard.kind,
-                better: guard.better,
-                tolerance,
-                alpha: next.alpha,
-                metrics,
-                design_information: guard_state.design_information,
-                min_samples: guard.min_samples,
-            };
-            look(&config, stages, guard_state.sequential).map_err(|error| error.to_string())
-        });
+        let outcome = Tolerance::parse(&guard.tolerance)
+            .map_err(|error| error.to_string())
+            .and_then(|tolerance| {
+                let config = GuardConfig {
+                    kind: guard.kind,
+                    better: guard.better,
+                    tolerance,
+                    alpha: next.alpha,
+                    metrics,
+                    design_information: guard_state.design_information,
+                    min_samples: guard.min_samples,
+                };
+                look(&config, stages, guard_state.sequential).map_err(|error| error.to_string())
+            });
         let critical = guard.critical.unwrap_or(false);
         match outcome {
             Ok(evidence) => {

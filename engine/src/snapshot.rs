@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::bucketing;
 use crate::condition::CompiledCondition;
-use crate::document::{Document, Flag, FlagType, Ramp, Tolerance};
+use crate::document::{Document, Flag, FlagType, Ramp};
 use crate::error::{DocumentError, Problem};
 
 /// Bounds on a document, so that one environment cannot exhaust a server. Going over any of
@@ -613,10 +613,10 @@ fn check_ramp(
                 "must be at least 1",
             ));
         }
-        if parse_tolerance(&guard.tolerance).is_none() {
+        if let Err(error) = crate::stats::Tolerance::parse(&guard.tolerance) {
             problems.push(Problem::new(
                 format!("{guard_path}.tolerance"),
-                "a tolerance is a number of at least 0 (`0.002`) or a percentage (`\"5%\"`)",
+                error.to_string(),
             ));
         }
     }
@@ -682,24 +682,4 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         rest = &rest[digits + 1..];
     }
     Some(Duration::from_secs(total))
-}
-
-/// A tolerance as the guard applies it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ParsedTolerance {
-    /// In the metric's own unit.
-    Absolute(f64),
-    /// A fraction of the control's level: `5%` is 0.05.
-    Relative(f64),
-}
-
-pub fn parse_tolerance(tolerance: &Tolerance) -> Option<ParsedTolerance> {
-    let valid = |amount: f64| amount.is_finite() && amount >= 0.0;
-    match tolerance {
-        Tolerance::Absolute(amount) => valid(*amount).then_some(ParsedTolerance::Absolute(*amount)),
-        Tolerance::Relative(text) => {
-            let amount: f64 = text.trim().strip_suffix('%')?.trim().parse().ok()?;
-            valid(amount).then_some(ParsedTolerance::Relative(amount / 100.0))
-        }
-    }
 }

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ripcord_engine::document::{MetricKind, Ramp};
 use ripcord_engine::ramp;
+use ripcord_server::clock::unix_now;
 use ripcord_server::http::metrics::parse_batch;
-use ripcord_server::ingest::{unix_now, ActiveStage, Ingest};
+use ripcord_server::ingest::{ActiveStage, Ingest};
 use ripcord_server::store::sled::SledStore;
 
 const BATCH: usize = 1_000;

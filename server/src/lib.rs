@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - [`clock`]: the clock and the one way a time is written.
 //! - [`config`]: flags and environment variables.
 //! - [`context`]: the evaluation context, checked the same way for every protocol.
 //! - [`store`]: the `Store` trait and its backends (sled, the embedded default).
@@ -19,6 +20,7 @@
 //!
 //! [`run`] serves on listeners it is given, so tests start a real server on port 0.
 
+pub mod clock;
 pub mod config;
 pub mod context;
 pub mod error;

@@ -166,7 +166,7 @@ impl pb::ripcord_server::Ripcord for Ripcord {
                 &self.shared.service,
                 &principal,
                 observations,
-                crate::ingest::unix_now(),
+                crate::clock::unix_now(),
             )
             .await
             .map_err(Refusal::from)?;

@@ -42,6 +42,7 @@ use tokio::sync::{watch, Notify};
 
 pub use aggregate::{AggregateData, Aggregates, StageAggregate};
 
+use crate::clock::rfc3339;
 use crate::error::{Error, Result};
 use crate::service::{Principal, Service};
 use crate::store::{Aggregate, AggregateCounts, AggregateKey, Scope, Store, StoreError};
@@ -456,13 +457,6 @@ pub fn reporting_environment(principal: &Principal) -> Result<&str> {
     }
 }
 
-/// The server's clock in Unix seconds, as [`Ingest::accept`] takes it.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
-}
-
 fn stopped() -> Error {
     Error::Store(StoreError::Backend(
         "metric ingestion has stopped: the server is shutting down".to_string(),
@@ -691,17 +685,6 @@ fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     let time =
         time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     i64::try_from(time.unix_timestamp_nanos() / 1_000_000).ok()
-}
-
-fn rfc3339(unix_seconds: u64) -> String {
-    i64::try_from(unix_seconds)
-        .ok()
-        .and_then(|seconds| time::OffsetDateTime::from_unix_timestamp(seconds).ok())
-        .and_then(|time| {
-            time.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| format!("{unix_seconds} (Unix seconds)"))
 }
 
 /// `text` in backticks, cut to [`QUOTED_CHARACTERS`].

@@ -16,7 +16,7 @@
 pub mod webhook;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use ripcord_engine::document::{Guard, Ramp};
@@ -26,6 +26,7 @@ use ripcord_engine::ramp::{
 use ripcord_engine::snapshot::parse_duration;
 use serde::Serialize;
 
+use crate::clock::{rfc3339, unix_now};
 use crate::error::{Error, Result};
 use crate::service::{Change, Principal, Service};
 use crate::store::{AuditRecord, FlagEffect, IncidentRecord, KillRecord, RampRecord, Scope, Store};
@@ -88,21 +89,6 @@ impl Operation {
             _ => return None,
         })
     }
-}
-
-pub fn unix_now() -> Seconds {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
-}
-
-pub fn rfc3339(seconds: Seconds) -> String {
-    let time = i64::try_from(seconds)
-        .ok()
-        .and_then(|seconds| time::OffsetDateTime::from_unix_timestamp(seconds).ok())
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    time.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 pub struct Controller {

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use ripcord_engine::document::Ramp;
 use ripcord_engine::ramp::{
-    self, GuardObservations, Observations, RampState, Settings, Status, Step,
+    self, GuardObservations, Observations, RampState, Settings, Stage, Status, Step,
 };
 use ripcord_engine::snapshot::parse_duration;
 use ripcord_engine::stats::{Histogram, Proportion, StageData};
@@ -79,7 +79,7 @@ enum ArmSpec {
 #[serde(deny_unknown_fields)]
 struct Expect {
     status: Option<Status>,
-    stage: Option<usize>,
+    stage: Option<Stage>,
     percentage: Option<f64>,
     generation: Option<u64>,
     /// `null`-able: `pause_reason: ~` is not expressible, so `none` means absent.

@@ -21,7 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ripcord_engine::document::{Guard, Ramp};
 use ripcord_engine::ramp::{
-    self, Decision, GuardReport, RampError, RampState, Seconds, Settings, Status, Step,
+    self, Decision, GuardReport, RampError, RampState, Seconds, Settings, Stage, Status, Step,
 };
 use ripcord_engine::snapshot::parse_duration;
 use serde::Serialize;
@@ -752,7 +752,8 @@ pub struct RampStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pause_reason: Option<ramp::PauseReason>,
     /// Index into `stages`.
-    pub stage: usize,
+    #[schema(value_type = u32)]
+    pub stage: Stage,
     pub stages: Vec<f64>,
     /// The rollout percentage the ramp has the flag at.
     pub percentage: f64,

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
+use ripcord_engine::ramp::Stage;
 use serde::Serialize;
 use sha2::Sha256;
 
@@ -56,7 +57,7 @@ pub struct Payload {
     pub flag: String,
     pub generation: u64,
     pub status: &'static str,
-    pub stage: usize,
+    pub stage: Stage,
     pub percentage: f64,
     pub reason: String,
     /// The incident a kill or a regression pause recorded: `GET /api/v1/incidents/{id}`.

@@ -23,6 +23,7 @@ pub mod evaluate;
 pub mod ramp;
 pub mod ruleset;
 pub mod snapshot;
+mod stage;
 pub mod stats;
 
 pub use bucketing::Cohort;
@@ -33,3 +34,4 @@ pub use evaluate::{
 };
 pub use ruleset::{DeltaError, Ruleset, RulesetDelta, RulesetRef};
 pub use snapshot::{validate, CompiledFlag, Limits, Snapshot};
+pub use stage::Stage;

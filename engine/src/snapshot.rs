@@ -14,6 +14,7 @@ use crate::bucketing;
 use crate::condition::CompiledCondition;
 use crate::document::{Document, Flag, FlagType, Ramp};
 use crate::error::{DocumentError, Problem};
+use crate::stage::Stage;
 
 /// Bounds on a document, so that one environment cannot exhaust a server. Going over any of
 /// them is a validation problem that names the limit.
@@ -103,7 +104,7 @@ pub(crate) struct CompiledRollout {
     pub(crate) split_variants: Vec<usize>,
     /// The ramp stage whose percentage the rollout is at: the controller sets the rollout to
     /// `stages[i]`, and evaluations carry `i` so that observations can be tagged with it.
-    pub(crate) ramp_stage: Option<u32>,
+    pub(crate) ramp_stage: Option<Stage>,
 }
 
 impl CompiledFlag {
@@ -465,7 +466,7 @@ fn compile_flag(
                 ramp.stages
                     .iter()
                     .position(|stage| bucketing::threshold(*stage) == threshold)
-                    .and_then(|index| u32::try_from(index).ok())
+                    .and_then(Stage::at)
             }),
         }
     });

@@ -13,10 +13,11 @@ use std::path::PathBuf;
 
 use ripcord_engine::document::Ramp;
 use ripcord_engine::ramp::{
-    self, GuardObservations, Observations, RampState, Settings, Stage, Status, Step,
+    self, GuardObservations, Observations, RampState, Settings, Status, Step,
 };
 use ripcord_engine::snapshot::parse_duration;
 use ripcord_engine::stats::{Histogram, Proportion, StageData};
+use ripcord_engine::Stage;
 use serde::Deserialize;
 use serde_json::Value;
 

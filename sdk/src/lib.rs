@@ -37,7 +37,7 @@ pub use local::{
 pub use metrics::{MetricsStatus, Tracked};
 pub use provider::{context_from_openfeature, RipcordProvider};
 pub use remote::{Refreshed, RemoteClient, RemoteClientBuilder, RemoteStatus, Source};
-pub use ripcord_engine::Context;
+pub use ripcord_engine::{Context, Stage};
 
 #[cfg(test)]
 mod tls_tests {

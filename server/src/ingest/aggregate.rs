@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 
 use ripcord_engine::document::{MetricKind, Ramp};
-use ripcord_engine::ramp::{GuardObservations, Observations, Stage};
+use ripcord_engine::ramp::{GuardObservations, Observations};
 use ripcord_engine::stats::{Histogram, Proportion, StageData};
 use ripcord_engine::Cohort;
+use ripcord_engine::Stage;
 
 use super::bins;
 use crate::store::{Aggregate, AggregateCounts, StoreError};

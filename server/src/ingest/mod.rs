@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arc_swap::ArcSwap;
 use ripcord_engine::document::MetricKind;
-use ripcord_engine::ramp::Stage;
+use ripcord_engine::Stage;
 use ripcord_engine::{Cohort, Snapshot};
 use rustc_hash::FxHashMap;
 use serde::Serialize;

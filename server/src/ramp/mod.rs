@@ -21,9 +21,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ripcord_engine::document::{Guard, Ramp};
 use ripcord_engine::ramp::{
-    self, Decision, GuardReport, RampError, RampState, Seconds, Settings, Stage, Status, Step,
+    self, Decision, GuardReport, RampError, RampState, Seconds, Settings, Status, Step,
 };
 use ripcord_engine::snapshot::parse_duration;
+use ripcord_engine::Stage;
 use serde::Serialize;
 
 use crate::clock::{rfc3339, unix_now};

@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use ripcord_engine::ramp::{Stage, Status};
+use ripcord_engine::ramp::Status;
 use ripcord_engine::stats::Proportion;
 use ripcord_engine::Document;
+use ripcord_engine::Stage;
 
 use super::webhook::Webhooks;
 use super::{ActiveStage, Aggregates, Controller, Evidence, Operation, CONTROLLER};

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use ripcord_engine::ramp::Stage;
+use ripcord_engine::Stage;
 use serde::Serialize;
 use sha2::Sha256;
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ripcord_engine::ramp::Stage;
+use ripcord_engine::Stage;
 use ripcord_engine::{Document, Flag, Segment};
 use tokio::sync::broadcast;
 

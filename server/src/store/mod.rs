@@ -9,7 +9,8 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use ripcord_engine::ramp::{GuardReport, HoldReason, RampState, Stage};
+use ripcord_engine::ramp::{GuardReport, HoldReason, RampState};
+use ripcord_engine::Stage;
 use ripcord_engine::{Document, Flag, Segment};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

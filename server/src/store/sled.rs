@@ -20,7 +20,7 @@
 use std::path::Path;
 
 use async_trait::async_trait;
-use ripcord_engine::ramp::Stage;
+use ripcord_engine::Stage;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};

@@ -8,8 +8,9 @@ use serde::Deserialize;
 use super::errors::ErrorBody;
 use super::schemas::KeyRefusals;
 use super::state::State;
+use crate::clock;
 use crate::error::{Error, Result};
-use crate::ramp::{self, Operation, RampStatus};
+use crate::ramp::{Operation, RampStatus};
 use crate::store::{IncidentQuery, IncidentRecord};
 
 const DEFAULT_INCIDENT_LIMIT: usize = 50;
@@ -54,7 +55,7 @@ pub async fn status(
     let (environment, flag) = path.into_inner();
     let status = state
         .ramps
-        .status(&environment, &flag, ramp::unix_now())
+        .status(&environment, &flag, clock::unix_now())
         .await?;
     Ok(HttpResponse::Ok().json(status))
 }
@@ -117,7 +118,7 @@ pub async fn operate(
     } else {
         super::request::parse_json(&body)?
     };
-    let now = ramp::unix_now();
+    let now = clock::unix_now();
     state
         .ramps
         .operate(

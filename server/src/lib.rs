@@ -3,7 +3,9 @@
 //! # Layout
 //!
 //! - [`config`]: flags and environment variables.
+//! - [`access`]: what each kind of key may do, for every protocol.
 //! - [`context`]: the evaluation context, checked the same way for every protocol.
+//! - [`evaluation`]: the one evaluation path every protocol calls.
 //! - [`store`]: the `Store` trait and its backends (sled, the embedded default).
 //! - [`service`]: environments, flags, segments, keys and the audit log, without HTTP;
 //!   holds the per-environment snapshots that evaluation reads.
@@ -19,9 +21,11 @@
 //!
 //! [`run`] serves on listeners it is given, so tests start a real server on port 0.
 
+pub mod access;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod evaluation;
 pub mod feed;
 pub mod grpc;
 pub mod http;

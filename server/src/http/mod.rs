@@ -27,7 +27,6 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::service::{Principal, Service};
-use crate::store::Scope;
 
 /// What every handler can reach.
 pub struct State {
@@ -184,12 +183,7 @@ fn bearer_token(value: &str) -> Option<&str> {
 /// The request's key, which must be an admin key.
 pub fn admin(request: &HttpRequest, state: &State) -> Result<Arc<Principal>> {
     let principal = principal(request, state)?;
-    if principal.scope != Scope::Admin {
-        return Err(Error::Forbidden(format!(
-            "this is a {} key; the admin API needs an admin key",
-            principal.scope.as_str()
-        )));
-    }
+    crate::access::check(&principal, crate::access::Action::Administer)?;
     Ok(principal)
 }
 

@@ -6,20 +6,19 @@
 //! body itself, so it changes exactly when what this key sees for this context changes.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use actix_cors::Cors;
 use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use ripcord_engine::{evaluate_flag, CompiledFlag, Context, ErrorCode, Evaluation, FlagType};
+use ripcord_engine::{CompiledFlag, Context, ErrorCode, Evaluation, FlagType};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::State;
+use crate::access::{self, Action};
 use crate::error::Error;
-use crate::service::{Environment, Principal};
-use crate::store::Scope;
+use crate::evaluation::{Caller, Evaluator};
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config.service(
@@ -115,25 +114,16 @@ impl Refusal {
     }
 }
 
-/// Authenticates an evaluating key, parses the context and finds the key's environment.
+/// Authenticates an evaluating key, parses the context and opens the key's environment.
 async fn prepare(
     request: &HttpRequest,
     state: &State,
     payload: web::Payload,
     flag_key: Option<&str>,
-) -> Result<(Arc<Principal>, Arc<Environment>, Context), Refusal> {
+) -> Result<(Evaluator, Context), Refusal> {
     let principal = super::principal(request, state)?;
-    let Some(environment_name) = principal
-        .environment
-        .as_deref()
-        .filter(|_| principal.scope != Scope::Admin)
-    else {
-        return Err(Error::Forbidden(
-            "admin keys do not evaluate flags: use a client or server key of the environment"
-                .to_string(),
-        )
-        .into());
-    };
+    let environment_name =
+        access::environment(&principal, Action::Evaluate).map_err(Error::from)?;
     let body = super::read_body(payload, state.max_body_bytes, "RIPCORD_MAX_BODY_BYTES").await?;
     let context = parse_context(
         &body,
@@ -142,20 +132,17 @@ async fn prepare(
         state.service.limits().max_key_length,
     )
     .map_err(Refusal::Ofrep)?;
-    // The snapshot only now that the body is in: taken before, a slow upload would be
-    // evaluated against flags older than writes acknowledged while it was sent, and would
-    // keep that old snapshot alive for as long as the client cares to take.
-    let environment = state
-        .service
-        .environment(environment_name)
+    let caller = Caller {
+        scope: Some(principal.scope),
+        environment: environment_name,
+        instance: request
+            .headers()
+            .get(crate::reach::HEADER)
+            .map(|id| id.as_bytes()),
+    };
+    let evaluator = Evaluator::open(&state.service, &caller)
         .ok_or_else(|| Refusal::Ofrep(Failure::environment_missing(flag_key, environment_name)))?;
-    let instance = request.headers().get(crate::reach::HEADER);
-    let instance = instance.map(|id| id.as_bytes());
-    state
-        .service
-        .reach()
-        .record_header(&environment.name, instance, environment.revision);
-    Ok((principal, environment, context))
+    Ok((evaluator, context))
 }
 
 fn parse_context(
@@ -240,10 +227,6 @@ fn success<'a>(flag: &'a CompiledFlag, evaluation: &Evaluation<'a>) -> Success<'
     }
 }
 
-fn visible(principal: &Principal, flag: &CompiledFlag) -> bool {
-    principal.scope != Scope::Client || flag.is_client_visible()
-}
-
 /// Evaluates one flag for the context.
 #[utoipa::path(
     post,
@@ -266,31 +249,20 @@ async fn evaluate_one(
     payload: web::Payload,
 ) -> HttpResponse {
     let key = key.into_inner();
-    let (principal, environment, context) =
-        match prepare(&request, &state, payload, Some(&key)).await {
-            Ok(prepared) => prepared,
-            Err(refusal) => return refusal.respond(),
-        };
-    let Some(flag) = environment
-        .snapshot
-        .flag(&key)
-        .filter(|flag| visible(&principal, flag))
-    else {
-        return Failure {
+    let (evaluator, context) = match prepare(&request, &state, payload, Some(&key)).await {
+        Ok(prepared) => prepared,
+        Err(refusal) => return refusal.respond(),
+    };
+    match evaluator.one(&state.metrics.evaluations, &key, &context, None) {
+        Some(evaluated) => HttpResponse::Ok().json(success(evaluated.flag, &evaluated.evaluation)),
+        None => Failure {
             status: StatusCode::NOT_FOUND,
             key: Some(key.clone()),
             code: ErrorCode::FlagNotFound,
             details: format!("flag `{key}` was not found"),
         }
-        .respond();
-    };
-    let evaluation = evaluate_flag(flag, &context);
-    state
-        .metrics
-        .evaluations
-        .recorder(&environment.name)
-        .record(flag.key(), evaluation.reason);
-    HttpResponse::Ok().json(success(flag, &evaluation))
+        .respond(),
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -379,23 +351,14 @@ async fn evaluate_all(
     state: web::Data<State>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let (principal, environment, context) = match prepare(&request, &state, payload, None).await {
+    let (evaluator, context) = match prepare(&request, &state, payload, None).await {
         Ok(prepared) => prepared,
         Err(refusal) => return refusal.respond(),
     };
-    let mut flags = Vec::with_capacity(environment.snapshot.len());
-    let mut counts = state.metrics.evaluations.recorder(&environment.name);
-    for flag in environment
-        .snapshot
-        .flags()
-        .filter(|flag| visible(&principal, flag))
-    {
-        let evaluation = evaluate_flag(flag, &context);
-        counts.record(flag.key(), evaluation.reason);
-        flags.push(success(flag, &evaluation));
-    }
-    // Flags seen for the first time are counted now, before the answer is written.
-    drop(counts);
+    let mut flags = Vec::with_capacity(evaluator.flag_count());
+    evaluator.all(&state.metrics.evaluations, &context, |evaluated| {
+        flags.push(success(evaluated.flag, &evaluated.evaluation));
+    });
     let bulk = Bulk {
         flags,
         event_streams: [EventStream::of(&request, &state)],

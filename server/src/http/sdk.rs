@@ -18,11 +18,11 @@ use actix_web::{HttpRequest, HttpResponse};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::State;
+use crate::access::{self, Action};
 use crate::error::{Error, Result};
 use crate::feed::{Delta, Update};
 use crate::service::{Environment, Principal, Service};
 use crate::shutdown::Signal;
-use crate::store::Scope;
 
 /// How long an `EventSource` waits before it reconnects, in milliseconds.
 const RETRY_MILLISECONDS: u64 = 3000;
@@ -36,15 +36,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
 /// The request's key, which must be a server key; and its environment.
 fn server_key(request: &HttpRequest, state: &State) -> Result<(Arc<Principal>, String)> {
     let principal = super::principal(request, state)?;
-    match (principal.scope, principal.environment.clone()) {
-        (Scope::Server, Some(environment)) => Ok((principal, environment)),
-        // A ruleset holds every flag and rule: a client key ships inside apps and must not
-        // read the server-side ones; an admin key belongs to no environment.
-        (scope, _) => Err(Error::Forbidden(format!(
-            "this is a {} key; rulesets are delivered to server keys only",
-            scope.as_str()
-        ))),
-    }
+    let environment = access::environment(&principal, Action::FetchRuleset)?.to_string();
+    Ok((principal, environment))
 }
 
 fn environment_gone(name: &str) -> Error {

@@ -5,6 +5,7 @@
 //! - [`config`]: flags and environment variables.
 //! - [`access`]: what each kind of key may do, for every protocol.
 //! - [`context`]: the evaluation context, checked the same way for every protocol.
+//! - [`delivery`]: the one follower behind every stream that follows an environment.
 //! - [`evaluation`]: the one evaluation path every protocol calls.
 //! - [`store`]: the `Store` trait and its backends (sled, the embedded default).
 //! - [`service`]: environments, flags, segments, keys and the audit log, without HTTP;
@@ -24,6 +25,7 @@
 pub mod access;
 pub mod config;
 pub mod context;
+pub mod delivery;
 pub mod error;
 pub mod evaluation;
 pub mod feed;

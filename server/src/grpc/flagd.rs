@@ -18,9 +18,10 @@ use tonic::{Request, Response, Status};
 use super::follow::{self, Messages};
 use super::status::{Refusal, Result};
 use super::{auth, convert, Shared};
+use crate::delivery::Opening;
 use crate::evaluation::{self, Evaluator};
 use crate::feed::Delta;
-use crate::service::{Environment, Service};
+use crate::service::Environment;
 use crate::store::Scope;
 
 pub struct Flagd {
@@ -209,12 +210,16 @@ impl Flagd {
         build: fn(&'static str, Option<prost_types::Struct>) -> M,
     ) -> Result<follow::Stream<M>> {
         let caller = self.caller(metadata)?;
-        self.shared
-            .follow(caller.token, caller.environment)
-            .start(Events {
+        let follow = self
+            .shared
+            .follow(caller.token, caller.environment, None, None);
+        follow::start(
+            follow,
+            Events {
                 scope: caller.scope,
                 build,
-            })
+            },
+        )
     }
 }
 
@@ -249,7 +254,7 @@ struct Events<M> {
 impl<M: Send + 'static> Messages for Events<M> {
     type Message = M;
 
-    fn opening(&mut self, _: &Service, _: &Environment) -> Vec<M> {
+    fn opening(&mut self, _: &Environment, _: &Opening) -> Vec<M> {
         vec![(self.build)("provider_ready", None)]
     }
 
@@ -261,10 +266,8 @@ impl<M: Send + 'static> Messages for Events<M> {
     ) -> Option<M> {
         let computed;
         let changed: Vec<&str> = match delta {
-            Some(delta) if delta.from_revision == previous.revision => {
-                delta.changed_flags.iter().map(String::as_str).collect()
-            }
-            _ => {
+            Some(delta) => delta.changed_flags.iter().map(String::as_str).collect(),
+            None => {
                 computed = RulesetDelta::between(&previous.ruleset(), &current.ruleset());
                 computed.changed_flags().collect()
             }

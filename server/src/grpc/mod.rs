@@ -52,13 +52,24 @@ impl Shared {
         .map_err(|problem| Refusal::InvalidArgument(format!("invalid context: {problem}")))
     }
 
-    fn follow(&self, token: Option<String>, environment: String) -> follow::Follow {
-        follow::Follow {
+    /// How a stream follows `environment` for the holder of `token` (`None`: anonymous).
+    fn follow(
+        &self,
+        token: Option<String>,
+        environment: String,
+        known_revision: Option<u64>,
+        instance: Option<crate::reach::Instance>,
+    ) -> crate::delivery::Follow {
+        crate::delivery::Follow {
             service: Arc::clone(&self.service),
-            token,
+            credential: token.map_or(crate::delivery::Credential::Anonymous, |token| {
+                crate::delivery::Credential::Key(token)
+            }),
             environment,
+            known_revision,
             heartbeat: self.heartbeat,
             stop: self.stop.clone(),
+            instance,
         }
     }
 }

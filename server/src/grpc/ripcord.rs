@@ -16,10 +16,11 @@ use super::follow::{self, Messages};
 use super::status::{Refusal, Result};
 use super::{auth, convert, Shared};
 use crate::access::{self, Action};
+use crate::delivery::Opening;
 use crate::evaluation::{Caller, Evaluator};
 use crate::feed::Delta;
 use crate::ingest::{ObservationIn, Timestamp};
-use crate::service::{Environment, Principal, Service};
+use crate::service::{Environment, Principal};
 
 pub struct Ripcord {
     pub shared: Arc<Shared>,
@@ -120,10 +121,12 @@ impl pb::ripcord_server::Ripcord for Ripcord {
             .to_string();
         let instance = metadata.get(crate::reach::HEADER).map(|id| id.as_bytes());
         let instance = self.shared.service.reach().instance(&environment, instance);
-        let stream = self.shared.follow(Some(token), environment).start(Watch {
-            known_revision: request.known_revision,
-            instance,
-        })?;
+        // Protobuf has no absent number: revision 0 means none.
+        let known_revision = Some(request.known_revision).filter(|revision| *revision > 0);
+        let follow = self
+            .shared
+            .follow(Some(token), environment, known_revision, instance);
+        let stream = follow::start(follow, Watch)?;
         Ok(Response::new(stream))
     }
 
@@ -238,11 +241,7 @@ fn typed(flag_type: FlagType, value: &Value) -> pb::FlagValue {
 }
 
 /// `Watch`: the ruleset, then deltas.
-struct Watch {
-    known_revision: u64,
-    /// Records every revision sent, heartbeats included, for a kill's reach.
-    instance: Option<crate::reach::Instance>,
-}
+struct Watch;
 
 impl Watch {
     fn ruleset(environment: &Environment) -> pb::WatchResponse {
@@ -265,40 +264,26 @@ impl Watch {
 impl Messages for Watch {
     type Message = pb::WatchResponse;
 
-    fn opening(&mut self, service: &Service, environment: &Environment) -> Vec<pb::WatchResponse> {
-        if let Some(instance) = &self.instance {
-            instance.record(environment.revision);
-        }
-        let deltas = (self.known_revision > 0)
-            .then(|| {
-                service.deltas_since(&environment.name, self.known_revision, environment.revision)
-            })
-            .flatten();
-        match deltas {
-            Some(deltas) => deltas.iter().map(|delta| Watch::delta(delta)).collect(),
-            None => vec![Watch::ruleset(environment)],
+    fn opening(&mut self, environment: &Environment, opening: &Opening) -> Vec<pb::WatchResponse> {
+        match opening {
+            Opening::Deltas(deltas) => deltas.iter().map(|delta| Watch::delta(delta)).collect(),
+            Opening::Ruleset => vec![Watch::ruleset(environment)],
         }
     }
 
     fn changed(
         &mut self,
-        previous: &Environment,
+        _: &Environment,
         current: &Environment,
         delta: Option<&Delta>,
     ) -> Option<pb::WatchResponse> {
-        if let Some(instance) = &self.instance {
-            instance.record(current.revision);
-        }
         Some(match delta {
-            Some(delta) if delta.from_revision == previous.revision => Watch::delta(delta),
-            _ => Watch::ruleset(current),
+            Some(delta) => Watch::delta(delta),
+            None => Watch::ruleset(current),
         })
     }
 
     fn heartbeat(&mut self, revision: u64) -> pb::WatchResponse {
-        if let Some(instance) = &self.instance {
-            instance.record(revision);
-        }
         pb::WatchResponse {
             revision,
             event: Some(pb::watch_response::Event::Heartbeat(pb::Heartbeat {})),

@@ -428,7 +428,7 @@ async fn events(
         ))?;
     super::sdk::follow(
         &state,
-        super::sdk::Credential::Channel(channel),
+        crate::delivery::Credential::Channel(channel),
         environment,
         super::sdk::last_event_id(&request),
         super::sdk::Encoding::Ofrep,

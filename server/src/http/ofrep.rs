@@ -314,7 +314,7 @@ impl BulkWriter {
             self.error.get_or_insert(error);
         }
         out.extend_from_slice(br#","reason":"#);
-        write_str(out, evaluation.reason.as_str());
+        write_plain(out, evaluation.reason.as_str());
         out.extend_from_slice(br#","variant":"#);
         write_str(out, evaluation.variant.unwrap_or_default());
         let metadata = &evaluation.metadata;
@@ -322,7 +322,7 @@ impl BulkWriter {
         write_u64(out, metadata.revision);
         if let Some(cohort) = metadata.cohort {
             out.extend_from_slice(br#","cohort":"#);
-            write_str(out, cohort.as_str());
+            write_plain(out, cohort.as_str());
         }
         if let Some(stage) = metadata.stage {
             out.extend_from_slice(br#","stage":"#);
@@ -357,14 +357,19 @@ fn write_str(out: &mut Vec<u8>, text: &str) {
         .bytes()
         .all(|byte| byte >= 0x20 && byte != b'"' && byte != b'\\')
     {
-        out.reserve(text.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
+        write_plain(out, text);
     } else {
         // Writing a string into a vector cannot fail.
         let _ = serde_json::to_writer(&mut *out, text);
     }
+}
+
+/// A string known to need no escaping, such as the engine's reason and cohort names.
+fn write_plain(out: &mut Vec<u8>, text: &str) {
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
 }
 
 fn write_u64(out: &mut Vec<u8>, number: u64) {

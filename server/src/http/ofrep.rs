@@ -304,14 +304,15 @@ impl BulkWriter {
         write_str(out, flag.key());
         out.extend_from_slice(br#","value":"#);
         let value = success_value(flag, evaluation);
-        let written = match &*value {
-            Value::Bool(true) => Ok(out.extend_from_slice(b"true")),
-            Value::Bool(false) => Ok(out.extend_from_slice(b"false")),
-            Value::String(text) => Ok(write_str(out, text)),
-            other => serde_json::to_writer(&mut *out, other),
-        };
-        if let Err(error) = written {
-            self.error.get_or_insert(error);
+        match &*value {
+            Value::Bool(true) => out.extend_from_slice(b"true"),
+            Value::Bool(false) => out.extend_from_slice(b"false"),
+            Value::String(text) => write_str(out, text),
+            other => {
+                if let Err(error) = serde_json::to_writer(&mut *out, other) {
+                    self.error.get_or_insert(error);
+                }
+            }
         }
         out.extend_from_slice(br#","reason":"#);
         write_plain(out, evaluation.reason.as_str());

@@ -16,8 +16,9 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::follow::{self, Messages};
+use super::shared::Shared;
 use super::status::{Refusal, Result};
-use super::{auth, convert, Shared};
+use super::{auth, convert};
 use crate::delivery::Opening;
 use crate::environment::Environment;
 use crate::evaluation::{self, Evaluator};

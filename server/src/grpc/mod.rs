@@ -13,66 +13,17 @@ mod convert;
 mod flagd;
 mod follow;
 mod ripcord;
+mod shared;
 mod status;
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
 
-use ripcord_engine::Context;
 use ripcord_proto::pb;
 
 use crate::config::Config;
-use crate::service::Service;
 use crate::shutdown;
-use crate::telemetry::Metrics;
-use status::Refusal;
-
-/// What every service here needs.
-struct Shared {
-    service: Arc<Service>,
-    metrics: Arc<Metrics>,
-    stop: shutdown::Signal,
-    heartbeat: Duration,
-    max_context_attributes: usize,
-    flagd_environment: Option<String>,
-    flagd_allow_anonymous: bool,
-    ingest: Arc<crate::ingest::Ingest>,
-}
-
-impl Shared {
-    /// The evaluation context, checked as every protocol checks it.
-    fn context(&self, context: Option<prost_types::Struct>) -> Result<Context, Refusal> {
-        let attributes = context.map(convert::struct_to_json).unwrap_or_default();
-        crate::context::build(
-            attributes,
-            self.max_context_attributes,
-            self.service.limits().max_key_length,
-        )
-        .map_err(|problem| Refusal::InvalidArgument(format!("invalid context: {problem}")))
-    }
-
-    /// How a stream follows `environment` for the holder of `token` (`None`: anonymous).
-    fn follow(
-        &self,
-        token: Option<String>,
-        environment: String,
-        known_revision: Option<u64>,
-        instance: Option<crate::reach::Instance>,
-    ) -> crate::delivery::Follow {
-        crate::delivery::Follow {
-            service: Arc::clone(&self.service),
-            credential: token.map_or(crate::delivery::Credential::Anonymous, |token| {
-                crate::delivery::Credential::Key(token)
-            }),
-            environment,
-            known_revision,
-            heartbeat: self.heartbeat,
-            stop: self.stop.clone(),
-            instance,
-        }
-    }
-}
+use shared::Shared;
 
 /// Serves gRPC on `listener` until `stop` fires.
 pub async fn serve(

@@ -13,8 +13,9 @@ use serde_json::Value;
 use tonic::{Request, Response, Status};
 
 use super::follow::{self, Messages};
+use super::shared::Shared;
 use super::status::{Refusal, Result};
-use super::{auth, convert, Shared};
+use super::{auth, convert};
 use crate::access::{self, Action};
 use crate::delivery::Opening;
 use crate::environment::Environment;

@@ -441,7 +441,7 @@ struct EventsQuery {
         ("Last-Event-ID" = Option<String>, Header, description = "The revision of the last event received")
     ),
     responses(
-        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The event stream; each event as the schema says", content_type = "text/event-stream", body = super::sdk::OfrepStreamEvent),
         (status = 401, description = "No channel, or one whose key is unknown or revoked", body = crate::http::errors::ErrorBody),
         (status = 404, description = "The key's environment was deleted meanwhile", body = crate::http::errors::ErrorBody)
     )

@@ -64,7 +64,8 @@ fn judge_error(error: JudgeError) -> Error {
     responses(
         (status = 200, description = "The test, the shift and the verdict", body = JudgeResponseSchema),
         (status = 400, description = "A field is not valid; `path` names it", body = ErrorBody),
-        (status = 413, description = "Over a limit: 1,000,000 values or 100,000 bins per sample, 64 MiB of body; the message names which", body = ErrorBody),
+        (status = 413, description = "Over a limit: 1,000,000 values or 100,000 bins per sample, 2^53 observations per histogram, 64 MiB of body, or samples too large for the exact method; the message names which", body = ErrorBody),
+        (status = 500, description = "The judge failed on this input; the server log has the cause", body = ErrorBody),
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))

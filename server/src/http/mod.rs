@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod errors;
+pub mod flag_schema;
 pub mod judge;
 pub mod metrics;
 pub mod ofrep;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generates engine/tests/fixtures/stats/*.json from scipy and numpy (STATS.md).
+"""Generates engine/tests/fixtures/stats/*.json from scipy and numpy (see docs/statistics.md).
 
 Run from the repository root:  pip install scipy numpy && python3 scripts/gen-stats-fixtures.py
 
@@ -10,8 +10,9 @@ engine/tests/stats_fixtures.rs runs them. Conventions: x = treatment, y = contro
 Every case carries the expected U, U2, p-value, z (asymptotic), method, medians and the
 Hodges-Lehmann estimate and interval. Where scipy can run on the samples it is the
 reference. For histograms with millions of counts per bin, scipy cannot expand them, so
-the reference is the STATS.md section 7.1 formula evaluated in exact integer arithmetic;
-this script first asserts that the formula equals scipy on smaller expansions.
+the reference is the formula of docs/statistics.md, "U from histograms", evaluated in
+exact integer arithmetic; this script first asserts that the formula equals scipy on
+smaller expansions.
 """
 
 import json
@@ -31,7 +32,7 @@ def floats(values):
 
 
 def hl_explicit(x, y, confidence):
-    """STATS.md section 6 from the explicit sorted differences."""
+    """The Hodges-Lehmann estimate and interval from the explicit sorted differences."""
     d = np.sort(np.subtract.outer(np.asarray(x, float), np.asarray(y, float)).ravel())
     m = d.size
     sigma = sigma_u_samples(x, y)
@@ -77,7 +78,7 @@ def sigma_u_samples(x, y):
 
 
 def formula(cx, cy, alternative, continuity):
-    """Section 2 on section 7.1's sums."""
+    """The normal approximation on the rank sums of a histogram."""
     twice_u1, n1, n2, ties = exact_sums(cx, cy)
     sigma = sigma_from(n1, n2, ties)
     dev = Fraction(twice_u1 - n1 * n2, 2)
@@ -216,7 +217,7 @@ def small_exact(rng):
         y = rng.normal(0, 1, n2).round(6)
         for alternative in ALTERNATIVES:
             cases.append(mwu_case(f"exact {n1}x{n2} {alternative}", x, y, alternative))
-    # STATS.md section 9's example shape: statrs got n1 < n2 wrong.
+    # The shape statrs's exact p-value gets wrong (n1 < n2): 6 against 20 values.
     x = np.arange(6) + 10.5
     y = np.arange(20) + 0.25
     cases.append(mwu_case("exact 6x20 extreme greater", x, y, "greater"))
@@ -258,7 +259,7 @@ def ties(rng):
 def all_tied():
     x, y = np.full(20, 3.5), np.full(30, 3.5)
     cases = [mwu_case(f"all tied {a}", x, y, a) for a in ALTERNATIVES]
-    # Without continuity scipy returns NaN here; STATS.md section 2 says p = 1.
+    # Without continuity scipy returns NaN here; Ripcord answers p = 1.
     case = mwu_case("all tied no continuity", x, y, "greater", continuity=True)
     case["name"] = "all tied no continuity (p = 1, not scipy's NaN)"
     case["continuity"] = False
@@ -319,7 +320,7 @@ def histograms(rng):
     big_y = [int(c) * 1_900_007 + int(e) for c, e in zip(small_x, rng.integers(0, 4000, 120))]
     for a in ALTERNATIVES:
         cases.append(histogram_case(f"histogram millions per bin {a}", bins, big_x, big_y, a))
-    # A binary metric as a two-bin histogram, with a tie group > 2.64e6 (STATS.md 1.4).
+    # A binary metric as a two-bin histogram, with a tie group > 2.64e6 (t^3 overflows u64).
     cases.append(histogram_case("binary histogram 5e6", [0.0, 1.0], [4_850_000, 150_000], [4_851_500, 148_500], "greater"))
     return cases
 

@@ -1,6 +1,7 @@
-//! The guard's statistics: issue 5's targets (100,000 values per arm judged in ≤ 100 ms, a
-//! 1,000-bin histogram in ≤ 1 ms, both also through `judge` from a JSON body as the endpoint
-//! runs it) and one guard look (issue 4: ≤ 1 ms at any sample size).
+//! The guard's statistics against the targets of docs/statistics.md, "Benchmarks": 100,000
+//! values per arm judged in ≤ 100 ms, a 1,000-bin histogram in ≤ 1 ms, both also through
+//! `judge` from a JSON body as the endpoint runs it, and one guard look in ≤ 1 ms at any
+//! sample size.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ripcord_engine::stats::{

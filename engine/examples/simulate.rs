@@ -1,13 +1,14 @@
-//! The ramp simulation of issue 4 and STATS.md §10: the real `ramp::step` (and through it
-//! `stats::look`) on generated streams, with a virtual clock and fixed seeds.
+//! The ramp simulation behind docs/ramps.md, "Simulation", and the targets of
+//! docs/statistics.md, "Targets": the real `ramp::step` (and through it `stats::look`) on
+//! generated streams, with a virtual clock and fixed seeds.
 //!
 //! A 1% → 5% → 25% → 50% ramp, `min_stage_duration: 45m`, checked every minute for 180
 //! minutes, one guard per simulated ramp (M = 1, alpha = 0.05). Traffic is the flag's whole
 //! stream of observations per minute; at p% the treatment gets p% of it. The control is
-//! either as many units (`Control::Equal`, the bucketing contract) or every unit not in the
-//! treatment (`Control::Rest`, the reference design STATS.md §10's figures assume). Each
-//! observation is one unit's (STATS.md: per randomization unit), so "treated units exposed"
-//! is the treatment's count at the kill.
+//! either as many units (`Control::Equal`, the cohorts of docs/bucketing.md) or every unit
+//! not in the treatment (`Control::Rest`, the reference design the target figures assume).
+//! Each observation is one unit's (observations are per randomization unit), so "treated
+//! units exposed" is the treatment's count at the kill.
 //!
 //! Beside the real code, [`ideal`] runs the same sequential rule on exactly normal data
 //! (a Gaussian random walk in the information V with the same looks, burn-in and tuning):
@@ -144,10 +145,10 @@ impl Metric {
 /// Who the treatment is compared with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Control {
-    /// As many units as the treatment, from the band `[50000, 50000 + t)` (DESIGN.md
-    /// contract 1): what Ripcord does.
+    /// As many units as the treatment, from the band `[50000, 50000 + t)`
+    /// (docs/bucketing.md, "Cohorts"): what Ripcord does.
     Equal,
-    /// Every unit not in the treatment: the reference design of STATS.md §10's figures.
+    /// Every unit not in the treatment: the reference design of the target figures.
     Rest,
 }
 
@@ -213,7 +214,8 @@ pub struct Outcome {
     pub completed: bool,
 }
 
-/// The shared latency bins: 1.25% wide (§7.3: ≥ 4× finer than the 5% tolerance).
+/// The latency bins of every simulated ramp: 1.25% wide, 4× finer than the 5% tolerance
+/// (docs/statistics.md, "Bin resolution").
 pub fn latency_bins() -> Histogram {
     Histogram::log_spaced(10.0, 3000.0, 0.0125).expect("valid bins")
 }
@@ -256,8 +258,8 @@ pub fn ramp_block(metric: Metric, schedule: Schedule) -> Ramp {
     serde_yaml_ng::from_str(&text).expect("a valid ramp block")
 }
 
-/// V* (§8.2): the information n1·n2/(n1+n2) at the end of the first stage. For the
-/// contract's equal control it is the product's own `ramp::design_information`; for the
+/// V*: the information n1·n2/(n1+n2) at the end of the first stage. For Ripcord's
+/// equal control it is the product's own `ramp::design_information`; for the
 /// reference design the same formula with the control = the rest.
 pub fn design_information(ramp: &Ramp, per_minute: f64, control: Control) -> f64 {
     match control {
@@ -512,15 +514,15 @@ struct IdealMinute {
     /// Information added this minute (Σ over stages of n1·n2/(n1+n2) grows by this).
     information: f64,
     /// The drift of S = z·√V per unit of information: √12·(AUC − ½) for latency, the
-    /// standardized difference of rates for errors (§5, §8.1).
+    /// standardized difference of rates for errors.
     drift: f64,
     burn_in_met: bool,
     treated: u64,
 }
 
 /// What the method gives on ideal data with the forced schedule's looks: S is a Brownian
-/// motion in V with the case's drift, z = S/√V, the burn-in of §8.4 (expected events for
-/// rates), the mixture of §8.2 with the same V*, and a kill at the first look with
+/// motion in V with the case's drift, z = S/√V, the guard's burn-in (expected events for
+/// rates), the guard's mixture with the same V*, and a kill at the first look with
 /// Λ ≥ 1/alpha. Only the schedule matters, not the tolerance: with a tolerance the real
 /// guard kills less (the effect gate), so compare it with `Schedule::ForcedZero`.
 pub fn ideal(case: Case, paths: usize, seed: u64) -> Ideal {

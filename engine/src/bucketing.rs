@@ -1,6 +1,7 @@
-//! Bucketing (DESIGN.md, contract 1): which units are in a rollout, which variant they get,
-//! and which metric cohort they belong to. SDKs in other languages must match this exactly,
-//! so every step here is spelled out in the contract and checked against its test vectors.
+//! Bucketing: which units are in a rollout, which variant they get, and which metric cohort
+//! they belong to. SDKs in other languages must match this exactly, so every step here is
+//! specified in docs/bucketing.md and checked against the test vectors in
+//! spec/bucketing.json.
 
 use serde_json::Value;
 use xxhash_rust::xxh3::xxh3_64_with_seed;

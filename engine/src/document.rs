@@ -1,4 +1,4 @@
-//! The flag document (DESIGN.md, contract 2): the types people write in YAML or JSON.
+//! The flag document (docs/flags.md): the types people write in YAML or JSON.
 //!
 //! Optional fields stay `Option` rather than taking their default at parse time, so that a
 //! document exported after an import is the document that was imported, field for field.

@@ -2,14 +2,16 @@
 //!
 //! # Layout
 //!
-//! - [`document`]: the types of the flag document people write (DESIGN.md, contract 2).
+//! - [`document`]: the types of the flag document people write (docs/flags.md).
 //! - [`snapshot`]: a document validated and compiled for evaluation, with its limits.
 //! - [`context`]: the evaluation context, built for fast attribute lookups.
-//! - [`bucketing`]: the bucketing contract (contract 1) — units, buckets, cohorts, splits.
+//! - [`bucketing`]: the public bucketing algorithm (docs/bucketing.md) — units, buckets,
+//!   cohorts, splits.
 //! - [`evaluate`](mod@evaluate): what a context gets from a flag.
 //! - [`ruleset`]: a document with its revisions, as SDKs receive it, and deltas between two.
 //! - [`ramp`]: the ramp controller's decisions as pure functions of a virtual clock.
-//! - [`stats`]: the guard's statistics (STATS.md): U test, Hodges–Lehmann, histograms, sequential verdicts.
+//! - [`stats`]: the guard's statistics (docs/statistics.md): U test, Hodges–Lehmann,
+//!   histograms, sequential verdicts.
 //!
 //! The engine is pure: it does no I/O, starts no task and reads no clock. The server and
 //! the SDK both call it; neither evaluates flags any other way.

@@ -1,4 +1,4 @@
-//! The ramp controller's decisions (issue 4), as pure functions of a virtual clock.
+//! The ramp controller's decisions, as pure functions of a virtual clock.
 //!
 //! The server owns the loop: on every tick it loads the [`RampState`] it persisted, hands
 //! [`step`] the flag's `ramp` block, the guards' cumulative data and the time, then applies
@@ -19,8 +19,8 @@
 //! # Regressions
 //!
 //! Any guard's REGRESSION triggers `on_regression` (kill, the default, or pause). A guard
-//! marked `critical` kills even when `on_regression` is `pause` (STATS.md §8.5, Kayenta's
-//! `critical`): pausing would keep serving a change known to break something critical.
+//! marked `critical` kills even when `on_regression` is `pause` (as Kayenta's `critical`
+//! does): pausing would keep serving a change known to break something critical.
 //! While paused, the guards keep watching: a regression found during a pause still kills
 //! (or turns a manual pause into a regression pause), but nothing advances.
 
@@ -42,12 +42,12 @@ pub const DEFAULT_ALPHA: f64 = 0.05;
 
 /// What the statistics need beyond the document: fixed when a ramp (generation) starts and
 /// kept in its state, because changing the mixture's tuning mid-ramp would void the
-/// always-valid guarantee (STATS.md §8.2).
+/// always-valid guarantee (docs/statistics.md, "Repeated looks: the mixture boundary").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
-    /// The ramp's family-wise error rate; each guard gets alpha/M (§8.3).
+    /// The ramp's family-wise error rate; each guard gets alpha/M (Bonferroni).
     pub alpha: f64,
-    /// V* per guard metric (§8.2): the effective sample expected at the end of the first
+    /// V* per guard metric: the effective sample expected at the end of the first
     /// stage, e.g. from [`design_information`]. A guard missing here gets
     /// [`fallback_design_information`].
     #[serde(default)]
@@ -65,8 +65,9 @@ impl Default for Settings {
 
 /// V* for a metric observed `per_minute` times a minute over the whole flag's traffic: the
 /// information n1·n2/(n1+n2) of the first stage once it has lasted `min_stage_duration`
-/// minus the warm-up. Treatment is the stage's share and control as many units (bucketing
-/// contract). `None` when the ramp or the rate cannot give a positive number.
+/// minus the warm-up. Treatment is the stage's share and control as many units
+/// (docs/bucketing.md, "Cohorts"). `None` when the ramp or the rate cannot give a positive
+/// number.
 pub fn design_information(ramp: &Ramp, per_minute: f64) -> Option<f64> {
     let first = *ramp.stages.first()?;
     let min = parse_duration(&ramp.min_stage_duration)?.as_secs();
@@ -172,7 +173,7 @@ pub enum HoldReason {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GuardState {
     pub metric: String,
-    /// V* of this generation (§8.2).
+    /// V* of this generation: where the mixture has the most power.
     pub design_information: f64,
     pub sequential: SequentialState,
     /// The last look's evidence, for the status API.
@@ -499,9 +500,9 @@ pub fn pause(state: &RampState, reason: &str, now: Seconds) -> Result<Step, Ramp
 }
 
 /// paused → running at the same stage; `max_stage_duration` counts again from now. A ramp
-/// paused on a regression pauses again at the next look while the evidence stands
-/// (verdicts are sticky within a generation, §8.5): to accept the change, raise the guard's
-/// tolerance or advance by hand.
+/// paused on a regression pauses again at the next look while the evidence stands (the
+/// running maximum of the evidence is kept for the whole generation): to accept the change,
+/// raise the guard's tolerance or advance by hand.
 pub fn resume(state: &RampState, reason: &str, now: Seconds) -> Result<Step, RampError> {
     if state.status != Status::Paused {
         return Err(RampError::NotAllowed {

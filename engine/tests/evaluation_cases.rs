@@ -5,7 +5,8 @@
 //! out must be absent from the result too (no error, no cohort, no rule, no `unit_missing`),
 //! with two exceptions taken from the fixture: `revision` is the flag's revision as the
 //! fixture sets it (0 for a flag that does not exist), and the flag type is the one the
-//! document declares. Rollout cases use buckets computed from the contract, so they are exact.
+//! document declares. Rollout cases use buckets computed as docs/bucketing.md specifies,
+//! so they are exact.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

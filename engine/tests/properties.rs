@@ -1,5 +1,5 @@
-//! Properties of the bucketing contract (DESIGN.md, contract 1) that must hold for every unit,
-//! salt and percentage, not only for the vectors: what a user relies on when a flag ramps.
+//! Properties of bucketing (docs/bucketing.md) that must hold for every unit, salt and
+//! percentage, not only for the vectors: what a user relies on when a flag ramps.
 
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -89,8 +89,8 @@ proptest! {
     }
 }
 
-/// Counts every bucket's cohort at `threshold` and checks it against the contract: treatment
-/// is exactly the rollout, control is as large (or all the rest) and outside it.
+/// Counts every bucket's cohort at `threshold` and checks it against docs/bucketing.md:
+/// treatment is exactly the rollout, control is as large (or all the rest) and outside it.
 fn check_cohorts(threshold: u32) -> Result<(), TestCaseError> {
     let (mut treatment, mut control) = (0u32, 0u32);
     for bucket in 0..BUCKETS as u32 {

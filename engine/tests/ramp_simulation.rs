@@ -63,11 +63,11 @@ fn a_a_ramps_rarely_kill_over_the_whole_schedule() {
 }
 
 #[test]
-fn ten_percent_slower_is_killed_in_the_first_stage_in_about_stats_md_time() {
-    // STATS.md §10 at 2,000 a minute: median ≈ 11 minutes, ≈ 220 treated units, with the
-    // control = all other traffic. The bucketing contract's equal-size control has half the
-    // information per treated unit at 1%; the full run measures 1.75× the exposure (ideal
-    // normal data: 1.67×).
+fn ten_percent_slower_is_killed_in_the_first_stage_in_about_the_target_time() {
+    // The target at 2,000 a minute (docs/statistics.md, "Targets"): median ≈ 11 minutes,
+    // ≈ 220 treated units, with the control = all other traffic. Ripcord's equal-size control
+    // has half the information per treated unit at 1%; the full run measures 1.75× the
+    // exposure (ideal normal data: 1.67×).
     let case = |control| Case {
         metric: Metric::Latency { slowdown: 1.10 },
         per_minute: 2_000.0,
@@ -97,8 +97,8 @@ fn ten_percent_slower_is_killed_in_the_first_stage_in_about_stats_md_time() {
 
 #[test]
 fn tripled_errors_are_killed_once_the_burn_in_allows() {
-    // §10: median ≈ 25 minutes, ≈ 500 treated units at 2,000 a minute, set by the burn-in
-    // (min(n1, n2)·p̄ ≥ 5 with p̄ ≈ 1.02% and 20 treated units a minute).
+    // The target: median ≈ 25 minutes, ≈ 500 treated units at 2,000 a minute, set by the
+    // burn-in (min(n1, n2)·p̄ ≥ 5 with p̄ ≈ 1.02% and 20 treated units a minute).
     let case = |control| Case {
         metric: TRIPLED_ERRORS,
         per_minute: 2_000.0,

@@ -1,6 +1,6 @@
-//! The shared bucketing vectors (`../shared/spec/bucketing.json`, DESIGN.md contract 1), which
-//! every implementation in every language must pass: first against the bucketing functions,
-//! then end to end through a compiled flag, where a user would notice a mismatch.
+//! The bucketing test vectors (`spec/bucketing.json`, the algorithm of docs/bucketing.md),
+//! which every implementation in every language must pass: first against the bucketing
+//! functions, then end to end through a compiled flag, where a user would notice a mismatch.
 
 use std::fs;
 
@@ -9,10 +9,7 @@ use ripcord_engine::{evaluate, Cohort, Context, Document, Limits, Reason, Snapsh
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-const SPEC: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/spec/bucketing.json"
-);
+const SPEC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/bucketing.json");
 
 #[derive(Deserialize)]
 struct Spec {
@@ -190,7 +187,7 @@ fn vectors_through_evaluation() {
         }
 
         // With the threshold at the bucket the unit is out: control when the bucket is in the
-        // band the contract draws for that threshold, else no cohort.
+        // band docs/bucketing.md draws for that threshold, else no cohort.
         let threshold = case.rollout_bucket;
         let in_control = if threshold <= 50_000 {
             (50_000..50_000 + threshold).contains(&case.rollout_bucket)

@@ -196,7 +196,7 @@ fn invalid_documents_are_refused_with_every_problem_and_its_path() {
     );
 }
 
-/// The example of DESIGN.md, contract 2, field for field.
+/// The complete example of docs/flags.md, field for field.
 const DESIGN_EXAMPLE: &str = r#"
 segments:
   beta-track:
@@ -251,7 +251,7 @@ fn the_design_example_is_valid() {
 /// Every document these tests know: the example, and those of the evaluation fixtures.
 fn known_documents() -> Vec<(String, Document)> {
     let mut documents = vec![(
-        "the DESIGN.md example".to_owned(),
+        "the docs/flags.md example".to_owned(),
         Document::from_yaml(DESIGN_EXAMPLE).expect("the example reads"),
     )];
     for path in fixture_paths("cases") {

@@ -1,6 +1,6 @@
 //! Criterion benchmark of the local client's typed getter: the engine's evaluation plus
 //! what the SDK adds (the snapshot load, the type check, the value conversion); and, for a
-//! flag with a ramp, what reporting metrics adds: remembering the unit's cohort on each
+//! flag with a ramp, what tracking adds: remembering the unit's cohort on each
 //! evaluation, and `track`.
 //!
 //! Run with
@@ -106,7 +106,7 @@ fn typed_getter(c: &mut Criterion) {
     group.finish();
 }
 
-/// The same flag at the second stage of a ramp, for a client that reports metrics.
+/// The same flag at the second stage of a ramp, for a client that tracks observations for its guards.
 const RAMPING_FLAG: &str = r#"
 flags:
   new-checkout:
@@ -128,7 +128,7 @@ fn ramping(c: &mut Criterion) {
         .build()
         .expect("a runtime");
     let _entered = runtime.enter();
-    // Nothing listens there: the client serves its bootstrap and keeps its metrics pending.
+    // Nothing listens there: the client serves its bootstrap and keeps what it tracks pending.
     let reporting = LocalClient::builder()
         .server("http://127.0.0.1:9", "ripcord-server-bench")
         .bootstrap_text(RAMPING_FLAG)

@@ -55,15 +55,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .filter(|outcome| **outcome == Tracked::Recorded)
         .count();
-    println!("metrics: {recorded} of {} recorded", outcomes.len());
+    println!("tracking: {recorded} of {} recorded", outcomes.len());
     // Sent every 10 s in the background; a service that stops sends what is left first.
     if let Err(error) = client.flush().await {
-        println!("metrics: not sent: {error}");
+        println!("tracking: not sent: {error}");
     }
-    let metrics = client.status().metrics;
+    let tracking = client.status().tracking;
     println!(
-        "metrics: {} sent, {} accepted, {} untagged",
-        metrics.sent, metrics.accepted, metrics.untagged
+        "tracking: {} sent, {} accepted, {} untagged",
+        tracking.sent, tracking.accepted, tracking.untagged
     );
     client.close();
     Ok(())

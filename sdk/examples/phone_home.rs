@@ -53,13 +53,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // session without a crash is reported too, as `false`.
     client.track_rate("new-checkout", "app_crashed", false);
     if let Err(error) = client.flush().await {
-        println!("metrics: not sent: {error}");
+        println!("tracking: not sent: {error}");
     }
-    let metrics = client.status().metrics;
+    let tracking = client.status().tracking;
     println!(
-        "metrics: {} sent, {} untagged; instance {}",
-        metrics.sent,
-        metrics.untagged,
+        "tracking: {} sent, {} untagged; instance {}",
+        tracking.sent,
+        tracking.untagged,
         client.instance_id()
     );
     Ok(())

@@ -16,7 +16,7 @@ pub struct Details<T> {
     pub metadata: FlagMetadata,
 }
 
-/// What metrics are tagged with, and what a person needs to see why.
+/// What tracked observations are tagged with, and what a person needs to see why.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FlagMetadata {
     /// The environment revision at which the flag last changed (0 for a bootstrap document).

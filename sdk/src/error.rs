@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
+
 /// Why the SDK could not do what was asked.
 ///
 /// Flag evaluations never return this: a getter answers its default with an error code in
@@ -65,4 +67,33 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// A gRPC call's failure: a refusal keeps the HTTP status it stands for, so that both modes
+/// report a wrong key alike.
+pub(crate) fn status_error(status: &tonic::Status) -> Error {
+    match status.code() {
+        tonic::Code::Unauthenticated => Error::Refused {
+            status: 401,
+            message: status.message().to_string(),
+        },
+        tonic::Code::PermissionDenied => Error::Refused {
+            status: 403,
+            message: status.message().to_string(),
+        },
+        code => Error::Connection(format!("{code:?}: {}", status.message())),
+    }
+}
+
+/// What an HTTP refusal says: OFREP's `errorDetails`, the `message` or `error` of Ripcord's
+/// own APIs, or else the start of the body as it came.
+pub(crate) fn refusal_message(body: &[u8]) -> String {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let message = parsed.as_ref().and_then(|body| {
+        ["errorDetails", "message", "error"]
+            .iter()
+            .find_map(|field| body.get(*field).and_then(Value::as_str))
+            .map(str::to_string)
+    });
+    message.unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned())
 }

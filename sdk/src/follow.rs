@@ -11,9 +11,9 @@ use ripcord_proto::pb::ripcord::v1::WatchRequest;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 
-use crate::error::error_chain;
-use crate::local::Shared;
-use crate::Error;
+use crate::backoff::Backoff;
+use crate::error::{error_chain, status_error, Error};
+use crate::store::Store;
 
 /// Where to connect and how.
 pub(crate) struct Connection {
@@ -70,16 +70,16 @@ const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 
 /// Follows the server until the task is aborted.
-pub(crate) async fn follow(shared: Arc<Shared>, connection: Connection) {
+pub(crate) async fn follow(store: Arc<Store>, connection: Connection) {
     // The server's ruleset, as last applied: the base for deltas. A bootstrap document is
     // never a base, so the first connection asks for the whole ruleset.
     let mut held: Option<Ruleset> = None;
     let mut backoff = Backoff::new(FIRST_RETRY, MAX_RETRY);
     loop {
-        let (progressed, error) = watch_once(&shared, &connection, &mut held).await;
-        shared.set_connected(false);
+        let (progressed, error) = watch_once(&store, &connection, &mut held).await;
+        store.set_connected(false);
         tracing::warn!(%error, "ripcord: the ruleset stream ended; reconnecting");
-        shared.set_error(error);
+        store.set_error(error);
         if progressed {
             backoff.reset();
         }
@@ -89,7 +89,7 @@ pub(crate) async fn follow(shared: Arc<Shared>, connection: Connection) {
 
 /// One connection: returns whether anything was applied, and why it ended.
 async fn watch_once(
-    shared: &Shared,
+    store: &Store,
     connection: &Connection,
     held: &mut Option<Ruleset>,
 ) -> (bool, Error) {
@@ -113,7 +113,7 @@ async fn watch_once(
         Ok(response) => response.into_inner(),
         Err(status) => return (false, status_error(&status)),
     };
-    shared.set_connected(true);
+    store.set_connected(true);
     let mut progressed = false;
     loop {
         let message = match tokio::time::timeout(connection.stream_timeout, stream.message()).await
@@ -149,7 +149,7 @@ async fn watch_once(
                 };
                 match ruleset.compile() {
                     Ok(snapshot) => {
-                        shared.install(snapshot, &ruleset.document, true);
+                        store.install(snapshot, &ruleset.document, true);
                         *held = Some(ruleset);
                         progressed = true;
                     }
@@ -171,7 +171,7 @@ async fn watch_once(
                 };
                 match apply(held.as_ref(), &delta) {
                     Ok((ruleset, snapshot)) => {
-                        shared.install(snapshot, &ruleset.document, true);
+                        store.install(snapshot, &ruleset.document, true);
                         *held = Some(ruleset);
                         progressed = true;
                     }
@@ -208,86 +208,9 @@ fn apply(
     Ok((next, snapshot))
 }
 
-pub(crate) fn status_error(status: &tonic::Status) -> Error {
-    match status.code() {
-        tonic::Code::Unauthenticated => Error::Refused {
-            status: 401,
-            message: status.message().to_string(),
-        },
-        tonic::Code::PermissionDenied => Error::Refused {
-            status: 403,
-            message: status.message().to_string(),
-        },
-        code => Error::Connection(format!("{code:?}: {}", status.message())),
-    }
-}
-
-/// Exponential backoff with "equal jitter": each delay is half the step plus a random part
-/// of the other half, so that clients cut off together do not come back together, and no
-/// delay is ever near zero.
-pub(crate) struct Backoff {
-    first: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    pub(crate) fn new(first: Duration, max: Duration) -> Backoff {
-        Backoff {
-            first,
-            max,
-            attempt: 0,
-        }
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let step = self
-            .first
-            .saturating_mul(1u32 << self.attempt.min(20))
-            .min(self.max);
-        self.attempt = self.attempt.saturating_add(1);
-        let half = step / 2;
-        // Without randomness (it never fails on the platforms Tokio runs on), the delay is
-        // still bounded, only not spread.
-        let random = getrandom::u64().unwrap_or(u64::MAX / 2);
-        let fraction = (random >> 11) as f64 / (1u64 << 53) as f64;
-        half + half.mul_f64(fraction)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_starts_fast_doubles_and_stays_under_the_cap() {
-        let mut backoff = Backoff::new(FIRST_RETRY, MAX_RETRY);
-        let delays: Vec<Duration> = (0..40).map(|_| backoff.next_delay()).collect();
-        assert!(delays[0] >= Duration::from_millis(50) && delays[0] <= FIRST_RETRY);
-        assert!(delays[1] >= FIRST_RETRY && delays[1] <= FIRST_RETRY * 2);
-        for delay in &delays {
-            assert!(*delay <= MAX_RETRY, "{delay:?}");
-        }
-        assert!(delays[39] >= MAX_RETRY / 2, "the cap is reached and held");
-        backoff.reset();
-        assert!(
-            backoff.next_delay() <= FIRST_RETRY,
-            "a reset starts fast again"
-        );
-    }
-
-    #[test]
-    fn delays_are_spread() {
-        let mut delays: Vec<Duration> = (0..20)
-            .map(|_| Backoff::new(Duration::from_secs(10), MAX_RETRY).next_delay())
-            .collect();
-        delays.dedup();
-        assert!(delays.len() > 1, "twenty clients do not all wait the same");
-    }
 
     const BASE: &str = r#"
 flags:

@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use crate::Error;
+use crate::error::Error;
 
 /// The gRPC metadata key and HTTP header (header names are case-insensitive).
 pub(crate) const HEADER: &str = "x-ripcord-instance";

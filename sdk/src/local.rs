@@ -1,9 +1,9 @@
 //! Local mode: the environment's ruleset held in memory and evaluated by the engine, kept
 //! current by the gRPC `Watch` stream.
 //!
-//! Evaluation loads the current snapshot through an `ArcSwap`, so it takes no lock and never
-//! waits for the background task: it costs what the engine costs, plus a pointer load. A
-//! client that reports metrics also remembers, for flags with a ramp, each unit's cohort
+//! Evaluation reads the ruleset from the `store` without a lock and never waits for the
+//! background task: it costs what the engine costs, plus a pointer load. A client with a
+//! server to report to also remembers, for flags with a ramp, each unit's cohort
 //! and stage (a sharded lock, taken only for those flags), so that `track` can tag the
 //! unit's observations with what it was served.
 
@@ -12,7 +12,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use ripcord_engine::bucketing::Unit;
 use ripcord_engine::context::AttributeName;
 use ripcord_engine::{evaluate_typed, Context, Document, Evaluation, FlagType, Ruleset, Snapshot};
@@ -21,10 +20,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::details::{Details, ErrorCode, FlagMetadata, FlagValue};
+use crate::error::Error;
 use crate::follow::{self, Connection};
-use crate::metrics::{Bounds, MetricKind, MetricsStatus, Tag, Tracked};
-use crate::report::{Reporter, Timing, Transport};
-use crate::Error;
+use crate::report::{Reporter, Timing, Transport, MIN_FLUSH_INTERVAL};
+use crate::store::{Installed, Store};
+use crate::tracking::{Bounds, Tag, Tracked, TrackingStatus};
 
 /// A client that evaluates flags in-process. Cheap to clone: clones share one ruleset and
 /// one connection. The connection stops when the last clone is dropped or [`close`]d.
@@ -36,9 +36,9 @@ pub struct LocalClient {
 }
 
 struct Inner {
-    shared: Arc<Shared>,
+    store: Arc<Store>,
     task: Mutex<Option<JoinHandle<()>>>,
-    /// With a server: metrics go to it.
+    /// With a server: tracked observations go to it.
     reporter: Option<Arc<Reporter>>,
     reporting: Mutex<Option<JoinHandle<()>>>,
 }
@@ -64,69 +64,8 @@ impl Drop for Inner {
             }
         }
         self.stop_reporting();
-        // Subscriptions hold `Shared`, and with it the sender they wait on: unless it goes
-        // here, a subscription outliving the client would wait for ever.
-        if let Ok(mut generation) = self.shared.generation.lock() {
-            generation.take();
-        }
-    }
-}
-
-/// What the background task and the client share.
-pub(crate) struct Shared {
-    installed: ArcSwapOption<Installed>,
-    /// Bumped at every install; subscriptions wait on it. Taken out by `close`, which ends
-    /// every subscription.
-    generation: Mutex<Option<watch::Sender<u64>>>,
-    status: Mutex<LocalStatus>,
-}
-
-/// A ruleset ready to serve: its snapshot, and what metrics need of its ramps.
-struct Installed {
-    snapshot: Arc<Snapshot>,
-    /// The flags with a ramp, by key. Looked up on every evaluation of a reporting client:
-    /// a fast hash, fit for the keys of the ruleset, which come from its authors.
-    ramps: rustc_hash::FxHashMap<Box<str>, RampMetrics>,
-}
-
-/// What `track` needs of a flag's ramp.
-struct RampMetrics {
-    /// The attribute that names the unit.
-    stickiness: AttributeName,
-    guards: Vec<(Box<str>, MetricKind)>,
-}
-
-impl Installed {
-    fn new(snapshot: Snapshot, document: &Document) -> Installed {
-        let ramps = document
-            .flags
-            .iter()
-            .filter_map(|(key, flag)| {
-                let ramp = flag.ramp.as_ref()?;
-                let stickiness = flag
-                    .rollout
-                    .as_ref()
-                    .map_or(ripcord_engine::document::DEFAULT_STICKINESS, |rollout| {
-                        rollout.stickiness()
-                    });
-                let guards = ramp
-                    .guards
-                    .iter()
-                    .map(|guard| (guard.metric.as_str().into(), guard.kind))
-                    .collect();
-                Some((
-                    key.as_str().into(),
-                    RampMetrics {
-                        stickiness: AttributeName::new(stickiness),
-                        guards,
-                    },
-                ))
-            })
-            .collect();
-        Installed {
-            snapshot: Arc::new(snapshot),
-            ramps,
-        }
+        // A subscription outliving the client would otherwise wait for ever.
+        self.store.end_subscriptions();
     }
 }
 
@@ -152,8 +91,8 @@ pub struct LocalStatus {
     /// The last thing that went wrong with the stream or a ruleset; cleared when a ruleset
     /// or change is applied.
     pub last_error: Option<Error>,
-    /// What became of the metrics tracked (all zero without a server).
-    pub metrics: MetricsStatus,
+    /// What became of the observations tracked (all zero without a server).
+    pub tracking: TrackingStatus,
 }
 
 /// Builds a [`LocalClient`]: a server to follow, a bootstrap document, or both.
@@ -236,10 +175,10 @@ impl LocalClientBuilder {
         self
     }
 
-    /// How often tracked metrics are aggregated and sent: each unit's events within one
+    /// How often tracked observations are aggregated and sent: each unit's events within one
     /// interval become one observation. 10 s by default; at least 100 ms.
     pub fn flush_interval(mut self, interval: Duration) -> Self {
-        self.timing.flush_interval = interval.max(crate::report::MIN_FLUSH_INTERVAL);
+        self.timing.flush_interval = interval.max(MIN_FLUSH_INTERVAL);
         self
     }
 
@@ -295,18 +234,13 @@ impl LocalClientBuilder {
             Some(_) => Some(tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?),
             None => None,
         };
-        let (generation, _) = watch::channel(0);
-        let shared = Arc::new(Shared {
-            installed: ArcSwapOption::empty(),
-            generation: Mutex::new(Some(generation)),
-            status: Mutex::new(LocalStatus::default()),
-        });
+        let store = Arc::new(Store::new());
         if let Some(document) = bootstrap {
             let ruleset = Ruleset::from_document("bootstrap", document);
             let snapshot = ruleset
                 .compile()
                 .map_err(|error| Error::Bootstrap(error.to_string()))?;
-            shared.install(snapshot, &ruleset.document, false);
+            store.install(snapshot, &ruleset.document, false);
         }
         let (task, reporter, reporting) = match (connection, runtime) {
             (Some(connection), Some(runtime)) => {
@@ -324,14 +258,14 @@ impl LocalClientBuilder {
                 };
                 let reporter = Arc::new(Reporter::new(transport, self.bounds, self.timing));
                 let reporting = reporter.start(&runtime);
-                let task = runtime.spawn(follow::follow(Arc::clone(&shared), connection));
+                let task = runtime.spawn(follow::follow(Arc::clone(&store), connection));
                 (Some(task), Some(reporter), Some(reporting))
             }
             _ => (None, None, None),
         };
         Ok(LocalClient {
             inner: Arc::new(Inner {
-                shared,
+                store,
                 task: Mutex::new(task),
                 reporter,
                 reporting: Mutex::new(reporting),
@@ -355,12 +289,12 @@ impl LocalClient {
 
     /// Whether the client has flags to serve: a ruleset from the server or a bootstrap.
     pub fn is_ready(&self) -> bool {
-        self.inner.shared.installed.load().is_some()
+        self.inner.store.installed().is_some()
     }
 
     /// Waits until the client [is ready](Self::is_ready), at most `timeout`.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), Error> {
-        let Some(mut generation) = self.inner.shared.subscribe() else {
+        let Some(mut generation) = self.inner.store.subscribe() else {
             return if self.is_ready() {
                 Ok(())
             } else {
@@ -382,16 +316,24 @@ impl LocalClient {
             .unwrap_or(Err(Error::Timeout(timeout)))
     }
 
-    /// The revision served, the connection, the last error, the metrics' counters.
+    /// The revision served, the connection, the last error, what became of tracking.
     pub fn status(&self) -> LocalStatus {
-        let mut status = self.inner.shared.status();
-        if let Some(reporter) = &self.inner.reporter {
-            status.metrics = reporter.status();
+        let progress = self.inner.store.progress();
+        LocalStatus {
+            revision: progress.revision,
+            from_server: progress.from_server,
+            connected: progress.connected,
+            last_error: progress.last_error,
+            tracking: self
+                .inner
+                .reporter
+                .as_ref()
+                .map(|reporter| reporter.status())
+                .unwrap_or_default(),
         }
-        status
     }
 
-    /// Stops following the server and sending metrics; what was tracked and not yet sent
+    /// Stops following the server and sending observations; what was tracked and not yet sent
     /// goes in one last flush in the background. Evaluation goes on answering from the
     /// last ruleset; subscriptions end. Observations tracked after this wait for an
     /// explicit [`flush`](Self::flush).
@@ -402,17 +344,13 @@ impl LocalClient {
             }
         }
         self.inner.stop_reporting();
-        if let Ok(mut generation) = self.inner.shared.generation.lock() {
-            generation.take();
-        }
-        if let Ok(mut status) = self.inner.shared.status.lock() {
-            status.connected = false;
-        }
+        self.inner.store.end_subscriptions();
+        self.inner.store.set_connected(false);
     }
 
     /// The current snapshot, for callers that evaluate many flags against one revision.
     pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
-        self.inner.shared.snapshot()
+        self.inner.store.snapshot()
     }
 
     /// Reports one event of a ramp's guard metric for the unit of `context`: the value of
@@ -429,7 +367,7 @@ impl LocalClient {
         let Some(reporter) = &self.inner.reporter else {
             return Tracked::Dropped("this client has no server to report to".to_string());
         };
-        let installed = self.inner.shared.installed.load();
+        let installed = self.inner.store.installed();
         let ramp = installed
             .as_deref()
             .and_then(|installed| installed.ramps.get(flag_key));
@@ -458,7 +396,7 @@ impl LocalClient {
 
     /// Aggregates what was tracked so far and sends it, with every batch still waiting,
     /// now. An error says the server could not be reached or refused (also kept in
-    /// `status().metrics.last_error`); batches that could not be sent are retried in the
+    /// `status().tracking.last_error`); batches that could not be sent are retried in the
     /// background. Without a server there is nothing to flush.
     pub async fn flush(&self) -> Result<(), Error> {
         match &self.inner.reporter {
@@ -495,7 +433,7 @@ impl LocalClient {
     }
 
     pub fn get_string(&self, flag_key: &str, context: &Context, default: &str) -> String {
-        let installed = self.inner.shared.installed.load();
+        let installed = self.inner.store.installed();
         installed
             .as_deref()
             .and_then(|installed| {
@@ -567,7 +505,7 @@ impl LocalClient {
 
     /// Any typed value; the getters above are this with their type.
     pub fn value<T: FlagValue>(&self, flag_key: &str, context: &Context, default: T) -> T {
-        let installed = self.inner.shared.installed.load();
+        let installed = self.inner.store.installed();
         installed
             .as_deref()
             .and_then(|installed| {
@@ -585,7 +523,7 @@ impl LocalClient {
         context: &Context,
         default: T,
     ) -> Details<T> {
-        let installed = self.inner.shared.installed.load();
+        let installed = self.inner.store.installed();
         let Some(installed) = installed.as_deref() else {
             return Details::error(
                 default,
@@ -651,19 +589,19 @@ impl LocalClient {
     /// Every change to the ruleset from now on.
     pub fn subscribe(&self) -> Changes {
         Changes {
-            shared: Arc::clone(&self.inner.shared),
-            generation: self.inner.shared.subscribe(),
-            last: self.inner.shared.snapshot(),
+            store: Arc::clone(&self.inner.store),
+            generation: self.inner.store.subscribe(),
+            last: self.inner.store.snapshot(),
         }
     }
 
     /// Changes to one flag from now on: its revision changed, it appeared, or it was removed.
     pub fn subscribe_flag(&self, flag_key: impl Into<String>) -> FlagChanges {
         let key = flag_key.into();
-        let last = self.inner.shared.flag_revision(&key);
+        let last = self.inner.store.flag_revision(&key);
         FlagChanges {
-            shared: Arc::clone(&self.inner.shared),
-            generation: self.inner.shared.subscribe(),
+            store: Arc::clone(&self.inner.store),
+            generation: self.inner.store.subscribe(),
             key,
             last,
         }
@@ -687,7 +625,7 @@ pub struct Change {
 
 /// Every change to the ruleset; see [`LocalClient::subscribe`].
 pub struct Changes {
-    shared: Arc<Shared>,
+    store: Arc<Store>,
     generation: Option<watch::Receiver<u64>>,
     last: Option<Arc<Snapshot>>,
 }
@@ -698,7 +636,7 @@ impl Changes {
     pub async fn next(&mut self) -> Option<Change> {
         loop {
             self.generation.as_mut()?.changed().await.ok()?;
-            let current = self.shared.snapshot()?;
+            let current = self.store.snapshot()?;
             let change = diff(self.last.as_deref(), &current);
             let revision_moved = self
                 .last
@@ -714,7 +652,7 @@ impl Changes {
 
 /// One flag's changes; see [`LocalClient::subscribe_flag`].
 pub struct FlagChanges {
-    shared: Arc<Shared>,
+    store: Arc<Store>,
     generation: Option<watch::Receiver<u64>>,
     key: String,
     last: Option<u64>,
@@ -725,7 +663,7 @@ impl FlagChanges {
     pub async fn next(&mut self) -> Option<FlagChange> {
         loop {
             self.generation.as_mut()?.changed().await.ok()?;
-            let current = self.shared.flag_revision(&self.key);
+            let current = self.store.flag_revision(&self.key);
             if current != self.last {
                 self.last = current;
                 return Some(FlagChange {
@@ -766,74 +704,10 @@ fn diff(old: Option<&Snapshot>, new: &Snapshot) -> Change {
     }
 }
 
-impl Shared {
-    /// Serves `snapshot`, compiled from `document`, from now on and wakes the
-    /// subscriptions.
-    pub(crate) fn install(&self, snapshot: Snapshot, document: &Document, from_server: bool) {
-        let revision = snapshot.revision();
-        self.installed
-            .store(Some(Arc::new(Installed::new(snapshot, document))));
-        if let Ok(mut status) = self.status.lock() {
-            status.revision = Some(revision);
-            status.from_server |= from_server;
-            if from_server {
-                status.last_error = None;
-            }
-        }
-        if let Ok(generation) = self.generation.lock() {
-            if let Some(generation) = generation.as_ref() {
-                generation.send_modify(|generation| *generation += 1);
-            }
-        }
-    }
-
-    pub(crate) fn set_connected(&self, connected: bool) {
-        if let Ok(mut status) = self.status.lock() {
-            status.connected = connected;
-        }
-    }
-
-    pub(crate) fn set_error(&self, error: Error) {
-        if let Ok(mut status) = self.status.lock() {
-            status.last_error = Some(error);
-        }
-    }
-
-    fn status(&self) -> LocalStatus {
-        self.status
-            .lock()
-            .map(|status| status.clone())
-            .unwrap_or_default()
-    }
-
-    fn subscribe(&self) -> Option<watch::Receiver<u64>> {
-        self.generation
-            .lock()
-            .ok()?
-            .as_ref()
-            .map(watch::Sender::subscribe)
-    }
-
-    fn snapshot(&self) -> Option<Arc<Snapshot>> {
-        self.installed
-            .load()
-            .as_deref()
-            .map(|installed| Arc::clone(&installed.snapshot))
-    }
-
-    fn flag_revision(&self, key: &str) -> Option<u64> {
-        self.installed
-            .load()
-            .as_deref()
-            .and_then(|installed| installed.snapshot.flag(key))
-            .map(|flag| flag.revision())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Reason;
+    use crate::details::Reason;
     use serde_json::json;
 
     const FLAGS: &str = r##"
@@ -938,7 +812,7 @@ flags:
         ruleset.flag_revisions.remove("ratio");
         client
             .inner
-            .shared
+            .store
             .install(ruleset.compile().unwrap(), &ruleset.document, true);
 
         assert_eq!(

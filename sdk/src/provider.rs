@@ -14,7 +14,10 @@ use ripcord_engine::Context;
 use serde_json::Value;
 
 use crate::details::{Details, ErrorCode, FlagValue, Reason};
-use crate::{LocalClient, RemoteClient, Tracked};
+use crate::error::Error;
+use crate::local::LocalClient;
+use crate::remote::RemoteClient;
+use crate::tracking::Tracked;
 
 /// An OpenFeature provider over a [`LocalClient`] or a [`RemoteClient`].
 ///
@@ -103,7 +106,7 @@ impl RipcordProvider {
     }
 
     /// Sends what was tracked now; see [`LocalClient::flush`].
-    pub async fn flush(&self) -> Result<(), crate::Error> {
+    pub async fn flush(&self) -> Result<(), Error> {
         match &self.client {
             Client::Local(client) => client.flush().await,
             Client::Remote(client) => client.flush().await,

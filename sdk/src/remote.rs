@@ -2,7 +2,7 @@
 //! request; the answer is kept in memory and in a cache file, so that the next start serves
 //! at once, with or without a network, and then revalidates with the answer's `ETag`.
 //!
-//! The app is one unit: the metrics it tracks are tagged with the cohort and stage of the
+//! The app is one unit: what it tracks is tagged with the cohort and stage of the
 //! evaluation it last read of the flag, and sent to `POST /api/v1/metrics`.
 
 use std::collections::HashMap;
@@ -20,10 +20,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::details::{Details, ErrorCode, FlagMetadata, FlagValue, Reason};
-use crate::error::error_chain;
-use crate::metrics::{Bounds, MetricKind, MetricsStatus, Tag, Tracked};
-use crate::report::{Reporter, Timing, Transport};
-use crate::Error;
+use crate::error::{error_chain, refusal_message, Error};
+use crate::report::{Reporter, Timing, Transport, MIN_FLUSH_INTERVAL};
+use crate::tracking::{Bounds, MetricKind, Tag, Tracked, TrackingStatus};
 
 /// A client that reads flags the server evaluated for one context. Cheap to clone; the
 /// refresh task stops when the last clone is dropped or [`close`](Self::close)d.
@@ -103,8 +102,8 @@ pub struct RemoteStatus {
     pub etag: Option<String>,
     /// The last refresh's failure (or the cache file's), cleared by a refresh that works.
     pub last_error: Option<Error>,
-    /// What became of the metrics tracked.
-    pub metrics: MetricsStatus,
+    /// What became of the observations tracked.
+    pub tracking: TrackingStatus,
 }
 
 /// Builds a [`RemoteClient`].
@@ -157,10 +156,10 @@ impl RemoteClientBuilder {
         self
     }
 
-    /// How often tracked metrics are aggregated and sent: the app's events of one interval
+    /// How often tracked observations are aggregated and sent: the app's events of one interval
     /// become one observation per flag and metric. 10 s by default; at least 100 ms.
     pub fn flush_interval(mut self, interval: Duration) -> Self {
-        self.timing.flush_interval = interval.max(crate::report::MIN_FLUSH_INTERVAL);
+        self.timing.flush_interval = interval.max(MIN_FLUSH_INTERVAL);
         self
     }
 
@@ -190,7 +189,7 @@ impl RemoteClientBuilder {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let base = self.base_url.trim_end_matches('/');
         let endpoint = format!("{base}/ofrep/v1/evaluate/flags");
-        let metrics_endpoint = format!("{base}/api/v1/metrics");
+        let observations_url = format!("{base}/api/v1/metrics");
         reqwest::Url::parse(&endpoint).map_err(|error| Error::InvalidUrl {
             url: self.base_url.clone(),
             reason: error.to_string(),
@@ -219,7 +218,7 @@ impl RemoteClientBuilder {
             .unwrap_or_else(crate::instance::generate);
         let transport = Transport::Http {
             http: http.clone(),
-            url: metrics_endpoint,
+            url: observations_url,
             authorization: authorization.clone(),
             instance: instance.clone(),
         };
@@ -321,7 +320,7 @@ impl RemoteClient {
             .lock()
             .map(|status| status.clone())
             .unwrap_or_default();
-        status.metrics = self.inner.shared.reporter.status();
+        status.tracking = self.inner.shared.reporter.status();
         status
     }
 
@@ -334,7 +333,7 @@ impl RemoteClient {
         self.status().last_error
     }
 
-    /// Stops the background refreshes and metric sends; what was tracked and not yet sent
+    /// Stops the background refreshes and sends of tracked observations; what was tracked and not yet sent
     /// goes in one last flush in the background. Evaluations held are still served.
     /// Observations tracked after this wait for an explicit [`flush`](Self::flush).
     pub fn close(&self) {
@@ -373,7 +372,7 @@ impl RemoteClient {
 
     /// Aggregates what was tracked so far and sends it, with every batch still waiting,
     /// now. An error says the server could not be reached or refused (also kept in
-    /// `status().metrics.last_error`); batches that could not be sent are retried in the
+    /// `status().tracking.last_error`); batches that could not be sent are retried in the
     /// background.
     pub async fn flush(&self) -> Result<(), Error> {
         self.inner.shared.reporter.flush().await
@@ -444,7 +443,7 @@ impl RemoteClient {
             );
         };
         let item = evaluations.flags.get(flag_key);
-        // What the app read is what its metrics are tagged with.
+        // What the app read is what its observations are tagged with.
         let tag = match item {
             Some(Item::Success { tag, .. }) => *tag,
             _ => None,
@@ -729,17 +728,6 @@ impl Shared {
         }
         Ok(Refreshed::Updated)
     }
-}
-
-pub(crate) fn refusal_message(body: &[u8]) -> String {
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    let message = parsed.as_ref().and_then(|body| {
-        ["errorDetails", "message", "error"]
-            .iter()
-            .find_map(|field| body.get(*field).and_then(Value::as_str))
-            .map(str::to_string)
-    });
-    message.unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned())
 }
 
 fn read_cache(path: &Path) -> Result<Option<CacheFile>, Error> {

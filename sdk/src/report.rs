@@ -1,4 +1,4 @@
-//! The reporter: closes a metrics window every flush interval and sends the batches, over
+//! The reporter: closes a tracking window every flush interval and sends the batches, over
 //! gRPC `Report` (local mode) or `POST /api/v1/metrics` (remote mode). A batch that could
 //! not be delivered waits at the head of the queue and is tried again with jittered
 //! exponential backoff while the server stays away; one the server refuses for good (a
@@ -18,10 +18,11 @@ use tokio::time::Instant;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
-use crate::error::error_chain;
-use crate::follow::Backoff;
-use crate::metrics::{Answer, Bounds, MetricKind, MetricsStatus, Observation, Recorder, Tag};
-use crate::{Error, Tracked};
+use crate::backoff::Backoff;
+use crate::error::{error_chain, refusal_message, status_error, Error};
+use crate::tracking::{
+    Answer, Bounds, MetricKind, Observation, Recorder, Tag, Tracked, TrackingStatus,
+};
 
 /// How often windows close and how failed sends are retried.
 #[derive(Debug, Clone, Copy)]
@@ -142,7 +143,7 @@ impl Reporter {
         }
     }
 
-    pub(crate) fn status(&self) -> MetricsStatus {
+    pub(crate) fn status(&self) -> TrackingStatus {
         self.recorder.status()
     }
 
@@ -179,7 +180,7 @@ impl Reporter {
                     self.set_retry_at(None);
                 }
                 Err(Failure::Retry(error)) => {
-                    tracing::warn!(%error, "ripcord: sending metrics failed; retrying later");
+                    tracing::warn!(%error, "ripcord: sending tracked observations failed; retrying later");
                     self.recorder.requeue(batch);
                     self.recorder.set_error(error.clone());
                     self.set_retry_at(Some(Instant::now() + backoff.next_delay()));
@@ -192,7 +193,7 @@ impl Reporter {
                     self.recorder.requeue(first);
                 }
                 Err(Failure::Refused(error) | Failure::TooLarge(error)) => {
-                    tracing::warn!(%error, "ripcord: the server refused metrics; dropped");
+                    tracing::warn!(%error, "ripcord: the server refused tracked observations; dropped");
                     self.recorder.dropped(batch.len(), &error.to_string());
                     self.recorder.set_error(error.clone());
                     result = Err(error);
@@ -276,7 +277,7 @@ impl Transport {
                 }
                 let error = Error::Refused {
                     status: status.as_u16(),
-                    message: crate::remote::refusal_message(&bytes),
+                    message: refusal_message(&bytes),
                 };
                 Err(match status {
                     StatusCode::PAYLOAD_TOO_LARGE => Failure::TooLarge(error),
@@ -293,7 +294,7 @@ impl Transport {
 
 fn grpc_failure(status: &tonic::Status) -> Failure {
     use tonic::Code;
-    let error = crate::follow::status_error(status);
+    let error = status_error(status);
     match status.code() {
         Code::Unavailable
         | Code::DeadlineExceeded
@@ -322,8 +323,9 @@ fn parse_answer(bytes: &[u8]) -> Result<Answer, Error> {
         #[serde(default)]
         reason: String,
     }
-    let reply: Reply = serde_json::from_slice(bytes)
-        .map_err(|error| Error::InvalidResponse(format!("not a metrics answer: {error}")))?;
+    let reply: Reply = serde_json::from_slice(bytes).map_err(|error| {
+        Error::InvalidResponse(format!("not an answer to observations: {error}"))
+    })?;
     Ok(Answer {
         accepted: reply.accepted,
         rejected: reply
@@ -370,6 +372,3 @@ fn to_json(observation: &Observation) -> Value {
     }
     fields
 }
-
-#[cfg(test)]
-mod tests;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ripcord_engine::document::{MetricKind, Ramp};
 use ripcord_engine::ramp;
-use ripcord_server::http::metrics::parse_batch;
+use ripcord_server::http::observations::parse_batch;
 use ripcord_server::ingest::{unix_now, ActiveStage, Ingest};
 use ripcord_server::store::sled::SledStore;
 

@@ -14,7 +14,7 @@ use ripcord_engine::RulesetDelta;
 use rustc_hash::FxHashMap;
 use tokio::sync::broadcast;
 
-use crate::service::Environment;
+use crate::environment::Environment;
 
 /// Deltas kept per environment for clients that resume.
 const HISTORY: usize = 256;

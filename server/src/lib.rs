@@ -4,35 +4,40 @@
 //!
 //! - [`config`]: flags and environment variables.
 //! - [`context`]: the evaluation context, checked the same way for every protocol.
+//! - [`environment`]: one environment as served: its snapshot, document and ruleset.
 //! - [`store`]: the `Store` trait and its backends (sled, the embedded default).
 //! - [`service`]: environments, flags, segments, keys and the audit log, without HTTP;
 //!   holds the per-environment snapshots that evaluation reads.
-//! - [`http`]: the only module that knows actix-web: OFREP, the admin API, health, metrics.
+//! - [`http`]: the only module that knows actix-web: OFREP, the admin API, health,
+//!   Prometheus metrics, guard observations.
 //! - [`feed`]: every installed snapshot, announced to the streams SDKs follow.
 //! - [`grpc`]: the only module that knows tonic: `ripcord.v1`, flagd's services, health.
 //! - [`judge_cli`]: `ripcord judge`, the judge of the HTTP API on two files.
-//! - [`ingest`]: metric observations, checked against running ramps and stored as
-//!   mergeable aggregates with group commit.
-//! - [`metrics`]: the Prometheus registry.
+//! - [`ingest`]: guard observations (the metric values apps report for running ramps),
+//!   checked against running ramps and stored as mergeable aggregates with group commit.
+//! - [`parts`]: what both protocol servers serve from.
 //! - [`reach`]: which instances have fetched which revision, for a kill's reach.
 //! - [`shutdown`]: the one stop signal for servers and their streams.
+//! - [`telemetry`]: the Prometheus metrics served on `/metrics`.
 //!
 //! [`run`] serves on listeners it is given, so tests start a real server on port 0.
 
 pub mod config;
 pub mod context;
+pub mod environment;
 pub mod error;
 pub mod feed;
 pub mod grpc;
 pub mod http;
 pub mod ingest;
 pub mod judge_cli;
-pub mod metrics;
+pub mod parts;
 pub mod ramp;
 pub mod reach;
 pub mod service;
 pub mod shutdown;
 pub mod store;
+pub mod telemetry;
 
 use std::net::TcpListener;
 use std::process::ExitCode;
@@ -43,6 +48,7 @@ use clap::Parser;
 use ripcord_engine::Document;
 
 pub use config::Config;
+use parts::Parts;
 use service::{Change, Principal, Service};
 use store::Scope;
 
@@ -162,7 +168,7 @@ pub async fn run(
     let _ticker = ramps.spawn(config.ramp_tick, stop.clone());
     let parts = Parts {
         service,
-        metrics: Arc::new(metrics::Metrics::new()),
+        metrics: Arc::new(telemetry::Metrics::new()),
         ingest: Arc::clone(&ingest),
         ramps,
     };
@@ -200,16 +206,6 @@ pub async fn run(
     }
     tracing::info!("ripcord stopped");
     Ok(())
-}
-
-/// What both protocol servers serve from.
-#[derive(Clone)]
-pub struct Parts {
-    pub service: Arc<Service>,
-    /// One registry for both protocols: `/metrics` counts gRPC evaluations too.
-    pub metrics: Arc<metrics::Metrics>,
-    pub ingest: Arc<ingest::Ingest>,
-    pub ramps: Arc<ramp::Controller>,
 }
 
 /// gRPC runs on a runtime of its own, with as many threads as HTTP has workers: the HTTP

@@ -1,11 +1,11 @@
-//! §5: binary metrics from four counts.
+//! Binary metrics from four counts (docs/statistics.md, "Binary metrics").
 
 use serde::{Deserialize, Serialize};
 
 use super::normal::normal_upper_tail;
 
 /// The pooled two-proportion z-test. On 0/1 data the tie-corrected MWU z without continuity
-/// correction is this z times sqrt((N − 1)/N): §5 calls them equal, and they are up to that
+/// correction is this z times sqrt((N − 1)/N): often called equal, they are equal up to that
 /// factor (the rank variance divides by N − 1, the pooled one by N). The guard computes the
 /// MWU form (two tie groups), so the binary path and the histogram path agree exactly.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -14,13 +14,13 @@ pub struct TwoProportion {
     pub rate_treatment: f64,
     /// p̂0, the control's rate.
     pub rate_control: f64,
-    /// p̂1 − p̂0: the effect for binary metrics (§6: HL is always 0 on 0/1 data).
+    /// p̂1 − p̂0: the effect for binary metrics (HL is always 0 on 0/1 data).
     pub difference: f64,
     /// (p̂1 − p̂0) / sqrt(p̄(1 − p̄)(1/n1 + 1/n0)); `None` when p̄ is 0 or 1 (no variance).
     pub z: Option<f64>,
     /// One-sided p for "treatment rate is greater": Φc(z); 1 without variance.
     pub p_greater: f64,
-    /// sqrt(p̂1(1−p̂1)/n1 + p̂0(1−p̂0)/n0): the unpooled standard error of the difference (§8.5).
+    /// sqrt(p̂1(1−p̂1)/n1 + p̂0(1−p̂0)/n0): the unpooled standard error of the difference.
     pub standard_error: f64,
 }
 

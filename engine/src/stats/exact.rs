@@ -1,4 +1,5 @@
-//! §3: the exact null distribution of U, without enumerating subsets.
+//! The exact null distribution of U, without enumerating subsets (docs/statistics.md, "Exact
+//! distribution").
 //!
 //! The distribution is the same for (n1, n2) and (n2, n1) and symmetric around m·n/2, so
 //! only the lower half is built and every tail is read from it: P(U ≥ k) = P(U ≤ m·n − k).
@@ -20,7 +21,7 @@ pub(crate) const MAX_RECURRENCE_WORK: f64 = 2.0e8;
 /// Degree allowed for the generating function: 8 factors × 8·10⁶ cells, ~50 ms.
 pub(crate) const MAX_GENERATING_DEGREE: u64 = 8_000_000;
 
-/// The exact p-value of §3. With ties (only when forced) U is truncated to an integer, as
+/// The exact p-value. With ties (only when forced) U is truncated to an integer, as
 /// scipy does.
 pub(crate) fn exact_p(sums: &RankSums, alternative: Alternative) -> Result<f64, StatsError> {
     let (n1, n2) = (sums.n1, sums.n2);

@@ -1,16 +1,17 @@
-//! §7: mergeable histograms. Each bin is one tie group, represented by its bin value.
+//! Mergeable histograms (docs/statistics.md, "Histograms"). Each bin is one tie group,
+//! represented by its bin value.
 
 use serde::{Deserialize, Serialize};
 
 use super::StatsError;
 
 /// At most 2^53 observations per histogram (and per sample): every count then stays exact
-/// in f64, and the rank sums of §7.1 stay exact in u128.
+/// in f64, and the rank sums over bins stay exact in u128.
 pub const MAX_TOTAL_COUNT: u64 = 1 << 53;
 
 /// Counts over fixed, strictly increasing bin values shared by every node, arm and stage of
-/// a metric (§7). Bin b holds the observations in (bins[b−1], bins[b]] and stands for the
-/// value bins[b] (the upper edge, §7.3); the first bin also takes everything below it and
+/// a metric. Bin b holds the observations in (bins[b−1], bins[b]] and stands for the
+/// value bins[b] (the upper edge); the first bin also takes everything below it and
 /// the last everything above it, so no observation is lost.
 ///
 /// Serializes as `{"bins": [...], "counts": [...]}`, the judge's histogram form;
@@ -73,9 +74,9 @@ impl Histogram {
     }
 
     /// Log-spaced bins from `min` to `max` (both > 0) with relative width at most
-    /// `relative_width` (e.g. 0.05 = 5%). §7.2: ≥ 50 bins over the metric's range, and for
-    /// the tolerance gate ≥ 4× finer than the tolerance. Bins below `min` are not needed:
-    /// the first bin takes everything ≤ `min`, including zero and negatives.
+    /// `relative_width` (e.g. 0.05 = 5%). Power asks for ≥ 50 bins over the metric's range,
+    /// and for the tolerance gate ≥ 4× finer than the tolerance. Bins below `min` are not
+    /// needed: the first bin takes everything ≤ `min`, including zero and negatives.
     pub fn log_spaced(min: f64, max: f64, relative_width: f64) -> Result<Histogram, StatsError> {
         let valid = min.is_finite()
             && max.is_finite()
@@ -118,7 +119,7 @@ impl Histogram {
         self.total
     }
 
-    /// The bin an observation falls in; `None` for NaN, which is dropped (§1.3).
+    /// The bin an observation falls in; `None` for NaN, which is dropped.
     pub fn bin_of(&self, value: f64) -> Option<usize> {
         if value.is_nan() {
             return None;
@@ -145,7 +146,7 @@ impl Histogram {
         self.record_n(value, 1)
     }
 
-    /// Adds `other`'s counts bin by bin: exact, associative, order-independent (§7).
+    /// Adds `other`'s counts bin by bin: exact, associative, order-independent.
     pub fn merge(&mut self, other: &Histogram) -> Result<(), StatsError> {
         if self.bins != other.bins {
             return Err(StatsError::BinsMismatch);

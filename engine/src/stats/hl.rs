@@ -1,4 +1,5 @@
-//! §6 and §7.3: the Hodges–Lehmann shift and its interval, on samples and histograms alike.
+//! The Hodges–Lehmann shift and its interval, on samples and histograms alike
+//! (docs/statistics.md, "Hodges–Lehmann shift and interval").
 //!
 //! Both forms are weighted: a sample is its distinct values with multiplicities, a histogram
 //! its non-empty bins with counts, and the pair (i, j) stands for weight c_x[i]·c_y[j]. An
@@ -12,7 +13,7 @@
 //! 2. each round draws a weighted random sample of candidates and takes two pivots that
 //!    bracket the wanted rank (Floyd–Rivest), which leaves ~5% of the candidates;
 //! 3. once ≤ [`EXPLICIT_CELLS`] candidates remain, they are listed, sorted and walked by
-//!    weight: the explicit sorted differences of §6 on what is left.
+//!    weight: the explicit sorted differences of the definition on what is left.
 //!
 //! The result is the exact order statistic (the same number sorting all n1·n2 differences
 //! gives; tested against that), in O((n1 + n2) log m) expected time. `x − y` equals
@@ -31,7 +32,7 @@ const EXPLICIT_CELLS: usize = 4096;
 /// so that drawing never costs more than counting).
 const SAMPLE: usize = 4096;
 
-/// The shift of treatment relative to control (not the difference of medians), §6.
+/// The shift of treatment relative to control (not the difference of medians).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct HodgesLehmann {
     /// The median of all pairwise differences treatment − control.
@@ -41,10 +42,10 @@ pub struct HodgesLehmann {
     pub confidence: f64,
 }
 
-/// §6 with sigma_U the tie-corrected standard deviation of U (§2). `None` when an arm is
-/// empty or holds ±∞ (whose differences have no order).
+/// The estimate and interval with sigma_U the tie-corrected standard deviation of U. `None`
+/// when an arm is empty or holds ±∞ (whose differences have no order).
 ///
-/// With `bound = Some((confidence, upper))` it also returns the one-sided bound of §6:
+/// With `bound = Some((confidence, upper))` it also returns the one-sided bound:
 /// z_{1−a} and only one end, d_(m−k+1) when `upper`, else d_(k) — found in the same
 /// selection, which is why it is computed here.
 pub(crate) fn hodges_lehmann(
@@ -583,9 +584,10 @@ mod tests {
         }
     }
 
-    /// Every output of `hodges_lehmann` against §6 on the explicit sorted differences, for
-    /// shapes that end the selection in each way: listed candidates, a pivot of exactly the
-    /// wanted rank, and (ties, even m) a middle pair split across two values.
+    /// Every output of `hodges_lehmann` against the definition on the explicit sorted
+    /// differences, for shapes that end the selection in each way: listed candidates, a
+    /// pivot of exactly the wanted rank, and (ties, even m) a middle pair split across two
+    /// values.
     #[test]
     fn estimate_interval_and_bound_equal_the_explicit_definition() {
         for (seed, n1, n2, levels) in [

@@ -1,5 +1,6 @@
-//! Issue 5: the guard's statistics on two given samples, one code path for the HTTP
-//! endpoint and `ripcord judge`. The request and response serialize as the issue's JSON.
+//! The guard's statistics on two given samples, one code path for the HTTP endpoint and
+//! `ripcord judge` (docs/statistics.md, "The judge"). The request and response serialize
+//! as the JSON that docs/judge.md documents.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +20,7 @@ pub const MAX_JUDGE_VALUES: usize = 1_000_000;
 pub const MAX_JUDGE_BINS: usize = 100_000;
 
 /// A sample: an array of numbers, or a histogram `{"bins": [...], "counts": [...]}` whose
-/// bins are each one tie group (§7). Validated by [`judge`], which names the bad field.
+/// bins are each one tie group. Validated by [`judge`], which names the bad field.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum SampleInput {
@@ -171,10 +172,10 @@ pub struct JudgeEffect {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EffectMeasure {
-    /// The Hodges–Lehmann shift and its one-sided bound (§6).
+    /// The Hodges–Lehmann shift and its one-sided bound.
     Shift,
-    /// For data that are all 0 or 1: p̂1 − p̂0 with the unpooled standard error (§5, §8.5).
-    /// The shift of such data is always 0 (§7.3), which would let any regression pass.
+    /// For data that are all 0 or 1: p̂1 − p̂0 with the unpooled standard error.
+    /// The shift of such data is always 0, which would let any regression pass.
     RateDifference,
 }
 
@@ -220,7 +221,7 @@ impl JudgeError {
 /// The fixed-sample verdict (with a tolerance; a = 1 − confidence, "worse" from `better`):
 /// - REGRESSION: the one-sided "worse" p-value (same method and continuity) ≤ a and the
 ///   worse-oriented HL estimate ≥ tol (any, when tol = 0);
-/// - PASS: the one-sided HL bound at `confidence` (§6: z_{1−a}, the "worse" end) is < tol;
+/// - PASS: the one-sided HL bound at `confidence` (z_{1−a}, the "worse" end) is < tol;
 /// - INCONCLUSIVE otherwise.
 ///
 /// A relative tolerance compares HL / |median(control)|.
@@ -317,7 +318,7 @@ pub fn judge(request: &JudgeRequest) -> Result<JudgeResponse, JudgeError> {
                 control_level: result.median_control,
                 tolerance: 0.0,
             };
-            // §8.4: with too few events a rate's normal approximations mislead both ways.
+            // With too few events a rate's normal approximations mislead both ways.
             let mut enough_events = true;
             if let Some(rates) = binary_rates(&x, &y) {
                 let z = normal_quantile(confidence);
@@ -387,7 +388,7 @@ pub fn judge(request: &JudgeRequest) -> Result<JudgeResponse, JudgeError> {
     })
 }
 
-/// §8.4, as the guard has it: a rate needs min(n1, n2)·p̄ ≥ 5 expected events (here also
+/// The guard's burn-in for rates: a rate needs min(n1, n2)·p̄ ≥ 5 expected events (here also
 /// 5 expected non-events, for rates near 1).
 const MIN_EXPECTED_EVENTS: f64 = 5.0;
 
@@ -510,7 +511,7 @@ mod tests {
     }
 
     #[test]
-    fn the_issue_example_round_trips() {
+    fn the_documented_example_round_trips() {
         let request: JudgeRequest = serde_json::from_str(
             r#"{"treatment": [12.1, 13.4, 11.9], "control": [11.8, 12.0, 12.2],
                 "better": "lower", "alternative": "greater", "method": "auto",
@@ -674,7 +675,7 @@ mod tests {
         };
         assert_eq!(judge(&success).unwrap().verdict, Verdict::Regression);
 
-        // Two expected events are too few to decide either way (§8.4).
+        // Two expected events are too few to decide either way.
         let rare = judge(&rates([1_000, 3], [1_000, 0], "0.001")).unwrap();
         assert_eq!(rare.verdict, Verdict::Inconclusive);
         let error = judge(&rates([1_000, 3], [1_000, 0], "5%")).unwrap_err();

@@ -1,15 +1,18 @@
-//! The guard's statistics, exactly as `shared/STATS.md` specifies them.
+//! The guard's statistics, exactly as docs/statistics.md specifies them; the section names
+//! cited here are that document's.
 //!
 //! Conventions: **x = treatment**, **y = control**; `u` is always U1 of the treatment, so the
 //! numbers match `scipy.stats.mannwhitneyu(treatment, control, ...)`.
 //!
 //! - [`mann_whitney`] / [`mann_whitney_histograms`]: the U test on raw samples or on
-//!   mergeable histograms (§1–§4, §7.1), with the Hodges–Lehmann shift (§6, §7.3).
-//! - [`Histogram`]: counts over shared, fixed bin values; merges by adding counts (§7).
-//! - [`two_proportion`]: the binary metric's z from four counts (§5).
+//!   mergeable histograms, with the Hodges–Lehmann shift and its interval.
+//! - [`Histogram`]: counts over fixed bin values common to every node, arm and stage;
+//!   merges by adding counts ("Histograms").
+//! - [`two_proportion`]: the binary metric's z from four counts ("Binary metrics").
 //! - [`look`]: one sequential look of a ramp guard — mixture SPRT, Bonferroni, burn-in,
-//!   stratification over stages, verdict and the evidence an incident records (§8).
-//! - [`judge`]: the fixed-sample judge of issue 5, one code path for the API and the CLI.
+//!   stratification over stages, verdict and the evidence an incident records ("The
+//!   sequential look").
+//! - [`judge`]: the fixed-sample judge, one code path for the API and the CLI.
 //!
 //! Everything here is pure: no I/O, no clock, no global state, and no panics on any input
 //! (the judge endpoint feeds it network input).
@@ -54,7 +57,7 @@ pub enum Alternative {
 }
 
 impl Alternative {
-    /// The one-sided "treatment is worse" (STATS.md conventions).
+    /// The one-sided "treatment is worse": `greater` when lower is better, else `less`.
     pub fn worse(better: Better) -> Alternative {
         match better {
             Better::Lower => Alternative::Greater,
@@ -71,7 +74,8 @@ impl Alternative {
     }
 }
 
-/// How the p-value is computed (§4). Results only ever report `Exact` or `Asymptotic`.
+/// How the p-value is computed ("Choosing the method"). Results only ever report `Exact` or
+/// `Asymptotic`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
@@ -81,7 +85,7 @@ pub enum Method {
     Asymptotic,
 }
 
-/// A tolerance resolved to a number: how much worse the treatment may be (§8.5).
+/// A tolerance resolved to a number: how much worse the treatment may be ("Tolerances").
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "kind", content = "value")]
 pub enum Tolerance {

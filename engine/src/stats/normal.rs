@@ -1,4 +1,5 @@
-//! §2: the normal approximation, and the normal tails in the precision §2 and §8.2 need.
+//! The normal approximation, and the normal tails in the precision it and the sequential
+//! look's mixture need (docs/statistics.md, "Normal approximation").
 
 use statrs::distribution::{ContinuousCDF, Normal};
 use statrs::function::erf::erfc;
@@ -6,7 +7,7 @@ use statrs::function::erf::erfc;
 use super::{Alternative, RankSums};
 
 /// Φc(z) = P(Z > z) = ½·erfc(z/√2): keeps its relative precision far below 1e-16, where
-/// `1 − cdf` would be 0 (§2).
+/// `1 − cdf` would be 0.
 pub fn normal_upper_tail(z: f64) -> f64 {
     if z.is_nan() {
         return f64::NAN;
@@ -14,7 +15,7 @@ pub fn normal_upper_tail(z: f64) -> f64 {
     0.5 * erfc(z / std::f64::consts::SQRT_2)
 }
 
-/// ln Φ(x), finite far beyond where Φ(x) underflows: §8.2 asks for the mixture in log space,
+/// ln Φ(x), finite far beyond where Φ(x) underflows: the mixture is computed in log space,
 /// and for a treatment much *better* than control Φ of the scaled z is below 1e-308.
 pub fn ln_normal_cdf(x: f64) -> f64 {
     if x.is_nan() {
@@ -40,7 +41,7 @@ pub(crate) fn normal_quantile(p: f64) -> f64 {
 }
 
 /// scipy's asymptotic p-value; `None` for z when every value is tied (sigma = 0), where
-/// scipy gets p = 1 through z = −∞ (§2: p = 1, no division by zero).
+/// scipy gets p = 1 through z = −∞ (and NaN without continuity; here p = 1 either way).
 pub(crate) fn asymptotic(
     sums: &RankSums,
     alternative: Alternative,

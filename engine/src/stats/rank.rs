@@ -1,4 +1,5 @@
-//! §1 and §7.1: U from mid-ranks, for raw samples and for histograms alike.
+//! U from mid-ranks, for raw samples and for histograms alike (docs/statistics.md, "Mid-ranks
+//! and U" and "U from histograms").
 //!
 //! Both forms are reduced to an [`Arm`]: the distinct values in increasing order, each with
 //! its count. A tie group is then one value with its count in each arm, so the sample path
@@ -17,7 +18,7 @@ pub(crate) struct Arm {
 }
 
 impl Arm {
-    /// Drops NaN (§1.3, Kayenta's `nanStrategy=remove`) and returns how many were dropped.
+    /// Drops NaN (as Kayenta's `nanStrategy=remove` does) and returns how many were dropped.
     pub fn from_samples(samples: &[f64]) -> (Arm, usize) {
         // `+ 0.0` turns −0.0 into +0.0, so the total order below ties them as `==` does.
         let mut sorted: Vec<f64> = samples
@@ -175,9 +176,9 @@ pub struct RankSums {
     pub u1_minus_mu: f64,
     /// Σ(t³ − t) over tie groups.
     pub tie_term: f64,
-    /// The tie-corrected standard deviation of U under H0 (§2); 0 when every value is tied.
+    /// The tie-corrected standard deviation of U under H0; 0 when every value is tied.
     pub sigma: f64,
-    /// Whether any value occurs more than once (§4: `auto` then never picks exact).
+    /// Whether any value occurs more than once (`auto` then never picks exact).
     pub ties: bool,
 }
 
@@ -219,10 +220,10 @@ impl RankSums {
         RankSums::from_groups(groups)
     }
 
-    /// §7.1 over tie groups `(count in x, count in y)` in increasing order of value.
+    /// U over tie groups `(count in x, count in y)` in increasing order of value.
     ///
     /// Midranks are half-integers, so 2·R1 is summed exactly in u128 and U1 is rounded once;
-    /// Σ(t³ − t) is exact in u128 while it fits (§1.4: u64 overflows on binary metrics).
+    /// Σ(t³ − t) is exact in u128 while it fits (u64 overflows on binary metrics).
     pub(crate) fn from_groups(
         groups: impl IntoIterator<Item = (u64, u64)>,
     ) -> Result<RankSums, StatsError> {
@@ -350,7 +351,7 @@ mod tests {
 
     #[test]
     fn tie_groups_beyond_u64_cubes_do_not_overflow() {
-        // t = 6·10⁶: t³ ≈ 2.2·10²⁰ > u64::MAX (§1.4).
+        // t = 6·10⁶: t³ ≈ 2.2·10²⁰ > u64::MAX.
         let sums = RankSums::from_groups([(3_000_000, 3_000_000), (10, 0)]).unwrap();
         assert!((sums.tie_term / 2.16e20 - 1.0).abs() < 1e-9);
         assert!(sums.sigma > 0.0 && sums.sigma.is_finite());

@@ -1,6 +1,7 @@
-//! §8: one look of a ramp guard on cumulative data, and the evidence it leaves.
+//! One look of a ramp guard on cumulative data, and the evidence it leaves
+//! (docs/statistics.md, "The sequential look").
 //!
-//! The server keeps, per guard, one [`StageData`] per stage (cumulative counts, §8.4) and
+//! The server keeps, per guard, one [`StageData`] per stage (cumulative counts) and
 //! the [`SequentialState`] of the previous look, and calls [`look`] on every tick. The time
 //! never enters: the caller decides when a look happens and when a stage may advance.
 
@@ -12,9 +13,9 @@ use super::normal::{ln_normal_cdf, normal_quantile};
 use super::rank::Arm;
 use super::{Better, Histogram, MetricKind, RankSums, StatsError, Tolerance};
 
-/// §8.4: nothing is evaluated before both arms have this many observations.
+/// Nothing is evaluated before both arms have this many observations ("Burn-in").
 pub const MIN_BURN_IN: u64 = 100;
-/// §8.4: a binary metric also needs min(n1, n2)·p̄ ≥ this many expected events.
+/// A binary metric also needs min(n1, n2)·p̄ ≥ this many expected events.
 const MIN_EXPECTED_EVENTS: f64 = 5.0;
 /// The fixed confidence of the effect interval reported in the evidence.
 const EFFECT_CONFIDENCE: f64 = 0.95;
@@ -27,10 +28,10 @@ pub struct GuardConfig {
     pub tolerance: Tolerance,
     /// The ramp's family-wise error rate over all its guards, e.g. 0.05.
     pub alpha: f64,
-    /// M, the number of guard metrics of the ramp: each gets alpha/M (§8.3, Bonferroni).
+    /// M, the number of guard metrics of the ramp: each gets alpha/M (Bonferroni).
     pub metrics: u32,
     /// V*: the effective sample n1·n2/(n1+n2) expected at the end of the first stage, where
-    /// power matters most (§8.2). Sets the mixture's tau² = g/V*.
+    /// power matters most. Sets the mixture's tau² = g/V*.
     pub design_information: f64,
     /// The guard's `min_samples`; the burn-in is the larger of this and [`MIN_BURN_IN`].
     pub min_samples: u64,
@@ -43,7 +44,7 @@ pub struct Proportion {
     pub trials: u64,
 }
 
-/// One stage's cumulative data for one guard (§8.4: kept per stage, combined stratified).
+/// One stage's cumulative data for one guard: kept per stage, combined stratified.
 #[derive(Debug, Clone, Copy)]
 pub enum StageData<'a> {
     /// A `value` metric: histograms over the metric's shared bins.
@@ -59,7 +60,7 @@ pub enum StageData<'a> {
 }
 
 /// What a guard remembers between looks: the running maximum of ln Λ that makes the
-/// sequential p-value monotone (§8.2). Persist it with the ramp.
+/// sequential p-value monotone. Persist it with the ramp.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct SequentialState {
     /// max_j ln Λ_j over the looks after the burn-in; `None` before the first.
@@ -80,9 +81,9 @@ pub enum Verdict {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Effect {
     /// HL (value) or p̂1 − p̂0 (rate); divided by the control's median or rate when
-    /// `relative` (§6: rel = HL / median(y)).
+    /// `relative` (rel = HL / |median(y)|).
     pub estimate: f64,
-    /// The fixed-sample interval at `confidence` (HL's §6 interval, or Wald for rates).
+    /// The fixed-sample interval at `confidence` (HL's interval, or Wald for rates).
     pub ci: [f64; 2],
     pub confidence: f64,
     pub relative: bool,
@@ -90,7 +91,7 @@ pub struct Effect {
     /// HL interval's width / (2·z_{0.975}) for values.
     pub standard_error: f64,
     /// The always-valid one-sided upper bound on how much *worse* the treatment is, in the
-    /// tolerance's terms (§8.5 PASS); `None` before there is any information.
+    /// tolerance's terms (what PASS needs); `None` before there is any information.
     pub worse_upper_bound: Option<f64>,
 }
 
@@ -134,14 +135,14 @@ pub struct GuardEvidence {
     pub state: SequentialState,
 }
 
-/// g = −2·ln(a) + ln(1 − 2·ln(a)), tau² = g / V* (§8.2), with a the per-metric level.
+/// g = −2·ln(a) + ln(1 − 2·ln(a)), tau² = g / V*, with a the per-metric level.
 pub fn mixture_tau2(alpha_per_metric: f64, design_information: f64) -> f64 {
     let log_alpha = alpha_per_metric.ln();
     let g = -2.0 * log_alpha + (1.0 - 2.0 * log_alpha).ln();
     g / design_information
 }
 
-/// ln Λ = ln 2 − ½·ln(1+r) + r·z²/(2(1+r)) + ln Φ(z·sqrt(r/(1+r))), r = tau²·V (§8.2), in
+/// ln Λ = ln 2 − ½·ln(1+r) + r·z²/(2(1+r)) + ln Φ(z·sqrt(r/(1+r))), r = tau²·V, in
 /// log space so neither a huge z nor a very negative one overflows.
 pub fn mixture_log_lambda(z: f64, r: f64) -> f64 {
     if r.is_nan() || r <= 0.0 || !z.is_finite() {
@@ -152,7 +153,7 @@ pub fn mixture_log_lambda(z: f64, r: f64) -> f64 {
         + ln_normal_cdf(z * (r / (1.0 + r)).sqrt())
 }
 
-/// The always-valid radius of the mixture confidence sequence, in standard errors (§8.5).
+/// The always-valid radius of the mixture confidence sequence, in standard errors.
 fn mixture_radius(r: f64, metrics: f64, alpha: f64) -> f64 {
     if r.is_nan() || r <= 0.0 {
         return f64::INFINITY;
@@ -160,10 +161,10 @@ fn mixture_radius(r: f64, metrics: f64, alpha: f64) -> f64 {
     ((1.0 + r) / r * 2.0 * ((1.0 + r).sqrt() * metrics / alpha).ln()).sqrt()
 }
 
-/// One look (§8). `stages` are the ramp's stages so far, each with its cumulative data;
+/// One look. `stages` are the ramp's stages so far, each with its cumulative data;
 /// `previous` is the state the last look returned.
 ///
-/// The verdict (§8.5), with a = alpha/M:
+/// The verdict (docs/statistics.md, "Verdicts"), with a = alpha/M:
 /// - REGRESSION: burn-in met, p_seq ≤ a, and the worse-oriented effect ≥ tol (any effect
 ///   when tol = 0);
 /// - PASS: burn-in met and the always-valid upper bound on the worse-oriented effect < tol.
@@ -371,7 +372,7 @@ pub fn look(
     Ok(evidence)
 }
 
-/// The relative scale of §6 (divide by the control's level) or 1 for absolute tolerances.
+/// The relative scale (divide by the control's level) or 1 for absolute tolerances.
 /// A relative effect needs a control level ≠ 0; without one there is no effect to report.
 fn scale_for(tolerance: Tolerance, control_level: f64) -> Option<(f64, bool)> {
     match tolerance {
@@ -397,7 +398,7 @@ fn value_effect(x: &Arm, y: &Arm, tolerance: Tolerance) -> Option<Effect> {
     })
 }
 
-/// The van Elteren combination over stages (§8.4), w_s = 1/(N_s + 1).
+/// The van Elteren combination over stages, w_s = 1/(N_s + 1).
 #[derive(Default)]
 struct Combined {
     n1: u64,
@@ -662,7 +663,7 @@ mod tests {
         let evidence = look(&guard, &[worse], SequentialState::default()).unwrap();
         assert_eq!(evidence.verdict, Verdict::Regression, "{evidence:?}");
         assert!((evidence.effect.unwrap().estimate - 0.02).abs() < 1e-12);
-        // Burn-in for rare events: 2 expected events is not enough (§8.4).
+        // Burn-in for rare events: 2 expected events is not enough.
         let rare = StageData::Rate {
             treatment: Proportion {
                 events: 3,

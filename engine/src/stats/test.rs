@@ -1,4 +1,5 @@
-//! §1–§4 and §6 assembled: the fixed-sample U test on samples or histograms.
+//! The fixed-sample U test on samples or histograms: ranks, the normal or exact p-value, the
+//! method choice and the Hodges–Lehmann shift assembled (docs/statistics.md).
 
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +15,7 @@ use super::{Alternative, Histogram, Method, RankSums, StatsError};
 pub struct MannWhitney {
     pub n_treatment: u64,
     pub n_control: u64,
-    /// NaN values dropped before ranking (§1.3), per arm.
+    /// NaN values dropped before ranking, per arm.
     pub dropped_treatment: u64,
     pub dropped_control: u64,
     /// U1 of the treatment.
@@ -24,7 +25,7 @@ pub struct MannWhitney {
     /// Present for the asymptotic method, except when every value is tied.
     pub z: Option<f64>,
     pub p_value: f64,
-    /// `Exact` or `Asymptotic`: what `Auto` chose (§4).
+    /// `Exact` or `Asymptotic`: what `Auto` chose.
     pub method: Method,
     pub alternative: Alternative,
     /// `None` only when an arm holds ±∞.
@@ -55,7 +56,7 @@ pub fn mann_whitney(
 }
 
 /// The same test on histograms over the same bins: identical to scipy on the samples
-/// expanded with `np.repeat(bins, counts)` (§7.1), in O(B) for U and selection for HL.
+/// expanded with `np.repeat(bins, counts)`, in O(B) for U and selection for HL.
 pub fn mann_whitney_histograms(
     treatment: &Histogram,
     control: &Histogram,
@@ -72,7 +73,7 @@ pub fn mann_whitney_histograms(
     run(&x, &y, alternative, method, continuity, confidence, None)
 }
 
-/// `bound`: also find §6's one-sided bound at (confidence, upper end?).
+/// `bound`: also find the Hodges–Lehmann one-sided bound at (confidence, upper end?).
 pub(crate) fn run(
     x: &Arm,
     y: &Arm,
@@ -119,7 +120,7 @@ pub(crate) fn run(
     })
 }
 
-/// §4: `auto` is exact iff min(n1, n2) ≤ 8 and nothing is tied (scipy's rule).
+/// `auto` is exact iff min(n1, n2) ≤ 8 and nothing is tied (scipy's rule).
 pub(crate) fn choose_method(method: Method, sums: &RankSums) -> Method {
     match method {
         Method::Auto if sums.n1.min(sums.n2) <= 8 && !sums.ties => Method::Exact,

@@ -18,8 +18,9 @@ use tonic::{Request, Response, Status};
 use super::follow::{self, Messages};
 use super::status::{Refusal, Result};
 use super::{auth, convert, Shared};
+use crate::environment::Environment;
 use crate::feed::Delta;
-use crate::service::{Environment, Service};
+use crate::service::Service;
 use crate::store::Scope;
 
 pub struct Flagd {

@@ -16,8 +16,9 @@ use tonic::Status;
 
 use super::auth;
 use super::status::Refusal;
+use crate::environment::Environment;
 use crate::feed::{Delta, Update};
-use crate::service::{Environment, Service};
+use crate::service::Service;
 use crate::shutdown::Signal;
 
 /// Messages a stream may have in flight before it waits for its client.

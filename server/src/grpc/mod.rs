@@ -23,9 +23,9 @@ use ripcord_engine::Context;
 use ripcord_proto::pb;
 
 use crate::config::Config;
-use crate::metrics::Metrics;
 use crate::service::Service;
 use crate::shutdown;
+use crate::telemetry::Metrics;
 use status::Refusal;
 
 /// What every service here needs.
@@ -65,12 +65,12 @@ impl Shared {
 
 /// Serves gRPC on `listener` until `stop` fires.
 pub async fn serve(
-    parts: crate::Parts,
+    parts: crate::parts::Parts,
     config: &Config,
     listener: TcpListener,
     mut stop: shutdown::Signal,
 ) -> anyhow::Result<()> {
-    let crate::Parts {
+    let crate::parts::Parts {
         service,
         metrics,
         ingest,

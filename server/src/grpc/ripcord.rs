@@ -15,9 +15,10 @@ use tonic::{Request, Response, Status};
 use super::follow::{self, Messages};
 use super::status::{Refusal, Result};
 use super::{auth, convert, Shared};
+use crate::environment::Environment;
 use crate::feed::Delta;
 use crate::ingest::{ObservationIn, Timestamp};
-use crate::service::{Environment, Principal, Service};
+use crate::service::{Principal, Service};
 use crate::store::Scope;
 
 pub struct Ripcord {

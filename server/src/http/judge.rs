@@ -8,8 +8,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use ripcord_engine::stats::{judge as judge_samples, JudgeError, JudgeErrorKind, JudgeRequest};
 
 use super::errors::ErrorBody;
-use super::openapi::KeyRefusals;
-use super::State;
+use super::schemas::KeyRefusals;
+use super::state::State;
 use crate::error::{Error, Result};
 use crate::store::Scope;
 
@@ -26,7 +26,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
 /// The request's key, which must be an admin or a server key: judging reads nothing of an
 /// environment, but it costs CPU, which a client key shipped inside apps must not spend.
 fn authorize(request: &HttpRequest, state: &State) -> Result<()> {
-    let principal = super::principal(request, state)?;
+    let principal = super::request::principal(request, state)?;
     match principal.scope {
         Scope::Admin | Scope::Server => Ok(()),
         scope => Err(Error::Forbidden(format!(
@@ -76,11 +76,12 @@ pub async fn judge(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     authorize(&request, &state)?;
-    let body = super::read_body(payload, MAX_JUDGE_BODY_BYTES, "the judge's body limit").await?;
+    let body =
+        super::request::read_body(payload, MAX_JUDGE_BODY_BYTES, "the judge's body limit").await?;
     // Parsing a million numbers per arm and ranking them takes long enough to hold up
     // every other request of this worker: both run on the blocking pool.
     let judged = web::block(move || -> Result<_> {
-        let request: JudgeRequest = super::parse_json(&body)?;
+        let request: JudgeRequest = super::request::parse_json(&body)?;
         judge_samples(&request).map_err(judge_error)
     })
     .await;
@@ -270,7 +271,7 @@ mod tests {
     use super::*;
 
     fn error_of(body: &str) -> Error {
-        let request: JudgeRequest = match super::super::parse_json(body.as_bytes()) {
+        let request: JudgeRequest = match super::super::request::parse_json(body.as_bytes()) {
             Ok(request) => request,
             Err(error) => return error,
         };
@@ -290,7 +291,7 @@ mod tests {
         }
     }
 
-    /// Each bad input of the issue is a 400 whose `path` names the field, whether serde or
+    /// Each kind of bad input is a 400 whose `path` names the field, whether serde or
     /// the engine finds it.
     #[test]
     fn bad_inputs_are_reported_at_their_field() {

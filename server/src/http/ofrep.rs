@@ -16,9 +16,10 @@ use ripcord_engine::{evaluate_flag, CompiledFlag, Context, ErrorCode, Evaluation
 use serde::Serialize;
 use serde_json::Value;
 
-use super::State;
+use super::state::State;
+use crate::environment::Environment;
 use crate::error::Error;
-use crate::service::{Environment, Principal};
+use crate::service::Principal;
 use crate::store::Scope;
 
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -122,7 +123,7 @@ async fn prepare(
     payload: web::Payload,
     flag_key: Option<&str>,
 ) -> Result<(Arc<Principal>, Arc<Environment>, Context), Refusal> {
-    let principal = super::principal(request, state)?;
+    let principal = super::request::principal(request, state)?;
     let Some(environment_name) = principal
         .environment
         .as_deref()
@@ -134,7 +135,8 @@ async fn prepare(
         )
         .into());
     };
-    let body = super::read_body(payload, state.max_body_bytes, "RIPCORD_MAX_BODY_BYTES").await?;
+    let body =
+        super::request::read_body(payload, state.max_body_bytes, "RIPCORD_MAX_BODY_BYTES").await?;
     let context = parse_context(
         &body,
         flag_key,
@@ -250,12 +252,12 @@ fn visible(principal: &Principal, flag: &CompiledFlag) -> bool {
     path = "/ofrep/v1/evaluate/flags/{key}",
     tag = "ofrep",
     params(("key" = String, Path, description = "The flag's key")),
-    request_body = crate::http::openapi::OfrepEvaluationRequest,
+    request_body = crate::http::schemas::OfrepEvaluationRequest,
     responses(
         (status = 200, description = "The evaluation", body = Success),
-        (status = 400, description = "The context is not valid", body = crate::http::openapi::OfrepFailure),
-        (status = 404, description = "No such flag, or not visible to this key, or the key's environment was deleted meanwhile", body = crate::http::openapi::OfrepFailure),
-        crate::http::openapi::KeyRefusals
+        (status = 400, description = "The context is not valid", body = crate::http::schemas::OfrepFailure),
+        (status = 404, description = "No such flag, or not visible to this key, or the key's environment was deleted meanwhile", body = crate::http::schemas::OfrepFailure),
+        crate::http::schemas::KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -330,7 +332,7 @@ impl EventStream {
     /// The stream of the key that made the request. The channel names the key without being
     /// it: the URL is seen by browsers, logs and proxies that must not learn the key.
     fn of(request: &HttpRequest, state: &State) -> EventStream {
-        let token = super::api_key(request).unwrap_or_default();
+        let token = super::request::api_key(request).unwrap_or_default();
         EventStream {
             r#type: "sse",
             endpoint: EventStreamEndpoint {
@@ -363,14 +365,14 @@ struct GeneralError {
         ("flagConfigEtag" = Option<String>, Query, description = "Accepted from OFREP providers and ignored: every answer is computed afresh"),
         ("flagConfigLastModified" = Option<String>, Query, description = "Accepted from OFREP providers and ignored")
     ),
-    request_body = crate::http::openapi::OfrepEvaluationRequest,
+    request_body = crate::http::schemas::OfrepEvaluationRequest,
     responses(
         (status = 200, description = "Every evaluation", body = Bulk, headers(("ETag" = String))),
         (status = 304, description = "Nothing changed since the `ETag` sent"),
-        (status = 400, description = "The context is not valid", body = crate::http::openapi::OfrepFailure),
-        (status = 404, description = "The key's environment was deleted meanwhile (`GENERAL`)", body = crate::http::openapi::OfrepFailure),
+        (status = 400, description = "The context is not valid", body = crate::http::schemas::OfrepFailure),
+        (status = 404, description = "The key's environment was deleted meanwhile (`GENERAL`)", body = crate::http::schemas::OfrepFailure),
         (status = 500, description = "The server failed", body = GeneralError),
-        crate::http::openapi::KeyRefusals
+        crate::http::schemas::KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -412,7 +414,7 @@ async fn evaluate_all(
         }
     };
     let etag = format!("\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(&body));
-    if super::if_none_match(&request, &etag) {
+    if super::request::if_none_match(&request, &etag) {
         return HttpResponse::NotModified()
             .insert_header((header::ETAG, etag))
             .finish();

@@ -4,12 +4,13 @@
 
 use std::sync::LazyLock;
 
-use actix_web::HttpResponse;
+use actix_web::{web, HttpResponse};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::errors::ErrorBody;
-use super::{admin, judge, metrics, ofrep, ramps, sdk};
+use super::schemas::{OfrepEvaluationRequest, OfrepFailure};
+use super::{admin, judge, observations, ofrep, ramps, sdk};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,31 +18,31 @@ use super::{admin, judge, metrics, ofrep, ramps, sdk};
         title = "Ripcord",
         description = "A feature-flag server for progressive delivery: the admin API and the \
             OpenFeature Remote Evaluation Protocol (OFREP). Flag, segment and document bodies \
-            follow the flag document of DESIGN.md (contract 2); they are shown as objects here."
+            follow the flag document (docs/flags.md in the repository); they are shown as objects here."
     ),
     paths(
-        admin::list_environments,
-        admin::create_environment,
-        admin::get_environment,
-        admin::delete_environment,
-        admin::list_flags,
-        admin::create_flag,
-        admin::get_flag,
-        admin::replace_flag,
-        admin::delete_flag,
-        admin::set_enabled,
-        admin::set_percentage,
-        admin::list_segments,
-        admin::create_segment,
-        admin::get_segment,
-        admin::replace_segment,
-        admin::delete_segment,
-        admin::import_document,
-        admin::export_document,
-        admin::list_keys,
-        admin::create_key,
-        admin::revoke_key,
-        admin::audit,
+        admin::environments::list_environments,
+        admin::environments::create_environment,
+        admin::environments::get_environment,
+        admin::environments::delete_environment,
+        admin::flags::list_flags,
+        admin::flags::create_flag,
+        admin::flags::get_flag,
+        admin::flags::replace_flag,
+        admin::flags::delete_flag,
+        admin::flags::set_enabled,
+        admin::flags::set_percentage,
+        admin::segments::list_segments,
+        admin::segments::create_segment,
+        admin::segments::get_segment,
+        admin::segments::replace_segment,
+        admin::segments::delete_segment,
+        admin::document::import_document,
+        admin::document::export_document,
+        admin::keys::list_keys,
+        admin::keys::create_key,
+        admin::keys::revoke_key,
+        admin::audit::audit,
         ramps::status,
         ramps::operate,
         ramps::incidents,
@@ -52,7 +53,7 @@ use super::{admin, judge, metrics, ofrep, ramps, sdk};
         ofrep::events,
         sdk::ruleset,
         sdk::stream,
-        metrics::report,
+        observations::report,
         document,
     ),
     components(schemas(
@@ -97,34 +98,8 @@ impl Modify for SecuritySchemes {
     }
 }
 
-/// The refusals every keyed route can answer.
-#[derive(utoipa::IntoResponses)]
-pub enum KeyRefusals {
-    /// No API key, or one that is unknown or revoked.
-    #[response(status = 401)]
-    Unauthorized(ErrorBody),
-    /// The key's scope does not allow this.
-    #[response(status = 403)]
-    Forbidden(ErrorBody),
-}
-
-/// An OFREP evaluation request.
-#[derive(utoipa::ToSchema)]
-pub struct OfrepEvaluationRequest {
-    /// The evaluation context: `targetingKey` and any other attributes.
-    #[schema(value_type = Option<Object>)]
-    pub context: Option<serde_json::Value>,
-}
-
-/// An OFREP failure: the flag is not found or the request is not valid.
-#[derive(utoipa::ToSchema)]
-#[schema(rename_all = "camelCase")]
-pub struct OfrepFailure {
-    /// The flag, for single evaluations.
-    pub key: Option<String>,
-    /// `FLAG_NOT_FOUND`, `PARSE_ERROR`, `INVALID_CONTEXT`, ...
-    pub error_code: String,
-    pub error_details: String,
+pub fn routes(config: &mut web::ServiceConfig) {
+    config.service(web::resource("/api/v1/openapi.json").route(web::get().to(document)));
 }
 
 static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::openapi);
@@ -138,4 +113,31 @@ static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::open
 )]
 pub async fn document() -> HttpResponse {
     HttpResponse::Ok().json(&*DOCUMENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_names_every_admin_route() {
+        let document = ApiDoc::openapi();
+        for path in [
+            "/api/v1/environments/{environment}/flags/{key}/rollout/percentage",
+            "/api/v1/environments/{environment}/document",
+            "/api/v1/keys/{id}",
+            "/api/v1/audit",
+            "/ofrep/v1/evaluate/flags",
+        ] {
+            assert!(
+                document.paths.paths.contains_key(path),
+                "{path} is not documented"
+            );
+        }
+        let schemes = document
+            .components
+            .map(|components| components.security_schemes)
+            .unwrap_or_default();
+        assert!(schemes.contains_key("bearer") && schemes.contains_key("api_key"));
+    }
 }

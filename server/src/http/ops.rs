@@ -2,7 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 
-use super::State;
+use super::state::State;
 
 pub fn routes(config: &mut web::ServiceConfig) {
     // Resources rather than `.route`: a wrong method then gets 405, not 404.

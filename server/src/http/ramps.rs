@@ -6,8 +6,8 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::errors::ErrorBody;
-use super::openapi::KeyRefusals;
-use super::State;
+use super::schemas::KeyRefusals;
+use super::state::State;
 use crate::error::{Error, Result};
 use crate::ramp::{self, Operation, RampStatus};
 use crate::store::{IncidentQuery, IncidentRecord};
@@ -56,7 +56,7 @@ pub async fn status(
     state: web::Data<State>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
-    super::admin(&request, &state)?;
+    super::request::require_admin(&request, &state)?;
     let (environment, flag) = path.into_inner();
     let status = state
         .ramps
@@ -121,7 +121,7 @@ pub async fn operate(
     path: web::Path<(String, String, String)>,
     body: Bytes,
 ) -> Result<HttpResponse> {
-    let actor = super::admin(&request, &state)?;
+    let actor = super::request::require_admin(&request, &state)?;
     let (environment, flag, operation) = path.into_inner();
     let Some(operation) = Operation::parse(&operation) else {
         return Err(Error::NotFound {
@@ -156,7 +156,7 @@ pub async fn advance(
     path: web::Path<(String, String)>,
     body: Bytes,
 ) -> Result<HttpResponse> {
-    let actor = super::admin(&request, &state)?;
+    let actor = super::request::require_admin(&request, &state)?;
     let (environment, flag) = path.into_inner();
     carry_out(&state, &actor, environment, flag, Operation::Advance, &body).await
 }
@@ -182,7 +182,7 @@ async fn carry_out(
     let body: OperationBody = if body.iter().all(u8::is_ascii_whitespace) {
         OperationBody::default()
     } else {
-        super::parse_json::<Option<OperationBody>>(body)?.unwrap_or_default()
+        super::request::parse_json::<Option<OperationBody>>(body)?.unwrap_or_default()
     };
     let now = ramp::unix_now();
     state
@@ -240,7 +240,7 @@ pub struct IncidentPage {
     security(("bearer" = []), ("api_key" = []))
 )]
 pub async fn incidents(request: HttpRequest, state: web::Data<State>) -> Result<HttpResponse> {
-    super::admin(&request, &state)?;
+    super::request::require_admin(&request, &state)?;
     let params = web::Query::<IncidentParams>::from_query(request.query_string())
         .map(web::Query::into_inner)
         .map_err(|error| {
@@ -317,7 +317,7 @@ pub async fn incident(
     state: web::Data<State>,
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
-    super::admin(&request, &state)?;
+    super::request::require_admin(&request, &state)?;
     let id = id.into_inner();
     let missing = || Error::NotFound {
         what: "incident",

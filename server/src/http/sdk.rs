@@ -17,10 +17,11 @@ use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse};
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use super::State;
+use super::state::State;
+use crate::environment::Environment;
 use crate::error::{Error, Result};
 use crate::feed::{Delta, Update};
-use crate::service::{Environment, Principal, Service};
+use crate::service::{Principal, Service};
 use crate::shutdown::Signal;
 use crate::store::Scope;
 
@@ -35,7 +36,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
 
 /// The request's key, which must be a server key; and its environment.
 fn server_key(request: &HttpRequest, state: &State) -> Result<(Arc<Principal>, String)> {
-    let principal = super::principal(request, state)?;
+    let principal = super::request::principal(request, state)?;
     match (principal.scope, principal.environment.clone()) {
         (Scope::Server, Some(environment)) => Ok((principal, environment)),
         // A ruleset holds every flag and rule: a client key ships inside apps and must not
@@ -65,7 +66,7 @@ fn environment_gone(name: &str) -> Error {
         (status = 200, description = "The ruleset", body = RulesetSchema, headers(("ETag" = String))),
         (status = 304, description = "Nothing changed since the `ETag` sent"),
         (status = 404, description = "The key's environment was deleted meanwhile", body = super::errors::ErrorBody),
-        crate::http::openapi::KeyRefusals
+        crate::http::schemas::KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
@@ -82,7 +83,7 @@ pub async fn ruleset(request: HttpRequest, state: web::Data<State>) -> Result<Ht
         .reach()
         .record_header(&name, instance, environment.revision);
     let delivered = environment.delivered();
-    if super::if_none_match(&request, &delivered.etag) {
+    if super::request::if_none_match(&request, &delivered.etag) {
         return Ok(HttpResponse::NotModified()
             .insert_header((header::ETAG, delivered.etag.clone()))
             .finish());
@@ -105,13 +106,13 @@ pub async fn ruleset(request: HttpRequest, state: web::Data<State>) -> Result<Ht
     responses(
         (status = 200, description = "The event stream; each event as the schema says", content_type = "text/event-stream", body = SdkStreamEvent),
         (status = 404, description = "The key's environment was deleted meanwhile", body = super::errors::ErrorBody),
-        crate::http::openapi::KeyRefusals
+        crate::http::schemas::KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
 pub async fn stream(request: HttpRequest, state: web::Data<State>) -> Result<HttpResponse> {
     let (_, environment) = server_key(&request, &state)?;
-    let token = super::api_key(&request)?.to_string();
+    let token = super::request::api_key(&request)?.to_string();
     let instance = request.headers().get(crate::reach::HEADER);
     let instance = state
         .service

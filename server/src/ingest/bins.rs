@@ -2,14 +2,15 @@
 //! width from 10⁻⁶ to 10⁹ (6,927 bins).
 //!
 //! One fixed layout for every metric, flag, stage, cohort and node is what makes the
-//! aggregates mergeable by adding counts (STATS.md §7): no node has to agree with another on
-//! a metric's range, and a histogram is stored as bin indices, not edges. The range covers
-//! any latency from nanoseconds (as milliseconds) to days, sizes up to a gigabyte, and
-//! counts; the first bin (edge 10⁻⁶) also takes zero and everything below it, the last
-//! everything above 10⁹. The width keeps the test's ties between values that differ by less
-//! than 0.5%, 10 times finer than a 5% tolerance and 2.5 times finer than a 1.25% one
-//! (STATS.md §7.3 asks for bins ≥ 4× finer than the tolerance). Changing the layout would
-//! make stored indices mean other values: it is part of the storage format.
+//! aggregates mergeable by adding counts (docs/statistics.md, "Histograms"): no node has to
+//! agree with another on a metric's range, and a histogram is stored as bin indices, not
+//! edges. The range covers any latency from nanoseconds (as milliseconds) to days, sizes up
+//! to a gigabyte, and counts; the first bin (edge 10⁻⁶) also takes zero and everything
+//! below it, the last everything above 10⁹. The width keeps the test's ties between values
+//! that differ by less than 0.5%, 10 times finer than a 5% tolerance and 2.5 times finer
+//! than a 1.25% one (bins must be ≥ 4× finer than the tolerance: docs/statistics.md, "Bin
+//! resolution"). Changing the layout would make stored indices mean other values: it is
+//! part of the storage format.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;

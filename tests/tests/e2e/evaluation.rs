@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 
 use crate::harness::{Body, Server};
 
-/// The checkout flag of DESIGN.md: staff and the beta track get it, 5% of users by `userId`.
+/// The checkout flag of the example in docs/flags.md: staff and the beta track get it, 5% of
+/// users by `userId`.
 const CHECKOUT: &str = r#"
 segments:
   beta-track:
@@ -219,7 +220,7 @@ flags:
     );
 }
 
-/// The cohort of a unit in `bucket` under the threshold `threshold` (DESIGN.md, contract 1).
+/// The cohort of a unit in `bucket` under the threshold `threshold` (docs/bucketing.md, "Cohorts").
 /// No cohort is reported at 100%, where there is no one left to compare with.
 fn cohort(bucket: u64, threshold: u64) -> Option<&'static str> {
     if threshold >= 100_000 {
@@ -236,12 +237,12 @@ fn cohort(bucket: u64, threshold: u64) -> Option<&'static str> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn bucketing_matches_the_shared_vectors() {
+async fn bucketing_matches_the_spec_vectors() {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/spec/bucketing.json"
+        "/../spec/bucketing.json"
     ))
-    .expect("the shared bucketing vectors");
+    .expect("the bucketing vectors in spec/bucketing.json");
     let vectors: Value = serde_json::from_str(&text).expect("JSON vectors");
     let cases = vectors["cases"].as_array().expect("cases");
     assert!(!cases.is_empty());

@@ -99,7 +99,8 @@ async fn post_judge(server: &Server, key: Option<&str>, body: Body) -> crate::ha
 async fn every_fixture_through_the_endpoint_matches_scipy_and_the_engine() {
     let server = Server::start().await;
     let cases = fixtures();
-    // What the issue asks the fixtures to hold; a regeneration must not drop any of it.
+    // What the fixtures must hold (docs/statistics.md, "Fixtures"); a regeneration must not
+    // drop any of it.
     for family in [
         "exact 6x20",
         "exact 1x7",
@@ -269,7 +270,7 @@ async fn error_rates_are_judged_on_the_difference_of_rates() {
     assert_eq!(effect["tolerance"], json!(0.002));
 }
 
-/// Every bad input of the issue gets a 400 whose `path` names the field.
+/// Every kind of bad input gets a 400 whose `path` names the field.
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_is_a_400_that_names_the_field() {
     let server = Server::start().await;
@@ -615,7 +616,7 @@ fn the_report_and_the_exit_status_tell_the_verdict() {
     };
     let (slower, control, same) = (path("slower.csv"), path("control.txt"), path("same.txt"));
 
-    // The issue's example, as a person reads it.
+    // The request example of docs/judge.md, through the command, as a person reads it.
     let (code, report, _) = run(&[
         "--treatment",
         &path("a.txt"),

@@ -1,4 +1,4 @@
-//! The SDK's metrics against a real server: a ramp is started, SDKs evaluate for many units,
+//! The SDK's tracking against a real server: a ramp is started, SDKs evaluate for many units,
 //! track guard metrics, flush, and the server accepts every observation, over gRPC `Report`
 //! (local mode) and `POST /api/v1/metrics` (remote mode). And the instance id: requests
 //! that carry one are served, whatever it is.
@@ -119,12 +119,16 @@ async fn a_local_client_reports_tagged_observations_over_grpc_and_the_server_acc
     );
     client.flush().await.unwrap();
 
-    let metrics = client.status().metrics;
-    assert_eq!(metrics.sent, 2 * in_cohort, "one per unit and metric");
-    assert_eq!(metrics.accepted, metrics.sent, "{metrics:?}");
-    assert_eq!((metrics.rejected, metrics.dropped), (0, 0), "{metrics:?}");
-    assert_eq!(metrics.untagged, 3 * (2_000 - in_cohort));
-    assert_eq!(metrics.pending, 0);
+    let tracking = client.status().tracking;
+    assert_eq!(tracking.sent, 2 * in_cohort, "one per unit and metric");
+    assert_eq!(tracking.accepted, tracking.sent, "{tracking:?}");
+    assert_eq!(
+        (tracking.rejected, tracking.dropped),
+        (0, 0),
+        "{tracking:?}"
+    );
+    assert_eq!(tracking.untagged, 3 * (2_000 - in_cohort));
+    assert_eq!(tracking.pending, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -144,15 +148,19 @@ async fn apps_report_over_http_with_their_client_key_and_the_server_accepts_them
         app.track_value("new-checkout", "checkout_latency_ms", 100.0);
         app.track_rate("new-checkout", "checkout_failed", false);
         app.flush().await.unwrap();
-        let metrics = app.status().metrics;
+        let tracking = app.status().tracking;
         if details.metadata.cohort.is_some() {
             in_cohort += 1;
-            assert_eq!(metrics.sent, 2, "{metrics:?}");
+            assert_eq!(tracking.sent, 2, "{tracking:?}");
         } else {
-            assert_eq!((metrics.sent, metrics.untagged), (0, 3), "{metrics:?}");
+            assert_eq!((tracking.sent, tracking.untagged), (0, 3), "{tracking:?}");
         }
-        assert_eq!((metrics.rejected, metrics.dropped), (0, 0), "{metrics:?}");
-        accepted += metrics.accepted;
+        assert_eq!(
+            (tracking.rejected, tracking.dropped),
+            (0, 0),
+            "{tracking:?}"
+        );
+        accepted += tracking.accepted;
     }
     assert!(in_cohort > 0, "some of 60 devices are in a cohort");
     assert_eq!(accepted, 2 * in_cohort);

@@ -1,11 +1,11 @@
-//! Metrics on the wire, against small in-process servers: what a local client sends over
+//! Tracking on the wire, against small in-process servers: what a local client sends over
 //! gRPC `Report`, what a remote client posts to `/api/v1/metrics`, the instance id on every
 //! request, retries while the server fails, and what is dropped when it refuses.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ripcord_engine::{Document, Ruleset};
+use ripcord_engine::{Context, Document, Ruleset};
 use ripcord_proto::pb::ripcord::v1 as pb;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -13,8 +13,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 
-use super::Timing;
-use crate::{Context, Error, LocalClient, RemoteClient, Tracked};
+use crate::error::Error;
+use crate::local::LocalClient;
+use crate::remote::RemoteClient;
+use crate::report::Timing;
+use crate::tracking::Tracked;
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -240,7 +243,7 @@ async fn a_local_client_reports_one_tagged_observation_per_unit_over_grpc() {
     }
     assert_eq!(*fake.watch_instances.lock().unwrap(), ["pod-7"]);
 
-    let status = client.status().metrics;
+    let status = client.status().tracking;
     let total = observations.len() as u64;
     let batches = reports.len() as u64;
     assert_eq!(status.sent, total);
@@ -309,7 +312,7 @@ async fn a_local_client_tags_with_the_units_last_evaluation_and_knows_its_guards
         Tracked::Untagged,
         "a flag without a ramp puts no unit in a cohort"
     );
-    let status = client.status().metrics;
+    let status = client.status().tracking;
     assert_eq!((status.untagged, status.dropped, status.pending), (2, 2, 2));
 
     client.close();
@@ -334,7 +337,10 @@ async fn a_client_without_a_server_does_not_report() {
         Tracked::Dropped(_)
     ));
     client.flush().await.unwrap();
-    assert_eq!(client.status().metrics, crate::MetricsStatus::default());
+    assert_eq!(
+        client.status().tracking,
+        crate::tracking::TrackingStatus::default()
+    );
     assert!(matches!(
         LocalClient::builder()
             .bootstrap_text(RAMPED)
@@ -544,7 +550,7 @@ async fn a_remote_client_posts_the_apps_aggregates_tagged_with_what_it_read() {
     for request in &all {
         assert_eq!(request.instance, client.instance_id(), "{}", request.path);
     }
-    let status = client.status().metrics;
+    let status = client.status().tracking;
     assert_eq!((status.sent, status.accepted, status.rejected), (3, 3, 0));
     assert_eq!((status.untagged, status.dropped), (2, 1));
 }
@@ -571,12 +577,12 @@ async fn a_failed_send_is_retried_with_backoff_until_the_server_takes_it() {
         matches!(error, Error::Refused { status: 503, .. }),
         "{error}"
     );
-    let status = client.status().metrics;
+    let status = client.status().tracking;
     assert_eq!((status.pending, status.sent), (1, 0));
     assert_eq!(status.last_error, Some(error));
 
-    eventually(|| client.status().metrics.accepted == 1).await;
-    let status = client.status().metrics;
+    eventually(|| client.status().tracking.accepted == 1).await;
+    let status = client.status().tracking;
     assert_eq!(
         (status.pending, status.dropped, status.last_error),
         (0, 0, None)
@@ -600,7 +606,7 @@ async fn what_the_server_refuses_for_good_is_dropped_and_counted_and_large_batch
         matches!(error, Error::Refused { status: 401, .. }),
         "{error}"
     );
-    let status = client.status().metrics;
+    let status = client.status().tracking;
     assert_eq!((status.dropped, status.pending), (2, 0));
     assert!(status.last_drop.unwrap().contains("unknown key"));
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -621,7 +627,7 @@ async fn what_the_server_refuses_for_good_is_dropped_and_counted_and_large_batch
         client.track_value("checkout", metric, 1.0);
     }
     client.flush().await.unwrap();
-    assert_eq!(client.status().metrics.accepted, 3);
+    assert_eq!(client.status().tracking.accepted, 3);
 }
 
 #[tokio::test]
@@ -658,7 +664,7 @@ async fn an_installation_keeps_its_instance_id_in_the_cache_file() {
 
 #[test]
 fn the_queue_drops_its_oldest_batches_while_the_server_is_away() {
-    use crate::metrics::{Bounds, MetricKind, Recorder, Tag};
+    use crate::tracking::{Bounds, MetricKind, Recorder, Tag};
     let recorder = Recorder::new(Bounds {
         max_units: 10,
         max_batches: 3,
@@ -692,7 +698,7 @@ async fn the_openfeature_provider_shows_the_stage_and_reports_through_its_client
     use open_feature::{EvaluationContext, FlagMetadataValue};
 
     let fake = FakeHttp::start(server(accept_all)).await;
-    let provider = crate::RipcordProvider::remote(remote_client(&fake.url, None).await);
+    let provider = crate::provider::RipcordProvider::remote(remote_client(&fake.url, None).await);
     let context = EvaluationContext::default();
     let resolved = provider
         .resolve_bool_value("checkout", &context)

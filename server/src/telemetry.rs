@@ -1,8 +1,8 @@
-//! Prometheus metrics: evaluations, request latency, snapshot revisions.
+//! Telemetry: the Prometheus metrics served on `/metrics`: evaluations, request latency, snapshot revisions.
 //!
 //! Evaluation counts live outside the prometheus registry, in [`Evaluations`]: a registry
 //! vector takes a lock and hashes its labels on every increment, and evaluation never takes
-//! a lock (DESIGN.md). They are rendered after the registry's own output.
+//! a lock. They are rendered after the registry's own output.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,5 +1,5 @@
-//! Metric observations for the guards of ramps, from `track` until they are handed to the
-//! reporter (`report`): tagged with the cohort and stage of the unit's last evaluation of
+//! Tracking: what an app observes for the guards of ramps, from `track` until it is handed
+//! to the reporter (`report`): tagged with the cohort and stage of the unit's last evaluation of
 //! the flag, aggregated per unit per flush window, and held in bounded memory.
 //!
 //! The guard's statistics assume one observation per randomization unit: a unit's requests
@@ -17,7 +17,7 @@ use std::sync::Mutex;
 pub(crate) use ripcord_engine::document::MetricKind;
 use ripcord_engine::Cohort;
 
-use crate::Error;
+use crate::error::Error;
 
 /// The cohort and stage an evaluation put a unit in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,7 +52,7 @@ pub enum Tracked {
 
 /// What happened to the observations tracked; part of the clients' status.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MetricsStatus {
+pub struct TrackingStatus {
     /// Observations (unit aggregates) delivered to the server.
     pub sent: u64,
     /// Of those, the ones the server accepted.
@@ -73,7 +73,7 @@ pub struct MetricsStatus {
     pub last_error: Option<Error>,
 }
 
-/// Bounds on the memory metrics may take.
+/// Bounds on the memory tracking may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Bounds {
     /// Unit aggregates in the current window; beyond it, new units are dropped.
@@ -281,7 +281,7 @@ struct State {
     window: HashMap<u64, (AggregateKey, Aggregate), BuildHasherDefault<Prehashed>>,
     queue: VecDeque<Vec<Observation>>,
     queued: usize,
-    status: MetricsStatus,
+    status: TrackingStatus,
 }
 
 /// The server's answer to one batch.
@@ -486,9 +486,9 @@ impl Recorder {
         self.state().status.last_error = Some(error);
     }
 
-    pub(crate) fn status(&self) -> MetricsStatus {
+    pub(crate) fn status(&self) -> TrackingStatus {
         let state = self.state();
-        MetricsStatus {
+        TrackingStatus {
             pending: (state.window.len() + state.queued) as u64,
             ..state.status.clone()
         }

@@ -4,155 +4,43 @@
 //! evaluation never takes a lock and never touches storage. Writes are serialized by one
 //! writer lock per process, go to the store as one commit, and install the new snapshot
 //! before they return, so the very next evaluation sees them.
+//!
+//! Here: the [`Service`], its environments and how a new snapshot is installed. Beside it:
+//! `audit` (the difference between two documents, as mutations and audit records), `keys`
+//! (keys, tokens, [`Principal`], authentication) and `store_changes` (following the store's
+//! change events, for commits made by other nodes).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, OnceLock};
+mod audit;
+mod keys;
+mod store_changes;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
-use ripcord_engine::{Document, Flag, Limits, RulesetRef, Segment, Snapshot};
+use ripcord_engine::{Document, Flag, Limits, Segment, Snapshot};
 use rustc_hash::FxHashMap;
-use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
+use crate::environment::Environment;
 use crate::error::{Error, Result};
 use crate::feed::{Delta, Feed, Update};
 use crate::store::{
-    AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState, KeyRecord, Mutation,
-    Scope, Store,
+    AuditQuery, AuditRecord, EnvironmentRecord, EnvironmentState, KeyRecord, Scope, Store,
 };
+use audit::{audit_record, to_value, Diff};
+use keys::Keys;
 
-/// One environment, ready to serve: its compiled snapshot and the document it came from.
-#[derive(Debug)]
-pub struct Environment {
-    pub name: String,
-    pub revision: u64,
-    pub snapshot: Snapshot,
-    pub document: Document,
-    pub flag_revisions: BTreeMap<String, u64>,
-    /// The ruleset as SDKs receive it, serialized on first request and shared by every
-    /// request and stream after it.
-    delivered: OnceLock<Delivered>,
-}
-
-/// An environment's ruleset as JSON, with an `ETag` that is the hash of that JSON.
-#[derive(Debug)]
-pub struct Delivered {
-    pub json: Bytes,
-    pub etag: String,
-}
-
-impl Environment {
-    pub fn new(
-        name: &str,
-        revision: u64,
-        snapshot: Snapshot,
-        document: Document,
-        flag_revisions: BTreeMap<String, u64>,
-    ) -> Environment {
-        Environment {
-            name: name.to_string(),
-            revision,
-            snapshot,
-            document,
-            flag_revisions,
-            delivered: OnceLock::new(),
-        }
-    }
-
-    pub fn ruleset(&self) -> RulesetRef<'_> {
-        RulesetRef {
-            environment: &self.name,
-            revision: self.revision,
-            flag_revisions: &self.flag_revisions,
-            document: &self.document,
-        }
-    }
-
-    /// The ruleset's JSON and `ETag`.
-    pub fn delivered(&self) -> &Delivered {
-        self.delivered.get_or_init(|| {
-            let json = self.ruleset().to_json();
-            let etag = format!("\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(&json));
-            Delivered {
-                json: Bytes::from(json),
-                etag,
-            }
-        })
-    }
-
-    /// The revision at which a flag last changed.
-    pub fn flag_revision(&self, key: &str) -> u64 {
-        self.flag_revisions
-            .get(key)
-            .copied()
-            .unwrap_or(self.revision)
-    }
-}
-
-/// The key a request authenticated with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub name: String,
-    pub scope: Scope,
-    pub environment: Option<String>,
-}
-
-/// A key as the API shows it: everything but the hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct KeyInfo {
-    pub id: String,
-    pub name: String,
-    pub scope: Scope,
-    pub environment: Option<String>,
-    pub prefix: String,
-    pub created_at: String,
-    pub revoked_at: Option<String>,
-}
-
-impl From<&KeyRecord> for KeyInfo {
-    fn from(record: &KeyRecord) -> KeyInfo {
-        KeyInfo {
-            id: record.id.clone(),
-            name: record.name.clone(),
-            scope: record.scope,
-            environment: record.environment.clone(),
-            prefix: record.prefix.clone(),
-            created_at: record.created_at.clone(),
-            revoked_at: record.revoked_at.clone(),
-        }
-    }
-}
+pub use audit::Change;
+pub use keys::{hash_key, KeyInfo, Principal};
 
 type Environments = FxHashMap<String, Arc<Environment>>;
-/// Keys by the raw SHA-256 of the token: authenticating a request hashes the token and
-/// looks it up, with no hex encoding on the way.
-type KeysByHash = FxHashMap<[u8; 32], Arc<Principal>>;
-/// Evaluating keys by their OFREP event-stream channel, in hex.
-type KeysByChannel = FxHashMap<String, Arc<Principal>>;
-
-/// Sets channels apart from any other use of a key's hash.
-const CHANNEL_LABEL: &[u8] = b"ripcord ofrep event-stream channel v1\0";
-
-/// The OFREP event-stream channel of the key whose token hashes to `hash`. Browsers'
-/// `EventSource` cannot send headers, so the stream's URL must identify the key by itself:
-/// derived from the hash, the channel names one key without being a token for any API.
-fn channel_of(hash: &[u8; 32]) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(CHANNEL_LABEL);
-    hasher.update(hash);
-    hex::encode(hasher.finalize())
-}
 
 pub struct Service {
     store: Arc<dyn Store>,
     limits: Limits,
     environments: ArcSwap<Environments>,
-    keys: ArcSwap<KeysByHash>,
-    channels: ArcSwap<KeysByChannel>,
-    /// The hash of the bootstrap admin key from the configuration, if one was given.
-    bootstrap_admin: Option<[u8; 32]>,
+    keys: Keys,
     writer: Mutex<()>,
     feed: Feed,
     reach: Arc<crate::reach::ReachTracker>,
@@ -190,25 +78,6 @@ fn no_such<T: Item>(key: &str) -> Error {
     }
 }
 
-/// A change to an environment's document, for the audit log.
-pub struct Change<'a> {
-    pub environment: &'a str,
-    pub actor: &'a Principal,
-    /// What caused the change, such as `kill_switch` or `import`.
-    pub operation: &'static str,
-    /// Why, when the caller knows: the ramp controller's reason for a decision.
-    pub reason: Option<&'a str>,
-}
-
-/// The hash a key is stored as, in hex.
-pub fn hash_key(token: &str) -> String {
-    hex::encode(digest(token))
-}
-
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
-
 pub fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -232,20 +101,6 @@ pub fn check_environment_name(name: &str) -> Result<()> {
     }
 }
 
-fn new_token(scope: Scope) -> Result<String> {
-    let mut random = [0u8; 24];
-    getrandom::fill(&mut random).map_err(|error| {
-        Error::Store(crate::store::StoreError::Backend(format!(
-            "no randomness: {error}"
-        )))
-    })?;
-    Ok(format!(
-        "ripcord-{}-{}",
-        scope.as_str(),
-        hex::encode(random)
-    ))
-}
-
 impl Service {
     /// Loads every environment from the store and compiles its snapshot.
     pub async fn open(
@@ -257,9 +112,7 @@ impl Service {
             store,
             limits,
             environments: ArcSwap::default(),
-            keys: ArcSwap::default(),
-            channels: ArcSwap::default(),
-            bootstrap_admin: bootstrap_admin_key.map(digest),
+            keys: Keys::new(bootstrap_admin_key),
             writer: Mutex::new(()),
             feed: Feed::default(),
             reach: Arc::default(),
@@ -300,107 +153,8 @@ impl Service {
         Ok(Some(build(name, state, &limits)?))
     }
 
-    /// Follows the store's change feed, so that commits made elsewhere (other nodes of a
-    /// shared store) reach this node's snapshots. Commits made here are installed before
-    /// they are acknowledged and are skipped.
-    pub fn follow_changes(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let service = Arc::clone(self);
-        let mut changes = service.store.subscribe();
-        tokio::spawn(async move {
-            loop {
-                let event = match changes.recv().await {
-                    Ok(event) => event,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        if let Err(error) = service.reload_all().await {
-                            tracing::warn!(%error, "reloading after a lagged change feed failed");
-                        }
-                        continue;
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                };
-                let result = match event {
-                    ChangeEvent::KeysChanged => service.reload_keys().await,
-                    ChangeEvent::Environment {
-                        name,
-                        revision,
-                        deleted,
-                    } => service.apply_change(&name, revision, deleted).await,
-                };
-                if let Err(error) = result {
-                    tracing::warn!(%error, "applying a change from the feed failed");
-                }
-            }
-        })
-    }
-
-    /// Brings one environment up to a revision announced on the feed, unless this node is
-    /// there already (the usual case: it made the commit itself).
-    async fn apply_change(&self, name: &str, revision: u64, deleted: bool) -> Result<()> {
-        let _writer = self.writer.lock().await;
-        let current = self
-            .environment(name)
-            .map(|environment| environment.revision);
-        let up_to_date = if deleted {
-            current.is_none()
-        } else {
-            current.is_some_and(|current| current >= revision)
-        };
-        if up_to_date {
-            return Ok(());
-        }
-        let loaded = self.load(name).await?;
-        self.install(name, loaded.map(Arc::new));
-        Ok(())
-    }
-
-    async fn reload_all(&self) -> Result<()> {
-        for record in self.store.environments().await? {
-            self.reload_environment(&record.name).await?;
-        }
-        self.reload_keys().await
-    }
-
-    async fn reload_environment(&self, name: &str) -> Result<()> {
-        let _writer = self.writer.lock().await;
-        let loaded = self.load(name).await?;
-        self.install(name, loaded.map(Arc::new));
-        Ok(())
-    }
-
     async fn reload_keys(&self) -> Result<()> {
-        let mut keys = KeysByHash::default();
-        let mut channels = KeysByChannel::default();
-        for record in self.store.keys().await? {
-            let mut hash = [0u8; 32];
-            if hex::decode_to_slice(&record.hash, &mut hash).is_err() {
-                tracing::warn!(key = %record.id, "a stored key's hash is not 32 hex bytes: the key is ignored");
-                continue;
-            }
-            if record.revoked_at.is_none() {
-                let principal = Arc::new(Principal {
-                    name: record.name,
-                    scope: record.scope,
-                    environment: record.environment,
-                });
-                // Only keys that evaluate have something to be told about.
-                if principal.scope != Scope::Admin && principal.environment.is_some() {
-                    channels.insert(channel_of(&hash), Arc::clone(&principal));
-                }
-                keys.insert(hash, principal);
-            }
-        }
-        if let Some(hash) = self.bootstrap_admin {
-            keys.insert(
-                hash,
-                Arc::new(Principal {
-                    name: "bootstrap-admin".to_string(),
-                    scope: Scope::Admin,
-                    environment: None,
-                }),
-            );
-        }
-        self.keys.store(Arc::new(keys));
-        self.channels.store(Arc::new(channels));
+        self.keys.install(self.store.keys().await?);
         Ok(())
     }
 
@@ -464,17 +218,17 @@ impl Service {
 
     /// The key with this token, if it is valid. Lock-free.
     pub fn authenticate(&self, token: &str) -> Option<Arc<Principal>> {
-        self.keys.load().get(&digest(token)).cloned()
+        self.keys.authenticate(token)
     }
 
     /// The OFREP event-stream channel of a key's token (valid or not).
     pub fn event_channel(&self, token: &str) -> String {
-        channel_of(&digest(token))
+        Keys::event_channel(token)
     }
 
     /// The key whose channel this is, while the key is valid. Lock-free.
     pub fn channel_principal(&self, channel: &str) -> Option<Arc<Principal>> {
-        self.channels.load().get(channel).cloned()
+        self.keys.channel_principal(channel)
     }
 
     pub async fn ready(&self) -> bool {
@@ -618,103 +372,13 @@ impl Service {
 
         let revision = current.revision + 1;
         let time = now();
-        let mut mutations = Vec::new();
-        let mut audit = Vec::new();
-        let mut flag_revisions = BTreeMap::new();
-        // A flag whose segment changed serves differently from now on, so it gets the new
-        // revision too: apps tag metrics with it, and one revision must mean one behaviour.
-        let changed_segments: BTreeSet<&String> = current
-            .document
-            .segments
-            .keys()
-            .chain(document.segments.keys())
-            .filter(|key| current.document.segments.get(*key) != document.segments.get(*key))
-            .collect();
-        let uses_changed_segment = |flag: &Flag| {
-            flag.rules.iter().any(|rule| {
-                rule.segment
-                    .as_ref()
-                    .is_some_and(|segment| changed_segments.contains(segment))
-            })
-        };
-        let flag_keys: BTreeSet<&String> = current
-            .document
-            .flags
-            .keys()
-            .chain(document.flags.keys())
-            .collect();
-        for key in flag_keys {
-            let before = current.document.flags.get(key);
-            let after = document.flags.get(key);
-            let operation = if before != after {
-                change.operation
-            } else if after.is_some_and(uses_changed_segment) {
-                "segment_change"
-            } else {
-                if let Some(&kept) = current.flag_revisions.get(key) {
-                    flag_revisions.insert(key.clone(), kept);
-                }
-                continue;
-            };
-            let action = match (before, after) {
-                (None, _) => "flag.create",
-                (_, None) => "flag.delete",
-                _ => "flag.update",
-            };
-            audit.push(audit_record(
-                &time,
-                change.actor,
-                Some(change.environment),
-                action,
-                key,
-                operation,
-                before.map(to_value),
-                after.map(to_value),
-            ));
-            match after {
-                Some(flag) => {
-                    flag_revisions.insert(key.clone(), revision);
-                    mutations.push(Mutation::PutFlag {
-                        key: key.clone(),
-                        flag: flag.clone(),
-                    });
-                }
-                None => mutations.push(Mutation::DeleteFlag { key: key.clone() }),
-            }
-        }
-        for key in changed_segments {
-            let before = current.document.segments.get(key);
-            let after = document.segments.get(key);
-            let action = match (before, after) {
-                (None, _) => "segment.create",
-                (_, None) => "segment.delete",
-                _ => "segment.update",
-            };
-            audit.push(audit_record(
-                &time,
-                change.actor,
-                Some(change.environment),
-                action,
-                key,
-                change.operation,
-                before.map(to_value),
-                after.map(to_value),
-            ));
-            mutations.push(match after {
-                Some(segment) => Mutation::PutSegment {
-                    key: key.clone(),
-                    segment: segment.clone(),
-                },
-                None => Mutation::DeleteSegment { key: key.clone() },
-            });
-        }
+        let Diff {
+            mutations,
+            audit,
+            flag_revisions,
+        } = audit::diff(&current, &document, &change, revision, &time);
         if mutations.is_empty() {
             return Ok(current.revision);
-        }
-        if let Some(reason) = change.reason {
-            for entry in &mut audit {
-                entry.reason = Some(reason.to_string());
-            }
         }
 
         let state = EnvironmentState {
@@ -837,21 +501,8 @@ impl Service {
                 Some(environment.to_string())
             }
         };
-        let token = new_token(scope)?;
-        let mut id = [0u8; 8];
-        getrandom::fill(&mut id)
-            .map_err(|error| Error::Store(crate::store::StoreError::Backend(error.to_string())))?;
         let time = now();
-        let record = KeyRecord {
-            id: hex::encode(id),
-            name: name.to_string(),
-            scope,
-            environment,
-            hash: hash_key(&token),
-            prefix: token.chars().take(token.len() - 40).collect(),
-            created_at: time.clone(),
-            revoked_at: None,
-        };
+        let (record, token) = keys::new_key(name, scope, environment, &time)?;
         let info = KeyInfo::from(&record);
         let audit = audit_record(
             &time,
@@ -953,34 +604,4 @@ fn build(name: &str, state: EnvironmentState, limits: &Limits) -> Result<Environ
         state.document,
         state.flag_revisions,
     ))
-}
-
-fn to_value(value: &impl Serialize) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn audit_record(
-    time: &str,
-    actor: &Principal,
-    environment: Option<&str>,
-    action: &str,
-    target: &str,
-    operation: &str,
-    before: Option<serde_json::Value>,
-    after: Option<serde_json::Value>,
-) -> AuditRecord {
-    AuditRecord {
-        id: 0,
-        time: time.to_string(),
-        actor: actor.name.clone(),
-        environment: environment.map(str::to_string),
-        action: action.to_string(),
-        target: target.to_string(),
-        operation: operation.to_string(),
-        before,
-        after,
-        revision: None,
-        reason: None,
-    }
 }

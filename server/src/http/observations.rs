@@ -1,4 +1,4 @@
-//! `POST /api/v1/metrics`: metric observations for the guards of running ramps, in batches.
+//! `POST /api/v1/metrics`: guard observations, the metric values reported for the guards of running ramps, in batches.
 //!
 //! Client and server keys report for their own environment (client keys on client-visible
 //! flags only); admin keys are refused with 403, since they belong to no environment. A
@@ -13,8 +13,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::errors::ErrorBody;
-use super::openapi::KeyRefusals;
-use super::State;
+use super::schemas::KeyRefusals;
+use super::state::State;
 use crate::error::Result;
 use crate::ingest::{self, Accepted, ObservationIn, Timestamp};
 
@@ -42,9 +42,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
 }
 
 /// A batch of observations.
+// The schema keeps the name that clients already generate code from.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct MetricsBatch {
+#[schema(as = MetricsBatch)]
+pub struct ObservationBatch {
     pub observations: Vec<ObservationBody>,
 }
 
@@ -94,9 +96,9 @@ impl From<ObservationBody> for ObservationIn {
 /// names the path of the first problem.
 pub fn parse_batch(body: &[u8]) -> Result<Vec<ObservationIn>> {
     // Tracking the path costs on every value: only a body that fails is parsed again with it.
-    let batch: MetricsBatch = match serde_json::from_slice(body) {
+    let batch: ObservationBatch = match serde_json::from_slice(body) {
         Ok(batch) => batch,
-        Err(_) => super::parse_json(body)?,
+        Err(_) => super::request::parse_json(body)?,
     };
     Ok(batch
         .observations
@@ -110,7 +112,7 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<ObservationIn>> {
     post,
     path = "/api/v1/metrics",
     tag = "metrics",
-    request_body = MetricsBatch,
+    request_body = ObservationBatch,
     responses(
         (status = 200, description = "How many observations were accepted, and why each of the others was not. Accepted observations are durably stored", body = Accepted),
         (status = 400, description = "The body is not a batch of observations; `path` says where", body = ErrorBody),
@@ -125,7 +127,7 @@ pub async fn report(
     state: web::Data<State>,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let principal = super::principal(&request, &state)?;
+    let principal = super::request::principal(&request, &state)?;
     ingest::reporting_environment(&principal)?;
     let batch_bytes = state
         .ingest
@@ -140,7 +142,7 @@ pub async fn report(
             "512 bytes per observation of RIPCORD_MAX_OBSERVATIONS_PER_BATCH",
         )
     };
-    let body = super::read_body(payload, limit, setting).await?;
+    let body = super::request::read_body(payload, limit, setting).await?;
     let observations = parse_batch(&body)?;
     let accepted = state
         .ingest

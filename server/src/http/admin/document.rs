@@ -1,0 +1,193 @@
+//! An environment's whole document: import and export, in JSON or YAML.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use ripcord_engine::Document;
+use serde::{Deserialize, Serialize};
+
+use super::input::{change, parse_query};
+use crate::error::{Error, Result};
+use crate::http::errors::ErrorBody;
+use crate::http::request::require_admin;
+use crate::http::schemas::KeyRefusals;
+use crate::http::state::State;
+
+/// What an import left in the environment.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ImportSummary {
+    /// The environment's revision after the import.
+    pub revision: u64,
+    /// How many flags the environment now has.
+    pub flags: usize,
+    /// How many segments the environment now has.
+    pub segments: usize,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportParams {
+    /// `json` (the default) or `yaml`; without it, `Accept: application/yaml` asks for YAML.
+    pub format: Option<String>,
+}
+
+/// Replaces the environment's whole document (flags and segments) with the body, YAML or
+/// JSON. All or nothing: an invalid document changes nothing.
+#[utoipa::path(
+    put,
+    path = "/api/v1/environments/{environment}/document",
+    tag = "documents",
+    params(("environment" = String, Path, description = "The environment's name")),
+    request_body(
+        description = "The flag document: `flags` and `segments` by key, as docs/flags.md describes",
+        content((Object = "application/json"), (String = "application/yaml"))
+    ),
+    responses(
+        (status = 200, description = "Imported", body = ImportSummary),
+        (status = 400, description = "The document is invalid; `problems` lists every problem", body = ErrorBody),
+        (status = 404, description = "No such environment", body = ErrorBody),
+        (status = 413, description = "Over RIPCORD_MAX_IMPORT_BYTES", body = ErrorBody),
+        KeyRefusals
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn import_document(
+    request: HttpRequest,
+    state: web::Data<State>,
+    environment: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let actor = require_admin(&request, &state)?;
+    let body = crate::http::request::read_body(
+        payload,
+        state.max_import_bytes,
+        "RIPCORD_MAX_IMPORT_BYTES",
+    )
+    .await?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|error| Error::bad_request(format!("the document is not UTF-8: {error}"), None))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // An empty YAML text reads as the empty document, which would delete every flag: far
+    // more likely a broken upload than an intent, which `{}` says plainly.
+    if text.trim().is_empty() {
+        return Err(Error::bad_request(
+            "the document is empty; to remove every flag and segment, send `{}`",
+            None,
+        ));
+    }
+    let imported = match declared_format(&request) {
+        Some(Format::Json) => Document::from_json(text)?,
+        Some(Format::Yaml) => Document::from_yaml(text)?,
+        None => Document::from_text(text)?,
+    };
+    let (flags, segments) = (imported.flags.len(), imported.segments.len());
+    let revision = state
+        .service
+        .change(change(&environment, &actor, "import"), |document| {
+            *document = imported;
+            Ok(())
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(ImportSummary {
+        revision,
+        flags,
+        segments,
+    }))
+}
+
+/// The environment's whole document: JSON, or YAML when asked for.
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments/{environment}/document",
+    tag = "documents",
+    params(("environment" = String, Path, description = "The environment's name"), ExportParams),
+    responses(
+        (status = 200, description = "The flag document: `flags` and `segments` by key, as docs/flags.md describes",
+            content((Object = "application/json"), (String = "application/yaml"))),
+        (status = 400, description = "Not a known format", body = ErrorBody),
+        (status = 404, description = "No such environment", body = ErrorBody),
+        KeyRefusals
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn export_document(
+    request: HttpRequest,
+    state: web::Data<State>,
+    environment: web::Path<String>,
+) -> Result<HttpResponse> {
+    require_admin(&request, &state)?;
+    let params: ExportParams = parse_query(&request)?;
+    let format = export_format(&request, params.format.as_deref())?;
+    let document = state.service.export(&environment)?;
+    Ok(match format {
+        Format::Json => HttpResponse::Ok()
+            .content_type("application/json")
+            .body(document.to_json()),
+        Format::Yaml => HttpResponse::Ok()
+            .content_type("application/yaml")
+            .body(document.to_yaml()),
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Yaml,
+}
+
+fn media_type(value: &str) -> String {
+    value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn yaml_media_type(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml"
+    )
+}
+
+/// The format the content type declares, if it names one; without it the body decides
+/// (`Document::from_text`).
+fn declared_format(request: &HttpRequest) -> Option<Format> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(media_type);
+    match declared.as_deref() {
+        Some("application/json") => Some(Format::Json),
+        Some(declared) if yaml_media_type(declared) => Some(Format::Yaml),
+        _ => None,
+    }
+}
+
+/// `?format=` wins; otherwise the first of JSON or YAML that `Accept` lists; JSON by default.
+fn export_format(request: &HttpRequest, format: Option<&str>) -> Result<Format> {
+    match format.map(str::to_ascii_lowercase).as_deref() {
+        Some("json") => return Ok(Format::Json),
+        Some("yaml" | "yml") => return Ok(Format::Yaml),
+        Some(other) => {
+            return Err(Error::bad_request(
+                format!("`{other}` is not an export format: use `json` or `yaml`"),
+                Some("format".to_string()),
+            ))
+        }
+        None => {}
+    }
+    let accepted = request
+        .headers()
+        .get_all(header::ACCEPT)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(media_type)
+        .find_map(|media_type| match media_type.as_str() {
+            "application/json" => Some(Format::Json),
+            yaml if yaml_media_type(yaml) => Some(Format::Yaml),
+            _ => None,
+        });
+    Ok(accepted.unwrap_or(Format::Json))
+}

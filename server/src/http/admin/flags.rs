@@ -1,0 +1,319 @@
+//! Flags, one at a time; the kill switch and the rollout percentage.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use ripcord_engine::Flag;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::input::{change, parse_item, parse_value, read_body};
+use crate::error::{Error, Result};
+use crate::http::errors::ErrorBody;
+use crate::http::request::{parse_json, require_admin};
+use crate::http::schemas::KeyRefusals;
+use crate::http::state::State;
+use crate::service::Principal;
+
+/// A flag with the revision at which it last changed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FlagEntry {
+    pub key: String,
+    pub revision: u64,
+    /// The flag, with its variants, rules and rollout, as docs/flags.md describes it.
+    #[schema(value_type = Object)]
+    pub flag: Flag,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateFlag {
+    pub key: String,
+    /// The flag document. Kept as a value until the key is known, so that its problems are
+    /// reported at `flags.<key>...`.
+    #[schema(value_type = Object)]
+    pub flag: Value,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetEnabled {
+    /// `false` serves the default variant to everyone.
+    pub enabled: bool,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetPercentage {
+    /// 0 to 100, with at most three decimals.
+    pub percentage: f64,
+}
+
+/// Lists an environment's flags, ordered by key.
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments/{environment}/flags",
+    tag = "flags",
+    params(("environment" = String, Path, description = "The environment's name")),
+    responses(
+        (status = 200, description = "Every flag", body = [FlagEntry]),
+        (status = 404, description = "No such environment", body = ErrorBody),
+        KeyRefusals
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn list_flags(
+    request: HttpRequest,
+    state: web::Data<State>,
+    environment: web::Path<String>,
+) -> Result<HttpResponse> {
+    require_admin(&request, &state)?;
+    let flags: Vec<FlagEntry> = state
+        .service
+        .flags(&environment)?
+        .into_iter()
+        .map(|(key, flag, revision)| FlagEntry {
+            key,
+            revision,
+            flag,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(flags))
+}
+
+/// Creates a flag.
+#[utoipa::path(
+    post,
+    path = "/api/v1/environments/{environment}/flags",
+    tag = "flags",
+    params(("environment" = String, Path, description = "The environment's name")),
+    request_body = CreateFlag,
+    responses(
+        (status = 201, description = "Created", body = FlagEntry),
+        (status = 400, description = "The flag is invalid; the path names where", body = ErrorBody),
+        (status = 404, description = "No such environment", body = ErrorBody),
+        (status = 409, description = "The flag exists", body = ErrorBody),
+        KeyRefusals
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn create_flag(
+    request: HttpRequest,
+    state: web::Data<State>,
+    environment: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let actor = require_admin(&request, &state)?;
+    let body: CreateFlag = parse_json(&read_body(&state, payload).await?)?;
+    let flag: Flag = parse_value(body.flag, &format!("flags.{}", body.key))?;
+    let key = body.key;
+    let revision = state
+        .service
+        .create_item(
+            change(&environment, &actor, "create_flag"),
+            &key,
+            flag.clone(),
+        )
+        .await?;
+    Ok(HttpResponse::Created().json(FlagEntry {
+        key,
+        revision,
+        flag,
+    }))
+}
+
+/// Shows one flag.
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments/{environment}/flags/{key}",
+    tag = "flags",
+    params(
+        ("environment" = String, Path, description = "The environment's name"),
+        ("key" = String, Path, description = "The flag's key")
+    ),
+    responses(
+        (status = 200, description = "The flag", body = FlagEntry),
+        (status = 404, description = "No such environment or flag", body = ErrorBody),
+        KeyRefusals
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn get_flag(
+    request: HttpRequest,
+    state: web::Data<State>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse> {
+    require_admin(&request, &state)?;
+    let (environment, key) = path.into_inner();
+    let (flag, revision) = state.service.flag(&environment, &key)?;
+    Ok(HttpResponse::Ok().json(FlagEntry {
+        key,
+        revision,
+        flag,
+    }))
+}
+
+/// Replaces a flag with the flag document in the body.
+#[utoipa::path(
+    put,
+    path = "/api/v1/environments/{environment}/flags/{key}",
+    tag = "flags",
+    params(
+        ("environment" = String, Path, description = "The environment's name"),
+        ("key" = String, Path, description = "The flag's key")
+    ),
+    request_body(content = Object, description = "The flag document"),
+    responses(
+        (status = 200, description = "Replaced", body = FlagEntry),
+        (status = 400, description = "The flag is invalid; the path names where", body = ErrorBody),
+        (status = 404, description = "No such environment or flag", body = ErrorBody),
+        KeyRefusals
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn replace_flag(
+    request: HttpRequest,
+    state: web::Data<State>,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let actor = require_admin(&request, &state)?;
+    let (environment, key) = path.into_inner();
+    let replacement: Flag =
+        parse_item(&read_body(&state, payload).await?, &format!("flags.{key}"))?;
+    edit_flag(&state, &actor, &environment, key, "update_flag", |flag| {
+        *flag = replacement;
+        Ok(())
+    })
+    .await
+}
+
+/// Deletes a flag.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/environments/{environment}/flags/{key}",
+    tag = "flags",
+    params(
+        ("environment" = String, Path, description = "The environment's name"),
+        ("key" = String, Path, description = "The flag's key")
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such environment or flag", body = ErrorBody),
+        KeyRefusals
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn delete_flag(
+    request: HttpRequest,
+    state: web::Data<State>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse> {
+    let actor = require_admin(&request, &state)?;
+    let (environment, key) = path.into_inner();
+    state
+        .service
+        .delete_item::<Flag>(change(&environment, &actor, "delete_flag"), &key)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The kill switch: `false` serves the default variant to everyone.
+#[utoipa::path(
+    put,
+    path = "/api/v1/environments/{environment}/flags/{key}/enabled",
+    tag = "flags",
+    params(
+        ("environment" = String, Path, description = "The environment's name"),
+        ("key" = String, Path, description = "The flag's key")
+    ),
+    request_body = SetEnabled,
+    responses(
+        (status = 200, description = "The flag as it is now", body = FlagEntry),
+        (status = 404, description = "No such environment or flag", body = ErrorBody),
+        KeyRefusals
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn set_enabled(
+    request: HttpRequest,
+    state: web::Data<State>,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let actor = require_admin(&request, &state)?;
+    let (environment, key) = path.into_inner();
+    let body: SetEnabled = parse_json(&read_body(&state, payload).await?)?;
+    edit_flag(&state, &actor, &environment, key, "kill_switch", |flag| {
+        // Flipping to the state the flag is already in changes nothing, so a repeated kill
+        // makes neither a revision nor an audit entry.
+        if flag.is_enabled() != body.enabled {
+            flag.enabled = Some(body.enabled);
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Sets the share of units in the flag's rollout.
+#[utoipa::path(
+    put,
+    path = "/api/v1/environments/{environment}/flags/{key}/rollout/percentage",
+    tag = "flags",
+    params(
+        ("environment" = String, Path, description = "The environment's name"),
+        ("key" = String, Path, description = "The flag's key")
+    ),
+    request_body = SetPercentage,
+    responses(
+        (status = 200, description = "The flag as it is now", body = FlagEntry),
+        (status = 400, description = "Not a valid percentage, or the flag has no rollout", body = ErrorBody),
+        (status = 404, description = "No such environment or flag", body = ErrorBody),
+        KeyRefusals
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn set_percentage(
+    request: HttpRequest,
+    state: web::Data<State>,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    let actor = require_admin(&request, &state)?;
+    let (environment, key) = path.into_inner();
+    let body: SetPercentage = parse_json(&read_body(&state, payload).await?)?;
+    let flag_key = key.clone();
+    edit_flag(&state, &actor, &environment, key, "set_percentage", move |flag| {
+        // Without a rollout there is no split to serve: adding one is a flag edit, not a ramp.
+        let rollout = flag.rollout.as_mut().ok_or_else(|| {
+            Error::bad_request(
+                format!("flag `{flag_key}` has no rollout: add one to the flag before setting its percentage"),
+                Some("rollout".to_string()),
+            )
+        })?;
+        rollout.percentage = body.percentage;
+        Ok(())
+    })
+    .await
+}
+
+/// Applies `edit` to an existing flag and answers with the flag as committed.
+async fn edit_flag(
+    state: &State,
+    actor: &Principal,
+    environment: &str,
+    key: String,
+    operation: &'static str,
+    edit: impl FnOnce(&mut Flag) -> Result<()>,
+) -> Result<HttpResponse> {
+    state
+        .service
+        .edit_item(change(environment, actor, operation), &key, edit)
+        .await?;
+    // Read back rather than taken from the change: an edit that changed nothing commits
+    // nothing, and the flag keeps the revision at which it last changed.
+    let (flag, revision) = state.service.flag(environment, &key)?;
+    Ok(HttpResponse::Ok().json(FlagEntry {
+        key,
+        revision,
+        flag,
+    }))
+}

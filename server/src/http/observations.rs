@@ -67,7 +67,8 @@ pub struct ObservationBody {
     #[schema(example = "treatment")]
     pub cohort: String,
     /// The ramp stage, from the evaluation's metadata.
-    #[schema(example = 0)]
+    #[schema(example = 0, minimum = 0, maximum = 9223372036854775807_i64)]
+    #[serde(deserialize_with = "whole_stage")]
     pub stage: u64,
     /// The randomization unit (the stickiness attribute's value), if known.
     #[serde(default)]
@@ -76,6 +77,48 @@ pub struct ObservationBody {
     #[serde(default)]
     #[schema(example = "2026-11-28T10:00:00Z")]
     pub timestamp: Option<String>,
+}
+
+/// A stage as JSON writes it: a whole number from 0 to `i64::MAX`, written `2` or `2.0`
+/// (JSON does not tell them apart, and some clients write every number as a float). Larger
+/// numbers are refused, as the document's `int64` says.
+fn whole_stage<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<u64, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = u64;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(formatter, "a whole number from 0 to {}", i64::MAX)
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> std::result::Result<u64, E> {
+            if i64::try_from(value).is_ok() {
+                Ok(value)
+            } else {
+                Err(E::invalid_value(
+                    serde::de::Unexpected::Unsigned(value),
+                    &self,
+                ))
+            }
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, value: i64) -> std::result::Result<u64, E> {
+            u64::try_from(value)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(value), &self))
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, value: f64) -> std::result::Result<u64, E> {
+            // 2^63 is the first float above `i64::MAX`.
+            if value.fract() == 0.0 && (0.0..9_223_372_036_854_775_808.0).contains(&value) {
+                Ok(value as u64)
+            } else {
+                Err(E::invalid_value(serde::de::Unexpected::Float(value), &self))
+            }
+        }
+    }
+    deserializer.deserialize_any(Visitor)
 }
 
 impl From<ObservationBody> for ObservationIn {

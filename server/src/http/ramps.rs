@@ -43,7 +43,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
     get,
     path = "/api/v1/environments/{environment}/flags/{key}/ramp",
     tag = "ramps",
-    params(("environment" = String, Path), ("key" = String, Path)),
+    params(("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$"), ("key" = String, Path, description = "The flag's key", max_length = 256, pattern = r"^[^\s/\x00-\x1f\x7f-\x9f]+$")),
     responses(
         (status = 200, description = "The ramp's status", body = RampStatus),
         (status = 404, description = "No such environment or flag, or the flag has no ramp", body = ErrorBody),
@@ -100,8 +100,8 @@ pub enum OperationName {
     path = "/api/v1/environments/{environment}/flags/{key}/ramp/{operation}",
     tag = "ramps",
     params(
-        ("environment" = String, Path),
-        ("key" = String, Path),
+        ("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$"),
+        ("key" = String, Path, description = "The flag's key", max_length = 256, pattern = r"^[^\s/\x00-\x1f\x7f-\x9f]+$"),
         ("operation" = inline(OperationName), Path, description = "start, pause, resume or abort")
     ),
     request_body(content = Option<OperationBody>, description = "Optional: why, for the audit log"),
@@ -138,7 +138,7 @@ pub async fn operate(
     post,
     path = "/api/v1/environments/{environment}/flags/{key}/ramp/advance",
     tag = "ramps",
-    params(("environment" = String, Path), ("key" = String, Path)),
+    params(("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$"), ("key" = String, Path, description = "The flag's key", max_length = 256, pattern = r"^[^\s/\x00-\x1f\x7f-\x9f]+$")),
     request_body(content = AdvanceBody),
     responses(
         (status = 200, description = "The ramp's status after the operation", body = RampStatus),

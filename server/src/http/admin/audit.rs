@@ -37,7 +37,7 @@ pub struct AuditParams {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
     /// Only entries older than this id: the `next` of the previous page.
-    #[param(value_type = Option<u64>)]
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 9223372036854775807_i64)]
     pub before: Option<String>,
 }
 
@@ -95,12 +95,22 @@ fn audit_query(params: AuditParams) -> Result<AuditQuery> {
         .before
         .as_deref()
         .map(|before| {
-            before.trim().parse::<u64>().map_err(|_| {
-                Error::bad_request(
-                    format!("`before` must be an audit entry id (a whole number), not `{before}`"),
-                    Some("before".to_string()),
-                )
-            })
+            // Entry ids are the store's row ids, which are signed 64-bit: none is above
+            // `i64::MAX`, and the document says so.
+            before
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|before| i64::try_from(*before).is_ok())
+                .ok_or_else(|| {
+                    Error::bad_request(
+                        format!(
+                            "`before` must be an audit entry id (a whole number from 0 to {}), not `{before}`",
+                            i64::MAX
+                        ),
+                        Some("before".to_string()),
+                    )
+                })
         })
         .transpose()?;
     let non_empty = |value: Option<String>| value.filter(|value| !value.is_empty());

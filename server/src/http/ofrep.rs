@@ -257,6 +257,7 @@ fn visible(principal: &Principal, flag: &CompiledFlag) -> bool {
         (status = 200, description = "The evaluation", body = Success),
         (status = 400, description = "The context is not valid", body = crate::http::schemas::OfrepFailure),
         (status = 404, description = "No such flag, or not visible to this key, or the key's environment was deleted meanwhile", body = crate::http::schemas::OfrepFailure),
+        (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = crate::http::errors::ErrorBody),
         crate::http::schemas::KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -371,6 +372,7 @@ struct GeneralError {
         (status = 304, description = "Nothing changed since the `ETag` sent"),
         (status = 400, description = "The context is not valid", body = crate::http::schemas::OfrepFailure),
         (status = 404, description = "The key's environment was deleted meanwhile (`GENERAL`)", body = crate::http::schemas::OfrepFailure),
+        (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = crate::http::errors::ErrorBody),
         (status = 500, description = "The server failed", body = GeneralError),
         crate::http::schemas::KeyRefusals
     ),

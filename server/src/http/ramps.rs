@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::errors::ErrorBody;
-use super::schemas::KeyRefusals;
+use super::schemas::{KeyRefusals, StoreUnavailable};
 use super::state::State;
 use crate::error::{Error, Result};
 use crate::ramp::{self, Operation, RampStatus};
@@ -47,6 +47,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
     responses(
         (status = 200, description = "The ramp's status", body = RampStatus),
         (status = 404, description = "No such environment or flag, or the flag has no ramp", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -111,6 +112,7 @@ pub enum OperationName {
         (status = 404, description = "No such environment, flag or operation", body = ErrorBody),
         (status = 409, description = "The operation is not allowed in the ramp's state, or the flag has no ramp", body = ErrorBody),
         (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -146,6 +148,7 @@ pub async fn operate(
         (status = 404, description = "No such environment or flag", body = ErrorBody),
         (status = 409, description = "The ramp is not running, or the flag has no ramp", body = ErrorBody),
         (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -235,6 +238,7 @@ pub struct IncidentPage {
     responses(
         (status = 200, description = "One page of incidents", body = IncidentPage),
         (status = 400, description = "A query parameter is not valid", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -308,6 +312,7 @@ pub async fn incidents(request: HttpRequest, state: web::Data<State>) -> Result<
     responses(
         (status = 200, description = "The incident", body = IncidentRecord),
         (status = 404, description = "No such incident", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))

@@ -7,7 +7,7 @@ use super::input::parse_query;
 use crate::error::{Error, Result};
 use crate::http::errors::ErrorBody;
 use crate::http::request::require_admin;
-use crate::http::schemas::KeyRefusals;
+use crate::http::schemas::{KeyRefusals, StoreUnavailable};
 use crate::http::state::State;
 use crate::store::{AuditQuery, AuditRecord};
 
@@ -50,6 +50,7 @@ pub struct AuditParams {
     responses(
         (status = 200, description = "One page of entries", body = AuditPage),
         (status = 400, description = "A query parameter is not valid", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))

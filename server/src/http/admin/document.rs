@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::http::errors::ErrorBody;
 use crate::http::flag_schema::DocumentSchema;
 use crate::http::request::require_admin;
-use crate::http::schemas::KeyRefusals;
+use crate::http::schemas::{KeyRefusals, StoreUnavailable};
 use crate::http::state::State;
 
 /// What an import left in the environment.
@@ -57,6 +57,7 @@ pub enum ExportFormat {
         (status = 400, description = "The document is invalid; `problems` lists every problem", body = ErrorBody),
         (status = 404, description = "No such environment", body = ErrorBody),
         (status = 413, description = "Over RIPCORD_MAX_IMPORT_BYTES", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))

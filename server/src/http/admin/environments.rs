@@ -7,7 +7,7 @@ use super::input::read_body;
 use crate::error::{Error, Result};
 use crate::http::errors::ErrorBody;
 use crate::http::request::{parse_json, require_admin};
-use crate::http::schemas::KeyRefusals;
+use crate::http::schemas::{KeyRefusals, StoreUnavailable};
 use crate::http::state::State;
 use crate::store::EnvironmentRecord;
 
@@ -24,7 +24,7 @@ pub struct CreateEnvironment {
     get,
     path = "/api/v1/environments",
     tag = "environments",
-    responses((status = 200, description = "Every environment", body = [EnvironmentRecord]), KeyRefusals),
+    responses((status = 200, description = "Every environment", body = [EnvironmentRecord]), StoreUnavailable, KeyRefusals),
     security(("bearer" = []), ("api_key" = []))
 )]
 pub async fn list_environments(
@@ -46,6 +46,7 @@ pub async fn list_environments(
         (status = 400, description = "Not a valid environment name", body = ErrorBody),
         (status = 409, description = "The environment exists", body = ErrorBody),
         (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -70,6 +71,7 @@ pub async fn create_environment(
     responses(
         (status = 200, description = "The environment", body = EnvironmentRecord),
         (status = 404, description = "No such environment", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -99,6 +101,7 @@ pub async fn get_environment(
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such environment", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::http::errors::ErrorBody;
 use crate::http::flag_schema::FlagSchema;
 use crate::http::request::{parse_json, require_admin};
-use crate::http::schemas::KeyRefusals;
+use crate::http::schemas::{KeyRefusals, StoreUnavailable};
 use crate::http::state::State;
 use crate::service::Principal;
 
@@ -102,6 +102,7 @@ pub async fn list_flags(
         (status = 404, description = "No such environment", body = ErrorBody),
         (status = 409, description = "The flag exists", body = ErrorBody),
         (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -177,6 +178,7 @@ pub async fn get_flag(
         (status = 400, description = "The flag is invalid; the path names where", body = ErrorBody),
         (status = 404, description = "No such environment or flag", body = ErrorBody),
         (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -210,6 +212,7 @@ pub async fn replace_flag(
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such environment or flag", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -243,6 +246,7 @@ pub async fn delete_flag(
         (status = 400, description = "The body is not `{\"enabled\": true|false}`", body = ErrorBody),
         (status = 404, description = "No such environment or flag", body = ErrorBody),
         (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -282,6 +286,7 @@ pub async fn set_enabled(
         (status = 400, description = "Not a valid percentage, or the flag has no rollout", body = ErrorBody),
         (status = 404, description = "No such environment or flag", body = ErrorBody),
         (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))

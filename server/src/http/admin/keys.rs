@@ -7,7 +7,7 @@ use super::input::read_body;
 use crate::error::Result;
 use crate::http::errors::ErrorBody;
 use crate::http::request::{parse_json, require_admin};
-use crate::http::schemas::KeyRefusals;
+use crate::http::schemas::{KeyRefusals, StoreUnavailable};
 use crate::http::state::State;
 use crate::service::KeyInfo;
 use crate::store::Scope;
@@ -103,7 +103,7 @@ pub struct CreatedKey {
     get,
     path = "/api/v1/keys",
     tag = "keys",
-    responses((status = 200, description = "Every key", body = [KeyInfo]), KeyRefusals),
+    responses((status = 200, description = "Every key", body = [KeyInfo]), StoreUnavailable, KeyRefusals),
     security(("bearer" = []), ("api_key" = []))
 )]
 pub async fn list_keys(request: HttpRequest, state: web::Data<State>) -> Result<HttpResponse> {
@@ -122,6 +122,7 @@ pub async fn list_keys(request: HttpRequest, state: web::Data<State>) -> Result<
         (status = 400, description = "Not a valid key request", body = ErrorBody),
         (status = 404, description = "No such environment", body = ErrorBody),
         (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -149,6 +150,7 @@ pub async fn create_key(
     responses(
         (status = 200, description = "Revoked", body = KeyInfo),
         (status = 404, description = "No such key", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))

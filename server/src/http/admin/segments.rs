@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::http::errors::ErrorBody;
 use crate::http::flag_schema::SegmentSchema;
 use crate::http::request::{parse_json, require_admin};
-use crate::http::schemas::KeyRefusals;
+use crate::http::schemas::{KeyRefusals, StoreUnavailable};
 use crate::http::state::State;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -78,6 +78,7 @@ pub async fn list_segments(
         (status = 404, description = "No such environment", body = ErrorBody),
         (status = 409, description = "The segment exists", body = ErrorBody),
         (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -145,6 +146,7 @@ pub async fn get_segment(
         (status = 400, description = "The segment is invalid; the path names where", body = ErrorBody),
         (status = 404, description = "No such environment or segment", body = ErrorBody),
         (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -188,6 +190,7 @@ pub async fn replace_segment(
         (status = 204, description = "Deleted"),
         (status = 400, description = "A flag uses the segment; nothing was changed", body = ErrorBody),
         (status = 404, description = "No such environment or segment", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))

@@ -193,3 +193,32 @@ pub async fn report(
         .await?;
     Ok(HttpResponse::Ok().json(accepted))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage_of(stage: &str) -> Result<u64> {
+        let body = format!(
+            r#"{{"observations": [{{"flag": "f", "metric": "m", "value": 1, "cohort": "treatment", "stage": {stage}}}]}}"#
+        );
+        parse_batch(body.as_bytes()).map(|observations| observations[0].stage)
+    }
+
+    /// JSON does not tell `2` from `2.0`, and the document says `integer`, which includes
+    /// both; a fraction, a negative number or one above `i64::MAX` is refused at its path.
+    #[test]
+    fn a_stage_is_a_whole_number_however_it_is_written() {
+        assert_eq!(stage_of("2").unwrap(), 2);
+        assert_eq!(stage_of("2.0").unwrap(), 2);
+        assert_eq!(stage_of("9223372036854775807").unwrap(), i64::MAX as u64);
+        for bad in ["2.5", "-1", "9223372036854775808", "1e19", "\"2\""] {
+            match stage_of(bad) {
+                Err(crate::error::Error::BadRequest { path, .. }) => {
+                    assert_eq!(path.as_deref(), Some("observations[0].stage"), "{bad}")
+                }
+                other => panic!("stage {bad} gave {other:?}"),
+            }
+        }
+    }
+}

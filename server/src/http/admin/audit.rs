@@ -145,4 +145,24 @@ mod tests {
             }
         }
     }
+
+    /// Entry ids are signed 64-bit, as the document says: a larger `before` is refused
+    /// rather than read as a page before every entry.
+    #[test]
+    fn before_is_a_whole_number_up_to_the_largest_id() {
+        let params = |before: &str| AuditParams {
+            before: Some(before.to_string()),
+            ..AuditParams::default()
+        };
+        assert_eq!(
+            audit_query(params("9223372036854775807")).unwrap().before,
+            Some(i64::MAX as u64)
+        );
+        for bad in ["9223372036854775808", "-1", "1.5", "many"] {
+            match audit_query(params(bad)) {
+                Err(Error::BadRequest { path, .. }) => assert_eq!(path.as_deref(), Some("before")),
+                other => panic!("before={bad} gave {other:?}"),
+            }
+        }
+    }
 }

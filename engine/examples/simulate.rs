@@ -355,7 +355,7 @@ impl Setup {
         let mut carry = 0.0;
         let mut treated = 0u64;
         for minute in 1..=MINUTES {
-            let stage = state.stage;
+            let stage = state.stage.index();
             let (n1, n0) = minute_counts(&self.case, state.percentage, &mut carry);
             treated += n1;
             match self.case.metric {
@@ -420,7 +420,8 @@ impl Setup {
             // The controller may have advanced on PASS at the same minute: force only what
             // is missing, so a forced ramp is always where the schedule says.
             if self.case.schedule != Schedule::Controller {
-                while state.status == Status::Running && state.stage < forced_stage(minute) {
+                while state.status == Status::Running && state.stage.index() < forced_stage(minute)
+                {
                     state = ramp::advance(&self.ramp, &state, "simulated schedule", now)
                         .expect("a running ramp advances")
                         .state;
@@ -431,7 +432,7 @@ impl Setup {
             killed: false,
             minute: MINUTES,
             treated,
-            last_stage: state.stage,
+            last_stage: state.stage.index(),
             completed: state.status == Status::Completed,
         }
     }

@@ -250,6 +250,19 @@ pub enum Tolerance {
     Relative(String),
 }
 
+impl Tolerance {
+    /// Reads a tolerance given as bare text (a command-line option) as a document reads the
+    /// same scalar: a number is an amount, anything else stays text for
+    /// [`crate::stats::Tolerance::parse`] to accept as a percentage or refuse.
+    pub fn from_text(text: &str) -> Tolerance {
+        let text = text.trim();
+        match text.parse::<f64>() {
+            Ok(amount) => Tolerance::Absolute(amount),
+            Err(_) => Tolerance::Relative(text.to_string()),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Tolerance {
     // By hand rather than `untagged`, whose error ("data did not match any variant") would
     // not tell a person what to write.
@@ -354,5 +367,17 @@ mod tests {
         let problem = &error.problems()[0];
         assert_eq!(problem.path, "flags.x", "{problem}");
         assert!(problem.message.contains("EOF"), "{problem}");
+    }
+
+    #[test]
+    fn a_tolerance_given_as_text_reads_as_the_same_scalar_in_a_document() {
+        assert_eq!(Tolerance::from_text("5%"), Tolerance::Relative("5%".into()));
+        assert_eq!(Tolerance::from_text(" 0.5 "), Tolerance::Absolute(0.5));
+        assert_eq!(
+            Tolerance::from_text("five"),
+            Tolerance::Relative("five".into())
+        );
+        let from_yaml: Tolerance = serde_yaml_ng::from_str("0.5").unwrap();
+        assert_eq!(Tolerance::from_text("0.5"), from_yaml);
     }
 }

@@ -7,6 +7,7 @@ use serde_json::Value;
 use crate::bucketing::{self, Cohort, Unit};
 use crate::document::FlagType;
 use crate::snapshot::{CompiledFlag, Snapshot};
+use crate::stage::Stage;
 
 pub use crate::context::Context;
 
@@ -87,7 +88,7 @@ pub struct Metadata<'a> {
     pub cohort: Option<Cohort>,
     /// With a cohort, when the flag has a ramp: the index of the ramp stage the rollout is
     /// at. Observations carry it so that the guard never mixes stages.
-    pub stage: Option<u32>,
+    pub stage: Option<Stage>,
     /// The name of the rule that matched, if it has one.
     pub rule: Option<&'a str>,
     /// Set when the context was outside the rollout because it has no usable value for the

@@ -25,6 +25,7 @@ pub mod evaluate;
 pub mod ramp;
 pub mod ruleset;
 pub mod snapshot;
+mod stage;
 pub mod stats;
 
 pub use bucketing::Cohort;
@@ -35,3 +36,4 @@ pub use evaluate::{
 };
 pub use ruleset::{DeltaError, Ruleset, RulesetDelta, RulesetRef};
 pub use snapshot::{validate, CompiledFlag, Limits, Snapshot};
+pub use stage::Stage;

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::document::{Guard, OnRegression, Ramp};
 use crate::snapshot::parse_duration;
+use crate::stage::Stage;
 use crate::stats::{
     look, GuardConfig, GuardEvidence, SequentialState, StageData, Tolerance, Verdict, MIN_BURN_IN,
 };
@@ -193,8 +194,7 @@ pub struct RampState {
     pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause_reason: Option<PauseReason>,
-    /// Index into the ramp's `stages`.
-    pub stage: usize,
+    pub stage: Stage,
     /// The rollout percentage the flag should have now.
     pub percentage: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -247,7 +247,7 @@ pub struct GuardReport {
 #[serde(tag = "decision", rename_all = "snake_case")]
 pub enum Decision {
     Start {
-        stage: usize,
+        stage: Stage,
         percentage: f64,
         generation: u64,
         reason: String,
@@ -259,8 +259,8 @@ pub enum Decision {
         reason: String,
     },
     Advance {
-        from: usize,
-        to: usize,
+        from: Stage,
+        to: Stage,
         percentage: f64,
         manual: bool,
         reason: String,
@@ -277,14 +277,14 @@ pub enum Decision {
     /// Turn the kill switch off (everyone gets the default variant) and record an incident
     /// with this evidence, which covers every guard, not only the one that fired.
     Kill {
-        stage: usize,
+        stage: Stage,
         percentage: f64,
         at: Seconds,
         reason: String,
         evidence: Vec<GuardReport>,
     },
     Complete {
-        stage: usize,
+        stage: Stage,
         percentage: f64,
         manual: bool,
         reason: String,
@@ -355,6 +355,8 @@ pub enum RampError {
 /// The ramp block with its durations parsed.
 struct Plan {
     stages: Vec<f64>,
+    /// The last of `stages`, where a ramp completes.
+    last: Stage,
     min: Seconds,
     max: Option<Seconds>,
     warmup: Seconds,
@@ -362,6 +364,11 @@ struct Plan {
 }
 
 impl Plan {
+    /// The percentage of `stage`, if the ramp has it.
+    fn percentage(&self, stage: Stage) -> Option<f64> {
+        self.stages.get(stage.index()).copied()
+    }
+
     fn new(ramp: &Ramp) -> Result<Plan, String> {
         let duration = |field: &str, text: &str| {
             parse_duration(text)
@@ -378,8 +385,15 @@ impl Plan {
         {
             return Err("every stage must be a percentage above 0 and at most 100".to_string());
         }
+        let last = Stage::at(ramp.stages.len() - 1).ok_or_else(|| {
+            format!(
+                "{} stages are more than a ramp can number",
+                ramp.stages.len()
+            )
+        })?;
         Ok(Plan {
             stages: ramp.stages.clone(),
+            last,
             min: duration("min_stage_duration", &ramp.min_stage_duration)?,
             max: ramp
                 .max_stage_duration
@@ -403,7 +417,7 @@ pub fn new(ramp: &Ramp, settings: &Settings, generation: u64) -> RampState {
         generation,
         status: Status::Pending,
         pause_reason: None,
-        stage: 0,
+        stage: Stage::FIRST,
         percentage: 0.0,
         started_at: None,
         stage_started_at: None,
@@ -441,7 +455,7 @@ pub fn start(ramp: &Ramp, state: &RampState, now: Seconds) -> Result<Step, RampE
     let plan = Plan::new(ramp).map_err(RampError::InvalidConfig)?;
     let mut next = state.clone();
     next.status = Status::Running;
-    next.stage = 0;
+    next.stage = Stage::FIRST;
     next.percentage = plan.stages[0];
     next.started_at = Some(now);
     next.stage_started_at = Some(now);
@@ -453,7 +467,7 @@ pub fn start(ramp: &Ramp, state: &RampState, now: Seconds) -> Result<Step, RampE
         plan.stages[0]
     );
     let decision = Decision::Start {
-        stage: 0,
+        stage: Stage::FIRST,
         percentage: next.percentage,
         generation: next.generation,
         reason,
@@ -515,7 +529,10 @@ pub fn resume(state: &RampState, reason: &str, now: Seconds) -> Result<Step, Ram
     next.pause_reason = None;
     next.wait_started_at = Some(now);
     let decision = Decision::Resume {
-        reason: manual_reason(&format!("resumed at stage {}", next.stage + 1), reason),
+        reason: manual_reason(
+            &format!("resumed at stage {}", next.stage.ordinal()),
+            reason,
+        ),
     };
     Ok(Step::new(next, decision))
 }
@@ -583,10 +600,10 @@ fn move_on(
     reason: String,
 ) -> Decision {
     let from = next.stage;
-    if from + 1 >= plan.stages.len() {
+    let Some(percentage) = plan.percentage(from.next()) else {
         next.status = Status::Completed;
-        next.stage = plan.stages.len() - 1;
-        next.percentage = plan.stages[next.stage];
+        next.stage = plan.last;
+        next.percentage = plan.stages[plan.stages.len() - 1];
         next.ended_at = Some(now);
         return Decision::Complete {
             stage: next.stage,
@@ -594,9 +611,9 @@ fn move_on(
             manual,
             reason,
         };
-    }
-    next.stage = from + 1;
-    next.percentage = plan.stages[next.stage];
+    };
+    next.stage = from.next();
+    next.percentage = percentage;
     next.stage_started_at = Some(now);
     next.wait_started_at = Some(now);
     Decision::Advance {
@@ -620,25 +637,27 @@ pub fn step(ramp: &Ramp, state: &RampState, observations: &Observations<'_>, now
             decisions: Vec::new(),
         };
     }
-    let plan = match Plan::new(ramp) {
-        Ok(plan) if state.stage < plan.stages.len() => plan,
-        Ok(plan) => {
-            let message = format!(
-                "the ramp has {} stages but was at stage {}",
-                plan.stages.len(),
-                state.stage + 1
-            );
-            return invalid(next, message);
-        }
+    let (plan, stage_percentage) = match Plan::new(ramp) {
+        Ok(plan) => match plan.percentage(state.stage) {
+            Some(percentage) => (plan, percentage),
+            None => {
+                let message = format!(
+                    "the ramp has {} stages but was at stage {}",
+                    plan.stages.len(),
+                    state.stage.ordinal()
+                );
+                return invalid(next, message);
+            }
+        },
         Err(message) => return invalid(next, message),
     };
     let stage_start = state.stage_started_at.unwrap_or(now);
     let elapsed = now.saturating_sub(stage_start);
     let label = format!(
         "stage {} of {} ({}%)",
-        state.stage + 1,
+        state.stage.ordinal(),
         plan.stages.len(),
-        plan.stages[state.stage]
+        stage_percentage
     );
     if elapsed < plan.warmup {
         let decisions = if running {
@@ -829,7 +848,7 @@ pub fn stage_observations_needed(
 fn stage_shortfall(
     ramp: &Ramp,
     observations: &Observations<'_>,
-    stage: usize,
+    stage: Stage,
     percentage: f64,
 ) -> Option<String> {
     let short: Vec<String> = ramp
@@ -840,7 +859,7 @@ fn stage_shortfall(
                 .guards
                 .iter()
                 .find(|data| data.metric == guard.metric)
-                .and_then(|data| data.stages.get(stage))
+                .and_then(|data| data.stages.get(stage.index()))
                 .map_or((0, 0), |data| match data {
                     StageData::Values { treatment, control } => {
                         (treatment.total(), control.total())
@@ -904,20 +923,22 @@ fn look_all(
             .guards
             .iter()
             .find(|data| data.metric == guard.metric)
-            .map(|data| &data.stages[..data.stages.len().min(next.stage + 1)])
+            .map(|data| &data.stages[..data.stages.len().min(next.stage.next().index())])
             .unwrap_or(&[]);
-        let outcome = Tolerance::parse(&guard.tolerance).and_then(|tolerance| {
-            let config = GuardConfig {
-                kind: guard.kind,
-                better: guard.better,
-                tolerance,
-                alpha: next.alpha,
-                metrics,
-                design_information: guard_state.design_information,
-                min_samples: guard.min_samples,
-            };
-            look(&config, stages, guard_state.sequential).map_err(|error| error.to_string())
-        });
+        let outcome = Tolerance::parse(&guard.tolerance)
+            .map_err(|error| error.to_string())
+            .and_then(|tolerance| {
+                let config = GuardConfig {
+                    kind: guard.kind,
+                    better: guard.better,
+                    tolerance,
+                    alpha: next.alpha,
+                    metrics,
+                    design_information: guard_state.design_information,
+                    min_samples: guard.min_samples,
+                };
+                look(&config, stages, guard_state.sequential).map_err(|error| error.to_string())
+            });
         let critical = guard.critical.unwrap_or(false);
         match outcome {
             Ok(evidence) => {
@@ -1027,6 +1048,33 @@ fn human(seconds: Seconds) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stage_is_the_bare_number_on_every_wire() {
+        assert_eq!(serde_json::to_string(&Stage::new(3)).unwrap(), "3");
+        // What was stored when stages were plain integers reads back as the same stage.
+        let state: RampState = serde_json::from_str(
+            r#"{"generation": 2, "status": "running", "stage": 3, "percentage": 50.0,
+                "alpha": 0.05, "guards": []}"#,
+        )
+        .unwrap();
+        assert_eq!(state.stage, Stage::new(3));
+        assert_eq!(
+            serde_json::to_value(&state).unwrap()["stage"],
+            serde_json::json!(3)
+        );
+        let decision: Decision = serde_json::from_str(
+            r#"{"decision": "advance", "from": 0, "to": 1, "percentage": 5.0,
+                "manual": false, "reason": "r"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            decision,
+            Decision::Advance { from, to, .. } if from == Stage::FIRST && to == Stage::new(1)
+        ));
+        assert!(serde_json::from_str::<Stage>("-1").is_err());
+        assert_eq!(Stage::at(4).map(Stage::ordinal), Some(5));
+    }
 
     #[test]
     fn durations_read_like_the_document() {

@@ -12,8 +12,9 @@ use serde_json::Value;
 
 use crate::bucketing;
 use crate::condition::CompiledCondition;
-use crate::document::{Document, Flag, FlagType, Ramp, Tolerance};
+use crate::document::{Document, Flag, FlagType, Ramp};
 use crate::error::{DocumentError, Problem};
+use crate::stage::Stage;
 
 /// Bounds on a document, so that one environment cannot exhaust a server. Going over any of
 /// them is a validation problem that names the limit.
@@ -103,7 +104,7 @@ pub(crate) struct CompiledRollout {
     pub(crate) split_variants: Vec<usize>,
     /// The ramp stage whose percentage the rollout is at: the controller sets the rollout to
     /// `stages[i]`, and evaluations carry `i` so that observations can be tagged with it.
-    pub(crate) ramp_stage: Option<u32>,
+    pub(crate) ramp_stage: Option<Stage>,
 }
 
 impl CompiledFlag {
@@ -465,7 +466,7 @@ fn compile_flag(
                 ramp.stages
                     .iter()
                     .position(|stage| bucketing::threshold(*stage) == threshold)
-                    .and_then(|index| u32::try_from(index).ok())
+                    .and_then(Stage::at)
             }),
         }
     });
@@ -613,10 +614,10 @@ fn check_ramp(
                 "must be at least 1",
             ));
         }
-        if parse_tolerance(&guard.tolerance).is_none() {
+        if let Err(error) = crate::stats::Tolerance::parse(&guard.tolerance) {
             problems.push(Problem::new(
                 format!("{guard_path}.tolerance"),
-                "a tolerance is a number of at least 0 (`0.002`) or a percentage (`\"5%\"`)",
+                error.to_string(),
             ));
         }
     }
@@ -682,24 +683,4 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         rest = &rest[digits + 1..];
     }
     Some(Duration::from_secs(total))
-}
-
-/// A tolerance as the guard applies it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ParsedTolerance {
-    /// In the metric's own unit.
-    Absolute(f64),
-    /// A fraction of the control's level: `5%` is 0.05.
-    Relative(f64),
-}
-
-pub fn parse_tolerance(tolerance: &Tolerance) -> Option<ParsedTolerance> {
-    let valid = |amount: f64| amount.is_finite() && amount >= 0.0;
-    match tolerance {
-        Tolerance::Absolute(amount) => valid(*amount).then_some(ParsedTolerance::Absolute(*amount)),
-        Tolerance::Relative(text) => {
-            let amount: f64 = text.trim().strip_suffix('%')?.trim().parse().ok()?;
-            valid(amount).then_some(ParsedTolerance::Relative(amount / 100.0))
-        }
-    }
 }

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use ripcord_engine::Stage;
 use ripcord_engine::{
     evaluate, evaluate_typed, Context, Document, Evaluation, FlagType, Limits, Snapshot,
 };
@@ -51,7 +52,7 @@ struct Case {
     #[serde(default)]
     cohort: Option<String>,
     #[serde(default)]
-    stage: Option<u32>,
+    stage: Option<Stage>,
     #[serde(default)]
     rule: Option<String>,
     #[serde(default)]
@@ -77,7 +78,7 @@ struct Outcome {
     flag_type: Option<FlagType>,
     revision: u64,
     cohort: Option<String>,
-    stage: Option<u32>,
+    stage: Option<Stage>,
     rule: Option<String>,
     unit_missing: Option<String>,
 }

@@ -17,6 +17,7 @@ use ripcord_engine::ramp::{
 };
 use ripcord_engine::snapshot::parse_duration;
 use ripcord_engine::stats::{Histogram, Proportion, StageData};
+use ripcord_engine::Stage;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -79,7 +80,7 @@ enum ArmSpec {
 #[serde(deny_unknown_fields)]
 struct Expect {
     status: Option<Status>,
-    stage: Option<usize>,
+    stage: Option<Stage>,
     percentage: Option<f64>,
     generation: Option<u64>,
     /// `null`-able: `pause_reason: ~` is not expressible, so `none` means absent.

@@ -196,48 +196,15 @@ fn invalid_documents_are_refused_with_every_problem_and_its_path() {
     );
 }
 
-/// The complete example of docs/flags.md, field for field.
-const DESIGN_EXAMPLE: &str = r#"
-segments:
-  beta-track:
-    description: Users on the beta release track
-    when:
-      - {attribute: releaseTrack, op: in, values: [beta, canary]}
-flags:
-  new-checkout:
-    description: Single-page checkout
-    type: boolean
-    variants: {on: true, off: false}
-    default_variant: "off"
-    enabled: true
-    client_visible: true
-    rules:
-      - name: staff
-        when: [{attribute: email, op: ends_with, values: ["@example.com"]}]
-        serve: {variant: "on"}
-      - name: beta track first
-        segment: beta-track
-        serve: {variant: "on"}
-    rollout:
-      stickiness: userId
-      percentage: 5
-      split: [{variant: "on", weight: 1}]
-      salt: new-checkout
-    ramp:
-      stages: [1, 5, 25, 50, 100]
-      min_stage_duration: 10m
-      max_stage_duration: 24h
-      warmup: 2m
-      on_regression: kill
-      guards:
-        - {metric: crash_rate, category: stability, kind: rate, better: lower, tolerance: 0.002, min_samples: 2000}
-        - {metric: checkout_latency_ms, category: performance, kind: value, better: lower, tolerance: 5%, min_samples: 1000}
-        - {metric: checkout_completed, category: business, kind: rate, better: higher, tolerance: 1%, min_samples: 5000}
-"#;
+/// The example flag document, with every part of a flag written out.
+const EXAMPLE_DOCUMENT: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/example.yaml"
+));
 
 #[test]
-fn the_design_example_is_valid() {
-    let document = Document::from_yaml(DESIGN_EXAMPLE).expect("the example reads");
+fn the_example_document_is_valid() {
+    let document = Document::from_yaml(EXAMPLE_DOCUMENT).expect("the example reads");
     validate(&document, &Limits::default()).expect("the example is valid");
     let flag = &document.flags["new-checkout"];
     assert_eq!(flag.variants["on"], serde_json::json!(true));
@@ -251,8 +218,8 @@ fn the_design_example_is_valid() {
 /// Every document these tests know: the example, and those of the evaluation fixtures.
 fn known_documents() -> Vec<(String, Document)> {
     let mut documents = vec![(
-        "the docs/flags.md example".to_owned(),
-        Document::from_yaml(DESIGN_EXAMPLE).expect("the example reads"),
+        "the example document".to_owned(),
+        Document::from_yaml(EXAMPLE_DOCUMENT).expect("the example reads"),
     )];
     for path in fixture_paths("cases") {
         let name = path.display().to_string();

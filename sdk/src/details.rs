@@ -1,5 +1,6 @@
 //! What a typed getter answers: the value with why it was served, in OpenFeature's terms.
 
+use ripcord_engine::Stage;
 use serde_json::Value;
 
 /// The result of one typed evaluation.
@@ -25,7 +26,7 @@ pub struct FlagMetadata {
     pub cohort: Option<String>,
     /// With a cohort, on a flag with a ramp: the ramp stage (index into the ramp's
     /// `stages`) the rollout is at. Metric observations are tagged with it.
-    pub stage: Option<u32>,
+    pub stage: Option<Stage>,
     /// The name of the rule that matched, if it has one.
     pub rule: Option<String>,
     /// The stickiness attribute the context lacked, which kept it out of the rollout.

@@ -45,7 +45,7 @@ pub use local::{
 };
 pub use provider::{context_from_openfeature, RipcordProvider};
 pub use remote::{Refreshed, RemoteClient, RemoteClientBuilder, RemoteStatus, Source};
-pub use ripcord_engine::Context;
+pub use ripcord_engine::{Context, Stage};
 pub use tracking::{Tracked, TrackingStatus};
 
 #[cfg(test)]

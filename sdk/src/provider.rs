@@ -152,7 +152,7 @@ impl RipcordProvider {
             }
         }
         if let Some(stage) = details.metadata.stage {
-            metadata.add_value("stage", i64::from(stage));
+            metadata.add_value("stage", i64::from(stage.get()));
         }
         Ok(ResolutionDetails {
             value,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use reqwest::header::{AUTHORIZATION, ETAG, IF_NONE_MATCH};
 use reqwest::StatusCode;
-use ripcord_engine::Context;
+use ripcord_engine::{Context, Stage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -580,7 +580,8 @@ fn metadata(fields: &serde_json::Map<String, Value>) -> FlagMetadata {
         stage: fields
             .get("stage")
             .and_then(Value::as_u64)
-            .and_then(|stage| u32::try_from(stage).ok()),
+            .and_then(|stage| u32::try_from(stage).ok())
+            .map(Stage::new),
         rule: text("rule"),
         unit_missing: text("unitMissing"),
     }

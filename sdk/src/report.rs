@@ -342,7 +342,7 @@ fn to_pb(observation: &Observation) -> pb::Observation {
         metric: observation.metric.to_string(),
         value: observation.value,
         cohort: observation.cohort.as_str().to_string(),
-        stage: observation.stage,
+        stage: observation.stage.get(),
         unit: observation.unit.as_deref().unwrap_or_default().to_string(),
         timestamp_ms: Some(observation.timestamp_ms),
     }

@@ -15,7 +15,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 pub(crate) use ripcord_engine::document::MetricKind;
-use ripcord_engine::Cohort;
+use ripcord_engine::{Cohort, Stage};
 
 use crate::error::Error;
 
@@ -23,13 +23,13 @@ use crate::error::Error;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Tag {
     pub(crate) cohort: Cohort,
-    pub(crate) stage: u32,
+    pub(crate) stage: Stage,
 }
 
 impl Tag {
     /// Only evaluations of a ramping flag that put the unit in a cohort tag it: without a
     /// stage, the guard could not tell which part of the ramp an observation belongs to.
-    pub(crate) fn of(cohort: Option<Cohort>, stage: Option<u32>) -> Option<Tag> {
+    pub(crate) fn of(cohort: Option<Cohort>, stage: Option<Stage>) -> Option<Tag> {
         Some(Tag {
             cohort: cohort?,
             stage: stage?,
@@ -106,7 +106,7 @@ pub(crate) struct Observation {
     pub(crate) metric: Box<str>,
     pub(crate) value: f64,
     pub(crate) cohort: Cohort,
-    pub(crate) stage: u32,
+    pub(crate) stage: Stage,
     pub(crate) unit: Option<Box<str>>,
     /// The first event of the aggregate, Unix milliseconds: an aggregate that began in a
     /// stage's warm-up holds warm-up data.
@@ -352,7 +352,7 @@ impl Recorder {
             }
             hasher.write_u8(u8::from(unit.is_some()));
             hasher.write_u8(u8::from(tag.cohort == Cohort::Treatment));
-            hasher.write_u32(tag.stage);
+            hasher.write_u32(tag.stage.get());
             hasher.finish()
         };
         let mut state = self.state();
@@ -508,11 +508,11 @@ mod tests {
 
     const TREATMENT: Option<Tag> = Some(Tag {
         cohort: Cohort::Treatment,
-        stage: 1,
+        stage: Stage::new(1),
     });
     const CONTROL: Option<Tag> = Some(Tag {
         cohort: Cohort::Control,
-        stage: 1,
+        stage: Stage::new(1),
     });
 
     fn recorder(bounds: Bounds) -> Recorder {
@@ -583,7 +583,9 @@ mod tests {
                 ("latency", "u2", 50.0, Cohort::Treatment, 6),
             ]
         );
-        assert!(sent.iter().all(|observation| observation.stage == 1));
+        assert!(sent
+            .iter()
+            .all(|observation| observation.stage == Stage::new(1)));
 
         recorder.record(
             "checkout",
@@ -605,13 +607,13 @@ mod tests {
         let recorder = recorder(Bounds::default());
         let later = Some(Tag {
             cohort: Cohort::Treatment,
-            stage: 2,
+            stage: Stage::new(2),
         });
         for tag in [TREATMENT, later] {
             recorder.record("f", Some("u1"), tag, "m", MetricKind::Value, 1.0, 0);
         }
         recorder.close_window();
-        let mut stages: Vec<u32> = drain(&recorder).iter().map(|o| o.stage).collect();
+        let mut stages: Vec<u32> = drain(&recorder).iter().map(|o| o.stage.get()).collect();
         stages.sort_unstable();
         assert_eq!(stages, [1, 2]);
     }

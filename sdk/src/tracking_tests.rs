@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ripcord_engine::{Context, Document, Ruleset};
+use ripcord_engine::{Context, Document, Ruleset, Stage};
 use ripcord_proto::pb::ripcord::v1 as pb;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -206,7 +206,11 @@ async fn a_local_client_reports_one_tagged_observation_per_unit_over_grpc() {
         }
         match details.metadata.cohort {
             Some(cohort) => {
-                assert_eq!(details.metadata.stage, Some(1), "5% is the second stage");
+                assert_eq!(
+                    details.metadata.stage,
+                    Some(Stage::new(1)),
+                    "5% is the second stage"
+                );
                 cohorts.insert(format!("u{id}"), cohort);
             }
             None => outside += 1,
@@ -498,7 +502,7 @@ async fn a_remote_client_posts_the_apps_aggregates_tagged_with_what_it_read() {
         Tracked::Untagged
     );
     let details = client.get_bool_details("checkout", false);
-    assert_eq!(details.metadata.stage, Some(2));
+    assert_eq!(details.metadata.stage, Some(Stage::new(2)));
     for latency in [100.0, 300.0] {
         assert_eq!(
             client.track_value("checkout", "latency_ms", latency),
@@ -671,7 +675,7 @@ fn the_queue_drops_its_oldest_batches_while_the_server_is_away() {
         batch_size: 1,
         max_tags: 10,
     });
-    let tag = Tag::of(Some(ripcord_engine::Cohort::Control), Some(0));
+    let tag = Tag::of(Some(ripcord_engine::Cohort::Control), Some(Stage::FIRST));
     for window in 0..5 {
         recorder.record(
             "f",

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ripcord_engine::document::{MetricKind, Ramp};
-use ripcord_engine::ramp;
+use ripcord_engine::{ramp, Stage};
+use ripcord_server::clock::unix_now;
 use ripcord_server::http::observations::parse_batch;
-use ripcord_server::ingest::{unix_now, ActiveStage, Ingest};
+use ripcord_server::ingest::{ActiveStage, Ingest};
 use ripcord_server::store::sled::SledStore;
 
 const BATCH: usize = 1_000;
@@ -83,7 +84,7 @@ fn bench(c: &mut Criterion) {
         FLAG,
         Some(ActiveStage {
             generation: 1,
-            stage: 0,
+            stage: Stage::FIRST,
             counts_from: now - 3_600,
             metrics: vec![
                 ("checkout_latency_ms".to_string(), MetricKind::Value),
@@ -162,7 +163,7 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     println!(
         "the controller's step reads {:?} latency observations (treatment, control)",
-        stored.totals("checkout_latency_ms", 0)
+        stored.totals("checkout_latency_ms", Stage::FIRST)
     );
     c.bench_function("controller tick: read aggregates + ramp::step", |b| {
         b.iter(|| {

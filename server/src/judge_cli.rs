@@ -158,7 +158,7 @@ fn judge_files(arguments: &JudgeArgs) -> Result<(JudgeRequest, JudgeResponse), P
         method: Some(option::<Method>("--method", &arguments.method)?),
         continuity: Some(!arguments.no_continuity),
         confidence: Some(arguments.confidence),
-        tolerance: arguments.tolerance.as_deref().map(parse_tolerance),
+        tolerance: arguments.tolerance.as_deref().map(Tolerance::from_text),
         ..JudgeRequest::new(
             SampleInput::Values(treatment.values),
             SampleInput::Values(control.values),
@@ -173,16 +173,6 @@ fn judge_files(arguments: &JudgeArgs) -> Result<(JudgeRequest, JudgeResponse), P
 fn option<T: serde::de::DeserializeOwned>(flag: &str, value: &str) -> Result<T, Problem> {
     serde_json::from_value(serde_json::Value::String(value.to_string()))
         .map_err(|error| Problem::new(EXIT_USAGE, format!("{flag}: {error}")))
-}
-
-/// `5%` is relative, anything else an amount; the engine checks both and names
-/// `tolerance` if it is wrong.
-fn parse_tolerance(text: &str) -> Tolerance {
-    let text = text.trim();
-    match text.parse::<f64>() {
-        Ok(amount) if !text.ends_with('%') => Tolerance::Absolute(amount),
-        _ => Tolerance::Relative(text.to_string()),
-    }
 }
 
 /// Turns the engine's field (`treatment[17]`, `tolerance`) into where the user can fix it:
@@ -491,13 +481,6 @@ mod tests {
         // NaN parses here; the engine refuses it and names the index, mapped to its line.
         assert!(parse_sample("1\nNaN\n").unwrap().values[1].is_nan());
         assert!(parse_sample("header only\n").unwrap().values.is_empty());
-    }
-
-    #[test]
-    fn tolerances_read_as_the_api_reads_them() {
-        assert_eq!(parse_tolerance("5%"), Tolerance::Relative("5%".into()));
-        assert_eq!(parse_tolerance(" 0.5 "), Tolerance::Absolute(0.5));
-        assert_eq!(parse_tolerance("five"), Tolerance::Relative("five".into()));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - [`clock`]: the clock and the one way a time is written.
 //! - [`config`]: flags and environment variables.
 //! - [`context`]: the evaluation context, checked the same way for every protocol.
 //! - [`environment`]: one environment as served: its snapshot, document and ruleset.
@@ -22,6 +23,7 @@
 //!
 //! [`run`] serves on listeners it is given, so tests start a real server on port 0.
 
+pub mod clock;
 pub mod config;
 pub mod context;
 pub mod environment;

@@ -18,6 +18,8 @@ use std::collections::HashMap;
 use std::hash::Hasher;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crate::clock::unix_now;
+
 /// The header (HTTP, any case) and gRPC metadata key that carry the instance id.
 pub const HEADER: &str = "x-ripcord-instance";
 
@@ -93,13 +95,6 @@ pub fn valid_id(id: &[u8]) -> bool {
         && id.iter().any(|byte| *byte != b' ')
 }
 
-/// The current time in Unix seconds, as `record` takes it.
-pub fn now_seconds() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
-}
-
 impl ReachTracker {
     /// A tracker that remembers about `max_per_environment` instances per environment.
     pub fn with_capacity(max_per_environment: usize) -> ReachTracker {
@@ -166,7 +161,7 @@ impl ReachTracker {
         if let Some(id) = header.filter(|id| valid_id(id)) {
             // Valid ids are ASCII, so this always succeeds.
             if let Ok(id) = std::str::from_utf8(id) {
-                self.record(environment, id, revision, now_seconds());
+                self.record(environment, id, revision, unix_now());
             }
         }
     }
@@ -256,7 +251,7 @@ pub struct Instance {
 impl Instance {
     pub fn record(&self, revision: u64) {
         self.tracker
-            .record(&self.environment, &self.id, revision, now_seconds());
+            .record(&self.environment, &self.id, revision, unix_now());
     }
 }
 
@@ -358,12 +353,12 @@ mod tests {
         assert_eq!(tracker.reach("prod", 0, NOW).active, 0);
         tracker.record("prod", &"x".repeat(MAX_ID_BYTES), 1, NOW);
         tracker.record_header("prod", Some(b"pod 7"), 1);
-        assert_eq!(tracker.reach("prod", 0, now_seconds()).active, 2);
+        assert_eq!(tracker.reach("prod", 0, unix_now()).active, 2);
         let tracker = Arc::new(tracker);
         assert!(tracker.instance("prod", Some(b"\x01")).is_none());
         let stream = tracker.instance("prod", Some(b"stream-1")).unwrap();
         stream.record(4);
-        assert_eq!(tracker.reach("prod", 4, now_seconds()).fetched, 1);
+        assert_eq!(tracker.reach("prod", 4, unix_now()).fetched, 1);
     }
 
     #[test]

@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 use super::binary::{two_proportion, TwoProportion};
 use super::exact::exact_p;
 use super::histogram::check_bins;
-use super::hl::HodgesLehmann;
+use super::hodges_lehmann::HodgesLehmann;
+use super::mann_whitney::{choose_method, run};
 use super::normal::{asymptotic, normal_quantile};
 use super::rank::{Arm, RankSums};
 use super::sequential::Verdict;
-use super::test::{choose_method, run};
 use super::{Alternative, Better, Method, StatsError, Tolerance, MAX_TOTAL_COUNT};
 
 /// At most this many values per sample (a larger sample is a 413).
@@ -238,7 +238,7 @@ pub fn judge(request: &JudgeRequest) -> Result<JudgeResponse, JudgeError> {
         .as_ref()
         .map(Tolerance::parse)
         .transpose()
-        .map_err(|message| JudgeError::invalid("tolerance", message))?;
+        .map_err(|error| JudgeError::invalid("tolerance", error.to_string()))?;
     let better = request.better.unwrap_or(Better::Lower);
     let alternative = request
         .alternative
@@ -608,6 +608,33 @@ mod tests {
             r#"{"treatment": [1], "control": [2], "alternative": "bigger"}"#,
         );
         assert!(unknown.unwrap_err().to_string().contains("bigger"));
+    }
+
+    #[test]
+    fn a_refused_tolerance_reads_the_same_in_the_judge_as_in_a_document() {
+        for written in ["-0.1", "\"five%\"", "\"-5%\"", "\"5\""] {
+            let document = crate::Document::from_yaml(&format!(
+                "flags:\n  f:\n    type: boolean\n    variants: {{\"on\": true}}\n    \
+                 default_variant: \"on\"\n    rollout: {{percentage: 1, split: [{{variant: \"on\", \
+                 weight: 1}}]}}\n    ramp:\n      stages: [1, 5]\n      min_stage_duration: 10m\n      \
+                 guards:\n        - {{metric: m, category: stability, kind: rate, better: lower, \
+                 tolerance: {written}, min_samples: 100}}\n"
+            ))
+            .unwrap();
+            let refused = crate::validate(&document, &crate::Limits::default()).unwrap_err();
+            let problem = &refused.problems()[0];
+            assert_eq!(
+                problem.path, "flags.f.ramp.guards[0].tolerance",
+                "{problem}"
+            );
+
+            let mut request = JudgeRequest::new(values(&[1.0]), values(&[2.0]));
+            request.tolerance = Some(serde_yaml_ng::from_str(written).unwrap());
+            let error = judge(&request).unwrap_err();
+            assert_eq!(error.field, "tolerance");
+            assert_eq!(error.message, problem.message, "{written}");
+            assert!(error.message.contains("a tolerance is a number"), "{error}");
+        }
     }
 
     #[test]

@@ -20,30 +20,30 @@
 mod binary;
 mod exact;
 mod histogram;
-mod hl;
+mod hodges_lehmann;
 mod judge;
+mod mann_whitney;
 mod normal;
 mod rank;
 mod sequential;
-mod test;
 
 use serde::{Deserialize, Serialize};
 
 pub use crate::document::{Better, MetricKind};
 pub use binary::{two_proportion, TwoProportion};
 pub use histogram::{Histogram, MAX_TOTAL_COUNT};
-pub use hl::HodgesLehmann;
+pub use hodges_lehmann::HodgesLehmann;
 pub use judge::{
     judge, EffectMeasure, JudgeEffect, JudgeError, JudgeErrorKind, JudgeRequest, JudgeResponse,
     Medians, SampleInput, MAX_JUDGE_BINS, MAX_JUDGE_VALUES,
 };
+pub use mann_whitney::{mann_whitney, mann_whitney_histograms, MannWhitney};
 pub use normal::{ln_normal_cdf, normal_upper_tail};
 pub use rank::RankSums;
 pub use sequential::{
     look, mixture_log_lambda, mixture_tau2, Effect, GuardConfig, GuardEvidence, Proportion,
     SequentialState, StageData, Verdict, MIN_BURN_IN,
 };
-pub use test::{mann_whitney, mann_whitney_histograms, MannWhitney};
 
 /// Which way the test looks, with treatment as the first sample (scipy's `alternative`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,23 +97,29 @@ pub enum Tolerance {
 
 impl Tolerance {
     /// Resolves the document's form (`0.002`, `"5%"`). The value must be finite and ≥ 0.
-    pub fn parse(tolerance: &crate::document::Tolerance) -> Result<Tolerance, String> {
+    /// Validation, the guard and the judge all read tolerances here, so a tolerance one of
+    /// them accepts is never refused by another, and a refusal reads the same everywhere.
+    pub fn parse(tolerance: &crate::document::Tolerance) -> Result<Tolerance, ToleranceError> {
+        let refused = || ToleranceError {
+            written: match tolerance {
+                crate::document::Tolerance::Absolute(value) => format!("{value:?}"),
+                crate::document::Tolerance::Relative(text) => text.clone(),
+            },
+        };
         let resolved = match tolerance {
             crate::document::Tolerance::Absolute(value) => Tolerance::Absolute(*value),
             crate::document::Tolerance::Relative(text) => {
-                let number = text.trim().strip_suffix('%').ok_or_else(|| {
-                    format!("{text:?} is not a percentage such as \"5%\" or a number")
-                })?;
-                let value: f64 = number
+                let value: f64 = text
                     .trim()
-                    .parse()
-                    .map_err(|_| format!("{text:?} is not a percentage such as \"5%\""))?;
+                    .strip_suffix('%')
+                    .and_then(|number| number.trim().parse().ok())
+                    .ok_or_else(refused)?;
                 Tolerance::Relative(value / 100.0)
             }
         };
         let value = resolved.value();
         if !value.is_finite() || value < 0.0 {
-            return Err("a tolerance must be a finite number ≥ 0".to_string());
+            return Err(refused());
         }
         Ok(resolved)
     }
@@ -123,6 +129,15 @@ impl Tolerance {
             Tolerance::Absolute(value) | Tolerance::Relative(value) => value,
         }
     }
+}
+
+/// A tolerance that cannot be applied: not a number, a negative or infinite one, or text
+/// that is not a percentage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{written}` is not a tolerance: a tolerance is a number of at least 0 (`0.002`) or a percentage (`\"5%\"`)")]
+pub struct ToleranceError {
+    /// The tolerance as it was written.
+    pub written: String,
 }
 
 /// What can be wrong with the inputs of the library functions (the judge reports its own,

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::binary::two_proportion;
-use super::hl::hodges_lehmann;
+use super::hodges_lehmann::hodges_lehmann;
 use super::normal::{ln_normal_cdf, normal_quantile};
 use super::rank::Arm;
 use super::{Better, Histogram, MetricKind, RankSums, StatsError, Tolerance};

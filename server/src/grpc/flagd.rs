@@ -228,7 +228,7 @@ fn evaluation_metadata(evaluation: &Evaluation<'_>) -> prost_types::Struct {
         fields.insert("cohort".to_string(), Value::from(cohort.as_str()));
     }
     if let Some(stage) = metadata.stage {
-        fields.insert("stage".to_string(), Value::from(stage));
+        fields.insert("stage".to_string(), Value::from(stage.get()));
     }
     if let Some(rule) = metadata.rule {
         fields.insert("rule".to_string(), Value::from(rule));

@@ -167,7 +167,7 @@ impl pb::ripcord_server::Ripcord for Ripcord {
                 &self.shared.service,
                 &principal,
                 observations,
-                crate::ingest::unix_now(),
+                crate::clock::unix_now(),
             )
             .await
             .map_err(Refusal::from)?;
@@ -229,7 +229,7 @@ fn to_pb(flag: &CompiledFlag, evaluation: &Evaluation<'_>) -> pb::Evaluation {
                 .cohort
                 .map(|cohort| cohort.as_str().to_string())
                 .unwrap_or_default(),
-            stage: metadata.stage,
+            stage: metadata.stage.map(u32::from),
             rule: metadata.rule.unwrap_or_default().to_string(),
             unit_missing: metadata.unit_missing.unwrap_or_default().to_string(),
         }),

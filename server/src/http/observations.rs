@@ -189,7 +189,12 @@ pub async fn report(
     let observations = parse_batch(&body)?;
     let accepted = state
         .ingest
-        .report(&state.service, &principal, observations, ingest::unix_now())
+        .report(
+            &state.service,
+            &principal,
+            observations,
+            crate::clock::unix_now(),
+        )
         .await?;
     Ok(HttpResponse::Ok().json(accepted))
 }

@@ -235,7 +235,7 @@ fn success<'a>(flag: &'a CompiledFlag, evaluation: &Evaluation<'a>) -> Success<'
         metadata: Metadata {
             revision: evaluation.metadata.revision,
             cohort: evaluation.metadata.cohort.map(|cohort| cohort.as_str()),
-            stage: evaluation.metadata.stage,
+            stage: evaluation.metadata.stage.map(u32::from),
             rule: evaluation.metadata.rule,
             unit_missing: evaluation.metadata.unit_missing,
         },

@@ -8,8 +8,9 @@ use serde::Deserialize;
 use super::errors::ErrorBody;
 use super::schemas::{KeyRefusals, StoreUnavailable};
 use super::state::State;
+use crate::clock;
 use crate::error::{Error, Result};
-use crate::ramp::{self, Operation, RampStatus};
+use crate::ramp::{Operation, RampStatus};
 use crate::store::{IncidentQuery, IncidentRecord};
 
 const DEFAULT_INCIDENT_LIMIT: usize = 50;
@@ -61,7 +62,7 @@ pub async fn status(
     let (environment, flag) = path.into_inner();
     let status = state
         .ramps
-        .status(&environment, &flag, ramp::unix_now())
+        .status(&environment, &flag, clock::unix_now())
         .await?;
     Ok(HttpResponse::Ok().json(status))
 }
@@ -187,7 +188,7 @@ async fn carry_out(
     } else {
         super::request::parse_json::<Option<OperationBody>>(body)?.unwrap_or_default()
     };
-    let now = ramp::unix_now();
+    let now = clock::unix_now();
     state
         .ramps
         .operate(

@@ -7,6 +7,7 @@ use ripcord_engine::document::{MetricKind, Ramp};
 use ripcord_engine::ramp::{GuardObservations, Observations};
 use ripcord_engine::stats::{Histogram, Proportion, StageData};
 use ripcord_engine::Cohort;
+use ripcord_engine::Stage;
 
 use super::bins;
 use crate::store::{Aggregate, AggregateCounts, StoreError};
@@ -74,8 +75,7 @@ impl AggregateData {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StageAggregate {
     pub metric: String,
-    /// The index into the ramp's `stages`.
-    pub stage: usize,
+    pub stage: Stage,
     pub data: AggregateData,
 }
 
@@ -107,7 +107,7 @@ impl Aggregates {
         generation: u64,
         stored: Vec<Aggregate>,
     ) -> Result<Aggregates, StoreError> {
-        let mut pairs: BTreeMap<(String, u32, bool), AggregateData> = BTreeMap::new();
+        let mut pairs: BTreeMap<(String, Stage, bool), AggregateData> = BTreeMap::new();
         for aggregate in stored {
             let corrupt = |message: String| StoreError::Corrupt {
                 key: format!(
@@ -115,7 +115,7 @@ impl Aggregates {
                     aggregate.key.environment,
                     aggregate.key.flag,
                     aggregate.key.generation,
-                    aggregate.key.stage,
+                    aggregate.key.stage.get(),
                     aggregate.key.cohort.as_str(),
                     aggregate.key.metric
                 ),
@@ -165,7 +165,7 @@ impl Aggregates {
             .into_iter()
             .map(|((metric, stage, _), data)| StageAggregate {
                 metric,
-                stage: stage as usize,
+                stage,
                 data,
             })
             .collect();
@@ -173,7 +173,7 @@ impl Aggregates {
     }
 
     /// The data of `metric` at `stage`, of `kind`; `None` where nothing was observed.
-    pub fn find(&self, metric: &str, stage: usize, kind: MetricKind) -> Option<&AggregateData> {
+    pub fn find(&self, metric: &str, stage: Stage, kind: MetricKind) -> Option<&AggregateData> {
         self.stages
             .iter()
             .find(|entry| {
@@ -184,7 +184,7 @@ impl Aggregates {
 
     /// Observations of `metric` at `stage` in (treatment, control), for the status API's
     /// "observations per minute" (divide by the minutes since the stage's warm-up ended).
-    pub fn totals(&self, metric: &str, stage: usize) -> (u64, u64) {
+    pub fn totals(&self, metric: &str, stage: Stage) -> (u64, u64) {
         self.stages
             .iter()
             .filter(|entry| entry.metric == metric && entry.stage == stage)
@@ -194,7 +194,7 @@ impl Aggregates {
 
     /// What `ramp::step` takes at stage `current` of `ramp`: for every guard, stages
     /// `0..=current`, with an empty pair where a stage has no data of the guard's kind yet.
-    pub fn observations<'a>(&'a self, ramp: &'a Ramp, current: usize) -> Observations<'a> {
+    pub fn observations<'a>(&'a self, ramp: &'a Ramp, current: Stage) -> Observations<'a> {
         const NO_RATE: Proportion = Proportion {
             events: 0,
             trials: 0,
@@ -204,7 +204,8 @@ impl Aggregates {
             .iter()
             .map(|guard| GuardObservations {
                 metric: guard.metric.as_str(),
-                stages: (0..=current)
+                stages: (0..=current.get())
+                    .map(Stage::new)
                     .map(|stage| match self.find(&guard.metric, stage, guard.kind) {
                         Some(data) => data.stage_data(),
                         None => match guard.kind {

@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arc_swap::ArcSwap;
 use ripcord_engine::document::MetricKind;
+use ripcord_engine::Stage;
 use ripcord_engine::{Cohort, Snapshot};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -42,6 +43,7 @@ use tokio::sync::{watch, Notify};
 
 pub use aggregate::{AggregateData, Aggregates, StageAggregate};
 
+use crate::clock::rfc3339;
 use crate::error::{Error, Result};
 use crate::service::{Principal, Service};
 use crate::store::{Aggregate, AggregateCounts, AggregateKey, Scope, Store, StoreError};
@@ -65,8 +67,8 @@ const NAMED_GUARDS: usize = 5;
 pub struct ActiveStage {
     /// The ramp's generation: aggregates are kept per generation.
     pub generation: u64,
-    /// The index into the ramp's `stages`, as evaluations report it.
-    pub stage: usize,
+    /// As evaluations report it.
+    pub stage: Stage,
     /// Unix seconds: the stage's start plus the warm-up. Observations made before it do not
     /// count.
     pub counts_from: u64,
@@ -90,7 +92,9 @@ pub struct ObservationIn {
     pub value: f64,
     /// `treatment` or `control`, from the evaluation's metadata.
     pub cohort: String,
-    /// The ramp stage, from the evaluation's metadata.
+    /// The ramp stage, from the evaluation's metadata. Kept as the widest number a client
+    /// may send, so that a stage no ramp has is rejected with this observation, not with
+    /// the batch.
     pub stage: u64,
     /// The randomization unit, if the client sent it. Not used yet: the SDK aggregates
     /// per unit before it reports.
@@ -388,9 +392,7 @@ impl Ingest {
                     environment: environment.to_string(),
                     flag: flag.to_string(),
                     generation: active.generation,
-                    // The table's stage came from a ramp's stage list, which the document
-                    // limits far below u32::MAX.
-                    stage: u32::try_from(active.stage).unwrap_or(u32::MAX),
+                    stage: active.stage,
                     cohort,
                     metric: metric.to_string(),
                 },
@@ -454,13 +456,6 @@ pub fn reporting_environment(principal: &Principal) -> Result<&str> {
                 .to_string(),
         )),
     }
-}
-
-/// The server's clock in Unix seconds, as [`Ingest::accept`] takes it.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 fn stopped() -> Error {
@@ -624,7 +619,7 @@ fn check_one<'t>(
             ))
         }
     };
-    let running = active.stage as u64;
+    let running = u64::from(active.stage);
     if observation.stage < running {
         return Err(format!(
             "stale stage {}, the ramp is at stage {running}",
@@ -691,17 +686,6 @@ fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     let time =
         time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     i64::try_from(time.unix_timestamp_nanos() / 1_000_000).ok()
-}
-
-fn rfc3339(unix_seconds: u64) -> String {
-    i64::try_from(unix_seconds)
-        .ok()
-        .and_then(|seconds| time::OffsetDateTime::from_unix_timestamp(seconds).ok())
-        .and_then(|time| {
-            time.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| format!("{unix_seconds} (Unix seconds)"))
 }
 
 /// `text` in backticks, cut to [`QUOTED_CHARACTERS`].

@@ -27,10 +27,10 @@ const CRASHES: &str = "crash_rate";
 const COUNTS_FROM: u64 = 1_800_000_000;
 const NOW: u64 = COUNTS_FROM + 600;
 
-fn active(generation: u64, stage: usize) -> ActiveStage {
+fn active(generation: u64, stage: u32) -> ActiveStage {
     ActiveStage {
         generation,
-        stage,
+        stage: Stage::new(stage),
         counts_from: COUNTS_FROM,
         metrics: vec![
             (LATENCY.to_string(), MetricKind::Value),
@@ -170,7 +170,7 @@ async fn every_bad_observation_is_rejected_with_its_reason_and_the_rest_counts()
 
     let aggregates = fixture.ingest.aggregates(ENV, FLAG, 3).await.unwrap();
     let Some(AggregateData::Values { treatment, control }) =
-        aggregates.find(LATENCY, 1, MetricKind::Value)
+        aggregates.find(LATENCY, Stage::new(1), MetricKind::Value)
     else {
         panic!("no latency at stage 1: {aggregates:?}");
     };
@@ -182,7 +182,7 @@ async fn every_bad_observation_is_rejected_with_its_reason_and_the_rest_counts()
     assert_eq!(treatment, &expected_treatment);
     assert_eq!(control, &expected_control);
     assert_eq!(
-        aggregates.find(CRASHES, 1, MetricKind::Rate),
+        aggregates.find(CRASHES, Stage::new(1), MetricKind::Rate),
         Some(&AggregateData::Rate {
             treatment: Proportion {
                 events: 1,
@@ -194,8 +194,8 @@ async fn every_bad_observation_is_rejected_with_its_reason_and_the_rest_counts()
             },
         })
     );
-    assert_eq!(aggregates.totals(LATENCY, 1), (1, 2));
-    assert_eq!(aggregates.totals(CRASHES, 1), (1, 2));
+    assert_eq!(aggregates.totals(LATENCY, Stage::new(1)), (1, 2));
+    assert_eq!(aggregates.totals(CRASHES, Stage::new(1)), (1, 2));
     assert_eq!(aggregates.stages.len(), 2, "nothing else was stored");
 }
 
@@ -333,7 +333,7 @@ async fn a_batch_over_the_limit_is_refused_whole() {
     assert_eq!(answer.accepted, 3);
     let aggregates = ingest.aggregates(ENV, FLAG, 3).await.unwrap();
     assert_eq!(
-        aggregates.totals(LATENCY, 1),
+        aggregates.totals(LATENCY, Stage::new(1)),
         (3, 0),
         "the refused batch added nothing"
     );
@@ -412,14 +412,14 @@ async fn the_aggregates_are_the_histograms_of_the_raw_values_however_batches_int
     }
     let aggregates = fixture.ingest.aggregates(ENV, FLAG, 3).await.unwrap();
     assert_eq!(
-        aggregates.find(LATENCY, 1, MetricKind::Value),
+        aggregates.find(LATENCY, Stage::new(1), MetricKind::Value),
         Some(&AggregateData::Values {
             treatment: expected_treatment,
             control: expected_control,
         })
     );
     assert_eq!(
-        aggregates.find(CRASHES, 1, MetricKind::Rate),
+        aggregates.find(CRASHES, Stage::new(1), MetricKind::Rate),
         Some(&AggregateData::Rate {
             treatment: Proportion {
                 events: events[0],
@@ -455,10 +455,10 @@ async fn generations_and_stages_are_kept_apart() {
 
     let first = ingest.aggregates(ENV, FLAG, 1).await.unwrap();
     assert_eq!(first.generation, 1);
-    assert_eq!(first.totals(LATENCY, 0), (1, 0));
-    assert_eq!(first.totals(LATENCY, 1), (2, 0));
+    assert_eq!(first.totals(LATENCY, Stage::new(0)), (1, 0));
+    assert_eq!(first.totals(LATENCY, Stage::new(1)), (2, 0));
     let second = ingest.aggregates(ENV, FLAG, 2).await.unwrap();
-    assert_eq!(second.totals(LATENCY, 0), (0, 3));
+    assert_eq!(second.totals(LATENCY, Stage::new(0)), (0, 3));
     assert_eq!(second.stages.len(), 1);
     assert!(ingest
         .aggregates(ENV, FLAG, 3)
@@ -488,8 +488,8 @@ async fn accepted_observations_survive_reopening_the_store() {
     let ingest = Ingest::start(Arc::new(store), 10_000);
     let after = ingest.aggregates(ENV, FLAG, 3).await.unwrap();
     assert_eq!(after, before);
-    assert_eq!(after.totals(LATENCY, 1), (1, 1));
-    assert_eq!(after.totals(CRASHES, 1), (0, 1));
+    assert_eq!(after.totals(LATENCY, Stage::new(1)), (1, 1));
+    assert_eq!(after.totals(CRASHES, Stage::new(1)), (0, 1));
 }
 
 /// A sled store whose aggregate merges wait for a permit and can be made to fail; it
@@ -638,7 +638,7 @@ async fn a_batch_is_acknowledged_only_once_stored_and_concurrent_batches_share_a
             .aggregates(ENV, FLAG, 3)
             .await
             .unwrap()
-            .totals(LATENCY, 1),
+            .totals(LATENCY, Stage::new(1)),
         (0, 0)
     );
 
@@ -659,7 +659,7 @@ async fn a_batch_is_acknowledged_only_once_stored_and_concurrent_batches_share_a
             .aggregates(ENV, FLAG, 3)
             .await
             .unwrap()
-            .totals(LATENCY, 1),
+            .totals(LATENCY, Stage::new(1)),
         (21, 0)
     );
 }
@@ -693,7 +693,7 @@ async fn a_failed_flush_fails_its_batches_and_ingestion_carries_on() {
             .aggregates(ENV, FLAG, 3)
             .await
             .unwrap()
-            .totals(LATENCY, 1),
+            .totals(LATENCY, Stage::new(1)),
         (0, 1),
         "the failed batch was not counted"
     );
@@ -738,7 +738,7 @@ async fn closing_flushes_what_is_pending_and_refuses_later_batches() {
             .aggregates(ENV, FLAG, 3)
             .await
             .unwrap()
-            .totals(LATENCY, 1),
+            .totals(LATENCY, Stage::new(1)),
         (2, 0)
     );
 }
@@ -845,7 +845,7 @@ fn observations_lend_an_empty_pair_where_a_stage_has_no_data() {
                 environment: ENV.to_string(),
                 flag: FLAG.to_string(),
                 generation: 7,
-                stage: 1,
+                stage: Stage::new(1),
                 cohort: Cohort::Treatment,
                 metric: LATENCY.to_string(),
             },
@@ -853,7 +853,7 @@ fn observations_lend_an_empty_pair_where_a_stage_has_no_data() {
         }],
     )
     .unwrap();
-    let observations = aggregates.observations(&ramp, 2);
+    let observations = aggregates.observations(&ramp, Stage::new(2));
     assert_eq!(observations.generation, 7);
     let totals = |guard: usize| -> Vec<(u64, u64)> {
         observations.guards[guard]

@@ -16,7 +16,7 @@
 pub mod webhook;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use ripcord_engine::document::{Guard, Ramp};
@@ -24,8 +24,10 @@ use ripcord_engine::ramp::{
     self, Decision, GuardReport, RampError, RampState, Seconds, Settings, Status, Step,
 };
 use ripcord_engine::snapshot::parse_duration;
+use ripcord_engine::Stage;
 use serde::Serialize;
 
+use crate::clock::{rfc3339, unix_now};
 use crate::error::{Error, Result};
 use crate::service::{Change, Principal, Service};
 use crate::store::{AuditRecord, FlagEffect, IncidentRecord, KillRecord, RampRecord, Scope, Store};
@@ -88,21 +90,6 @@ impl Operation {
             _ => return None,
         })
     }
-}
-
-pub fn unix_now() -> Seconds {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
-}
-
-pub fn rfc3339(seconds: Seconds) -> String {
-    let time = i64::try_from(seconds)
-        .ok()
-        .and_then(|seconds| time::OffsetDateTime::from_unix_timestamp(seconds).ok())
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    time.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 pub struct Controller {
@@ -766,7 +753,8 @@ pub struct RampStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pause_reason: Option<ramp::PauseReason>,
     /// Index into `stages`.
-    pub stage: usize,
+    #[schema(value_type = u32)]
+    pub stage: Stage,
     pub stages: Vec<f64>,
     /// The rollout percentage the ramp has the flag at.
     pub percentage: f64,

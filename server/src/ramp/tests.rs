@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use ripcord_engine::ramp::Status;
 use ripcord_engine::stats::Proportion;
 use ripcord_engine::Document;
+use ripcord_engine::Stage;
 
 use super::webhook::Webhooks;
 use super::{ActiveStage, Aggregates, Controller, Evidence, Operation, CONTROLLER};
@@ -82,9 +83,9 @@ impl Evidence for FakeEvidence {
         let rates = self.rates.lock().unwrap();
         let stages = rates.get(flag).cloned().unwrap_or_default();
         // Every flag of these tests guards the one metric `errors`.
-        let data = stages
-            .iter()
-            .enumerate()
+        let data = (0..)
+            .map(Stage::new)
+            .zip(&stages)
             .map(|(stage, (treatment, control))| StageAggregate {
                 metric: "errors".to_string(),
                 stage,
@@ -201,7 +202,7 @@ async fn a_regression_kills_the_flag_records_an_incident_and_stops_ingestion() {
     let active = evidence
         .active("checkout")
         .expect("ingestion counts stage 0");
-    assert_eq!(active.stage, 0);
+    assert_eq!(active.stage, Stage::FIRST);
     assert_eq!(
         active.counts_from,
         T0 + MINUTE,
@@ -241,7 +242,10 @@ async fn a_regression_kills_the_flag_records_an_incident_and_stops_ingestion() {
         .unwrap();
     assert_eq!(incidents.len(), 1);
     let incident = &incidents[0];
-    assert_eq!((incident.action.as_str(), incident.stage), ("kill", 0));
+    assert_eq!(
+        (incident.action.as_str(), incident.stage),
+        ("kill", Stage::FIRST)
+    );
     assert_eq!(
         incident.percentage, 10.0,
         "the stage it happened at, not the 0% it left"
@@ -288,7 +292,7 @@ async fn holds_are_audited_when_they_change_and_passing_stages_advance_to_comple
     let active = evidence.active("checkout").unwrap();
     assert_eq!(
         (active.stage, active.counts_from),
-        (1, T0 + 11 * MINUTE),
+        (Stage::new(1), T0 + 11 * MINUTE),
         "ingestion moves to the new stage with its own warm-up"
     );
     evidence.set("checkout", 1, (100, 25_000), (100, 25_000));
@@ -401,7 +405,7 @@ async fn manual_operations_follow_the_state_machine() {
         )
         .await
         .unwrap();
-    assert_eq!(advanced.state.stage, 1);
+    assert_eq!(advanced.state.stage, Stage::new(1));
     assert_eq!(percentage(service), 50.0);
     let aborted = controller
         .operate(
@@ -428,7 +432,7 @@ async fn manual_operations_follow_the_state_machine() {
         .await
         .unwrap();
     assert_eq!(restarted.state.generation, 2);
-    assert_eq!(restarted.state.stage, 0);
+    assert_eq!(restarted.state.stage, Stage::FIRST);
     assert_eq!(percentage(service), 10.0);
 
     let error = controller
@@ -478,7 +482,7 @@ async fn a_flag_deleted_mid_ramp_stops_taking_observations_until_it_comes_back()
     controller.tick(T0 + 3 * MINUTE).await.unwrap();
     assert_eq!(
         evidence.active("checkout").map(|active| active.stage),
-        Some(0)
+        Some(Stage::FIRST)
     );
 }
 

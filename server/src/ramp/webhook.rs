@@ -19,9 +19,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
+use ripcord_engine::Stage;
 use serde::Serialize;
 use sha2::Sha256;
 
+use crate::clock::{rfc3339, unix_now};
 use crate::store::RampRecord;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +57,7 @@ pub struct Payload {
     pub flag: String,
     pub generation: u64,
     pub status: &'static str,
-    pub stage: usize,
+    pub stage: Stage,
     pub percentage: f64,
     pub reason: String,
     /// The incident a kill or a regression pause recorded: `GET /api/v1/incidents/{id}`.
@@ -217,7 +219,7 @@ impl Delivery {
     async fn run(self) {
         let mut wait = self.backoff;
         for attempt in 1..=self.attempts {
-            let timestamp = super::unix_now();
+            let timestamp = unix_now();
             let result = self
                 .client
                 .post(&self.url)
@@ -252,7 +254,7 @@ impl Delivery {
                     event: self.event.to_string(),
                     attempt,
                     error: error.clone(),
-                    time: super::rfc3339(super::unix_now()),
+                    time: rfc3339(unix_now()),
                 });
             });
             if !last {
@@ -285,7 +287,7 @@ fn delivery_id() -> String {
     // A repeated id would only make a receiver's de-duplication drop a notice; fall back to
     // the clock rather than not deliver.
     if getrandom::fill(&mut bytes).is_err() {
-        bytes[..8].copy_from_slice(&super::unix_now().to_be_bytes());
+        bytes[..8].copy_from_slice(&unix_now().to_be_bytes());
     }
     hex::encode(bytes)
 }

@@ -22,6 +22,7 @@ use ripcord_engine::{Document, Flag, Limits, Segment, Snapshot};
 use rustc_hash::FxHashMap;
 use tokio::sync::Mutex;
 
+use crate::clock;
 use crate::environment::Environment;
 use crate::error::{Error, Result};
 use crate::feed::{Delta, Feed, Update};
@@ -76,12 +77,6 @@ fn no_such<T: Item>(key: &str) -> Error {
         what: T::KIND,
         key: key.to_string(),
     }
-}
-
-pub fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// Environment names become part of URLs and store keys: keep them plain.
@@ -303,7 +298,7 @@ impl Service {
     ) -> Result<EnvironmentRecord> {
         check_environment_name(name)?;
         let _writer = self.writer.lock().await;
-        let time = now();
+        let time = clock::now_rfc3339();
         let record = self
             .store
             .create_environment(
@@ -337,7 +332,7 @@ impl Service {
     /// Deletes an environment with its flags and segments, and revokes its keys.
     pub async fn delete_environment(&self, name: &str, actor: &Principal) -> Result<()> {
         let _writer = self.writer.lock().await;
-        let time = now();
+        let time = clock::now_rfc3339();
         self.store
             .delete_environment(
                 name,
@@ -371,7 +366,7 @@ impl Service {
         edit(&mut document)?;
 
         let revision = current.revision + 1;
-        let time = now();
+        let time = clock::now_rfc3339();
         let Diff {
             mutations,
             audit,
@@ -501,7 +496,7 @@ impl Service {
                 Some(environment.to_string())
             }
         };
-        let time = now();
+        let time = clock::now_rfc3339();
         let (record, token) = keys::new_key(name, scope, environment, &time)?;
         let info = KeyInfo::from(&record);
         let audit = audit_record(
@@ -543,7 +538,8 @@ impl Service {
         }
         let info = {
             let _writer = self.writer.lock().await;
-            self.revoke_record(record, actor, &now()).await?
+            self.revoke_record(record, actor, &clock::now_rfc3339())
+                .await?
         };
         self.reload_keys().await?;
         Ok(info)

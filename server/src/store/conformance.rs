@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use ripcord_engine::Stage;
 use ripcord_engine::{Document, Flag, Segment};
 use tokio::sync::broadcast;
 
@@ -1080,7 +1081,7 @@ fn aggregate_key(
         environment: environment.to_string(),
         flag: flag.to_string(),
         generation,
-        stage,
+        stage: Stage::new(stage),
         cohort,
         metric: metric.to_string(),
     }
@@ -1108,7 +1109,7 @@ async fn stored_aggregates(
             assert_eq!(aggregate.key.flag, flag);
             assert_eq!(aggregate.key.generation, generation);
             (
-                aggregate.key.stage,
+                aggregate.key.stage.get(),
                 aggregate.key.cohort.as_str(),
                 aggregate.key.metric,
                 format!("{:?}", aggregate.counts),
@@ -1490,7 +1491,7 @@ fn audit(environment: Option<&str>, action: &str, target: &str) -> AuditRecord {
     }
 }
 
-fn ramp_record(environment: &str, flag: &str, generation: u64, stage: usize) -> RampRecord {
+fn ramp_record(environment: &str, flag: &str, generation: u64, stage: u32) -> RampRecord {
     let ramp = ripcord_engine::document::Ramp {
         stages: vec![1.0, 5.0, 25.0],
         min_stage_duration: "10m".to_string(),
@@ -1504,7 +1505,7 @@ fn ramp_record(environment: &str, flag: &str, generation: u64, stage: usize) -> 
         &ripcord_engine::ramp::Settings::default(),
         generation,
     );
-    state.stage = stage;
+    state.stage = Stage::new(stage);
     RampRecord {
         environment: environment.to_string(),
         flag: flag.to_string(),
@@ -1520,7 +1521,7 @@ fn ramp_record(environment: &str, flag: &str, generation: u64, stage: usize) -> 
     }
 }
 
-fn incident(environment: &str, flag: &str, stage: usize) -> IncidentRecord {
+fn incident(environment: &str, flag: &str, stage: u32) -> IncidentRecord {
     IncidentRecord {
         id: 0,
         time: "2024-05-01T12:00:00Z".to_string(),
@@ -1528,7 +1529,7 @@ fn incident(environment: &str, flag: &str, stage: usize) -> IncidentRecord {
         flag: flag.to_string(),
         generation: 1,
         action: "kill".to_string(),
-        stage,
+        stage: Stage::new(stage),
         percentage: 5.0,
         reason: format!("stage {stage} regressed"),
         evidence: Vec::new(),
@@ -1681,8 +1682,11 @@ async fn incidents_are_numbered_and_paged_newest_first(store: &dyn Store) {
         before,
         limit,
     };
-    let stages = |found: Vec<IncidentRecord>| -> Vec<usize> {
-        found.into_iter().map(|incident| incident.stage).collect()
+    let stages = |found: Vec<IncidentRecord>| -> Vec<u32> {
+        found
+            .into_iter()
+            .map(|incident| incident.stage.get())
+            .collect()
     };
     let first = store.incidents(&query(None, None, 2)).await.unwrap();
     assert_eq!(stages(first.clone()), vec![4, 3]);

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use ripcord_engine::ramp::{GuardReport, HoldReason, RampState};
+use ripcord_engine::Stage;
 use ripcord_engine::{Document, Flag, Segment};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -184,7 +185,8 @@ pub struct IncidentRecord {
     /// `kill`, or `pause` for a regression with `on_regression: pause`.
     pub action: String,
     /// The stage (index into the ramp's `stages`) and the percentage it was at.
-    pub stage: usize,
+    #[schema(value_type = u32)]
+    pub stage: Stage,
     pub percentage: f64,
     pub reason: String,
     /// Every guard: verdict, samples per cohort, medians or rates, U and z, the sequential
@@ -333,8 +335,7 @@ pub struct AggregateKey {
     pub flag: String,
     /// The ramp's generation: a restarted ramp starts from no data.
     pub generation: u64,
-    /// The index into the ramp's `stages`.
-    pub stage: u32,
+    pub stage: Stage,
     pub cohort: ripcord_engine::Cohort,
     pub metric: String,
 }

@@ -20,6 +20,7 @@
 use std::path::Path;
 
 use async_trait::async_trait;
+use ripcord_engine::Stage;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -584,7 +585,7 @@ impl Store for SledStore {
             if rest.len() < 6 {
                 return Err(corrupt("the key is too short"));
             }
-            let stage = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
+            let stage = Stage::new(u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]));
             let cohort = match rest[4] {
                 b't' => ripcord_engine::Cohort::Treatment,
                 b'c' => ripcord_engine::Cohort::Control,
@@ -691,7 +692,7 @@ fn remove_prefix(tree: &sled::Tree, prefix: &[u8]) -> StoreResult<()> {
 
 fn aggregate_key(key: &AggregateKey, counts: &AggregateCounts) -> Vec<u8> {
     let mut stored = aggregate_prefix(&key.environment, &key.flag, key.generation);
-    stored.extend_from_slice(&key.stage.to_be_bytes());
+    stored.extend_from_slice(&key.stage.get().to_be_bytes());
     stored.push(match key.cohort {
         ripcord_engine::Cohort::Treatment => b't',
         ripcord_engine::Cohort::Control => b'c',

@@ -8,43 +8,20 @@ use serde_json::{json, Value};
 
 use crate::harness::{Body, Server, ADMIN_KEY};
 
-/// Every part of the flag document, ramp included, as people keep it in git.
-pub const FULL_DOCUMENT: &str = r##"
-segments:
-  beta-track:
-    description: Users on the beta release track
-    when:
-      - {attribute: releaseTrack, op: in, values: [beta, canary]}
-flags:
-  new-checkout:
-    description: Single-page checkout
-    type: boolean
-    variants: {on: true, off: false}
-    default_variant: "off"
-    enabled: true
-    client_visible: true
-    rules:
-      - name: staff
-        when: [{attribute: email, op: ends_with, values: ["@example.com"]}]
-        serve: {variant: "on"}
-      - name: beta track first
-        segment: beta-track
-        serve: {variant: "on"}
-    rollout:
-      stickiness: userId
-      percentage: 5
-      split: [{variant: "on", weight: 1}]
-      salt: new-checkout
-    ramp:
-      stages: [5, 25, 50, 100]
-      min_stage_duration: 10m
-      max_stage_duration: 24h
-      warmup: 2m
-      on_regression: kill
-      guards:
-        - {metric: crash_rate, category: stability, kind: rate, better: lower, tolerance: 0.002, min_samples: 2000}
-        - {metric: checkout_latency_ms, category: performance, kind: value, better: lower, tolerance: 5%, min_samples: 1000}
-  theme:
+/// The example flag document, as the engine's tests read it.
+pub const EXAMPLE_DOCUMENT: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../engine/tests/fixtures/example.yaml"
+));
+
+/// Every part of the flag document, ramp included, as people keep it in git: the example
+/// document, whose flags come last, followed by a flag of every other type.
+pub const FULL_DOCUMENT: &str = concat!(
+    include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../engine/tests/fixtures/example.yaml"
+    )),
+    r##"  theme:
     type: string
     variants: {light: "#ffffff", dark: "#000000"}
     default_variant: light
@@ -71,7 +48,8 @@ flags:
     rules:
       - when: [{attribute: plan, op: eq, values: [pro]}]
         serve: {variant: pro}
-"##;
+"##
+);
 
 /// The document as JSON, with every number as a float: `5` and `5.0` are the same number in
 /// a flag document.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use ripcord_proto::pb::ripcord::v1::{ripcord_client::RipcordClient, EvaluateRequest};
-use ripcord_sdk::{Context, LocalClient, RemoteClient, Tracked};
+use ripcord_sdk::{Context, LocalClient, RemoteClient, Stage, Tracked};
 use serde_json::json;
 
 use crate::harness::{Body, Server};
@@ -106,7 +106,7 @@ async fn a_local_client_reports_tagged_observations_over_grpc_and_the_server_acc
             f64::from(u8::from(id % 50 == 0)),
         );
         if details.metadata.cohort.is_some() {
-            assert_eq!(details.metadata.stage, Some(0));
+            assert_eq!(details.metadata.stage, Some(Stage::FIRST));
             assert_eq!(tracked, Tracked::Recorded);
             in_cohort += 1;
         } else {

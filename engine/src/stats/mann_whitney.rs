@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::exact::exact_p;
-use super::hl::{hodges_lehmann, HodgesLehmann};
+use super::hodges_lehmann::{hodges_lehmann, HodgesLehmann};
 use super::normal::asymptotic;
 use super::rank::Arm;
 use super::{Alternative, Histogram, Method, RankSums, StatsError};

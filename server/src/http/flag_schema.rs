@@ -2,7 +2,7 @@
 //!
 //! The engine's types carry no OpenAPI, so their shape is restated here, with the limits the
 //! server enforces: required fields, enums, ranges, key patterns and the default limits of
-//! `RIPCORD_MAX_*`. A schema here must never forbid what the server accepts, or a client
+//! `RIPCORD_MAX_*` settings. A schema here must never forbid what the server accepts, or a client
 //! that trusts it would refuse itself valid documents; the conformance test checks that
 //! every body the schema forbids is refused. What JSON Schema cannot say — a default
 //! variant that names a variant, a rule's segment that exists, variant values of the flag's
@@ -19,7 +19,7 @@ use serde_json::Value;
 #[schema(as = FlagDocument)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentSchema {
-    /// At most 5,000 by default (`RIPCORD_MAX_SEGMENTS`).
+    /// At most 5,000.
     #[serde(default)]
     pub segments: BTreeMap<String, SegmentSchema>,
     /// At most 20,000 by default (`RIPCORD_MAX_FLAGS`).
@@ -33,8 +33,7 @@ pub struct DocumentSchema {
 #[serde(deny_unknown_fields)]
 pub struct SegmentSchema {
     pub description: Option<String>,
-    /// Every condition must hold for a context to be in the segment; at most 50 by default
-    /// (`RIPCORD_MAX_CONDITIONS_PER_RULE`).
+    /// Every condition must hold for a context to be in the segment; at most 50.
     #[schema(max_items = 50)]
     pub when: Vec<ConditionSchema>,
 }
@@ -48,8 +47,7 @@ pub struct FlagSchema {
     #[serde(rename = "type")]
     #[schema(inline)]
     pub flag_type: FlagTypeSchema,
-    /// Each variant's value, by name; every value of the flag's type. 1 to 100 by default
-    /// (`RIPCORD_MAX_VARIANTS_PER_FLAG`).
+    /// Each variant's value, by name; every value of the flag's type. 1 to 100 of them.
     #[schema(value_type = Object)]
     pub variants: BTreeMap<String, Value>,
     /// The variant served when no rule matches and outside the rollout, and to everyone
@@ -89,7 +87,7 @@ pub enum FlagTypeSchema {
 #[serde(deny_unknown_fields)]
 pub struct RuleSchema {
     pub name: Option<String>,
-    /// At most 50 by default (`RIPCORD_MAX_CONDITIONS_PER_RULE`).
+    /// At most 50.
     #[serde(default)]
     #[schema(max_items = 50)]
     pub when: Vec<ConditionSchema>,
@@ -162,7 +160,7 @@ pub struct RolloutSchema {
     /// 0 to 100, with at most three decimals.
     #[schema(minimum = 0.0, maximum = 100.0)]
     pub percentage: f64,
-    /// 1 to 100 entries by default (`RIPCORD_MAX_LIST_LENGTH`), not every weight 0.
+    /// 1 to 100 entries, not every weight 0.
     #[schema(min_items = 1, max_items = 100)]
     pub split: Vec<SplitEntrySchema>,
     /// Absent means the flag's key.
@@ -184,8 +182,7 @@ pub struct SplitEntrySchema {
 #[schema(as = Ramp)]
 #[serde(deny_unknown_fields)]
 pub struct RampSchema {
-    /// Percentages above 0 and up to 100, each above the one before: 1 to 100 by default
-    /// (`RIPCORD_MAX_LIST_LENGTH`).
+    /// Percentages above 0 and up to 100, each above the one before: 1 to 100 of them.
     #[schema(min_items = 1, max_items = 100)]
     pub stages: Vec<f64>,
     /// A duration such as `30s`, `10m`, `24h` or `1h30m`.
@@ -199,7 +196,7 @@ pub struct RampSchema {
     pub warmup: Option<String>,
     #[schema(inline)]
     pub on_regression: Option<OnRegressionSchema>,
-    /// At most 100 by default (`RIPCORD_MAX_LIST_LENGTH`), each metric once.
+    /// At most 100, each metric once.
     #[serde(default)]
     #[schema(max_items = 100)]
     pub guards: Vec<GuardSchema>,

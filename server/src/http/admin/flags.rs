@@ -283,7 +283,8 @@ pub async fn set_enabled(
     request_body = SetPercentage,
     responses(
         (status = 200, description = "The flag as it is now", body = FlagEntry),
-        (status = 400, description = "Not a valid percentage, or the flag has no rollout", body = ErrorBody),
+        (status = 400, description = "Not a valid percentage", body = ErrorBody),
+        (status = 409, description = "The flag has no rollout", body = ErrorBody),
         (status = 404, description = "No such environment or flag", body = ErrorBody),
         (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
         StoreUnavailable,
@@ -303,11 +304,12 @@ pub async fn set_percentage(
     let flag_key = key.clone();
     edit_flag(&state, &actor, &environment, key, "set_percentage", move |flag| {
         // Without a rollout there is no split to serve: adding one is a flag edit, not a ramp.
+        // The request is valid; the flag's state refuses it, as a ramp operation on a flag
+        // without a ramp is refused: a conflict.
         let rollout = flag.rollout.as_mut().ok_or_else(|| {
-            Error::bad_request(
-                format!("flag `{flag_key}` has no rollout: add one to the flag before setting its percentage"),
-                Some("rollout".to_string()),
-            )
+            Error::Conflict(format!(
+                "flag `{flag_key}` has no rollout: add one to the flag before setting its percentage"
+            ))
         })?;
         rollout.percentage = body.percentage;
         Ok(())

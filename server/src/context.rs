@@ -29,9 +29,11 @@ pub fn build(
         ));
     }
     let context: Context = attributes.into_iter().collect();
+    // `null` is a missing attribute, as it is to every condition and to a rollout's unit:
+    // OpenFeature's flagd provider sends `"targetingKey": null` when the app has none.
     if context
         .get("targetingKey")
-        .is_some_and(|targeting_key| !targeting_key.is_string())
+        .is_some_and(|targeting_key| !targeting_key.is_string() && !targeting_key.is_null())
     {
         return Err("`targetingKey` must be a string".to_string());
     }

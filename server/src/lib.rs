@@ -4,8 +4,11 @@
 //!
 //! - [`clock`]: the clock and the one way a time is written.
 //! - [`config`]: flags and environment variables.
+//! - [`access`]: what each kind of key may do, for every protocol.
 //! - [`context`]: the evaluation context, checked the same way for every protocol.
 //! - [`environment`]: one environment as served: its snapshot, document and ruleset.
+//! - [`delivery`]: the one follower behind every stream that follows an environment.
+//! - [`evaluation`]: the one evaluation path every protocol calls.
 //! - [`store`]: the `Store` trait and its backends (sled, the embedded default).
 //! - [`service`]: environments, flags, segments, keys and the audit log, without HTTP;
 //!   holds the per-environment snapshots that evaluation reads.
@@ -23,11 +26,14 @@
 //!
 //! [`run`] serves on listeners it is given, so tests start a real server on port 0.
 
+pub mod access;
 pub mod clock;
 pub mod config;
 pub mod context;
+pub mod delivery;
 pub mod environment;
 pub mod error;
+pub mod evaluation;
 pub mod feed;
 pub mod grpc;
 pub mod http;

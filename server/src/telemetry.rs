@@ -145,10 +145,12 @@ pub struct Evaluations {
 impl Evaluations {
     /// A recorder for the evaluations of one request in `environment`.
     pub fn recorder<'a>(&'a self, environment: &'a str) -> Recorder<'a> {
+        // The environment is looked up once, not once per flag of a bulk evaluation.
+        let flags = self.counts.load().get(environment).cloned();
         Recorder {
             evaluations: self,
             environment,
-            counts: self.counts.load(),
+            flags,
             missed: Vec::new(),
         }
     }
@@ -278,17 +280,13 @@ fn escape_label(value: &str) -> std::borrow::Cow<'_, str> {
 pub struct Recorder<'a> {
     evaluations: &'a Evaluations,
     environment: &'a str,
-    counts: arc_swap::Guard<Arc<EnvironmentCounts>>,
+    flags: Option<Arc<FlagCounts>>,
     missed: Vec<(&'a str, Reason)>,
 }
 
 impl<'a> Recorder<'a> {
     pub fn record(&mut self, flag: &'a str, reason: Reason) {
-        match self
-            .counts
-            .get(self.environment)
-            .and_then(|flags| flags.get(flag))
-        {
+        match self.flags.as_ref().and_then(|flags| flags.get(flag)) {
             Some(counts) => {
                 counts[reason_index(reason)].fetch_add(1, Ordering::Relaxed);
             }

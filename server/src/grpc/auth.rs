@@ -5,8 +5,8 @@ use std::sync::Arc;
 use tonic::metadata::MetadataMap;
 
 use super::status::{Refusal, Result};
+use crate::access::{self, Action};
 use crate::service::{Principal, Service};
-use crate::store::Scope;
 
 /// The key the call carries, if it carries one. A malformed header counts as a wrong key,
 /// not as none: anonymous access must not be reached by sending garbage.
@@ -33,13 +33,8 @@ pub fn unknown_key() -> Refusal {
 /// The principal of a key that evaluates flags: a client or server key, with its environment.
 pub fn evaluating(service: &Service, token: &str) -> Result<(Arc<Principal>, String)> {
     let principal = service.authenticate(token).ok_or_else(unknown_key)?;
-    match (principal.scope, principal.environment.clone()) {
-        (Scope::Client | Scope::Server, Some(environment)) => Ok((principal, environment)),
-        _ => Err(Refusal::PermissionDenied(
-            "admin keys do not evaluate flags: use a client or server key of the environment"
-                .to_string(),
-        )),
-    }
+    let environment = access::environment(&principal, Action::Evaluate)?.to_string();
+    Ok((principal, environment))
 }
 
 /// The call's key, which must be there.
@@ -49,12 +44,6 @@ pub fn required(metadata: &MetadataMap) -> Result<String> {
             "no key: send `authorization: Bearer <key>` in the call's metadata".to_string(),
         )
     })
-}
-
-/// Whether a key of `scope` may see a flag: client keys ship inside apps and see only the
-/// flags marked client-visible. `None` is anonymous flagd access, which sees every flag.
-pub fn visible(scope: Option<Scope>, flag: &ripcord_engine::CompiledFlag) -> bool {
-    scope != Some(Scope::Client) || flag.is_client_visible()
 }
 
 #[cfg(test)]

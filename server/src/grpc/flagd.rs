@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use ripcord_engine::{evaluate_typed, ErrorCode, Evaluation, FlagType, RulesetDelta};
+use ripcord_engine::{ErrorCode, Evaluation, FlagType, RulesetDelta};
 use ripcord_proto::pb::flagd::evaluation::{v1, v2};
 use serde_json::{Map, Value};
 use tonic::metadata::MetadataMap;
@@ -18,9 +18,10 @@ use tonic::{Request, Response, Status};
 use super::follow::{self, Messages};
 use super::status::{Refusal, Result};
 use super::{auth, convert, Shared};
+use crate::delivery::Opening;
 use crate::environment::Environment;
+use crate::evaluation::{self, Evaluator};
 use crate::feed::Delta;
-use crate::service::Service;
 use crate::store::Scope;
 
 pub struct Flagd {
@@ -83,10 +84,14 @@ impl Flagd {
         })
     }
 
-    fn environment(&self, caller: &Caller) -> Result<Arc<Environment>> {
-        self.shared
-            .service
-            .environment(&caller.environment)
+    /// The caller's environment, opened for evaluation.
+    fn open(&self, metadata: &MetadataMap, caller: &Caller) -> Result<Evaluator> {
+        let opening = evaluation::Caller {
+            scope: caller.scope,
+            environment: &caller.environment,
+            instance: metadata.get(crate::reach::HEADER).map(|id| id.as_bytes()),
+        };
+        Evaluator::open(&self.shared.service, &opening)
             .ok_or_else(|| follow::gone(&caller.environment))
     }
 
@@ -100,26 +105,26 @@ impl Flagd {
     ) -> Result<Resolved<T>> {
         let caller = self.caller(metadata)?;
         let context = self.shared.context(context)?;
-        let environment = self.environment(&caller)?;
+        let evaluator = self.open(metadata, &caller)?;
         let not_found = || Refusal::NotFound(format!("flag `{flag_key}` was not found"));
-        let flag = environment
-            .snapshot
-            .flag(flag_key)
-            .filter(|flag| auth::visible(caller.scope, flag))
-            .ok_or_else(not_found)?;
         // flagd's numbers are all doubles, so its providers ask for either kind of number
         // from either kind of flag: an integer request reads a float flag truncated, as flagd
         // does, and a float request reads an integer flag (which the engine allows).
-        let accepted = match (expected, flag.flag_type()) {
-            (FlagType::Integer, FlagType::Float) => FlagType::Float,
+        let accepted = match (expected, evaluator.environment().snapshot.flag(flag_key)) {
+            (FlagType::Integer, Some(flag)) if flag.flag_type() == FlagType::Float => {
+                FlagType::Float
+            }
             _ => expected,
         };
-        let evaluation = evaluate_typed(&environment.snapshot, flag_key, &context, accepted);
-        self.shared
-            .metrics
-            .evaluations
-            .recorder(&environment.name)
-            .record(flag.key(), evaluation.reason);
+        let evaluated = evaluator
+            .one(
+                &self.shared.metrics.evaluations,
+                flag_key,
+                &context,
+                Some(accepted),
+            )
+            .ok_or_else(not_found)?;
+        let (flag, evaluation) = (evaluated.flag, evaluated.evaluation);
         if let Some(code) = evaluation.error {
             return Err(match code {
                 ErrorCode::FlagNotFound => not_found(),
@@ -161,16 +166,10 @@ impl Flagd {
         use v1::any_flag::Value as Any;
         let caller = self.caller(metadata)?;
         let context = self.shared.context(context)?;
-        let environment = self.environment(&caller)?;
-        let mut flags = std::collections::HashMap::with_capacity(environment.snapshot.len());
-        let mut counts = self.shared.metrics.evaluations.recorder(&environment.name);
-        for flag in environment
-            .snapshot
-            .flags()
-            .filter(|flag| auth::visible(caller.scope, flag))
-        {
-            let evaluation = ripcord_engine::evaluate_flag(flag, &context);
-            counts.record(flag.key(), evaluation.reason);
+        let evaluator = self.open(metadata, &caller)?;
+        let mut flags = std::collections::HashMap::with_capacity(evaluator.flag_count());
+        evaluator.all(&self.shared.metrics.evaluations, &context, |evaluated| {
+            let (flag, evaluation) = (evaluated.flag, evaluated.evaluation);
             // flagd's numbers are doubles, integers included.
             let value = match (flag.flag_type(), evaluation.value) {
                 (FlagType::Boolean, Some(Value::Bool(value))) => Any::BoolValue(*value),
@@ -182,7 +181,7 @@ impl Flagd {
                     Any::ObjectValue(convert::json_to_struct(fields))
                 }
                 // As flagd does: what cannot be given in AnyFlag is left out.
-                _ => continue,
+                _ => return,
             };
             flags.insert(
                 flag.key().to_string(),
@@ -193,10 +192,12 @@ impl Flagd {
                     value: Some(value),
                 },
             );
-        }
-        drop(counts);
+        });
         let mut metadata = Map::new();
-        metadata.insert("revision".to_string(), Value::from(environment.revision));
+        metadata.insert(
+            "revision".to_string(),
+            Value::from(evaluator.environment().revision),
+        );
         Ok(v1::ResolveAllResponse {
             flags,
             metadata: Some(convert::json_to_struct(&metadata)),
@@ -209,12 +210,16 @@ impl Flagd {
         build: fn(&'static str, Option<prost_types::Struct>) -> M,
     ) -> Result<follow::Stream<M>> {
         let caller = self.caller(metadata)?;
-        self.shared
-            .follow(caller.token, caller.environment)
-            .start(Events {
+        let follow = self
+            .shared
+            .follow(caller.token, caller.environment, None, None);
+        follow::start(
+            follow,
+            Events {
                 scope: caller.scope,
                 build,
-            })
+            },
+        )
     }
 }
 
@@ -249,7 +254,7 @@ struct Events<M> {
 impl<M: Send + 'static> Messages for Events<M> {
     type Message = M;
 
-    fn opening(&mut self, _: &Service, _: &Environment) -> Vec<M> {
+    fn opening(&mut self, _: &Environment, _: &Opening) -> Vec<M> {
         vec![(self.build)("provider_ready", None)]
     }
 
@@ -261,10 +266,8 @@ impl<M: Send + 'static> Messages for Events<M> {
     ) -> Option<M> {
         let computed;
         let changed: Vec<&str> = match delta {
-            Some(delta) if delta.from_revision == previous.revision => {
-                delta.changed_flags.iter().map(String::as_str).collect()
-            }
-            _ => {
+            Some(delta) => delta.changed_flags.iter().map(String::as_str).collect(),
+            None => {
                 computed = RulesetDelta::between(&previous.ruleset(), &current.ruleset());
                 computed.changed_flags().collect()
             }
@@ -275,7 +278,7 @@ impl<M: Send + 'static> Messages for Events<M> {
             let after = current.snapshot.flag(key);
             // A client key must not learn of flags it cannot see, even by name.
             let seen = |flag: Option<&ripcord_engine::CompiledFlag>| {
-                flag.is_some_and(|flag| auth::visible(self.scope, flag))
+                flag.is_some_and(|flag| crate::access::sees(self.scope, flag))
             };
             if !seen(before) && !seen(after) {
                 continue;

@@ -52,13 +52,24 @@ impl Shared {
         .map_err(|problem| Refusal::InvalidArgument(format!("invalid context: {problem}")))
     }
 
-    fn follow(&self, token: Option<String>, environment: String) -> follow::Follow {
-        follow::Follow {
+    /// How a stream follows `environment` for the holder of `token` (`None`: anonymous).
+    fn follow(
+        &self,
+        token: Option<String>,
+        environment: String,
+        known_revision: Option<u64>,
+        instance: Option<crate::reach::Instance>,
+    ) -> crate::delivery::Follow {
+        crate::delivery::Follow {
             service: Arc::clone(&self.service),
-            token,
+            credential: token.map_or(crate::delivery::Credential::Anonymous, |token| {
+                crate::delivery::Credential::Key(token)
+            }),
             environment,
+            known_revision,
             heartbeat: self.heartbeat,
             stop: self.stop.clone(),
+            instance,
         }
     }
 }
@@ -128,13 +139,19 @@ pub async fn serve(
             flagd_status,
         )
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(ripcord_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Both versions of reflection: Python's grpcio client and older tools speak only
+    // `v1alpha`, newer ones `v1`.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(ripcord_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
     tonic::transport::Server::builder()
         .add_service(health)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(ripcord)
         .add_service(flagd_v1)
         .add_service(flagd_v2)

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use ripcord_engine::{evaluate_flag, CompiledFlag, Context, ErrorCode, Evaluation, FlagType};
+use ripcord_engine::{CompiledFlag, Context, ErrorCode, Evaluation, FlagType};
 use ripcord_proto::pb::ripcord::v1 as pb;
 use serde_json::Value;
 use tonic::{Request, Response, Status};
@@ -15,11 +15,13 @@ use tonic::{Request, Response, Status};
 use super::follow::{self, Messages};
 use super::status::{Refusal, Result};
 use super::{auth, convert, Shared};
+use crate::access::{self, Action};
+use crate::delivery::Opening;
 use crate::environment::Environment;
+use crate::evaluation::{Caller, Evaluator};
 use crate::feed::Delta;
 use crate::ingest::{ObservationIn, Timestamp};
-use crate::service::{Principal, Service};
-use crate::store::Scope;
+use crate::service::Principal;
 
 pub struct Ripcord {
     pub shared: Arc<Shared>,
@@ -37,6 +39,21 @@ impl Ripcord {
         let context = self.shared.context(context)?;
         Ok((principal, environment, context))
     }
+
+    /// The key's environment, opened for evaluation.
+    fn open(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        principal: &Principal,
+        environment: &str,
+    ) -> Option<Evaluator> {
+        let caller = Caller {
+            scope: Some(principal.scope),
+            environment,
+            instance: metadata.get(crate::reach::HEADER).map(|id| id.as_bytes()),
+        };
+        Evaluator::open(&self.shared.service, &caller)
+    }
 }
 
 #[tonic::async_trait]
@@ -50,32 +67,20 @@ impl pb::ripcord_server::Ripcord for Ripcord {
         let key = request.flag_key;
         // The key's environment was deleted while the call came in (which revoked the key),
         // or has not reached this node yet: nothing can be evaluated, as over OFREP.
-        let Some(environment) = self.shared.service.environment(&name) else {
+        let Some(evaluator) = self.open(&metadata, &principal, &name) else {
             return Ok(Response::new(not_found(
                 key,
                 format!("environment `{name}` does not exist"),
             )));
         };
-        let instance = metadata.get(crate::reach::HEADER).map(|id| id.as_bytes());
-        self.shared
-            .service
-            .reach()
-            .record_header(&name, instance, environment.revision);
-        let Some(flag) = environment
-            .snapshot
-            .flag(&key)
-            .filter(|flag| auth::visible(Some(principal.scope), flag))
-        else {
-            let message = format!("flag `{key}` was not found");
-            return Ok(Response::new(not_found(key, message)));
-        };
-        let evaluation = evaluate_flag(flag, &context);
-        self.shared
-            .metrics
-            .evaluations
-            .recorder(&environment.name)
-            .record(flag.key(), evaluation.reason);
-        Ok(Response::new(to_pb(flag, &evaluation)))
+        let counts = &self.shared.metrics.evaluations;
+        match evaluator.one(counts, &key, &context, None) {
+            Some(evaluated) => Ok(Response::new(to_pb(evaluated.flag, &evaluated.evaluation))),
+            None => {
+                let message = format!("flag `{key}` was not found");
+                Ok(Response::new(not_found(key, message)))
+            }
+        }
     }
 
     async fn evaluate_all(
@@ -84,29 +89,13 @@ impl pb::ripcord_server::Ripcord for Ripcord {
     ) -> Result<Response<pb::EvaluateAllResponse>, Status> {
         let (metadata, _, request) = request.into_parts();
         let (principal, name, context) = self.prepare(&metadata, request.context)?;
-        let environment = self
-            .shared
-            .service
-            .environment(&name)
+        let evaluator = self
+            .open(&metadata, &principal, &name)
             .ok_or_else(|| follow::gone(&name))?;
-        let instance = metadata.get(crate::reach::HEADER).map(|id| id.as_bytes());
-        self.shared
-            .service
-            .reach()
-            .record_header(&name, instance, environment.revision);
-        let mut evaluations = Vec::with_capacity(environment.snapshot.len());
-        let mut counts = self.shared.metrics.evaluations.recorder(&environment.name);
-        for flag in environment
-            .snapshot
-            .flags()
-            .filter(|flag| auth::visible(Some(principal.scope), flag))
-        {
-            let evaluation = evaluate_flag(flag, &context);
-            counts.record(flag.key(), evaluation.reason);
-            evaluations.push(to_pb(flag, &evaluation));
-        }
-        drop(counts);
-        evaluations.sort_by(|a, b| a.flag_key.cmp(&b.flag_key));
+        let mut evaluations = Vec::with_capacity(evaluator.flag_count());
+        evaluator.all(&self.shared.metrics.evaluations, &context, |evaluated| {
+            evaluations.push(to_pb(evaluated.flag, &evaluated.evaluation));
+        });
         Ok(Response::new(pb::EvaluateAllResponse { evaluations }))
     }
 
@@ -123,24 +112,22 @@ impl pb::ripcord_server::Ripcord for Ripcord {
             .service
             .authenticate(&token)
             .ok_or_else(auth::unknown_key)?;
-        let environment = match (principal.scope, principal.environment.clone()) {
-            (Scope::Server, Some(environment)) => environment,
-            // A ruleset holds every flag and rule: a client key ships inside apps and must
-            // not read the server-side ones; an admin key belongs to no environment.
-            (scope, _) => {
-                return Err(Refusal::PermissionDenied(format!(
+        let environment = access::environment(&principal, Action::FetchRuleset)
+            .map_err(|denied| {
+                Refusal::PermissionDenied(format!(
                     "this is a {} key; Watch takes a server key",
-                    scope.as_str()
+                    denied.scope.as_str()
                 ))
-                .into())
-            }
-        };
+            })?
+            .to_string();
         let instance = metadata.get(crate::reach::HEADER).map(|id| id.as_bytes());
         let instance = self.shared.service.reach().instance(&environment, instance);
-        let stream = self.shared.follow(Some(token), environment).start(Watch {
-            known_revision: request.known_revision,
-            instance,
-        })?;
+        // Protobuf has no absent number: revision 0 means none.
+        let known_revision = Some(request.known_revision).filter(|revision| *revision > 0);
+        let follow = self
+            .shared
+            .follow(Some(token), environment, known_revision, instance);
+        let stream = follow::start(follow, Watch)?;
         Ok(Response::new(stream))
     }
 
@@ -255,11 +242,7 @@ fn typed(flag_type: FlagType, value: &Value) -> pb::FlagValue {
 }
 
 /// `Watch`: the ruleset, then deltas.
-struct Watch {
-    known_revision: u64,
-    /// Records every revision sent, heartbeats included, for a kill's reach.
-    instance: Option<crate::reach::Instance>,
-}
+struct Watch;
 
 impl Watch {
     fn ruleset(environment: &Environment) -> pb::WatchResponse {
@@ -282,40 +265,26 @@ impl Watch {
 impl Messages for Watch {
     type Message = pb::WatchResponse;
 
-    fn opening(&mut self, service: &Service, environment: &Environment) -> Vec<pb::WatchResponse> {
-        if let Some(instance) = &self.instance {
-            instance.record(environment.revision);
-        }
-        let deltas = (self.known_revision > 0)
-            .then(|| {
-                service.deltas_since(&environment.name, self.known_revision, environment.revision)
-            })
-            .flatten();
-        match deltas {
-            Some(deltas) => deltas.iter().map(|delta| Watch::delta(delta)).collect(),
-            None => vec![Watch::ruleset(environment)],
+    fn opening(&mut self, environment: &Environment, opening: &Opening) -> Vec<pb::WatchResponse> {
+        match opening {
+            Opening::Deltas(deltas) => deltas.iter().map(|delta| Watch::delta(delta)).collect(),
+            Opening::Ruleset => vec![Watch::ruleset(environment)],
         }
     }
 
     fn changed(
         &mut self,
-        previous: &Environment,
+        _: &Environment,
         current: &Environment,
         delta: Option<&Delta>,
     ) -> Option<pb::WatchResponse> {
-        if let Some(instance) = &self.instance {
-            instance.record(current.revision);
-        }
         Some(match delta {
-            Some(delta) if delta.from_revision == previous.revision => Watch::delta(delta),
-            _ => Watch::ruleset(current),
+            Some(delta) => Watch::delta(delta),
+            None => Watch::ruleset(current),
         })
     }
 
     fn heartbeat(&mut self, revision: u64) -> pb::WatchResponse {
-        if let Some(instance) = &self.instance {
-            instance.record(revision);
-        }
         pb::WatchResponse {
             revision,
             event: Some(pb::watch_response::Event::Heartbeat(pb::Heartbeat {})),

@@ -43,6 +43,12 @@ impl From<Refusal> for Status {
     }
 }
 
+impl From<crate::access::Denied> for Refusal {
+    fn from(denied: crate::access::Denied) -> Refusal {
+        Refusal::PermissionDenied(denied.message())
+    }
+}
+
 /// The server's domain errors, for calls that go through the service's plain functions.
 impl From<crate::error::Error> for Refusal {
     fn from(error: crate::error::Error) -> Refusal {

@@ -11,7 +11,6 @@ use super::errors::ErrorBody;
 use super::schemas::KeyRefusals;
 use super::state::State;
 use crate::error::{Error, Result};
-use crate::store::Scope;
 
 /// The largest judge request, in bytes. The engine's limit is 1,000,000 values per sample;
 /// two such samples written as compact JSON by any client (at most 24 characters a number,
@@ -27,13 +26,10 @@ pub fn routes(config: &mut web::ServiceConfig) {
 /// environment, but it costs CPU, which a client key shipped inside apps must not spend.
 fn authorize(request: &HttpRequest, state: &State) -> Result<()> {
     let principal = super::request::principal(request, state)?;
-    match principal.scope {
-        Scope::Admin | Scope::Server => Ok(()),
-        scope => Err(Error::Forbidden(format!(
-            "this is a {} key; the judge needs an admin or a server key",
-            scope.as_str()
-        ))),
-    }
+    Ok(crate::access::check(
+        &principal,
+        crate::access::Action::Judge,
+    )?)
 }
 
 /// The engine names the wrong field; so does the answer: `path` for a 400, the message

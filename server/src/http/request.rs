@@ -10,7 +10,6 @@ use serde::de::DeserializeOwned;
 use super::state::State;
 use crate::error::{Error, Result};
 use crate::service::Principal;
-use crate::store::Scope;
 
 /// The key a request carries, as `Authorization: Bearer <key>` or `X-API-Key: <key>`.
 pub fn principal(request: &HttpRequest, state: &State) -> Result<Arc<Principal>> {
@@ -61,12 +60,7 @@ fn bearer_token(value: &str) -> Option<&str> {
 /// The request's key, which must be an admin key.
 pub fn require_admin(request: &HttpRequest, state: &State) -> Result<Arc<Principal>> {
     let principal = principal(request, state)?;
-    if principal.scope != Scope::Admin {
-        return Err(Error::Forbidden(format!(
-            "this is a {} key; the admin API needs an admin key",
-            principal.scope.as_str()
-        )));
-    }
+    crate::access::check(&principal, crate::access::Action::Administer)?;
     Ok(principal)
 }
 

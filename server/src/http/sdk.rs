@@ -5,25 +5,23 @@
 //! the channel URL advertised in a bulk evaluation and are only told to evaluate again: the
 //! flags and rules never leave the server for them.
 //!
-//! Every stream subscribes to the delivery feed before it reads the environment, so no
-//! change falls between what it sends first and what it follows.
+//! What is sent and when is decided by `crate::delivery`'s follower; this module only
+//! writes it as server-sent events.
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse};
-use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::state::State;
+use crate::access::{self, Action};
+use crate::delivery::{Credential, Event, Follow, Opening};
 use crate::environment::Environment;
 use crate::error::{Error, Result};
-use crate::feed::{Delta, Update};
-use crate::service::{Principal, Service};
-use crate::shutdown::Signal;
-use crate::store::Scope;
+use crate::feed::Delta;
+use crate::service::Principal;
 
 /// How long an `EventSource` waits before it reconnects, in milliseconds.
 const RETRY_MILLISECONDS: u64 = 3000;
@@ -37,15 +35,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
 /// The request's key, which must be a server key; and its environment.
 fn server_key(request: &HttpRequest, state: &State) -> Result<(Arc<Principal>, String)> {
     let principal = super::request::principal(request, state)?;
-    match (principal.scope, principal.environment.clone()) {
-        (Scope::Server, Some(environment)) => Ok((principal, environment)),
-        // A ruleset holds every flag and rule: a client key ships inside apps and must not
-        // read the server-side ones; an admin key belongs to no environment.
-        (scope, _) => Err(Error::Forbidden(format!(
-            "this is a {} key; rulesets are delivered to server keys only",
-            scope.as_str()
-        ))),
-    }
+    let environment = access::environment(&principal, Action::FetchRuleset)?.to_string();
+    Ok((principal, environment))
 }
 
 fn environment_gone(name: &str) -> Error {
@@ -141,24 +132,6 @@ pub(super) fn last_event_id(request: &HttpRequest) -> Option<u64> {
         .ok()
 }
 
-/// What a stream's client authenticated with, checked again before every event: a revoked
-/// key ends its streams.
-pub(super) enum Credential {
-    /// An API key, for `/api/v1/sdk/stream`.
-    Key(String),
-    /// An OFREP channel, for `/ofrep/v1/events`.
-    Channel(String),
-}
-
-impl Credential {
-    fn principal(&self, service: &Service) -> Option<Arc<Principal>> {
-        match self {
-            Credential::Key(token) => service.authenticate(token),
-            Credential::Channel(channel) => service.channel_principal(channel),
-        }
-    }
-}
-
 /// How a stream tells its client about a change.
 #[derive(Clone, Copy)]
 pub(super) enum Encoding {
@@ -169,37 +142,41 @@ pub(super) enum Encoding {
 }
 
 impl Encoding {
-    /// What a client gets on connecting, having sent `last_event_id`.
-    fn opening(
-        self,
-        service: &Service,
-        environment: &Environment,
-        last_event_id: Option<u64>,
-    ) -> BytesMut {
+    /// What a client gets on connecting.
+    fn opening(self, environment: &Environment, opening: &Opening) -> Bytes {
         let mut out = BytesMut::new();
         out.extend_from_slice(format!("retry: {RETRY_MILLISECONDS}\n\n").as_bytes());
-        match self {
-            Encoding::Ruleset => {
-                match last_event_id.and_then(|revision| {
-                    service.deltas_since(&environment.name, revision, environment.revision)
-                }) {
-                    Some(deltas) => {
-                        for delta in deltas {
-                            out.extend_from_slice(&self.delta(&delta));
-                        }
-                    }
-                    None => out.extend_from_slice(&self.ruleset(environment)),
+        match (self, opening) {
+            (Encoding::Ruleset, Opening::Deltas(deltas)) => {
+                for delta in deltas {
+                    out.extend_from_slice(&self.delta(delta));
                 }
             }
             // A provider fetched its evaluations before it connected: a change may have
-            // come in between, and one more (usually `304`) fetch is cheap.
-            Encoding::Ofrep => {
-                if last_event_id != Some(environment.revision) {
-                    out.extend_from_slice(&self.ruleset(environment));
-                }
+            // come in between, and one more (usually `304`) fetch is cheap. Up to date, it
+            // has nothing to fetch.
+            (Encoding::Ofrep, Opening::Deltas(deltas)) if deltas.is_empty() => {}
+            (_, Opening::Deltas(_) | Opening::Ruleset) => {
+                out.extend_from_slice(&self.ruleset(environment))
             }
         }
-        out
+        out.freeze()
+    }
+
+    /// An event as this stream tells it; `None` ends the stream without a word, as a
+    /// revoked key or a stopping server do.
+    fn event(self, environment: &str, event: Event) -> Option<Bytes> {
+        match event {
+            Event::Changed {
+                delta: Some(delta), ..
+            } => Some(self.delta(&delta)),
+            Event::Changed { current, .. } => Some(self.ruleset(&current)),
+            Event::Heartbeat(_) => Some(Bytes::from_static(HEARTBEAT)),
+            // Told even though the deletion has revoked the key by now: it was valid for
+            // everything this stream sent before, and this is the last event.
+            Event::Deleted => Some(self.deleted(environment)),
+            Event::Revoked | Event::Stopping => None,
+        }
     }
 
     fn ruleset(self, environment: &Environment) -> Bytes {
@@ -278,142 +255,38 @@ pub(super) fn follow(
     encoding: Encoding,
     instance: Option<crate::reach::Instance>,
 ) -> Result<HttpResponse> {
-    // Subscribed before the environment is read: see the module's documentation.
-    let updates = state.service.subscribe();
-    let current = state
-        .service
-        .environment(&environment)
-        .ok_or_else(|| environment_gone(&environment))?;
-    let opening = encoding.opening(&state.service, &current, last_event_id);
-    let follower = Follower {
+    let start = Follow {
         service: Arc::clone(&state.service),
         credential,
-        environment,
-        encoding,
-        updates,
-        stop: state.stop.clone(),
+        environment: environment.clone(),
+        known_revision: last_event_id,
         heartbeat: state.heartbeat,
-        quiet_until: tokio::time::Instant::now() + state.heartbeat,
-        sent: current.revision,
-        opening: Some(opening.freeze()),
-        finished: false,
+        stop: state.stop.clone(),
         instance,
-    };
-    let body = futures_util::stream::unfold(follower, |mut follower| async move {
-        let chunk = follower.next().await?;
-        Some((Ok::<_, Infallible>(chunk), follower))
-    });
+    }
+    .start()
+    .ok_or_else(|| environment_gone(&environment))?;
+    let opening = encoding.opening(&start.environment, &start.opening);
+    let body = futures_util::stream::unfold(
+        (Some(opening), start.follower),
+        move |(opening, mut follower)| {
+            let environment = environment.clone();
+            async move {
+                if let Some(opening) = opening {
+                    return Some((Ok::<_, Infallible>(opening), (None, follower)));
+                }
+                let event = follower.next().await?;
+                let chunk = encoding.event(&environment, event)?;
+                Some((Ok(chunk), (None, follower)))
+            }
+        },
+    );
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         // Proxies such as nginx would otherwise hold events back to fill their buffers.
         .insert_header(("X-Accel-Buffering", "no"))
         .streaming(body))
-}
-
-struct Follower {
-    service: Arc<Service>,
-    credential: Credential,
-    environment: String,
-    encoding: Encoding,
-    updates: broadcast::Receiver<Arc<Update>>,
-    stop: Signal,
-    heartbeat: Duration,
-    /// When a heartbeat is due unless something else is sent first.
-    quiet_until: tokio::time::Instant,
-    /// The revision the client has been brought to.
-    sent: u64,
-    opening: Option<Bytes>,
-    finished: bool,
-    /// Records every revision sent, heartbeats included, for a kill's reach.
-    instance: Option<crate::reach::Instance>,
-}
-
-impl Follower {
-    /// The next chunk to send; `None` ends the stream.
-    async fn next(&mut self) -> Option<Bytes> {
-        if let Some(opening) = self.opening.take() {
-            if let Some(instance) = &self.instance {
-                instance.record(self.sent);
-            }
-            return Some(opening);
-        }
-        if self.finished {
-            return None;
-        }
-        let chunk = loop {
-            let received = tokio::select! {
-                biased;
-                () = self.stop.stopped() => return None,
-                received = tokio::time::timeout_at(self.quiet_until, self.updates.recv()) => received,
-            };
-            let Ok(received) = received else {
-                if !self.authorized() {
-                    return None;
-                }
-                break Bytes::from_static(HEARTBEAT);
-            };
-            let update = match received {
-                Ok(update) => update,
-                // Fallen too far behind for the missed changes to be known: start over.
-                Err(RecvError::Lagged(_)) => match self.service.environment(&self.environment) {
-                    Some(environment) if environment.revision != self.sent => {
-                        if !self.authorized() {
-                            return None;
-                        }
-                        self.sent = environment.revision;
-                        break self.encoding.ruleset(&environment);
-                    }
-                    Some(_) => continue,
-                    None => {
-                        self.finished = true;
-                        break self.encoding.deleted(&self.environment);
-                    }
-                },
-                Err(RecvError::Closed) => return None,
-            };
-            if update.environment_name() != self.environment {
-                continue;
-            }
-            match &*update {
-                // Told even if the deletion has revoked the key by now: it was valid for
-                // everything this stream sent before, and this is the last event.
-                Update::Deleted { .. } => {
-                    self.finished = true;
-                    break self.encoding.deleted(&self.environment);
-                }
-                Update::Changed { environment, delta } => {
-                    if environment.revision <= self.sent {
-                        continue;
-                    }
-                    if !self.authorized() {
-                        return None;
-                    }
-                    let chunk = match delta
-                        .as_ref()
-                        .filter(|delta| delta.from_revision == self.sent)
-                    {
-                        Some(delta) => self.encoding.delta(delta),
-                        None => self.encoding.ruleset(environment),
-                    };
-                    self.sent = environment.revision;
-                    break chunk;
-                }
-            }
-        };
-        self.quiet_until = tokio::time::Instant::now() + self.heartbeat;
-        if let Some(instance) = &self.instance {
-            instance.record(self.sent);
-        }
-        Some(chunk)
-    }
-
-    /// Whether the credential still names a valid key of this environment.
-    fn authorized(&self) -> bool {
-        self.credential
-            .principal(&self.service)
-            .is_some_and(|principal| principal.environment.as_deref() == Some(&self.environment))
-    }
 }
 
 #[cfg(test)]

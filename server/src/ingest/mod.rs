@@ -449,13 +449,10 @@ impl Drop for Ingest {
 /// The environment a key reports for: its own, for client and server keys. Admin keys do
 /// not report; handlers ask before they read a body.
 pub fn reporting_environment(principal: &Principal) -> Result<&str> {
-    match (principal.scope, principal.environment.as_deref()) {
-        (Scope::Client | Scope::Server, Some(environment)) => Ok(environment),
-        _ => Err(Error::Forbidden(
-            "admin keys do not report metrics: use a client or server key of the environment"
-                .to_string(),
-        )),
-    }
+    Ok(crate::access::environment(
+        principal,
+        crate::access::Action::Report,
+    )?)
 }
 
 fn stopped() -> Error {

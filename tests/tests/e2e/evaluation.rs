@@ -1010,3 +1010,72 @@ flags:
         "{trail}"
     );
 }
+
+/// One flag with a rollout on the default stickiness, `targetingKey`, and one without.
+const BY_TARGETING_KEY: &str = r#"
+flags:
+  by-targeting-key:
+    type: boolean
+    variants: {on: true, off: false}
+    default_variant: "off"
+    client_visible: true
+    rollout:
+      percentage: 100
+      split: [{variant: "on", weight: 1}]
+  plain:
+    type: integer
+    variants: {small: 10, large: 50}
+    default_variant: small
+    client_visible: true
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_null_targeting_key_is_a_missing_one() {
+    let server = Server::start_with(&[], BY_TARGETING_KEY).await;
+    let service = server
+        .create_key("checkout-service", "server", Some("default"))
+        .await;
+
+    let plain = server
+        .evaluate(&service.token, "plain", json!({"targetingKey": null}))
+        .await
+        .expect_status(200)
+        .json();
+    assert_eq!(plain["value"], 10, "{plain}");
+    assert_eq!(plain["reason"], "STATIC", "{plain}");
+
+    // Out of the rollout, exactly as a context without the attribute is.
+    let null = server
+        .evaluate(
+            &service.token,
+            "by-targeting-key",
+            json!({"targetingKey": null, "country": "CA"}),
+        )
+        .await
+        .expect_status(200)
+        .json();
+    let missing = server
+        .evaluate(&service.token, "by-targeting-key", json!({"country": "CA"}))
+        .await
+        .expect_status(200)
+        .json();
+    assert_eq!(null, missing);
+    assert_eq!(null["value"], false, "{null}");
+    assert_eq!(null["reason"], "DEFAULT", "{null}");
+    assert_eq!(null["metadata"]["unitMissing"], "targetingKey", "{null}");
+
+    let bulk = server
+        .evaluate_all(&service.token, json!({"targetingKey": null}), None)
+        .await
+        .expect_status(200)
+        .json();
+    assert_eq!(keys_of(&bulk), ["by-targeting-key", "plain"], "{bulk}");
+
+    // Anything else that is not a string is still refused.
+    let refused = server
+        .evaluate(&service.token, "plain", json!({"targetingKey": 42}))
+        .await
+        .expect_status(400)
+        .json();
+    assert_eq!(refused["errorCode"], "INVALID_CONTEXT", "{refused}");
+}

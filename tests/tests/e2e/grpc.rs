@@ -1101,3 +1101,106 @@ async fn flagd_needs_an_environment_and_a_key_unless_anonymous_access_is_on() {
         .expect_err("an admin key");
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
 }
+
+/// OpenFeature's flagd provider sends `"targetingKey": null` when the app has no targeting
+/// key: a missing key, not a malformed context.
+#[tokio::test(flavor = "multi_thread")]
+async fn flagd_takes_a_null_targeting_key_as_a_missing_one() {
+    use flagd_v1::service_client::ServiceClient;
+    let server = server_with_document(&[
+        ("RIPCORD_FLAGD_ENVIRONMENT", "default"),
+        ("RIPCORD_FLAGD_ALLOW_ANONYMOUS", "true"),
+    ])
+    .await;
+    let mut client = ServiceClient::new(channel(&server).await);
+    let null = || Some(to_struct(&json!({"targetingKey": null, "plan": "free"})));
+    let missing = || Some(to_struct(&json!({"plan": "free"})));
+
+    let plain = client
+        .resolve_int(flagd_v1::ResolveIntRequest {
+            flag_key: "page-size".to_string(),
+            context: null(),
+        })
+        .await
+        .expect("a flag without a rollout resolves")
+        .into_inner();
+    assert_eq!(plain.value, 10);
+    assert_eq!(plain.reason, "STATIC");
+
+    // button-color rolls out by `targetingKey`: a null key keeps the context out of it,
+    // as a missing one does.
+    let mut answers = Vec::new();
+    for context in [null(), missing()] {
+        let resolved = client
+            .resolve_string(flagd_v1::ResolveStringRequest {
+                flag_key: "button-color".to_string(),
+                context,
+            })
+            .await
+            .expect("a rollout resolves without a unit")
+            .into_inner();
+        answers.push((
+            resolved.value,
+            resolved.reason,
+            resolved.variant,
+            resolved.metadata.as_ref().map(from_struct),
+        ));
+    }
+    assert_eq!(answers[0], answers[1]);
+    let (value, reason, _, metadata) = &answers[0];
+    assert_eq!(value, "#1f6feb");
+    assert_eq!(reason, "DEFAULT");
+    assert_eq!(
+        metadata.as_ref().map(|metadata| &metadata["unitMissing"]),
+        Some(&json!("targetingKey"))
+    );
+
+    let all = client
+        .resolve_all(flagd_v1::ResolveAllRequest { context: null() })
+        .await
+        .expect("every flag resolves")
+        .into_inner();
+    assert!(all.flags.contains_key("page-size"), "{:?}", all.flags);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reflection_is_served_as_v1alpha_too() {
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+
+    let server = Server::start().await;
+    let mut reflection = ServerReflectionClient::new(channel(&server).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let response = reflection
+        .server_reflection_info(one_message(request))
+        .await
+        .expect("v1alpha reflection is served")
+        .into_inner()
+        .message()
+        .await
+        .expect("a reflection answer")
+        .expect("a message");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("not a service list: {response:?}")
+    };
+    let names: Vec<String> = list
+        .service
+        .into_iter()
+        .map(|service| service.name)
+        .collect();
+    for expected in [
+        "ripcord.v1.Ripcord",
+        "flagd.evaluation.v1.Service",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|name| name == expected),
+            "{expected} in {names:?}"
+        );
+    }
+}

@@ -28,7 +28,7 @@ pub struct OfrepEvaluationRequest;
 
 impl utoipa::PartialSchema for OfrepEvaluationRequest {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
         let context = ObjectBuilder::new()
             .schema_type(Type::Object)
             .description(Some(
@@ -37,6 +37,14 @@ impl utoipa::PartialSchema for OfrepEvaluationRequest {
                  (`RIPCORD_MAX_CONTEXT_ATTRIBUTES`), each name at most 256 characters \
                  (`RIPCORD_MAX_KEY_LENGTH`).",
             ))
+            .property(
+                "targetingKey",
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                    .description(Some(
+                        "The unit a rollout buckets by, unless a flag says another",
+                    )),
+            )
             .max_properties(Some(200))
             .property_names(Some(
                 ObjectBuilder::new()

@@ -10,6 +10,8 @@
 //!   limits, the report and the exit statuses.
 //! - [`lifecycle`]: restarts, crashes, signals, first start and configuration.
 //! - [`metrics`]: metric reporting over HTTP and gRPC: keys, batch shape, limits.
+//! - [`openapi`]: the served OpenAPI document checked against the running server by
+//!   schemathesis.
 //! - [`ramps`]: ramps walked by the controller on observations posted over HTTP: kills,
 //!   incidents, webhooks, restarts, manual controls.
 //! - [`sdk`]: the Rust SDK against real servers, both modes, and its examples.
@@ -32,6 +34,8 @@ mod judge;
 mod lifecycle;
 #[path = "e2e/metrics.rs"]
 mod metrics;
+#[path = "e2e/openapi.rs"]
+mod openapi;
 #[path = "e2e/ramps.rs"]
 mod ramps;
 #[path = "e2e/sdk.rs"]

@@ -89,18 +89,28 @@ pub async fn not_found(request: actix_web::HttpRequest) -> HttpResponse {
     .error_response()
 }
 
-/// Turns actix-web's bare 405 into the error shape every other error has.
+/// Turns actix-web's bare 405 into the error shape every other error has. The bare answer's
+/// headers are kept: its `Allow` lists the methods the resource has, which RFC 9110 requires
+/// of every 405 and which only the router knows.
 pub fn method_not_allowed<B>(
     response: actix_web::dev::ServiceResponse<B>,
 ) -> actix_web::Result<actix_web::middleware::ErrorHandlerResponse<B>> {
-    let (request, _) = response.into_parts();
+    let (request, bare) = response.into_parts();
     let body = ErrorBody {
         error: "method_not_allowed",
         message: format!("{} is not allowed on {}", request.method(), request.path()),
         path: None,
         problems: Vec::new(),
     };
-    let response = HttpResponse::MethodNotAllowed().json(body);
+    let mut response = HttpResponse::MethodNotAllowed();
+    for (name, value) in bare.headers() {
+        if name != actix_web::http::header::CONTENT_LENGTH
+            && name != actix_web::http::header::CONTENT_TYPE
+        {
+            response.append_header((name.clone(), value.clone()));
+        }
+    }
+    let response = response.json(body);
     Ok(actix_web::middleware::ErrorHandlerResponse::Response(
         actix_web::dev::ServiceResponse::new(request, response).map_into_right_body(),
     ))

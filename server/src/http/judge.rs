@@ -60,7 +60,8 @@ fn judge_error(error: JudgeError) -> Error {
     responses(
         (status = 200, description = "The test, the shift and the verdict", body = JudgeResponseSchema),
         (status = 400, description = "A field is not valid; `path` names it", body = ErrorBody),
-        (status = 413, description = "Over a limit: 1,000,000 values or 100,000 bins per sample, 64 MiB of body; the message names which", body = ErrorBody),
+        (status = 413, description = "Over a limit: 1,000,000 values or 100,000 bins per sample, 2^53 observations per histogram, 64 MiB of body, or samples too large for the exact method; the message names which", body = ErrorBody),
+        (status = 500, description = "The judge failed on this input; the server log has the cause", body = ErrorBody),
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -96,36 +97,137 @@ pub async fn judge(
     }
 }
 
-/// The request of `POST /api/v1/judge` (docs/judge.md).
+/// The request of `POST /api/v1/judge` (docs/judge.md): two samples of the same form, both
+/// arrays of numbers or both histograms over the same bins. The schema says all it can; what
+/// JSON Schema cannot (a histogram's bins strictly increasing and the same in both samples,
+/// a count per bin, an exact method only on samples it can compute) is answered 400 or 413
+/// with the field named.
 #[derive(utoipa::ToSchema)]
 #[schema(as = JudgeRequest)]
-pub struct JudgeRequestSchema {
-    /// An array of numbers, or a histogram `{"bins": [v1, ...], "counts": [c1, ...]}` whose
-    /// bins are strictly increasing values, each one tie group. At most 1,000,000 values or
-    /// 100,000 bins.
-    #[schema(value_type = Object)]
-    pub treatment: serde_json::Value,
-    /// The same form as `treatment`; a histogram over the same bins.
-    #[schema(value_type = Object)]
-    pub control: serde_json::Value,
-    /// `lower` (the default: latency, error rate) or `higher` (success, conversion).
-    pub better: Option<String>,
-    /// `greater`, `less` or `two-sided`, treatment first, as scipy's `mannwhitneyu`.
-    /// Default: the one-sided "treatment is worse" that `better` implies.
-    pub alternative: Option<String>,
-    /// `auto` (the default: exact when the smaller sample has at most 8 values and nothing
-    /// is tied), `exact` or `asymptotic`.
-    pub method: Option<String>,
+#[serde(untagged)]
+pub enum JudgeRequestSchema {
+    Values(JudgeValuesSchema),
+    Histograms(JudgeHistogramsSchema),
+}
+
+/// Two samples given as their values.
+#[derive(utoipa::ToSchema)]
+#[schema(as = JudgeValues)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeValuesSchema {
+    /// The treatment's values: finite numbers, 1 to 1,000,000 of them.
+    #[schema(min_items = 1, max_items = 1_000_000)]
+    pub treatment: Vec<f64>,
+    /// The control's values, as `treatment`.
+    #[schema(min_items = 1, max_items = 1_000_000)]
+    pub control: Vec<f64>,
+    #[schema(inline)]
+    pub better: Option<BetterSchema>,
+    #[schema(inline)]
+    pub alternative: Option<AlternativeSchema>,
+    #[schema(inline)]
+    pub method: Option<MethodSchema>,
     /// The continuity correction of the asymptotic method; default `true`.
     pub continuity: Option<bool>,
     /// Of the Hodges–Lehmann interval, and 1 − alpha of the verdict; default 0.95.
+    #[schema(exclusive_minimum = 0.0, exclusive_maximum = 1.0)]
     pub confidence: Option<f64>,
-    /// How much worse the treatment may be: a number in the metric's unit, or a share of
-    /// the control's median such as `"5%"`. With it, the verdict is PASS, REGRESSION or
-    /// INCONCLUSIVE; without it, always INCONCLUSIVE.
-    #[schema(value_type = Option<Object>)]
-    pub tolerance: Option<serde_json::Value>,
+    #[schema(inline)]
+    pub tolerance: Option<ToleranceSchema>,
 }
+
+/// Two samples given as histograms over the same bins.
+#[derive(utoipa::ToSchema)]
+#[schema(as = JudgeHistograms)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeHistogramsSchema {
+    pub treatment: HistogramSchema,
+    pub control: HistogramSchema,
+    #[schema(inline)]
+    pub better: Option<BetterSchema>,
+    #[schema(inline)]
+    pub alternative: Option<AlternativeSchema>,
+    #[schema(inline)]
+    pub method: Option<MethodSchema>,
+    /// The continuity correction of the asymptotic method; default `true`.
+    pub continuity: Option<bool>,
+    /// Of the Hodges–Lehmann interval, and 1 − alpha of the verdict; default 0.95.
+    #[schema(exclusive_minimum = 0.0, exclusive_maximum = 1.0)]
+    pub confidence: Option<f64>,
+    #[schema(inline)]
+    pub tolerance: Option<ToleranceSchema>,
+}
+
+/// A sample as a histogram: each bin is one tie group, its count how many values it holds.
+#[derive(utoipa::ToSchema)]
+#[schema(as = JudgeHistogram)]
+#[serde(deny_unknown_fields)]
+pub struct HistogramSchema {
+    /// Strictly increasing finite values, 1 to 100,000 of them.
+    #[schema(min_items = 1, max_items = 100_000)]
+    pub bins: Vec<f64>,
+    /// One count per bin, not all zero, at most 2^53 in all.
+    #[schema(min_items = 1, max_items = 100_000)]
+    pub counts: Vec<u64>,
+}
+
+/// `lower` (the default: latency, error rate) or `higher` (success, conversion).
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BetterSchema {
+    Lower,
+    Higher,
+}
+
+/// `greater`, `less` or `two-sided`, treatment first, as scipy's `mannwhitneyu`. Default:
+/// the one-sided "treatment is worse" that `better` implies.
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlternativeSchema {
+    Greater,
+    Less,
+    TwoSided,
+}
+
+/// `auto` (the default: exact when the smaller sample has at most 8 values and nothing is
+/// tied), `exact` or `asymptotic`.
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MethodSchema {
+    Auto,
+    Exact,
+    Asymptotic,
+}
+
+/// How much worse the treatment may be: a number ≥ 0 in the metric's unit, or a share of
+/// the control's median such as `"5%"`. Written by hand: the two forms carry limits that a
+/// derived enum cannot put on its variants.
+pub struct ToleranceSchema;
+
+impl utoipa::PartialSchema for ToleranceSchema {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .description(Some(
+                "How much worse the treatment may be: a number ≥ 0 in the metric's unit, or a \
+                 share of the control's median such as `\"5%\"`. With it, the verdict is PASS, \
+                 REGRESSION or INCONCLUSIVE; without it, always INCONCLUSIVE.",
+            ))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .minimum(Some(0.0)),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(r"^[0-9]+(\.[0-9]+)?%$")),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ToleranceSchema {}
 
 /// The answer of `POST /api/v1/judge`.
 #[derive(utoipa::ToSchema)]

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod errors;
+pub mod flag_schema;
 pub mod judge;
 pub mod observations;
 pub mod ofrep;

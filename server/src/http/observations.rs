@@ -66,8 +66,10 @@ pub struct ObservationBody {
     /// `treatment` or `control`, from the evaluation's metadata.
     #[schema(example = "treatment")]
     pub cohort: String,
-    /// The ramp stage, from the evaluation's metadata.
-    #[schema(example = 0)]
+    /// The ramp stage, from the evaluation's metadata: a whole number from 0 to 2^64 − 1.
+    /// One that the flag's ramp does not have is rejected with its observation.
+    #[schema(schema_with = stage_schema)]
+    #[serde(deserialize_with = "whole_stage")]
     pub stage: u64,
     /// The randomization unit (the stickiness attribute's value), if known.
     #[serde(default)]
@@ -76,6 +78,56 @@ pub struct ObservationBody {
     #[serde(default)]
     #[schema(example = "2026-11-28T10:00:00Z")]
     pub timestamp: Option<String>,
+}
+
+/// A stage's schema: any whole number a `u64` holds. Stated by hand, as a derived one says
+/// `int64`, whose range is half of it.
+fn stage_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .description(Some(
+            "The ramp stage, from the evaluation's metadata. One that the flag's ramp does \
+             not have is rejected with its observation.",
+        ))
+        .examples([0])
+        .minimum(Some(0))
+        .maximum(Some(usize::try_from(u64::MAX).unwrap_or(usize::MAX)))
+        .build()
+}
+
+/// A stage as JSON writes it: a whole number that a `u64` holds, written `2` or `2.0` (JSON
+/// does not tell them apart, and some clients write every number as a float).
+fn whole_stage<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<u64, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = u64;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(formatter, "a whole number from 0 to {}", u64::MAX)
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> std::result::Result<u64, E> {
+            Ok(value)
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, value: i64) -> std::result::Result<u64, E> {
+            u64::try_from(value)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(value), &self))
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, value: f64) -> std::result::Result<u64, E> {
+            // 2^64 is the first float above `u64::MAX`.
+            if value.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&value) {
+                Ok(value as u64)
+            } else {
+                Err(E::invalid_value(serde::de::Unexpected::Float(value), &self))
+            }
+        }
+    }
+    deserializer.deserialize_any(Visitor)
 }
 
 impl From<ObservationBody> for ObservationIn {
@@ -154,4 +206,34 @@ pub async fn report(
         )
         .await?;
     Ok(HttpResponse::Ok().json(accepted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage_of(stage: &str) -> Result<u64> {
+        let body = format!(
+            r#"{{"observations": [{{"flag": "f", "metric": "m", "value": 1, "cohort": "treatment", "stage": {stage}}}]}}"#
+        );
+        parse_batch(body.as_bytes()).map(|observations| observations[0].stage)
+    }
+
+    /// JSON does not tell `2` from `2.0`, and the document says `integer`, which includes
+    /// both; a fraction, a negative number or one past `u64::MAX` is refused at its path.
+    #[test]
+    fn a_stage_is_a_whole_number_however_it_is_written() {
+        assert_eq!(stage_of("2").unwrap(), 2);
+        assert_eq!(stage_of("2.0").unwrap(), 2);
+        assert_eq!(stage_of("1e19").unwrap(), 10_000_000_000_000_000_000);
+        assert_eq!(stage_of("18446744073709551615").unwrap(), u64::MAX);
+        for bad in ["2.5", "-1", "18446744073709551616", "1e20", "\"2\""] {
+            match stage_of(bad) {
+                Err(crate::error::Error::BadRequest { path, .. }) => {
+                    assert_eq!(path.as_deref(), Some("observations[0].stage"), "{bad}")
+                }
+                other => panic!("stage {bad} gave {other:?}"),
+            }
+        }
+    }
 }

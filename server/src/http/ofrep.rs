@@ -243,6 +243,7 @@ fn success<'a>(flag: &'a CompiledFlag, evaluation: &Evaluation<'a>) -> Success<'
         (status = 200, description = "The evaluation", body = Success),
         (status = 400, description = "The context is not valid", body = crate::http::schemas::OfrepFailure),
         (status = 404, description = "No such flag, or not visible to this key, or the key's environment was deleted meanwhile", body = crate::http::schemas::OfrepFailure),
+        (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = crate::http::errors::ErrorBody),
         crate::http::schemas::KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -458,6 +459,7 @@ struct GeneralError {
         (status = 304, description = "Nothing changed since the `ETag` sent"),
         (status = 400, description = "The context is not valid", body = crate::http::schemas::OfrepFailure),
         (status = 404, description = "The key's environment was deleted meanwhile (`GENERAL`)", body = crate::http::schemas::OfrepFailure),
+        (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = crate::http::errors::ErrorBody),
         (status = 500, description = "The server failed", body = GeneralError),
         crate::http::schemas::KeyRefusals
     ),
@@ -517,7 +519,7 @@ struct EventsQuery {
         ("Last-Event-ID" = Option<String>, Header, description = "The revision of the last event received")
     ),
     responses(
-        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The event stream; each event as the schema says", content_type = "text/event-stream", body = super::sdk::OfrepStreamEvent),
         (status = 401, description = "No channel, or one whose key is unknown or revoked", body = crate::http::errors::ErrorBody),
         (status = 404, description = "The key's environment was deleted meanwhile", body = crate::http::errors::ErrorBody)
     )

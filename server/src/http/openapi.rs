@@ -18,7 +18,10 @@ use super::{admin, judge, observations, ofrep, ramps, sdk};
         title = "Ripcord",
         description = "A feature-flag server for progressive delivery: the admin API and the \
             OpenFeature Remote Evaluation Protocol (OFREP). Flag, segment and document bodies \
-            follow the flag document (docs/flags.md in the repository); they are shown as objects here."
+            follow the flag document (docs/flags.md in the repository). Limits that a setting \
+            changes (`RIPCORD_MAX_*`) are given at their defaults; what JSON Schema cannot say \
+            (a default variant that names a variant, a segment that exists) the server checks, \
+            and answers 400 with the path of every problem."
     ),
     paths(
         admin::environments::list_environments,
@@ -45,6 +48,7 @@ use super::{admin, judge, observations, ofrep, ramps, sdk};
         admin::audit::audit,
         ramps::status,
         ramps::operate,
+        ramps::advance,
         ramps::incidents,
         ramps::incident,
         judge::judge,

@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::errors::ErrorBody;
-use super::schemas::KeyRefusals;
+use super::schemas::{KeyRefusals, StoreUnavailable};
 use super::state::State;
 use crate::clock;
 use crate::error::{Error, Result};
@@ -21,6 +21,12 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config
         .service(
             resource("/api/v1/environments/{environment}/flags/{key}/ramp").route(get().to(status)),
+        )
+        // Before `{operation}`, which would match it too: an advance is documented apart,
+        // since only it needs a reason.
+        .service(
+            resource("/api/v1/environments/{environment}/flags/{key}/ramp/advance")
+                .route(post().to(advance)),
         )
         .service(
             resource("/api/v1/environments/{environment}/flags/{key}/ramp/{operation}")
@@ -38,10 +44,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
     get,
     path = "/api/v1/environments/{environment}/flags/{key}/ramp",
     tag = "ramps",
-    params(("environment" = String, Path), ("key" = String, Path)),
+    params(("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$"), ("key" = String, Path, description = "The flag's key", max_length = 256, pattern = r"^[^\s/\x00-\x1f\x7f-\x9f]+$")),
     responses(
         (status = 200, description = "The ramp's status", body = RampStatus),
         (status = 404, description = "No such environment or flag, or the flag has no ramp", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -64,28 +71,49 @@ pub async fn status(
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperationBody {
-    /// Required to advance; optional otherwise.
+    /// Optional, except to advance.
     #[serde(default)]
     pub reason: Option<String>,
 }
 
+/// The body of an advance, which must say why.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdvanceBody {
+    /// Why the ramp skips the rest of its stage; not blank.
+    #[schema(pattern = r"\S")]
+    pub reason: String,
+}
+
+/// The operations of `POST .../ramp/{operation}`; `advance` has its own path.
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OperationName {
+    Start,
+    Pause,
+    Resume,
+    Abort,
+}
+
 /// Moves a ramp by hand: `start` (a completed, killed or aborted ramp starts again as a new
-/// generation with no data), `pause`, `resume`, `advance` (needs a reason) or `abort`.
+/// generation with no data), `pause`, `resume` or `abort`.
 #[utoipa::path(
     post,
     path = "/api/v1/environments/{environment}/flags/{key}/ramp/{operation}",
     tag = "ramps",
     params(
-        ("environment" = String, Path),
-        ("key" = String, Path),
-        ("operation" = String, Path, description = "start, pause, resume, advance or abort")
+        ("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$"),
+        ("key" = String, Path, description = "The flag's key", max_length = 256, pattern = r"^[^\s/\x00-\x1f\x7f-\x9f]+$"),
+        ("operation" = inline(OperationName), Path, description = "start, pause, resume or abort")
     ),
-    request_body(content = Option<OperationBody>, description = "Optional, but advance needs a reason"),
+    request_body(content = Option<OperationBody>, description = "Optional: why, for the audit log"),
     responses(
         (status = 200, description = "The ramp's status after the operation", body = RampStatus),
-        (status = 400, description = "No reason for an advance, or a body that is not valid", body = ErrorBody),
+        (status = 400, description = "A body that is not valid", body = ErrorBody),
         (status = 404, description = "No such environment, flag or operation", body = ErrorBody),
         (status = 409, description = "The operation is not allowed in the ramp's state, or the flag has no ramp", body = ErrorBody),
+        (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -104,6 +132,47 @@ pub async fn operate(
             key: operation,
         });
     };
+    carry_out(&state, &actor, environment, flag, operation, &body).await
+}
+
+/// Moves a running ramp to its next stage by hand, before its guards have decided; the
+/// reason goes to the audit log.
+#[utoipa::path(
+    post,
+    path = "/api/v1/environments/{environment}/flags/{key}/ramp/advance",
+    tag = "ramps",
+    params(("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$"), ("key" = String, Path, description = "The flag's key", max_length = 256, pattern = r"^[^\s/\x00-\x1f\x7f-\x9f]+$")),
+    request_body(content = AdvanceBody),
+    responses(
+        (status = 200, description = "The ramp's status after the operation", body = RampStatus),
+        (status = 400, description = "No reason, or a body that is not valid", body = ErrorBody),
+        (status = 404, description = "No such environment or flag", body = ErrorBody),
+        (status = 409, description = "The ramp is not running, or the flag has no ramp", body = ErrorBody),
+        (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
+        StoreUnavailable,
+        KeyRefusals
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn advance(
+    request: HttpRequest,
+    state: web::Data<State>,
+    path: web::Path<(String, String)>,
+    body: Bytes,
+) -> Result<HttpResponse> {
+    let actor = super::request::require_admin(&request, &state)?;
+    let (environment, flag) = path.into_inner();
+    carry_out(&state, &actor, environment, flag, Operation::Advance, &body).await
+}
+
+async fn carry_out(
+    state: &State,
+    actor: &crate::service::Principal,
+    environment: String,
+    flag: String,
+    operation: Operation,
+    body: &[u8],
+) -> Result<HttpResponse> {
     if body.len() > state.max_body_bytes {
         return Err(Error::LimitExceeded {
             limit: "RIPCORD_MAX_BODY_BYTES",
@@ -113,10 +182,11 @@ pub async fn operate(
             ),
         });
     }
+    // No body, and `null`, are both no reason given.
     let body: OperationBody = if body.iter().all(u8::is_ascii_whitespace) {
         OperationBody::default()
     } else {
-        super::request::parse_json(&body)?
+        super::request::parse_json::<Option<OperationBody>>(body)?.unwrap_or_default()
     };
     let now = clock::unix_now();
     state
@@ -126,7 +196,7 @@ pub async fn operate(
             &flag,
             operation,
             body.reason.as_deref(),
-            &actor,
+            actor,
             now,
         )
         .await?;
@@ -141,8 +211,12 @@ pub struct IncidentParams {
     /// Only this flag's incidents.
     pub flag: Option<String>,
     /// Incidents older than this id: the `next` of the previous page.
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 9223372036854775807_i64)]
     pub before: Option<String>,
-    /// 1 to 500; default 50.
+    /// How many incidents, at most, on this page; default 50.
+    // Read as text, so that a bad value is answered with the field named rather than the
+    // query as a whole.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
 }
 
@@ -165,6 +239,7 @@ pub struct IncidentPage {
     responses(
         (status = 200, description = "One page of incidents", body = IncidentPage),
         (status = 400, description = "A query parameter is not valid", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -176,13 +251,23 @@ pub async fn incidents(request: HttpRequest, state: web::Data<State>) -> Result<
         .map_err(|error| {
             Error::bad_request(format!("the query string is not valid: {error}"), None)
         })?;
+    // Incident ids are the store's row ids, which are signed 64-bit: no id is above
+    // `i64::MAX`, and the document says so.
     let number = |name: &str, value: &str| {
-        value.trim().parse::<u64>().map_err(|_| {
-            Error::bad_request(
-                format!("`{name}` must be a whole number, not `{value}`"),
-                Some(name.to_string()),
-            )
-        })
+        value
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|number| i64::try_from(*number).is_ok())
+            .ok_or_else(|| {
+                Error::bad_request(
+                    format!(
+                        "`{name}` must be a whole number from 0 to {}, not `{value}`",
+                        i64::MAX
+                    ),
+                    Some(name.to_string()),
+                )
+            })
     };
     let limit = match params.limit.as_deref() {
         None => DEFAULT_INCIDENT_LIMIT,
@@ -228,6 +313,7 @@ pub async fn incidents(request: HttpRequest, state: web::Data<State>) -> Result<
     responses(
         (status = 200, description = "The incident", body = IncidentRecord),
         (status = 404, description = "No such incident", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))

@@ -1,5 +1,5 @@
 //! Shapes the OpenAPI document names that are not a handler's own body: the refusals every
-//! keyed route shares, and OFREP's request and failure bodies.
+//! keyed route shares, the store's, and OFREP's request and failure bodies.
 
 use super::errors::ErrorBody;
 
@@ -14,13 +14,55 @@ pub enum KeyRefusals {
     Forbidden(ErrorBody),
 }
 
-/// An OFREP evaluation request.
-#[derive(utoipa::ToSchema)]
-pub struct OfrepEvaluationRequest {
-    /// The evaluation context: `targetingKey` and any other attributes.
-    #[schema(value_type = Option<Object>)]
-    pub context: Option<serde_json::Value>,
+/// The refusal of every route that reads or writes the store when the store fails.
+#[derive(utoipa::IntoResponses)]
+pub enum StoreUnavailable {
+    /// The store is unavailable; nothing was changed.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
 }
+
+/// An OFREP evaluation request: `{"context": {...}}`. Written by hand for the limits on the
+/// context that a derived schema cannot state.
+pub struct OfrepEvaluationRequest;
+
+impl utoipa::PartialSchema for OfrepEvaluationRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
+        let context = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "The evaluation context: `targetingKey` (a string; `null` or absent for \
+                 none) and any other attributes. At most 200 attributes by default \
+                 (`RIPCORD_MAX_CONTEXT_ATTRIBUTES`), each name at most 256 characters \
+                 (`RIPCORD_MAX_KEY_LENGTH`).",
+            ))
+            .property(
+                "targetingKey",
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                    .description(Some(
+                        "The unit a rollout buckets by, unless a flag says another",
+                    )),
+            )
+            .max_properties(Some(200))
+            .property_names(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .max_length(Some(256)),
+            ));
+        ObjectBuilder::new()
+            .property(
+                "context",
+                OneOfBuilder::new()
+                    .item(ObjectBuilder::new().schema_type(Type::Null))
+                    .item(context),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for OfrepEvaluationRequest {}
 
 /// An OFREP failure: the flag is not found or the request is not valid.
 #[derive(utoipa::ToSchema)]

@@ -54,7 +54,7 @@ fn environment_gone(name: &str) -> Error {
     tag = "sdk",
     params(("If-None-Match" = Option<String>, Header, description = "The `ETag` of a previous answer")),
     responses(
-        (status = 200, description = "The ruleset: `{environment, revision, flag_revisions, document}`", body = Object, headers(("ETag" = String))),
+        (status = 200, description = "The ruleset", body = RulesetSchema, headers(("ETag" = String))),
         (status = 304, description = "Nothing changed since the `ETag` sent"),
         (status = 404, description = "The key's environment was deleted meanwhile", body = super::errors::ErrorBody),
         crate::http::schemas::KeyRefusals
@@ -95,7 +95,7 @@ pub async fn ruleset(request: HttpRequest, state: web::Data<State>) -> Result<Ht
     tag = "sdk",
     params(("Last-Event-ID" = Option<String>, Header, description = "The revision the client has; only later changes are sent")),
     responses(
-        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The event stream; each event as the schema says", content_type = "text/event-stream", body = SdkStreamEvent),
         (status = 404, description = "The key's environment was deleted meanwhile", body = super::errors::ErrorBody),
         crate::http::schemas::KeyRefusals
     ),
@@ -329,4 +329,123 @@ mod tests {
             );
         }
     }
+}
+
+/// What `/api/v1/sdk/ruleset` answers, and the data of a `ruleset` event.
+#[derive(utoipa::ToSchema)]
+#[schema(as = SdkRuleset)]
+pub struct RulesetSchema {
+    pub environment: String,
+    /// The environment's revision.
+    pub revision: u64,
+    /// The revision at which each flag last changed, by key.
+    pub flag_revisions: std::collections::BTreeMap<String, u64>,
+    /// The flag document: `segments` and `flags` (docs/flags.md).
+    #[schema(value_type = Object)]
+    pub document: serde_json::Value,
+}
+
+/// One event of `/api/v1/sdk/stream`, as an SSE client reads it: `event` is its name, `id`
+/// the revision it brings the client to, `data` one JSON value.
+pub struct SdkStreamEvent;
+
+impl utoipa::PartialSchema for SdkStreamEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::OneOfBuilder::new()
+            .description(Some(
+                "One event of the stream: `ruleset` (the whole ruleset), `delta` (what changed \
+                 since the previous event) or `deleted` (the environment is gone; the stream \
+                 ends). Heartbeats are SSE comments, not events.",
+            ))
+            .item(sse_event(
+                "ruleset",
+                true,
+                "The whole ruleset as JSON, as `GET /api/v1/sdk/ruleset` answers it \
+                 (`SdkRuleset`): sent first, and whenever a delta would not apply",
+            ))
+            .item(sse_event(
+                "delta",
+                true,
+                "What changed, as JSON: `{environment, from_revision, revision, flags?, \
+                 segments?, flag_revisions?}`, where a removed flag or segment is `null`",
+            ))
+            .item(sse_event(
+                "deleted",
+                false,
+                "`{\"environment\": name}`: the environment was deleted",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for SdkStreamEvent {}
+
+/// One event of `/ofrep/v1/events`: OFREP's `refetchEvaluation`, the only event it has.
+pub struct OfrepStreamEvent;
+
+impl utoipa::PartialSchema for OfrepStreamEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .description(Some(
+                "Evaluate again: an answer may have changed. `id` is the revision it brings \
+                 the client to.",
+            ))
+            .property(
+                "event",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["message"])),
+            )
+            .required("event")
+            .property("id", revision_id())
+            .property(
+                "data",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .content_media_type("application/json")
+                    .enum_values(Some([r#"{"type":"refetchEvaluation"}"#])),
+            )
+            .required("data")
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for OfrepStreamEvent {}
+
+/// An event named `name` whose `data` is described by `data`; with `revision`, its `id` is
+/// always there.
+fn sse_event(name: &str, revision: bool, data: &str) -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let event = ObjectBuilder::new()
+        .property(
+            "event",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some([name])),
+        )
+        .required("event")
+        .property("id", revision_id())
+        .property(
+            "data",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .content_media_type("application/json")
+                .description(Some(data)),
+        )
+        .required("data");
+    if revision {
+        event.required("id")
+    } else {
+        event
+    }
+    .build()
+}
+
+/// An event's `id`: a revision, which a client sends back as `Last-Event-ID`.
+fn revision_id() -> utoipa::openapi::schema::ObjectBuilder {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some("^[0-9]+$"))
+        .description(Some("The revision the event brings the client to"))
 }

@@ -389,6 +389,34 @@ async fn invalid_documents_are_refused_with_their_path_and_change_nothing() {
         .expect_status(404);
 }
 
+/// A valid request that the flag's state refuses is a conflict, not a bad request: setting
+/// the percentage of a flag without a rollout changes nothing and says what to add.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_percentage_for_a_flag_without_a_rollout_is_a_conflict() {
+    let server = Server::start().await;
+    server
+        .import_yaml("default", FULL_DOCUMENT)
+        .await
+        .expect_status(200);
+    let revision = server.revision("default").await;
+    let refused = server
+        .admin_put(
+            "/api/v1/environments/default/flags/theme/rollout/percentage",
+            json!({"percentage": 50}),
+        )
+        .await
+        .expect_status(409)
+        .json();
+    assert_eq!(refused["error"], "conflict", "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("has no rollout")),
+        "{refused}"
+    );
+    assert_eq!(server.revision("default").await, revision);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_imported_document_exports_as_it_was_written() {
     let server = Server::start().await;

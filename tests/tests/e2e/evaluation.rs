@@ -880,30 +880,49 @@ async fn keys_of_a_deleted_environment_get_a_clean_refusal() {
         .expect_status(401);
 }
 
+/// A 405 says which methods the resource does have (`Allow`, as RFC 9110 requires), so a
+/// client can correct itself, and keeps the error body every other error has.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_wrong_method_is_405_with_an_error_body() {
+async fn a_wrong_method_is_405_with_an_error_body_and_the_allowed_methods() {
     let server = Server::start().await;
     let app = server
         .create_key("mobile-app", "client", Some("default"))
         .await;
-    for (method, path) in [
-        (Method::GET, "/ofrep/v1/evaluate/flags"),
-        (Method::GET, "/ofrep/v1/evaluate/flags/banner"),
-        (Method::PUT, "/ofrep/v1/evaluate/flags/banner"),
-        (Method::POST, "/metrics"),
-        (Method::DELETE, "/healthz"),
-        (Method::GET, "/api/v1/keys/some-id"),
-        (Method::POST, "/api/v1/audit"),
+    for (method, path, allowed) in [
+        (Method::GET, "/ofrep/v1/evaluate/flags", &["POST"][..]),
+        (Method::GET, "/ofrep/v1/evaluate/flags/banner", &["POST"]),
+        (Method::PUT, "/ofrep/v1/evaluate/flags/banner", &["POST"]),
+        (Method::TRACE, "/ofrep/v1/evaluate/flags/banner", &["POST"]),
+        (Method::DELETE, "/ofrep/v1/events", &["GET"]),
+        (Method::POST, "/metrics", &["GET"]),
+        (Method::DELETE, "/healthz", &["GET"]),
+        (Method::GET, "/api/v1/keys/some-id", &["DELETE"]),
+        (Method::POST, "/api/v1/audit", &["GET"]),
         (
             Method::GET,
             "/api/v1/environments/default/flags/banner/enabled",
+            &["PUT"],
         ),
-        (Method::DELETE, "/api/v1/openapi.json"),
+        (
+            Method::TRACE,
+            "/api/v1/environments/default/flags/banner",
+            &["DELETE", "GET", "PUT"],
+        ),
+        (Method::DELETE, "/api/v1/environments", &["GET", "POST"]),
+        (Method::DELETE, "/api/v1/openapi.json", &["GET"]),
     ] {
         let reply = server
             .call(method.clone(), path, Some(&app.token), Body::None)
             .await;
         assert_eq!(reply.status, 405, "{method} {path}: {}", reply.text());
+        let mut allow: Vec<String> = reply
+            .header("allow")
+            .unwrap_or_else(|| panic!("{method} {path}: a 405 without Allow"))
+            .split(',')
+            .map(|method| method.trim().to_string())
+            .collect();
+        allow.sort();
+        assert_eq!(allow, allowed, "{method} {path}");
         assert_eq!(
             reply.json()["error"],
             "method_not_allowed",

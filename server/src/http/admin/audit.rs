@@ -7,7 +7,7 @@ use super::input::parse_query;
 use crate::error::{Error, Result};
 use crate::http::errors::ErrorBody;
 use crate::http::request::require_admin;
-use crate::http::schemas::KeyRefusals;
+use crate::http::schemas::{KeyRefusals, StoreUnavailable};
 use crate::http::state::State;
 use crate::store::{AuditQuery, AuditRecord};
 
@@ -37,7 +37,7 @@ pub struct AuditParams {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
     /// Only entries older than this id: the `next` of the previous page.
-    #[param(value_type = Option<u64>)]
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 9223372036854775807_i64)]
     pub before: Option<String>,
 }
 
@@ -50,6 +50,7 @@ pub struct AuditParams {
     responses(
         (status = 200, description = "One page of entries", body = AuditPage),
         (status = 400, description = "A query parameter is not valid", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -95,12 +96,22 @@ fn audit_query(params: AuditParams) -> Result<AuditQuery> {
         .before
         .as_deref()
         .map(|before| {
-            before.trim().parse::<u64>().map_err(|_| {
-                Error::bad_request(
-                    format!("`before` must be an audit entry id (a whole number), not `{before}`"),
-                    Some("before".to_string()),
-                )
-            })
+            // Entry ids are the store's row ids, which are signed 64-bit: none is above
+            // `i64::MAX`, and the document says so.
+            before
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|before| i64::try_from(*before).is_ok())
+                .ok_or_else(|| {
+                    Error::bad_request(
+                        format!(
+                            "`before` must be an audit entry id (a whole number from 0 to {}), not `{before}`",
+                            i64::MAX
+                        ),
+                        Some("before".to_string()),
+                    )
+                })
         })
         .transpose()?;
     let non_empty = |value: Option<String>| value.filter(|value| !value.is_empty());
@@ -131,6 +142,26 @@ mod tests {
             match audit_query(params(bad)) {
                 Err(Error::BadRequest { path, .. }) => assert_eq!(path.as_deref(), Some("limit")),
                 other => panic!("limit={bad} gave {other:?}"),
+            }
+        }
+    }
+
+    /// Entry ids are signed 64-bit, as the document says: a larger `before` is refused
+    /// rather than read as a page before every entry.
+    #[test]
+    fn before_is_a_whole_number_up_to_the_largest_id() {
+        let params = |before: &str| AuditParams {
+            before: Some(before.to_string()),
+            ..AuditParams::default()
+        };
+        assert_eq!(
+            audit_query(params("9223372036854775807")).unwrap().before,
+            Some(i64::MAX as u64)
+        );
+        for bad in ["9223372036854775808", "-1", "1.5", "many"] {
+            match audit_query(params(bad)) {
+                Err(Error::BadRequest { path, .. }) => assert_eq!(path.as_deref(), Some("before")),
+                other => panic!("before={bad} gave {other:?}"),
             }
         }
     }

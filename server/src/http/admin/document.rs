@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::input::{change, parse_query};
 use crate::error::{Error, Result};
 use crate::http::errors::ErrorBody;
+use crate::http::flag_schema::DocumentSchema;
 use crate::http::request::require_admin;
-use crate::http::schemas::KeyRefusals;
+use crate::http::schemas::{KeyRefusals, StoreUnavailable};
 use crate::http::state::State;
 
 /// What an import left in the environment.
@@ -27,7 +28,17 @@ pub struct ImportSummary {
 #[into_params(parameter_in = Query)]
 pub struct ExportParams {
     /// `json` (the default) or `yaml`; without it, `Accept: application/yaml` asks for YAML.
+    #[param(inline, value_type = Option<ExportFormat>)]
     pub format: Option<String>,
+}
+
+/// The formats of an export; `yml` is `yaml`.
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    Json,
+    Yaml,
+    Yml,
 }
 
 /// Replaces the environment's whole document (flags and segments) with the body, YAML or
@@ -36,16 +47,17 @@ pub struct ExportParams {
     put,
     path = "/api/v1/environments/{environment}/document",
     tag = "documents",
-    params(("environment" = String, Path, description = "The environment's name")),
+    params(("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$")),
     request_body(
         description = "The flag document: `flags` and `segments` by key, as docs/flags.md describes",
-        content((Object = "application/json"), (String = "application/yaml"))
+        content((DocumentSchema = "application/json"), (DocumentSchema = "application/yaml"))
     ),
     responses(
         (status = 200, description = "Imported", body = ImportSummary),
         (status = 400, description = "The document is invalid; `problems` lists every problem", body = ErrorBody),
         (status = 404, description = "No such environment", body = ErrorBody),
         (status = 413, description = "Over RIPCORD_MAX_IMPORT_BYTES", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -99,10 +111,10 @@ pub async fn import_document(
     get,
     path = "/api/v1/environments/{environment}/document",
     tag = "documents",
-    params(("environment" = String, Path, description = "The environment's name"), ExportParams),
+    params(("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$"), ExportParams),
     responses(
         (status = 200, description = "The flag document: `flags` and `segments` by key, as docs/flags.md describes",
-            content((Object = "application/json"), (String = "application/yaml"))),
+            content((DocumentSchema = "application/json"), (DocumentSchema = "application/yaml"))),
         (status = 400, description = "Not a known format", body = ErrorBody),
         (status = 404, description = "No such environment", body = ErrorBody),
         KeyRefusals

@@ -7,7 +7,7 @@ use super::input::read_body;
 use crate::error::{Error, Result};
 use crate::http::errors::ErrorBody;
 use crate::http::request::{parse_json, require_admin};
-use crate::http::schemas::KeyRefusals;
+use crate::http::schemas::{KeyRefusals, StoreUnavailable};
 use crate::http::state::State;
 use crate::store::EnvironmentRecord;
 
@@ -15,6 +15,7 @@ use crate::store::EnvironmentRecord;
 #[serde(deny_unknown_fields)]
 pub struct CreateEnvironment {
     /// 1 to 64 of `a-z`, `0-9`, `-` and `_`.
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     pub name: String,
 }
 
@@ -23,7 +24,7 @@ pub struct CreateEnvironment {
     get,
     path = "/api/v1/environments",
     tag = "environments",
-    responses((status = 200, description = "Every environment", body = [EnvironmentRecord]), KeyRefusals),
+    responses((status = 200, description = "Every environment", body = [EnvironmentRecord]), StoreUnavailable, KeyRefusals),
     security(("bearer" = []), ("api_key" = []))
 )]
 pub async fn list_environments(
@@ -44,6 +45,8 @@ pub async fn list_environments(
         (status = 201, description = "Created", body = EnvironmentRecord),
         (status = 400, description = "Not a valid environment name", body = ErrorBody),
         (status = 409, description = "The environment exists", body = ErrorBody),
+        (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -64,10 +67,11 @@ pub async fn create_environment(
     get,
     path = "/api/v1/environments/{environment}",
     tag = "environments",
-    params(("environment" = String, Path, description = "The environment's name")),
+    params(("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$")),
     responses(
         (status = 200, description = "The environment", body = EnvironmentRecord),
         (status = 404, description = "No such environment", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -93,10 +97,11 @@ pub async fn get_environment(
     delete,
     path = "/api/v1/environments/{environment}",
     tag = "environments",
-    params(("environment" = String, Path, description = "The environment's name")),
+    params(("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such environment", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))

@@ -8,8 +8,9 @@ use serde_json::Value;
 use super::input::{change, parse_item, parse_value, read_body};
 use crate::error::{Error, Result};
 use crate::http::errors::ErrorBody;
+use crate::http::flag_schema::FlagSchema;
 use crate::http::request::{parse_json, require_admin};
-use crate::http::schemas::KeyRefusals;
+use crate::http::schemas::{KeyRefusals, StoreUnavailable};
 use crate::http::state::State;
 use crate::service::Principal;
 
@@ -19,17 +20,25 @@ pub struct FlagEntry {
     pub key: String,
     pub revision: u64,
     /// The flag, with its variants, rules and rollout, as docs/flags.md describes it.
-    #[schema(value_type = Object)]
+    #[schema(value_type = FlagSchema)]
     pub flag: Flag,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateFlag {
+    /// No whitespace, control character or `/`; at most 256 characters by default
+    /// (`RIPCORD_MAX_KEY_LENGTH`).
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\s/\x00-\x1f\x7f-\x9f]+$"
+    )]
     pub key: String,
-    /// The flag document. Kept as a value until the key is known, so that its problems are
-    /// reported at `flags.<key>...`.
-    #[schema(value_type = Object)]
+    /// The flag.
+    // Kept as a value until the key is known, so that its problems are reported at
+    // `flags.<key>...`.
+    #[schema(value_type = FlagSchema)]
     pub flag: Value,
 }
 
@@ -44,6 +53,7 @@ pub struct SetEnabled {
 #[serde(deny_unknown_fields)]
 pub struct SetPercentage {
     /// 0 to 100, with at most three decimals.
+    #[schema(minimum = 0.0, maximum = 100.0, multiple_of = 0.001)]
     pub percentage: f64,
 }
 
@@ -52,7 +62,7 @@ pub struct SetPercentage {
     get,
     path = "/api/v1/environments/{environment}/flags",
     tag = "flags",
-    params(("environment" = String, Path, description = "The environment's name")),
+    params(("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$")),
     responses(
         (status = 200, description = "Every flag", body = [FlagEntry]),
         (status = 404, description = "No such environment", body = ErrorBody),
@@ -84,13 +94,15 @@ pub async fn list_flags(
     post,
     path = "/api/v1/environments/{environment}/flags",
     tag = "flags",
-    params(("environment" = String, Path, description = "The environment's name")),
+    params(("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$")),
     request_body = CreateFlag,
     responses(
         (status = 201, description = "Created", body = FlagEntry),
         (status = 400, description = "The flag is invalid; the path names where", body = ErrorBody),
         (status = 404, description = "No such environment", body = ErrorBody),
         (status = 409, description = "The flag exists", body = ErrorBody),
+        (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -126,8 +138,8 @@ pub async fn create_flag(
     path = "/api/v1/environments/{environment}/flags/{key}",
     tag = "flags",
     params(
-        ("environment" = String, Path, description = "The environment's name"),
-        ("key" = String, Path, description = "The flag's key")
+        ("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$"),
+        ("key" = String, Path, description = "The flag's key", max_length = 256, pattern = r"^[^\s/\x00-\x1f\x7f-\x9f]+$")
     ),
     responses(
         (status = 200, description = "The flag", body = FlagEntry),
@@ -157,14 +169,16 @@ pub async fn get_flag(
     path = "/api/v1/environments/{environment}/flags/{key}",
     tag = "flags",
     params(
-        ("environment" = String, Path, description = "The environment's name"),
-        ("key" = String, Path, description = "The flag's key")
+        ("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$"),
+        ("key" = String, Path, description = "The flag's key", max_length = 256, pattern = r"^[^\s/\x00-\x1f\x7f-\x9f]+$")
     ),
-    request_body(content = Object, description = "The flag document"),
+    request_body(content = FlagSchema, description = "The flag"),
     responses(
         (status = 200, description = "Replaced", body = FlagEntry),
         (status = 400, description = "The flag is invalid; the path names where", body = ErrorBody),
         (status = 404, description = "No such environment or flag", body = ErrorBody),
+        (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -192,12 +206,13 @@ pub async fn replace_flag(
     path = "/api/v1/environments/{environment}/flags/{key}",
     tag = "flags",
     params(
-        ("environment" = String, Path, description = "The environment's name"),
-        ("key" = String, Path, description = "The flag's key")
+        ("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$"),
+        ("key" = String, Path, description = "The flag's key", max_length = 256, pattern = r"^[^\s/\x00-\x1f\x7f-\x9f]+$")
     ),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such environment or flag", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -222,13 +237,16 @@ pub async fn delete_flag(
     path = "/api/v1/environments/{environment}/flags/{key}/enabled",
     tag = "flags",
     params(
-        ("environment" = String, Path, description = "The environment's name"),
-        ("key" = String, Path, description = "The flag's key")
+        ("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$"),
+        ("key" = String, Path, description = "The flag's key", max_length = 256, pattern = r"^[^\s/\x00-\x1f\x7f-\x9f]+$")
     ),
     request_body = SetEnabled,
     responses(
         (status = 200, description = "The flag as it is now", body = FlagEntry),
+        (status = 400, description = "The body is not `{\"enabled\": true|false}`", body = ErrorBody),
         (status = 404, description = "No such environment or flag", body = ErrorBody),
+        (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -259,14 +277,17 @@ pub async fn set_enabled(
     path = "/api/v1/environments/{environment}/flags/{key}/rollout/percentage",
     tag = "flags",
     params(
-        ("environment" = String, Path, description = "The environment's name"),
-        ("key" = String, Path, description = "The flag's key")
+        ("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$"),
+        ("key" = String, Path, description = "The flag's key", max_length = 256, pattern = r"^[^\s/\x00-\x1f\x7f-\x9f]+$")
     ),
     request_body = SetPercentage,
     responses(
         (status = 200, description = "The flag as it is now", body = FlagEntry),
-        (status = 400, description = "Not a valid percentage, or the flag has no rollout", body = ErrorBody),
+        (status = 400, description = "Not a valid percentage", body = ErrorBody),
+        (status = 409, description = "The flag has no rollout", body = ErrorBody),
         (status = 404, description = "No such environment or flag", body = ErrorBody),
+        (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -283,11 +304,12 @@ pub async fn set_percentage(
     let flag_key = key.clone();
     edit_flag(&state, &actor, &environment, key, "set_percentage", move |flag| {
         // Without a rollout there is no split to serve: adding one is a flag edit, not a ramp.
+        // The request is valid; the flag's state refuses it, as a ramp operation on a flag
+        // without a ramp is refused: a conflict.
         let rollout = flag.rollout.as_mut().ok_or_else(|| {
-            Error::bad_request(
-                format!("flag `{flag_key}` has no rollout: add one to the flag before setting its percentage"),
-                Some("rollout".to_string()),
-            )
+            Error::Conflict(format!(
+                "flag `{flag_key}` has no rollout: add one to the flag before setting its percentage"
+            ))
         })?;
         rollout.percentage = body.percentage;
         Ok(())

@@ -8,23 +8,32 @@ use serde_json::Value;
 use super::input::{change, parse_item, parse_value, read_body};
 use crate::error::Result;
 use crate::http::errors::ErrorBody;
+use crate::http::flag_schema::SegmentSchema;
 use crate::http::request::{parse_json, require_admin};
-use crate::http::schemas::KeyRefusals;
+use crate::http::schemas::{KeyRefusals, StoreUnavailable};
 use crate::http::state::State;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SegmentEntry {
     pub key: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = SegmentSchema)]
     pub segment: Segment,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSegment {
+    /// No whitespace, control character or `/`; at most 256 characters by default
+    /// (`RIPCORD_MAX_KEY_LENGTH`).
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\s/\x00-\x1f\x7f-\x9f]+$"
+    )]
     pub key: String,
-    /// The segment document; kept as a value until the key is known, as for flags.
-    #[schema(value_type = Object)]
+    /// The segment.
+    // Kept as a value until the key is known, as for flags.
+    #[schema(value_type = SegmentSchema)]
     pub segment: Value,
 }
 
@@ -33,7 +42,7 @@ pub struct CreateSegment {
     get,
     path = "/api/v1/environments/{environment}/segments",
     tag = "segments",
-    params(("environment" = String, Path, description = "The environment's name")),
+    params(("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$")),
     responses(
         (status = 200, description = "Every segment", body = [SegmentEntry]),
         (status = 404, description = "No such environment", body = ErrorBody),
@@ -61,13 +70,15 @@ pub async fn list_segments(
     post,
     path = "/api/v1/environments/{environment}/segments",
     tag = "segments",
-    params(("environment" = String, Path, description = "The environment's name")),
+    params(("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$")),
     request_body = CreateSegment,
     responses(
         (status = 201, description = "Created", body = SegmentEntry),
         (status = 400, description = "The segment is invalid; the path names where", body = ErrorBody),
         (status = 404, description = "No such environment", body = ErrorBody),
         (status = 409, description = "The segment exists", body = ErrorBody),
+        (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -99,8 +110,8 @@ pub async fn create_segment(
     path = "/api/v1/environments/{environment}/segments/{key}",
     tag = "segments",
     params(
-        ("environment" = String, Path, description = "The environment's name"),
-        ("key" = String, Path, description = "The segment's key")
+        ("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$"),
+        ("key" = String, Path, description = "The segment's key", max_length = 256, pattern = r"^[^\s/\x00-\x1f\x7f-\x9f]+$")
     ),
     responses(
         (status = 200, description = "The segment", body = SegmentEntry),
@@ -126,14 +137,16 @@ pub async fn get_segment(
     path = "/api/v1/environments/{environment}/segments/{key}",
     tag = "segments",
     params(
-        ("environment" = String, Path, description = "The environment's name"),
-        ("key" = String, Path, description = "The segment's key")
+        ("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$"),
+        ("key" = String, Path, description = "The segment's key", max_length = 256, pattern = r"^[^\s/\x00-\x1f\x7f-\x9f]+$")
     ),
-    request_body(content = Object, description = "The segment document"),
+    request_body(content = SegmentSchema, description = "The segment"),
     responses(
         (status = 200, description = "Replaced", body = SegmentEntry),
         (status = 400, description = "The segment is invalid; the path names where", body = ErrorBody),
         (status = 404, description = "No such environment or segment", body = ErrorBody),
+        (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -170,13 +183,14 @@ pub async fn replace_segment(
     path = "/api/v1/environments/{environment}/segments/{key}",
     tag = "segments",
     params(
-        ("environment" = String, Path, description = "The environment's name"),
-        ("key" = String, Path, description = "The segment's key")
+        ("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$"),
+        ("key" = String, Path, description = "The segment's key", max_length = 256, pattern = r"^[^\s/\x00-\x1f\x7f-\x9f]+$")
     ),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "A flag uses the segment; nothing was changed", body = ErrorBody),
         (status = 404, description = "No such environment or segment", body = ErrorBody),
+        StoreUnavailable,
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))

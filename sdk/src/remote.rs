@@ -579,9 +579,7 @@ fn metadata(fields: &serde_json::Map<String, Value>) -> FlagMetadata {
         cohort: text("cohort"),
         stage: fields
             .get("stage")
-            .and_then(Value::as_u64)
-            .and_then(|stage| u32::try_from(stage).ok())
-            .map(Stage::new),
+            .and_then(|stage| Stage::deserialize(stage).ok()),
         rule: text("rule"),
         unit_missing: text("unitMissing"),
     }

@@ -44,10 +44,16 @@ pub fn allows(scope: Scope, action: Action) -> bool {
     }
 }
 
-/// Whether a caller may see `flag`. `None` is an anonymous flagd call, allowed only when
-/// the operator opened flagd's services to anonymous calls, and which then sees every flag.
+/// Whether a caller sees every flag of its environment, client-visible or not. `None` is an
+/// anonymous flagd call, allowed only when the operator opened flagd's services to
+/// anonymous calls, and which then sees every flag.
+pub fn sees_all(scope: Option<Scope>) -> bool {
+    scope != Some(Scope::Client)
+}
+
+/// Whether a caller may see `flag` (see [`sees_all`]).
 pub fn sees(scope: Option<Scope>, flag: &CompiledFlag) -> bool {
-    scope != Some(Scope::Client) || flag.is_client_visible()
+    sees_all(scope) || flag.is_client_visible()
 }
 
 /// A valid key that may not do what it asked.

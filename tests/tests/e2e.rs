@@ -9,13 +9,14 @@
 //! - [`judge`]: `POST /api/v1/judge` and `ripcord judge` on the scipy fixtures; bad input,
 //!   limits, the report and the exit statuses.
 //! - [`lifecycle`]: restarts, crashes, signals, first start and configuration.
-//! - [`metrics`]: metric reporting over HTTP and gRPC: keys, batch shape, limits.
+//! - [`observations`]: metric reporting over HTTP and gRPC: keys, batch shape, limits.
 //! - [`openapi`]: the served OpenAPI document checked against the running server by
 //!   schemathesis.
 //! - [`ramps`]: ramps walked by the controller on observations posted over HTTP: kills,
 //!   incidents, webhooks, restarts, manual controls.
 //! - [`sdk`]: the Rust SDK against real servers, both modes, and its examples.
-//! - [`sdk_metrics`]: guard metrics from the SDK to a started ramp; instance ids.
+//! - [`sdk_tracking`]: guard metrics tracked by the SDK, reported to a started ramp; instance
+//!   ids.
 
 #[path = "e2e/harness.rs"]
 mod harness;
@@ -32,13 +33,13 @@ mod grpc;
 mod judge;
 #[path = "e2e/lifecycle.rs"]
 mod lifecycle;
-#[path = "e2e/metrics.rs"]
-mod metrics;
+#[path = "e2e/observations.rs"]
+mod observations;
 #[path = "e2e/openapi.rs"]
 mod openapi;
 #[path = "e2e/ramps.rs"]
 mod ramps;
 #[path = "e2e/sdk.rs"]
 mod sdk;
-#[path = "e2e/sdk_metrics.rs"]
-mod sdk_metrics;
+#[path = "e2e/sdk_tracking.rs"]
+mod sdk_tracking;

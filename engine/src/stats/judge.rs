@@ -654,12 +654,8 @@ mod tests {
             bins: vec![0.0, 1.0],
             counts: counts.to_vec(),
         };
-        let tolerance = match tolerance.strip_suffix('%') {
-            Some(_) => crate::document::Tolerance::Relative(tolerance.into()),
-            None => crate::document::Tolerance::Absolute(tolerance.parse().unwrap()),
-        };
         JudgeRequest {
-            tolerance: Some(tolerance),
+            tolerance: Some(crate::document::Tolerance::from_text(tolerance)),
             ..JudgeRequest::new(histogram(treatment), histogram(control))
         }
     }

@@ -73,7 +73,8 @@ pub async fn judge(
 ) -> Result<HttpResponse> {
     authorize(&request, &state)?;
     let body =
-        super::request::read_body(payload, MAX_JUDGE_BODY_BYTES, "the judge's body limit").await?;
+        super::request::read_body_up_to(payload, MAX_JUDGE_BODY_BYTES, "the judge's body limit")
+            .await?;
     // Parsing a million numbers per arm and ranking them takes long enough to hold up
     // every other request of this worker: both run on the blocking pool.
     let judged = web::block(move || -> Result<_> {

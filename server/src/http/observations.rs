@@ -194,7 +194,7 @@ pub async fn report(
             "512 bytes per observation of RIPCORD_MAX_OBSERVATIONS_PER_BATCH",
         )
     };
-    let body = super::request::read_body(payload, limit, setting).await?;
+    let body = super::request::read_body_up_to(payload, limit, setting).await?;
     let observations = parse_batch(&body)?;
     let accepted = state
         .ingest

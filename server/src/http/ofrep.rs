@@ -124,8 +124,7 @@ async fn prepare(
     let principal = super::request::principal(request, state)?;
     let environment_name =
         access::environment(&principal, Action::Evaluate).map_err(Error::from)?;
-    let body =
-        super::request::read_body(payload, state.max_body_bytes, "RIPCORD_MAX_BODY_BYTES").await?;
+    let body = super::request::read_body(state, payload).await?;
     let context = parse_context(
         &body,
         flag_key,

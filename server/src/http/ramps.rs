@@ -1,7 +1,7 @@
 //! Ramps and incidents: a ramp's status and its manual controls, and the incidents the
 //! guard recorded. Admin keys only.
 
-use actix_web::web::{self, Bytes};
+use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 
@@ -122,7 +122,7 @@ pub async fn operate(
     request: HttpRequest,
     state: web::Data<State>,
     path: web::Path<(String, String, String)>,
-    body: Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse> {
     let actor = super::request::require_admin(&request, &state)?;
     let (environment, flag, operation) = path.into_inner();
@@ -132,7 +132,7 @@ pub async fn operate(
             key: operation,
         });
     };
-    carry_out(&state, &actor, environment, flag, operation, &body).await
+    carry_out(&state, &actor, environment, flag, operation, payload).await
 }
 
 /// Moves a running ramp to its next stage by hand, before its guards have decided; the
@@ -158,11 +158,19 @@ pub async fn advance(
     request: HttpRequest,
     state: web::Data<State>,
     path: web::Path<(String, String)>,
-    body: Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse> {
     let actor = super::request::require_admin(&request, &state)?;
     let (environment, flag) = path.into_inner();
-    carry_out(&state, &actor, environment, flag, Operation::Advance, &body).await
+    carry_out(
+        &state,
+        &actor,
+        environment,
+        flag,
+        Operation::Advance,
+        payload,
+    )
+    .await
 }
 
 async fn carry_out(
@@ -171,22 +179,14 @@ async fn carry_out(
     environment: String,
     flag: String,
     operation: Operation,
-    body: &[u8],
+    payload: web::Payload,
 ) -> Result<HttpResponse> {
-    if body.len() > state.max_body_bytes {
-        return Err(Error::LimitExceeded {
-            limit: "RIPCORD_MAX_BODY_BYTES",
-            message: format!(
-                "the request body is over the limit of {} bytes (RIPCORD_MAX_BODY_BYTES)",
-                state.max_body_bytes
-            ),
-        });
-    }
+    let body = super::request::read_body(state, payload).await?;
     // No body, and `null`, are both no reason given.
     let body: OperationBody = if body.iter().all(u8::is_ascii_whitespace) {
         OperationBody::default()
     } else {
-        super::request::parse_json::<Option<OperationBody>>(body)?.unwrap_or_default()
+        super::request::parse_json::<Option<OperationBody>>(&body)?.unwrap_or_default()
     };
     let now = clock::unix_now();
     state

@@ -64,9 +64,15 @@ pub fn require_admin(request: &HttpRequest, state: &State) -> Result<Arc<Princip
     Ok(principal)
 }
 
+/// Reads a request body within `RIPCORD_MAX_BODY_BYTES`, the limit of every body that has
+/// no larger one of its own.
+pub async fn read_body(state: &State, payload: web::Payload) -> Result<Bytes> {
+    read_body_up_to(payload, state.max_body_bytes, "RIPCORD_MAX_BODY_BYTES").await
+}
+
 /// Reads a request body of at most `limit` bytes; a larger one is refused with an error
 /// that names the limit, before it is read whole.
-pub async fn read_body(
+pub async fn read_body_up_to(
     mut payload: web::Payload,
     limit: usize,
     setting: &'static str,

@@ -261,7 +261,7 @@ impl Ingest {
         now: u64,
     ) -> Result<Accepted> {
         let environment = reporting_environment(principal)?;
-        if principal.scope == Scope::Server {
+        if crate::access::sees_all(Some(principal.scope)) {
             return self.accept(environment, observations, now).await;
         }
         // The key's environment was deleted while the request came in: the deletion
@@ -573,7 +573,7 @@ fn check_one<'t>(
         // A client key cannot tell a server-side flag from one that does not exist.
         let visible = snapshot
             .flag(&observation.flag)
-            .is_some_and(|flag| flag.is_client_visible());
+            .is_some_and(|flag| crate::access::sees(Some(Scope::Client), flag));
         if !visible {
             return Err(unknown_flag());
         }

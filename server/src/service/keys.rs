@@ -114,7 +114,9 @@ impl Keys {
                     environment: record.environment,
                 });
                 // Only keys that evaluate have something to be told about.
-                if principal.scope != Scope::Admin && principal.environment.is_some() {
+                if crate::access::allows(principal.scope, crate::access::Action::Evaluate)
+                    && principal.environment.is_some()
+                {
                     channels.insert(channel_of(&hash), Arc::clone(&principal));
                 }
                 keys.insert(hash, principal);

@@ -587,6 +587,22 @@ async fn limits_are_enforced_with_errors_that_name_them() {
             .contains("RIPCORD_MAX_BODY_BYTES"),
         "{body}"
     );
+    // A ramp operation's reason is refused before the ramp is looked at.
+    let body = server
+        .admin_post(
+            "/api/v1/environments/default/flags/a/ramp/pause",
+            json!({ "reason": large }),
+        )
+        .await
+        .expect_status(413)
+        .json();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("RIPCORD_MAX_BODY_BYTES"),
+        "{body}"
+    );
 
     // Imports have their own, larger limit.
     let padded = format!("{small}{}", "# padding\n".repeat(2000));

@@ -69,7 +69,7 @@ pub async fn import_document(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     let actor = require_admin(&request, &state)?;
-    let body = crate::http::request::read_body(
+    let body = crate::http::request::read_body_up_to(
         payload,
         state.max_import_bytes,
         "RIPCORD_MAX_IMPORT_BYTES",

@@ -3,10 +3,9 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::input::read_body;
 use crate::error::{Error, Result};
 use crate::http::errors::ErrorBody;
-use crate::http::request::{parse_json, require_admin};
+use crate::http::request::{parse_json, read_body, require_admin};
 use crate::http::schemas::{KeyRefusals, StoreUnavailable};
 use crate::http::state::State;
 use crate::store::EnvironmentRecord;

@@ -5,11 +5,11 @@ use ripcord_engine::Flag;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::input::{change, parse_item, parse_value, read_body};
+use super::input::{change, parse_item, parse_value};
 use crate::error::{Error, Result};
 use crate::http::errors::ErrorBody;
 use crate::http::flag_schema::FlagSchema;
-use crate::http::request::{parse_json, require_admin};
+use crate::http::request::{parse_json, read_body, require_admin};
 use crate::http::schemas::{KeyRefusals, StoreUnavailable};
 use crate::http::state::State;
 use crate::service::Principal;

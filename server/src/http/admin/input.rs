@@ -9,7 +9,6 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::http::state::State;
 use crate::service::{Change, Principal};
 
 pub fn change<'a>(
@@ -23,10 +22,6 @@ pub fn change<'a>(
         operation,
         reason: None,
     }
-}
-
-pub async fn read_body(state: &State, payload: web::Payload) -> Result<web::Bytes> {
-    crate::http::request::read_body(payload, state.max_body_bytes, "RIPCORD_MAX_BODY_BYTES").await
 }
 
 /// Query strings go through our error shape, not actix's.

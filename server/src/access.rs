@@ -145,6 +145,7 @@ mod tests {
             name: "k".to_string(),
             scope,
             environment: environment.map(str::to_string),
+            event_channel: None,
         };
         assert_eq!(
             environment(&key(Scope::Client, Some("prod")), Action::Evaluate),

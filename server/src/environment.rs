@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use ripcord_engine::{Document, RulesetRef, Snapshot};
 
+use crate::telemetry::{ByPosition, Evaluations};
+
 /// One environment, ready to serve: its compiled snapshot and the document it came from.
 #[derive(Debug)]
 pub struct Environment {
@@ -19,6 +21,9 @@ pub struct Environment {
     /// The ruleset as SDKs receive it, serialized on first request and shared by every
     /// request and stream after it.
     delivered: OnceLock<Delivered>,
+    /// The evaluation counters of this snapshot's flags by position, looked up by name once,
+    /// on the first bulk evaluation, rather than once per flag of every one.
+    counters: OnceLock<ByPosition>,
 }
 
 /// An environment's ruleset as JSON, with an `ETag` that is the hash of that JSON.
@@ -43,6 +48,7 @@ impl Environment {
             document,
             flag_revisions,
             delivered: OnceLock::new(),
+            counters: OnceLock::new(),
         }
     }
 
@@ -67,11 +73,87 @@ impl Environment {
         })
     }
 
+    /// The counters of this snapshot's flags in `evaluations`, by position in
+    /// [`Snapshot::flags`].
+    pub fn counters(&self, evaluations: &Evaluations) -> std::borrow::Cow<'_, ByPosition> {
+        let by_position = || {
+            let flags: Vec<&str> = self.snapshot.flags().map(|flag| flag.key()).collect();
+            evaluations.by_position(&self.name, &flags)
+        };
+        let kept = self.counters.get_or_init(by_position);
+        // A server has one set of counters; a second one, which only a test might make,
+        // is counted into correctly, only not as cheaply.
+        if kept.belong_to(evaluations) {
+            std::borrow::Cow::Borrowed(kept)
+        } else {
+            std::borrow::Cow::Owned(by_position())
+        }
+    }
+
     /// The revision at which a flag last changed.
     pub fn flag_revision(&self, key: &str) -> u64 {
         self.flag_revisions
             .get(key)
             .copied()
             .unwrap_or(self.revision)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ripcord_engine::{Limits, Reason};
+
+    use super::*;
+    use crate::telemetry::Metrics;
+
+    fn environment(revision: u64, flags: &[&str]) -> Environment {
+        let yaml: String = std::iter::once("flags:\n".to_string())
+            .chain(flags.iter().map(|key| {
+                format!(
+                    "  {key}:\n    type: boolean\n    variants: {{on: true, off: false}}\n    default_variant: \"on\"\n"
+                )
+            }))
+            .collect();
+        let document = Document::from_yaml(&yaml).expect("a valid document");
+        let snapshot = Snapshot::compile(&document, revision, |_| revision, &Limits::default())
+            .expect("it compiles");
+        Environment::new("production", revision, snapshot, document, BTreeMap::new())
+    }
+
+    fn series(metrics: &Metrics, flag: &str) -> Option<String> {
+        metrics
+            .render()
+            .lines()
+            .find(|line| line.contains(&format!("flag=\"{flag}\"")))
+            .map(str::to_string)
+    }
+
+    #[test]
+    fn a_new_snapshot_counts_on_from_the_counts_of_the_last() {
+        let metrics = Metrics::new();
+        let first = environment(1, &["banner", "checkout"]);
+        first
+            .counters(&metrics.evaluations)
+            .record(1, Reason::Static);
+        // `aaa` sorts first, so `checkout` moves from position 1 to 2.
+        let second = environment(2, &["aaa", "banner", "checkout"]);
+        let counters = second.counters(&metrics.evaluations);
+        counters.record(2, Reason::Static);
+        counters.record(2, Reason::Static);
+        assert_eq!(
+            series(&metrics, "checkout").as_deref(),
+            Some(
+                "ripcord_evaluations_total{environment=\"production\",flag=\"checkout\",reason=\"STATIC\"} 3"
+            )
+        );
+        assert_eq!(series(&metrics, "banner"), None);
+
+        // Counters of another set are not the ones kept for the snapshot.
+        let other = Metrics::new();
+        second
+            .counters(&other.evaluations)
+            .record(0, Reason::Static);
+        assert!(series(&other, "aaa").is_some());
+        assert_eq!(series(&metrics, "aaa"), None);
     }
 }

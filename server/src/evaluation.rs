@@ -88,19 +88,18 @@ impl Evaluator {
         context: &Context,
         mut each: impl FnMut(Evaluated<'s>),
     ) {
-        let mut recorder = counts.recorder(&self.environment.name);
-        for flag in self
+        let counters = self.environment.counters(counts);
+        for (position, flag) in self
             .environment
             .snapshot
             .flags()
-            .filter(|flag| crate::access::sees(self.scope, flag))
+            .enumerate()
+            .filter(|(_, flag)| crate::access::sees(self.scope, flag))
         {
             let evaluation = evaluate_flag(flag, context);
-            recorder.record(flag.key(), evaluation.reason);
+            counters.record(position, evaluation.reason);
             each(Evaluated { flag, evaluation });
         }
-        // Flags seen for the first time are counted as the recorder drops, which is here,
-        // before the caller writes its answer.
     }
 
     /// How many flags the snapshot holds: room enough for [`all`](Self::all)'s.

@@ -272,6 +272,7 @@ async fn prepare(service: &Arc<Service>, config: &Config) -> anyhow::Result<()> 
         name: "ripcord".to_string(),
         scope: Scope::Admin,
         environment: None,
+        event_channel: None,
     };
     if service.environment_names().is_empty() {
         service

@@ -137,12 +137,61 @@ type EnvironmentCounts = FxHashMap<Arc<str>, Arc<FlagCounts>>;
 /// maps are immutable and swapped whole, the counters in them are atomics. Only the first
 /// evaluation of a flag in an environment swaps in a map that has it. Counters are keyed by
 /// names, not by snapshot, so they keep counting across changes.
-#[derive(Default)]
 pub struct Evaluations {
     counts: ArcSwap<EnvironmentCounts>,
+    /// Tells this set of counters from any other in the process, so that counters looked up
+    /// for a snapshot are never used to count into another set (see [`ByPosition`]).
+    id: u64,
+}
+
+impl Default for Evaluations {
+    fn default() -> Evaluations {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Evaluations {
+            counts: ArcSwap::default(),
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+        }
+    }
 }
 
 impl Evaluations {
+    /// The counters of every flag of a snapshot of `environment`, by the flag's position in
+    /// `flags`, the snapshot's flags in order. They are the very counters kept by name, so
+    /// counts go on across snapshots; flags not counted yet get theirs in one swap.
+    pub fn by_position(&self, environment: &str, flags: &[&str]) -> ByPosition {
+        let known = |current: &EnvironmentCounts| {
+            current.get(environment).cloned().and_then(|counts| {
+                flags
+                    .iter()
+                    .map(|flag| counts.get(*flag).cloned())
+                    .collect::<Option<Vec<_>>>()
+            })
+        };
+        let counters = match known(&self.counts.load()) {
+            Some(counters) => counters,
+            None => {
+                self.counts.rcu(|current| {
+                    let mut next = EnvironmentCounts::clone(current);
+                    let counts = Arc::make_mut(next.entry(Arc::from(environment)).or_default());
+                    for flag in flags {
+                        if !counts.contains_key(*flag) {
+                            counts.insert(Arc::from(*flag), Arc::default());
+                        }
+                    }
+                    next
+                });
+                // A scrape may have pruned the environment meanwhile, which it does once
+                // the environment is deleted: its counts are of no more use to anyone.
+                known(&self.counts.load())
+                    .unwrap_or_else(|| flags.iter().map(|_| Arc::default()).collect())
+            }
+        };
+        ByPosition {
+            owner: self.id,
+            counters: counters.into_boxed_slice(),
+        }
+    }
+
     /// A recorder for the evaluations of one request in `environment`.
     pub fn recorder<'a>(&'a self, environment: &'a str) -> Recorder<'a> {
         // The environment is looked up once, not once per flag of a bulk evaluation.
@@ -274,6 +323,38 @@ fn escape_label(value: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(escaped)
 }
 
+/// One snapshot's evaluation counters by the position of the flag in it: a bulk evaluation
+/// counts each flag with an index and an atomic add, where a lookup by name would hash the
+/// flag's key. Built once per snapshot and kept beside it.
+#[derive(Clone)]
+pub struct ByPosition {
+    owner: u64,
+    counters: Box<[Arc<Counts>]>,
+}
+
+impl ByPosition {
+    /// Whether these are counters of `evaluations`.
+    pub fn belong_to(&self, evaluations: &Evaluations) -> bool {
+        self.owner == evaluations.id
+    }
+
+    /// Counts an evaluation of the flag at `position`; nothing if there is no such position.
+    pub fn record(&self, position: usize, reason: Reason) {
+        if let Some(counts) = self.counters.get(position) {
+            counts[reason_index(reason)].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl std::fmt::Debug for ByPosition {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ByPosition")
+            .field("flags", &self.counters.len())
+            .finish()
+    }
+}
+
 /// Counts the evaluations of one request. Counting a known flag is a lookup and an atomic
 /// add on a map loaded once per request; flags seen for the first time are added in one
 /// swap when the recorder is dropped.
@@ -347,6 +428,42 @@ mod tests {
             count(&evaluations, "production", "checkout", Reason::Error),
             0
         );
+    }
+
+    #[test]
+    fn counters_by_position_are_the_counters_by_name_across_snapshots() {
+        let evaluations = Evaluations::default();
+        evaluations.recorder("a").record("kept", Reason::Split);
+        let first = evaluations.by_position("a", &["gone", "kept"]);
+        first.record(0, Reason::Static);
+        first.record(1, Reason::Split);
+        // A snapshot with a flag added before the others moves every position.
+        let second = evaluations.by_position("a", &["added", "gone", "kept"]);
+        second.record(0, Reason::Default);
+        second.record(2, Reason::Split);
+        second.record(3, Reason::Split);
+        evaluations.recorder("a").record("kept", Reason::Split);
+        assert_eq!(count(&evaluations, "a", "kept", Reason::Split), 4);
+        assert_eq!(count(&evaluations, "a", "gone", Reason::Static), 1);
+        assert_eq!(count(&evaluations, "a", "added", Reason::Default), 1);
+
+        // Flags of a snapshot never evaluated are not series.
+        let never = evaluations.by_position("b", &["idle"]);
+        let mut text = String::new();
+        evaluations.render(&mut text);
+        assert!(!text.contains("idle"), "{text}");
+        never.record(0, Reason::Error);
+        let mut text = String::new();
+        evaluations.render(&mut text);
+        assert!(
+            text.contains(
+                "ripcord_evaluations_total{environment=\"b\",flag=\"idle\",reason=\"ERROR\"} 1\n"
+            ),
+            "{text}"
+        );
+
+        assert!(first.belong_to(&evaluations));
+        assert!(!first.belong_to(&Evaluations::default()));
     }
 
     #[test]

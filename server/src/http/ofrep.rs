@@ -6,6 +6,7 @@
 //! body itself, so it changes exactly when what this key sees for this context changes.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use actix_cors::Cors;
 use actix_web::http::header;
@@ -19,6 +20,7 @@ use super::state::State;
 use crate::access::{self, Action};
 use crate::error::Error;
 use crate::evaluation::{Caller, Evaluator};
+use crate::service::Principal;
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config.service(
@@ -120,7 +122,7 @@ async fn prepare(
     state: &State,
     payload: web::Payload,
     flag_key: Option<&str>,
-) -> Result<(Evaluator, Context), Refusal> {
+) -> Result<(Arc<Principal>, Evaluator, Context), Refusal> {
     let principal = super::request::principal(request, state)?;
     let environment_name =
         access::environment(&principal, Action::Evaluate).map_err(Error::from)?;
@@ -142,7 +144,7 @@ async fn prepare(
     };
     let evaluator = Evaluator::open(&state.service, &caller)
         .ok_or_else(|| Refusal::Ofrep(Failure::environment_missing(flag_key, environment_name)))?;
-    Ok((evaluator, context))
+    Ok((principal, evaluator, context))
 }
 
 fn parse_context(
@@ -254,7 +256,7 @@ async fn evaluate_one(
     payload: web::Payload,
 ) -> HttpResponse {
     let key = key.into_inner();
-    let (evaluator, context) = match prepare(&request, &state, payload, Some(&key)).await {
+    let (_, evaluator, context) = match prepare(&request, &state, payload, Some(&key)).await {
         Ok(prepared) => prepared,
         Err(refusal) => return refusal.respond(),
     };
@@ -341,13 +343,25 @@ impl BulkWriter {
         out.extend_from_slice(b"}}");
     }
 
-    fn finish(mut self, event_stream: &EventStream) -> Result<Vec<u8>, serde_json::Error> {
+    /// Ends the answer with the [`EventStream`] of the key whose event-stream channel is
+    /// `channel`.
+    fn finish(mut self, channel: &str) -> Result<Vec<u8>, serde_json::Error> {
         if let Some(error) = self.error {
             return Err(error);
         }
-        self.out.extend_from_slice(br#"],"eventStreams":["#);
-        serde_json::to_writer(&mut self.out, event_stream)?;
-        self.out.extend_from_slice(b"]}");
+        let out = &mut self.out;
+        out.extend_from_slice(br#"],"eventStreams":[{"type":"sse","endpoint":{"requestUri":"#);
+        if needs_no_escape(channel) {
+            out.push(b'"');
+            out.extend_from_slice(EVENTS_PATH.as_bytes());
+            out.extend_from_slice(channel.as_bytes());
+            out.push(b'"');
+        } else {
+            write_str(out, &format!("{EVENTS_PATH}{channel}"));
+        }
+        out.extend_from_slice(br#"},"inactivityDelaySec":"#);
+        write_u64(out, u64::from(INACTIVITY_DELAY_SECONDS));
+        out.extend_from_slice(b"}]}");
         Ok(self.out)
     }
 }
@@ -355,15 +369,18 @@ impl BulkWriter {
 /// A JSON string. serde_json escapes only `"`, the backslash and control characters; a string with
 /// none of them is written as it is, anything else as serde_json writes it.
 fn write_str(out: &mut Vec<u8>, text: &str) {
-    if text
-        .bytes()
-        .all(|byte| byte >= 0x20 && byte != b'"' && byte != b'\\')
-    {
+    if needs_no_escape(text) {
         write_plain(out, text);
     } else {
         // Writing a string into a vector cannot fail.
         let _ = serde_json::to_writer(&mut *out, text);
     }
+}
+
+/// Whether serde_json writes `text` between its quotes as it is.
+fn needs_no_escape(text: &str) -> bool {
+    text.bytes()
+        .all(|byte| byte >= 0x20 && byte != b'"' && byte != b'\\')
 }
 
 /// A string known to need no escaping, such as the engine's reason and cohort names.
@@ -396,6 +413,7 @@ struct Bulk<'a> {
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = OfrepEventStream)]
+#[cfg_attr(not(test), allow(dead_code))]
 struct EventStream {
     /// Always `sse`.
     r#type: &'static str,
@@ -410,28 +428,15 @@ const INACTIVITY_DELAY_SECONDS: u32 = 120;
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = OfrepEventStreamEndpoint)]
+#[cfg_attr(not(test), allow(dead_code))]
 struct EventStreamEndpoint {
     /// `/ofrep/v1/events?channel=...`, to be appended to the provider's OFREP origin.
     request_uri: String,
 }
 
-impl EventStream {
-    /// The stream of the key that made the request. The channel names the key without being
-    /// it: the URL is seen by browsers, logs and proxies that must not learn the key.
-    fn of(request: &HttpRequest, state: &State) -> EventStream {
-        let token = super::request::api_key(request).unwrap_or_default();
-        EventStream {
-            r#type: "sse",
-            endpoint: EventStreamEndpoint {
-                request_uri: format!(
-                    "/ofrep/v1/events?channel={}",
-                    state.service.event_channel(token)
-                ),
-            },
-            inactivity_delay_sec: INACTIVITY_DELAY_SECONDS,
-        }
-    }
-}
+/// Where a key's event stream is, before its channel. The channel names the key without
+/// being it: the URL is seen by browsers, logs and proxies that must not learn the key.
+const EVENTS_PATH: &str = "/ofrep/v1/events?channel=";
 
 /// OFREP's `generalErrorResponse`, for a failure of the server's own.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -469,7 +474,7 @@ async fn evaluate_all(
     state: web::Data<State>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let (evaluator, context) = match prepare(&request, &state, payload, None).await {
+    let (principal, evaluator, context) = match prepare(&request, &state, payload, None).await {
         Ok(prepared) => prepared,
         Err(refusal) => return refusal.respond(),
     };
@@ -477,7 +482,15 @@ async fn evaluate_all(
     evaluator.all(&state.metrics.evaluations, &context, |evaluated| {
         body.flag(evaluated.flag, &evaluated.evaluation);
     });
-    let body = match body.finish(&EventStream::of(&request, &state)) {
+    let channel = match &principal.event_channel {
+        Some(channel) => Cow::Borrowed(channel.as_str()),
+        None => Cow::Owned(
+            state
+                .service
+                .event_channel(super::request::api_key(&request).unwrap_or_default()),
+        ),
+    };
+    let body = match body.finish(&channel) {
         Ok(body) => body,
         // JSON values and strings always serialize; should that ever change, it is the
         // server's fault, answered as OFREP's general error rather than blamed on the input.
@@ -605,18 +618,11 @@ flags:
         let document = Document::from_yaml(DOCUMENT).expect("a valid document");
         let snapshot =
             Snapshot::compile(&document, 7, |_| 3, &Limits::default()).expect("it compiles");
-        let event_stream = EventStream {
-            r#type: "sse",
-            endpoint: EventStreamEndpoint {
-                request_uri: "/ofrep/v1/events?channel=abc".to_string(),
-            },
-            inactivity_delay_sec: INACTIVITY_DELAY_SECONDS,
-        };
-        for context in [
-            json!({}),
-            json!({"email": "ana@example.com", "userId": "u-1"}),
-            json!({"userId": "u-2"}),
-            json!({"userId": 17}),
+        for (context, channel) in [
+            (json!({}), "0a1b2c"),
+            (json!({"email": "ana@example.com", "userId": "u-1"}), "abc"),
+            (json!({"userId": "u-2"}), "a\"b\\c"),
+            (json!({"userId": 17}), ""),
         ] {
             let Value::Object(attributes) = context else {
                 unreachable!()
@@ -630,18 +636,18 @@ flags:
             for (flag, evaluation) in &evaluations {
                 writer.flag(flag, evaluation);
             }
-            let written = writer.finish(&event_stream).expect("it writes");
+            let written = writer.finish(channel).expect("it writes");
             let expected = serde_json::to_vec(&Bulk {
                 flags: evaluations
                     .iter()
                     .map(|(flag, evaluation)| success(flag, evaluation))
                     .collect(),
                 event_streams: [EventStream {
-                    r#type: event_stream.r#type,
+                    r#type: "sse",
                     endpoint: EventStreamEndpoint {
-                        request_uri: event_stream.endpoint.request_uri.clone(),
+                        request_uri: format!("/ofrep/v1/events?channel={channel}"),
                     },
-                    inactivity_delay_sec: event_stream.inactivity_delay_sec,
+                    inactivity_delay_sec: INACTIVITY_DELAY_SECONDS,
                 }],
             })
             .expect("it serializes");

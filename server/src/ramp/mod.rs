@@ -119,6 +119,7 @@ impl Controller {
                 name: CONTROLLER.to_string(),
                 scope: Scope::Admin,
                 environment: None,
+                event_channel: None,
             },
         }
     }

@@ -117,6 +117,7 @@ async fn setup() -> Setup {
         name: "release-engineer".to_string(),
         scope: Scope::Admin,
         environment: None,
+        event_channel: None,
     };
     service
         .create_environment("default", &person)

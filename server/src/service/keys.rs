@@ -17,6 +17,10 @@ pub struct Principal {
     pub name: String,
     pub scope: Scope,
     pub environment: Option<String>,
+    /// The OFREP event-stream channel of the key's token, worked out once when the key is
+    /// loaded rather than on every bulk evaluation that advertises it. `None` for the
+    /// server's own principals, which have no token.
+    pub event_channel: Option<String>,
 }
 
 /// A key as the API shows it: everything but the hash.
@@ -108,16 +112,19 @@ impl Keys {
                 continue;
             }
             if record.revoked_at.is_none() {
+                let channel = channel_of(&hash);
+                // Only keys that evaluate have something to be told about.
+                let evaluates =
+                    crate::access::allows(record.scope, crate::access::Action::Evaluate)
+                        && record.environment.is_some();
                 let principal = Arc::new(Principal {
                     name: record.name,
                     scope: record.scope,
                     environment: record.environment,
+                    event_channel: Some(channel.clone()),
                 });
-                // Only keys that evaluate have something to be told about.
-                if crate::access::allows(principal.scope, crate::access::Action::Evaluate)
-                    && principal.environment.is_some()
-                {
-                    channels.insert(channel_of(&hash), Arc::clone(&principal));
+                if evaluates {
+                    channels.insert(channel, Arc::clone(&principal));
                 }
                 keys.insert(hash, principal);
             }
@@ -129,6 +136,7 @@ impl Keys {
                     name: "bootstrap-admin".to_string(),
                     scope: Scope::Admin,
                     environment: None,
+                    event_channel: Some(channel_of(&hash)),
                 }),
             );
         }

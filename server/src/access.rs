@@ -16,7 +16,7 @@
 
 use ripcord_engine::CompiledFlag;
 
-use crate::service::Principal;
+use crate::principal::Principal;
 use crate::store::Scope;
 
 /// Something a key may or may not do.

@@ -19,6 +19,7 @@
 //! - [`judge_cli`]: `ripcord judge`, the judge of the HTTP API on two files.
 //! - [`ingest`]: guard observations (the metric values apps report for running ramps),
 //!   checked against running ramps and stored as mergeable aggregates with group commit.
+//! - [`principal`]: who a request acts as: a key's name, scope and environment.
 //! - [`parts`]: what both protocol servers serve from.
 //! - [`reach`]: which instances have fetched which revision, for a kill's reach.
 //! - [`shutdown`]: the one stop signal for servers and their streams.
@@ -40,6 +41,7 @@ pub mod http;
 pub mod ingest;
 pub mod judge_cli;
 pub mod parts;
+pub mod principal;
 pub mod ramp;
 pub mod reach;
 pub mod service;
@@ -57,7 +59,8 @@ use ripcord_engine::Document;
 
 pub use config::Config;
 use parts::Parts;
-use service::{Change, Principal, Service};
+use principal::Principal;
+use service::{Change, Service};
 use store::Scope;
 
 /// The shortest admin key accepted from the configuration.

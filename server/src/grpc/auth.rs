@@ -6,7 +6,8 @@ use tonic::metadata::MetadataMap;
 
 use super::status::{Refusal, Result};
 use crate::access::{self, Action};
-use crate::service::{Principal, Service};
+use crate::principal::Principal;
+use crate::service::Service;
 
 /// The key the call carries, if it carries one. A malformed header counts as a wrong key,
 /// not as none: anonymous access must not be reached by sending garbage.

@@ -22,7 +22,7 @@ use crate::environment::Environment;
 use crate::evaluation::{Caller, Evaluator};
 use crate::feed::Delta;
 use crate::ingest::{ObservationIn, Timestamp};
-use crate::service::Principal;
+use crate::principal::Principal;
 
 pub struct Ripcord {
     pub shared: Arc<Shared>,

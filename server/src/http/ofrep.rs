@@ -20,7 +20,7 @@ use super::state::State;
 use crate::access::{self, Action};
 use crate::error::Error;
 use crate::evaluation::{Caller, Evaluator};
-use crate::service::Principal;
+use crate::principal::Principal;
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config.service(

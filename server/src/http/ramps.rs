@@ -175,7 +175,7 @@ pub async fn advance(
 
 async fn carry_out(
     state: &State,
-    actor: &crate::service::Principal,
+    actor: &crate::principal::Principal,
     environment: String,
     flag: String,
     operation: Operation,

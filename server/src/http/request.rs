@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::state::State;
 use crate::error::{Error, Result};
-use crate::service::Principal;
+use crate::principal::Principal;
 
 /// The key a request carries, as `Authorization: Bearer <key>` or `X-API-Key: <key>`.
 pub fn principal(request: &HttpRequest, state: &State) -> Result<Arc<Principal>> {

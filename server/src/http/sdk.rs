@@ -21,7 +21,7 @@ use crate::delivery::{Credential, Event, Follow, Opening};
 use crate::environment::Environment;
 use crate::error::{Error, Result};
 use crate::feed::Delta;
-use crate::service::Principal;
+use crate::principal::Principal;
 
 /// How long an `EventSource` waits before it reconnects, in milliseconds.
 const RETRY_MILLISECONDS: u64 = 3000;

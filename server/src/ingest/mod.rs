@@ -45,7 +45,8 @@ pub use aggregate::{AggregateData, Aggregates, StageAggregate};
 
 use crate::clock::rfc3339;
 use crate::error::{Error, Result};
-use crate::service::{Principal, Service};
+use crate::principal::Principal;
+use crate::service::Service;
 use crate::store::{Aggregate, AggregateCounts, AggregateKey, Scope, Store, StoreError};
 
 /// How far ahead of the server's clock an observation's timestamp may be: apps' clocks

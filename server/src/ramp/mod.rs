@@ -29,7 +29,8 @@ use serde::Serialize;
 
 use crate::clock::{rfc3339, unix_now};
 use crate::error::{Error, Result};
-use crate::service::{Change, Principal, Service};
+use crate::principal::Principal;
+use crate::service::{Change, Service};
 use crate::store::{AuditRecord, FlagEffect, IncidentRecord, KillRecord, RampRecord, Scope, Store};
 use webhook::{WebhookEvent, Webhooks};
 

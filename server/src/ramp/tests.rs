@@ -15,7 +15,8 @@ use super::webhook::Webhooks;
 use super::{ActiveStage, Aggregates, Controller, Evidence, Operation, CONTROLLER};
 use crate::error::Result;
 use crate::ingest::{AggregateData, StageAggregate};
-use crate::service::{Change, Principal, Service};
+use crate::principal::Principal;
+use crate::service::{Change, Service};
 use crate::store::{AuditQuery, FlagEffect, IncidentQuery, Scope};
 
 const DOCUMENT: &str = r#"

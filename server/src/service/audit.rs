@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use ripcord_engine::{Document, Flag};
 use serde::Serialize;
 
-use super::keys::Principal;
 use crate::environment::Environment;
+use crate::principal::Principal;
 use crate::store::{AuditRecord, Mutation};
 
 /// A change to an environment's document, for the audit log.

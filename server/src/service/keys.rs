@@ -9,19 +9,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::principal::Principal;
 use crate::store::{KeyRecord, Scope};
-
-/// The key a request authenticated with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub name: String,
-    pub scope: Scope,
-    pub environment: Option<String>,
-    /// The OFREP event-stream channel of the key's token, worked out once when the key is
-    /// loaded rather than on every bulk evaluation that advertises it. `None` for the
-    /// server's own principals, which have no token.
-    pub event_channel: Option<String>,
-}
 
 /// A key as the API shows it: everything but the hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]

@@ -26,6 +26,7 @@ use crate::clock;
 use crate::environment::Environment;
 use crate::error::{Error, Result};
 use crate::feed::{Delta, Feed, Update};
+use crate::principal::Principal;
 use crate::store::{
     AuditQuery, AuditRecord, EnvironmentRecord, EnvironmentState, KeyRecord, Scope, Store,
 };
@@ -33,7 +34,7 @@ use audit::{audit_record, to_value, Diff};
 use keys::Keys;
 
 pub use audit::Change;
-pub use keys::{hash_key, KeyInfo, Principal};
+pub use keys::{hash_key, KeyInfo};
 
 type Environments = FxHashMap<String, Arc<Environment>>;
 

@@ -12,7 +12,7 @@ use crate::http::flag_schema::FlagSchema;
 use crate::http::request::{parse_json, read_body, require_admin};
 use crate::http::schemas::{KeyRefusals, StoreUnavailable};
 use crate::http::state::State;
-use crate::service::Principal;
+use crate::principal::Principal;
 
 /// A flag with the revision at which it last changed.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

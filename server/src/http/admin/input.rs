@@ -9,7 +9,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::service::{Change, Principal};
+use crate::principal::Principal;
+use crate::service::Change;
 
 pub fn change<'a>(
     environment: &'a str,

@@ -132,6 +132,50 @@ pub struct Config {
         value_parser = parse_batch_limit
     )]
     pub max_observations_per_batch: usize,
+
+    /// How long a request body may take to arrive, counted from the end of its headers, such
+    /// as `10s`. A slower HTTP body is answered `408`; a gRPC call whose request has not
+    /// arrived and been answered in this time ends with CANCELLED. Raise it for large imports
+    /// over slow links.
+    #[arg(long, env = "RIPCORD_BODY_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub body_timeout: std::time::Duration,
+
+    /// How long a stop (SIGTERM, Ctrl-C) may take: requests already received are answered,
+    /// idle keep-alive connections are closed, then whatever is left is dropped. Such as `10s`.
+    #[arg(long, env = "RIPCORD_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_positive_duration)]
+    pub shutdown_grace: std::time::Duration,
+
+    /// Most gRPC connections open at once; one more is closed as soon as it is accepted.
+    #[arg(long, env = "RIPCORD_GRPC_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = parse_connection_limit)]
+    pub grpc_max_connections: usize,
+
+    /// Most gRPC calls in progress on one connection (HTTP/2's MAX_CONCURRENT_STREAMS); a
+    /// client waits for one to finish before it starts another.
+    #[arg(long, env = "RIPCORD_GRPC_MAX_STREAMS_PER_CONNECTION", default_value_t = 100, value_parser = parse_stream_limit)]
+    pub grpc_max_streams_per_connection: u32,
+
+    /// A PEM file with the certificate chain to serve HTTP and gRPC over TLS with. Needs
+    /// RIPCORD_TLS_KEY; without both, both ports speak plain text.
+    #[arg(long, env = "RIPCORD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// A PEM file with the private key of RIPCORD_TLS_CERT (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "RIPCORD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+fn parse_connection_limit(text: &str) -> Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|limit| *limit > 0)
+        .ok_or_else(|| format!("`{text}` is not a number of connections above zero"))
+}
+
+fn parse_stream_limit(text: &str) -> Result<u32, String> {
+    text.parse::<u32>()
+        .ok()
+        .filter(|limit| *limit > 0)
+        .ok_or_else(|| format!("`{text}` is not a number of calls above zero"))
 }
 
 fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {

@@ -26,6 +26,12 @@ pub enum Error {
         limit: &'static str,
         message: String,
     },
+    /// The request took longer than one of the server's time limits; the message names it.
+    #[error("{message}")]
+    Timeout {
+        limit: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     Unauthorized(&'static str),
     #[error("{0}")]

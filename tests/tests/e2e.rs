@@ -3,6 +3,8 @@
 //!
 //! - [`harness`]: starting, signalling and restarting servers; HTTP helpers.
 //! - [`evaluation`]: OFREP as applications see it.
+//! - [`abuse`]: clients that hold streams or bodies open: gRPC calls without a key or a
+//!   body, HTTP bodies that stall.
 //! - [`admin`]: the admin API, keys and authorization, and what the server refuses.
 //! - [`delivery`]: rulesets and event streams for SDKs, and OFREP's event stream.
 //! - [`grpc`]: `ripcord.v1`, flagd's evaluation services, health and reflection over gRPC.
@@ -21,6 +23,8 @@
 #[path = "e2e/harness.rs"]
 mod harness;
 
+#[path = "e2e/abuse.rs"]
+mod abuse;
 #[path = "e2e/admin.rs"]
 mod admin;
 #[path = "e2e/delivery.rs"]

@@ -12,7 +12,13 @@ use crate::service::Service;
 /// The key the call carries, if it carries one. A malformed header counts as a wrong key,
 /// not as none: anonymous access must not be reached by sending garbage.
 pub fn token(metadata: &MetadataMap) -> Result<Option<String>> {
-    let Some(value) = metadata.get("authorization") else {
+    let headers: &http::HeaderMap = metadata.as_ref();
+    token_of(headers.get(http::header::AUTHORIZATION))
+}
+
+/// The key in an `authorization` header's value, read as [`token`] reads it.
+pub fn token_of(value: Option<&http::HeaderValue>) -> Result<Option<String>> {
+    let Some(value) = value else {
         return Ok(None);
     };
     let malformed = || {
@@ -40,11 +46,13 @@ pub fn evaluating(service: &Service, token: &str) -> Result<(Arc<Principal>, Str
 
 /// The call's key, which must be there.
 pub fn required(metadata: &MetadataMap) -> Result<String> {
-    token(metadata)?.ok_or_else(|| {
-        Refusal::Unauthenticated(
-            "no key: send `authorization: Bearer <key>` in the call's metadata".to_string(),
-        )
-    })
+    token(metadata)?.ok_or_else(missing_key)
+}
+
+pub fn missing_key() -> Refusal {
+    Refusal::Unauthenticated(
+        "no key: send `authorization: Bearer <key>` in the call's metadata".to_string(),
+    )
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ pub struct V1(pub Flagd);
 pub struct V2(pub Flagd);
 
 /// Who is calling, and what they may see.
-struct Caller {
+pub struct Caller {
     /// `None` for an anonymous call, which sees every flag.
     scope: Option<Scope>,
     token: Option<String>,
@@ -51,40 +51,45 @@ struct Resolved<T> {
     metadata: prost_types::Struct,
 }
 
+/// Who calls flagd's services, from the call's `authorization` header: the gRPC gate asks
+/// this before the request body is read, and every call again.
+pub fn caller(shared: &Shared, authorization: Option<&http::HeaderValue>) -> Result<Caller> {
+    let Some(environment) = shared.flagd_environment.clone() else {
+        return Err(Refusal::FailedPrecondition(
+            "flagd's services serve no environment here: set RIPCORD_FLAGD_ENVIRONMENT".to_string(),
+        ));
+    };
+    let Some(token) = auth::token_of(authorization)? else {
+        if shared.flagd_allow_anonymous {
+            return Ok(Caller {
+                scope: None,
+                token: None,
+                environment,
+            });
+        }
+        return Err(Refusal::Unauthenticated(format!(
+            "no key: send a client or server key of environment `{environment}` as \
+             `authorization: Bearer <key>`"
+        )));
+    };
+    let (principal, own) = auth::evaluating(&shared.service, &token)?;
+    if own != environment {
+        return Err(Refusal::PermissionDenied(format!(
+            "this key belongs to environment `{own}`; flagd's services serve `{environment}`"
+        )));
+    }
+    Ok(Caller {
+        scope: Some(principal.scope),
+        token: Some(token),
+        environment,
+    })
+}
+
 impl Flagd {
     fn caller(&self, metadata: &MetadataMap) -> Result<Caller> {
-        let Some(environment) = self.shared.flagd_environment.clone() else {
-            return Err(Refusal::FailedPrecondition(
-                "flagd's services serve no environment here: set RIPCORD_FLAGD_ENVIRONMENT"
-                    .to_string(),
-            ));
-        };
-        let Some(token) = auth::token(metadata)? else {
-            if self.shared.flagd_allow_anonymous {
-                return Ok(Caller {
-                    scope: None,
-                    token: None,
-                    environment,
-                });
-            }
-            return Err(Refusal::Unauthenticated(format!(
-                "no key: send a client or server key of environment `{environment}` as \
-                 `authorization: Bearer <key>`"
-            )));
-        };
-        let (principal, own) = auth::evaluating(&self.shared.service, &token)?;
-        if own != environment {
-            return Err(Refusal::PermissionDenied(format!(
-                "this key belongs to environment `{own}`; flagd's services serve `{environment}`"
-            )));
-        }
-        Ok(Caller {
-            scope: Some(principal.scope),
-            token: Some(token),
-            environment,
-        })
+        let headers: &http::HeaderMap = metadata.as_ref();
+        caller(&self.shared, headers.get(http::header::AUTHORIZATION))
     }
-
     /// The caller's environment, opened for evaluation.
     fn open(&self, metadata: &MetadataMap, caller: &Caller) -> Result<Evaluator> {
         let opening = evaluation::Caller {

@@ -5,6 +5,8 @@
 //! - [`flagd`]: `flagd.evaluation.v1` and `v2`, for OpenFeature's flagd providers.
 //! - [`follow`]: the streams that follow an environment (Watch, flagd's EventStream).
 //! - [`auth`]: keys in the call's metadata.
+//! - [`gate`]: keys checked from a call's headers before its body is read, and the
+//!   connection limit.
 //! - [`status`]: the one place a refusal becomes a `tonic::Status`.
 //! - [`convert`]: protobuf `Struct`s to and from JSON.
 
@@ -12,6 +14,7 @@ mod auth;
 mod convert;
 mod flagd;
 mod follow;
+mod gate;
 mod ripcord;
 mod shared;
 mod status;
@@ -43,6 +46,7 @@ pub async fn serve(
     // Without TCP_NODELAY a small answer waits for the client's delayed ACK: about 40 ms
     // on every unary call.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = gate::limit_connections(incoming, config.grpc_max_connections);
     let shared = Arc::new(Shared {
         service,
         metrics,
@@ -53,6 +57,7 @@ pub async fn serve(
         flagd_allow_anonymous: config.flagd_allow_anonymous,
         ingest,
     });
+    let gate = gate::Gate::new(Arc::clone(&shared));
     let ripcord = pb::ripcord::v1::ripcord_server::RipcordServer::new(ripcord::Ripcord {
         shared: Arc::clone(&shared),
     });
@@ -100,6 +105,13 @@ pub async fn serve(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
     tonic::transport::Server::builder()
+        // Beyond this many streams a client waits (or is refused with REFUSED_STREAM if it
+        // does not), so one connection cannot hold an unbounded number of calls.
+        .max_concurrent_streams(config.grpc_max_streams_per_connection)
+        // A call whose request has not arrived, or not been answered, in this time ends; a
+        // stream's answer (Watch) starts well before and is not cut by it.
+        .timeout(config.body_timeout)
+        .layer(gate)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

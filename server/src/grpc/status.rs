@@ -56,9 +56,10 @@ impl From<crate::error::Error> for Refusal {
         match error {
             Error::NotFound { .. } => Refusal::NotFound(error.to_string()),
             Error::Conflict(message) => Refusal::FailedPrecondition(message),
-            Error::Invalid(_) | Error::BadRequest { .. } | Error::LimitExceeded { .. } => {
-                Refusal::InvalidArgument(error.to_string())
-            }
+            Error::Invalid(_)
+            | Error::BadRequest { .. }
+            | Error::LimitExceeded { .. }
+            | Error::Timeout { .. } => Refusal::InvalidArgument(error.to_string()),
             Error::Unauthorized(message) => Refusal::Unauthenticated(message.to_string()),
             Error::Forbidden(message) => Refusal::PermissionDenied(message),
             Error::Store(error) => {

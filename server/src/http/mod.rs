@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use actix_web::dev::{Server, Service as _};
 use actix_web::web;
-use actix_web::{App, HttpServer};
+use actix_web::{App, HttpMessage as _, HttpServer};
 
 use crate::config::Config;
 use state::State;
@@ -55,6 +55,7 @@ pub fn serve(
         ramps,
         ingest,
     });
+    let body_timeout = config.body_timeout;
     let server = HttpServer::new(move || {
         let state = state.clone();
         App::new()
@@ -65,8 +66,12 @@ pub fn serve(
                 actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
                 errors::method_not_allowed,
             ))
-            .wrap_fn(move |request, service| {
+            .wrap_fn(move |mut request, service| {
                 let started = Instant::now();
+                if has_body(request.headers()) {
+                    let payload = request.take_payload();
+                    request.set_payload(request::with_deadline(payload, body_timeout));
+                }
                 let method = known_method(request.method());
                 let state = state.clone();
                 let response = service.call(request);
@@ -100,6 +105,15 @@ pub fn serve(
     .listen(listener)?
     .run();
     Ok(server)
+}
+
+/// Whether the request announces a body: only those need a deadline on reading it.
+fn has_body(headers: &actix_web::http::header::HeaderMap) -> bool {
+    use actix_web::http::header;
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0")
 }
 
 /// The method as a metric label: only known methods, so that a client cannot grow the

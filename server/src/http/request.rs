@@ -1,10 +1,16 @@
 //! What handlers read from any request: its key, its body, its `If-None-Match`.
 
+use std::future::Future as _;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use actix_web::dev::Payload;
+use actix_web::error::PayloadError;
 use actix_web::web::{self, Bytes};
 use actix_web::HttpRequest;
-use futures_util::StreamExt as _;
+use futures_util::{Stream, StreamExt as _};
 use serde::de::DeserializeOwned;
 
 use super::state::State;
@@ -83,8 +89,14 @@ pub async fn read_body_up_to(
     };
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|error| {
-            Error::bad_request(format!("reading the request body failed: {error}"), None)
+        let chunk = chunk.map_err(|error| match error {
+            PayloadError::Io(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+                Error::Timeout {
+                    limit: BODY_TIMEOUT_SETTING,
+                    message: format!("the request body did not arrive in time: {error}"),
+                }
+            }
+            error => Error::bad_request(format!("reading the request body failed: {error}"), None),
         })?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
@@ -92,6 +104,53 @@ pub async fn read_body_up_to(
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
+}
+
+const BODY_TIMEOUT_SETTING: &str = "RIPCORD_BODY_TIMEOUT";
+
+/// The body of a request, which fails with `TimedOut` when it has not all arrived within
+/// `timeout`. Headers have their own timeout in actix; without this, a client with a valid
+/// key could hold a connection and a worker's memory for as long as it trickles a body.
+pub fn with_deadline(payload: Payload, timeout: Duration) -> Payload {
+    let deadline: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> = Box::pin(Deadline {
+        payload,
+        sleep: Box::pin(tokio::time::sleep(timeout)),
+        timeout,
+        expired: false,
+    });
+    Payload::from(deadline)
+}
+
+struct Deadline {
+    payload: Payload,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+    expired: bool,
+}
+
+impl Stream for Deadline {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.expired {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(item) = self.payload.poll_next_unpin(cx) {
+            return Poll::Ready(item);
+        }
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            self.expired = true;
+            let message = format!(
+                "the body took longer than {:?} ({BODY_TIMEOUT_SETTING})",
+                self.timeout
+            );
+            return Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                message,
+            )))));
+        }
+        Poll::Pending
+    }
 }
 
 /// Parses a JSON body; a problem is reported with its path in the body.

@@ -193,15 +193,12 @@ pub async fn run(
     )?;
     tracing::info!("ripcord gRPC listening on http://{grpc_address}");
     let address = listener.local_addr()?;
-    let server = http::serve(parts, &config, listener, workers, stop)?;
+    let (server, drain) = http::serve(parts, &config, listener, workers, stop)?;
     tracing::info!(data_dir = %config.data_dir.display(), "ripcord listening on http://{address}");
-    let handle = server.handle();
     let signals = actix_web::rt::spawn(async move {
         wait_for_signal().await;
         tracing::info!("stopping");
-        // Streams end first, so that the graceful stop does not wait for them.
-        trigger.stop();
-        handle.stop(true).await;
+        drain.stop(trigger).await;
     });
     let served = server.await;
     signals.abort();

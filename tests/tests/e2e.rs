@@ -7,6 +7,7 @@
 //!   body, HTTP bodies that stall.
 //! - [`admin`]: the admin API, keys and authorization, and what the server refuses.
 //! - [`delivery`]: rulesets and event streams for SDKs, and OFREP's event stream.
+//! - [`drain`]: SIGTERM under load: requests racing it are answered or cleanly refused.
 //! - [`grpc`]: `ripcord.v1`, flagd's evaluation services, health and reflection over gRPC.
 //! - [`judge`]: `POST /api/v1/judge` and `ripcord judge` on the scipy fixtures; bad input,
 //!   limits, the report and the exit statuses.
@@ -29,6 +30,8 @@ mod abuse;
 mod admin;
 #[path = "e2e/delivery.rs"]
 mod delivery;
+#[path = "e2e/drain.rs"]
+mod drain;
 #[path = "e2e/evaluation.rs"]
 mod evaluation;
 #[path = "e2e/grpc.rs"]

@@ -104,7 +104,8 @@ pub async fn serve(
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    tonic::transport::Server::builder()
+    let mut waiting = stop.clone();
+    let served = tonic::transport::Server::builder()
         // Beyond this many streams a client waits (or is refused with REFUSED_STREAM if it
         // does not), so one connection cannot hold an unbounded number of calls.
         .max_concurrent_streams(config.grpc_max_streams_per_connection)
@@ -118,7 +119,16 @@ pub async fn serve(
         .add_service(ripcord)
         .add_service(flagd_v1)
         .add_service(flagd_v2)
-        .serve_with_incoming_shutdown(incoming, async move { stop.stopped().await })
-        .await?;
+        .serve_with_incoming_shutdown(incoming, async move { stop.stopped().await });
+    // On the stop signal tonic stops accepting and sends GOAWAY, so that clients open no new
+    // call here; calls in progress get the grace to finish.
+    let grace = config.shutdown_grace;
+    tokio::select! {
+        served = served => served?,
+        () = async move {
+            waiting.stopped().await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!("gRPC calls still open after RIPCORD_SHUTDOWN_GRACE were dropped"),
+    }
     Ok(())
 }

@@ -20,24 +20,26 @@ pub mod sdk;
 pub mod state;
 
 use std::net::TcpListener;
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use actix_web::dev::{Server, Service as _};
+use actix_web::dev::{Server, ServerHandle, Service as _};
 use actix_web::web;
 use actix_web::{App, HttpMessage as _, HttpServer};
 
 use crate::config::Config;
 use state::State;
 
-/// Builds the HTTP server on `listener`. The caller stops it (see `run`), after `stop` has
-/// fired for the streams.
+/// Builds the HTTP server on `listener`. The caller stops it with the [`Drain`], which fires
+/// `stop` for the streams.
 pub fn serve(
     parts: crate::parts::Parts,
     config: &Config,
     listener: TcpListener,
     workers: usize,
     stop: crate::shutdown::Signal,
-) -> std::io::Result<Server> {
+) -> std::io::Result<(Server, Drain)> {
     let crate::parts::Parts {
         service,
         metrics,
@@ -56,6 +58,9 @@ pub fn serve(
         ingest,
     });
     let body_timeout = config.body_timeout;
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    let accepting = listener.try_clone()?;
     let server = HttpServer::new(move || {
         let state = state.clone();
         App::new()
@@ -76,7 +81,15 @@ pub fn serve(
                 let state = state.clone();
                 let response = service.call(request);
                 async move {
-                    let response = response.await?;
+                    let mut response = response.await?;
+                    if state.stop.is_stopping() {
+                        // The client learns from the answer not to send another request on
+                        // this connection, which the server is about to close.
+                        response
+                            .response_mut()
+                            .head_mut()
+                            .set_connection_type(actix_web::http::ConnectionType::Close);
+                    }
                     let route = response
                         .request()
                         .match_pattern()
@@ -101,10 +114,83 @@ pub fn serve(
     })
     .workers(workers)
     .disable_signals()
-    .shutdown_timeout(10)
+    .keep_alive(KEEP_ALIVE)
+    .on_connect(move |_, extensions| {
+        extensions.insert(Open::new(&counted));
+    })
+    .shutdown_timeout(config.shutdown_grace.as_secs().max(1))
     .listen(listener)?
     .run();
-    Ok(server)
+    let drain = Drain {
+        handle: server.handle(),
+        accepting,
+        connections,
+        grace: config.shutdown_grace,
+    };
+    Ok((server, drain))
+}
+
+/// How long an idle keep-alive connection stays open.
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+
+/// How long a stop leaves open keep-alive connections for the requests their clients may
+/// already have sent. A connection used in that time is closed after its answer, which says
+/// so; one idle throughout is closed then, as when its keep-alive runs out.
+const IDLE_DRAIN: Duration = Duration::from_secs(1);
+
+/// Counts an open connection while it lives in the connection's extensions.
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn new(count: &Arc<AtomicUsize>) -> Open {
+        count.fetch_add(1, Ordering::Relaxed);
+        Open(Arc::clone(count))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How the HTTP server stops without resetting a request a client has sent.
+///
+/// actix's graceful stop closes idle keep-alive connections at once, while their clients
+/// may be sending a request on them; closing a socket with unread data resets it, and the
+/// client sees its request fail. So the stop goes in this order: new connections are
+/// refused (the listening socket is shut, so a client's connect fails before it sends
+/// anything); answers say `Connection: close`, so clients move off the connections they
+/// use; idle connections get [`IDLE_DRAIN`] to be used once more or stay idle; then actix
+/// stops gracefully, finishing what is in progress within `RIPCORD_SHUTDOWN_GRACE`.
+pub struct Drain {
+    handle: ServerHandle,
+    /// The listening socket, shared with actix's accept loop.
+    accepting: TcpListener,
+    connections: Arc<AtomicUsize>,
+    grace: Duration,
+}
+
+impl Drain {
+    /// Stops the server; `trigger` ends the long-lived streams once no new connection can
+    /// arrive. Returns when the server has stopped.
+    pub async fn stop(self, trigger: crate::shutdown::Trigger) {
+        let started = Instant::now();
+        self.handle.pause().await;
+        // Linux takes a listening socket out of service on shutdown; elsewhere this fails
+        // and new connections wait in the backlog until actix closes the socket.
+        if let Err(error) =
+            socket2::SockRef::from(&self.accepting).shutdown(std::net::Shutdown::Read)
+        {
+            tracing::debug!(%error, "could not shut the listening socket");
+        }
+        trigger.stop();
+        let window = IDLE_DRAIN.min(self.grace);
+        while self.connections.load(Ordering::Relaxed) > 0 && started.elapsed() < window {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.handle.stop(true).await;
+    }
 }
 
 /// Whether the request announces a body: only those need a deadline on reading it.

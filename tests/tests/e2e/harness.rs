@@ -229,6 +229,12 @@ impl Server {
     /// Stops with SIGTERM, as an orchestrator would, and waits for the process to exit. The
     /// signal goes through kill(1): the workspace forbids `unsafe`, which `libc::kill` needs.
     pub fn terminate(&mut self) -> Exited {
+        self.send_sigterm();
+        self.wait()
+    }
+
+    /// Sends SIGTERM and returns at once; [`Server::wait_for_exit`] waits for the process.
+    pub fn send_sigterm(&self) {
         let process = self.process.as_ref().expect("the server is running");
         let status = Command::new("kill")
             .arg("-TERM")
@@ -236,6 +242,10 @@ impl Server {
             .status()
             .expect("running kill(1)");
         assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits for the process to exit, after [`Server::send_sigterm`].
+    pub fn wait_for_exit(&mut self) -> Exited {
         self.wait()
     }
 

@@ -156,11 +156,11 @@ pub struct Config {
 
     /// A PEM file with the certificate chain to serve HTTP and gRPC over TLS with. Needs
     /// RIPCORD_TLS_KEY; without both, both ports speak plain text.
-    #[arg(long, env = "RIPCORD_TLS_CERT", requires = "tls_key")]
+    #[arg(long, env = "RIPCORD_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
 
     /// A PEM file with the private key of RIPCORD_TLS_CERT (PKCS#8, PKCS#1 or SEC1).
-    #[arg(long, env = "RIPCORD_TLS_KEY", requires = "tls_cert")]
+    #[arg(long, env = "RIPCORD_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
 }
 

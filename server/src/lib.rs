@@ -24,6 +24,7 @@
 //! - [`reach`]: which instances have fetched which revision, for a kill's reach.
 //! - [`shutdown`]: the one stop signal for servers and their streams.
 //! - [`telemetry`]: the Prometheus metrics served on `/metrics`.
+//! - [`tls`]: the certificate and key both ports serve with, when configured.
 //!
 //! [`run`] serves on listeners it is given, so tests start a real server on port 0.
 
@@ -48,6 +49,7 @@ pub mod service;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 use std::net::TcpListener;
 use std::process::ExitCode;
@@ -149,6 +151,8 @@ pub async fn run(
             key.chars().count()
         );
     }
+    let tls = tls::Tls::load(&config)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let store: Arc<dyn store::Store> = Arc::new(store::sled::SledStore::open(&config.data_dir)?);
@@ -190,11 +194,12 @@ pub async fn run(
         grpc_listener,
         workers,
         stop.clone(),
+        tls.clone(),
     )?;
-    tracing::info!("ripcord gRPC listening on http://{grpc_address}");
+    tracing::info!("ripcord gRPC listening on {scheme}://{grpc_address}");
     let address = listener.local_addr()?;
-    let (server, drain) = http::serve(parts, &config, listener, workers, stop)?;
-    tracing::info!(data_dir = %config.data_dir.display(), "ripcord listening on http://{address}");
+    let (server, drain) = http::serve(parts, &config, listener, workers, stop, tls)?;
+    tracing::info!(data_dir = %config.data_dir.display(), "ripcord listening on {scheme}://{address}");
     let signals = actix_web::rt::spawn(async move {
         wait_for_signal().await;
         tracing::info!("stopping");
@@ -224,6 +229,7 @@ fn spawn_grpc(
     listener: TcpListener,
     workers: usize,
     stop: shutdown::Signal,
+    tls: Option<tls::Tls>,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers.max(1))
@@ -234,7 +240,7 @@ fn spawn_grpc(
     let thread = std::thread::Builder::new()
         .name("ripcord-grpc".to_string())
         .spawn(move || {
-            let result = runtime.block_on(grpc::serve(parts, &config, listener, stop));
+            let result = runtime.block_on(grpc::serve(parts, &config, listener, stop, tls));
             // Streams still open after the stop signal get a moment, then are dropped.
             runtime.shutdown_timeout(std::time::Duration::from_secs(2));
             result

@@ -18,6 +18,7 @@
 //! - [`ramps`]: ramps walked by the controller on observations posted over HTTP: kills,
 //!   incidents, webhooks, restarts, manual controls.
 //! - [`sdk`]: the Rust SDK against real servers, both modes, and its examples.
+//! - [`tls`]: both ports over TLS with a certificate the test makes; bad files at start.
 //! - [`sdk_tracking`]: guard metrics tracked by the SDK, reported to a started ramp; instance
 //!   ids.
 
@@ -50,3 +51,5 @@ mod ramps;
 mod sdk;
 #[path = "e2e/sdk_tracking.rs"]
 mod sdk_tracking;
+#[path = "e2e/tls.rs"]
+mod tls;

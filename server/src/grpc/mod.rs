@@ -34,6 +34,7 @@ pub async fn serve(
     config: &Config,
     listener: TcpListener,
     mut stop: shutdown::Signal,
+    tls: Option<crate::tls::Tls>,
 ) -> anyhow::Result<()> {
     let crate::parts::Parts {
         service,
@@ -105,7 +106,13 @@ pub async fn serve(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
     let mut waiting = stop.clone();
-    let served = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        let identity = tonic::transport::Identity::from_pem(tls.cert_pem(), tls.key_pem());
+        builder =
+            builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
+    let served = builder
         // Beyond this many streams a client waits (or is refused with REFUSED_STREAM if it
         // does not), so one connection cannot hold an unbounded number of calls.
         .max_concurrent_streams(config.grpc_max_streams_per_connection)

@@ -39,6 +39,7 @@ pub fn serve(
     listener: TcpListener,
     workers: usize,
     stop: crate::shutdown::Signal,
+    tls: Option<crate::tls::Tls>,
 ) -> std::io::Result<(Server, Drain)> {
     let crate::parts::Parts {
         service,
@@ -118,8 +119,11 @@ pub fn serve(
     .on_connect(move |_, extensions| {
         extensions.insert(Open::new(&counted));
     })
-    .shutdown_timeout(config.shutdown_grace.as_secs().max(1))
-    .listen(listener)?
+    .shutdown_timeout(config.shutdown_grace.as_secs().max(1));
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls.http())?,
+        None => server.listen(listener)?,
+    }
     .run();
     let drain = Drain {
         handle: server.handle(),

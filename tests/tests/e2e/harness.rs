@@ -19,8 +19,8 @@ pub const ADMIN_KEY: &str = "ripcord-admin-e2e-0123456789abcdef0123456789abcdef"
 /// How long a server may take to start or stop before the test fails instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-const LISTENING: &str = "ripcord listening on http://";
-const GRPC_LISTENING: &str = "ripcord gRPC listening on http://";
+const LISTENING: &str = "ripcord listening on ";
+const GRPC_LISTENING: &str = "ripcord gRPC listening on ";
 const GENERATED_KEY: &str = "Generated an admin key (shown only now, store it safely): ";
 
 /// A real `ripcord` process with its own data directory, which outlives restarts. The
@@ -32,6 +32,8 @@ pub struct Server {
     process: Option<Process>,
     base_url: String,
     grpc_url: String,
+    /// `https` when the server was started with a certificate the client trusts.
+    scheme: &'static str,
     client: reqwest::Client,
     /// The admin key: the configured one, or the one the first start generated.
     pub admin_key: String,
@@ -55,6 +57,7 @@ pub struct Exited {
 pub struct Builder {
     env: Vec<(String, String)>,
     configured_admin_key: bool,
+    trusted: Option<Vec<u8>>,
 }
 
 impl Builder {
@@ -71,8 +74,21 @@ impl Builder {
         self
     }
 
+    /// Serves over TLS: the server is expected to have RIPCORD_TLS_CERT and RIPCORD_TLS_KEY
+    /// set, and the harness's client trusts `certificate` (PEM).
+    pub fn tls(mut self, certificate: &str) -> Builder {
+        self.trusted = Some(certificate.as_bytes().to_vec());
+        self
+    }
+
     pub async fn start(self) -> Server {
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder();
+        if let Some(pem) = &self.trusted {
+            client = client.use_rustls_tls().add_root_certificate(
+                reqwest::Certificate::from_pem(pem).expect("a PEM certificate"),
+            );
+        }
+        let client = client
             .no_proxy()
             .timeout(PATIENCE)
             // The server closes a connection idle for 5 s (actix's keep-alive). A pooled
@@ -88,6 +104,11 @@ impl Builder {
             process: None,
             base_url: String::new(),
             grpc_url: String::new(),
+            scheme: if self.trusted.is_some() {
+                "https"
+            } else {
+                "http"
+            },
             client,
             admin_key: ADMIN_KEY.to_string(),
         };
@@ -107,6 +128,7 @@ impl Server {
         Builder {
             env: Vec::new(),
             configured_admin_key: true,
+            trusted: None,
         }
     }
 
@@ -196,7 +218,7 @@ impl Server {
                 );
             }
         };
-        self.base_url = format!("http://{address}");
+        self.base_url = format!("{}://{address}", self.scheme);
         // Logged before the HTTP address, so it is among the lines read by now.
         let grpc_address = self
             .process
@@ -208,7 +230,7 @@ impl Server {
                     .find_map(|line| address_after(line, GRPC_LISTENING))
             })
             .expect("the server logs its gRPC address before its HTTP address");
-        self.grpc_url = format!("http://{grpc_address}");
+        self.grpc_url = format!("{}://{grpc_address}", self.scheme);
 
         let deadline = Instant::now() + PATIENCE;
         loop {
@@ -328,7 +350,8 @@ impl Server {
 
     pub fn address(&self) -> SocketAddr {
         self.base_url
-            .trim_start_matches("http://")
+            .trim_start_matches(self.scheme)
+            .trim_start_matches("://")
             .parse()
             .expect("the server's address")
     }
@@ -599,6 +622,9 @@ fn listening_address(line: &str) -> Option<SocketAddr> {
 
 fn address_after(line: &str, announcement: &str) -> Option<SocketAddr> {
     let rest = &line[line.find(announcement)? + announcement.len()..];
+    let rest = rest
+        .strip_prefix("http://")
+        .or_else(|| rest.strip_prefix("https://"))?;
     rest.split(|c: char| c.is_whitespace() || c == '"')
         .next()?
         .parse()

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use ripcord_engine::{Document, RulesetRef, Snapshot};
 
+use crate::answers::OfrepPieces;
 use crate::telemetry::{ByPosition, Evaluations};
 
 /// One environment, ready to serve: its compiled snapshot and the document it came from.
@@ -24,6 +25,11 @@ pub struct Environment {
     /// The evaluation counters of this snapshot's flags by position, looked up by name once,
     /// on the first bulk evaluation, rather than once per flag of every one.
     counters: OnceLock<ByPosition>,
+    /// Built on the first OFREP evaluation: a node that serves only SDKs never needs them.
+    ofrep_pieces: OnceLock<OfrepPieces>,
+    /// The positions of the client-visible flags: a client key's bulk evaluation visits
+    /// these rather than reading every flag of the snapshot to skip most of them.
+    client_visible: OnceLock<Box<[usize]>>,
 }
 
 /// An environment's ruleset as JSON, with an `ETag` that is the hash of that JSON.
@@ -49,6 +55,8 @@ impl Environment {
             flag_revisions,
             delivered: OnceLock::new(),
             counters: OnceLock::new(),
+            ofrep_pieces: OnceLock::new(),
+            client_visible: OnceLock::new(),
         }
     }
 
@@ -88,6 +96,24 @@ impl Environment {
         } else {
             std::borrow::Cow::Owned(by_position())
         }
+    }
+
+    /// Each flag's OFREP answer pieces, encoded once for this snapshot.
+    pub fn ofrep_pieces(&self) -> &OfrepPieces {
+        self.ofrep_pieces
+            .get_or_init(|| OfrepPieces::new(&self.snapshot))
+    }
+
+    /// The positions in [`Snapshot::flags`] of the client-visible flags, in order.
+    pub fn client_visible(&self) -> &[usize] {
+        self.client_visible.get_or_init(|| {
+            self.snapshot
+                .flags()
+                .enumerate()
+                .filter(|(_, flag)| flag.is_client_visible())
+                .map(|(position, _)| position)
+                .collect()
+        })
     }
 
     /// The revision at which a flag last changed.

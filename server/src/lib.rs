@@ -9,6 +9,7 @@
 //! - [`environment`]: one environment as served: its snapshot, document and ruleset.
 //! - [`delivery`]: the one follower behind every stream that follows an environment.
 //! - [`evaluation`]: the one evaluation path every protocol calls.
+//! - [`answers`]: each flag's OFREP answer, encoded once per snapshot.
 //! - [`store`]: the `Store` trait and its backends (sled, the embedded default).
 //! - [`service`]: environments, flags, segments, keys and the audit log, without HTTP;
 //!   holds the per-environment snapshots that evaluation reads.
@@ -28,6 +29,7 @@
 //! [`run`] serves on listeners it is given, so tests start a real server on port 0.
 
 pub mod access;
+pub mod answers;
 pub mod clock;
 pub mod config;
 pub mod context;

@@ -4,6 +4,8 @@
 //! - [`harness`]: starting, signalling and restarting servers; HTTP helpers.
 //! - [`evaluation`]: OFREP as applications see it.
 //! - [`admin`]: the admin API, keys and authorization, and what the server refuses.
+//! - [`crash`]: SIGKILL again and again under writes of every kind; nothing acknowledged is
+//!   lost.
 //! - [`delivery`]: rulesets and event streams for SDKs, and OFREP's event stream.
 //! - [`grpc`]: `ripcord.v1`, flagd's evaluation services, health and reflection over gRPC.
 //! - [`judge`]: `POST /api/v1/judge` and `ripcord judge` on the scipy fixtures; bad input,
@@ -23,6 +25,8 @@ mod harness;
 
 #[path = "e2e/admin.rs"]
 mod admin;
+#[path = "e2e/crash.rs"]
+mod crash;
 #[path = "e2e/delivery.rs"]
 mod delivery;
 #[path = "e2e/evaluation.rs"]

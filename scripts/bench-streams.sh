@@ -12,7 +12,7 @@
 # Usage: scripts/bench-streams.sh [idle streams, default 2000] [fan-out streams, default
 #        10000] [changes, default 5]
 # RIPCORD_BIN=path measures another build of the server (such as an earlier commit's)
-# instead of building this one.
+# with the tool already built, instead of building both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 idle=${1:-2000}
@@ -32,11 +32,11 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((fanout + 1000)) ];
 fi
 
 bin=${RIPCORD_BIN:-target/release/ripcord}
-if [ -z "${RIPCORD_BIN:-}" ]; then
-  cargo build --release --quiet -p ripcord-server --bin ripcord
-fi
-cargo build --release --quiet -p ripcord-tests --example streams
 tool=target/release/examples/streams
+if [ -z "${RIPCORD_BIN:-}" ] || [ ! -x "$tool" ]; then
+  cargo build --release --quiet -p ripcord-server --bin ripcord
+  cargo build --release --quiet -p ripcord-tests --example streams
+fi
 
 work=$(mktemp -d)
 server=

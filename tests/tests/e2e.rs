@@ -17,6 +17,8 @@
 //! - [`ramps`]: ramps walked by the controller on observations posted over HTTP: kills,
 //!   incidents, webhooks, restarts, manual controls.
 //! - [`sdk`]: the Rust SDK against real servers, both modes, and its examples.
+//! - [`streams`]: streams at one revision send the same bytes; an idle stream's memory does
+//!   not grow with the ruleset.
 //! - [`sdk_tracking`]: guard metrics tracked by the SDK, reported to a started ramp; instance
 //!   ids.
 
@@ -47,3 +49,5 @@ mod ramps;
 mod sdk;
 #[path = "e2e/sdk_tracking.rs"]
 mod sdk_tracking;
+#[path = "e2e/streams.rs"]
+mod streams;

@@ -31,8 +31,7 @@ pub struct Ripcord {
 }
 
 impl Ripcord {
-    /// How a `Watch` by the holder of the request's key follows its environment. The key is
-    /// checked here, from the headers alone.
+    /// A `Watch`'s key and the environment it follows, from the headers alone.
     fn watching(
         &self,
         metadata: &tonic::metadata::MetadataMap,
@@ -57,16 +56,15 @@ impl Ripcord {
     fn follow(
         &self,
         metadata: &tonic::metadata::MetadataMap,
+        (token, environment): (String, String),
         known_revision: u64,
-    ) -> Result<crate::delivery::Follow, Status> {
-        let (token, environment) = self.watching(metadata)?;
+    ) -> crate::delivery::Follow {
         let instance = metadata.get(crate::reach::HEADER).map(|id| id.as_bytes());
         let instance = self.shared.service.reach().instance(&environment, instance);
         // Protobuf has no absent number: revision 0 means none.
         let known_revision = Some(known_revision).filter(|revision| *revision > 0);
-        Ok(self
-            .shared
-            .follow(Some(token), environment, known_revision, instance))
+        self.shared
+            .follow(Some(token), environment, known_revision, instance)
     }
 
     /// `Watch` with frames shared by every stream: the key is checked before the request
@@ -78,9 +76,9 @@ impl Ripcord {
         let (parts, body) = request.into_parts();
         let metadata = tonic::metadata::MetadataMap::from_headers(parts.headers);
         let started = async {
-            self.watching(&metadata)?;
+            let watching = self.watching(&metadata)?;
             let request: pb::WatchRequest = follow::request(body, MAX_WATCH_REQUEST).await?;
-            let follow = self.follow(&metadata, request.known_revision)?;
+            let follow = self.follow(&metadata, watching, request.known_revision);
             Ok::<_, Status>(follow::start(follow, SharedWatch)?)
         };
         match started.await {
@@ -169,7 +167,8 @@ impl pb::ripcord_server::Ripcord for Ripcord {
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let (metadata, _, request) = request.into_parts();
-        let follow = self.follow(&metadata, request.known_revision)?;
+        let watching = self.watching(&metadata)?;
+        let follow = self.follow(&metadata, watching, request.known_revision);
         Ok(Response::new(follow::start(follow, Watch)?))
     }
 

@@ -8,13 +8,13 @@
 //! What is sent and when is decided by `crate::delivery`'s follower; this module only
 //! writes it as server-sent events.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse};
-use std::collections::VecDeque;
 
 use super::state::State;
 use crate::access::{self, Action};
@@ -208,6 +208,7 @@ impl Encoding {
     }
 }
 
+/// Tells an `EventSource` to wait 3 seconds before it reconnects.
 const RETRY: &[u8] = b"retry: 3000\n\n";
 
 /// The most of a frame handed to actix at once. Actix copies each chunk of a body into the

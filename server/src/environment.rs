@@ -30,6 +30,29 @@ pub struct Environment {
     /// The positions of the client-visible flags: a client key's bulk evaluation visits
     /// these rather than reading every flag of the snapshot to skip most of them.
     client_visible: OnceLock<Box<[usize]>>,
+    /// The whole ruleset as each kind of stream sends it.
+    frames: Frames,
+}
+
+/// The ways a stream sends a ruleset or a delta.
+#[derive(Debug, Clone, Copy)]
+pub enum Framing {
+    /// A server-sent event of `/api/v1/sdk/stream`.
+    ServerSentEvent,
+    /// A length-prefixed `WatchResponse` of gRPC `Watch`.
+    Grpc,
+}
+
+/// One revision's message as each kind of stream sends it. Encoded by the first stream that
+/// needs it and shared by every other one: thousands of streams at one revision hold one
+/// copy of a ruleset, not one each.
+#[derive(Debug, Default)]
+pub struct Frames([OnceLock<Bytes>; 2]);
+
+impl Frames {
+    pub fn get(&self, framing: Framing, encode: impl FnOnce() -> Bytes) -> Bytes {
+        self.0[framing as usize].get_or_init(encode).clone()
+    }
 }
 
 /// An environment's ruleset as JSON, with an `ETag` that is the hash of that JSON.
@@ -57,6 +80,7 @@ impl Environment {
             counters: OnceLock::new(),
             ofrep_pieces: OnceLock::new(),
             client_visible: OnceLock::new(),
+            frames: Frames::default(),
         }
     }
 
@@ -79,6 +103,11 @@ impl Environment {
                 etag,
             }
         })
+    }
+
+    /// The whole ruleset as a stream of `framing` sends it, encoded by `encode` once.
+    pub fn frame(&self, framing: Framing, encode: impl FnOnce() -> Bytes) -> Bytes {
+        self.frames.get(framing, encode)
     }
 
     /// The counters of this snapshot's flags in `evaluations`, by position in
@@ -152,6 +181,29 @@ mod tests {
             .lines()
             .find(|line| line.contains(&format!("flag=\"{flag}\"")))
             .map(str::to_string)
+    }
+
+    /// Every stream at a revision sends the one frame the first of them encoded.
+    #[test]
+    fn a_revision_is_encoded_once_for_every_stream() {
+        let environment = environment(3, &["banner"]);
+        let mut encoded = 0;
+        let frames: Vec<Bytes> = (0..3)
+            .map(|_| {
+                environment.frame(Framing::ServerSentEvent, || {
+                    encoded += 1;
+                    Bytes::from(environment.delivered().json.to_vec())
+                })
+            })
+            .collect();
+        assert_eq!(encoded, 1);
+        assert!(frames
+            .iter()
+            .all(|frame| frame.as_ptr() == frames[0].as_ptr()));
+        // Each framing has its own.
+        let grpc = environment.frame(Framing::Grpc, || Bytes::from_static(b"grpc"));
+        assert_eq!(grpc, &b"grpc"[..]);
+        assert_eq!(frames[0], environment.delivered().json);
     }
 
     #[test]

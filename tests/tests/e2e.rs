@@ -4,6 +4,8 @@
 //! - [`harness`]: starting, signalling and restarting servers; HTTP helpers.
 //! - [`evaluation`]: OFREP as applications see it.
 //! - [`admin`]: the admin API, keys and authorization, and what the server refuses.
+//! - [`crash`]: SIGKILL again and again under writes of every kind; nothing acknowledged is
+//!   lost.
 //! - [`delivery`]: rulesets and event streams for SDKs, and OFREP's event stream.
 //! - [`grpc`]: `ripcord.v1`, flagd's evaluation services, health and reflection over gRPC.
 //! - [`judge`]: `POST /api/v1/judge` and `ripcord judge` on the scipy fixtures; bad input,
@@ -15,6 +17,8 @@
 //! - [`ramps`]: ramps walked by the controller on observations posted over HTTP: kills,
 //!   incidents, webhooks, restarts, manual controls.
 //! - [`sdk`]: the Rust SDK against real servers, both modes, and its examples.
+//! - [`streams`]: streams at one revision send the same bytes; an idle stream's memory does
+//!   not grow with the ruleset.
 //! - [`sdk_tracking`]: guard metrics tracked by the SDK, reported to a started ramp; instance
 //!   ids.
 
@@ -23,6 +27,8 @@ mod harness;
 
 #[path = "e2e/admin.rs"]
 mod admin;
+#[path = "e2e/crash.rs"]
+mod crash;
 #[path = "e2e/delivery.rs"]
 mod delivery;
 #[path = "e2e/evaluation.rs"]
@@ -43,3 +49,5 @@ mod ramps;
 mod sdk;
 #[path = "e2e/sdk_tracking.rs"]
 mod sdk_tracking;
+#[path = "e2e/streams.rs"]
+mod streams;

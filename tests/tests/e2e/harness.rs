@@ -307,6 +307,15 @@ impl Server {
         }
     }
 
+    /// The running process's id, to read its memory from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.process
+            .as_ref()
+            .expect("the server is running")
+            .child
+            .id()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }

@@ -132,6 +132,13 @@ pub struct Config {
         value_parser = parse_batch_limit
     )]
     pub max_observations_per_batch: usize,
+
+    /// The longest a store call may take, such as `5s`. A write that has not finished by
+    /// then is answered `503 storage_unavailable`, and while it still runs the store counts
+    /// as failing (`/readyz`) and further writes are refused at once. Closing the store at
+    /// shutdown waits at most this long too.
+    #[arg(long, env = "RIPCORD_STORE_TIMEOUT", default_value = "5s", value_parser = parse_positive_duration)]
+    pub store_timeout: std::time::Duration,
 }
 
 fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {

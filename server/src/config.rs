@@ -139,6 +139,14 @@ pub struct Config {
     /// shutdown waits at most this long too.
     #[arg(long, env = "RIPCORD_STORE_TIMEOUT", default_value = "5s", value_parser = parse_positive_duration)]
     pub store_timeout: std::time::Duration,
+
+    /// Bytes kept free on the data directory's filesystem: below this, writes are answered
+    /// `503 storage_unavailable` before they reach the database, and `/readyz` fails, until
+    /// space is freed. Keep it well above the largest import (RIPCORD_MAX_IMPORT_BYTES): a
+    /// write that runs out of space half-way can leave the database unwritable until a
+    /// restart. 0 turns the check off.
+    #[arg(long, env = "RIPCORD_STORE_RESERVE_BYTES", default_value_t = 128 * 1024 * 1024)]
+    pub store_reserve_bytes: u64,
 }
 
 fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {

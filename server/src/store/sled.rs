@@ -41,6 +41,8 @@ pub struct SledStore {
     /// every later write, even once the cause is gone, until the database is opened again:
     /// the next call does that, so that writes work again when space returns.
     broken: AtomicBool,
+    /// Bytes that must stay free on the data directory's filesystem for a write to start.
+    reserve: u64,
     changes: broadcast::Sender<ChangeEvent>,
     /// Held while an environment's items are scanned or changed. sled cannot scan inside a
     /// transaction, so without it a load could interleave with a commit and see a mix of
@@ -62,6 +64,9 @@ const KEY: &str = "key/";
 const AUDIT: &[u8] = b"audit/";
 const RAMP: &str = "ramp/";
 const INCIDENT: &[u8] = b"incident/";
+/// The least free space at which a database that failed is opened again.
+const REOPEN_ROOM: u64 = 8 * 1024 * 1024;
+
 /// Read, or written after a failure, to tell whether the database works.
 const READY_PROBE: &[u8] = b"ready-probe";
 
@@ -124,6 +129,17 @@ fn append_audit(
     Ok(())
 }
 
+#[cfg(unix)]
+fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    let stat = rustix::fs::statvfs(path)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+#[cfg(not(unix))]
+fn free_bytes(_path: &Path) -> std::io::Result<u64> {
+    Ok(u64::MAX)
+}
+
 fn open_db(path: &Path) -> StoreResult<sled::Db> {
     sled::Config::new()
         .path(path)
@@ -139,9 +155,45 @@ impl SledStore {
             path: path.to_path_buf(),
             db: std::sync::RwLock::new(Some(db)),
             broken: AtomicBool::new(false),
+            reserve: 0,
             changes,
             items: std::sync::Mutex::new(()),
         })
+    }
+
+    /// Refuses writes while less than `bytes` are free on the data directory's filesystem.
+    ///
+    /// sled must never run out of space in the middle of a write: when the write of a large
+    /// value fails that way, sled leaves its log waiting for that value forever, every later
+    /// flush waits with it, and only a new process can open the database again. Refusing
+    /// writes while there is room to spare keeps sled clear of that, and they resume as soon
+    /// as space is freed.
+    pub fn with_reserve(mut self, bytes: u64) -> SledStore {
+        self.reserve = bytes;
+        self
+    }
+
+    /// Whether the reserve is free: the check every write makes before touching sled.
+    fn check_space(&self) -> StoreResult<()> {
+        if self.reserve == 0 {
+            return Ok(());
+        }
+        let free = match free_bytes(&self.path) {
+            Ok(free) => free,
+            Err(error) => {
+                // Not knowing is no reason to refuse: sled still reports a real failure.
+                tracing::debug!(%error, "cannot tell the free space of the data directory");
+                return Ok(());
+            }
+        };
+        if free < self.reserve {
+            return Err(StoreError::Backend(format!(
+                "{free} bytes are free on the data directory's filesystem, less than the \
+                 {} kept in reserve; writes resume once space is freed",
+                self.reserve
+            )));
+        }
+        Ok(())
     }
 
     /// The database, opened again first if it failed since it was last opened.
@@ -167,6 +219,17 @@ impl SledStore {
             if let Some(db) = slot.as_ref() {
                 // Another call opened it while this one waited for the lock.
                 return Ok(db.clone());
+            }
+        }
+        // Opening writes (sled rewrites its snapshot), and an open that runs out of space
+        // can leave files that no later open reads: wait until there is room.
+        let room = self.reserve.max(REOPEN_ROOM);
+        if let Ok(free) = free_bytes(&self.path) {
+            if free < room {
+                return Err(StoreError::Backend(format!(
+                    "the store failed; it is opened again once {room} bytes are free on the \
+                     data directory's filesystem ({free} are now)"
+                )));
             }
         }
         // Ours goes first: sled locks its directory for as long as any handle is alive.
@@ -290,6 +353,7 @@ impl Store for SledStore {
         created_at: &str,
         audit: AuditRecord,
     ) -> StoreResult<EnvironmentRecord> {
+        self.check_space()?;
         let db = self.db()?;
         let record = EnvironmentRecord {
             name: name.to_string(),
@@ -314,6 +378,7 @@ impl Store for SledStore {
     }
 
     async fn delete_environment(&self, name: &str, audit: AuditRecord) -> StoreResult<()> {
+        self.check_space()?;
         let db = self.db()?;
         let key = env_key(name);
         {
@@ -387,6 +452,7 @@ impl Store for SledStore {
         mutations: Vec<Mutation>,
         audit: Vec<AuditRecord>,
     ) -> StoreResult<u64> {
+        self.check_space()?;
         let db = self.db()?;
         // Encode outside the transaction: sled may run the closure more than once.
         let revision = base_revision + 1;
@@ -467,6 +533,7 @@ impl Store for SledStore {
     }
 
     async fn put_key(&self, key: KeyRecord, audit: AuditRecord) -> StoreResult<()> {
+        self.check_space()?;
         let db = self.db()?;
         let encoded = encode(&key);
         {
@@ -526,6 +593,7 @@ impl Store for SledStore {
     }
 
     async fn put_ramp(&self, record: RampRecord, audit: Vec<AuditRecord>) -> StoreResult<()> {
+        self.check_space()?;
         let db = self.db()?;
         let key = item_key(RAMP, &record.environment, &record.flag);
         let encoded = encode(&record);
@@ -540,6 +608,7 @@ impl Store for SledStore {
     }
 
     async fn add_incident(&self, mut incident: IncidentRecord) -> StoreResult<u64> {
+        self.check_space()?;
         let db = self.db()?;
         // Ids come from the same generator as the audit log's: they only grow.
         incident.id = db.generate_id().map_err(|error| self.fail(error))? + 1;
@@ -587,6 +656,9 @@ impl Store for SledStore {
     async fn ready(&self) -> bool {
         // A database that failed is opened again and must take a write: opening alone
         // succeeds on a disk that is still full.
+        if self.check_space().is_err() {
+            return false;
+        }
         let failed = self.broken.load(Ordering::SeqCst);
         let Ok(db) = self.db() else {
             return false;
@@ -607,6 +679,7 @@ impl Store for SledStore {
     // ---- Metric aggregates ----
 
     async fn merge_aggregates(&self, deltas: Vec<Aggregate>) -> StoreResult<()> {
+        self.check_space()?;
         let db = self.db()?;
         if deltas.is_empty() {
             return Ok(());
@@ -669,6 +742,7 @@ impl Store for SledStore {
     }
 
     async fn clear_aggregates(&self, environment: &str, flag: &str) -> StoreResult<()> {
+        self.check_space()?;
         let db = self.db()?;
         let tree = self.aggregate_tree(&db)?;
         remove_prefix(&tree, &flag_aggregate_prefix(environment, flag))

@@ -34,11 +34,15 @@ const READY_BOUND: Duration = Duration::from_millis(500);
 const MAX_STORE_THREADS: usize = 64;
 
 pub struct Isolated {
-    inner: Arc<dyn Store>,
-    /// `None` once dropped; see [`Drop`].
-    runtime: Option<tokio::runtime::Runtime>,
+    /// `None` only while being dropped; see [`Drop`].
+    running: Option<Running>,
     bound: Duration,
     stuck: Arc<AtomicUsize>,
+}
+
+struct Running {
+    inner: Arc<dyn Store>,
+    runtime: tokio::runtime::Runtime,
 }
 
 /// Where one call is: whether its caller still waits for it.
@@ -64,8 +68,7 @@ impl Isolated {
             .enable_all()
             .build()?;
         Ok(Isolated {
-            inner,
-            runtime: Some(runtime),
+            running: Some(Running { inner, runtime }),
             bound,
             stuck: Arc::new(AtomicUsize::new(0)),
         })
@@ -89,13 +92,13 @@ impl Isolated {
                 self.bound
             )));
         }
-        let Some(runtime) = &self.runtime else {
+        let Some(Running { inner, runtime }) = &self.running else {
             return Err(StoreError::Backend("the store is closed".to_string()));
         };
         let (reply, answer) = oneshot::channel();
         let state = Arc::new(AtomicU8::new(RUNNING));
         let (task_state, task_stuck) = (Arc::clone(&state), Arc::clone(&self.stuck));
-        let inner = Arc::clone(&self.inner);
+        let inner = Arc::clone(inner);
         let handle = runtime.handle().clone();
         runtime.spawn_blocking(move || {
             // A call whose caller has given up while it queued is not started: its result
@@ -156,14 +159,15 @@ impl Isolated {
 
 impl Drop for Isolated {
     fn drop(&mut self) {
+        let Some(Running { inner, runtime }) = self.running.take() else {
+            return;
+        };
         // Threads stuck in the store are left behind rather than waited for: the process
         // must be able to exit while the disk is full.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-        // Closing the backend (sled flushes on drop) is waited for, up to the bound: a
-        // healthy store closes cleanly, a stuck one does not hold the exit.
-        let inner = Arc::clone(&self.inner);
+        runtime.shutdown_background();
+        // Closing the backend (sled flushes when dropped, and waits for a stuck write to
+        // do so) happens on a thread of its own, waited for up to the bound: a healthy
+        // store closes cleanly, a stuck one does not hold the exit.
         let (closed, done) = std::sync::mpsc::channel();
         let closer = std::thread::Builder::new()
             .name("ripcord-store-close".to_string())
@@ -274,7 +278,11 @@ impl Store for Isolated {
     }
 
     fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
-        self.inner.subscribe()
+        match &self.running {
+            Some(running) => running.inner.subscribe(),
+            // Closed: a feed that has ended.
+            None => broadcast::channel(1).1,
+        }
     }
 
     async fn ready(&self) -> bool {

@@ -163,6 +163,27 @@ async fn kill_switch(server: &Server, enabled: bool) -> (Reply, Duration) {
     .await
 }
 
+/// Checks that the flags `filler-0` to `filler-{acknowledged - 1}` are all there; returns
+/// every flag key.
+async fn check_acknowledged(server: &Server, acknowledged: usize) -> Vec<String> {
+    let flags = server
+        .admin_get("/api/v1/environments/default/flags")
+        .await
+        .expect_status(200)
+        .json();
+    let keys: Vec<String> = flags
+        .as_array()
+        .expect("a list of flags")
+        .iter()
+        .filter_map(|entry| entry["key"].as_str().map(str::to_string))
+        .collect();
+    for number in 0..acknowledged {
+        let key = format!("filler-{number}");
+        assert!(keys.contains(&key), "{key} was acknowledged but is gone");
+    }
+    keys
+}
+
 /// One scenario: the disk has `room` bytes left once the test's ballast is in, and flags
 /// with descriptions of `description_bytes` are created until the server refuses one.
 struct Scenario {
@@ -170,6 +191,8 @@ struct Scenario {
     room: u64,
     reserve: u64,
     description_bytes: usize,
+    /// Whether writes can work again in the same process once space is freed.
+    recovers: bool,
 }
 
 async fn fill_the_disk_then_free_it(scenario: Scenario) {
@@ -245,6 +268,24 @@ async fn fill_the_disk_then_free_it(scenario: Scenario) {
     let ready = expect_prompt(&server, "/readyz", 503).await;
     assert_eq!(ready.json()["status"], "store unavailable");
 
+    if !scenario.recovers {
+        // The store may be stuck for good: stopping must not wait for it longer than the
+        // bound on closing it.
+        let started = Instant::now();
+        let exited = server.terminate();
+        assert!(exited.status.success(), "{:?}", exited.status);
+        assert!(
+            started.elapsed() < 2 * STORE_BOUND + SLACK,
+            "SIGTERM took {:?}",
+            started.elapsed()
+        );
+        std::fs::remove_file(&ballast).expect("removing the ballast");
+        server.start_again().await;
+        check_acknowledged(&server, acknowledged).await;
+        assert_eq!(serves(&server, &service.token).await, json!(true));
+        return;
+    }
+
     // Space comes back: writes work again, without a restart.
     std::fs::remove_file(&ballast).expect("removing the ballast");
     let deadline = Instant::now() + STORE_BOUND + SLACK;
@@ -290,25 +331,8 @@ async fn fill_the_disk_then_free_it(scenario: Scenario) {
 
     // Nothing acknowledged was lost, before the disk filled or after.
     server.start_again().await;
-    let flags = server
-        .admin_get("/api/v1/environments/default/flags")
-        .await
-        .expect_status(200)
-        .json();
-    let keys: Vec<&str> = flags
-        .as_array()
-        .expect("a list of flags")
-        .iter()
-        .filter_map(|entry| entry["key"].as_str())
-        .collect();
-    for number in 0..acknowledged {
-        let key = format!("filler-{number}");
-        assert!(
-            keys.contains(&key.as_str()),
-            "{key} was acknowledged but is gone"
-        );
-    }
-    assert!(keys.contains(&"after"), "{keys:?}");
+    let keys = check_acknowledged(&server, acknowledged).await;
+    assert!(keys.iter().any(|key| key == "after"), "{keys:?}");
     assert_eq!(serves(&server, &service.token).await, json!(false));
     drop(mount);
 }
@@ -322,6 +346,7 @@ async fn a_full_disk_fails_writes_alone_and_they_work_again_once_space_is_freed(
         room: 2 * 1024 * 1024,
         reserve: 0,
         description_bytes: 4 * 1024,
+        recovers: true,
     })
     .await;
 }
@@ -335,6 +360,22 @@ async fn large_writes_are_refused_before_the_disk_is_full_and_resume_once_space_
         room: 14 * 1024 * 1024,
         reserve: 8 * 1024 * 1024,
         description_bytes: 200 * 1024,
+        recovers: true,
+    })
+    .await;
+}
+
+/// The same large writes with the reserve turned off: sled runs out of space half-way
+/// through one and may never finish it. The server must still answer everything else
+/// promptly, and stop promptly; after a restart with space, nothing acknowledged is lost.
+#[tokio::test]
+async fn a_store_stuck_on_a_full_disk_holds_neither_requests_nor_shutdown() {
+    fill_the_disk_then_free_it(Scenario {
+        megabytes: 24,
+        room: 4 * 1024 * 1024,
+        reserve: 0,
+        description_bytes: 200 * 1024,
+        recovers: false,
     })
     .await;
 }

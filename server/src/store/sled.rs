@@ -974,6 +974,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn below_the_reserve_writes_are_refused_and_reads_go_on() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = super::SledStore::open(directory.path()).unwrap();
+        crate::store::conformance::write_one_flag(&store).await;
+        // No filesystem has this much free.
+        let store = store.with_reserve(u64::MAX);
+        let refused = crate::store::Store::clear_aggregates(&store, "durable", "checkout").await;
+        assert!(
+            matches!(&refused, Err(super::StoreError::Backend(message)) if message.contains("reserve")),
+            "{refused:?}"
+        );
+        assert!(!crate::store::Store::ready(&store).await);
+        let state = crate::store::Store::load_environment(&store, "durable")
+            .await
+            .unwrap()
+            .expect("the environment written before");
+        assert!(state.document.flags.contains_key("checkout"));
+
+        let store = store.with_reserve(1);
+        crate::store::Store::clear_aggregates(&store, "durable", "checkout")
+            .await
+            .unwrap();
+        assert!(crate::store::Store::ready(&store).await);
+    }
+
+    #[tokio::test]
     async fn aggregates_survive_reopening() {
         let directory = tempfile::tempdir().unwrap();
         {

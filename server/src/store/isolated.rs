@@ -116,7 +116,7 @@ impl Isolated {
         });
         match tokio::time::timeout(bound, answer).await {
             Ok(Ok(result)) => result,
-            // The task panicked; the runtime caught it.
+            // The call panicked (the runtime caught it), or the store closed under it.
             Ok(Err(_)) => Err(StoreError::Backend(
                 "the store call ended without an answer".to_string(),
             )),

@@ -67,6 +67,9 @@ const INCIDENT: &[u8] = b"incident/";
 /// The least free space at which a database that failed is opened again.
 const REOPEN_ROOM: u64 = 8 * 1024 * 1024;
 
+/// How long a reopen waits for the failed database to close before it tries to open it.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Read, or written after a failure, to tell whether the database works.
 const READY_PROBE: &[u8] = b"ready-probe";
 
@@ -234,8 +237,21 @@ impl SledStore {
         }
         // Ours goes first: sled locks its directory for as long as any handle is alive.
         // Calls still running on the old handle hold it a moment longer; the open then
-        // fails, and the next call tries again.
-        *slot = None;
+        // fails, and the next call tries again. The last handle's drop flushes, which a
+        // stuck database never finishes: it happens on a thread of its own, so that it
+        // cannot hold this lock (and every later call) with it.
+        if let Some(old) = slot.take() {
+            let (dropped, done) = std::sync::mpsc::channel();
+            let dropper = std::thread::Builder::new()
+                .name("ripcord-store-close".to_string())
+                .spawn(move || {
+                    drop(old);
+                    let _ = dropped.send(());
+                });
+            if dropper.is_ok() {
+                let _ = done.recv_timeout(CLOSE_WAIT);
+            }
+        }
         let db = open_db(&self.path)?;
         *slot = Some(db.clone());
         self.broken.store(false, Ordering::SeqCst);

@@ -461,6 +461,15 @@ flags:
         matches!(result, Err(Error::Store(_)))
     }
 
+    /// The wrapper hands every call through unchanged.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sled_behind_the_isolation_passes_the_store_conformance_suite() {
+        let directory = tempfile::tempdir().unwrap();
+        let sled = crate::store::sled::SledStore::open(directory.path()).unwrap();
+        let store = Isolated::new(Arc::new(sled), Duration::from_secs(30)).unwrap();
+        crate::store::conformance::run(&store).await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_write_that_hangs_is_answered_within_the_bound_while_evaluation_goes_on() {
         let serving = serving().await;

@@ -67,6 +67,11 @@ const INCIDENT: &[u8] = b"incident/";
 /// The least free space at which a database that failed is opened again.
 const REOPEN_ROOM: u64 = 8 * 1024 * 1024;
 
+/// A commit this small (a kill switch, a percentage, a flag or two) may still use the upper
+/// half of the reserve: the changes people make during an incident go through while the
+/// disk fills, and the lower half still keeps sled clear of running out of space.
+const SMALL_COMMIT: usize = 64 * 1024;
+
 /// How long a reopen waits for the failed database to close before it tries to open it.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -164,7 +169,8 @@ impl SledStore {
         })
     }
 
-    /// Refuses writes while less than `bytes` are free on the data directory's filesystem.
+    /// Refuses writes while less than `bytes` are free on the data directory's filesystem;
+    /// small commits, such as a kill switch, until less than half of it is.
     ///
     /// sled must never run out of space in the middle of a write: when the write of a large
     /// value fails that way, sled leaves its log waiting for that value forever, every later
@@ -178,7 +184,12 @@ impl SledStore {
 
     /// Whether the reserve is free: the check every write makes before touching sled.
     fn check_space(&self) -> StoreResult<()> {
-        if self.reserve == 0 {
+        self.check_space_for(self.reserve)
+    }
+
+    /// Whether `needed` bytes are free.
+    fn check_space_for(&self, needed: u64) -> StoreResult<()> {
+        if needed == 0 {
             return Ok(());
         }
         let free = match free_bytes(&self.path) {
@@ -189,11 +200,10 @@ impl SledStore {
                 return Ok(());
             }
         };
-        if free < self.reserve {
+        if free < needed {
             return Err(StoreError::Backend(format!(
                 "{free} bytes are free on the data directory's filesystem, less than the \
-                 {} kept in reserve; writes resume once space is freed",
-                self.reserve
+                 {needed} this write needs kept in reserve; writes resume once space is freed"
             )));
         }
         Ok(())
@@ -468,7 +478,6 @@ impl Store for SledStore {
         mutations: Vec<Mutation>,
         audit: Vec<AuditRecord>,
     ) -> StoreResult<u64> {
-        self.check_space()?;
         let db = self.db()?;
         // Encode outside the transaction: sled may run the closure more than once.
         let revision = base_revision + 1;
@@ -493,6 +502,17 @@ impl Store for SledStore {
                 Mutation::DeleteSegment { key } => (item_key(SEGMENT, environment, key), None),
             })
             .collect();
+        // The audit entries carry each item before and after: about twice the items again.
+        let footprint = writes
+            .iter()
+            .map(|(key, value)| key.len() + value.as_ref().map_or(0, Vec::len))
+            .sum::<usize>()
+            .saturating_mul(3);
+        if footprint <= SMALL_COMMIT {
+            self.check_space_for(self.reserve / 2)?;
+        } else {
+            self.check_space()?;
+        }
         let items = self.lock_items();
         self.transact(&db, |tree| {
             let key = env_key(environment);
@@ -1013,6 +1033,44 @@ mod tests {
             .await
             .unwrap();
         assert!(crate::store::Store::ready(&store).await);
+    }
+
+    #[tokio::test]
+    async fn a_small_commit_may_use_the_upper_half_of_the_reserve() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = super::SledStore::open(directory.path()).unwrap();
+        crate::store::conformance::write_one_flag(&store).await;
+        // Free space is then between half the reserve and the reserve.
+        let free = super::free_bytes(directory.path()).unwrap();
+        let store = store.with_reserve(free + free / 2);
+        let flag = |description: String| super::Mutation::PutFlag {
+            key: "checkout".to_string(),
+            flag: serde_json::from_value(serde_json::json!({
+                "description": description,
+                "type": "boolean",
+                "variants": {"on": true, "off": false},
+                "default_variant": "off",
+                "enabled": false
+            }))
+            .unwrap(),
+        };
+        let large = crate::store::Store::commit(
+            &store,
+            "durable",
+            1,
+            vec![flag("x".repeat(100_000))],
+            vec![],
+        )
+        .await;
+        assert!(
+            matches!(&large, Err(super::StoreError::Backend(message)) if message.contains("reserve")),
+            "{large:?}"
+        );
+        let killed =
+            crate::store::Store::commit(&store, "durable", 1, vec![flag(String::new())], vec![])
+                .await;
+        assert_eq!(killed.unwrap(), 2);
+        assert!(!crate::store::Store::ready(&store).await);
     }
 
     #[tokio::test]

@@ -142,7 +142,7 @@ pub struct Config {
 
     /// Bytes kept free on the data directory's filesystem: below this, writes are answered
     /// `503 storage_unavailable` before they reach the database, and `/readyz` fails, until
-    /// space is freed. Small changes to flags (the kill switch) may use half of it. Keep it well above the largest import (RIPCORD_MAX_IMPORT_BYTES): a
+    /// space is freed. Small writes (the kill switch, a ramp's decision) may use half of it. Keep it well above the largest import (RIPCORD_MAX_IMPORT_BYTES): a
     /// write that runs out of space half-way can leave the database unwritable until a
     /// restart. 0 turns the check off.
     #[arg(long, env = "RIPCORD_STORE_RESERVE_BYTES", default_value_t = 128 * 1024 * 1024)]

@@ -67,10 +67,12 @@ const INCIDENT: &[u8] = b"incident/";
 /// The least free space at which a database that failed is opened again.
 const REOPEN_ROOM: u64 = 8 * 1024 * 1024;
 
-/// A commit this small (a kill switch, a percentage, a flag or two) may still use the upper
-/// half of the reserve: the changes people make during an incident go through while the
-/// disk fills, and the lower half still keeps sled clear of running out of space.
-const SMALL_COMMIT: usize = 64 * 1024;
+/// A write this small (a kill switch, a percentage, a ramp's decision, an incident, a key
+/// revoked) may still use the upper half of the reserve: what people and the ramp
+/// controller do during an incident goes through while the disk fills, and the lower half
+/// still keeps sled clear of running out of space. Metric batches and aggregate clean-ups
+/// never do: they are what fills it.
+const SMALL_WRITE: usize = 64 * 1024;
 
 /// How long a reopen waits for the failed database to close before it tries to open it.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -185,6 +187,16 @@ impl SledStore {
     /// Whether the reserve is free: the check every write makes before touching sled.
     fn check_space(&self) -> StoreResult<()> {
         self.check_space_for(self.reserve)
+    }
+
+    /// The check of a write of about `footprint` bytes: a small one may use the upper half
+    /// of the reserve (see [`SMALL_WRITE`]).
+    fn check_space_sized(&self, footprint: usize) -> StoreResult<()> {
+        if footprint <= SMALL_WRITE {
+            self.check_space_for(self.reserve / 2)
+        } else {
+            self.check_space()
+        }
     }
 
     /// Whether `needed` bytes are free.
@@ -379,7 +391,7 @@ impl Store for SledStore {
         created_at: &str,
         audit: AuditRecord,
     ) -> StoreResult<EnvironmentRecord> {
-        self.check_space()?;
+        self.check_space_sized(encode(&audit).len())?;
         let db = self.db()?;
         let record = EnvironmentRecord {
             name: name.to_string(),
@@ -404,7 +416,7 @@ impl Store for SledStore {
     }
 
     async fn delete_environment(&self, name: &str, audit: AuditRecord) -> StoreResult<()> {
-        self.check_space()?;
+        self.check_space_sized(encode(&audit).len())?;
         let db = self.db()?;
         let key = env_key(name);
         {
@@ -508,11 +520,7 @@ impl Store for SledStore {
             .map(|(key, value)| key.len() + value.as_ref().map_or(0, Vec::len))
             .sum::<usize>()
             .saturating_mul(3);
-        if footprint <= SMALL_COMMIT {
-            self.check_space_for(self.reserve / 2)?;
-        } else {
-            self.check_space()?;
-        }
+        self.check_space_sized(footprint)?;
         let items = self.lock_items();
         self.transact(&db, |tree| {
             let key = env_key(environment);
@@ -569,9 +577,9 @@ impl Store for SledStore {
     }
 
     async fn put_key(&self, key: KeyRecord, audit: AuditRecord) -> StoreResult<()> {
-        self.check_space()?;
-        let db = self.db()?;
         let encoded = encode(&key);
+        self.check_space_sized(encoded.len() + encode(&audit).len())?;
+        let db = self.db()?;
         {
             // With the environment deletions, which revoke keys from a scan.
             let _items = self.lock_items();
@@ -629,10 +637,11 @@ impl Store for SledStore {
     }
 
     async fn put_ramp(&self, record: RampRecord, audit: Vec<AuditRecord>) -> StoreResult<()> {
-        self.check_space()?;
-        let db = self.db()?;
         let key = item_key(RAMP, &record.environment, &record.flag);
         let encoded = encode(&record);
+        let audit_bytes: usize = audit.iter().map(|entry| encode(entry).len()).sum();
+        self.check_space_sized(encoded.len() + audit_bytes)?;
+        let db = self.db()?;
         self.transact(&db, |tree| {
             tree.insert(key.as_slice(), encoded.as_slice())?;
             for entry in &audit {
@@ -644,7 +653,7 @@ impl Store for SledStore {
     }
 
     async fn add_incident(&self, mut incident: IncidentRecord) -> StoreResult<u64> {
-        self.check_space()?;
+        self.check_space_sized(encode(&incident).len())?;
         let db = self.db()?;
         // Ids come from the same generator as the audit log's: they only grow.
         incident.id = db.generate_id().map_err(|error| self.fail(error))? + 1;

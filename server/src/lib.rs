@@ -153,7 +153,13 @@ pub async fn run(
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
-    let store: Arc<dyn store::Store> = Arc::new(store::sled::SledStore::open(&config.data_dir)?);
+    let sled: Arc<dyn store::Store> = Arc::new(
+        store::sled::SledStore::open(&config.data_dir)?.with_reserve(config.store_reserve_bytes),
+    );
+    let store: Arc<dyn store::Store> = Arc::new(
+        store::isolated::Isolated::new(sled, config.store_timeout)
+            .context("starting the store's threads")?,
+    );
     let service = Service::open(
         Arc::clone(&store),
         config.limits(),

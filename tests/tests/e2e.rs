@@ -7,6 +7,8 @@
 //! - [`crash`]: SIGKILL again and again under writes of every kind; nothing acknowledged is
 //!   lost.
 //! - [`delivery`]: rulesets and event streams for SDKs, and OFREP's event stream.
+//! - [`disk_full`]: a full disk on a small tmpfs the test mounts (as root): writes refused
+//!   promptly, evaluation, health and metrics unharmed, recovery once space is freed.
 //! - [`grpc`]: `ripcord.v1`, flagd's evaluation services, health and reflection over gRPC.
 //! - [`judge`]: `POST /api/v1/judge` and `ripcord judge` on the scipy fixtures; bad input,
 //!   limits, the report and the exit statuses.
@@ -31,6 +33,8 @@ mod admin;
 mod crash;
 #[path = "e2e/delivery.rs"]
 mod delivery;
+#[path = "e2e/disk_full.rs"]
+mod disk_full;
 #[path = "e2e/evaluation.rs"]
 mod evaluation;
 #[path = "e2e/grpc.rs"]

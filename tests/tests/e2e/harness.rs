@@ -55,6 +55,7 @@ pub struct Exited {
 pub struct Builder {
     env: Vec<(String, String)>,
     configured_admin_key: bool,
+    data_dir_in: Option<std::path::PathBuf>,
 }
 
 impl Builder {
@@ -71,6 +72,13 @@ impl Builder {
         self
     }
 
+    /// Puts the data directory inside `parent` (a filesystem the test mounted, say) rather
+    /// than in the system's temporary directory.
+    pub fn data_dir_in(mut self, parent: &std::path::Path) -> Builder {
+        self.data_dir_in = Some(parent.to_path_buf());
+        self
+    }
+
     pub async fn start(self) -> Server {
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -82,7 +90,11 @@ impl Builder {
             .build()
             .expect("an HTTP client");
         let mut server = Server {
-            data_dir: tempfile::tempdir().expect("a temporary data directory"),
+            data_dir: match &self.data_dir_in {
+                Some(parent) => tempfile::tempdir_in(parent),
+                None => tempfile::tempdir(),
+            }
+            .expect("a temporary data directory"),
             env: self.env,
             configured_admin_key: self.configured_admin_key,
             process: None,
@@ -107,6 +119,7 @@ impl Server {
         Builder {
             env: Vec::new(),
             configured_admin_key: true,
+            data_dir_in: None,
         }
     }
 

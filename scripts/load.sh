@@ -7,7 +7,9 @@
 # flags with a client key.
 #
 # Each round first loads the ceiling (server/examples/ceiling.rs): a bare actix-web handler
-# on the same core that reads the same POST and answers a constant single-flag body. What
+# on the same core that reads the same POST and answers a constant single-flag body; then
+# the same handler answering a constant body of fifty items, the size of the bulk answer,
+# which shows what of the bulk's cost is sending a larger answer. What
 # other tenants of the machine take moves every figure; a share of the ceiling measured in
 # the same round moves less, so the summary gives each run as a share of its round's
 # ceiling: in requests/s, and in the CPU time the process spent per request (the ceiling's
@@ -79,6 +81,8 @@ run() {
 for round in $(seq "$rounds"); do
   echo "== round $round: ceiling (bare actix-web, constant single-flag body), ${duration}s, 64 connections"
   run ceiling "$ceiling" none "http://127.0.0.1:$ceiling_port/ofrep/v1/evaluate/flags"
+  echo "== round $round: ceiling with a bulk-sized answer (fifty constant items), ${duration}s, 64 connections"
+  run ceiling-bulk "$ceiling" none "http://127.0.0.1:$ceiling_port/ceiling/bulk"
   echo "== round $round: OFREP single flag (flag-00002: two rules, 25% rollout), ${duration}s, 64 connections"
   run single "$server" "$server_key" "$base/ofrep/v1/evaluate/flags/flag-00002"
   echo "== round $round: OFREP bulk (50 client-visible flags), ${duration}s, 64 connections"
@@ -98,9 +102,13 @@ awk -v ticks="$ticks" '
     round++; ceiling_rate = rate; ceiling_cpu = cpu
     printf "round %d: ceiling %.0f/s %.1f us", round, rate, cpu
   }
+  $1 == "ceiling-bulk" { bulk_ceiling_rate = rate; bulk_ceiling_cpu = cpu }
   $1 != "ceiling" {
     printf "; %s %.0f/s (%.0f%%) %.1f us (%.0f%%)", $1, rate, 100 * rate / ceiling_rate, cpu,
       100 * ceiling_cpu / cpu
   }
-  $1 == "bulk" { print "" }
+  $1 == "bulk" {
+    printf "; bulk as a share of ceiling-bulk: %.0f%% req/s, %.0f%% CPU\n", 100 * rate / bulk_ceiling_rate,
+      100 * bulk_ceiling_cpu / cpu
+  }
 ' "$work/summary"

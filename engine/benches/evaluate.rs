@@ -6,7 +6,10 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ripcord_engine::{evaluate, evaluate_flag, Context, Document, Limits, Reason, Snapshot};
+use ripcord_engine::{
+    evaluate, evaluate_flag, evaluate_flag_with, Context, Document, Limits, Reason, Segments,
+    Snapshot,
+};
 use serde_json::{json, Value};
 
 /// Launch markets: the size of set a real `in` condition holds (the single flag spells the
@@ -273,6 +276,17 @@ fn all_flags(c: &mut Criterion) {
             let user = black_box(&user);
             for flag in snapshot.flags() {
                 black_box(evaluate_flag(flag, user));
+            }
+        })
+    });
+    // As the server's bulk evaluation does it: each segment checked once for the context.
+    group.bench_function("all_200_flags_segments_once", |b| {
+        b.iter(|| {
+            let snapshot = black_box(&snapshot);
+            let user = black_box(&user);
+            let mut segments = Segments::default();
+            for flag in snapshot.flags() {
+                black_box(evaluate_flag_with(flag, user, &mut segments));
             }
         })
     });

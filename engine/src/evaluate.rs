@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use crate::bucketing::{self, Cohort, Unit};
+use crate::condition::CompiledCondition;
 use crate::document::FlagType;
 use crate::snapshot::{CompiledFlag, Snapshot};
 use crate::stage::Stage;
@@ -160,6 +161,49 @@ pub fn evaluate_typed<'a>(
 
 /// Evaluates one compiled flag: the kill switch, then the rules in order, then the rollout.
 pub fn evaluate_flag<'a>(flag: &'a CompiledFlag, context: &Context) -> Evaluation<'a> {
+    evaluate_flag_with(flag, context, &mut Segments::default())
+}
+
+/// Which segments one context is in, found out once for all the flags of a snapshot that
+/// one call evaluates for it. A segment (a release track, staff, a region) is typically
+/// named by the rules of many flags; a bulk evaluation that checked it again for each of
+/// them would spend most of its time doing so. Valid for one context and one snapshot.
+#[derive(Debug, Default)]
+pub struct Segments {
+    /// Each segment met so far, by the address of its compiled conditions, which a
+    /// snapshot shares between every rule that names the segment.
+    known: Vec<(usize, bool)>,
+}
+
+impl Segments {
+    /// Beyond this many segments, a lookup would cost about what it saves: the rest are
+    /// checked each time.
+    const KEPT: usize = 32;
+
+    fn holds(
+        &mut self,
+        conditions: &std::sync::Arc<[CompiledCondition]>,
+        context: &Context,
+    ) -> bool {
+        let address = std::sync::Arc::as_ptr(conditions).cast::<u8>() as usize;
+        if let Some(&(_, holds)) = self.known.iter().find(|(known, _)| *known == address) {
+            return holds;
+        }
+        let holds = conditions.iter().all(|condition| condition.holds(context));
+        if self.known.len() < Self::KEPT {
+            self.known.push((address, holds));
+        }
+        holds
+    }
+}
+
+/// [`evaluate_flag`], with what `segments` knows of the context's segments. Evaluating
+/// every flag of a snapshot for one context, pass the same `segments` to each.
+pub fn evaluate_flag_with<'a>(
+    flag: &'a CompiledFlag,
+    context: &Context,
+    segments: &mut Segments,
+) -> Evaluation<'a> {
     let mut metadata = Metadata {
         revision: flag.revision,
         ..Metadata::default()
@@ -170,8 +214,8 @@ pub fn evaluate_flag<'a>(flag: &'a CompiledFlag, context: &Context) -> Evaluatio
     for rule in &flag.rules {
         let segment_holds = rule
             .segment
-            .as_deref()
-            .is_none_or(|conditions| conditions.iter().all(|condition| condition.holds(context)));
+            .as_ref()
+            .is_none_or(|conditions| segments.holds(conditions, context));
         if segment_holds
             && rule
                 .conditions

@@ -123,6 +123,25 @@ impl CompiledFlag {
     pub fn is_client_visible(&self) -> bool {
         self.client_visible
     }
+
+    /// The variants' names and values, in the order [`variant_position`] counts.
+    ///
+    /// [`variant_position`]: CompiledFlag::variant_position
+    pub fn variants(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.variants.iter().map(|(name, value)| (&**name, value))
+    }
+
+    /// The position of the variant `name`. An evaluation's variant borrows the flag's own
+    /// name, so it is found by address first, without comparing text.
+    pub fn variant_position(&self, name: &str) -> Option<usize> {
+        let same_name = |(known, _): &(Box<str>, Value)| {
+            std::ptr::eq(known.as_ptr(), name.as_ptr()) && known.len() == name.len()
+        };
+        self.variants
+            .iter()
+            .position(same_name)
+            .or_else(|| self.variants.iter().position(|(known, _)| **known == *name))
+    }
 }
 
 impl Snapshot {
@@ -221,7 +240,18 @@ impl Snapshot {
     }
 
     pub fn flag(&self, key: &str) -> Option<&CompiledFlag> {
-        self.index.get(key).map(|position| &self.flags[position])
+        self.find(key).map(|(_, flag)| flag)
+    }
+
+    /// The flag `key` with its position in [`flags`](Snapshot::flags).
+    pub fn find(&self, key: &str) -> Option<(usize, &CompiledFlag)> {
+        let position = self.index.get(key)?;
+        Some((position, self.flags.get(position)?))
+    }
+
+    /// The flag at `position` in [`flags`](Snapshot::flags).
+    pub fn flag_at(&self, position: usize) -> Option<&CompiledFlag> {
+        self.flags.get(position)
     }
 
     /// Every flag, ordered by key.

@@ -190,3 +190,83 @@ fn buckets_are_uniform() {
         }
     }
 }
+
+/// Flags whose rules name two segments that a context can be in, one, or neither; a flag
+/// without a segment in between, and segments named again in a later flag and rule.
+fn segmented() -> Snapshot {
+    let document = Document::from_yaml(
+        r#"
+segments:
+  beta: {when: [{attribute: track, op: in, values: [beta, canary]}]}
+  staff: {when: [{attribute: email, op: ends_with, values: ["@example.com"]}]}
+flags:
+  a-beta:
+    type: string
+    variants: {beta: b, staff: s, none: n}
+    default_variant: none
+    rules:
+      - {segment: beta, serve: {variant: beta}}
+  b-plain:
+    type: boolean
+    variants: {on: true, off: false}
+    default_variant: "off"
+    rules:
+      - {when: [{attribute: track, op: eq, values: [beta]}], serve: {variant: "on"}}
+  c-staff-then-beta:
+    type: string
+    variants: {beta: b, staff: s, none: n}
+    default_variant: none
+    rules:
+      - {segment: staff, when: [{attribute: country, op: eq, values: [CA]}], serve: {variant: staff}}
+      - {segment: beta, serve: {variant: beta}}
+  d-staff:
+    type: string
+    variants: {beta: b, staff: s, none: n}
+    default_variant: none
+    rules:
+      - {segment: staff, serve: {variant: staff}}
+      - {segment: beta, serve: {variant: beta}}
+"#,
+    )
+    .expect("a document");
+    Snapshot::compile(&document, 1, |_| 1, &Limits::default()).expect("a valid document")
+}
+
+proptest! {
+    /// A bulk evaluation checks each segment once for all flags: every flag must get what it
+    /// gets evaluated alone, whichever segments the context is in.
+    #[test]
+    fn segments_found_once_answer_as_each_flag_alone(
+        track in prop_oneof![Just("beta"), Just("canary"), Just("stable"), Just("")],
+        email in prop_oneof![Just("ana@example.com"), Just("bo@mail.test"), Just("")],
+        country in prop_oneof![Just("CA"), Just("US")],
+    ) {
+        let snapshot = segmented();
+        let context: Context = [("track", json!(track)), ("email", json!(email)), ("country", json!(country))]
+            .into_iter()
+            .collect();
+        let mut segments = ripcord_engine::Segments::default();
+        for flag in snapshot.flags() {
+            let shared = ripcord_engine::evaluate_flag_with(flag, &context, &mut segments);
+            prop_assert_eq!(&shared, &evaluate(&snapshot, flag.key(), &context), "{}", flag.key());
+        }
+    }
+}
+
+#[test]
+fn a_segment_rule_serves_by_the_segment_it_names() {
+    let snapshot = segmented();
+    let context: Context = [("track", json!("beta")), ("email", json!("x@mail.test"))]
+        .into_iter()
+        .collect();
+    let mut segments = ripcord_engine::Segments::default();
+    let variants: Vec<_> = snapshot
+        .flags()
+        .map(|flag| ripcord_engine::evaluate_flag_with(flag, &context, &mut segments).variant)
+        .collect();
+    // In beta, not staff: a cached "beta" must not answer for "staff" in the later flags.
+    assert_eq!(
+        variants,
+        [Some("beta"), Some("on"), Some("beta"), Some("beta")]
+    );
+}

@@ -162,6 +162,21 @@ pub struct Config {
     /// A PEM file with the private key of RIPCORD_TLS_CERT (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "RIPCORD_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+
+    /// The longest a store call may take, such as `5s`. A write that has not finished by
+    /// then is answered `503 storage_unavailable`, and while it still runs the store counts
+    /// as failing (`/readyz`) and further writes are refused at once. Closing the store at
+    /// shutdown waits at most this long too.
+    #[arg(long, env = "RIPCORD_STORE_TIMEOUT", default_value = "5s", value_parser = parse_positive_duration)]
+    pub store_timeout: std::time::Duration,
+
+    /// Bytes kept free on the data directory's filesystem: below this, writes are answered
+    /// `503 storage_unavailable` before they reach the database, and `/readyz` fails, until
+    /// space is freed. Small writes (the kill switch, a ramp's decision) may use half of it. Keep it well above the largest import (RIPCORD_MAX_IMPORT_BYTES): a
+    /// write that runs out of space half-way can leave the database unwritable until a
+    /// restart. 0 turns the check off.
+    #[arg(long, env = "RIPCORD_STORE_RESERVE_BYTES", default_value_t = 128 * 1024 * 1024)]
+    pub store_reserve_bytes: u64,
 }
 
 fn parse_connection_limit(text: &str) -> Result<usize, String> {

@@ -260,12 +260,12 @@ mod tests {
     fn changed(revision: u64, from: u64) -> Update {
         Update::Changed {
             environment: at(revision),
-            delta: Some(Arc::new(Delta {
-                from_revision: from,
+            delta: Some(Arc::new(Delta::new(
+                from,
                 revision,
-                json: Bytes::new(),
-                changed_flags: Vec::new(),
-            })),
+                Bytes::new(),
+                Vec::new(),
+            ))),
         }
     }
 

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use ripcord_engine::{Document, RulesetRef, Snapshot};
 
+use crate::answers::OfrepPieces;
 use crate::telemetry::{ByPosition, Evaluations};
 
 /// One environment, ready to serve: its compiled snapshot and the document it came from.
@@ -24,6 +25,34 @@ pub struct Environment {
     /// The evaluation counters of this snapshot's flags by position, looked up by name once,
     /// on the first bulk evaluation, rather than once per flag of every one.
     counters: OnceLock<ByPosition>,
+    /// Built on the first OFREP evaluation: a node that serves only SDKs never needs them.
+    ofrep_pieces: OnceLock<OfrepPieces>,
+    /// The positions of the client-visible flags: a client key's bulk evaluation visits
+    /// these rather than reading every flag of the snapshot to skip most of them.
+    client_visible: OnceLock<Box<[usize]>>,
+    /// The whole ruleset as each kind of stream sends it.
+    frames: Frames,
+}
+
+/// The ways a stream sends a ruleset or a delta.
+#[derive(Debug, Clone, Copy)]
+pub enum Framing {
+    /// A server-sent event of `/api/v1/sdk/stream`.
+    ServerSentEvent,
+    /// A length-prefixed `WatchResponse` of gRPC `Watch`.
+    Grpc,
+}
+
+/// One revision's message as each kind of stream sends it. Encoded by the first stream that
+/// needs it and shared by every other one: thousands of streams at one revision hold one
+/// copy of a ruleset, not one each.
+#[derive(Debug, Default)]
+pub struct Frames([OnceLock<Bytes>; 2]);
+
+impl Frames {
+    pub fn get(&self, framing: Framing, encode: impl FnOnce() -> Bytes) -> Bytes {
+        self.0[framing as usize].get_or_init(encode).clone()
+    }
 }
 
 /// An environment's ruleset as JSON, with an `ETag` that is the hash of that JSON.
@@ -49,6 +78,9 @@ impl Environment {
             flag_revisions,
             delivered: OnceLock::new(),
             counters: OnceLock::new(),
+            ofrep_pieces: OnceLock::new(),
+            client_visible: OnceLock::new(),
+            frames: Frames::default(),
         }
     }
 
@@ -73,6 +105,11 @@ impl Environment {
         })
     }
 
+    /// The whole ruleset as a stream of `framing` sends it, encoded by `encode` once.
+    pub fn frame(&self, framing: Framing, encode: impl FnOnce() -> Bytes) -> Bytes {
+        self.frames.get(framing, encode)
+    }
+
     /// The counters of this snapshot's flags in `evaluations`, by position in
     /// [`Snapshot::flags`].
     pub fn counters(&self, evaluations: &Evaluations) -> std::borrow::Cow<'_, ByPosition> {
@@ -88,6 +125,24 @@ impl Environment {
         } else {
             std::borrow::Cow::Owned(by_position())
         }
+    }
+
+    /// Each flag's OFREP answer pieces, encoded once for this snapshot.
+    pub fn ofrep_pieces(&self) -> &OfrepPieces {
+        self.ofrep_pieces
+            .get_or_init(|| OfrepPieces::new(&self.snapshot))
+    }
+
+    /// The positions in [`Snapshot::flags`] of the client-visible flags, in order.
+    pub fn client_visible(&self) -> &[usize] {
+        self.client_visible.get_or_init(|| {
+            self.snapshot
+                .flags()
+                .enumerate()
+                .filter(|(_, flag)| flag.is_client_visible())
+                .map(|(position, _)| position)
+                .collect()
+        })
     }
 
     /// The revision at which a flag last changed.
@@ -126,6 +181,29 @@ mod tests {
             .lines()
             .find(|line| line.contains(&format!("flag=\"{flag}\"")))
             .map(str::to_string)
+    }
+
+    /// Every stream at a revision sends the one frame the first of them encoded.
+    #[test]
+    fn a_revision_is_encoded_once_for_every_stream() {
+        let environment = environment(3, &["banner"]);
+        let mut encoded = 0;
+        let frames: Vec<Bytes> = (0..3)
+            .map(|_| {
+                environment.frame(Framing::ServerSentEvent, || {
+                    encoded += 1;
+                    Bytes::from(environment.delivered().json.to_vec())
+                })
+            })
+            .collect();
+        assert_eq!(encoded, 1);
+        assert!(frames
+            .iter()
+            .all(|frame| frame.as_ptr() == frames[0].as_ptr()));
+        // Each framing has its own.
+        let grpc = environment.frame(Framing::Grpc, || Bytes::from_static(b"grpc"));
+        assert_eq!(grpc, &b"grpc"[..]);
+        assert_eq!(frames[0], environment.delivered().json);
     }
 
     #[test]

@@ -4,6 +4,11 @@ use ripcord_engine::{DocumentError, Problem};
 
 use crate::store::StoreError;
 
+/// What a caller is told when the store fails; the store's own error goes to the log only.
+/// Not "nothing was changed": a write that ran past `RIPCORD_STORE_TIMEOUT` can still be
+/// applied should the store get unstuck, and a failed flush may have committed.
+pub const STORE_UNAVAILABLE: &str = "the store is unavailable: the request was not acknowledged (a write that timed out may still be applied if the store recovers: read it back before retrying)";
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

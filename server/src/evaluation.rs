@@ -5,7 +5,10 @@
 
 use std::sync::Arc;
 
-use ripcord_engine::{evaluate_flag, evaluate_typed, CompiledFlag, Context, Evaluation, FlagType};
+use ripcord_engine::{
+    evaluate_flag, evaluate_flag_with, evaluate_typed, CompiledFlag, Context, Evaluation, FlagType,
+    Segments,
+};
 
 use crate::environment::Environment;
 use crate::service::Service;
@@ -29,6 +32,8 @@ pub struct Evaluator {
 
 /// One flag's evaluation.
 pub struct Evaluated<'a> {
+    /// The flag's position in the snapshot's [`flags`](ripcord_engine::Snapshot::flags).
+    pub position: usize,
     pub flag: &'a CompiledFlag,
     pub evaluation: Evaluation<'a>,
 }
@@ -55,6 +60,11 @@ impl Evaluator {
         &self.environment
     }
 
+    /// The OFREP answer pieces of the environment's flags.
+    pub fn ofrep_pieces(&self) -> &crate::answers::OfrepPieces {
+        self.environment.ofrep_pieces()
+    }
+
     /// Evaluates the flag `key`, counted; `None` when there is no such flag or the caller may
     /// not see it, which are told apart by nobody, so that a client key cannot learn which
     /// server-side flags exist. With `expected`, a flag of another type answers
@@ -67,9 +77,9 @@ impl Evaluator {
         expected: Option<FlagType>,
     ) -> Option<Evaluated<'_>> {
         let snapshot = &self.environment.snapshot;
-        let flag = snapshot
-            .flag(key)
-            .filter(|flag| crate::access::sees(self.scope, flag))?;
+        let (position, flag) = snapshot
+            .find(key)
+            .filter(|(_, flag)| crate::access::sees(self.scope, flag))?;
         let evaluation = match expected {
             Some(expected) => evaluate_typed(snapshot, key, context, expected),
             None => evaluate_flag(flag, context),
@@ -77,7 +87,11 @@ impl Evaluator {
         counts
             .recorder(&self.environment.name)
             .record(flag.key(), evaluation.reason);
-        Some(Evaluated { flag, evaluation })
+        Some(Evaluated {
+            position,
+            flag,
+            evaluation,
+        })
     }
 
     /// Evaluates every flag the caller may see, in key order, counted. `each` receives them
@@ -89,16 +103,31 @@ impl Evaluator {
         mut each: impl FnMut(Evaluated<'s>),
     ) {
         let counters = self.environment.counters(counts);
-        for (position, flag) in self
-            .environment
-            .snapshot
-            .flags()
-            .enumerate()
-            .filter(|(_, flag)| crate::access::sees(self.scope, flag))
-        {
-            let evaluation = evaluate_flag(flag, context);
+        let snapshot = &self.environment.snapshot;
+        let mut segments = Segments::default();
+        let mut visit = |position: usize, flag: &'s CompiledFlag| {
+            if !crate::access::sees(self.scope, flag) {
+                return;
+            }
+            let evaluation = evaluate_flag_with(flag, context, &mut segments);
             counters.record(position, evaluation.reason);
-            each(Evaluated { flag, evaluation });
+            each(Evaluated {
+                position,
+                flag,
+                evaluation,
+            });
+        };
+        if crate::access::sees_all(self.scope) {
+            for (position, flag) in snapshot.flags().enumerate() {
+                visit(position, flag);
+            }
+        } else {
+            // Only client-visible flags can be seen: those are visited, not every flag.
+            for &position in self.environment.client_visible() {
+                if let Some(flag) = snapshot.flag_at(position) {
+                    visit(position, flag);
+                }
+            }
         }
     }
 

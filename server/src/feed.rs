@@ -14,7 +14,7 @@ use ripcord_engine::RulesetDelta;
 use rustc_hash::FxHashMap;
 use tokio::sync::broadcast;
 
-use crate::environment::Environment;
+use crate::environment::{Environment, Frames, Framing};
 
 /// Deltas kept per environment for clients that resume.
 const HISTORY: usize = 256;
@@ -30,6 +30,29 @@ pub struct Delta {
     pub json: Bytes,
     /// The flags whose evaluation may have changed, by key.
     pub changed_flags: Vec<String>,
+    frames: Frames,
+}
+
+impl Delta {
+    pub fn new(
+        from_revision: u64,
+        revision: u64,
+        json: Bytes,
+        changed_flags: Vec<String>,
+    ) -> Delta {
+        Delta {
+            from_revision,
+            revision,
+            json,
+            changed_flags,
+            frames: Frames::default(),
+        }
+    }
+
+    /// The delta as a stream of `framing` sends it, encoded by `encode` once.
+    pub fn frame(&self, framing: Framing, encode: impl FnOnce() -> Bytes) -> Bytes {
+        self.frames.get(framing, encode)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -86,12 +109,12 @@ impl Feed {
             }
             (Some(previous), Some(current)) if current.revision > previous.revision => {
                 let delta = RulesetDelta::between(&previous.ruleset(), &current.ruleset());
-                let delta = Arc::new(Delta {
-                    from_revision: delta.from_revision,
-                    revision: delta.revision,
-                    json: Bytes::from(delta.to_json()),
-                    changed_flags: delta.changed_flags().map(str::to_string).collect(),
-                });
+                let delta = Arc::new(Delta::new(
+                    delta.from_revision,
+                    delta.revision,
+                    Bytes::from(delta.to_json()),
+                    delta.changed_flags().map(str::to_string).collect(),
+                ));
                 let mut history = self.history();
                 let deltas = history.entry(current.name.clone()).or_default();
                 if deltas.len() == HISTORY {

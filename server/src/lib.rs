@@ -9,6 +9,7 @@
 //! - [`environment`]: one environment as served: its snapshot, document and ruleset.
 //! - [`delivery`]: the one follower behind every stream that follows an environment.
 //! - [`evaluation`]: the one evaluation path every protocol calls.
+//! - [`answers`]: each flag's OFREP answer, encoded once per snapshot.
 //! - [`store`]: the `Store` trait and its backends (sled, the embedded default).
 //! - [`service`]: environments, flags, segments, keys and the audit log, without HTTP;
 //!   holds the per-environment snapshots that evaluation reads.
@@ -29,6 +30,7 @@
 //! [`run`] serves on listeners it is given, so tests start a real server on port 0.
 
 pub mod access;
+pub mod answers;
 pub mod clock;
 pub mod config;
 pub mod context;
@@ -155,7 +157,13 @@ pub async fn run(
     let scheme = if tls.is_some() { "https" } else { "http" };
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
-    let store: Arc<dyn store::Store> = Arc::new(store::sled::SledStore::open(&config.data_dir)?);
+    let sled: Arc<dyn store::Store> = Arc::new(
+        store::sled::SledStore::open(&config.data_dir)?.with_reserve(config.store_reserve_bytes),
+    );
+    let store: Arc<dyn store::Store> = Arc::new(
+        store::isolated::Isolated::new(sled, config.store_timeout)
+            .context("starting the store's threads")?,
+    );
     let service = Service::open(
         Arc::clone(&store),
         config.limits(),

@@ -6,8 +6,12 @@
 //! - [`abuse`]: clients that hold streams or bodies open: gRPC calls without a key or a
 //!   body, HTTP bodies that stall.
 //! - [`admin`]: the admin API, keys and authorization, and what the server refuses.
+//! - [`crash`]: SIGKILL again and again under writes of every kind; nothing acknowledged is
+//!   lost.
 //! - [`delivery`]: rulesets and event streams for SDKs, and OFREP's event stream.
 //! - [`drain`]: SIGTERM under load: requests racing it are answered or cleanly refused.
+//! - [`disk_full`]: a full disk on a small tmpfs the test mounts (as root): writes refused
+//!   promptly, evaluation, health and metrics unharmed, recovery once space is freed.
 //! - [`grpc`]: `ripcord.v1`, flagd's evaluation services, health and reflection over gRPC.
 //! - [`judge`]: `POST /api/v1/judge` and `ripcord judge` on the scipy fixtures; bad input,
 //!   limits, the report and the exit statuses.
@@ -19,6 +23,8 @@
 //!   incidents, webhooks, restarts, manual controls.
 //! - [`sdk`]: the Rust SDK against real servers, both modes, and its examples.
 //! - [`tls`]: both ports over TLS with a certificate the test makes; bad files at start.
+//! - [`streams`]: streams at one revision send the same bytes; an idle stream's memory does
+//!   not grow with the ruleset.
 //! - [`sdk_tracking`]: guard metrics tracked by the SDK, reported to a started ramp; instance
 //!   ids.
 
@@ -29,8 +35,12 @@ mod harness;
 mod abuse;
 #[path = "e2e/admin.rs"]
 mod admin;
+#[path = "e2e/crash.rs"]
+mod crash;
 #[path = "e2e/delivery.rs"]
 mod delivery;
+#[path = "e2e/disk_full.rs"]
+mod disk_full;
 #[path = "e2e/drain.rs"]
 mod drain;
 #[path = "e2e/evaluation.rs"]
@@ -51,5 +61,7 @@ mod ramps;
 mod sdk;
 #[path = "e2e/sdk_tracking.rs"]
 mod sdk_tracking;
+#[path = "e2e/streams.rs"]
+mod streams;
 #[path = "e2e/tls.rs"]
 mod tls;

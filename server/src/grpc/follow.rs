@@ -4,8 +4,16 @@
 //! A stream ends when the client goes, the environment is deleted, the key is revoked or
 //! the server stops; the last three with a status that says which.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{BufMut as _, Bytes};
+use futures_util::stream::Stream as _;
+use http_body::Frame;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::http;
 use tonic::Status;
 
 use super::auth;
@@ -110,4 +118,197 @@ async fn send<M>(
 
 pub fn gone(environment: &str) -> Refusal {
     Refusal::NotFound(format!("environment `{environment}` does not exist"))
+}
+
+/// One message as gRPC sends it: uncompressed, length-prefixed.
+pub fn frame(message: &impl prost::Message) -> Bytes {
+    let length = message.encoded_len();
+    let mut out = Vec::with_capacity(5 + length);
+    out.put_u8(0);
+    // A message over 4 GiB cannot be framed; an environment is bounded far below that by
+    // its flag limits.
+    out.put_u32(u32::try_from(length).unwrap_or(u32::MAX));
+    message.encode_raw(&mut out);
+    Bytes::from(out)
+}
+
+/// How long a streaming call may take to send its one request message.
+const REQUEST_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The one request message of a server-streaming call. No compression is accepted.
+pub async fn request<M>(body: tonic::body::Body, max_bytes: usize) -> Result<M, Status>
+where
+    M: prost::Message + Default + Send + 'static,
+{
+    let mut messages =
+        tonic::codec::Streaming::new_request(Decoder::<M>::default(), body, None, Some(max_bytes));
+    match tokio::time::timeout(REQUEST_PATIENCE, messages.message()).await {
+        Ok(Ok(Some(message))) => Ok(message),
+        Ok(Ok(None)) => Err(Status::invalid_argument("the request has no message")),
+        Ok(Err(status)) => Err(status),
+        Err(_) => Err(Status::deadline_exceeded(
+            "the request message did not arrive in time",
+        )),
+    }
+}
+
+struct Decoder<M>(std::marker::PhantomData<M>);
+
+impl<M> Default for Decoder<M> {
+    fn default() -> Self {
+        Decoder(std::marker::PhantomData)
+    }
+}
+
+impl<M: prost::Message + Default> tonic::codec::Decoder for Decoder<M> {
+    type Item = M;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<M>, Status> {
+        M::decode(src)
+            .map(Some)
+            .map_err(|error| Status::invalid_argument(format!("malformed request: {error}")))
+    }
+}
+
+/// The answer to a streaming call whose messages come framed already: each is handed to
+/// HTTP/2 as it is, so that a frame shared by every stream stays one allocation, and nothing
+/// per stream keeps a buffer the size of the largest message sent.
+pub fn response(stream: Stream<Bytes>) -> http::Response<tonic::body::Body> {
+    let body = tonic::body::Body::new(Framed {
+        stream,
+        done: false,
+    });
+    let mut response = http::Response::new(body);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    response
+}
+
+/// A stream of framed messages as an HTTP body, ending with the status as trailers.
+struct Framed {
+    stream: Stream<Bytes>,
+    done: bool,
+}
+
+impl http_body::Body for Framed {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let status = match Pin::new(&mut self.stream).poll_next(context) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Some(Ok(message))) => return Poll::Ready(Some(Ok(Frame::data(message)))),
+            Poll::Ready(Some(Err(status))) => status,
+            Poll::Ready(None) => Status::ok(""),
+        };
+        self.done = true;
+        let mut trailers = http::HeaderMap::new();
+        // Only a status whose message cannot be a header fails here; say so rather than
+        // end the stream without one.
+        if status.add_header(&mut trailers).is_err() {
+            trailers.clear();
+            let _ = Status::internal("the stream ended").add_header(&mut trailers);
+        }
+        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+
+    use ripcord_proto::pb::ripcord::v1 as pb;
+    use tonic::Code;
+
+    use http_body::Body as _;
+
+    use super::*;
+
+    /// A request body of one chunk.
+    struct Chunk(Option<Bytes>);
+
+    impl http_body::Body for Chunk {
+        type Data = Bytes;
+        type Error = Status;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+            Poll::Ready(self.0.take().map(|bytes| Ok(Frame::data(bytes))))
+        }
+    }
+
+    async fn read(bytes: &[u8]) -> Result<pb::WatchRequest, Status> {
+        let body = tonic::body::Body::new(Chunk(Some(Bytes::copy_from_slice(bytes))));
+        request(body, 64).await
+    }
+
+    #[tokio::test]
+    async fn the_request_message_is_read_and_a_malformed_one_is_an_invalid_argument() {
+        let framed = frame(&pb::WatchRequest { known_revision: 7 });
+        assert_eq!(
+            read(&framed)
+                .await
+                .map(|request| request.known_revision)
+                .ok(),
+            Some(7)
+        );
+        let code =
+            |answer: Result<pb::WatchRequest, Status>| answer.map_err(|status| status.code());
+        // A field whose length runs past the message.
+        assert_eq!(
+            code(read(&[0, 0, 0, 0, 2, 0x0a, 0x7f]).await),
+            Err(Code::InvalidArgument)
+        );
+        assert_eq!(code(read(&[]).await), Err(Code::InvalidArgument));
+        // Longer than the limit: refused before it is read.
+        assert!(read(&[0, 0, 1, 0, 0]).await.is_err());
+        // Compressed without saying how.
+        assert!(read(&[1, 0, 0, 0, 0]).await.is_err());
+    }
+
+    /// The frames go out as they were given, the very allocation shared by other streams,
+    /// and the stream ends with its status as trailers.
+    #[tokio::test]
+    async fn framed_messages_go_out_as_given_then_the_status() {
+        let shared = frame(&pb::WatchRequest { known_revision: 7 });
+        let (sender, receiver) = mpsc::channel(4);
+        sender.send(Ok(shared.clone())).await.expect("sent");
+        sender
+            .send(Err(Status::not_found("environment `prod` does not exist")))
+            .await
+            .expect("sent");
+        let response = response(ReceiverStream::new(receiver));
+        assert_eq!(response.headers()["content-type"], "application/grpc");
+        let mut body = response.into_body();
+        let data = poll_fn(|context| Pin::new(&mut body).poll_frame(context))
+            .await
+            .expect("a frame")
+            .expect("data");
+        let data = data.into_data().expect("data");
+        assert_eq!(data.as_ptr(), shared.as_ptr());
+        let trailers = poll_fn(|context| Pin::new(&mut body).poll_frame(context))
+            .await
+            .expect("a frame")
+            .expect("trailers");
+        let trailers = trailers.into_trailers().expect("trailers");
+        assert_eq!(trailers["grpc-status"], "5");
+        assert!(poll_fn(|context| Pin::new(&mut body).poll_frame(context))
+            .await
+            .is_none());
+    }
 }

@@ -59,9 +59,13 @@ pub async fn serve(
         ingest,
     });
     let gate = gate::Gate::new(Arc::clone(&shared));
-    let ripcord = pb::ripcord::v1::ripcord_server::RipcordServer::new(ripcord::Ripcord {
+    let ripcord = Arc::new(ripcord::Ripcord {
         shared: Arc::clone(&shared),
     });
+    let ripcord = ripcord::SharedFrames::new(
+        pb::ripcord::v1::ripcord_server::RipcordServer::from_arc(Arc::clone(&ripcord)),
+        ripcord,
+    );
     let flagd_v1 =
         pb::flagd::evaluation::v1::service_server::ServiceServer::new(flagd::V1(flagd::Flagd {
             shared: Arc::clone(&shared),

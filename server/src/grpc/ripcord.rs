@@ -7,9 +7,11 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use ripcord_engine::{CompiledFlag, Context, ErrorCode, Evaluation, FlagType};
 use ripcord_proto::pb::ripcord::v1 as pb;
 use serde_json::Value;
+use tonic::codegen::http;
 use tonic::{Request, Response, Status};
 
 use super::follow::{self, Messages};
@@ -18,7 +20,7 @@ use super::status::{Refusal, Result};
 use super::{auth, convert};
 use crate::access::{self, Action};
 use crate::delivery::Opening;
-use crate::environment::Environment;
+use crate::environment::{Environment, Framing};
 use crate::evaluation::{Caller, Evaluator};
 use crate::feed::Delta;
 use crate::ingest::{ObservationIn, Timestamp};
@@ -29,6 +31,62 @@ pub struct Ripcord {
 }
 
 impl Ripcord {
+    /// A `Watch`'s key and the environment it follows, from the headers alone.
+    fn watching(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<(String, String), Status> {
+        let token = auth::required(metadata)?;
+        let principal = self
+            .shared
+            .service
+            .authenticate(&token)
+            .ok_or_else(auth::unknown_key)?;
+        let environment = access::environment(&principal, Action::FetchRuleset)
+            .map_err(|denied| {
+                Refusal::PermissionDenied(format!(
+                    "this is a {} key; Watch takes a server key",
+                    denied.scope.as_str()
+                ))
+            })?
+            .to_string();
+        Ok((token, environment))
+    }
+
+    fn follow(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        (token, environment): (String, String),
+        known_revision: u64,
+    ) -> crate::delivery::Follow {
+        let instance = metadata.get(crate::reach::HEADER).map(|id| id.as_bytes());
+        let instance = self.shared.service.reach().instance(&environment, instance);
+        // Protobuf has no absent number: revision 0 means none.
+        let known_revision = Some(known_revision).filter(|revision| *revision > 0);
+        self.shared
+            .follow(Some(token), environment, known_revision, instance)
+    }
+
+    /// `Watch` with frames shared by every stream: the key is checked before the request
+    /// message is read.
+    async fn watch_shared(
+        &self,
+        request: http::Request<tonic::body::Body>,
+    ) -> http::Response<tonic::body::Body> {
+        let (parts, body) = request.into_parts();
+        let metadata = tonic::metadata::MetadataMap::from_headers(parts.headers);
+        let started = async {
+            let watching = self.watching(&metadata)?;
+            let request: pb::WatchRequest = follow::request(body, MAX_WATCH_REQUEST).await?;
+            let follow = self.follow(&metadata, watching, request.known_revision);
+            Ok::<_, Status>(follow::start(follow, SharedWatch)?)
+        };
+        match started.await {
+            Ok(stream) => follow::response(stream),
+            Err(status) => status.into_http(),
+        }
+    }
+
     /// Authenticates an evaluating key and builds the context.
     fn prepare(
         &self,
@@ -102,34 +160,16 @@ impl pb::ripcord_server::Ripcord for Ripcord {
 
     type WatchStream = follow::Stream<pb::WatchResponse>;
 
+    /// Served by [`SharedFrames`] on a running server; this is the same stream encoded by
+    /// tonic, for a `RipcordServer` used without it.
     async fn watch(
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let (metadata, _, request) = request.into_parts();
-        let token = auth::required(&metadata)?;
-        let principal = self
-            .shared
-            .service
-            .authenticate(&token)
-            .ok_or_else(auth::unknown_key)?;
-        let environment = access::environment(&principal, Action::FetchRuleset)
-            .map_err(|denied| {
-                Refusal::PermissionDenied(format!(
-                    "this is a {} key; Watch takes a server key",
-                    denied.scope.as_str()
-                ))
-            })?
-            .to_string();
-        let instance = metadata.get(crate::reach::HEADER).map(|id| id.as_bytes());
-        let instance = self.shared.service.reach().instance(&environment, instance);
-        // Protobuf has no absent number: revision 0 means none.
-        let known_revision = Some(request.known_revision).filter(|revision| *revision > 0);
-        let follow = self
-            .shared
-            .follow(Some(token), environment, known_revision, instance);
-        let stream = follow::start(follow, Watch)?;
-        Ok(Response::new(stream))
+        let watching = self.watching(&metadata)?;
+        let follow = self.follow(&metadata, watching, request.known_revision);
+        Ok(Response::new(follow::start(follow, Watch)?))
     }
 
     async fn report(
@@ -242,6 +282,61 @@ fn typed(flag_type: FlagType, value: &Value) -> pb::FlagValue {
     pb::FlagValue { kind: Some(kind) }
 }
 
+/// The largest `WatchRequest` read: it holds one number.
+const MAX_WATCH_REQUEST: usize = 1024;
+
+const WATCH_PATH: &str = "/ripcord.v1.Ripcord/Watch";
+
+/// `ripcord.v1.Ripcord` with `Watch` answered by [`Ripcord::watch_shared`]: tonic encodes
+/// each message of a stream into a buffer of the stream's own, which then keeps the size of
+/// the largest message for as long as the stream lives, a ruleset's size for every idle
+/// `Watch`. Every other method goes to the generated service.
+#[derive(Clone)]
+pub struct SharedFrames<S> {
+    inner: S,
+    ripcord: Arc<Ripcord>,
+}
+
+impl<S> SharedFrames<S> {
+    pub fn new(inner: S, ripcord: Arc<Ripcord>) -> SharedFrames<S> {
+        SharedFrames { inner, ripcord }
+    }
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for SharedFrames<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> tonic::codegen::Service<http::Request<tonic::body::Body>> for SharedFrames<S>
+where
+    S: tonic::codegen::Service<
+        http::Request<tonic::body::Body>,
+        Response = http::Response<tonic::body::Body>,
+        Error = std::convert::Infallible,
+    >,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        if request.uri().path() == WATCH_PATH {
+            let ripcord = Arc::clone(&self.ripcord);
+            Box::pin(async move { Ok(ripcord.watch_shared(request).await) })
+        } else {
+            Box::pin(self.inner.call(request))
+        }
+    }
+}
+
 /// `Watch`: the ruleset, then deltas.
 struct Watch;
 
@@ -290,5 +385,90 @@ impl Messages for Watch {
             revision,
             event: Some(pb::watch_response::Event::Heartbeat(pb::Heartbeat {})),
         }
+    }
+}
+
+/// [`Watch`]'s messages framed for gRPC, the ruleset and each delta once per revision for
+/// every stream.
+struct SharedWatch;
+
+impl SharedWatch {
+    fn ruleset(environment: &Environment) -> Bytes {
+        environment.frame(Framing::Grpc, || {
+            follow::frame(&Watch::ruleset(environment))
+        })
+    }
+
+    fn delta(delta: &Delta) -> Bytes {
+        delta.frame(Framing::Grpc, || follow::frame(&Watch::delta(delta)))
+    }
+}
+
+impl Messages for SharedWatch {
+    type Message = Bytes;
+
+    fn opening(&mut self, environment: &Environment, opening: &Opening) -> Vec<Bytes> {
+        match opening {
+            Opening::Deltas(deltas) => deltas
+                .iter()
+                .map(|delta| SharedWatch::delta(delta))
+                .collect(),
+            Opening::Ruleset => vec![SharedWatch::ruleset(environment)],
+        }
+    }
+
+    fn changed(
+        &mut self,
+        _: &Environment,
+        current: &Environment,
+        delta: Option<&Delta>,
+    ) -> Option<Bytes> {
+        Some(match delta {
+            Some(delta) => SharedWatch::delta(delta),
+            None => SharedWatch::ruleset(current),
+        })
+    }
+
+    fn heartbeat(&mut self, revision: u64) -> Bytes {
+        follow::frame(&Watch.heartbeat(revision))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use prost::Message as _;
+    use ripcord_engine::{Document, Limits, Snapshot};
+
+    use super::*;
+
+    /// Every `Watch` at a revision sends the one frame the first encoded, which is the
+    /// message tonic would have sent.
+    #[test]
+    fn watch_streams_at_one_revision_share_one_frame() {
+        let document = Document::from_yaml(
+            "flags:\n  banner: {type: boolean, variants: {on: true}, default_variant: \"on\"}\n",
+        )
+        .expect("a valid document");
+        let snapshot =
+            Snapshot::compile(&document, 4, |_| 4, &Limits::default()).expect("it compiles");
+        let environment = Environment::new("prod", 4, snapshot, document, BTreeMap::new());
+        let first = SharedWatch.opening(&environment, &Opening::Ruleset);
+        let second = SharedWatch.opening(&environment, &Opening::Ruleset);
+        assert_eq!(first[0].as_ptr(), second[0].as_ptr());
+        assert_eq!(first[0][0], 0, "not compressed");
+        let length = u32::from_be_bytes([first[0][1], first[0][2], first[0][3], first[0][4]]);
+        assert_eq!(length as usize, first[0].len() - 5);
+        let decoded = pb::WatchResponse::decode(&first[0][5..]).expect("a WatchResponse");
+        assert_eq!(decoded, Watch::ruleset(&environment));
+
+        let delta = Arc::new(Delta::new(4, 5, Bytes::from_static(b"{}"), Vec::new()));
+        let opened = SharedWatch.opening(&environment, &Opening::Deltas(vec![Arc::clone(&delta)]));
+        let changed = SharedWatch.changed(&environment, &environment, Some(&delta));
+        assert_eq!(
+            Some(opened[0].as_ptr()),
+            changed.map(|frame| frame.as_ptr())
+        );
     }
 }

@@ -64,7 +64,7 @@ impl From<crate::error::Error> for Refusal {
             Error::Forbidden(message) => Refusal::PermissionDenied(message),
             Error::Store(error) => {
                 tracing::error!(%error, "storage error");
-                Refusal::Unavailable("the store is unavailable; nothing was changed".to_string())
+                Refusal::Unavailable(crate::error::STORE_UNAVAILABLE.to_string())
             }
         }
     }

@@ -57,7 +57,7 @@ impl ResponseError for Error {
         let message = match self {
             Error::Store(error) => {
                 tracing::error!(%error, "storage error");
-                "the store is unavailable; nothing was changed".to_string()
+                crate::error::STORE_UNAVAILABLE.to_string()
             }
             other => other.to_string(),
         };

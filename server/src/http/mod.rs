@@ -31,6 +31,12 @@ use actix_web::{App, HttpMessage as _, HttpServer};
 use crate::config::Config;
 use state::State;
 
+/// How much of a streamed body actix gathers before it writes to the socket. Event streams
+/// hand it slices small enough that, under this limit, a connection's write buffer stays at
+/// the 8 KiB it starts with (`sdk`'s `SLICE` says why that matters); bodies sent whole are
+/// not affected.
+pub(crate) const WRITE_BUFFER: usize = 4096;
+
 /// Builds the HTTP server on `listener`. The caller stops it with the [`Drain`], which fires
 /// `stop` for the streams.
 pub fn serve(
@@ -114,6 +120,7 @@ pub fn serve(
             .default_service(web::to(errors::not_found))
     })
     .workers(workers)
+    .h1_write_buffer_size(WRITE_BUFFER)
     .disable_signals()
     .keep_alive(KEEP_ALIVE)
     .on_connect(move |_, extensions| {

@@ -12,14 +12,16 @@ use actix_cors::Cors;
 use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use ripcord_engine::{CompiledFlag, Context, ErrorCode, Evaluation, FlagType};
+use ripcord_engine::{CompiledFlag, Context, ErrorCode, Evaluation};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::state::State;
 use crate::access::{self, Action};
+use crate::answers::OfrepPieces;
+use crate::context::Read;
 use crate::error::Error;
-use crate::evaluation::{Caller, Evaluator};
+use crate::evaluation::{Caller, Evaluated, Evaluator};
 use crate::principal::Principal;
 
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -153,33 +155,67 @@ fn parse_context(
     max_attributes: usize,
     max_name: usize,
 ) -> Result<Context, Failure> {
-    #[derive(serde::Deserialize)]
-    struct Request {
-        context: Option<Value>,
-    }
-    let request: Request = serde_json::from_slice(body).map_err(|error| Failure {
+    let parse_error = |error: serde_json::Error| Failure {
         status: StatusCode::BAD_REQUEST,
         key: key.map(str::to_string),
         code: ErrorCode::ParseError,
         details: format!("the request body is not a JSON evaluation request: {error}"),
-    })?;
-    let attributes = match request.context {
-        None | Some(Value::Null) => serde_json::Map::new(),
-        Some(Value::Object(attributes)) => attributes,
-        Some(_) => {
-            return Err(Failure::invalid_context(
-                key,
-                "`context` must be a JSON object".to_string(),
-            ))
-        }
     };
-    crate::context::build(attributes, max_attributes, max_name)
+    let mut builder = crate::context::Builder::new(max_attributes, max_name);
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let read =
+        serde::de::DeserializeSeed::deserialize(EvaluationRequest(&mut builder), &mut deserializer)
+            .and_then(|read| deserializer.end().map(|()| read))
+            .map_err(parse_error)?;
+    if read == Read::NotAnObject {
+        return Err(Failure::invalid_context(
+            key,
+            "`context` must be a JSON object".to_string(),
+        ));
+    }
+    builder
+        .finish()
         .map_err(|details| Failure::invalid_context(key, details))
+}
+
+/// An OFREP evaluation request, `{"context": {...}}`, read with its context going straight
+/// into the builder; other fields are ignored, as OFREP lets providers send more.
+struct EvaluationRequest<'b>(&'b mut crate::context::Builder);
+
+impl<'de> serde::de::DeserializeSeed<'de> for EvaluationRequest<'_> {
+    type Value = Read;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Read, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EvaluationRequest<'_> {
+    type Value = Read;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("an evaluation request object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Read, A::Error> {
+        let mut read = None;
+        while let Some(field) = map.next_key::<Cow<'de, str>>()? {
+            if field != "context" {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            } else if read.is_some() {
+                return Err(serde::de::Error::duplicate_field("context"));
+            } else {
+                read = Some(map.next_value_seed(crate::context::Attributes(&mut *self.0))?);
+            }
+        }
+        Ok(read.unwrap_or(Read::Null))
+    }
 }
 
 /// OFREP's success item: `{key, value, reason, variant, metadata}`.
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = OfrepEvaluationSuccess)]
+#[cfg_attr(not(test), allow(dead_code))]
 struct Success<'a> {
     key: &'a str,
     #[schema(value_type = Value)]
@@ -192,6 +228,7 @@ struct Success<'a> {
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = OfrepMetadata)]
+#[cfg_attr(not(test), allow(dead_code))]
 struct Metadata<'a> {
     revision: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -209,14 +246,15 @@ struct Metadata<'a> {
 
 /// The value of a success item.
 fn success_value<'a>(flag: &CompiledFlag, evaluation: &Evaluation<'a>) -> Cow<'a, Value> {
-    let value = evaluation.value.unwrap_or(&Value::Null);
-    // Float flags are written with a decimal point, so typed clients never read an integer.
-    match (flag.flag_type(), value.as_f64()) {
-        (FlagType::Float, Some(number)) if !value.is_f64() => Cow::Owned(Value::from(number)),
-        _ => Cow::Borrowed(value),
+    match evaluation.value {
+        Some(value) => crate::answers::answered_value(flag.flag_type(), value),
+        None => Cow::Owned(Value::Null),
     }
 }
 
+/// The item [`write_item`] writes, as serde would write it: the reference it is tested
+/// against, and the schema of the OpenAPI document.
+#[cfg(test)]
 fn success<'a>(flag: &'a CompiledFlag, evaluation: &Evaluation<'a>) -> Success<'a> {
     Success {
         key: flag.key(),
@@ -245,6 +283,7 @@ fn success<'a>(flag: &'a CompiledFlag, evaluation: &Evaluation<'a>) -> Success<'
         (status = 400, description = "The context is not valid", body = crate::http::schemas::OfrepFailure),
         (status = 404, description = "No such flag, or not visible to this key, or the key's environment was deleted meanwhile", body = crate::http::schemas::OfrepFailure),
         (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = crate::http::errors::ErrorBody),
+        (status = 500, description = "The server failed", body = GeneralError),
         crate::http::schemas::KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -261,7 +300,15 @@ async fn evaluate_one(
         Err(refusal) => return refusal.respond(),
     };
     match evaluator.one(&state.metrics.evaluations, &key, &context, None) {
-        Some(evaluated) => HttpResponse::Ok().json(success(evaluated.flag, &evaluated.evaluation)),
+        Some(evaluated) => {
+            let mut body = Vec::with_capacity(192);
+            match write_item(&mut body, evaluator.ofrep_pieces(), &evaluated) {
+                Ok(()) => HttpResponse::Ok()
+                    .content_type("application/json")
+                    .body(body),
+                Err(error) => general_error(error),
+            }
+        }
         None => Failure {
             status: StatusCode::NOT_FOUND,
             key: Some(key.clone()),
@@ -272,75 +319,104 @@ async fn evaluate_one(
     }
 }
 
-/// Writes a bulk answer as it is evaluated, byte for byte what serializing [`Bulk`] gives.
+/// Writes one success item, byte for byte what serializing [`Success`] gives.
 ///
-/// The bulk answer is the hot path's largest piece of work after the evaluations: fifty
-/// flags are some 250 strings. Serialized through serde, every field name and value went
-/// through the JSON escaper one byte at a time; here field names are constants, and names
-/// and values are copied whole unless they hold something to escape, which keys and
-/// variant names almost never do.
-struct BulkWriter {
+/// Items are the hot path's largest piece of work after the evaluations: fifty flags are
+/// some 250 strings. What depends only on the flag and the variant comes encoded from
+/// [`OfrepPieces`]; what depends on the context is written here, field names as constants
+/// and names copied whole unless they hold something to escape, which they almost never do.
+fn write_item(
+    out: &mut Vec<u8>,
+    pieces: &OfrepPieces,
+    evaluated: &Evaluated<'_>,
+) -> Result<(), serde_json::Error> {
+    let Evaluated {
+        position,
+        flag,
+        evaluation,
+    } = evaluated;
+    let encoded = evaluation
+        .variant
+        .and_then(|variant| flag.variant_position(variant))
+        .and_then(|variant| pieces.around_reason(*position, variant));
+    match encoded {
+        Some((before, after)) => {
+            out.extend_from_slice(before);
+            out.extend_from_slice(evaluation.reason.as_str().as_bytes());
+            out.extend_from_slice(after);
+        }
+        // An evaluation that served no variant of the flag: written field by field.
+        None => write_item_head(out, flag, evaluation)?,
+    }
+    let metadata = &evaluation.metadata;
+    if let Some(cohort) = metadata.cohort {
+        out.extend_from_slice(br#","cohort":"#);
+        write_plain(out, cohort.as_str());
+    }
+    if let Some(stage) = metadata.stage {
+        out.extend_from_slice(br#","stage":"#);
+        write_u64(out, u64::from(stage));
+    }
+    if let Some(rule) = metadata.rule {
+        out.extend_from_slice(br#","rule":"#);
+        write_str(out, rule);
+    }
+    if let Some(unit_missing) = metadata.unit_missing {
+        out.extend_from_slice(br#","unitMissing":"#);
+        write_str(out, unit_missing);
+    }
+    out.extend_from_slice(b"}}");
+    Ok(())
+}
+
+/// An item up to its metadata's revision, field by field.
+fn write_item_head(
+    out: &mut Vec<u8>,
+    flag: &CompiledFlag,
+    evaluation: &Evaluation<'_>,
+) -> Result<(), serde_json::Error> {
+    out.extend_from_slice(br#"{"key":"#);
+    write_str(out, flag.key());
+    out.extend_from_slice(br#","value":"#);
+    serde_json::to_writer(&mut *out, &*success_value(flag, evaluation))?;
+    out.extend_from_slice(br#","reason":"#);
+    write_plain(out, evaluation.reason.as_str());
+    out.extend_from_slice(br#","variant":"#);
+    write_str(out, evaluation.variant.unwrap_or_default());
+    out.extend_from_slice(br#","metadata":{"revision":"#);
+    write_u64(out, evaluation.metadata.revision);
+    Ok(())
+}
+
+/// Writes a bulk answer as it is evaluated, byte for byte what serializing [`Bulk`] gives.
+struct BulkWriter<'p> {
     out: Vec<u8>,
+    pieces: &'p OfrepPieces,
     first: bool,
     /// The first error of a value's serialization, answered once the answer is finished.
     error: Option<serde_json::Error>,
 }
 
-impl BulkWriter {
-    fn with_room_for(flags: usize) -> BulkWriter {
+impl<'p> BulkWriter<'p> {
+    fn new(pieces: &'p OfrepPieces, flags: usize) -> BulkWriter<'p> {
         // About what a flag takes with its metadata; a little more is copied if not.
         let mut out = Vec::with_capacity(256 + flags * 128);
         out.extend_from_slice(br#"{"flags":["#);
         BulkWriter {
             out,
+            pieces,
             first: true,
             error: None,
         }
     }
 
-    fn flag(&mut self, flag: &CompiledFlag, evaluation: &Evaluation<'_>) {
-        let out = &mut self.out;
+    fn flag(&mut self, evaluated: &Evaluated<'_>) {
         if !std::mem::take(&mut self.first) {
-            out.push(b',');
+            self.out.push(b',');
         }
-        out.extend_from_slice(br#"{"key":"#);
-        write_str(out, flag.key());
-        out.extend_from_slice(br#","value":"#);
-        let value = success_value(flag, evaluation);
-        match &*value {
-            Value::Bool(true) => out.extend_from_slice(b"true"),
-            Value::Bool(false) => out.extend_from_slice(b"false"),
-            Value::String(text) => write_str(out, text),
-            other => {
-                if let Err(error) = serde_json::to_writer(&mut *out, other) {
-                    self.error.get_or_insert(error);
-                }
-            }
+        if let Err(error) = write_item(&mut self.out, self.pieces, evaluated) {
+            self.error.get_or_insert(error);
         }
-        out.extend_from_slice(br#","reason":"#);
-        write_plain(out, evaluation.reason.as_str());
-        out.extend_from_slice(br#","variant":"#);
-        write_str(out, evaluation.variant.unwrap_or_default());
-        let metadata = &evaluation.metadata;
-        out.extend_from_slice(br#","metadata":{"revision":"#);
-        write_u64(out, metadata.revision);
-        if let Some(cohort) = metadata.cohort {
-            out.extend_from_slice(br#","cohort":"#);
-            write_plain(out, cohort.as_str());
-        }
-        if let Some(stage) = metadata.stage {
-            out.extend_from_slice(br#","stage":"#);
-            write_u64(out, u64::from(stage));
-        }
-        if let Some(rule) = metadata.rule {
-            out.extend_from_slice(br#","rule":"#);
-            write_str(out, rule);
-        }
-        if let Some(unit_missing) = metadata.unit_missing {
-            out.extend_from_slice(br#","unitMissing":"#);
-            write_str(out, unit_missing);
-        }
-        out.extend_from_slice(b"}}");
     }
 
     /// Ends the answer with the [`EventStream`] of the key whose event-stream channel is
@@ -446,6 +522,15 @@ struct GeneralError {
     error_details: String,
 }
 
+/// JSON values and strings always serialize; should that ever change, it is the server's
+/// fault, answered as OFREP's general error rather than blamed on the input.
+fn general_error(error: serde_json::Error) -> HttpResponse {
+    tracing::error!(%error, "writing an evaluation failed");
+    HttpResponse::InternalServerError().json(GeneralError {
+        error_details: "the evaluation could not be written".to_string(),
+    })
+}
+
 /// Evaluates every flag this key may see for the context. Answers `304` when `If-None-Match`
 /// names the current `ETag`.
 #[utoipa::path(
@@ -478,9 +563,9 @@ async fn evaluate_all(
         Ok(prepared) => prepared,
         Err(refusal) => return refusal.respond(),
     };
-    let mut body = BulkWriter::with_room_for(evaluator.flag_count());
+    let mut body = BulkWriter::new(evaluator.ofrep_pieces(), evaluator.flag_count());
     evaluator.all(&state.metrics.evaluations, &context, |evaluated| {
-        body.flag(evaluated.flag, &evaluated.evaluation);
+        body.flag(&evaluated);
     });
     let channel = match &principal.event_channel {
         Some(channel) => Cow::Borrowed(channel.as_str()),
@@ -494,12 +579,7 @@ async fn evaluate_all(
         Ok(body) => body,
         // JSON values and strings always serialize; should that ever change, it is the
         // server's fault, answered as OFREP's general error rather than blamed on the input.
-        Err(error) => {
-            tracing::error!(%error, "serializing a bulk evaluation failed");
-            return HttpResponse::InternalServerError().json(GeneralError {
-                error_details: "the evaluation could not be written".to_string(),
-            });
-        }
+        Err(error) => return general_error(error),
     };
     let etag = format!("\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(&body));
     if super::request::if_none_match(&request, &etag) {
@@ -565,7 +645,7 @@ async fn events(
 
 #[cfg(test)]
 mod tests {
-    use ripcord_engine::{evaluate_flag, Document, Limits, Snapshot};
+    use ripcord_engine::{evaluate_flag, Document, FlagType, Limits, Snapshot};
     use serde_json::json;
 
     use super::*;
@@ -630,17 +710,31 @@ flags:
             let context = crate::context::build(attributes, 100, 100).expect("a context");
             let evaluations: Vec<_> = snapshot
                 .flags()
-                .map(|flag| (flag, evaluate_flag(flag, &context)))
+                .enumerate()
+                .map(|(position, flag)| Evaluated {
+                    position,
+                    flag,
+                    evaluation: evaluate_flag(flag, &context),
+                })
                 .collect();
-            let mut writer = BulkWriter::with_room_for(evaluations.len());
-            for (flag, evaluation) in &evaluations {
-                writer.flag(flag, evaluation);
+            let pieces = OfrepPieces::new(&snapshot);
+            let mut writer = BulkWriter::new(&pieces, evaluations.len());
+            for evaluated in &evaluations {
+                writer.flag(evaluated);
+                let mut item = Vec::new();
+                write_item(&mut item, &pieces, evaluated).expect("it writes");
+                let expected = serde_json::to_vec(&success(evaluated.flag, &evaluated.evaluation))
+                    .expect("it serializes");
+                assert_eq!(
+                    String::from_utf8_lossy(&item),
+                    String::from_utf8_lossy(&expected)
+                );
             }
             let written = writer.finish(channel).expect("it writes");
             let expected = serde_json::to_vec(&Bulk {
                 flags: evaluations
                     .iter()
-                    .map(|(flag, evaluation)| success(flag, evaluation))
+                    .map(|evaluated| success(evaluated.flag, &evaluated.evaluation))
                     .collect(),
                 event_streams: [EventStream {
                     r#type: "sse",
@@ -655,6 +749,50 @@ flags:
                 String::from_utf8_lossy(&written),
                 String::from_utf8_lossy(&expected)
             );
+        }
+    }
+
+    #[test]
+    fn items_without_a_variant_of_their_flag_are_written_as_serde_writes_them() {
+        let document = Document::from_yaml(DOCUMENT).expect("a valid document");
+        let snapshot =
+            Snapshot::compile(&document, 7, |_| 3, &Limits::default()).expect("it compiles");
+        let pieces = OfrepPieces::new(&snapshot);
+        let context = ripcord_engine::Context::new();
+        for (position, flag) in snapshot.flags().enumerate() {
+            // A type mismatch serves no variant; pieces of another flag's position must not
+            // be used for it either.
+            let mismatch = ripcord_engine::evaluate_typed(
+                &snapshot,
+                flag.key(),
+                &context,
+                if flag.flag_type() == FlagType::Boolean {
+                    FlagType::String
+                } else {
+                    FlagType::Boolean
+                },
+            );
+            for evaluated in [
+                Evaluated {
+                    position,
+                    flag,
+                    evaluation: mismatch.clone(),
+                },
+                Evaluated {
+                    position: position + 1000,
+                    flag,
+                    evaluation: evaluate_flag(flag, &context),
+                },
+            ] {
+                let mut item = Vec::new();
+                write_item(&mut item, &pieces, &evaluated).expect("it writes");
+                let expected = serde_json::to_vec(&success(flag, &evaluated.evaluation))
+                    .expect("it serializes");
+                assert_eq!(
+                    String::from_utf8_lossy(&item),
+                    String::from_utf8_lossy(&expected)
+                );
+            }
         }
     }
 

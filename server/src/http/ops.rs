@@ -17,7 +17,9 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-/// The store answers and every environment has a snapshot: evaluations can be served.
+/// The store takes writes: changes, keys and metric batches can be accepted. Evaluations are
+/// served from the snapshots either way; this says whether the node is whole. Answered
+/// within half a second even when the store is stuck (see `store::isolated`).
 async fn readyz(state: web::Data<State>) -> HttpResponse {
     if state.service.ready().await {
         HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))

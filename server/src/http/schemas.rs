@@ -17,7 +17,7 @@ pub enum KeyRefusals {
 /// The refusal of every route that reads or writes the store when the store fails.
 #[derive(utoipa::IntoResponses)]
 pub enum StoreUnavailable {
-    /// The store is unavailable; nothing was changed.
+    /// The store is unavailable: the request was not acknowledged.
     #[response(status = 503)]
     Unavailable(ErrorBody),
 }

@@ -8,6 +8,7 @@
 //! What is sent and when is decided by `crate::delivery`'s follower; this module only
 //! writes it as server-sent events.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -18,13 +19,10 @@ use actix_web::{HttpRequest, HttpResponse};
 use super::state::State;
 use crate::access::{self, Action};
 use crate::delivery::{Credential, Event, Follow, Opening};
-use crate::environment::Environment;
+use crate::environment::{Environment, Framing};
 use crate::error::{Error, Result};
 use crate::feed::Delta;
 use crate::principal::Principal;
-
-/// How long an `EventSource` waits before it reconnects, in milliseconds.
-const RETRY_MILLISECONDS: u64 = 3000;
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
@@ -142,25 +140,20 @@ pub(super) enum Encoding {
 }
 
 impl Encoding {
-    /// What a client gets on connecting.
-    fn opening(self, environment: &Environment, opening: &Opening) -> Bytes {
-        let mut out = BytesMut::new();
-        out.extend_from_slice(format!("retry: {RETRY_MILLISECONDS}\n\n").as_bytes());
+    /// What a client gets on connecting, as the chunks it is written in.
+    fn opening(self, environment: &Environment, opening: &Opening) -> VecDeque<Bytes> {
+        let mut out = VecDeque::from([Bytes::from_static(RETRY)]);
         match (self, opening) {
             (Encoding::Ruleset, Opening::Deltas(deltas)) => {
-                for delta in deltas {
-                    out.extend_from_slice(&self.delta(delta));
-                }
+                out.extend(deltas.iter().map(|delta| self.delta(delta)));
             }
             // A provider fetched its evaluations before it connected: a change may have
             // come in between, and one more (usually `304`) fetch is cheap. Up to date, it
             // has nothing to fetch.
             (Encoding::Ofrep, Opening::Deltas(deltas)) if deltas.is_empty() => {}
-            (_, Opening::Deltas(_) | Opening::Ruleset) => {
-                out.extend_from_slice(&self.ruleset(environment))
-            }
+            (_, Opening::Deltas(_) | Opening::Ruleset) => out.push_back(self.ruleset(environment)),
         }
-        out.freeze()
+        out
     }
 
     /// An event as this stream tells it; `None` ends the stream without a word, as a
@@ -179,20 +172,25 @@ impl Encoding {
         }
     }
 
+    /// The whole ruleset: one shared frame per revision for every stream that sends it.
     fn ruleset(self, environment: &Environment) -> Bytes {
         match self {
-            Encoding::Ruleset => event(
-                "ruleset",
-                Some(environment.revision),
-                &environment.delivered().json,
-            ),
+            Encoding::Ruleset => environment.frame(Framing::ServerSentEvent, || {
+                event(
+                    "ruleset",
+                    Some(environment.revision),
+                    &environment.delivered().json,
+                )
+            }),
             Encoding::Ofrep => refetch(Some(environment.revision)),
         }
     }
 
     fn delta(self, delta: &Delta) -> Bytes {
         match self {
-            Encoding::Ruleset => event("delta", Some(delta.revision), &delta.json),
+            Encoding::Ruleset => delta.frame(Framing::ServerSentEvent, || {
+                event("delta", Some(delta.revision), &delta.json)
+            }),
             Encoding::Ofrep => refetch(Some(delta.revision)),
         }
     }
@@ -208,6 +206,26 @@ impl Encoding {
             Encoding::Ofrep => refetch(None),
         }
     }
+}
+
+/// Tells an `EventSource` to wait 3 seconds before it reconnects.
+const RETRY: &[u8] = b"retry: 3000\n\n";
+
+/// The most of a frame handed to actix at once. Actix copies each chunk of a body into the
+/// connection's write buffer and keeps that buffer's size for as long as the connection
+/// lives (up to 128 KiB): a ruleset handed over whole would leave every idle stream holding
+/// a buffer the size of the ruleset. In slices this size, with the server's write buffer
+/// limit of [`super::WRITE_BUFFER`], the buffer never outgrows the 8 KiB actix starts
+/// with. The slices share the frame; nothing is copied for them.
+const SLICE: usize = super::WRITE_BUFFER - 16;
+
+/// The next slice of `pending`'s first chunk.
+fn next_slice(pending: &mut VecDeque<Bytes>) -> Option<Bytes> {
+    let chunk = pending.front_mut()?;
+    if chunk.len() > SLICE {
+        return Some(chunk.split_to(SLICE));
+    }
+    pending.pop_front()
 }
 
 /// One event. Compact JSON never holds a line break, but should `data` ever hold one, each
@@ -266,18 +284,19 @@ pub(super) fn follow(
     }
     .start()
     .ok_or_else(|| environment_gone(&environment))?;
-    let opening = encoding.opening(&start.environment, &start.opening);
+    let pending = encoding.opening(&start.environment, &start.opening);
     let body = futures_util::stream::unfold(
-        (Some(opening), start.follower),
-        move |(opening, mut follower)| {
+        (pending, start.follower),
+        move |(mut pending, mut follower)| {
             let environment = environment.clone();
             async move {
-                if let Some(opening) = opening {
-                    return Some((Ok::<_, Infallible>(opening), (None, follower)));
+                loop {
+                    if let Some(slice) = next_slice(&mut pending) {
+                        return Some((Ok::<_, Infallible>(slice), (pending, follower)));
+                    }
+                    let event = follower.next().await?;
+                    pending.push_back(encoding.event(&environment, event)?);
                 }
-                let event = follower.next().await?;
-                let chunk = encoding.event(&environment, event)?;
-                Some((Ok(chunk), (None, follower)))
             }
         },
     );
@@ -291,7 +310,91 @@ pub(super) fn follow(
 
 #[cfg(test)]
 mod tests {
-    use super::event;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use ripcord_engine::{Document, Limits, Snapshot};
+
+    use super::*;
+
+    fn environment(flags: usize) -> Environment {
+        let yaml: String = std::iter::once("flags:\n".to_string())
+            .chain((0..flags).map(|index| {
+                format!(
+                    "  flag-{index:04}:\n    type: string\n    variants: {{v: \"{}\"}}\n    default_variant: v\n",
+                    "x".repeat(100)
+                )
+            }))
+            .collect();
+        let document = Document::from_yaml(&yaml).expect("a valid document");
+        let snapshot =
+            Snapshot::compile(&document, 7, |_| 7, &Limits::default()).expect("it compiles");
+        Environment::new("production", 7, snapshot, document, BTreeMap::new())
+    }
+
+    /// The chunks a stream's body hands actix, in order.
+    fn slices(mut pending: VecDeque<Bytes>) -> Vec<Bytes> {
+        std::iter::from_fn(|| next_slice(&mut pending)).collect()
+    }
+
+    /// Two streams that open at the same revision send the same bytes, from one frame: a
+    /// ruleset is not copied once per stream.
+    #[test]
+    fn streams_at_one_revision_share_one_frame() {
+        let environment = environment(3);
+        let first = Encoding::Ruleset.opening(&environment, &Opening::Ruleset);
+        let second = Encoding::Ruleset.opening(&environment, &Opening::Ruleset);
+        assert_eq!(first, second);
+        assert_eq!(first[1].as_ptr(), second[1].as_ptr());
+        let text = String::from_utf8(first.iter().flat_map(|chunk| chunk.to_vec()).collect())
+            .expect("text");
+        assert!(
+            text.starts_with("retry: 3000\n\nevent: ruleset\nid: 7\ndata: {"),
+            "{text}"
+        );
+
+        let delta = Arc::new(Delta::new(7, 8, Bytes::from_static(b"{}"), Vec::new()));
+        let deltas = Opening::Deltas(vec![Arc::clone(&delta)]);
+        let first = Encoding::Ruleset.opening(&environment, &deltas);
+        let second = Encoding::Ruleset.event(
+            "production",
+            Event::Changed {
+                previous: Arc::new(Environment::new(
+                    "production",
+                    7,
+                    Snapshot::empty(7),
+                    Document::default(),
+                    BTreeMap::new(),
+                )),
+                current: Arc::new(environment),
+                delta: Some(delta),
+            },
+        );
+        assert_eq!(first[1], &b"event: delta\nid: 8\ndata: {}\n\n"[..]);
+        assert_eq!(Some(first[1].as_ptr()), second.map(|frame| frame.as_ptr()));
+    }
+
+    /// A ruleset goes to actix in slices of the shared frame that fit its write buffer, so
+    /// that no connection keeps a buffer the size of the ruleset once it is sent.
+    #[test]
+    fn a_large_frame_is_handed_over_in_slices_of_itself() {
+        let environment = environment(200);
+        let opening = Encoding::Ruleset.opening(&environment, &Opening::Ruleset);
+        let frame = opening[1].clone();
+        assert!(frame.len() > 8 * SLICE, "{}", frame.len());
+        let slices = slices(opening);
+        assert!(slices.iter().all(|slice| slice.len() <= SLICE));
+        assert_eq!(slices[0], &b"retry: 3000\n\n"[..]);
+        let joined: Vec<u8> = slices[1..]
+            .iter()
+            .flat_map(|slice| slice.to_vec())
+            .collect();
+        assert_eq!(joined, frame);
+        let range = frame.as_ptr_range();
+        assert!(slices[1..]
+            .iter()
+            .all(|slice| range.contains(&slice.as_ptr())));
+    }
 
     #[test]
     fn each_line_of_data_is_a_field_of_its_own() {

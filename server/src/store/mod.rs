@@ -4,7 +4,9 @@
 //! that more than one backend can serve it: every write to an environment is one atomic
 //! commit that checks and bumps the environment's revision, and every commit is announced
 //! on a change feed so that every node can refresh its snapshot. [`sled`] is the embedded
-//! default; every backend must pass the suite in [`conformance`].
+//! default; every backend must pass the suite in [`conformance`]. The server reaches its
+//! backend only through [`isolated`], which runs every call on threads of its own and bounds
+//! how long it may take, so that a stuck disk cannot stall the threads that answer requests.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +20,9 @@ use tokio::sync::broadcast;
 
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+pub(crate) mod faulty;
+pub mod isolated;
 pub mod sled;
 
 /// An environment as listed.

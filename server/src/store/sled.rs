@@ -17,7 +17,8 @@
 //! Metric aggregates live in a tree of their own, `aggregates`, described with their code
 //! at the end of this file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use ripcord_engine::Stage;
@@ -33,7 +34,15 @@ use super::{
 };
 
 pub struct SledStore {
-    db: sled::Db,
+    path: PathBuf,
+    /// `None` between dropping a database that failed and opening it again.
+    db: std::sync::RwLock<Option<sled::Db>>,
+    /// Set by any error sled returns. After an I/O error (a full disk, say) sled refuses
+    /// every later write, even once the cause is gone, until the database is opened again:
+    /// the next call does that, so that writes work again when space returns.
+    broken: AtomicBool,
+    /// Bytes that must stay free on the data directory's filesystem for a write to start.
+    reserve: u64,
     changes: broadcast::Sender<ChangeEvent>,
     /// Held while an environment's items are scanned or changed. sled cannot scan inside a
     /// transaction, so without it a load could interleave with a commit and see a mix of
@@ -55,6 +64,21 @@ const KEY: &str = "key/";
 const AUDIT: &[u8] = b"audit/";
 const RAMP: &str = "ramp/";
 const INCIDENT: &[u8] = b"incident/";
+/// The least free space at which a database that failed is opened again.
+const REOPEN_ROOM: u64 = 8 * 1024 * 1024;
+
+/// A write this small (a kill switch, a percentage, a ramp's decision, an incident, a key
+/// revoked) may still use the upper half of the reserve: what people and the ramp
+/// controller do during an incident goes through while the disk fills, and the lower half
+/// still keeps sled clear of running out of space. Metric batches and aggregate clean-ups
+/// never do: they are what fills it.
+const SMALL_WRITE: usize = 64 * 1024;
+
+/// How long a reopen waits for the failed database to close before it tries to open it.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Read, or written after a failure, to tell whether the database works.
+const READY_PROBE: &[u8] = b"ready-probe";
 
 fn env_key(name: &str) -> Vec<u8> {
     format!("{ENV}{name}").into_bytes()
@@ -81,6 +105,11 @@ fn incident_key(id: u64) -> Vec<u8> {
     key
 }
 
+/// What the readiness probe writes: anything will do, but a changing value is a real write.
+fn clock_bytes() -> Vec<u8> {
+    crate::clock::now_rfc3339().into_bytes()
+}
+
 fn backend(error: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(error.to_string())
 }
@@ -93,17 +122,6 @@ fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> StoreResult<T> {
     serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
         message: error.to_string(),
-    })
-}
-
-/// Runs a sled transaction whose closure can fail with a [`StoreError`].
-fn transact<T>(
-    db: &sled::Db,
-    body: impl Fn(&TransactionalTree) -> Result<T, ConflictableTransactionError<StoreError>>,
-) -> StoreResult<T> {
-    db.transaction(body).map_err(|error| match error {
-        TransactionError::Abort(error) => error,
-        TransactionError::Storage(error) => backend(error),
     })
 }
 
@@ -121,17 +139,163 @@ fn append_audit(
     Ok(())
 }
 
+#[cfg(unix)]
+fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    let stat = rustix::fs::statvfs(path)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+#[cfg(not(unix))]
+fn free_bytes(_path: &Path) -> std::io::Result<u64> {
+    Ok(u64::MAX)
+}
+
+fn open_db(path: &Path) -> StoreResult<sled::Db> {
+    sled::Config::new()
+        .path(path)
+        .open()
+        .map_err(|error| backend(format!("opening {}: {error}", path.display())))
+}
+
 impl SledStore {
     pub fn open(path: &Path) -> StoreResult<SledStore> {
-        let db = sled::Config::new()
-            .path(path)
-            .open()
-            .map_err(|error| backend(format!("opening {}: {error}", path.display())))?;
+        let db = open_db(path)?;
         let (changes, _) = broadcast::channel(1024);
         Ok(SledStore {
-            db,
+            path: path.to_path_buf(),
+            db: std::sync::RwLock::new(Some(db)),
+            broken: AtomicBool::new(false),
+            reserve: 0,
             changes,
             items: std::sync::Mutex::new(()),
+        })
+    }
+
+    /// Refuses writes while less than `bytes` are free on the data directory's filesystem;
+    /// small commits, such as a kill switch, until less than half of it is.
+    ///
+    /// sled must never run out of space in the middle of a write: when the write of a large
+    /// value fails that way, sled leaves its log waiting for that value forever, every later
+    /// flush waits with it, and only a new process can open the database again. Refusing
+    /// writes while there is room to spare keeps sled clear of that, and they resume as soon
+    /// as space is freed.
+    pub fn with_reserve(mut self, bytes: u64) -> SledStore {
+        self.reserve = bytes;
+        self
+    }
+
+    /// Whether the reserve is free: the check every write makes before touching sled.
+    fn check_space(&self) -> StoreResult<()> {
+        self.check_space_for(self.reserve)
+    }
+
+    /// The check of a write of about `footprint` bytes: a small one may use the upper half
+    /// of the reserve (see [`SMALL_WRITE`]).
+    fn check_space_sized(&self, footprint: usize) -> StoreResult<()> {
+        if footprint <= SMALL_WRITE {
+            self.check_space_for(self.reserve / 2)
+        } else {
+            self.check_space()
+        }
+    }
+
+    /// Whether `needed` bytes are free.
+    fn check_space_for(&self, needed: u64) -> StoreResult<()> {
+        if needed == 0 {
+            return Ok(());
+        }
+        let free = match free_bytes(&self.path) {
+            Ok(free) => free,
+            Err(error) => {
+                // Not knowing is no reason to refuse: sled still reports a real failure.
+                tracing::debug!(%error, "cannot tell the free space of the data directory");
+                return Ok(());
+            }
+        };
+        if free < needed {
+            return Err(StoreError::Backend(format!(
+                "{free} bytes are free on the data directory's filesystem, less than the \
+                 {needed} this write needs kept in reserve; writes resume once space is freed"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The database, opened again first if it failed since it was last opened.
+    fn db(&self) -> StoreResult<sled::Db> {
+        if !self.broken.load(Ordering::SeqCst) {
+            let slot = self
+                .db
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(db) = slot.as_ref() {
+                return Ok(db.clone());
+            }
+        }
+        self.reopen()
+    }
+
+    fn reopen(&self) -> StoreResult<sled::Db> {
+        let mut slot = self
+            .db
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !self.broken.load(Ordering::SeqCst) {
+            if let Some(db) = slot.as_ref() {
+                // Another call opened it while this one waited for the lock.
+                return Ok(db.clone());
+            }
+        }
+        // Opening writes (sled rewrites its snapshot), and an open that runs out of space
+        // can leave files that no later open reads: wait until there is room.
+        let room = self.reserve.max(REOPEN_ROOM);
+        if let Ok(free) = free_bytes(&self.path) {
+            if free < room {
+                return Err(StoreError::Backend(format!(
+                    "the store failed; it is opened again once {room} bytes are free on the \
+                     data directory's filesystem ({free} are now)"
+                )));
+            }
+        }
+        // Ours goes first: sled locks its directory for as long as any handle is alive.
+        // Calls still running on the old handle hold it a moment longer; the open then
+        // fails, and the next call tries again. The last handle's drop flushes, which a
+        // stuck database never finishes: it happens on a thread of its own, so that it
+        // cannot hold this lock (and every later call) with it.
+        if let Some(old) = slot.take() {
+            let (dropped, done) = std::sync::mpsc::channel();
+            let dropper = std::thread::Builder::new()
+                .name("ripcord-store-close".to_string())
+                .spawn(move || {
+                    drop(old);
+                    let _ = dropped.send(());
+                });
+            if dropper.is_ok() {
+                let _ = done.recv_timeout(CLOSE_WAIT);
+            }
+        }
+        let db = open_db(&self.path)?;
+        *slot = Some(db.clone());
+        self.broken.store(false, Ordering::SeqCst);
+        tracing::warn!(path = %self.path.display(), "reopened the store after a failure");
+        Ok(db)
+    }
+
+    /// A sled error, noted so that the next call starts from a freshly opened database.
+    fn fail(&self, error: impl std::fmt::Display) -> StoreError {
+        self.broken.store(true, Ordering::SeqCst);
+        backend(error)
+    }
+
+    /// Runs a sled transaction whose closure can fail with a [`StoreError`].
+    fn transact<T>(
+        &self,
+        db: &sled::Db,
+        body: impl Fn(&TransactionalTree) -> Result<T, ConflictableTransactionError<StoreError>>,
+    ) -> StoreResult<T> {
+        db.transaction(body).map_err(|error| match error {
+            TransactionError::Abort(error) => error,
+            TransactionError::Storage(error) => self.fail(error),
         })
     }
 
@@ -143,8 +307,11 @@ impl SledStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    async fn flush(&self) -> StoreResult<()> {
-        self.db.flush_async().await.map(drop).map_err(backend)
+    async fn flush(&self, db: &sled::Db) -> StoreResult<()> {
+        db.flush_async()
+            .await
+            .map(drop)
+            .map_err(|error| self.fail(error))
     }
 
     fn announce(&self, event: ChangeEvent) {
@@ -153,20 +320,25 @@ impl SledStore {
     }
 
     /// The flags and segments of an environment, as they are now.
-    fn read_items(&self, name: &str, revision: u64) -> StoreResult<EnvironmentState> {
+    fn read_items(
+        &self,
+        db: &sled::Db,
+        name: &str,
+        revision: u64,
+    ) -> StoreResult<EnvironmentState> {
         let mut state = EnvironmentState {
             revision,
             ..EnvironmentState::default()
         };
         for (key, stored) in
-            self.scan::<StoredItem<ripcord_engine::Flag>>(&item_prefix(FLAG, name))?
+            self.scan::<StoredItem<ripcord_engine::Flag>>(db, &item_prefix(FLAG, name))?
         {
             let key = String::from_utf8_lossy(&key).into_owned();
             state.flag_revisions.insert(key.clone(), stored.revision);
             state.document.flags.insert(key, stored.item);
         }
         for (key, stored) in
-            self.scan::<StoredItem<ripcord_engine::Segment>>(&item_prefix(SEGMENT, name))?
+            self.scan::<StoredItem<ripcord_engine::Segment>>(db, &item_prefix(SEGMENT, name))?
         {
             state
                 .document
@@ -176,11 +348,14 @@ impl SledStore {
         Ok(state)
     }
 
-    fn scan<T: DeserializeOwned>(&self, prefix: &[u8]) -> StoreResult<Vec<(Vec<u8>, T)>> {
-        self.db
-            .scan_prefix(prefix)
+    fn scan<T: DeserializeOwned>(
+        &self,
+        db: &sled::Db,
+        prefix: &[u8],
+    ) -> StoreResult<Vec<(Vec<u8>, T)>> {
+        db.scan_prefix(prefix)
             .map(|entry| {
-                let (key, value) = entry.map_err(backend)?;
+                let (key, value) = entry.map_err(|error| self.fail(error))?;
                 let item = decode(&key, &value)?;
                 Ok((key[prefix.len()..].to_vec(), item))
             })
@@ -191,21 +366,23 @@ impl SledStore {
 #[async_trait]
 impl Store for SledStore {
     async fn environments(&self) -> StoreResult<Vec<EnvironmentRecord>> {
+        let db = self.db()?;
         Ok(self
-            .scan::<EnvironmentRecord>(ENV.as_bytes())?
+            .scan::<EnvironmentRecord>(&db, ENV.as_bytes())?
             .into_iter()
             .map(|(_, record)| record)
             .collect())
     }
 
     async fn load_environment(&self, name: &str) -> StoreResult<Option<EnvironmentState>> {
+        let db = self.db()?;
         let key = env_key(name);
         let _items = self.lock_items();
-        let Some(bytes) = self.db.get(&key).map_err(backend)? else {
+        let Some(bytes) = db.get(&key).map_err(|error| self.fail(error))? else {
             return Ok(None);
         };
         let record: EnvironmentRecord = decode(&key, &bytes)?;
-        self.read_items(name, record.revision).map(Some)
+        self.read_items(&db, name, record.revision).map(Some)
     }
 
     async fn create_environment(
@@ -214,12 +391,14 @@ impl Store for SledStore {
         created_at: &str,
         audit: AuditRecord,
     ) -> StoreResult<EnvironmentRecord> {
+        self.check_space_sized(encode(&audit).len())?;
+        let db = self.db()?;
         let record = EnvironmentRecord {
             name: name.to_string(),
             revision: 0,
             created_at: created_at.to_string(),
         };
-        transact(&self.db, |tree| {
+        self.transact(&db, |tree| {
             let key = env_key(name);
             if tree.get(&key)?.is_some() {
                 return abort(StoreError::EnvironmentExists(name.to_string()));
@@ -227,7 +406,7 @@ impl Store for SledStore {
             tree.insert(key, encode(&record))?;
             append_audit(tree, audit.clone())
         })?;
-        self.flush().await?;
+        self.flush(&db).await?;
         self.announce(ChangeEvent::Environment {
             name: name.to_string(),
             revision: 0,
@@ -237,21 +416,23 @@ impl Store for SledStore {
     }
 
     async fn delete_environment(&self, name: &str, audit: AuditRecord) -> StoreResult<()> {
+        self.check_space_sized(encode(&audit).len())?;
+        let db = self.db()?;
         let key = env_key(name);
         {
             let _items = self.lock_items();
             let mut items: Vec<Vec<u8>> = Vec::new();
             for prefix in [FLAG, SEGMENT, RAMP] {
                 let prefix = item_prefix(prefix, name);
-                for entry in self.db.scan_prefix(&prefix).keys() {
-                    items.push(entry.map_err(backend)?.to_vec());
+                for entry in db.scan_prefix(&prefix).keys() {
+                    items.push(entry.map_err(|error| self.fail(error))?.to_vec());
                 }
             }
             // The environment's keys are revoked in the same transaction: were it to stop
             // half-way, a key could outlive its environment and work again for a new one
             // of the same name.
             let revoked: Vec<(Vec<u8>, Vec<u8>, AuditRecord)> = self
-                .scan::<KeyRecord>(KEY.as_bytes())?
+                .scan::<KeyRecord>(&db, KEY.as_bytes())?
                 .into_iter()
                 .filter(|(_, record)| {
                     record.environment.as_deref() == Some(name) && record.revoked_at.is_none()
@@ -270,7 +451,7 @@ impl Store for SledStore {
                     (stored_key, encode(&record), entry)
                 })
                 .collect();
-            transact(&self.db, |tree| {
+            self.transact(&db, |tree| {
                 if tree.get(&key)?.is_none() {
                     return abort(StoreError::NoSuchEnvironment(name.to_string()));
                 }
@@ -288,8 +469,12 @@ impl Store for SledStore {
         }
         // The counts of its ramps go too. Only to reclaim the space: a ramp of an
         // environment created anew under the name clears its flag's counts when it starts.
-        remove_prefix(&self.aggregate_tree()?, &environment_aggregate_prefix(name))?;
-        self.flush().await?;
+        remove_prefix(
+            &self.aggregate_tree(&db)?,
+            &environment_aggregate_prefix(name),
+        )
+        .map_err(|error| self.fail(error))?;
+        self.flush(&db).await?;
         self.announce(ChangeEvent::Environment {
             name: name.to_string(),
             revision: 0,
@@ -305,6 +490,7 @@ impl Store for SledStore {
         mutations: Vec<Mutation>,
         audit: Vec<AuditRecord>,
     ) -> StoreResult<u64> {
+        let db = self.db()?;
         // Encode outside the transaction: sled may run the closure more than once.
         let revision = base_revision + 1;
         let writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = mutations
@@ -328,8 +514,15 @@ impl Store for SledStore {
                 Mutation::DeleteSegment { key } => (item_key(SEGMENT, environment, key), None),
             })
             .collect();
+        // The audit entries carry each item before and after: about twice the items again.
+        let footprint = writes
+            .iter()
+            .map(|(key, value)| key.len() + value.as_ref().map_or(0, Vec::len))
+            .sum::<usize>()
+            .saturating_mul(3);
+        self.check_space_sized(footprint)?;
         let items = self.lock_items();
-        transact(&self.db, |tree| {
+        self.transact(&db, |tree| {
             let key = env_key(environment);
             let Some(bytes) = tree.get(&key)? else {
                 return abort(StoreError::NoSuchEnvironment(environment.to_string()));
@@ -365,7 +558,7 @@ impl Store for SledStore {
             Ok(())
         })?;
         drop(items);
-        self.flush().await?;
+        self.flush(&db).await?;
         self.announce(ChangeEvent::Environment {
             name: environment.to_string(),
             revision,
@@ -375,8 +568,9 @@ impl Store for SledStore {
     }
 
     async fn keys(&self) -> StoreResult<Vec<KeyRecord>> {
+        let db = self.db()?;
         Ok(self
-            .scan::<KeyRecord>(KEY.as_bytes())?
+            .scan::<KeyRecord>(&db, KEY.as_bytes())?
             .into_iter()
             .map(|(_, record)| record)
             .collect())
@@ -384,27 +578,30 @@ impl Store for SledStore {
 
     async fn put_key(&self, key: KeyRecord, audit: AuditRecord) -> StoreResult<()> {
         let encoded = encode(&key);
+        self.check_space_sized(encoded.len() + encode(&audit).len())?;
+        let db = self.db()?;
         {
             // With the environment deletions, which revoke keys from a scan.
             let _items = self.lock_items();
-            transact(&self.db, |tree| {
+            self.transact(&db, |tree| {
                 tree.insert(format!("{KEY}{}", key.id).into_bytes(), encoded.as_slice())?;
                 append_audit(tree, audit.clone())
             })?;
         }
-        self.flush().await?;
+        self.flush(&db).await?;
         self.announce(ChangeEvent::KeysChanged);
         Ok(())
     }
 
     async fn audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+        let db = self.db()?;
         let end = audit_key(query.before.unwrap_or(u64::MAX));
         let mut found = Vec::new();
-        for entry in self.db.range(AUDIT.to_vec()..end).rev() {
+        for entry in db.range(AUDIT.to_vec()..end).rev() {
             if found.len() >= query.limit {
                 break;
             }
-            let (key, value) = entry.map_err(backend)?;
+            let (key, value) = entry.map_err(|error| self.fail(error))?;
             let record: AuditRecord = decode(&key, &value)?;
             let environment_matches = query
                 .environment
@@ -422,16 +619,18 @@ impl Store for SledStore {
     }
 
     async fn ramps(&self) -> StoreResult<Vec<RampRecord>> {
+        let db = self.db()?;
         Ok(self
-            .scan::<RampRecord>(RAMP.as_bytes())?
+            .scan::<RampRecord>(&db, RAMP.as_bytes())?
             .into_iter()
             .map(|(_, record)| record)
             .collect())
     }
 
     async fn ramp(&self, environment: &str, flag: &str) -> StoreResult<Option<RampRecord>> {
+        let db = self.db()?;
         let key = item_key(RAMP, environment, flag);
-        match self.db.get(&key).map_err(backend)? {
+        match db.get(&key).map_err(|error| self.fail(error))? {
             Some(bytes) => decode(&key, &bytes).map(Some),
             None => Ok(None),
         }
@@ -440,34 +639,39 @@ impl Store for SledStore {
     async fn put_ramp(&self, record: RampRecord, audit: Vec<AuditRecord>) -> StoreResult<()> {
         let key = item_key(RAMP, &record.environment, &record.flag);
         let encoded = encode(&record);
-        transact(&self.db, |tree| {
+        let audit_bytes: usize = audit.iter().map(|entry| encode(entry).len()).sum();
+        self.check_space_sized(encoded.len() + audit_bytes)?;
+        let db = self.db()?;
+        self.transact(&db, |tree| {
             tree.insert(key.as_slice(), encoded.as_slice())?;
             for entry in &audit {
                 append_audit(tree, entry.clone())?;
             }
             Ok(())
         })?;
-        self.flush().await
+        self.flush(&db).await
     }
 
     async fn add_incident(&self, mut incident: IncidentRecord) -> StoreResult<u64> {
+        self.check_space_sized(encode(&incident).len())?;
+        let db = self.db()?;
         // Ids come from the same generator as the audit log's: they only grow.
-        incident.id = self.db.generate_id().map_err(backend)? + 1;
-        self.db
-            .insert(incident_key(incident.id), encode(&incident))
-            .map_err(backend)?;
-        self.flush().await?;
+        incident.id = db.generate_id().map_err(|error| self.fail(error))? + 1;
+        db.insert(incident_key(incident.id), encode(&incident))
+            .map_err(|error| self.fail(error))?;
+        self.flush(&db).await?;
         Ok(incident.id)
     }
 
     async fn incidents(&self, query: &IncidentQuery) -> StoreResult<Vec<IncidentRecord>> {
+        let db = self.db()?;
         let end = incident_key(query.before.unwrap_or(u64::MAX));
         let mut found = Vec::new();
-        for entry in self.db.range(INCIDENT.to_vec()..end).rev() {
+        for entry in db.range(INCIDENT.to_vec()..end).rev() {
             if found.len() >= query.limit {
                 break;
             }
-            let (key, value) = entry.map_err(backend)?;
+            let (key, value) = entry.map_err(|error| self.fail(error))?;
             let record: IncidentRecord = decode(&key, &value)?;
             let wanted = query
                 .environment
@@ -482,8 +686,9 @@ impl Store for SledStore {
     }
 
     async fn incident(&self, id: u64) -> StoreResult<Option<IncidentRecord>> {
+        let db = self.db()?;
         let key = incident_key(id);
-        match self.db.get(&key).map_err(backend)? {
+        match db.get(&key).map_err(|error| self.fail(error))? {
             Some(bytes) => decode(&key, &bytes).map(Some),
             None => Ok(None),
         }
@@ -494,12 +699,33 @@ impl Store for SledStore {
     }
 
     async fn ready(&self) -> bool {
-        self.db.get(b"ready-probe").is_ok()
+        // A database that failed is opened again and must take a write: opening alone
+        // succeeds on a disk that is still full.
+        if self.check_space().is_err() {
+            return false;
+        }
+        let failed = self.broken.load(Ordering::SeqCst);
+        let Ok(db) = self.db() else {
+            return false;
+        };
+        if !failed {
+            return db
+                .get(READY_PROBE)
+                .map_err(|error| self.fail(error))
+                .is_ok();
+        }
+        let written = db
+            .insert(READY_PROBE, clock_bytes())
+            .map_err(|error| self.fail(error))
+            .is_ok();
+        written && self.flush(&db).await.is_ok()
     }
 
     // ---- Metric aggregates ----
 
     async fn merge_aggregates(&self, deltas: Vec<Aggregate>) -> StoreResult<()> {
+        self.check_space()?;
+        let db = self.db()?;
         if deltas.is_empty() {
             return Ok(());
         }
@@ -519,7 +745,7 @@ impl Store for SledStore {
                 }
             }
         }
-        let tree = self.aggregate_tree()?;
+        let tree = self.aggregate_tree(&db)?;
         tree.transaction(|tree| {
             for (key, delta) in &sums {
                 let mut sum = match tree.get(key)? {
@@ -548,7 +774,7 @@ impl Store for SledStore {
         // them twice, so a flush that fails is tried again before the batch is failed.
         let mut wait = std::time::Duration::from_millis(50);
         for _ in 0..FLUSH_RETRIES {
-            match self.flush().await {
+            match self.flush(&db).await {
                 Ok(()) => return Ok(()),
                 Err(error) => {
                     tracing::warn!(%error, "flushing metric aggregates failed; trying again");
@@ -557,13 +783,16 @@ impl Store for SledStore {
                 }
             }
         }
-        self.flush().await
+        self.flush(&db).await
     }
 
     async fn clear_aggregates(&self, environment: &str, flag: &str) -> StoreResult<()> {
-        let tree = self.aggregate_tree()?;
-        remove_prefix(&tree, &flag_aggregate_prefix(environment, flag))?;
-        self.flush().await
+        self.check_space()?;
+        let db = self.db()?;
+        let tree = self.aggregate_tree(&db)?;
+        remove_prefix(&tree, &flag_aggregate_prefix(environment, flag))
+            .map_err(|error| self.fail(error))?;
+        self.flush(&db).await
     }
 
     async fn aggregates(
@@ -572,11 +801,12 @@ impl Store for SledStore {
         flag: &str,
         generation: u64,
     ) -> StoreResult<Vec<Aggregate>> {
+        let db = self.db()?;
         let prefix = aggregate_prefix(environment, flag, generation);
-        let tree = self.aggregate_tree()?;
+        let tree = self.aggregate_tree(&db)?;
         let mut found = Vec::new();
         for entry in tree.scan_prefix(&prefix) {
-            let (key, value) = entry.map_err(backend)?;
+            let (key, value) = entry.map_err(|error| self.fail(error))?;
             let corrupt = |message: &str| StoreError::Corrupt {
                 key: String::from_utf8_lossy(&key).into_owned(),
                 message: message.to_string(),
@@ -649,9 +879,10 @@ impl From<&AggregateCounts> for StoredCounts {
 }
 
 impl SledStore {
-    fn aggregate_tree(&self) -> StoreResult<sled::Tree> {
+    fn aggregate_tree(&self, db: &sled::Db) -> StoreResult<sled::Tree> {
         // sled hands out the same tree each time; opening it is a map lookup.
-        self.db.open_tree(AGGREGATES_TREE).map_err(backend)
+        db.open_tree(AGGREGATES_TREE)
+            .map_err(|error| self.fail(error))
     }
 }
 
@@ -682,12 +913,12 @@ fn aggregate_prefix(environment: &str, flag: &str, generation: u64) -> Vec<u8> {
 }
 
 /// Removes every key under `prefix` in one batch (atomic in sled).
-fn remove_prefix(tree: &sled::Tree, prefix: &[u8]) -> StoreResult<()> {
+fn remove_prefix(tree: &sled::Tree, prefix: &[u8]) -> sled::Result<()> {
     let mut batch = sled::Batch::default();
     for key in tree.scan_prefix(prefix).keys() {
-        batch.remove(key.map_err(backend)?);
+        batch.remove(key?);
     }
-    tree.apply_batch(batch).map_err(backend)
+    tree.apply_batch(batch)
 }
 
 fn aggregate_key(key: &AggregateKey, counts: &AggregateCounts) -> Vec<u8> {
@@ -788,6 +1019,70 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn below_the_reserve_writes_are_refused_and_reads_go_on() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = super::SledStore::open(directory.path()).unwrap();
+        crate::store::conformance::write_one_flag(&store).await;
+        // No filesystem has this much free.
+        let store = store.with_reserve(u64::MAX);
+        let refused = crate::store::Store::clear_aggregates(&store, "durable", "checkout").await;
+        assert!(
+            matches!(&refused, Err(super::StoreError::Backend(message)) if message.contains("reserve")),
+            "{refused:?}"
+        );
+        assert!(!crate::store::Store::ready(&store).await);
+        let state = crate::store::Store::load_environment(&store, "durable")
+            .await
+            .unwrap()
+            .expect("the environment written before");
+        assert!(state.document.flags.contains_key("checkout"));
+
+        let store = store.with_reserve(1);
+        crate::store::Store::clear_aggregates(&store, "durable", "checkout")
+            .await
+            .unwrap();
+        assert!(crate::store::Store::ready(&store).await);
+    }
+
+    #[tokio::test]
+    async fn a_small_commit_may_use_the_upper_half_of_the_reserve() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = super::SledStore::open(directory.path()).unwrap();
+        crate::store::conformance::write_one_flag(&store).await;
+        // Free space is then between half the reserve and the reserve.
+        let free = super::free_bytes(directory.path()).unwrap();
+        let store = store.with_reserve(free + free / 2);
+        let flag = |description: String| super::Mutation::PutFlag {
+            key: "checkout".to_string(),
+            flag: serde_json::from_value(serde_json::json!({
+                "description": description,
+                "type": "boolean",
+                "variants": {"on": true, "off": false},
+                "default_variant": "off",
+                "enabled": false
+            }))
+            .unwrap(),
+        };
+        let large = crate::store::Store::commit(
+            &store,
+            "durable",
+            1,
+            vec![flag("x".repeat(100_000))],
+            vec![],
+        )
+        .await;
+        assert!(
+            matches!(&large, Err(super::StoreError::Backend(message)) if message.contains("reserve")),
+            "{large:?}"
+        );
+        let killed =
+            crate::store::Store::commit(&store, "durable", 1, vec![flag(String::new())], vec![])
+                .await;
+        assert_eq!(killed.unwrap(), 2);
+        assert!(!crate::store::Store::ready(&store).await);
+    }
+
+    #[tokio::test]
     async fn aggregates_survive_reopening() {
         let directory = tempfile::tempdir().unwrap();
         {
@@ -803,7 +1098,7 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let store = super::SledStore::open(directory.path()).unwrap();
         crate::store::conformance::write_aggregates(&store).await;
-        let tree = store.aggregate_tree().unwrap();
+        let tree = store.aggregate_tree(&store.db().unwrap()).unwrap();
         let (key, _) = tree.first().unwrap().unwrap();
         tree.insert(
             &key,

@@ -58,6 +58,7 @@ pub struct Builder {
     env: Vec<(String, String)>,
     configured_admin_key: bool,
     trusted: Option<Vec<u8>>,
+    data_dir_in: Option<std::path::PathBuf>,
 }
 
 impl Builder {
@@ -81,6 +82,13 @@ impl Builder {
         self
     }
 
+    /// Puts the data directory inside `parent` (a filesystem the test mounted, say) rather
+    /// than in the system's temporary directory.
+    pub fn data_dir_in(mut self, parent: &std::path::Path) -> Builder {
+        self.data_dir_in = Some(parent.to_path_buf());
+        self
+    }
+
     pub async fn start(self) -> Server {
         let mut client = reqwest::Client::builder();
         if let Some(pem) = &self.trusted {
@@ -98,7 +106,11 @@ impl Builder {
             .build()
             .expect("an HTTP client");
         let mut server = Server {
-            data_dir: tempfile::tempdir().expect("a temporary data directory"),
+            data_dir: match &self.data_dir_in {
+                Some(parent) => tempfile::tempdir_in(parent),
+                None => tempfile::tempdir(),
+            }
+            .expect("a temporary data directory"),
             env: self.env,
             configured_admin_key: self.configured_admin_key,
             process: None,
@@ -129,6 +141,7 @@ impl Server {
             env: Vec::new(),
             configured_admin_key: true,
             trusted: None,
+            data_dir_in: None,
         }
     }
 
@@ -337,6 +350,15 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// The running process's id, to read its memory from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.process
+            .as_ref()
+            .expect("the server is running")
+            .child
+            .id()
     }
 
     pub fn url(&self, path: &str) -> String {

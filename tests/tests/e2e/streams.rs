@@ -1,0 +1,200 @@
+//! Streams at scale, as far as a test can see it: streams at one revision receive the same
+//! bytes, and an idle stream costs the server no more memory with a large ruleset than a
+//! connection's own buffers.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use ripcord_proto::pb::ripcord::v1::{ripcord_client::RipcordClient, WatchRequest};
+use serde_json::{json, Value};
+
+use crate::harness::{Body, Server};
+
+/// Streams opened for a memory measurement: enough that a ruleset-sized buffer per stream
+/// (about 75 KiB here) stands far above the allocator's noise.
+const STREAMS: usize = 150;
+/// What an idle stream may cost. A stream is about 15 KiB (server-sent events) or 25 KiB
+/// (`Watch`) in a release build; one that keeps a buffer the size of its ruleset costs
+/// more than that buffer.
+const MAX_KIB_PER_STREAM: f64 = 60.0;
+
+/// A document of 200 flags whose ruleset is about 75 KB: large, and below the 128 KiB up
+/// to which actix keeps a connection's write buffer at its largest size.
+fn large_document() -> Value {
+    let flags: serde_json::Map<String, Value> = (0..200)
+        .map(|index| {
+            let flag = json!({
+                "description": format!("flag {index}: {}", "a long description ".repeat(12)),
+                "type": "boolean",
+                "variants": {"on": true, "off": false},
+                "default_variant": "off",
+                "rules": [{"when": [{"attribute": "plan", "op": "eq", "values": ["pro"]}], "serve": {"variant": "on"}}],
+            });
+            (format!("flag-{index:03}"), flag)
+        })
+        .collect();
+    json!({ "flags": flags })
+}
+
+async fn server_with_large_ruleset() -> (Server, String) {
+    let server = Server::start().await;
+    server
+        .call(
+            Method::PUT,
+            "/api/v1/environments/default/document",
+            Some(&server.admin_key.clone()),
+            Body::Json(large_document()),
+        )
+        .await
+        .expect_status(200);
+    let key = server.create_key("sdk", "server", Some("default")).await;
+    (server, key.token)
+}
+
+fn rss_kib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .expect("VmRSS")
+}
+
+/// An open `/api/v1/sdk/stream` and what it has sent so far.
+struct Events {
+    response: reqwest::Response,
+    received: Vec<u8>,
+}
+
+impl Events {
+    async fn open(server: &Server, client: &reqwest::Client, key: &str) -> Events {
+        let response = client
+            .get(server.url("/api/v1/sdk/stream"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("the stream opens");
+        assert_eq!(response.status(), 200);
+        Events {
+            response,
+            received: Vec::new(),
+        }
+    }
+
+    /// The next event, whole, with its `event`, `id` and `data` lines.
+    async fn next(&mut self) -> Vec<u8> {
+        loop {
+            if let Some(end) = self.received.windows(2).position(|pair| pair == b"\n\n") {
+                let event: Vec<u8> = self.received.drain(..end + 2).collect();
+                // The reconnection delay and heartbeats are not events.
+                if event.starts_with(b"event: ") {
+                    return event;
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), self.response.chunk())
+                .await
+                .expect("an event within 10 s")
+                .expect("the stream goes on")
+                .expect("the stream goes on");
+            self.received.extend_from_slice(&chunk);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_at_one_revision_receive_the_same_bytes() {
+    let (server, key) = server_with_large_ruleset().await;
+    let mut first = Events::open(&server, server.client(), &key).await;
+    let mut second = Events::open(&server, server.client(), &key).await;
+    let ruleset = first.next().await;
+    assert!(ruleset.starts_with(b"event: ruleset\n"));
+    assert_eq!(second.next().await, ruleset);
+    server
+        .admin_put(
+            "/api/v1/environments/default/flags/flag-007/enabled",
+            json!({"enabled": false}),
+        )
+        .await
+        .expect_status(200);
+    let delta = first.next().await;
+    assert!(delta.starts_with(b"event: delta\n"));
+    assert_eq!(second.next().await, delta);
+}
+
+/// Each stream on a connection of its own, as separate SDK instances are.
+fn own_connection_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("an HTTP client")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_event_stream_keeps_no_ruleset_sized_buffer() {
+    let (server, key) = server_with_large_ruleset().await;
+    let client = own_connection_client();
+    // One stream first, so that what is made once (the ruleset's encoding, the runtime's
+    // first allocations) is not counted per stream.
+    let mut warm = Events::open(&server, &client, &key).await;
+    warm.next().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(server.pid());
+    let mut streams = Vec::with_capacity(STREAMS);
+    for _ in 0..STREAMS {
+        let mut events = Events::open(&server, &client, &key).await;
+        assert!(events.next().await.starts_with(b"event: ruleset\n"));
+        streams.push(events);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let per_stream = (rss_kib(server.pid()) - before) / STREAMS as f64;
+    assert!(
+        per_stream < MAX_KIB_PER_STREAM,
+        "an idle event stream costs {per_stream:.1} KiB"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_watch_keeps_no_ruleset_sized_buffer() {
+    let (server, key) = server_with_large_ruleset().await;
+    let watch = || async {
+        let channel = tonic::transport::Endpoint::from_shared(server.grpc_url().to_string())
+            .expect("the gRPC URL")
+            .connect()
+            .await
+            .expect("a connection");
+        let mut request = tonic::Request::new(WatchRequest { known_revision: 0 });
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {key}").parse().expect("a header"),
+        );
+        let mut stream = RipcordClient::new(channel)
+            .max_decoding_message_size(16 << 20)
+            .watch(request)
+            .await
+            .expect("Watch opens")
+            .into_inner();
+        let ruleset = stream
+            .message()
+            .await
+            .expect("a message")
+            .expect("the ruleset");
+        assert!(ruleset.revision > 0);
+        stream
+    };
+    let _warm = watch().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(server.pid());
+    let mut streams = Vec::with_capacity(STREAMS);
+    for _ in 0..STREAMS {
+        streams.push(watch().await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let per_stream = (rss_kib(server.pid()) - before) / STREAMS as f64;
+    assert!(
+        per_stream < MAX_KIB_PER_STREAM,
+        "an idle Watch costs {per_stream:.1} KiB"
+    );
+}

@@ -126,7 +126,14 @@ pub fn serve(
     .on_connect(move |_, extensions| {
         extensions.insert(Open::new(&counted));
     })
-    .shutdown_timeout(config.shutdown_grace.as_secs().max(1));
+    // The idle window of the drain comes out of the grace (actix counts whole seconds).
+    .shutdown_timeout(
+        config
+            .shutdown_grace
+            .saturating_sub(IDLE_DRAIN)
+            .as_secs()
+            .max(1),
+    );
     let server = match tls {
         Some(tls) => server.listen_rustls_0_23(listener, tls.http())?,
         None => server.listen(listener)?,

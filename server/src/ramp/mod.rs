@@ -291,6 +291,16 @@ impl Controller {
             (Operation::Abort, Some(record)) => ramp::abort(&record.state, &by("aborted"), now),
         }
         .map_err(ramp_error)?;
+        // A start says which generation at which stage; the person's reason, when given, is
+        // added so that the audit entry keeps it as it keeps a pause's.
+        let mut step = step;
+        if operation == Operation::Start {
+            for decision in &mut step.decisions {
+                if let Decision::Start { reason: text, .. } = decision {
+                    *text = by(text.as_str());
+                }
+            }
+        }
         if operation == Operation::Start {
             // Nothing counts for the flag until the new generation is active, not even for
             // a ramp of an environment deleted under it that ingestion still knew.

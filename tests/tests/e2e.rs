@@ -4,6 +4,8 @@
 //! - [`harness`]: starting, signalling and restarting servers; HTTP helpers.
 //! - [`evaluation`]: OFREP as applications see it.
 //! - [`admin`]: the admin API, keys and authorization, and what the server refuses.
+//! - [`console`]: what the web console asks of the server: reasons in the audit log, the
+//!   explanation of every flag's evaluation.
 //! - [`crash`]: SIGKILL again and again under writes of every kind; nothing acknowledged is
 //!   lost.
 //! - [`delivery`]: rulesets and event streams for SDKs, and OFREP's event stream.
@@ -27,6 +29,8 @@ mod harness;
 
 #[path = "e2e/admin.rs"]
 mod admin;
+#[path = "e2e/console.rs"]
+mod console;
 #[path = "e2e/crash.rs"]
 mod crash;
 #[path = "e2e/delivery.rs"]

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod errors;
+pub mod explain;
 pub mod flag_schema;
 pub mod judge;
 pub mod observations;
@@ -96,6 +97,7 @@ pub fn serve(
             .configure(openapi::routes)
             .configure(admin::routes)
             .configure(ramps::routes)
+            .configure(explain::routes)
             .configure(judge::routes)
             .configure(observations::routes)
             .default_service(web::to(errors::not_found))

@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::errors::ErrorBody;
 use super::schemas::{OfrepEvaluationRequest, OfrepFailure};
-use super::{admin, judge, observations, ofrep, ramps, sdk};
+use super::{admin, explain, judge, observations, ofrep, ramps, sdk};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,6 +35,7 @@ use super::{admin, judge, observations, ofrep, ramps, sdk};
         admin::flags::delete_flag,
         admin::flags::set_enabled,
         admin::flags::set_percentage,
+        explain::explain,
         admin::segments::list_segments,
         admin::segments::create_segment,
         admin::segments::get_segment,
@@ -131,6 +132,7 @@ mod tests {
             "/api/v1/environments/{environment}/document",
             "/api/v1/keys/{id}",
             "/api/v1/audit",
+            "/api/v1/environments/{environment}/explain",
             "/ofrep/v1/evaluate/flags",
         ] {
             assert!(

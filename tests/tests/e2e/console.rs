@@ -1,0 +1,324 @@
+//! What the web console asks of the server, end to end: reasons kept by the audit log for
+//! the kill switch and the ramp controls, and the explanation of every flag's evaluation
+//! for one context.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::harness::{Body, Server};
+
+const DOCUMENT: &str = r#"
+flags:
+  new-checkout:
+    type: boolean
+    variants: {"on": true, "off": false}
+    default_variant: "off"
+    rules:
+      - when: [{attribute: plan, op: in, values: [internal]}]
+        serve: {variant: "off"}
+      - name: staff
+        when: [{attribute: email, op: ends_with, values: ["@example.com"]}]
+        serve: {variant: "on"}
+    rollout: {percentage: 30, split: [{variant: "on", weight: 1}]}
+    ramp:
+      stages: [30, 60, 100]
+      min_stage_duration: 1h
+      max_stage_duration: 2h
+      guards:
+        - {metric: errors, category: stability, kind: rate, better: lower, tolerance: 0.02, min_samples: 500}
+  banner:
+    type: string
+    variants: {plain: "hello", fancy: "HELLO"}
+    default_variant: plain
+  by-account:
+    type: integer
+    variants: {small: 1, big: 2}
+    default_variant: small
+    rollout: {percentage: 50, stickiness: accountId, split: [{variant: big, weight: 1}]}
+"#;
+
+const FLAG: &str = "/api/v1/environments/default/flags/new-checkout";
+const RAMP: &str = "/api/v1/environments/default/flags/new-checkout/ramp";
+
+async fn audit_entries(server: &Server, flag: &str) -> Vec<Value> {
+    server
+        .admin_get(&format!("/api/v1/audit?flag={flag}&limit=100"))
+        .await
+        .expect_status(200)
+        .json()["entries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_kill_switch_and_the_ramp_controls_keep_the_reason_given() {
+    let server = Server::start_with(&[], DOCUMENT).await;
+
+    // A body without a reason works as it always did.
+    server
+        .admin_put(&format!("{FLAG}/enabled"), json!({"enabled": true}))
+        .await
+        .expect_status(200);
+    let killed = server
+        .admin_put(
+            &format!("{FLAG}/enabled"),
+            json!({"enabled": false, "reason": "  checkout errors on the dashboard  "}),
+        )
+        .await
+        .expect_status(200)
+        .json();
+    assert_eq!(killed["flag"]["enabled"], json!(false), "{killed}");
+    let entries = audit_entries(&server, "new-checkout").await;
+    let kill = entries
+        .iter()
+        .find(|entry| entry["operation"] == "kill_switch")
+        .unwrap_or_else(|| panic!("the kill is audited: {entries:?}"));
+    assert_eq!(kill["reason"], "checkout errors on the dashboard", "{kill}");
+
+    // Too long a reason is refused, by name, and changes nothing.
+    let long = "x".repeat(1001);
+    let refused = server
+        .admin_put(
+            &format!("{FLAG}/enabled"),
+            json!({"enabled": true, "reason": long}),
+        )
+        .await
+        .expect_status(400)
+        .json();
+    assert_eq!(refused["path"], "reason", "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("1000"),
+        "{refused}"
+    );
+    let flag = server.admin_get(FLAG).await.expect_status(200).json();
+    assert_eq!(flag["flag"]["enabled"], json!(false), "{flag}");
+    let refused = server
+        .admin_post(&format!("{RAMP}/start"), json!({"reason": long}))
+        .await
+        .expect_status(400)
+        .json();
+    assert_eq!(refused["path"], "reason", "{refused}");
+    assert_eq!(
+        server.admin_get(RAMP).await.expect_status(200).json()["status"],
+        "pending"
+    );
+
+    // Every ramp control keeps its reason, the start included.
+    for (operation, reason) in [
+        ("start", "release 4.2 approved"),
+        ("pause", "holiday freeze"),
+        ("resume", "freeze over"),
+        ("advance", "the canary looked fine"),
+        ("abort", "wrong build"),
+    ] {
+        server
+            .admin_post(&format!("{RAMP}/{operation}"), json!({"reason": reason}))
+            .await
+            .expect_status(200);
+        let entries = audit_entries(&server, "new-checkout").await;
+        assert!(
+            entries.iter().any(|entry| entry["operation"] == "ramp"
+                && entry["reason"]
+                    .as_str()
+                    .is_some_and(|kept| kept.contains(reason))),
+            "no audit entry keeps the reason of `{operation}`: {entries:?}"
+        );
+    }
+    // A start without a reason still works.
+    server
+        .admin_post(&format!("{RAMP}/start"), json!({}))
+        .await
+        .expect_status(200);
+}
+
+/// The OFREP bulk answer for `context`, by flag key.
+async fn ofrep(server: &Server, token: &str, context: &Value) -> Vec<(String, Value)> {
+    let answer = server
+        .evaluate_all(token, context.clone(), None)
+        .await
+        .expect_status(200)
+        .json();
+    answer["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|flag| (flag["key"].as_str().unwrap().to_string(), flag.clone()))
+        .collect()
+}
+
+async fn explain(server: &Server, context: Value) -> Value {
+    server
+        .admin_post(
+            "/api/v1/environments/default/explain",
+            json!({"context": context}),
+        )
+        .await
+        .expect_status(200)
+        .json()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_answers_as_ofrep_does_and_says_why() {
+    let server = Server::start_with(&[], DOCUMENT).await;
+    let service = server
+        .create_key("checkout-service", "server", Some("default"))
+        .await;
+    server
+        .admin_post(&format!("{RAMP}/start"), json!({}))
+        .await
+        .expect_status(200);
+
+    let mut contexts = vec![
+        json!({"targetingKey": "u", "plan": "internal", "email": "a@example.com"}),
+        json!({"targetingKey": "u", "email": "a@example.com"}),
+        json!({}),
+    ];
+    contexts.extend((0..40).map(|unit| json!({"targetingKey": format!("user-{unit}")})));
+    let (mut inside, mut outside) = (0, 0);
+    for context in &contexts {
+        let explanation = explain(&server, context.clone()).await;
+        assert_eq!(explanation["environment"], "default");
+        let flags = explanation["flags"].as_array().unwrap();
+        let expected = ofrep(&server, &service.token, context).await;
+        assert_eq!(flags.len(), expected.len(), "{explanation}");
+        for (flag, (key, answer)) in flags.iter().zip(&expected) {
+            assert_eq!(&flag["key"], key);
+            for field in ["value", "variant", "reason"] {
+                assert_eq!(
+                    flag[field], answer[field],
+                    "{field} of {key}: {flag} / {answer}"
+                );
+            }
+            for field in ["cohort", "stage"] {
+                assert_eq!(
+                    flag[field], answer["metadata"][field],
+                    "{field} of {key}: {flag} / {answer}"
+                );
+            }
+            if let Some(place) = flag.get("rollout") {
+                let bucket = place["bucket"].as_u64().unwrap();
+                let threshold = place["threshold"].as_u64().unwrap();
+                assert_eq!(place["buckets"], json!(100_000));
+                assert_eq!(
+                    flag["reason"] == "SPLIT",
+                    bucket < threshold,
+                    "the bucket decides: {flag}"
+                );
+                if key == "new-checkout" {
+                    assert_eq!(place["percentage"], json!(30.0), "{flag}");
+                    if bucket < threshold {
+                        // The ramp is at its first stage: units in it are its treatment.
+                        assert_eq!(flag["cohort"], "treatment", "{flag}");
+                        assert_eq!(flag["stage"], json!(0), "{flag}");
+                        inside += 1;
+                    } else {
+                        outside += 1;
+                    }
+                }
+            }
+        }
+        let by_key = |key: &str| {
+            flags
+                .iter()
+                .find(|flag| flag["key"] == key)
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(by_key("banner")["reason"], "STATIC");
+        if context == &json!({}) {
+            // No unit, no bucket: said so, by the attribute's name.
+            let checkout = by_key("new-checkout");
+            assert_eq!(checkout["unit_missing"], "targetingKey", "{checkout}");
+            assert!(checkout.get("rollout").is_none(), "{checkout}");
+            assert_eq!(by_key("by-account")["unit_missing"], "accountId");
+        }
+    }
+    assert!(inside > 0 && outside > 0, "{inside} in, {outside} out");
+
+    // The matched rule, named or not, by its position.
+    let internal = explain(&server, contexts[0].clone()).await;
+    // Flags come in key order: banner, by-account, new-checkout.
+    let checkout = &internal["flags"][2];
+    assert_eq!(checkout["key"], "new-checkout");
+    assert_eq!(checkout["rule"], json!({"index": 0}), "{checkout}");
+    let staff = explain(&server, contexts[1].clone()).await;
+    assert_eq!(
+        staff["flags"][2]["rule"],
+        json!({"index": 1, "name": "staff"}),
+        "{staff}"
+    );
+
+    // The kill switch is why, whatever the context.
+    server
+        .admin_put(&format!("{FLAG}/enabled"), json!({"enabled": false}))
+        .await
+        .expect_status(200);
+    let killed = explain(&server, contexts[1].clone()).await;
+    assert_eq!(killed["flags"][2]["reason"], "DISABLED", "{killed}");
+    assert!(killed["flags"][2].get("rule").is_none(), "{killed}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_is_for_admin_keys_and_refuses_what_ofrep_refuses() {
+    let server = Server::start_with(&[("RIPCORD_MAX_CONTEXT_ATTRIBUTES", "3")], DOCUMENT).await;
+    let service = server
+        .create_key("checkout-service", "server", Some("default"))
+        .await;
+    let path = "/api/v1/environments/default/explain";
+    let not_admin = server
+        .call(
+            Method::POST,
+            path,
+            Some(&service.token),
+            Body::Json(json!({"context": {}})),
+        )
+        .await;
+    assert_eq!(not_admin.status, 403);
+    let anonymous = server
+        .call(Method::POST, path, None, Body::Json(json!({"context": {}})))
+        .await;
+    assert_eq!(anonymous.status, 401);
+
+    let over = server
+        .admin_post(path, json!({"context": {"a": 1, "b": 2, "c": 3, "d": 4}}))
+        .await
+        .expect_status(400)
+        .json();
+    assert!(
+        over["message"]
+            .as_str()
+            .unwrap()
+            .contains("RIPCORD_MAX_CONTEXT_ATTRIBUTES"),
+        "{over}"
+    );
+    let not_an_object = server
+        .admin_post(path, json!({"context": "user-1"}))
+        .await
+        .expect_status(400)
+        .json();
+    assert_eq!(not_an_object["path"], "context", "{not_an_object}");
+    server
+        .admin_post(path, json!({"context": {"targetingKey": 7}}))
+        .await
+        .expect_status(400);
+    server
+        .admin_post(
+            "/api/v1/environments/nowhere/explain",
+            json!({"context": {}}),
+        )
+        .await
+        .expect_status(404);
+    // No body is an empty context.
+    let empty = server
+        .call(
+            Method::POST,
+            path,
+            Some(crate::harness::ADMIN_KEY),
+            Body::None,
+        )
+        .await
+        .expect_status(200)
+        .json();
+    assert_eq!(empty["flags"].as_array().unwrap().len(), 3, "{empty}");
+}

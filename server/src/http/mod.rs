@@ -6,6 +6,7 @@
 //! [`request`] and [`schemas`]; [`openapi`] imports the handlers, never the other way.
 
 pub mod admin;
+pub mod admin_events;
 pub mod errors;
 pub mod explain;
 pub mod flag_schema;
@@ -98,6 +99,7 @@ pub fn serve(
             .configure(admin::routes)
             .configure(ramps::routes)
             .configure(explain::routes)
+            .configure(admin_events::routes)
             .configure(judge::routes)
             .configure(observations::routes)
             .default_service(web::to(errors::not_found))

@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::errors::ErrorBody;
 use super::schemas::{OfrepEvaluationRequest, OfrepFailure};
-use super::{admin, explain, judge, observations, ofrep, ramps, sdk};
+use super::{admin, admin_events, explain, judge, observations, ofrep, ramps, sdk};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -52,6 +52,7 @@ use super::{admin, explain, judge, observations, ofrep, ramps, sdk};
         ramps::advance,
         ramps::incidents,
         ramps::incident,
+        admin_events::events,
         judge::judge,
         ofrep::evaluate_one,
         ofrep::evaluate_all,
@@ -77,6 +78,7 @@ use super::{admin, explain, judge, observations, ofrep, ramps, sdk};
         (name = "keys", description = "API keys of the three scopes: client, server, admin"),
         (name = "audit", description = "Who changed what, when, from what to what"),
         (name = "ramps", description = "Ramps: status, manual controls, and the incidents the guard recorded"),
+        (name = "events", description = "Live events of changes, ramp decisions and incidents, for operators' screens"),
         (name = "judge", description = "The guard's statistics on two samples sent in the request"),
         (name = "ofrep", description = "The OpenFeature Remote Evaluation Protocol, with its event stream"),
         (name = "sdk", description = "Delivery to SDKs that evaluate locally: the ruleset and its stream"),
@@ -133,6 +135,7 @@ mod tests {
             "/api/v1/keys/{id}",
             "/api/v1/audit",
             "/api/v1/environments/{environment}/explain",
+            "/api/v1/events",
             "/ofrep/v1/evaluate/flags",
         ] {
             assert!(

@@ -13,6 +13,7 @@
 //! a kill the controller decided is never lost, and a person's later change to the flag is
 //! never undone by a stale one.
 
+pub mod events;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -102,6 +103,7 @@ pub struct Controller {
     /// both start from the same stored state.
     lock: tokio::sync::Mutex<()>,
     controller: Principal,
+    events: Arc<events::Events>,
 }
 
 impl Controller {
@@ -122,11 +124,17 @@ impl Controller {
                 environment: None,
                 event_channel: None,
             },
+            events: Arc::new(events::Events::new(epoch())),
         }
     }
 
     pub fn webhooks(&self) -> &Webhooks {
         &self.webhooks
+    }
+
+    /// The live events of changes, ramp decisions and incidents.
+    pub fn events(&self) -> &Arc<events::Events> {
+        &self.events
     }
 
     /// At start: finishes decisions a crash interrupted and tells ingestion which stages
@@ -156,6 +164,7 @@ impl Controller {
         mut stop: crate::shutdown::Signal,
     ) -> tokio::task::JoinHandle<()> {
         let controller = Arc::clone(self);
+        self.events.relay(self.service.subscribe(), stop.clone());
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -436,7 +445,11 @@ impl Controller {
             });
         }
         let mut incident_id = None;
+        let mut incident_action = None;
+        let mut incident_reason = None;
         if let Some((action, reason, evidence)) = incident {
+            incident_action = Some(action);
+            incident_reason = Some(reason.clone());
             let id = self
                 .store
                 .add_incident(IncidentRecord {
@@ -470,8 +483,41 @@ impl Controller {
             base_revision,
             ..effect
         });
+        let mut announced: Vec<events::AdminEvent> = audit
+            .iter()
+            .map(|entry| events::AdminEvent::Ramp {
+                environment: record.environment.clone(),
+                flag: record.flag.clone(),
+                action: entry
+                    .action
+                    .strip_prefix("ramp.")
+                    .unwrap_or(&entry.action)
+                    .to_string(),
+                actor: entry.actor.clone(),
+                reason: entry.reason.clone().unwrap_or_default(),
+                generation: record.state.generation,
+                status: record.state.status.to_string(),
+                stage: u32::from(record.state.stage),
+                percentage: record.state.percentage,
+                time: time.clone(),
+            })
+            .collect();
         self.store.put_ramp(record.clone(), audit).await?;
         self.activate(&record);
+        if let (Some(id), Some(kill_or_pause)) = (incident_id, incident_action) {
+            announced.push(events::AdminEvent::Incident {
+                id,
+                environment: record.environment.clone(),
+                flag: record.flag.clone(),
+                action: kill_or_pause.to_string(),
+                reason: incident_reason.unwrap_or_default(),
+                time: time.clone(),
+            });
+        }
+        // Stored, so announced: a client that reads the ramp on this event finds it so.
+        for event in announced {
+            self.events.publish(event);
+        }
         let reason = step
             .decisions
             .iter()
@@ -698,6 +744,16 @@ impl Controller {
                 .is_none_or(|record| record.pending.is_none()),
         })
     }
+}
+
+/// This process's start in milliseconds: the first part of every live event's id, so that a
+/// client resuming with an id from before a restart is told to start over.
+fn epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 fn warmup(ramp: &Ramp) -> Seconds {

@@ -1,7 +1,11 @@
 //! What the web console asks of the server, end to end: reasons kept by the audit log for
-//! the kill switch and the ramp controls, and the explanation of every flag's evaluation
-//! for one context.
+//! the kill switch and the ramp controls, the explanation of every flag's evaluation for one
+//! context, and the live event stream.
 
+use std::time::Duration;
+
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt as _;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -321,4 +325,187 @@ async fn explain_is_for_admin_keys_and_refuses_what_ofrep_refuses() {
         .expect_status(200)
         .json();
     assert_eq!(empty["flags"].as_array().unwrap().len(), 3, "{empty}");
+}
+
+/// One server-sent event: its name, id and data.
+#[derive(Debug)]
+struct Event {
+    name: String,
+    id: String,
+    data: Value,
+}
+
+/// A reader of `GET /api/v1/events`, heartbeats skipped.
+struct Stream {
+    body: BoxStream<'static, reqwest::Result<Vec<u8>>>,
+    buffer: Vec<u8>,
+}
+
+impl Stream {
+    async fn open(server: &Server, key: &str, last_event_id: Option<&str>) -> Result<Stream, u16> {
+        let mut request = server
+            .client()
+            .get(server.url("/api/v1/events"))
+            .bearer_auth(key)
+            .timeout(Duration::from_secs(60));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = request.send().await.expect("the server answers");
+        if response.status() != 200 {
+            return Err(response.status().as_u16());
+        }
+        assert_eq!(
+            response.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        Ok(Stream {
+            body: response
+                .bytes_stream()
+                .map(|chunk| chunk.map(|chunk| chunk.to_vec()))
+                .boxed(),
+            buffer: Vec::new(),
+        })
+    }
+
+    /// The next event; fails the test after two seconds of none, the console's promise.
+    async fn next(&mut self) -> Event {
+        tokio::time::timeout(Duration::from_secs(2), self.read())
+            .await
+            .expect("an event within 2 s")
+    }
+
+    async fn read(&mut self) -> Event {
+        loop {
+            if let Some(end) = self.buffer.windows(2).position(|pair| pair == b"\n\n") {
+                let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                let block = String::from_utf8(block).expect("UTF-8");
+                let (mut name, mut id, mut data) = (None, None, None);
+                for line in block.lines() {
+                    let Some((field, value)) = line.split_once(": ") else {
+                        continue;
+                    };
+                    match field {
+                        "event" => name = Some(value.to_string()),
+                        "id" => id = Some(value.to_string()),
+                        "data" => data = Some(serde_json::from_str(value).expect("JSON data")),
+                        _ => {}
+                    }
+                }
+                // Comments (heartbeats) and `retry:` have no event.
+                if let (Some(name), Some(id), Some(data)) = (name, id, data) {
+                    return Event { name, id, data };
+                }
+                continue;
+            }
+            match self.body.next().await {
+                Some(Ok(chunk)) => self.buffer.extend_from_slice(&chunk),
+                other => panic!("the stream ended: {other:?}"),
+            }
+        }
+    }
+
+    /// The next event named `name`, skipping others.
+    async fn next_named(&mut self, name: &str) -> Event {
+        loop {
+            let event = self.next().await;
+            if event.name == name {
+                return event;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_event_stream_follows_changes_and_ramps_and_resumes() {
+    let server = Server::start_with(&[("RIPCORD_HEARTBEAT", "1s")], DOCUMENT).await;
+    let service = server
+        .create_key("checkout-service", "server", Some("default"))
+        .await;
+    assert_eq!(
+        Stream::open(&server, &service.token, None).await.err(),
+        Some(403)
+    );
+    assert_eq!(Stream::open(&server, "nope", None).await.err(), Some(401));
+
+    let mut stream = Stream::open(&server, crate::harness::ADMIN_KEY, None)
+        .await
+        .unwrap();
+    let revision = server.revision("default").await;
+    server
+        .admin_put(
+            &format!("{FLAG}/enabled"),
+            json!({"enabled": false, "reason": "errors"}),
+        )
+        .await
+        .expect_status(200);
+    let change = stream.next_named("change").await;
+    assert_eq!(change.data["type"], "change");
+    assert_eq!(change.data["environment"], "default");
+    assert_eq!(change.data["revision"], json!(revision + 1));
+    assert_eq!(change.data["flags"], json!(["new-checkout"]), "{change:?}");
+
+    server
+        .admin_post(&format!("{RAMP}/start"), json!({"reason": "go"}))
+        .await
+        .expect_status(200);
+    let ramp = stream.next_named("ramp").await;
+    assert_eq!(ramp.data["action"], "start", "{ramp:?}");
+    assert_eq!(ramp.data["flag"], "new-checkout");
+    assert_eq!(ramp.data["status"], "running");
+    assert_eq!(ramp.data["percentage"], json!(30.0));
+    assert!(ramp.data["reason"].as_str().unwrap().contains("go"));
+    // The start turns the flag back on: a change follows.
+    let started = stream.next_named("change").await;
+    let seen = started.id.clone();
+
+    // What happens while a client is away is sent when it comes back with its last id.
+    drop(stream);
+    server
+        .admin_post(&format!("{RAMP}/pause"), json!({"reason": "lunch"}))
+        .await
+        .expect_status(200);
+    server
+        .admin_post("/api/v1/environments", json!({"name": "staging"}))
+        .await
+        .expect_status(201);
+    let mut resumed = Stream::open(&server, crate::harness::ADMIN_KEY, Some(&seen))
+        .await
+        .unwrap();
+    // The controller may have held the ramp in between: only what matters here is looked at.
+    let paused = loop {
+        let event = resumed.next_named("ramp").await;
+        if event.data["action"] == "pause" {
+            break event;
+        }
+    };
+    assert!(
+        paused.data["reason"].as_str().unwrap().contains("lunch"),
+        "{paused:?}"
+    );
+    let created = resumed.next_named("change").await;
+    assert_eq!(created.data["environment"], "staging", "{created:?}");
+    assert!(created.data.get("flags").is_none(), "{created:?}");
+
+    // An id the server cannot resume from says so first.
+    let mut lost = Stream::open(&server, crate::harness::ADMIN_KEY, Some("1-1"))
+        .await
+        .unwrap();
+    let reset = lost.next().await;
+    assert_eq!(reset.name, "reset", "{reset:?}");
+    server
+        .admin_delete("/api/v1/environments/staging")
+        .await
+        .expect_status(204);
+    let deleted = lost.next_named("environment_deleted").await;
+    assert_eq!(deleted.data["environment"], "staging");
+    assert_ne!(deleted.id, reset.id);
+
+    // An idle stream has heartbeats, as comments.
+    let chunk = tokio::time::timeout(Duration::from_millis(2500), lost.body.next())
+        .await
+        .expect("a heartbeat within the period")
+        .expect("the stream is open")
+        .unwrap();
+    assert_eq!(chunk, b": heartbeat\n\n");
 }

@@ -34,7 +34,7 @@ const HEARTBEAT: &[u8] = b": heartbeat\n\n";
         ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received")
     ),
     responses(
-        (status = 200, description = "The event stream: `event:` is the `type` of the data, `reset` has the data `{}`", content_type = "text/event-stream", body = AdminEvent),
+        (status = 200, description = "The event stream; each event as the schema says, its data as `AdminEvent` says", content_type = "text/event-stream", body = AdminStreamEvent),
         (status = 401, description = "No API key, or one that is unknown or revoked", body = ErrorBody),
         (status = 403, description = "The key is not an admin key", body = ErrorBody)
     ),
@@ -127,6 +127,63 @@ impl Stream {
             }
         }
     }
+}
+
+/// One event of `/api/v1/events`, as the stream sends it.
+pub struct AdminStreamEvent;
+
+impl utoipa::PartialSchema for AdminStreamEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::OneOfBuilder::new()
+            .description(Some(
+                "One event: its name is the `type` of its data (`AdminEvent`), or `reset` \
+                 (data `{}`: what the client missed is no longer kept; read the state \
+                 afresh). Heartbeats are SSE comments, not events.",
+            ))
+            .item(event("change", "`AdminEvent` of type `change`"))
+            .item(event(
+                "environment_deleted",
+                "`AdminEvent` of type `environment_deleted`",
+            ))
+            .item(event("ramp", "`AdminEvent` of type `ramp`"))
+            .item(event("incident", "`AdminEvent` of type `incident`"))
+            .item(event("reset", "`{}`"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for AdminStreamEvent {}
+
+fn event(name: &str, data: &str) -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .property(
+            "event",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some([name])),
+        )
+        .required("event")
+        .property(
+            "id",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[0-9]+-[0-9]+$"))
+                .description(Some(
+                    "The process's start and the event's number: send it back as \
+                     `Last-Event-ID`",
+                )),
+        )
+        .required("id")
+        .property(
+            "data",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .content_media_type("application/json")
+                .description(Some(data)),
+        )
+        .required("data")
+        .build()
 }
 
 fn reset(events: &Events, latest: u64) -> Bytes {

@@ -15,6 +15,7 @@ pub mod observations;
 pub mod ofrep;
 pub mod openapi;
 pub mod ops;
+pub mod ramp_history;
 pub mod ramps;
 pub mod request;
 pub mod schemas;
@@ -97,6 +98,7 @@ pub fn serve(
             .configure(sdk::routes)
             .configure(openapi::routes)
             .configure(admin::routes)
+            .configure(ramp_history::routes)
             .configure(ramps::routes)
             .configure(explain::routes)
             .configure(admin_events::routes)

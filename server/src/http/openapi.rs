@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::errors::ErrorBody;
 use super::schemas::{OfrepEvaluationRequest, OfrepFailure};
-use super::{admin, admin_events, explain, judge, observations, ofrep, ramps, sdk};
+use super::{admin, admin_events, explain, judge, observations, ofrep, ramp_history, ramps, sdk};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -50,6 +50,7 @@ use super::{admin, admin_events, explain, judge, observations, ofrep, ramps, sdk
         ramps::status,
         ramps::operate,
         ramps::advance,
+        ramp_history::history,
         ramps::incidents,
         ramps::incident,
         admin_events::events,
@@ -64,6 +65,7 @@ use super::{admin, admin_events, explain, judge, observations, ofrep, ramps, sdk
     ),
     components(schemas(
         ErrorBody,
+        crate::ramp::events::AdminEvent,
         OfrepEvaluationRequest,
         OfrepFailure,
         judge::JudgeRequestSchema,
@@ -136,6 +138,7 @@ mod tests {
             "/api/v1/audit",
             "/api/v1/environments/{environment}/explain",
             "/api/v1/events",
+            "/api/v1/environments/{environment}/flags/{key}/ramp/history",
             "/ofrep/v1/evaluate/flags",
         ] {
             assert!(

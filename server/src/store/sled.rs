@@ -29,7 +29,7 @@ use tokio::sync::broadcast;
 use super::{Aggregate, AggregateCounts, AggregateKey};
 use super::{
     AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState, IncidentQuery,
-    IncidentRecord, KeyRecord, Mutation, RampRecord, Store, StoreError, StoreResult,
+    IncidentRecord, KeyRecord, LookRecord, Mutation, RampRecord, Store, StoreError, StoreResult,
 };
 
 pub struct SledStore {
@@ -489,6 +489,50 @@ impl Store for SledStore {
         }
     }
 
+    async fn add_look(&self, look: LookRecord, keep: usize) -> StoreResult<()> {
+        let tree = self.look_tree()?;
+        let prefix = aggregate_prefix(&look.environment, &look.flag, look.generation);
+        let mut key = prefix.clone();
+        key.extend_from_slice(&look.minute().to_be_bytes());
+        tree.insert(key, encode(&look)).map_err(backend)?;
+        let keys = tree
+            .scan_prefix(&prefix)
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        let removed = super::thinned(keys.len(), keep);
+        if !removed.is_empty() {
+            let mut batch = sled::Batch::default();
+            for index in removed {
+                batch.remove(keys[index].clone());
+            }
+            tree.apply_batch(batch).map_err(backend)?;
+        }
+        self.flush().await
+    }
+
+    async fn looks(
+        &self,
+        environment: &str,
+        flag: &str,
+        generation: u64,
+    ) -> StoreResult<Vec<LookRecord>> {
+        let tree = self.look_tree()?;
+        let prefix = aggregate_prefix(environment, flag, generation);
+        tree.scan_prefix(&prefix)
+            .map(|entry| {
+                let (key, value) = entry.map_err(backend)?;
+                decode(&key, &value)
+            })
+            .collect()
+    }
+
+    async fn clear_looks(&self, environment: &str, flag: &str) -> StoreResult<()> {
+        let tree = self.look_tree()?;
+        remove_prefix(&tree, &flag_aggregate_prefix(environment, flag))?;
+        self.flush().await
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
         self.changes.subscribe()
     }
@@ -648,7 +692,19 @@ impl From<&AggregateCounts> for StoredCounts {
     }
 }
 
+// ---- Ramp look history ----
+//
+// A tree of its own, `looks`, keyed as aggregates are up to the generation, then the look's
+// minute (8 bytes BE): one generation is one prefix scan, oldest first. The value is the
+// JSON of the [`LookRecord`].
+
+const LOOKS_TREE: &str = "looks";
+
 impl SledStore {
+    fn look_tree(&self) -> StoreResult<sled::Tree> {
+        self.db.open_tree(LOOKS_TREE).map_err(backend)
+    }
+
     fn aggregate_tree(&self) -> StoreResult<sled::Tree> {
         // sled hands out the same tree each time; opening it is a map lookup.
         self.db.open_tree(AGGREGATES_TREE).map_err(backend)

@@ -509,3 +509,174 @@ async fn the_event_stream_follows_changes_and_ramps_and_resumes() {
         .unwrap();
     assert_eq!(chunk, b": heartbeat\n\n");
 }
+
+/// One rate guard with second-long stages, for a controller that looks every second.
+const RAMPED: &str = r#"
+flags:
+  new-checkout:
+    type: boolean
+    client_visible: true
+    variants: {"on": true, "off": false}
+    default_variant: "off"
+    rollout: {percentage: 0, split: [{variant: "on", weight: 1}]}
+    ramp:
+      stages: [10, 50, 100]
+      min_stage_duration: 2s
+      max_stage_duration: 1h
+      warmup: 1s
+      guards:
+        - {metric: errors, category: stability, kind: rate, better: lower, tolerance: 0.02, min_samples: 500}
+"#;
+
+/// Posts `per_cohort` observations per cohort at stage 0, `events` of them errors.
+async fn post_errors(server: &Server, key: &str, per_cohort: u64, events: [u64; 2]) {
+    let observations: Vec<Value> = ["treatment", "control"]
+        .into_iter()
+        .zip(events)
+        .flat_map(|(cohort, events)| {
+            (0..per_cohort).map(move |index| {
+                json!({
+                    "flag": "new-checkout", "metric": "errors", "value": u64::from(index < events),
+                    "cohort": cohort, "stage": 0, "unit": format!("{cohort}-{index}"),
+                })
+            })
+        })
+        .collect();
+    let answer = server
+        .call(
+            Method::POST,
+            "/api/v1/metrics",
+            Some(key),
+            Body::Json(json!({"observations": observations})),
+        )
+        .await
+        .expect_status(200)
+        .json();
+    assert_eq!(
+        answer["accepted"],
+        json!(2 * per_cohort),
+        "first rejection: {}; the ramp: {}",
+        answer["rejected"][0],
+        server.admin_get(RAMP).await.text()
+    );
+}
+
+const HISTORY: &str = "/api/v1/environments/default/flags/new-checkout/ramp/history";
+
+/// Polls the history until `done` holds, for at most 20 seconds.
+async fn history_until(server: &Server, done: impl Fn(&[Value]) -> bool) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let history = server.admin_get(HISTORY).await.expect_status(200).json();
+        if done(history["looks"].as_array().unwrap()) {
+            return history;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the history did not get there: {history:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ramp_s_look_history_keeps_each_guard_s_evidence_across_a_restart() {
+    let mut server = Server::start_with(&[("RIPCORD_RAMP_TICK", "1s")], RAMPED).await;
+    let client = server.create_key("app", "client", Some("default")).await;
+
+    let never_started = server.admin_get(HISTORY).await.expect_status(200).json();
+    assert_eq!(never_started["generation"], json!(0));
+    assert_eq!(never_started["looks"], json!([]));
+
+    server
+        .admin_post(&format!("{RAMP}/start"), json!({}))
+        .await
+        .expect_status(200);
+    // Looks after the warm-up are kept; several looks a second apart make one point a
+    // minute (two, should the test straddle a minute's turn).
+    let first = history_until(&server, |looks| !looks.is_empty()).await;
+    assert_eq!(first["generation"], json!(1));
+    let look = &first["looks"][0];
+    assert_eq!(look["stage"], json!(0), "{look}");
+    assert_eq!(look["percentage"], json!(10.0), "{look}");
+    assert_eq!(look["status"], "running", "{look}");
+    assert_eq!(look["guards"][0]["metric"], "errors", "{look}");
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let later = server.admin_get(HISTORY).await.expect_status(200).json();
+    assert!(
+        later["looks"].as_array().unwrap().len() <= 2,
+        "more than one point a minute: {later:#}"
+    );
+
+    // The kill's look is kept, with the evidence that killed, and the live stream tells
+    // of the incident.
+    let mut stream = Stream::open(&server, crate::harness::ADMIN_KEY, None)
+        .await
+        .unwrap();
+    post_errors(&server, &client.token, 1000, [300, 10]).await;
+    let killed = history_until(&server, |looks| {
+        looks.last().is_some_and(|look| look["status"] == "killed")
+    })
+    .await;
+    let kill = killed["looks"].as_array().unwrap().last().unwrap().clone();
+    let evidence = &kill["guards"][0]["evidence"];
+    assert_eq!(evidence["verdict"], "REGRESSION", "{kill:#}");
+    assert_eq!(evidence["n_treatment"], json!(1000), "{kill:#}");
+    assert!(evidence["p_value"].as_f64().unwrap() <= evidence["threshold"].as_f64().unwrap());
+    assert!(evidence["effect"].is_object(), "{kill:#}");
+    let incident = stream.next_named("incident").await;
+    assert_eq!(incident.data["action"], "kill", "{incident:?}");
+    let id = incident.data["id"].as_u64().unwrap();
+    server
+        .admin_get(&format!("/api/v1/incidents/{id}"))
+        .await
+        .expect_status(200);
+    drop(stream);
+
+    server.restart().await;
+    let after = server.admin_get(HISTORY).await.expect_status(200).json();
+    assert_eq!(after, killed, "the history survives a restart");
+
+    assert_eq!(
+        server
+            .admin_get(&format!("{HISTORY}?generation=2"))
+            .await
+            .expect_status(200)
+            .json()["looks"],
+        json!([])
+    );
+    let bad = server
+        .admin_get(&format!("{HISTORY}?generation=zero"))
+        .await
+        .expect_status(400)
+        .json();
+    assert_eq!(bad["path"], "generation", "{bad}");
+    server
+        .admin_get("/api/v1/environments/default/flags/nope/ramp/history")
+        .await
+        .expect_status(404);
+    let not_admin = server
+        .call(Method::GET, HISTORY, Some(&client.token), Body::None)
+        .await;
+    assert_eq!(not_admin.status, 403);
+
+    // A new generation starts a new history.
+    server
+        .admin_post(&format!("{RAMP}/start"), json!({}))
+        .await
+        .expect_status(200);
+    let restarted = server.admin_get(HISTORY).await.expect_status(200).json();
+    assert_eq!(restarted["generation"], json!(2));
+    assert!(
+        restarted["looks"].as_array().unwrap().len() <= 1,
+        "{restarted:#}"
+    );
+    assert_eq!(
+        server
+            .admin_get(&format!("{HISTORY}?generation=1"))
+            .await
+            .expect_status(200)
+            .json()["looks"],
+        json!([])
+    );
+}

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod admin_events;
+pub mod dry_run;
 pub mod errors;
 pub mod explain;
 pub mod flag_schema;

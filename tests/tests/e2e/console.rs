@@ -680,3 +680,82 @@ async fn a_ramp_s_look_history_keeps_each_guard_s_evidence_across_a_restart() {
         json!([])
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_dry_run_says_what_would_change_and_changes_nothing() {
+    let server = Server::start_with(&[], DOCUMENT).await;
+    let revision = server.revision("default").await;
+    let exported = server.export("default").await;
+    let audit = audit_entries(&server, "banner").await.len();
+
+    // `banner` changes, `by-account` goes, `fresh` comes, `new-checkout` stays.
+    let mut next = exported.clone();
+    next["flags"]["banner"]["default_variant"] = json!("fancy");
+    next["flags"].as_object_mut().unwrap().remove("by-account");
+    next["flags"]["fresh"] =
+        json!({"type": "boolean", "variants": {"on": true}, "default_variant": "on"});
+    let path = "/api/v1/environments/default/document";
+    let dry = server
+        .admin_put(&format!("{path}?dry_run=true"), next.clone())
+        .await
+        .expect_status(200)
+        .json();
+    assert_eq!(dry["dry_run"], json!(true));
+    assert_eq!(dry["changes"], json!(true));
+    assert_eq!(dry["revision"], json!(revision));
+    let flags = &dry["flags"];
+    assert_eq!(flags["added"][0]["key"], "fresh", "{dry:#}");
+    assert_eq!(flags["added"][0]["after"], next["flags"]["fresh"]);
+    assert!(flags["added"][0].get("before").is_none());
+    assert_eq!(flags["changed"][0]["key"], "banner", "{dry:#}");
+    assert_eq!(flags["changed"][0]["before"]["default_variant"], "plain");
+    assert_eq!(flags["changed"][0]["after"]["default_variant"], "fancy");
+    assert_eq!(flags["removed"][0]["key"], "by-account", "{dry:#}");
+    assert_eq!(
+        flags["removed"][0]["before"],
+        exported["flags"]["by-account"]
+    );
+    assert_eq!(flags["unchanged"], json!(1));
+    for list in ["added", "changed", "removed"] {
+        assert_eq!(flags[list].as_array().unwrap().len(), 1, "{list}: {dry:#}");
+    }
+
+    // Nothing changed: no revision, no audit entry, the same document.
+    assert_eq!(server.revision("default").await, revision);
+    assert_eq!(server.export("default").await, exported);
+    assert_eq!(audit_entries(&server, "banner").await.len(), audit);
+
+    // The same document would change nothing; an invalid one is refused at its path, as the
+    // import would refuse it.
+    let same = server
+        .admin_put(&format!("{path}?dry_run=true"), exported.clone())
+        .await
+        .expect_status(200)
+        .json();
+    assert_eq!(same["changes"], json!(false), "{same:#}");
+    let mut invalid = next.clone();
+    invalid["flags"]["fresh"]["default_variant"] = json!("missing");
+    let refused = server
+        .admin_put(&format!("{path}?dry_run=true"), invalid)
+        .await
+        .expect_status(400)
+        .json();
+    assert!(
+        refused.to_string().contains("flags.fresh.default_variant"),
+        "{refused:#}"
+    );
+    let typo = server
+        .admin_put(&format!("{path}?dry_run=yes"), next.clone())
+        .await
+        .expect_status(400)
+        .json();
+    assert_eq!(typo["path"], "dry_run", "{typo}");
+    assert_eq!(server.revision("default").await, revision);
+
+    // Without it, or with `false`, the import goes through.
+    server
+        .admin_put(&format!("{path}?dry_run=false"), next)
+        .await
+        .expect_status(200);
+    assert_eq!(server.revision("default").await, revision + 1);
+}

@@ -5,7 +5,8 @@
 //! - [`evaluation`]: OFREP as applications see it.
 //! - [`admin`]: the admin API, keys and authorization, and what the server refuses.
 //! - [`console`]: what the web console asks of the server: reasons in the audit log, the
-//!   explanation of every flag's evaluation.
+//!   explanation of every flag's evaluation, the live event stream, a ramp's look history,
+//!   an import's dry run.
 //! - [`crash`]: SIGKILL again and again under writes of every kind; nothing acknowledged is
 //!   lost.
 //! - [`delivery`]: rulesets and event streams for SDKs, and OFREP's event stream.

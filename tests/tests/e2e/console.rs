@@ -1,6 +1,6 @@
 //! What the web console asks of the server, end to end: reasons kept by the audit log for
 //! the kill switch and the ramp controls, the explanation of every flag's evaluation for one
-//! context, and the live event stream.
+//! context, the live event stream, a ramp's look history, and an import's dry run.
 
 use std::time::Duration;
 

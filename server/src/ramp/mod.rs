@@ -384,7 +384,7 @@ impl Controller {
             None => format!("{what} by {}", actor.name),
         };
         let settings = Settings::default();
-        let step = match (operation, &stored) {
+        let mut step = match (operation, &stored) {
             (Operation::Start, None) => ramp::start(&ramp, &ramp::new(&ramp, &settings, 1), now),
             (Operation::Start, Some(record)) if record.state.status == Status::Pending => {
                 ramp::start(&ramp, &record.state, now)
@@ -418,17 +418,14 @@ impl Controller {
             (Operation::Abort, Some(record)) => ramp::abort(&record.state, &by("aborted"), now),
         }
         .map_err(ramp_error)?;
-        // A start says which generation at which stage; the person's reason, when given, is
-        // added so that the audit entry keeps it as it keeps a pause's.
-        let mut step = step;
         if operation == Operation::Start {
+            // A start says which generation at which stage; the person's reason, when given,
+            // is added so that the audit entry keeps it as it keeps a pause's.
             for decision in &mut step.decisions {
                 if let Decision::Start { reason: text, .. } = decision {
                     *text = by(text.as_str());
                 }
             }
-        }
-        if operation == Operation::Start {
             // Nothing counts for the flag until the new generation is active, not even for
             // a ramp of an environment deleted under it that ingestion still knew.
             self.evidence.activate(environment, flag, None);

@@ -92,9 +92,24 @@ pub struct Metadata<'a> {
     pub stage: Option<Stage>,
     /// The name of the rule that matched, if it has one.
     pub rule: Option<&'a str>,
+    /// The position of the rule that matched among the flag's rules, from 0: a rule need
+    /// not have a name, and a person looking for why needs to find it all the same.
+    pub rule_index: Option<usize>,
+    /// Where the context's unit fell in the rollout, when the rollout was reached and the
+    /// unit had a value: its bucket against the threshold below which units are in.
+    pub bucket: Option<RolloutBucket>,
     /// Set when the context was outside the rollout because it has no usable value for the
     /// rollout's stickiness attribute: the attribute's name.
     pub unit_missing: Option<&'a str>,
+}
+
+/// A unit's place in a rollout, out of [`BUCKETS`](crate::bucketing::BUCKETS) buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RolloutBucket {
+    /// The unit's rollout bucket, from 0.
+    pub bucket: u32,
+    /// Units whose bucket is below this are in the rollout: the percentage, in buckets.
+    pub threshold: u32,
 }
 
 impl<'a> Evaluation<'a> {
@@ -211,7 +226,7 @@ pub fn evaluate_flag_with<'a>(
     if !flag.enabled {
         return Evaluation::served(flag, flag.default_variant, Reason::Disabled, metadata);
     }
-    for rule in &flag.rules {
+    for (index, rule) in flag.rules.iter().enumerate() {
         let segment_holds = rule
             .segment
             .as_ref()
@@ -223,6 +238,7 @@ pub fn evaluate_flag_with<'a>(
                 .all(|condition| condition.holds(context))
         {
             metadata.rule = rule.name.as_deref();
+            metadata.rule_index = Some(index);
             return Evaluation::served(flag, rule.variant, Reason::TargetingMatch, metadata);
         }
     }
@@ -240,6 +256,10 @@ pub fn evaluate_flag_with<'a>(
     };
     bucketing::with_hash_input(&rollout.salt_prefix, unit, |data| {
         let rollout_bucket = bucketing::rollout_bucket(data);
+        metadata.bucket = Some(RolloutBucket {
+            bucket: rollout_bucket,
+            threshold: rollout.threshold,
+        });
         if rollout.threshold < bucketing::BUCKETS as u32 {
             metadata.cohort = bucketing::cohort(rollout_bucket, rollout.threshold);
             if metadata.cohort.is_some() {
@@ -260,4 +280,79 @@ pub fn evaluate_flag_with<'a>(
         };
         Evaluation::served(flag, variant, Reason::Split, metadata)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::document::Document;
+    use crate::snapshot::Limits;
+
+    const DOCUMENT: &str = r#"
+flags:
+  f:
+    type: boolean
+    variants: {"on": true, "off": false}
+    default_variant: "off"
+    rules:
+      - {when: [{attribute: plan, op: in, values: [free]}], serve: {variant: "off"}}
+      - {name: staff, when: [{attribute: staff, op: in, values: [true]}], serve: {variant: "on"}}
+    rollout: {percentage: 30, split: [{variant: "on", weight: 1}]}
+"#;
+
+    fn context(attributes: serde_json::Value) -> Context {
+        let mut context = Context::new();
+        if let serde_json::Value::Object(attributes) = attributes {
+            for (name, value) in attributes {
+                context.insert(name, value);
+            }
+        }
+        context
+    }
+
+    #[test]
+    fn the_matched_rule_is_given_by_position_named_or_not() {
+        let document = Document::from_yaml(DOCUMENT).unwrap();
+        let snapshot = Snapshot::compile(&document, 1, |_| 1, &Limits::default()).unwrap();
+        let unnamed = evaluate(&snapshot, "f", &context(json!({"plan": "free"})));
+        assert_eq!(unnamed.metadata.rule_index, Some(0));
+        assert_eq!(unnamed.metadata.rule, None);
+        let named = evaluate(&snapshot, "f", &context(json!({"staff": true})));
+        assert_eq!(named.metadata.rule_index, Some(1));
+        assert_eq!(named.metadata.rule, Some("staff"));
+        assert_eq!(named.metadata.bucket, None);
+    }
+
+    #[test]
+    fn the_bucket_against_the_threshold_is_what_decided_the_rollout() {
+        let document = Document::from_yaml(DOCUMENT).unwrap();
+        let snapshot = Snapshot::compile(&document, 1, |_| 1, &Limits::default()).unwrap();
+        let (mut inside, mut outside) = (0, 0);
+        for unit in 0..200 {
+            let evaluation = evaluate(
+                &snapshot,
+                "f",
+                &context(json!({"targetingKey": format!("user-{unit}")})),
+            );
+            let bucket = evaluation.metadata.bucket.expect("the rollout was reached");
+            assert_eq!(bucket.threshold, 30_000);
+            assert!(u64::from(bucket.bucket) < crate::bucketing::BUCKETS);
+            assert_eq!(
+                evaluation.reason == Reason::Split,
+                bucket.bucket < bucket.threshold,
+                "{evaluation:?}"
+            );
+            if evaluation.reason == Reason::Split {
+                inside += 1;
+            } else {
+                outside += 1;
+            }
+        }
+        assert!(inside > 0 && outside > 0);
+        let missing = evaluate(&snapshot, "f", &context(json!({})));
+        assert_eq!(missing.metadata.bucket, None);
+        assert_eq!(missing.metadata.unit_missing, Some("targetingKey"));
+    }
 }

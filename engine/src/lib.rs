@@ -33,7 +33,7 @@ pub use document::{Document, Flag, FlagType, Segment};
 pub use error::{DocumentError, Problem};
 pub use evaluate::{
     evaluate, evaluate_flag, evaluate_flag_with, evaluate_typed, Context, ErrorCode, Evaluation,
-    Metadata, Reason, Segments,
+    Metadata, Reason, RolloutBucket, Segments,
 };
 pub use ruleset::{DeltaError, Ruleset, RulesetDelta, RulesetRef};
 pub use snapshot::{validate, CompiledFlag, Limits, Snapshot};

@@ -103,6 +103,20 @@ impl Evaluator {
         mut each: impl FnMut(Evaluated<'s>),
     ) {
         let counters = self.environment.counters(counts);
+        self.each(context, |evaluated| {
+            counters.record(evaluated.position, evaluated.evaluation.reason);
+            each(evaluated);
+        });
+    }
+
+    /// Evaluates every flag the caller may see, in key order, not counted: for a person
+    /// trying contexts out to see why each flag answers as it does, whose tries are not
+    /// traffic. The evaluations are those [`all`](Self::all) gives, metadata and all.
+    pub fn explain<'s>(&'s self, context: &Context, each: impl FnMut(Evaluated<'s>)) {
+        self.each(context, each);
+    }
+
+    fn each<'s>(&'s self, context: &Context, mut each: impl FnMut(Evaluated<'s>)) {
         let snapshot = &self.environment.snapshot;
         let mut segments = Segments::default();
         let mut visit = |position: usize, flag: &'s CompiledFlag| {
@@ -110,7 +124,6 @@ impl Evaluator {
                 return;
             }
             let evaluation = evaluate_flag_with(flag, context, &mut segments);
-            counters.record(position, evaluation.reason);
             each(Evaluated {
                 position,
                 flag,

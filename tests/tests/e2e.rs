@@ -6,6 +6,9 @@
 //! - [`abuse`]: clients that hold streams or bodies open: gRPC calls without a key or a
 //!   body, HTTP bodies that stall.
 //! - [`admin`]: the admin API, keys and authorization, and what the server refuses.
+//! - [`console`]: what the web console asks of the server: reasons in the audit log, the
+//!   explanation of every flag's evaluation, the live event stream, a ramp's look history,
+//!   an import's dry run.
 //! - [`crash`]: SIGKILL again and again under writes of every kind; nothing acknowledged is
 //!   lost.
 //! - [`delivery`]: rulesets and event streams for SDKs, and OFREP's event stream.
@@ -35,6 +38,8 @@ mod harness;
 mod abuse;
 #[path = "e2e/admin.rs"]
 mod admin;
+#[path = "e2e/console.rs"]
+mod console;
 #[path = "e2e/crash.rs"]
 mod crash;
 #[path = "e2e/delivery.rs"]

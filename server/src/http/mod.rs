@@ -6,13 +6,17 @@
 //! [`request`] and [`schemas`]; [`openapi`] imports the handlers, never the other way.
 
 pub mod admin;
+pub mod admin_events;
+pub mod dry_run;
 pub mod errors;
+pub mod explain;
 pub mod flag_schema;
 pub mod judge;
 pub mod observations;
 pub mod ofrep;
 pub mod openapi;
 pub mod ops;
+pub mod ramp_history;
 pub mod ramps;
 pub mod request;
 pub mod schemas;
@@ -114,7 +118,10 @@ pub fn serve(
             .configure(sdk::routes)
             .configure(openapi::routes)
             .configure(admin::routes)
+            .configure(ramp_history::routes)
             .configure(ramps::routes)
+            .configure(explain::routes)
+            .configure(admin_events::routes)
             .configure(judge::routes)
             .configure(observations::routes)
             .default_service(web::to(errors::not_found))

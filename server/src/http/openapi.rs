@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::errors::ErrorBody;
 use super::schemas::{OfrepEvaluationRequest, OfrepFailure};
-use super::{admin, judge, observations, ofrep, ramps, sdk};
+use super::{admin, admin_events, explain, judge, observations, ofrep, ramp_history, ramps, sdk};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -35,6 +35,7 @@ use super::{admin, judge, observations, ofrep, ramps, sdk};
         admin::flags::delete_flag,
         admin::flags::set_enabled,
         admin::flags::set_percentage,
+        explain::explain,
         admin::segments::list_segments,
         admin::segments::create_segment,
         admin::segments::get_segment,
@@ -49,8 +50,10 @@ use super::{admin, judge, observations, ofrep, ramps, sdk};
         ramps::status,
         ramps::operate,
         ramps::advance,
+        ramp_history::history,
         ramps::incidents,
         ramps::incident,
+        admin_events::events,
         judge::judge,
         ofrep::evaluate_one,
         ofrep::evaluate_all,
@@ -62,6 +65,7 @@ use super::{admin, judge, observations, ofrep, ramps, sdk};
     ),
     components(schemas(
         ErrorBody,
+        crate::ramp::events::AdminEvent,
         OfrepEvaluationRequest,
         OfrepFailure,
         judge::JudgeRequestSchema,
@@ -76,6 +80,7 @@ use super::{admin, judge, observations, ofrep, ramps, sdk};
         (name = "keys", description = "API keys of the three scopes: client, server, admin"),
         (name = "audit", description = "Who changed what, when, from what to what"),
         (name = "ramps", description = "Ramps: status, manual controls, and the incidents the guard recorded"),
+        (name = "events", description = "Live events of changes, ramp decisions and incidents, for operators' screens"),
         (name = "judge", description = "The guard's statistics on two samples sent in the request"),
         (name = "ofrep", description = "The OpenFeature Remote Evaluation Protocol, with its event stream"),
         (name = "sdk", description = "Delivery to SDKs that evaluate locally: the ruleset and its stream"),
@@ -131,6 +136,9 @@ mod tests {
             "/api/v1/environments/{environment}/document",
             "/api/v1/keys/{id}",
             "/api/v1/audit",
+            "/api/v1/environments/{environment}/explain",
+            "/api/v1/events",
+            "/api/v1/environments/{environment}/flags/{key}/ramp/history",
             "/ofrep/v1/evaluate/flags",
         ] {
             assert!(

@@ -71,8 +71,9 @@ pub async fn status(
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperationBody {
-    /// Optional, except to advance.
+    /// Optional, except to advance; at most 1,000 characters.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub reason: Option<String>,
 }
 
@@ -80,8 +81,8 @@ pub struct OperationBody {
 #[derive(utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdvanceBody {
-    /// Why the ramp skips the rest of its stage; not blank.
-    #[schema(pattern = r"\S")]
+    /// Why the ramp skips the rest of its stage; not blank, at most 1,000 characters.
+    #[schema(pattern = r"\S", max_length = 1000)]
     pub reason: String,
 }
 
@@ -109,7 +110,7 @@ pub enum OperationName {
     request_body(content = Option<OperationBody>, description = "Optional: why, for the audit log"),
     responses(
         (status = 200, description = "The ramp's status after the operation", body = RampStatus),
-        (status = 400, description = "A body that is not valid", body = ErrorBody),
+        (status = 400, description = "A body that is not valid, or a reason that is too long", body = ErrorBody),
         (status = 404, description = "No such environment, flag or operation", body = ErrorBody),
         (status = 409, description = "The operation is not allowed in the ramp's state, or the flag has no ramp", body = ErrorBody),
         (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
@@ -145,7 +146,7 @@ pub async fn operate(
     request_body(content = AdvanceBody),
     responses(
         (status = 200, description = "The ramp's status after the operation", body = RampStatus),
-        (status = 400, description = "No reason, or a body that is not valid", body = ErrorBody),
+        (status = 400, description = "No reason, a reason that is too long, or a body that is not valid", body = ErrorBody),
         (status = 404, description = "No such environment or flag", body = ErrorBody),
         (status = 409, description = "The ramp is not running, or the flag has no ramp", body = ErrorBody),
         (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
@@ -188,17 +189,11 @@ async fn carry_out(
     } else {
         super::request::parse_json::<Option<OperationBody>>(&body)?.unwrap_or_default()
     };
+    let reason = super::request::reason(body.reason.as_deref())?;
     let now = clock::unix_now();
     state
         .ramps
-        .operate(
-            &environment,
-            &flag,
-            operation,
-            body.reason.as_deref(),
-            actor,
-            now,
-        )
+        .operate(&environment, &flag, operation, reason, actor, now)
         .await?;
     Ok(HttpResponse::Ok().json(state.ramps.status(&environment, &flag, now).await?))
 }

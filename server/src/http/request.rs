@@ -169,9 +169,40 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     Ok(value)
 }
 
+/// The most characters a person's reason for a change may have: enough for a sentence and a
+/// ticket link, and no more, since every audit entry and event carries it.
+pub const MAX_REASON_CHARS: usize = 1000;
+
+/// A person's reason as the audit log keeps it: trimmed, `None` when blank, refused when
+/// over [`MAX_REASON_CHARS`].
+pub fn reason(reason: Option<&str>) -> Result<Option<&str>> {
+    let Some(reason) = reason.map(str::trim).filter(|reason| !reason.is_empty()) else {
+        return Ok(None);
+    };
+    let length = reason.chars().count();
+    if length > MAX_REASON_CHARS {
+        return Err(Error::bad_request(
+            format!("`reason` has {length} characters; at most {MAX_REASON_CHARS} are kept"),
+            Some("reason".to_string()),
+        ));
+    }
+    Ok(Some(reason))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::bearer_token;
+    use super::{bearer_token, reason, MAX_REASON_CHARS};
+
+    #[test]
+    fn a_reason_is_trimmed_and_bounded() {
+        assert_eq!(reason(None).unwrap(), None);
+        assert_eq!(reason(Some("  ")).unwrap(), None);
+        assert_eq!(reason(Some(" why ")).unwrap(), Some("why"));
+        let longest = "é".repeat(MAX_REASON_CHARS);
+        assert_eq!(reason(Some(&longest)).unwrap(), Some(longest.as_str()));
+        let error = reason(Some(&format!("{longest}x"))).unwrap_err();
+        assert!(error.to_string().contains("1001"), "{error}");
+    }
 
     #[test]
     fn the_bearer_scheme_is_case_insensitive() {

@@ -569,6 +569,20 @@ impl Store for GatedStore {
     async fn incident(&self, id: u64) -> StoreResult<Option<IncidentRecord>> {
         self.inner.incident(id).await
     }
+    async fn add_look(&self, look: crate::store::LookRecord, keep: usize) -> StoreResult<()> {
+        self.inner.add_look(look, keep).await
+    }
+    async fn looks(
+        &self,
+        environment: &str,
+        flag: &str,
+        generation: u64,
+    ) -> StoreResult<Vec<crate::store::LookRecord>> {
+        self.inner.looks(environment, flag, generation).await
+    }
+    async fn clear_looks(&self, environment: &str, flag: &str) -> StoreResult<()> {
+        self.inner.clear_looks(environment, flag).await
+    }
     fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
         self.inner.subscribe()
     }

@@ -13,6 +13,7 @@
 //! a kill the controller decided is never lost, and a person's later change to the flag is
 //! never undone by a stale one.
 
+pub mod events;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -31,7 +32,10 @@ use crate::clock::{rfc3339, unix_now};
 use crate::error::{Error, Result};
 use crate::principal::Principal;
 use crate::service::{Change, Service};
-use crate::store::{AuditRecord, FlagEffect, IncidentRecord, KillRecord, RampRecord, Scope, Store};
+use crate::store::{
+    AuditRecord, FlagEffect, IncidentRecord, KillRecord, LookGuard, LookRecord, RampRecord, Scope,
+    Store,
+};
 use webhook::{WebhookEvent, Webhooks};
 
 /// The actor of every decision the controller takes on its own.
@@ -102,6 +106,11 @@ pub struct Controller {
     /// both start from the same stored state.
     lock: tokio::sync::Mutex<()>,
     controller: Principal,
+    events: Arc<events::Events>,
+    /// The generation and minute of the last look kept per ramp, so that a look of a minute
+    /// already kept is not written again. Empty after a restart: the first look then
+    /// replaces the point of its minute, which is harmless.
+    last_look: std::sync::Mutex<std::collections::HashMap<(String, String), (u64, u64)>>,
 }
 
 impl Controller {
@@ -122,11 +131,18 @@ impl Controller {
                 environment: None,
                 event_channel: None,
             },
+            events: Arc::new(events::Events::new(epoch())),
+            last_look: std::sync::Mutex::default(),
         }
     }
 
     pub fn webhooks(&self) -> &Webhooks {
         &self.webhooks
+    }
+
+    /// The live events of changes, ramp decisions and incidents.
+    pub fn events(&self) -> &Arc<events::Events> {
+        &self.events
     }
 
     /// At start: finishes decisions a crash interrupted and tells ingestion which stages
@@ -156,6 +172,7 @@ impl Controller {
         mut stop: crate::shutdown::Signal,
     ) -> tokio::task::JoinHandle<()> {
         let controller = Arc::clone(self);
+        self.events.relay(self.service.subscribe(), stop.clone());
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -214,9 +231,119 @@ impl Controller {
             .await?;
         let observations = collected.observations(&ramp, record.state.stage);
         let step = ramp::step(&ramp, &record.state, &observations, now);
+        let look = self.look_point(&ramp, &record, &step, now);
         let controller = self.controller.clone();
         self.apply(record, step, &controller, now).await?;
+        if let Some(look) = look {
+            let (environment, flag) = (look.environment.clone(), look.flag.clone());
+            let minute = (look.generation, look.minute());
+            // The chart misses a point; the ramp itself is not held up for it.
+            match self.store.add_look(look, LOOKS_KEPT).await {
+                Ok(()) => {
+                    self.last_look().insert((environment, flag), minute);
+                }
+                Err(error) => {
+                    tracing::warn!(environment, flag, "keeping the look failed: {error}");
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The point of the look history this look makes, if it makes one: looks in a warm-up
+    /// or on data that cannot be judged have no new evidence, and a minute already kept is
+    /// kept once, unless this look decided something (the kill's evidence is the point that
+    /// matters most).
+    fn look_point(
+        &self,
+        ramp: &Ramp,
+        record: &RampRecord,
+        step: &Step,
+        now: Seconds,
+    ) -> Option<LookRecord> {
+        let counts_from = record
+            .state
+            .stage_started_at
+            .map(|started| started.saturating_add(warmup(ramp)));
+        if counts_from.is_none_or(|from| now < from) {
+            return None;
+        }
+        if step.decisions.iter().any(|decision| {
+            matches!(
+                decision,
+                Decision::Hold {
+                    hold: ramp::HoldReason::WarmUp | ramp::HoldReason::DataError,
+                    ..
+                }
+            )
+        }) {
+            return None;
+        }
+        let decided = step
+            .decisions
+            .iter()
+            .any(|decision| !matches!(decision, Decision::Hold { .. }));
+        let minute = (record.state.generation, now / 60);
+        let kept = self
+            .last_look()
+            .get(&(record.environment.clone(), record.flag.clone()))
+            == Some(&minute);
+        if kept && !decided {
+            return None;
+        }
+        // The evidence as the look left it, before any decision moved the stage on.
+        Some(LookRecord {
+            environment: record.environment.clone(),
+            flag: record.flag.clone(),
+            generation: record.state.generation,
+            time: now,
+            stage: record.state.stage,
+            percentage: record.state.percentage,
+            status: step.state.status.to_string(),
+            guards: step
+                .state
+                .guards
+                .iter()
+                .map(|guard| LookGuard {
+                    metric: guard.metric.clone(),
+                    evidence: guard.last.clone(),
+                    error: guard.error.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    fn last_look(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), (u64, u64)>> {
+        // A map of plain values: a panic elsewhere leaves it usable.
+        self.last_look
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// One generation's look history of a flag's ramp, oldest first: the current
+    /// generation's, or `generation`'s. Empty for a ramp never started.
+    pub async fn history(
+        &self,
+        environment: &str,
+        flag: &str,
+        generation: Option<u64>,
+    ) -> Result<(u64, Vec<LookRecord>)> {
+        // An unknown environment or flag is a 404, as for the status.
+        self.service.flag(environment, flag)?;
+        let current = self
+            .store
+            .ramp(environment, flag)
+            .await?
+            .map(|record| record.state.generation);
+        let Some(generation) = generation.or(current) else {
+            return Ok((0, Vec::new()));
+        };
+        Ok((
+            generation,
+            self.store.looks(environment, flag, generation).await?,
+        ))
     }
 
     /// The flag's ramp block, if the flag still has one.
@@ -257,7 +384,7 @@ impl Controller {
             None => format!("{what} by {}", actor.name),
         };
         let settings = Settings::default();
-        let step = match (operation, &stored) {
+        let mut step = match (operation, &stored) {
             (Operation::Start, None) => ramp::start(&ramp, &ramp::new(&ramp, &settings, 1), now),
             (Operation::Start, Some(record)) if record.state.status == Status::Pending => {
                 ramp::start(&ramp, &record.state, now)
@@ -292,6 +419,13 @@ impl Controller {
         }
         .map_err(ramp_error)?;
         if operation == Operation::Start {
+            // A start says which generation at which stage; the person's reason, when given,
+            // is added so that the audit entry keeps it as it keeps a pause's.
+            for decision in &mut step.decisions {
+                if let Decision::Start { reason: text, .. } = decision {
+                    *text = by(text.as_str());
+                }
+            }
             // Nothing counts for the flag until the new generation is active, not even for
             // a ramp of an environment deleted under it that ingestion still knew.
             self.evidence.activate(environment, flag, None);
@@ -299,6 +433,8 @@ impl Controller {
             // flag or environment deleted and created anew, so whatever aggregates an
             // earlier one left under this flag are removed before ingestion accepts any.
             self.store.clear_aggregates(environment, flag).await?;
+            // Its charts too: a flag keeps the look history of one generation.
+            self.store.clear_looks(environment, flag).await?;
         }
         let record = stored.unwrap_or_else(|| RampRecord {
             environment: environment.to_string(),
@@ -426,7 +562,11 @@ impl Controller {
             });
         }
         let mut incident_id = None;
+        let mut incident_action = None;
+        let mut incident_reason = None;
         if let Some((action, reason, evidence)) = incident {
+            incident_action = Some(action);
+            incident_reason = Some(reason.clone());
             let id = self
                 .store
                 .add_incident(IncidentRecord {
@@ -460,8 +600,41 @@ impl Controller {
             base_revision,
             ..effect
         });
+        let mut announced: Vec<events::AdminEvent> = audit
+            .iter()
+            .map(|entry| events::AdminEvent::Ramp {
+                environment: record.environment.clone(),
+                flag: record.flag.clone(),
+                action: entry
+                    .action
+                    .strip_prefix("ramp.")
+                    .unwrap_or(&entry.action)
+                    .to_string(),
+                actor: entry.actor.clone(),
+                reason: entry.reason.clone().unwrap_or_default(),
+                generation: record.state.generation,
+                status: record.state.status.to_string(),
+                stage: u32::from(record.state.stage),
+                percentage: record.state.percentage,
+                time: time.clone(),
+            })
+            .collect();
         self.store.put_ramp(record.clone(), audit).await?;
         self.activate(&record);
+        if let (Some(id), Some(kill_or_pause)) = (incident_id, incident_action) {
+            announced.push(events::AdminEvent::Incident {
+                id,
+                environment: record.environment.clone(),
+                flag: record.flag.clone(),
+                action: kill_or_pause.to_string(),
+                reason: incident_reason.unwrap_or_default(),
+                time: time.clone(),
+            });
+        }
+        // Stored, so announced: a client that reads the ramp on this event finds it so.
+        for event in announced {
+            self.events.publish(event);
+        }
         let reason = step
             .decisions
             .iter()
@@ -689,6 +862,20 @@ impl Controller {
         })
     }
 }
+
+/// This process's start in milliseconds: the first part of every live event's id, so that a
+/// client resuming with an id from before a restart is told to start over.
+fn epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+/// Points of look history kept per ramp generation: a day at one a minute; a longer ramp's
+/// older looks are thinned.
+pub const LOOKS_KEPT: usize = 1440;
 
 fn warmup(ramp: &Ramp) -> Seconds {
     ramp.warmup

@@ -269,6 +269,31 @@ async fn a_regression_kills_the_flag_records_an_incident_and_stops_ingestion() {
         actions,
         expected.map(|(action, actor)| (action.to_string(), actor.to_string()))
     );
+
+    // The live events tell the same story, the incident by its id.
+    let events = controller.events().after(0).expect("all kept");
+    let told: Vec<_> = events
+        .iter()
+        .map(|numbered| match &*numbered.event {
+            super::events::AdminEvent::Ramp { action, actor, .. } => {
+                format!("ramp {action} by {actor}")
+            }
+            super::events::AdminEvent::Incident { id, action, .. } => {
+                assert_eq!(*id, incident.id);
+                format!("incident {action}")
+            }
+            other => panic!("not a ramp's event: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            "ramp start by release-engineer".to_string(),
+            format!("ramp hold by {CONTROLLER}"),
+            format!("ramp kill by {CONTROLLER}"),
+            "incident kill".to_string(),
+        ]
+    );
 }
 
 #[tokio::test]

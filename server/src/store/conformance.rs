@@ -17,7 +17,8 @@ use tokio::sync::broadcast;
 use super::{Aggregate, AggregateCounts, AggregateKey};
 use super::{
     AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState, FlagEffect,
-    IncidentQuery, IncidentRecord, KeyRecord, Mutation, RampRecord, Scope, Store, StoreError,
+    IncidentQuery, IncidentRecord, KeyRecord, LookGuard, LookRecord, Mutation, RampRecord, Scope,
+    Store, StoreError,
 };
 use ripcord_engine::Cohort;
 
@@ -45,6 +46,7 @@ pub(crate) async fn run(store: &dyn Store) {
     deleting_an_environment_removes_its_ramps(store).await;
     incidents_are_numbered_and_paged_newest_first(store).await;
     metric_aggregates(store).await;
+    look_history(store).await;
 }
 
 const DURABLE_ENVIRONMENT: &str = "durable";
@@ -1809,4 +1811,100 @@ async fn next_event(feed: &mut broadcast::Receiver<ChangeEvent>) -> ChangeEvent 
         .await
         .expect("a change event arrives within 5s")
         .expect("the change feed neither lags nor closes")
+}
+
+fn look(environment: &str, flag: &str, generation: u64, time: u64) -> LookRecord {
+    LookRecord {
+        environment: environment.to_string(),
+        flag: flag.to_string(),
+        generation,
+        time,
+        stage: Stage::new(0),
+        percentage: 5.0,
+        status: "running".to_string(),
+        guards: vec![LookGuard {
+            metric: "errors".to_string(),
+            evidence: None,
+            error: Some(format!("look at {time}")),
+        }],
+    }
+}
+
+fn times(looks: &[LookRecord]) -> Vec<u64> {
+    looks.iter().map(|look| look.time).collect()
+}
+
+/// One point a minute, oldest first, thinned past the bound; generations, flags and
+/// environments kept apart; a flag's history cleared whole.
+async fn look_history(store: &dyn Store) {
+    let keep = 1000;
+    assert!(store
+        .looks("looks", "checkout", 1)
+        .await
+        .unwrap()
+        .is_empty());
+    // Written out of order; a later look of a minute replaces the one kept.
+    for time in [120, 0, 60, 150] {
+        store
+            .add_look(look("looks", "checkout", 1, time), keep)
+            .await
+            .unwrap();
+    }
+    let kept = store.looks("looks", "checkout", 1).await.unwrap();
+    assert_eq!(times(&kept), [0, 60, 150]);
+    assert_eq!(kept[2], look("looks", "checkout", 1, 150));
+    store
+        .add_look(look("looks", "checkout", 2, 0), keep)
+        .await
+        .unwrap();
+    store
+        .add_look(look("looks", "search", 1, 0), keep)
+        .await
+        .unwrap();
+    store
+        .add_look(look("looks-b", "checkout", 1, 0), keep)
+        .await
+        .unwrap();
+    assert_eq!(
+        times(&store.looks("looks", "checkout", 1).await.unwrap()),
+        [0, 60, 150]
+    );
+    assert_eq!(
+        times(&store.looks("looks", "checkout", 2).await.unwrap()),
+        [0]
+    );
+
+    // Past the bound the older half loses every other point; the newest are all kept.
+    for minute in 0..9 {
+        store
+            .add_look(look("looks", "thinned", 1, minute * 60), 8)
+            .await
+            .unwrap();
+    }
+    let kept = store.looks("looks", "thinned", 1).await.unwrap();
+    assert!(kept.len() <= 8, "{:?}", times(&kept));
+    assert_eq!(kept.first().map(|look| look.time), Some(0));
+    assert_eq!(
+        times(&kept[kept.len() - 4..]),
+        [300, 360, 420, 480],
+        "{:?}",
+        times(&kept)
+    );
+
+    store.clear_looks("looks", "checkout").await.unwrap();
+    assert!(store
+        .looks("looks", "checkout", 1)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .looks("looks", "checkout", 2)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.looks("looks", "search", 1).await.unwrap().len(), 1);
+    assert_eq!(
+        store.looks("looks-b", "checkout", 1).await.unwrap().len(),
+        1
+    );
 }

@@ -9,7 +9,8 @@ use tokio::sync::broadcast;
 
 use super::{
     Aggregate, AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState,
-    IncidentQuery, IncidentRecord, KeyRecord, Mutation, RampRecord, Store, StoreError, StoreResult,
+    IncidentQuery, IncidentRecord, KeyRecord, LookRecord, Mutation, RampRecord, Store, StoreError,
+    StoreResult,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +165,25 @@ impl Store for Faulty {
     async fn clear_aggregates(&self, environment: &str, flag: &str) -> StoreResult<()> {
         self.fault.write()?;
         self.inner.clear_aggregates(environment, flag).await
+    }
+
+    async fn add_look(&self, look: LookRecord, keep: usize) -> StoreResult<()> {
+        self.fault.write()?;
+        self.inner.add_look(look, keep).await
+    }
+
+    async fn looks(
+        &self,
+        environment: &str,
+        flag: &str,
+        generation: u64,
+    ) -> StoreResult<Vec<LookRecord>> {
+        self.inner.looks(environment, flag, generation).await
+    }
+
+    async fn clear_looks(&self, environment: &str, flag: &str) -> StoreResult<()> {
+        self.fault.write()?;
+        self.inner.clear_looks(environment, flag).await
     }
 
     async fn aggregates(

@@ -22,7 +22,8 @@ use tokio::sync::{broadcast, oneshot};
 
 use super::{
     Aggregate, AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState,
-    IncidentQuery, IncidentRecord, KeyRecord, Mutation, RampRecord, Store, StoreError, StoreResult,
+    IncidentQuery, IncidentRecord, KeyRecord, LookRecord, Mutation, RampRecord, Store, StoreError,
+    StoreResult,
 };
 
 /// The longest a readiness check waits for the store. Orchestrators give a probe one second
@@ -306,6 +307,28 @@ impl Store for Isolated {
     async fn clear_aggregates(&self, environment: &str, flag: &str) -> StoreResult<()> {
         let (environment, flag) = (environment.to_string(), flag.to_string());
         self.write(move |store| async move { store.clear_aggregates(&environment, &flag).await })
+            .await
+    }
+
+    async fn add_look(&self, look: LookRecord, keep: usize) -> StoreResult<()> {
+        self.write(move |store| async move { store.add_look(look, keep).await })
+            .await
+    }
+
+    async fn looks(
+        &self,
+        environment: &str,
+        flag: &str,
+        generation: u64,
+    ) -> StoreResult<Vec<LookRecord>> {
+        let (environment, flag) = (environment.to_string(), flag.to_string());
+        self.read(move |store| async move { store.looks(&environment, &flag, generation).await })
+            .await
+    }
+
+    async fn clear_looks(&self, environment: &str, flag: &str) -> StoreResult<()> {
+        let (environment, flag) = (environment.to_string(), flag.to_string());
+        self.write(move |store| async move { store.clear_looks(&environment, &flag).await })
             .await
     }
 

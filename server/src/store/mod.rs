@@ -200,6 +200,79 @@ pub struct IncidentRecord {
     pub evidence: Vec<GuardReport>,
 }
 
+/// One look of the ramp controller at a ramp, kept for the charts of its evidence over time:
+/// every guard's evidence as that look left it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LookRecord {
+    pub environment: String,
+    pub flag: String,
+    pub generation: u64,
+    /// Unix seconds. One look is kept per minute: a later look of the same minute replaces it.
+    pub time: u64,
+    /// The stage (index into the ramp's `stages`) and the percentage at the look.
+    #[schema(value_type = u32)]
+    pub stage: Stage,
+    pub percentage: f64,
+    /// `running`, `paused`, or where the look took the ramp: `killed`, `completed`.
+    pub status: String,
+    /// Every guard, in the ramp block's order.
+    pub guards: Vec<LookGuard>,
+}
+
+/// One guard at one look.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LookGuard {
+    pub metric: String,
+    /// The verdict, samples per cohort, the statistic (`z`, `log_lambda`) against its
+    /// boundary (`p_value` against `threshold`), the effect with its interval, the tolerance;
+    /// absent before the guard's first look.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub evidence: Option<ripcord_engine::stats::GuardEvidence>,
+    /// Why the look could not judge, if it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl LookRecord {
+    /// The minute of the look: the one point kept for it.
+    pub fn minute(&self) -> u64 {
+        self.time / 60
+    }
+}
+
+/// Which of `count` points of a history, oldest first, to remove so that at most `keep`
+/// stay: every other point of the older half, so that old history keeps its shape at half
+/// the resolution and recent history keeps all of it. Empty while `count <= keep`.
+pub fn thinned(count: usize, keep: usize) -> Vec<usize> {
+    if count <= keep {
+        return Vec::new();
+    }
+    // Thinning the older half removes a quarter; a `keep` far below `count` needs more
+    // rounds, each over what the last one left.
+    let mut alive: Vec<usize> = (0..count).collect();
+    let mut removed = Vec::new();
+    while alive.len() > keep.max(1) {
+        let half = alive.len() / 2;
+        let before = alive.len();
+        let mut index = 0;
+        alive.retain(|position| {
+            let keep_it = index >= half || index % 2 == 0;
+            if !keep_it {
+                removed.push(*position);
+            }
+            index += 1;
+            keep_it
+        });
+        if alive.len() == before {
+            // Two points or fewer in the older half: the oldest goes.
+            removed.push(alive.remove(0));
+        }
+    }
+    removed.sort_unstable();
+    removed
+}
+
 /// Which incidents to read, newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IncidentQuery {
@@ -297,6 +370,24 @@ pub trait Store: Send + Sync + 'static {
     async fn incidents(&self, query: &IncidentQuery) -> StoreResult<Vec<IncidentRecord>>;
 
     async fn incident(&self, id: u64) -> StoreResult<Option<IncidentRecord>>;
+
+    // Ramp look history: what the charts of a ramp's evidence are drawn from.
+
+    /// Keeps `look` in its generation's history, durably: a look of a minute already kept
+    /// replaces it; past `keep` points, the history is thinned as [`thinned`] says.
+    async fn add_look(&self, look: LookRecord, keep: usize) -> StoreResult<()>;
+
+    /// One generation's history of a flag's ramp, oldest first.
+    async fn looks(
+        &self,
+        environment: &str,
+        flag: &str,
+        generation: u64,
+    ) -> StoreResult<Vec<LookRecord>>;
+
+    /// Removes every generation's history of a flag, durably. The controller calls it when a
+    /// ramp starts, so that a flag keeps the history of one generation at most.
+    async fn clear_looks(&self, environment: &str, flag: &str) -> StoreResult<()>;
 
     /// Every commit, from this node or (for shared backends) any other.
     fn subscribe(&self) -> broadcast::Receiver<ChangeEvent>;
@@ -398,6 +489,27 @@ impl AggregateCounts {
                 .values()
                 .fold(0u64, |total, count| total.saturating_add(*count)),
             AggregateCounts::Rate { trials, .. } => *trials,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thinned;
+
+    #[test]
+    fn thinning_halves_the_resolution_of_the_older_half() {
+        assert!(thinned(1440, 1440).is_empty());
+        let removed = thinned(1441, 1440);
+        // Every other point of the older 720: 360 go, the oldest stays.
+        assert_eq!(removed.len(), 360);
+        assert_eq!(removed[..3], [1, 3, 5]);
+        assert!(removed.iter().all(|index| *index < 720));
+        // However far over, the result is within the bound and the newest point stays.
+        for (count, keep) in [(10, 3), (100, 1), (5, 4), (3, 2), (2, 1)] {
+            let removed = thinned(count, keep);
+            assert!(count - removed.len() <= keep, "{count} {keep} {removed:?}");
+            assert!(!removed.contains(&(count - 1)), "{count} {keep}");
         }
     }
 }

@@ -30,7 +30,7 @@ use tokio::sync::broadcast;
 use super::{Aggregate, AggregateCounts, AggregateKey};
 use super::{
     AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState, IncidentQuery,
-    IncidentRecord, KeyRecord, Mutation, RampRecord, Store, StoreError, StoreResult,
+    IncidentRecord, KeyRecord, LookRecord, Mutation, RampRecord, Store, StoreError, StoreResult,
 };
 
 pub struct SledStore {
@@ -694,6 +694,59 @@ impl Store for SledStore {
         }
     }
 
+    async fn add_look(&self, look: LookRecord, keep: usize) -> StoreResult<()> {
+        let encoded = encode(&look);
+        // A look is history, not a decision: it takes no part of the reserve that kills and
+        // kill switches may use.
+        self.check_space()?;
+        let db = self.db()?;
+        let tree = self.look_tree(&db)?;
+        let prefix = aggregate_prefix(&look.environment, &look.flag, look.generation);
+        let mut key = prefix.clone();
+        key.extend_from_slice(&look.minute().to_be_bytes());
+        tree.insert(key, encoded)
+            .map_err(|error| self.fail(error))?;
+        let keys = tree
+            .scan_prefix(&prefix)
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| self.fail(error))?;
+        let removed = super::thinned(keys.len(), keep);
+        if !removed.is_empty() {
+            let mut batch = sled::Batch::default();
+            for index in removed {
+                batch.remove(keys[index].clone());
+            }
+            tree.apply_batch(batch).map_err(|error| self.fail(error))?;
+        }
+        self.flush(&db).await
+    }
+
+    async fn looks(
+        &self,
+        environment: &str,
+        flag: &str,
+        generation: u64,
+    ) -> StoreResult<Vec<LookRecord>> {
+        let db = self.db()?;
+        let tree = self.look_tree(&db)?;
+        let prefix = aggregate_prefix(environment, flag, generation);
+        tree.scan_prefix(&prefix)
+            .map(|entry| {
+                let (key, value) = entry.map_err(|error| self.fail(error))?;
+                decode(&key, &value)
+            })
+            .collect()
+    }
+
+    async fn clear_looks(&self, environment: &str, flag: &str) -> StoreResult<()> {
+        let db = self.db()?;
+        let tree = self.look_tree(&db)?;
+        remove_prefix(&tree, &flag_aggregate_prefix(environment, flag))
+            .map_err(|error| self.fail(error))?;
+        self.flush(&db).await
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
         self.changes.subscribe()
     }
@@ -878,7 +931,19 @@ impl From<&AggregateCounts> for StoredCounts {
     }
 }
 
+// ---- Ramp look history ----
+//
+// A tree of its own, `looks`, keyed as aggregates are up to the generation, then the look's
+// minute (8 bytes BE): one generation is one prefix scan, oldest first. The value is the
+// JSON of the [`LookRecord`].
+
+const LOOKS_TREE: &str = "looks";
+
 impl SledStore {
+    fn look_tree(&self, db: &sled::Db) -> StoreResult<sled::Tree> {
+        db.open_tree(LOOKS_TREE).map_err(|error| self.fail(error))
+    }
+
     fn aggregate_tree(&self, db: &sled::Db) -> StoreResult<sled::Tree> {
         // sled hands out the same tree each time; opening it is a map lookup.
         db.open_tree(AGGREGATES_TREE)

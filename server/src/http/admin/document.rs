@@ -47,13 +47,13 @@ pub enum ExportFormat {
     put,
     path = "/api/v1/environments/{environment}/document",
     tag = "documents",
-    params(("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$")),
+    params(("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$"), crate::http::dry_run::ImportParams),
     request_body(
         description = "The flag document: `flags` and `segments` by key, as docs/flags.md describes",
         content((DocumentSchema = "application/json"), (DocumentSchema = "application/yaml"))
     ),
     responses(
-        (status = 200, description = "Imported", body = ImportSummary),
+        (status = 200, description = "Imported; with `dry_run=true`, what would change, and nothing changed", body = crate::http::dry_run::ImportAnswer),
         (status = 400, description = "The document is invalid; `problems` lists every problem", body = ErrorBody),
         (status = 404, description = "No such environment", body = ErrorBody),
         (status = 413, description = "Over RIPCORD_MAX_IMPORT_BYTES", body = ErrorBody),
@@ -69,6 +69,7 @@ pub async fn import_document(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     let actor = require_admin(&request, &state)?;
+    let dry_run = crate::http::dry_run::requested(&request)?;
     let body = crate::http::request::read_body_up_to(
         payload,
         state.max_import_bytes,
@@ -91,6 +92,9 @@ pub async fn import_document(
         Some(Format::Yaml) => Document::from_yaml(text)?,
         None => Document::from_text(text)?,
     };
+    if dry_run {
+        return crate::http::dry_run::answer(&state, &environment, imported).await;
+    }
     let (flags, segments) = (imported.flags.len(), imported.segments.len());
     let revision = state
         .service

@@ -13,6 +13,7 @@ use crate::http::request::{parse_json, read_body, require_admin};
 use crate::http::schemas::{KeyRefusals, StoreUnavailable};
 use crate::http::state::State;
 use crate::principal::Principal;
+use crate::service::Change;
 
 /// A flag with the revision at which it last changed.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -47,6 +48,10 @@ pub struct CreateFlag {
 pub struct SetEnabled {
     /// `false` serves the default variant to everyone.
     pub enabled: bool,
+    /// Why, for the audit log; at most 1,000 characters.
+    #[serde(default)]
+    #[schema(max_length = 1000)]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -243,7 +248,7 @@ pub async fn delete_flag(
     request_body = SetEnabled,
     responses(
         (status = 200, description = "The flag as it is now", body = FlagEntry),
-        (status = 400, description = "The body is not `{\"enabled\": true|false}`", body = ErrorBody),
+        (status = 400, description = "The body is not `{\"enabled\": true|false}` with an optional `reason`, or the reason is too long", body = ErrorBody),
         (status = 404, description = "No such environment or flag", body = ErrorBody),
         (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
         StoreUnavailable,
@@ -260,7 +265,12 @@ pub async fn set_enabled(
     let actor = require_admin(&request, &state)?;
     let (environment, key) = path.into_inner();
     let body: SetEnabled = parse_json(&read_body(&state, payload).await?)?;
-    edit_flag(&state, &actor, &environment, key, "kill_switch", |flag| {
+    let reason = crate::http::request::reason(body.reason.as_deref())?;
+    let change = Change {
+        reason,
+        ..change(&environment, &actor, "kill_switch")
+    };
+    edit_with(&state, change, key, |flag| {
         // Flipping to the state the flag is already in changes nothing, so a repeated kill
         // makes neither a revision nor an audit entry.
         if flag.is_enabled() != body.enabled {
@@ -326,10 +336,18 @@ async fn edit_flag(
     operation: &'static str,
     edit: impl FnOnce(&mut Flag) -> Result<()>,
 ) -> Result<HttpResponse> {
-    state
-        .service
-        .edit_item(change(environment, actor, operation), &key, edit)
-        .await?;
+    edit_with(state, change(environment, actor, operation), key, edit).await
+}
+
+/// [`edit_flag`] for a change that carries more than its operation, such as a reason.
+async fn edit_with(
+    state: &State,
+    change: Change<'_>,
+    key: String,
+    edit: impl FnOnce(&mut Flag) -> Result<()>,
+) -> Result<HttpResponse> {
+    let environment = change.environment;
+    state.service.edit_item(change, &key, edit).await?;
     // Read back rather than taken from the change: an edit that changed nothing commits
     // nothing, and the flag keeps the revision at which it last changed.
     let (flag, revision) = state.service.flag(environment, &key)?;

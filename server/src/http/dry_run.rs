@@ -9,9 +9,19 @@ use ripcord_engine::Document;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::admin::document::ImportSummary;
 use super::state::State;
 use crate::error::{Error, Result};
+
+/// What an import left in the environment.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ImportSummary {
+    /// The environment's revision after the import.
+    pub revision: u64,
+    /// How many flags the environment now has.
+    pub flags: usize,
+    /// How many segments the environment now has.
+    pub segments: usize,
+}
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -3,7 +3,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use ripcord_engine::Document;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::input::{change, parse_query};
 use crate::error::{Error, Result};
@@ -11,18 +11,8 @@ use crate::http::errors::ErrorBody;
 use crate::http::flag_schema::DocumentSchema;
 use crate::http::request::require_admin;
 use crate::http::schemas::{KeyRefusals, StoreUnavailable};
+use crate::http::dry_run::ImportSummary;
 use crate::http::state::State;
-
-/// What an import left in the environment.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ImportSummary {
-    /// The environment's revision after the import.
-    pub revision: u64,
-    /// How many flags the environment now has.
-    pub flags: usize,
-    /// How many segments the environment now has.
-    pub segments: usize,
-}
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -510,24 +510,6 @@ async fn the_event_stream_follows_changes_and_ramps_and_resumes() {
     assert_eq!(chunk, b": heartbeat\n\n");
 }
 
-/// One rate guard with second-long stages, for a controller that looks every second.
-const RAMPED: &str = r#"
-flags:
-  new-checkout:
-    type: boolean
-    client_visible: true
-    variants: {"on": true, "off": false}
-    default_variant: "off"
-    rollout: {percentage: 0, split: [{variant: "on", weight: 1}]}
-    ramp:
-      stages: [10, 50, 100]
-      min_stage_duration: 2s
-      max_stage_duration: 1h
-      warmup: 1s
-      guards:
-        - {metric: errors, category: stability, kind: rate, better: lower, tolerance: 0.02, min_samples: 500}
-"#;
-
 /// Posts `per_cohort` observations per cohort at stage 0, `events` of them errors.
 async fn post_errors(server: &Server, key: &str, per_cohort: u64, events: [u64; 2]) {
     let observations: Vec<Value> = ["treatment", "control"]
@@ -581,7 +563,7 @@ async fn history_until(server: &Server, done: impl Fn(&[Value]) -> bool) -> Valu
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_ramp_s_look_history_keeps_each_guard_s_evidence_across_a_restart() {
-    let mut server = Server::start_with(&[("RIPCORD_RAMP_TICK", "1s")], RAMPED).await;
+    let mut server = Server::start_with(&[("RIPCORD_RAMP_TICK", "1s")], crate::ramps::RAMPED).await;
     let client = server.create_key("app", "client", Some("default")).await;
 
     let never_started = server.admin_get(HISTORY).await.expect_status(200).json();

@@ -15,7 +15,7 @@ use crate::harness::{Body, Server};
 const SECRET: &str = "whsec-e2e-0123456789";
 
 /// One rate guard (errors) with second-long stages: the controller looks every second.
-const RAMPED: &str = r#"
+pub(crate) const RAMPED: &str = r#"
 flags:
   new-checkout:
     type: boolean

@@ -7,11 +7,11 @@ use serde::Deserialize;
 
 use super::input::{change, parse_query};
 use crate::error::{Error, Result};
+use crate::http::dry_run::ImportSummary;
 use crate::http::errors::ErrorBody;
 use crate::http::flag_schema::DocumentSchema;
 use crate::http::request::require_admin;
 use crate::http::schemas::{KeyRefusals, StoreUnavailable};
-use crate::http::dry_run::ImportSummary;
 use crate::http::state::State;
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]

@@ -174,6 +174,49 @@ impl<'de> Visitor<'de> for Attributes<'_> {
     }
 }
 
+/// Reads an evaluation request, `{"context": {...}}`, with its context going straight into
+/// `builder`; other fields are passed over, as OFREP lets providers send more. What the
+/// `context` field held is told apart for the caller to word its refusal; JSON that does
+/// not read is serde_json's error.
+pub fn read_request(body: &[u8], builder: &mut Builder) -> Result<Read, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let read = Request(builder).deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(read)
+}
+
+struct Request<'b>(&'b mut Builder);
+
+impl<'de> DeserializeSeed<'de> for Request<'_> {
+    type Value = Read;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Read, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Request<'_> {
+    type Value = Read;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(r#"an object such as {"context": {"targetingKey": "user-1"}}"#)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Read, A::Error> {
+        let mut read = None;
+        while let Some(field) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if field != "context" {
+                map.next_value::<IgnoredAny>()?;
+            } else if read.is_some() {
+                return Err(de::Error::duplicate_field("context"));
+            } else {
+                read = Some(map.next_value_seed(Attributes(&mut *self.0))?);
+            }
+        }
+        Ok(read.unwrap_or(Read::Null))
+    }
+}
+
 /// An attribute name, read once into the box the context keeps.
 struct Name(Box<str>);
 

@@ -3,19 +3,16 @@
 //! threshold, the cohort and the ramp stage. Admin keys only: it shows server-side flags and
 //! rule names. The evaluations are the ones OFREP gives; only the telling is longer.
 
-use std::fmt;
-
 use actix_web::{web, HttpRequest, HttpResponse};
 use ripcord_engine::bucketing::BUCKETS;
 use ripcord_engine::Context;
-use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::errors::ErrorBody;
 use super::schemas::{KeyRefusals, OfrepEvaluationRequest};
 use super::state::State;
-use crate::context::{Attributes, Builder, Read};
+use crate::context::{Builder, Read};
 use crate::error::{Error, Result};
 use crate::evaluation::{Caller, Evaluated, Evaluator};
 
@@ -185,10 +182,7 @@ fn parse_context(body: &[u8], max_attributes: usize, max_name: usize) -> Result<
     let read = if body.iter().all(u8::is_ascii_whitespace) {
         Read::Null
     } else {
-        let mut deserializer = serde_json::Deserializer::from_slice(body);
-        ExplainRequest(&mut builder)
-            .deserialize(&mut deserializer)
-            .and_then(|read| deserializer.end().map(|()| read))
+        crate::context::read_request(body, &mut builder)
             .map_err(|error| invalid(error.to_string(), None))?
     };
     if read == Read::NotAnObject {
@@ -200,43 +194,6 @@ fn parse_context(body: &[u8], max_attributes: usize, max_name: usize) -> Result<
     builder
         .finish()
         .map_err(|message| invalid(message, Some("context")))
-}
-
-/// The request object: its `context` read straight into the builder.
-struct ExplainRequest<'b>(&'b mut Builder);
-
-impl<'de> DeserializeSeed<'de> for ExplainRequest<'_> {
-    type Value = Read;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Read, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ExplainRequest<'_> {
-    type Value = Read;
-
-    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(r#"an object such as {"context": {"targetingKey": "user-1"}}"#)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Read, A::Error> {
-        let mut read = Read::Null;
-        let mut seen = false;
-        while let Some(field) = map.next_key::<String>()? {
-            // Other fields are passed over, as OFREP passes them over: the body is OFREP's.
-            if field != "context" {
-                map.next_value::<de::IgnoredAny>()?;
-                continue;
-            }
-            if seen {
-                return Err(de::Error::duplicate_field("context"));
-            }
-            seen = true;
-            read = map.next_value_seed(Attributes(&mut *self.0))?;
-        }
-        Ok(read)
-    }
 }
 
 #[cfg(test)]

@@ -162,11 +162,7 @@ fn parse_context(
         details: format!("the request body is not a JSON evaluation request: {error}"),
     };
     let mut builder = crate::context::Builder::new(max_attributes, max_name);
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let read =
-        serde::de::DeserializeSeed::deserialize(EvaluationRequest(&mut builder), &mut deserializer)
-            .and_then(|read| deserializer.end().map(|()| read))
-            .map_err(parse_error)?;
+    let read = crate::context::read_request(body, &mut builder).map_err(parse_error)?;
     if read == Read::NotAnObject {
         return Err(Failure::invalid_context(
             key,
@@ -176,40 +172,6 @@ fn parse_context(
     builder
         .finish()
         .map_err(|details| Failure::invalid_context(key, details))
-}
-
-/// An OFREP evaluation request, `{"context": {...}}`, read with its context going straight
-/// into the builder; other fields are ignored, as OFREP lets providers send more.
-struct EvaluationRequest<'b>(&'b mut crate::context::Builder);
-
-impl<'de> serde::de::DeserializeSeed<'de> for EvaluationRequest<'_> {
-    type Value = Read;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Read, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for EvaluationRequest<'_> {
-    type Value = Read;
-
-    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str("an evaluation request object")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Read, A::Error> {
-        let mut read = None;
-        while let Some(field) = map.next_key::<Cow<'de, str>>()? {
-            if field != "context" {
-                map.next_value::<serde::de::IgnoredAny>()?;
-            } else if read.is_some() {
-                return Err(serde::de::Error::duplicate_field("context"));
-            } else {
-                read = Some(map.next_value_seed(crate::context::Attributes(&mut *self.0))?);
-            }
-        }
-        Ok(read.unwrap_or(Read::Null))
-    }
 }
 
 /// OFREP's success item: `{key, value, reason, variant, metadata}`.

@@ -21,6 +21,7 @@ mod condition;
 pub mod context;
 pub mod document;
 pub mod error;
+mod nesting;
 pub mod evaluate;
 pub mod ramp;
 pub mod ruleset;

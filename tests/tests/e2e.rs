@@ -6,6 +6,8 @@
 //! - [`admin`]: the admin API, keys and authorization, and what the server refuses.
 //! - [`delivery`]: rulesets and event streams for SDKs, and OFREP's event stream.
 //! - [`grpc`]: `ripcord.v1`, flagd's evaluation services, health and reflection over gRPC.
+//! - [`hostile`]: large and hostile inputs: imports that take seconds to read, documents
+//!   nested too deeply, concurrent judge requests, malformed protobuf.
 //! - [`judge`]: `POST /api/v1/judge` and `ripcord judge` on the scipy fixtures; bad input,
 //!   limits, the report and the exit statuses.
 //! - [`lifecycle`]: restarts, crashes, signals, first start and configuration.
@@ -29,6 +31,8 @@ mod delivery;
 mod evaluation;
 #[path = "e2e/grpc.rs"]
 mod grpc;
+#[path = "e2e/hostile.rs"]
+mod hostile;
 #[path = "e2e/judge.rs"]
 mod judge;
 #[path = "e2e/lifecycle.rs"]

@@ -1,5 +1,7 @@
 //! An environment's whole document: import and export, in JSON or YAML.
 
+use std::sync::Arc;
+
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use ripcord_engine::Document;
@@ -75,7 +77,40 @@ pub async fn import_document(
         "RIPCORD_MAX_IMPORT_BYTES",
     )
     .await?;
-    let text = std::str::from_utf8(&body)
+    let format = declared_format(&request);
+    let service = Arc::clone(&state.service);
+    let environment = environment.into_inner();
+    // Reading, validating, diffing and compiling a document of tens of megabytes takes
+    // hundreds of milliseconds of CPU, and the evaluations this worker serves would wait
+    // that long behind it: the whole import runs on a blocking thread. The change still
+    // runs on this worker's runtime (its timers and I/O), driven from that thread.
+    let runtime = tokio::runtime::Handle::current();
+    let imported = tokio::task::spawn_blocking(move || -> Result<ImportSummary> {
+        let imported = read_document(&body, format)?;
+        drop(body);
+        let (flags, segments) = (imported.flags.len(), imported.segments.len());
+        let revision = runtime.block_on(service.change(
+            change(&environment, &actor, "import"),
+            |document| {
+                *document = imported;
+                Ok(())
+            },
+        ))?;
+        Ok(ImportSummary {
+            revision,
+            flags,
+            segments,
+        })
+    })
+    .await
+    .map_err(|error| blocking_failed("import", error))??;
+    Ok(HttpResponse::Ok().json(imported))
+}
+
+/// Reads an imported body as the document its content type declares (or, without one, as
+/// its first character suggests).
+fn read_document(body: &[u8], format: Option<Format>) -> Result<Document> {
+    let text = std::str::from_utf8(body)
         .map_err(|error| Error::bad_request(format!("the document is not UTF-8: {error}"), None))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     // An empty YAML text reads as the empty document, which would delete every flag: far
@@ -86,24 +121,18 @@ pub async fn import_document(
             None,
         ));
     }
-    let imported = match declared_format(&request) {
+    Ok(match format {
         Some(Format::Json) => Document::from_json(text)?,
         Some(Format::Yaml) => Document::from_yaml(text)?,
         None => Document::from_text(text)?,
-    };
-    let (flags, segments) = (imported.flags.len(), imported.segments.len());
-    let revision = state
-        .service
-        .change(change(&environment, &actor, "import"), |document| {
-            *document = imported;
-            Ok(())
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(ImportSummary {
-        revision,
-        flags,
-        segments,
-    }))
+    })
+}
+
+/// A blocking task that did not finish: it panicked, or the runtime is shutting down.
+fn blocking_failed(what: &str, error: tokio::task::JoinError) -> Error {
+    Error::Store(crate::store::StoreError::Backend(format!(
+        "the {what} did not finish: {error}"
+    )))
 }
 
 /// The environment's whole document: JSON, or YAML when asked for.
@@ -129,15 +158,22 @@ pub async fn export_document(
     require_admin(&request, &state)?;
     let params: ExportParams = parse_query(&request)?;
     let format = export_format(&request, params.format.as_deref())?;
-    let document = state.service.export(&environment)?;
-    Ok(match format {
-        Format::Json => HttpResponse::Ok()
-            .content_type("application/json")
-            .body(document.to_json()),
-        Format::Yaml => HttpResponse::Ok()
-            .content_type("application/yaml")
-            .body(document.to_yaml()),
+    let service = Arc::clone(&state.service);
+    // Copying and writing out a large document takes as long as reading one.
+    let text = tokio::task::spawn_blocking(move || -> Result<String> {
+        let document = service.export(&environment)?;
+        Ok(match format {
+            Format::Json => document.to_json(),
+            Format::Yaml => document.to_yaml(),
+        })
     })
+    .await
+    .map_err(|error| blocking_failed("export", error))??;
+    let content_type = match format {
+        Format::Json => "application/json",
+        Format::Yaml => "application/yaml",
+    };
+    Ok(HttpResponse::Ok().content_type(content_type).body(text))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

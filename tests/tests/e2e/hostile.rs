@@ -129,3 +129,98 @@ async fn an_import_with_a_key_written_twice_changes_nothing() {
     let exported = server.export("default").await;
     assert!(exported["flags"].get("a").is_none(), "{exported}");
 }
+
+/// Sends bytes as they are, and reads nothing: a client for requests that are not protobuf.
+#[derive(Default)]
+struct RawCodec;
+
+struct RawEncoder;
+struct NoDecoder;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = ();
+    type Encoder = RawEncoder;
+    type Decoder = NoDecoder;
+
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> NoDecoder {
+        NoDecoder
+    }
+}
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut as _;
+        buf.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for NoDecoder {
+    type Item = ();
+    type Error = tonic::Status;
+
+    fn decode(&mut self, _: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<()>, tonic::Status> {
+        Ok(Some(()))
+    }
+}
+
+/// Bytes that are not protobuf, sent to each kind of call with a valid key, are the
+/// caller's error: `INVALID_ARGUMENT`, not `INTERNAL`.
+#[tokio::test]
+async fn malformed_protobuf_is_an_invalid_argument() {
+    let server = Server::start_with(&[], ONE_FLAG).await;
+    let key = server.create_key("app", "server", Some("default")).await;
+    let channel = tonic::transport::Channel::from_shared(server.grpc_url().to_string())
+        .expect("a gRPC URL")
+        .connect()
+        .await
+        .expect("the gRPC port accepts connections");
+    // A field 1 of wire type 2 whose length runs past the end, then a tag of field 0.
+    let malformed: &[&[u8]] = &[&[0x0a, 0x7f, 0x01], &[0x00], &[0xff; 11]];
+    for method in [
+        "/ripcord.v1.Ripcord/Evaluate",
+        "/ripcord.v1.Ripcord/EvaluateAll",
+        "/ripcord.v1.Ripcord/Watch",
+        "/flagd.evaluation.v1.Service/ResolveBoolean",
+        "/flagd.evaluation.v2.Service/ResolveString",
+    ] {
+        for bytes in malformed {
+            let mut client = tonic::client::Grpc::new(channel.clone());
+            client.ready().await.expect("the channel is ready");
+            let mut request = tonic::Request::new(bytes.to_vec());
+            request.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {}", key.token)
+                    .parse()
+                    .expect("ASCII metadata"),
+            );
+            let path = tonic::codegen::http::uri::PathAndQuery::from_static(method);
+            let status = if method.ends_with("Watch") {
+                client
+                    .server_streaming(request, path, RawCodec)
+                    .await
+                    .map(drop)
+            } else {
+                client.unary(request, path, RawCodec).await.map(drop)
+            }
+            .expect_err(method);
+            assert_eq!(
+                status.code(),
+                tonic::Code::InvalidArgument,
+                "{method} {bytes:?}: {status:?}"
+            );
+        }
+    }
+}

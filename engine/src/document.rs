@@ -514,7 +514,10 @@ mod tests {
         );
         let from_json = Document::from_json(&json).unwrap();
         assert_eq!(Document::from_yaml(&json).unwrap(), from_json);
-        assert_eq!(Document::from_yaml(&from_json.to_yaml()).unwrap(), from_json);
+        assert_eq!(
+            Document::from_yaml(&from_json.to_yaml()).unwrap(),
+            from_json
+        );
     }
 
     #[test]

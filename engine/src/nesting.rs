@@ -81,7 +81,11 @@ impl Scan {
 
     /// Follows the tokens of the rest of a line.
     fn tokens(&mut self, bytes: &[u8]) {
-        let blank = |at: usize| bytes.get(at).is_none_or(|byte| matches!(byte, b' ' | b'\t'));
+        let blank = |at: usize| {
+            bytes
+                .get(at)
+                .is_none_or(|byte| matches!(byte, b' ' | b'\t'))
+        };
         let flow_indicator = |byte: u8| matches!(byte, b',' | b'[' | b']' | b'{' | b'}');
         let mut at = 0;
         // Where a token may start: bracket, quote and comment characters mean something
@@ -117,7 +121,8 @@ impl Scan {
             if in_plain {
                 let ends_value = byte == b':'
                     && (blank(at + 1)
-                        || (self.flow > 0 && bytes.get(at + 1).is_some_and(|&b| flow_indicator(b))));
+                        || (self.flow > 0
+                            && bytes.get(at + 1).is_some_and(|&b| flow_indicator(b))));
                 if ends_value {
                     in_plain = false;
                     token_start = true;

@@ -130,6 +130,63 @@ async fn an_import_with_a_key_written_twice_changes_nothing() {
     assert!(exported["flags"].get("a").is_none(), "{exported}");
 }
 
+/// More judge requests at once than the judge runs (half the cores) are refused with
+/// `503 judge_busy` and `Retry-After` before their bodies are read; the others are judged.
+/// Unbounded, sixteen requests of a million values each took 2.77 GB.
+#[tokio::test]
+async fn judge_requests_past_the_limit_are_told_to_retry() {
+    let server = Server::start_with(&[], ONE_FLAG).await;
+    let key = server.create_key("ci", "server", Some("default")).await;
+    let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+    let values = |offset: usize| {
+        (0..100_000)
+            .map(|index| ((index * 7919 + offset) % 100_003).to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let body = format!(
+        r#"{{"treatment": [{}], "control": [{}], "tolerance": "5%"}}"#,
+        values(1),
+        values(2)
+    );
+    let requests = (0..2 * cores + 2).map(|_| {
+        server.call(
+            Method::POST,
+            "/api/v1/judge",
+            Some(&key.token),
+            Body::raw_json(body.clone()),
+        )
+    });
+    let replies = futures_util::future::join_all(requests).await;
+    let judged = replies.iter().filter(|reply| reply.status == 200).count();
+    let busy: Vec<_> = replies.iter().filter(|reply| reply.status == 503).collect();
+    assert!(judged >= 1, "none was judged");
+    assert_eq!(judged + busy.len(), replies.len(), "other statuses");
+    assert!(
+        !busy.is_empty(),
+        "{judged} of {} judged at once",
+        replies.len()
+    );
+    for reply in busy {
+        assert_eq!(reply.json()["error"], "judge_busy", "{}", reply.text());
+        let retry: u32 = reply
+            .header("retry-after")
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("no Retry-After: {:?}", reply.headers));
+        assert!(retry >= 1);
+    }
+    // Once the others are done, a request is judged again.
+    server
+        .call(
+            Method::POST,
+            "/api/v1/judge",
+            Some(&key.token),
+            Body::raw_json(r#"{"treatment": [1, 2, 3], "control": [2, 3, 4]}"#),
+        )
+        .await
+        .expect_status(200);
+}
+
 /// Sends bytes as they are, and reads nothing: a client for requests that are not protobuf.
 #[derive(Default)]
 struct RawCodec;

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use actix_web::http::header;
+use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use ripcord_engine::Document;
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,8 @@ use crate::http::flag_schema::DocumentSchema;
 use crate::http::request::require_admin;
 use crate::http::schemas::{KeyRefusals, StoreUnavailable};
 use crate::http::state::State;
+use crate::principal::Principal;
+use crate::service::Service;
 
 /// What an import left in the environment.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -85,31 +88,45 @@ pub async fn import_document(
     // that long behind it: the whole import runs on a blocking thread. The change still
     // runs on this worker's runtime (its timers and I/O), driven from that thread.
     let runtime = tokio::runtime::Handle::current();
-    let imported = tokio::task::spawn_blocking(move || -> Result<ImportSummary> {
-        let imported = read_document(&body, format)?;
-        drop(body);
-        let (flags, segments) = (imported.flags.len(), imported.segments.len());
-        let revision = runtime.block_on(service.change(
-            change(&environment, &actor, "import"),
-            |document| {
-                *document = imported;
-                Ok(())
-            },
-        ))?;
-        Ok(ImportSummary {
-            revision,
-            flags,
-            segments,
-        })
+    let imported = tokio::task::spawn_blocking(move || {
+        import(&runtime, &service, &environment, &actor, body, format)
     })
     .await
     .map_err(|error| blocking_failed("import", error))??;
     Ok(HttpResponse::Ok().json(imported))
 }
 
+/// What an import does once its body is in: reads it and, if it is a valid document,
+/// makes it the environment's document, all or nothing. Blocks: call it where blocking is
+/// allowed, with the runtime that drives the service.
+pub fn import(
+    runtime: &tokio::runtime::Handle,
+    service: &Service,
+    environment: &str,
+    actor: &Principal,
+    body: Bytes,
+    format: Option<Format>,
+) -> Result<ImportSummary> {
+    let imported = read_document(&body, format)?;
+    drop(body);
+    let (flags, segments) = (imported.flags.len(), imported.segments.len());
+    let revision = runtime.block_on(service.change(
+        change(environment, actor, "import"),
+        |document| {
+            *document = imported;
+            Ok(())
+        },
+    ))?;
+    Ok(ImportSummary {
+        revision,
+        flags,
+        segments,
+    })
+}
+
 /// Reads an imported body as the document its content type declares (or, without one, as
 /// its first character suggests).
-fn read_document(body: &[u8], format: Option<Format>) -> Result<Document> {
+pub fn read_document(body: &[u8], format: Option<Format>) -> Result<Document> {
     let text = std::str::from_utf8(body)
         .map_err(|error| Error::bad_request(format!("the document is not UTF-8: {error}"), None))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -176,8 +193,9 @@ pub async fn export_document(
     Ok(HttpResponse::Ok().content_type(content_type).body(text))
 }
 
+/// The format of an imported or exported document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub enum Format {
     Json,
     Yaml,
 }

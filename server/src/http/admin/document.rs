@@ -74,6 +74,13 @@ pub async fn import_document(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     let actor = require_admin(&request, &state)?;
+    // Taken before the body is read and held until the import is done (by the blocking
+    // task, should the client hang up), so that a burst of imports holds one body and one
+    // parsed document at a time; the others wait here, holding nothing but their connection.
+    let permit = Arc::clone(import_permits())
+        .acquire_owned()
+        .await
+        .map_err(|error| Error::Store(crate::store::StoreError::Backend(error.to_string())))?;
     let body = crate::http::request::read_body_up_to(
         payload,
         state.max_import_bytes,
@@ -89,11 +96,17 @@ pub async fn import_document(
     // runs on this worker's runtime (its timers and I/O), driven from that thread.
     let runtime = tokio::runtime::Handle::current();
     let imported = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         import(&runtime, &service, &environment, &actor, body, format)
     })
     .await
     .map_err(|error| blocking_failed("import", error))??;
     Ok(HttpResponse::Ok().json(imported))
+}
+
+fn import_permits() -> &'static Arc<tokio::sync::Semaphore> {
+    static PERMITS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(1)))
 }
 
 /// What an import does once its body is in: reads it and, if it is a valid document,

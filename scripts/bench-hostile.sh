@@ -11,6 +11,8 @@
 #      Retry-After while refused, until all are judged; the peak resident memory and the
 #      evaluations' latency meanwhile.
 # The server binary may be given, to measure another build: BINARY=path scripts/bench-hostile.sh
+# TRACE=1 prints when each evaluation slower than 15 ms was sent, counted from the import's
+# start; SKIP_JUDGE=1 runs the imports only.
 #
 # Usage: scripts/bench-hostile.sh [megabytes, default 31] [judge clients, default 16]
 set -euo pipefail

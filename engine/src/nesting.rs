@@ -65,6 +65,13 @@ impl Scan {
             }
             self.blocks.push(indent);
             at = indent;
+            // A document's start or end marker is no scalar: what follows it is read.
+            if indent == 0
+                && (bytes.starts_with(b"---") || bytes.starts_with(b"..."))
+                && bytes.get(3).is_none_or(|byte| matches!(byte, b' ' | b'\t'))
+            {
+                at = 3;
+            }
             // Compact nesting: `- - - x` or `? - x` opens a level per indicator.
             while at + 1 < bytes.len() && matches!(bytes[at], b'-' | b'?') && bytes[at + 1] == b' '
             {
@@ -92,6 +99,9 @@ impl Scan {
         // only there.
         let mut token_start = true;
         let mut in_plain = false;
+        // Whether a key came before on this line: a block scalar after one belongs to the
+        // innermost level, one without to the level around it (`- |`, or `|` alone).
+        let mut after_key = false;
         while at < bytes.len() {
             let byte = bytes[at];
             if let Some(quote) = self.quote {
@@ -124,6 +134,7 @@ impl Scan {
                         || (self.flow > 0
                             && bytes.get(at + 1).is_some_and(|&b| flow_indicator(b))));
                 if ends_value {
+                    after_key = true;
                     in_plain = false;
                     token_start = true;
                     at += 1;
@@ -153,10 +164,17 @@ impl Scan {
                 b'#' => return,
                 b'"' | b'\'' => self.quote = Some(byte),
                 b'|' | b'>' if self.flow == 0 => {
-                    self.block_scalar = Some(self.blocks.last().copied().unwrap_or(0));
+                    let levels = self.blocks.len();
+                    let parent = if after_key {
+                        self.blocks.last()
+                    } else {
+                        self.blocks.get(levels.wrapping_sub(2))
+                    };
+                    self.block_scalar = Some(parent.copied().unwrap_or(0));
                     return;
                 }
-                b'-' | b'?' | b':' if blank(at + 1) => {}
+                b':' if blank(at + 1) => after_key = true,
+                b'-' | b'?' if blank(at + 1) => {}
                 b'&' | b'*' | b'!' => {
                     // An anchor, alias or tag runs to a blank (or, in a flow, to an
                     // indicator); nothing in it opens anything.
@@ -200,6 +218,8 @@ mod tests {
         assert_eq!(depth("a: it's [[[[ here\n"), 1);
         assert_eq!(depth("a: 1 # [[[[\n"), 1);
         assert_eq!(depth("a: |\n  [[[[\n  '\nb: 1\n"), 1);
+        assert_eq!(depth("- |\n [[[[\n \"\n- 1\n"), 2);
+        assert_eq!(depth("a:\n  - b: >-\n     [[[[\n  - 1\n"), 3);
         assert_eq!(depth(r#"["]]]]", [["\"]]"]]]"#), 4);
         assert_eq!(depth("[a, b]]]], [[1]]"), 3);
     }
@@ -210,6 +230,12 @@ mod tests {
         assert_eq!(depth(&text), 31);
         let text = "['it''s ]', ".repeat(30) + &"]".repeat(30);
         assert_eq!(depth(&text), 31);
+    }
+
+    #[test]
+    fn nesting_after_a_document_marker_counts() {
+        assert_eq!(depth("--- [[[1]]]\n"), 4);
+        assert_eq!(depth("---\na: [[1]]\n...\n"), 3);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! This scan is linear and stops at the first line past the limit. It reads the text the
 //! way the parser tokenizes it: brackets count only where a token may start (not inside
 //! quoted or plain scalars, comments or block scalars), and block levels are the
-//! indentation columns of enclosing lines plus each `- ` or `? ` that opens a line. JSON is
+//! indentation columns of enclosing lines plus each `- `, `? ` or `: ` that opens a line. JSON is
 //! YAML's flow style, so the same scan serves both.
 
 /// Returns the 1-based line on which `text` first nests deeper than `limit`, if it does.
@@ -21,10 +21,16 @@ pub fn check(text: &str, limit: usize) -> Result<(), usize> {
     Ok(())
 }
 
+/// A block collection: the column of its entries, and whether they are `- ` entries.
+struct Level {
+    column: usize,
+    sequence: bool,
+}
+
 #[derive(Default)]
 struct Scan {
-    /// The indentation columns of the enclosing block levels.
-    blocks: Vec<usize>,
+    /// The enclosing block levels.
+    blocks: Vec<Level>,
     /// How many flow collections are open.
     flow: usize,
     /// A quoted scalar open at the end of the last line: its quote character.
@@ -60,10 +66,36 @@ impl Scan {
             if blank || bytes[indent] == b'#' {
                 return;
             }
-            while self.blocks.last().is_some_and(|&column| column >= indent) {
+            let entry = |at: usize| {
+                bytes.get(at) == Some(&b'-')
+                    && bytes.get(at + 1).is_none_or(|b| matches!(b, b' ' | b'\t'))
+            };
+            // A sequence may sit at its parent key's column (`key:` then `- item`): there it
+            // is a level of its own, inside the mapping's.
+            let sequence = entry(indent);
+            while self.blocks.last().is_some_and(|level| {
+                level.column > indent || (level.column == indent && !(sequence && !level.sequence))
+            }) {
+                if sequence
+                    && self
+                        .blocks
+                        .last()
+                        .is_some_and(|level| level.column == indent)
+                {
+                    break;
+                }
                 self.blocks.pop();
             }
-            self.blocks.push(indent);
+            if !self
+                .blocks
+                .last()
+                .is_some_and(|level| level.column == indent && level.sequence == sequence)
+            {
+                self.blocks.push(Level {
+                    column: indent,
+                    sequence,
+                });
+            }
             at = indent;
             // A document's start or end marker is no scalar: what follows it is read.
             if indent == 0
@@ -72,14 +104,20 @@ impl Scan {
             {
                 at = 3;
             }
-            // Compact nesting: `- - - x` or `? - x` opens a level per indicator.
-            while at + 1 < bytes.len() && matches!(bytes[at], b'-' | b'?') && bytes[at + 1] == b' '
+            // Compact nesting: `- - - x`, `? - x` or `: k: v` (the value of a complex key)
+            // opens a level per indicator.
+            while at + 1 < bytes.len()
+                && matches!(bytes[at], b'-' | b'?' | b':')
+                && bytes[at + 1] == b' '
             {
                 at += 2;
                 while bytes.get(at) == Some(&b' ') {
                     at += 1;
                 }
-                self.blocks.push(at);
+                self.blocks.push(Level {
+                    column: at,
+                    sequence: entry(at),
+                });
             }
             self.note();
         }
@@ -170,11 +208,14 @@ impl Scan {
                     } else {
                         self.blocks.get(levels.wrapping_sub(2))
                     };
-                    self.block_scalar = Some(parent.copied().unwrap_or(0));
+                    self.block_scalar = Some(parent.map_or(0, |level| level.column));
                     return;
                 }
-                b':' if blank(at + 1) => after_key = true,
-                b'-' | b'?' if blank(at + 1) => {}
+                // As the parser reads them: in a flow, `:` and `?` are indicators even when
+                // a value follows at once (`{"a":1}`).
+                b':' if self.flow > 0 || blank(at + 1) => after_key = true,
+                b'?' if self.flow > 0 || blank(at + 1) => {}
+                b'-' if blank(at + 1) => {}
                 b'&' | b'*' | b'!' => {
                     // An anchor, alias or tag runs to a blank (or, in a flow, to an
                     // indicator); nothing in it opens anything.
@@ -230,6 +271,56 @@ mod tests {
         assert_eq!(depth(&text), 31);
         let text = "['it''s ]', ".repeat(30) + &"]".repeat(30);
         assert_eq!(depth(&text), 31);
+    }
+
+    fn value_depth(value: &serde_json::Value) -> usize {
+        match value {
+            serde_json::Value::Array(items) => 1 + items.iter().map(value_depth).max().unwrap_or(0),
+            serde_json::Value::Object(fields) => {
+                1 + fields.values().map(value_depth).max().unwrap_or(0)
+            }
+            _ => 0,
+        }
+    }
+
+    fn value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        // Strings full of the characters that open, close or end things.
+        let text = "[\\[\\]{}'\"#:|>&*!,? \n-]{0,8}|[a-z]{1,4}";
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i32>().prop_map(serde_json::Value::from),
+            text.prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(24, 96, 4, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(text, inner, 0..4)
+                    .prop_map(|fields| serde_json::Value::Object(fields.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Whatever a value holds, the scan of its JSON or YAML text never counts less
+        /// nesting than the value has: a text past the limit cannot slip through.
+        #[test]
+        fn the_scan_never_counts_less_than_the_value_nests(value in value()) {
+            let depth = value_depth(&value);
+            let texts = [
+                serde_json::to_string(&value).unwrap(),
+                serde_json::to_string_pretty(&value).unwrap(),
+                serde_yaml_ng::to_string(&value).unwrap(),
+            ];
+            for text in texts {
+                let counted = (0..=2 * depth + 2).find(|&limit| check(&text, limit).is_ok());
+                proptest::prop_assert!(
+                    counted.is_some_and(|counted| counted >= depth),
+                    "{counted:?} for depth {depth}: {text}"
+                );
+            }
+        }
     }
 
     #[test]

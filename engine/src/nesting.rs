@@ -73,17 +73,13 @@ impl Scan {
             // A sequence may sit at its parent key's column (`key:` then `- item`): there it
             // is a level of its own, inside the mapping's.
             let sequence = entry(indent);
-            while self.blocks.last().is_some_and(|level| {
-                level.column > indent || (level.column == indent && !(sequence && !level.sequence))
-            }) {
-                if sequence
-                    && self
-                        .blocks
-                        .last()
-                        .is_some_and(|level| level.column == indent)
-                {
-                    break;
-                }
+            // Deeper levels end at this line, and so does one at its column, unless the line
+            // is a `- ` entry: of a sequence there, or of one inside the mapping there.
+            while self
+                .blocks
+                .last()
+                .is_some_and(|level| level.column > indent || (level.column == indent && !sequence))
+            {
                 self.blocks.pop();
             }
             if !self

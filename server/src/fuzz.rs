@@ -11,7 +11,8 @@ use ripcord_proto::pb;
 
 use crate::http::admin::document::{read_document, Format};
 
-/// The defaults of `RIPCORD_MAX_CONTEXT_ATTRIBUTES` and `RIPCORD_MAX_KEY_LENGTH`.
+/// The default of `RIPCORD_MAX_CONTEXT_ATTRIBUTES`; that of `RIPCORD_MAX_KEY_LENGTH` is
+/// `Limits::default()`'s.
 const MAX_CONTEXT_ATTRIBUTES: usize = 200;
 
 /// An imported document, as its content type would have it read: JSON, YAML, or either.

@@ -21,9 +21,9 @@ use crate::error::{Error, Result};
 pub const MAX_JUDGE_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// How many judge requests run at once: half the cores, at least one. Each request of two
-/// samples of 1,000,000 values holds about 150 MB while it is judged and keeps a core busy
-/// for seconds; unbounded, sixteen of them took 2.77 GB, and evaluation shared the cores with
-/// every one. The rest of the cores stay with evaluation.
+/// samples of 1,000,000 values holds up to about 300 MB while it is judged and keeps a core
+/// busy for seconds; unbounded, sixteen of them took 3 GB, and evaluation shared the cores
+/// with every one. The rest of the cores stay with evaluation.
 pub fn concurrency() -> usize {
     std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1))
 }

@@ -132,7 +132,7 @@ async fn an_import_with_a_key_written_twice_changes_nothing() {
 
 /// More judge requests at once than the judge runs (half the cores) are refused with
 /// `503 judge_busy` and `Retry-After` before their bodies are read; the others are judged.
-/// Unbounded, sixteen requests of a million values each took 2.77 GB.
+/// Unbounded, sixteen requests of a million values each took 3 GB.
 #[tokio::test]
 async fn judge_requests_past_the_limit_are_told_to_retry() {
     let server = Server::start_with(&[], ONE_FLAG).await;

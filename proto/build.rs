@@ -18,6 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out_dir.join("descriptors.bin"), descriptors.encode_to_vec())?;
     tonic_prost_build::configure()
         .bytes(".ripcord.v1.WatchResponse")
+        // prost's codec, but a request that is not protobuf is INVALID_ARGUMENT.
+        .codec_path("crate::codec::Codec")
         .compile_fds(descriptors)?;
     for proto in PROTOS {
         println!("cargo:rerun-if-changed=proto/{proto}");

@@ -10,13 +10,34 @@ use serde_json::Value;
 
 use crate::error::{DocumentError, Problem};
 
+/// Refuses a text nested deeper than [`MAX_NESTING`], before any parser reads it.
+pub fn check_nesting(text: &str) -> Result<(), DocumentError> {
+    crate::nesting::check(text, MAX_NESTING).map_err(|line| {
+        DocumentError::Parse(Problem::new(
+            "",
+            format!(
+                "line {line}: the document nests deeper than {MAX_NESTING} levels, the most \
+                 Ripcord reads"
+            ),
+        ))
+    })
+}
+
 /// The whole document of one environment: its segments and its flags.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Document {
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "unique_keys"
+    )]
     pub segments: BTreeMap<String, Segment>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "unique_keys"
+    )]
     pub flags: BTreeMap<String, Flag>,
 }
 
@@ -37,6 +58,7 @@ pub struct Flag {
     pub description: Option<String>,
     #[serde(rename = "type")]
     pub flag_type: FlagType,
+    #[serde(deserialize_with = "unique_keys")]
     pub variants: BTreeMap<String, Value>,
     pub default_variant: String,
     /// The kill switch: `false` serves `default_variant` to everyone. Absent means `true`.
@@ -295,10 +317,69 @@ impl<'de> Deserialize<'de> for Tolerance {
     }
 }
 
+/// How deeply a document may nest, counting every bracket and every level of indentation.
+/// Checked on the text before a parser sees it: the YAML parser's work grows with the square
+/// of the nesting depth, so a small upload nested a hundred thousand levels deep would hold a
+/// thread for many seconds before the parser's own limits refused it. A real document nests
+/// about six levels, plus whatever its object variants hold.
+pub const MAX_NESTING: usize = 400;
+
+/// Reads a map, refusing a key it has read already. Serde's maps keep the last value of a
+/// repeated key, which in a document silently drops a whole flag or segment that somebody
+/// wrote.
+fn unique_keys<'de, D, V>(deserializer: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Visitor<V>(std::marker::PhantomData<V>);
+
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<V> {
+        type Value = BTreeMap<String, V>;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter.write_str("a map of keys to values")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut entries = BTreeMap::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if entries.contains_key(&key) {
+                    // Refused while reading the repeated key's value, so that the error's
+                    // path ends in the key, as every other problem's does.
+                    return map.next_value_seed(Repeated(key, std::marker::PhantomData));
+                }
+                let value = map.next_value()?;
+                entries.insert(key, value);
+            }
+            Ok(entries)
+        }
+    }
+
+    struct Repeated<V>(String, std::marker::PhantomData<V>);
+
+    impl<'de, V> serde::de::DeserializeSeed<'de> for Repeated<V> {
+        type Value = BTreeMap<String, V>;
+
+        fn deserialize<D: serde::Deserializer<'de>>(self, _: D) -> Result<Self::Value, D::Error> {
+            Err(serde::de::Error::custom(format!(
+                "`{}` appears twice: each key may appear once",
+                self.0
+            )))
+        }
+    }
+
+    deserializer.deserialize_map(Visitor(std::marker::PhantomData))
+}
+
 impl Document {
     /// Parses a document from JSON. Structural problems (a wrong type, an unknown field)
     /// come back with the path where they were found; call [`crate::validate`] for the rest.
     pub fn from_json(text: &str) -> Result<Document, DocumentError> {
+        check_nesting(text)?;
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let document = serde_path_to_error::deserialize(&mut deserializer)
             .map_err(|error| parse_problem(error.path().to_string(), error.inner().to_string()))?;
@@ -310,6 +391,7 @@ impl Document {
 
     /// Parses a document from YAML (a superset of JSON).
     pub fn from_yaml(text: &str) -> Result<Document, DocumentError> {
+        check_nesting(text)?;
         let deserializer = serde_yaml_ng::Deserializer::from_str(text);
         serde_path_to_error::deserialize(deserializer).map_err(|error| {
             let path = error.path().to_string();
@@ -367,6 +449,75 @@ mod tests {
         let problem = &error.problems()[0];
         assert_eq!(problem.path, "flags.x", "{problem}");
         assert!(problem.message.contains("EOF"), "{problem}");
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_at_its_path_in_either_format() {
+        let flag = r#"{"type": "boolean", "variants": {"on": true}, "default_variant": "on"}"#;
+        let segment = r#"{"when": []}"#;
+        let cases = [
+            (
+                format!(r#"{{"flags": {{"a": {flag}, "b": {flag}, "a": {flag}}}}}"#),
+                "flags.a",
+            ),
+            (
+                format!(r#"{{"segments": {{"s": {segment}, "s": {segment}}}}}"#),
+                "segments.s",
+            ),
+            (
+                r#"{"flags": {"a": {"type": "boolean", "variants": {"on": true, "on": false}, "default_variant": "on"}}}"#.to_string(),
+                "flags.a.variants.on",
+            ),
+        ];
+        for (json, path) in cases {
+            for (format, parsed) in [
+                ("JSON", Document::from_json(&json)),
+                ("YAML", Document::from_yaml(&json)),
+            ] {
+                let error = parsed.expect_err(&format!("{format} {json}"));
+                let problem = &error.problems()[0];
+                assert_eq!(problem.path, path, "{format}: {problem}");
+                assert!(problem.message.contains("appears twice"), "{problem}");
+            }
+        }
+        let yaml = "flags:\n  a:\n    type: boolean\n    variants: {on: true}\n    default_variant: on\n  a:\n    type: boolean\n    variants: {on: true}\n    default_variant: on\n";
+        let error = Document::from_yaml(yaml).unwrap_err();
+        assert_eq!(error.problems()[0].path, "flags.a", "{error}");
+    }
+
+    #[test]
+    fn a_document_nested_past_the_limit_is_refused_quickly_naming_the_limit() {
+        let depth = 100_000;
+        let yaml = format!("flags: {}{}", "[".repeat(depth), "]".repeat(depth));
+        let json = format!(r#"{{"flags": {}{}}}"#, "[".repeat(depth), "]".repeat(depth));
+        let started = std::time::Instant::now();
+        for parsed in [Document::from_yaml(&yaml), Document::from_json(&json)] {
+            let error = parsed.unwrap_err();
+            let message = &error.problems()[0].message;
+            assert!(message.contains("400 levels"), "{message}");
+            assert!(message.starts_with("line 1:"), "{message}");
+        }
+        // Unchecked, the YAML parser takes tens of seconds on this text.
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // Block nesting counts as much as brackets do.
+        let yaml = format!("flags:\n  x:\n    {}1\n", "- ".repeat(depth));
+        let error = Document::from_yaml(&yaml).unwrap_err();
+        let message = &error.problems()[0].message;
+        assert!(message.starts_with("line 3:"), "{message}");
+    }
+
+    #[test]
+    fn a_document_nested_within_the_limit_reads_as_before() {
+        let value = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        let json = format!(
+            r#"{{"flags": {{"a": {{"type": "object", "variants": {{"v": {{"x": {value}}}}}, "default_variant": "v"}}}}}}"#
+        );
+        let from_json = Document::from_json(&json).unwrap();
+        assert_eq!(Document::from_yaml(&json).unwrap(), from_json);
+        assert_eq!(
+            Document::from_yaml(&from_json.to_yaml()).unwrap(),
+            from_json
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod context;
 pub mod document;
 pub mod error;
 pub mod evaluate;
+mod nesting;
 pub mod ramp;
 pub mod ruleset;
 pub mod snapshot;

@@ -674,15 +674,26 @@ fn check_list_length(
     within
 }
 
+/// The longest duration a ramp may name: a year. Longer is a typo, and a number of seconds
+/// past what a timestamp can hold would make every time computed from it wrong.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
 fn check_duration(text: &str, path: &str, problems: &mut Vec<Problem>) -> Option<Duration> {
-    let parsed = parse_duration(text);
-    if parsed.is_none() {
+    let Some(parsed) = parse_duration(text) else {
         problems.push(Problem::new(
             path,
             format!("`{text}` is not a duration such as `30s`, `10m`, `2h` or `1h30m`"),
         ));
+        return None;
+    };
+    if parsed > MAX_DURATION {
+        problems.push(Problem::new(
+            path,
+            format!("`{text}` is longer than the longest duration, 365d"),
+        ));
+        return None;
     }
-    parsed
+    Some(parsed)
 }
 
 /// Parses durations written as numbers with units, `s`, `m`, `h` or `d`: `30s`, `10m`,

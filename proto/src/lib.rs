@@ -6,6 +6,8 @@
 //!   services, copied unchanged from flagd's schemas (Apache-2.0) so that OpenFeature's flagd
 //!   providers can talk to Ripcord.
 
+pub mod codec;
+
 mod generated {
     pub mod ripcord {
         pub mod v1 {

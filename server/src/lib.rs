@@ -39,6 +39,7 @@ pub mod environment;
 pub mod error;
 pub mod evaluation;
 pub mod feed;
+pub mod fuzz;
 pub mod grpc;
 pub mod http;
 pub mod ingest;

@@ -16,6 +16,8 @@
 //! - [`disk_full`]: a full disk on a small tmpfs the test mounts (as root): writes refused
 //!   promptly, evaluation, health and metrics unharmed, recovery once space is freed.
 //! - [`grpc`]: `ripcord.v1`, flagd's evaluation services, health and reflection over gRPC.
+//! - [`hostile`]: large and hostile inputs: imports that take seconds to read, documents
+//!   nested too deeply, concurrent judge requests, malformed protobuf.
 //! - [`judge`]: `POST /api/v1/judge` and `ripcord judge` on the scipy fixtures; bad input,
 //!   limits, the report and the exit statuses.
 //! - [`lifecycle`]: restarts, crashes, signals, first start and configuration.
@@ -52,6 +54,8 @@ mod drain;
 mod evaluation;
 #[path = "e2e/grpc.rs"]
 mod grpc;
+#[path = "e2e/hostile.rs"]
+mod hostile;
 #[path = "e2e/judge.rs"]
 mod judge;
 #[path = "e2e/lifecycle.rs"]

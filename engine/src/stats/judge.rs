@@ -18,6 +18,11 @@ use super::{Alternative, Better, Method, StatsError, Tolerance, MAX_TOTAL_COUNT}
 pub const MAX_JUDGE_VALUES: usize = 1_000_000;
 /// At most this many bins per histogram.
 pub const MAX_JUDGE_BINS: usize = 100_000;
+/// The largest magnitude of a value the judge takes. The shift is the median of differences
+/// between the samples, and a difference of two values near `f64::MAX` overflows to
+/// infinity, which would leave the estimate without a number beside a verdict. Every
+/// difference of values within this bound, and their mean, is finite.
+pub const MAX_JUDGE_MAGNITUDE: f64 = 1e300;
 
 /// A sample: an array of numbers, or a histogram `{"bins": [...], "counts": [...]}` whose
 /// bins are each one tie group. Validated by [`judge`], which names the bad field.
@@ -428,6 +433,19 @@ fn p_value_only(
     })
 }
 
+fn check_magnitude(field: &str, values: &[f64]) -> Result<(), JudgeError> {
+    match values
+        .iter()
+        .position(|value| value.abs() > MAX_JUDGE_MAGNITUDE)
+    {
+        Some(index) => Err(JudgeError::invalid(
+            format!("{field}[{index}]"),
+            "must be between -1e300 and 1e300: the differences of larger values overflow",
+        )),
+        None => Ok(()),
+    }
+}
+
 fn values_arm(field: &str, values: &[f64]) -> Result<Arm, JudgeError> {
     if values.is_empty() {
         return Err(JudgeError::invalid(field, "must not be empty"));
@@ -444,6 +462,7 @@ fn values_arm(field: &str, values: &[f64]) -> Result<Arm, JudgeError> {
             "must be a finite number (no NaN or infinity)",
         ));
     }
+    check_magnitude(field, values)?;
     Ok(Arm::from_samples(values).0)
 }
 
@@ -460,6 +479,7 @@ fn histogram_arm(field: &str, bins: &[f64], counts: &[u64]) -> Result<Arm, Judge
             format!("at most {MAX_JUDGE_BINS} bins"),
         ));
     }
+    check_magnitude(&format!("{field}.bins"), bins)?;
     if let Err(StatsError::BinsNotIncreasing(index)) = check_bins(bins) {
         return Err(JudgeError::invalid(
             format!("{field}.bins[{index}]"),
@@ -529,6 +549,28 @@ mod tests {
         assert_eq!(json["alternative"], "greater");
         assert_eq!(json["verdict"], "INCONCLUSIVE");
         assert!(json.get("z").is_none());
+    }
+
+    #[test]
+    fn values_whose_differences_overflow_are_refused_at_their_index() {
+        let body = r#"{"treatment": [1, 1.7e308, 2], "control": [-1.7e308, 0, 1], "tolerance": 1}"#;
+        let request: JudgeRequest = serde_json::from_str(body).unwrap();
+        let error = judge(&request).unwrap_err();
+        assert_eq!(error.field, "treatment[1]", "{error}");
+        assert!(error.message.contains("1e300"), "{error}");
+        let mut request = JudgeRequest::new(
+            values(&[1.0]),
+            SampleInput::Histogram {
+                bins: vec![-1e301, 1.0],
+                counts: vec![1, 1],
+            },
+        );
+        request.treatment = request.control.clone();
+        assert_eq!(judge(&request).unwrap_err().field, "treatment.bins[0]");
+        // At the bound every number the answer carries is still a number.
+        let request = JudgeRequest::new(values(&[1e300, 2.0]), values(&[-1e300, 1.0]));
+        let judged = serde_json::to_value(judge(&request).unwrap()).unwrap();
+        assert!(judged["hodges_lehmann"]["estimate"].is_number(), "{judged}");
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! - [`convert`]: protobuf `Struct`s to and from JSON.
 
 mod auth;
-mod convert;
+pub(crate) mod convert;
 mod flagd;
 mod follow;
 mod gate;

@@ -4,6 +4,8 @@
 //! The handler only authorizes, reads and maps: the numbers come from
 //! [`ripcord_engine::stats::judge`], the function `ripcord judge` calls too.
 
+use std::sync::{Arc, OnceLock};
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use ripcord_engine::stats::{judge as judge_samples, JudgeError, JudgeErrorKind, JudgeRequest};
 
@@ -17,6 +19,39 @@ use crate::error::{Error, Result};
 /// a separator) take about 50 MB, so they fit with room for indentation. The route does
 /// not use `RIPCORD_MAX_BODY_BYTES`, which is sized for flags.
 pub const MAX_JUDGE_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// How many judge requests run at once: half the cores, at least one. Each request of two
+/// samples of 1,000,000 values holds up to about 300 MB while it is judged and keeps a core
+/// busy for seconds; unbounded, sixteen of them took 3 GB, and evaluation shared the cores
+/// with every one. The rest of the cores stay with evaluation.
+pub fn concurrency() -> usize {
+    std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1))
+}
+
+/// Seconds a refused request is told to wait: about how long a large request takes.
+const RETRY_AFTER_SECONDS: u32 = 2;
+
+fn permits() -> &'static Arc<tokio::sync::Semaphore> {
+    static PERMITS: OnceLock<Arc<tokio::sync::Semaphore>> = OnceLock::new();
+    PERMITS.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(concurrency())))
+}
+
+/// The answer when every permit is taken: `503 judge_busy` with `Retry-After`. Refused
+/// before the body is read, so a refused request costs nothing.
+fn busy() -> HttpResponse {
+    HttpResponse::ServiceUnavailable()
+        .insert_header(("Retry-After", RETRY_AFTER_SECONDS.to_string()))
+        .json(ErrorBody {
+            error: "judge_busy",
+            message: format!(
+                "the judge is already running {} requests, its limit; try again in {} s",
+                concurrency(),
+                RETRY_AFTER_SECONDS
+            ),
+            path: None,
+            problems: Vec::new(),
+        })
+}
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config.service(web::resource("/api/v1/judge").route(web::post().to(judge)));
@@ -62,6 +97,8 @@ fn judge_error(error: JudgeError) -> Error {
         (status = 400, description = "A field is not valid; `path` names it", body = ErrorBody),
         (status = 413, description = "Over a limit: 1,000,000 values or 100,000 bins per sample, 2^53 observations per histogram, 64 MiB of body, or samples too large for the exact method; the message names which", body = ErrorBody),
         (status = 500, description = "The judge failed on this input; the server log has the cause", body = ErrorBody),
+        (status = 503, description = "The judge is running as many requests as it may (half the cores); `Retry-After` says when to try again", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
         KeyRefusals
     ),
     security(("bearer" = []), ("api_key" = []))
@@ -72,13 +109,20 @@ pub async fn judge(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     authorize(&request, &state)?;
+    let Ok(permit) = Arc::clone(permits()).try_acquire_owned() else {
+        return Ok(busy());
+    };
     let body =
         super::request::read_body_up_to(payload, MAX_JUDGE_BODY_BYTES, "the judge's body limit")
             .await?;
     // Parsing a million numbers per arm and ranking them takes long enough to hold up
-    // every other request of this worker: both run on the blocking pool.
+    // every other request of this worker: both run on the blocking pool. The permit goes
+    // with them, so that a client that hangs up does not free a place while its request is
+    // still being judged.
     let judged = web::block(move || -> Result<_> {
+        let _permit = permit;
         let request: JudgeRequest = super::request::parse_json(&body)?;
+        drop(body);
         judge_samples(&request).map_err(judge_error)
     })
     .await;

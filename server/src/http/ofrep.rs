@@ -50,7 +50,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
 }
 
 /// An OFREP failure: answered with its status and `{key?, errorCode, errorDetails}`.
-struct Failure {
+pub(crate) struct Failure {
     status: StatusCode,
     key: Option<String>,
     code: ErrorCode,
@@ -149,7 +149,7 @@ async fn prepare(
     Ok((principal, evaluator, context))
 }
 
-fn parse_context(
+pub(crate) fn parse_context(
     body: &[u8],
     key: Option<&str>,
     max_attributes: usize,

@@ -1,6 +1,9 @@
 //! An environment's whole document: import and export, in JSON or YAML.
 
+use std::sync::Arc;
+
 use actix_web::http::header;
+use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use ripcord_engine::Document;
 use serde::Deserialize;
@@ -13,6 +16,8 @@ use crate::http::flag_schema::DocumentSchema;
 use crate::http::request::require_admin;
 use crate::http::schemas::{KeyRefusals, StoreUnavailable};
 use crate::http::state::State;
+use crate::principal::Principal;
+use crate::service::Service;
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -60,13 +65,82 @@ pub async fn import_document(
 ) -> Result<HttpResponse> {
     let actor = require_admin(&request, &state)?;
     let dry_run = crate::http::dry_run::requested(&request)?;
+    // Taken before the body is read and held until the import is done (by the blocking
+    // task, should the client hang up), so that a burst of imports holds one body and one
+    // parsed document at a time; the others wait here, holding nothing but their connection.
+    let permit = Arc::clone(import_permits())
+        .acquire_owned()
+        .await
+        .map_err(|error| Error::Store(crate::store::StoreError::Backend(error.to_string())))?;
     let body = crate::http::request::read_body_up_to(
         payload,
         state.max_import_bytes,
         "RIPCORD_MAX_IMPORT_BYTES",
     )
     .await?;
-    let text = std::str::from_utf8(&body)
+    let format = declared_format(&request);
+    let service = Arc::clone(&state.service);
+    let environment = environment.into_inner();
+    // Reading, validating, diffing and compiling a document of tens of megabytes takes
+    // hundreds of milliseconds of CPU, and the evaluations this worker serves would wait
+    // that long behind it: the whole import runs on a blocking thread. The change still
+    // runs on this worker's runtime (its timers and I/O), driven from that thread.
+    if dry_run {
+        let imported = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            read_document(&body, format)
+        })
+        .await
+        .map_err(|error| blocking_failed("dry run", error))??;
+        return crate::http::dry_run::answer(&state, &environment, imported).await;
+    }
+    let runtime = tokio::runtime::Handle::current();
+    let imported = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        import(&runtime, &service, &environment, &actor, body, format)
+    })
+    .await
+    .map_err(|error| blocking_failed("import", error))??;
+    Ok(HttpResponse::Ok().json(imported))
+}
+
+fn import_permits() -> &'static Arc<tokio::sync::Semaphore> {
+    static PERMITS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(1)))
+}
+
+/// What an import does once its body is in: reads it and, if it is a valid document,
+/// makes it the environment's document, all or nothing. Blocks: call it where blocking is
+/// allowed, with the runtime that drives the service.
+pub fn import(
+    runtime: &tokio::runtime::Handle,
+    service: &Service,
+    environment: &str,
+    actor: &Principal,
+    body: Bytes,
+    format: Option<Format>,
+) -> Result<ImportSummary> {
+    let imported = read_document(&body, format)?;
+    drop(body);
+    let (flags, segments) = (imported.flags.len(), imported.segments.len());
+    let revision = runtime.block_on(service.change(
+        change(environment, actor, "import"),
+        |document| {
+            *document = imported;
+            Ok(())
+        },
+    ))?;
+    Ok(ImportSummary {
+        revision,
+        flags,
+        segments,
+    })
+}
+
+/// Reads an imported body as the document its content type declares (or, without one, as
+/// its first character suggests).
+pub fn read_document(body: &[u8], format: Option<Format>) -> Result<Document> {
+    let text = std::str::from_utf8(body)
         .map_err(|error| Error::bad_request(format!("the document is not UTF-8: {error}"), None))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     // An empty YAML text reads as the empty document, which would delete every flag: far
@@ -77,27 +151,18 @@ pub async fn import_document(
             None,
         ));
     }
-    let imported = match declared_format(&request) {
+    Ok(match format {
         Some(Format::Json) => Document::from_json(text)?,
         Some(Format::Yaml) => Document::from_yaml(text)?,
         None => Document::from_text(text)?,
-    };
-    if dry_run {
-        return crate::http::dry_run::answer(&state, &environment, imported).await;
-    }
-    let (flags, segments) = (imported.flags.len(), imported.segments.len());
-    let revision = state
-        .service
-        .change(change(&environment, &actor, "import"), |document| {
-            *document = imported;
-            Ok(())
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(ImportSummary {
-        revision,
-        flags,
-        segments,
-    }))
+    })
+}
+
+/// A blocking task that did not finish: it panicked, or the runtime is shutting down.
+fn blocking_failed(what: &str, error: tokio::task::JoinError) -> Error {
+    Error::Store(crate::store::StoreError::Backend(format!(
+        "the {what} did not finish: {error}"
+    )))
 }
 
 /// The environment's whole document: JSON, or YAML when asked for.
@@ -123,19 +188,27 @@ pub async fn export_document(
     require_admin(&request, &state)?;
     let params: ExportParams = parse_query(&request)?;
     let format = export_format(&request, params.format.as_deref())?;
-    let document = state.service.export(&environment)?;
-    Ok(match format {
-        Format::Json => HttpResponse::Ok()
-            .content_type("application/json")
-            .body(document.to_json()),
-        Format::Yaml => HttpResponse::Ok()
-            .content_type("application/yaml")
-            .body(document.to_yaml()),
+    let service = Arc::clone(&state.service);
+    // Copying and writing out a large document takes as long as reading one.
+    let text = tokio::task::spawn_blocking(move || -> Result<String> {
+        let document = service.export(&environment)?;
+        Ok(match format {
+            Format::Json => document.to_json(),
+            Format::Yaml => document.to_yaml(),
+        })
     })
+    .await
+    .map_err(|error| blocking_failed("export", error))??;
+    let content_type = match format {
+        Format::Json => "application/json",
+        Format::Yaml => "application/yaml",
+    };
+    Ok(HttpResponse::Ok().content_type(content_type).body(text))
 }
 
+/// The format of an imported or exported document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub enum Format {
     Json,
     Yaml,
 }

@@ -237,7 +237,9 @@ impl tonic::codec::Decoder for NoDecoder {
 /// caller's error: `INVALID_ARGUMENT`, not `INTERNAL`.
 #[tokio::test]
 async fn malformed_protobuf_is_an_invalid_argument() {
-    let server = Server::start_with(&[], ONE_FLAG).await;
+    // flagd's services must serve an environment, or they refuse every call before reading
+    // its body.
+    let server = Server::start_with(&[("RIPCORD_FLAGD_ENVIRONMENT", "default")], ONE_FLAG).await;
     let key = server.create_key("app", "server", Some("default")).await;
     let channel = tonic::transport::Channel::from_shared(server.grpc_url().to_string())
         .expect("a gRPC URL")

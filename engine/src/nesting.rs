@@ -12,13 +12,38 @@
 /// Returns the 1-based line on which `text` first nests deeper than `limit`, if it does.
 pub fn check(text: &str, limit: usize) -> Result<(), usize> {
     let mut scan = Scan::default();
-    for (index, line) in text.lines().enumerate() {
+    for (index, line) in lines(text).enumerate() {
         scan.line(line);
         if scan.deepest > limit {
             return Err(index + 1);
         }
     }
     Ok(())
+}
+
+/// The lines of `text` as the YAML parser breaks them: at `\n`, `\r\n`, a lone `\r`, and
+/// at NEL, LS and PS. Splitting at `\n` alone would let a comment or block scalar that a lone
+/// `\r` ends hide the brackets after it, which the parser then reads.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    const BREAKS: [char; 5] = ['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}'];
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let Some(at) = rest.find(BREAKS) else {
+            return Some(std::mem::take(&mut rest));
+        };
+        let line = &rest[..at];
+        let after = &rest[at..];
+        let width = if after.starts_with("\r\n") {
+            2
+        } else {
+            after.chars().next().map_or(1, char::len_utf8)
+        };
+        rest = &after[width..];
+        Some(line)
+    })
 }
 
 /// A block collection: the column of its entries, and whether they are `- ` entries.
@@ -323,6 +348,16 @@ mod tests {
     fn nesting_after_a_document_marker_counts() {
         assert_eq!(depth("--- [[[1]]]\n"), 4);
         assert_eq!(depth("---\na: [[1]]\n...\n"), 3);
+    }
+
+    #[test]
+    fn every_yaml_line_break_ends_a_comment() {
+        for separator in ["\n", "\r\n", "\r", "\u{85}", "\u{2028}", "\u{2029}"] {
+            let text = format!("a: 1 #{separator}b: [[[[1]]]]{separator}");
+            assert_eq!(depth(&text), 5, "{separator:?}");
+            let text = format!("a: |{separator}  text{separator}b: [[[[1]]]]");
+            assert_eq!(depth(&text), 5, "{separator:?}");
+        }
     }
 
     #[test]

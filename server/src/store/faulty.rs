@@ -20,6 +20,8 @@ pub(crate) enum Mode {
     Fail,
     /// Writes block their thread until the mode changes.
     Hang,
+    /// Writes panic, as a bug in a backend would.
+    Panic,
 }
 
 /// The switch a test holds.
@@ -44,6 +46,10 @@ impl Fault {
             Mode::Fail => Err(StoreError::Backend(
                 "IO error: No space left on device (os error 28)".to_string(),
             )),
+            Mode::Panic => {
+                drop(mode);
+                panic!("a store write panicked");
+            }
             _ => Ok(()),
         }
     }

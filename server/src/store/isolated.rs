@@ -102,17 +102,17 @@ impl Isolated {
         let inner = Arc::clone(inner);
         let handle = runtime.handle().clone();
         runtime.spawn_blocking(move || {
+            // Marks the call finished however it ends, a panic included: a call counted as
+            // stuck that never uncounted itself would refuse every write until a restart.
+            let finished = Finished {
+                state: task_state,
+                stuck: task_stuck,
+            };
             // A call whose caller has given up while it queued is not started: its result
             // would reach nobody, and it may be the very write that cannot complete.
-            if task_state.load(Ordering::SeqCst) != ABANDONED {
+            if finished.state.load(Ordering::SeqCst) != ABANDONED {
                 let result = handle.block_on(work(inner));
                 let _ = reply.send(result);
-            }
-            if task_state
-                .compare_exchange(RUNNING, FINISHED, Ordering::SeqCst, Ordering::SeqCst)
-                .is_err()
-            {
-                task_stuck.fetch_sub(1, Ordering::SeqCst);
             }
         });
         match tokio::time::timeout(bound, answer).await {
@@ -178,6 +178,25 @@ impl Drop for Isolated {
             });
         if closer.is_ok() && done.recv_timeout(self.bound).is_err() {
             tracing::error!(bound = ?self.bound, "the store did not close in time; leaving it");
+        }
+    }
+}
+
+/// Ends a store call: marks it finished, or, if its caller gave up on it and counted it as
+/// stuck, uncounts it.
+struct Finished {
+    state: Arc<AtomicU8>,
+    stuck: Arc<AtomicUsize>,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        if self
+            .state
+            .compare_exchange(RUNNING, FINISHED, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            self.stuck.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
@@ -529,6 +548,29 @@ flags:
         let killed = kill_switch(&serving.service, false).await;
         assert!(killed.is_ok(), "{:?}", killed.map(drop));
         assert_eq!(serves(&serving.service), json!(false));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stuck_write_that_then_panics_does_not_leave_the_store_stuck() {
+        let serving = serving().await;
+        serving.fault.set(Mode::Hang);
+        let hung = kill_switch_within(&serving, false, BOUND + SLACK).await;
+        assert!(is_storage_unavailable(&hung), "{:?}", hung.map(drop));
+        assert!(serving.store.stuck() > 0);
+        // The stuck call ends in a panic rather than an answer.
+        serving.fault.set(Mode::Panic);
+        let deadline = Instant::now() + BOUND + SLACK;
+        while serving.store.stuck() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "a call that panicked is still counted as stuck, and every write is refused"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        serving.fault.set(Mode::Pass);
+        assert!(serving.service.ready().await);
+        let killed = kill_switch(&serving.service, false).await;
+        assert!(killed.is_ok(), "{:?}", killed.map(drop));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -133,8 +133,8 @@ pub struct Config {
     )]
     pub max_observations_per_batch: usize,
 
-    /// How long a request body may take to arrive, counted from the end of its headers, such
-    /// as `10s`. A slower HTTP body is answered `408`; a gRPC call whose request has not
+    /// How long an HTTP request body may take to arrive, counted from when the server starts
+    /// reading it (at once, but for an import waiting for the one before it), such as `10s`. A slower HTTP body is answered `408`; a gRPC call whose request has not
     /// arrived and been answered in this time ends with CANCELLED. Raise it for large imports
     /// over slow links.
     #[arg(long, env = "RIPCORD_BODY_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]

@@ -109,12 +109,15 @@ pub async fn read_body_up_to(
 const BODY_TIMEOUT_SETTING: &str = "RIPCORD_BODY_TIMEOUT";
 
 /// The body of a request, which fails with `TimedOut` when it has not all arrived within
-/// `timeout`. Headers have their own timeout in actix; without this, a client with a valid
-/// key could hold a connection and a worker's memory for as long as it trickles a body.
+/// `timeout` of the handler starting to read it. Headers have their own timeout in actix;
+/// without this, a client with a valid key could hold a connection and a worker's memory
+/// for as long as it trickles a body. The time counts from the first read, not from the
+/// headers: an import waiting its turn behind another has its body waiting in the socket,
+/// sent in time, and must not be refused for the wait.
 pub fn with_deadline(payload: Payload, timeout: Duration) -> Payload {
     let deadline: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> = Box::pin(Deadline {
         payload,
-        sleep: Box::pin(tokio::time::sleep(timeout)),
+        sleep: None,
         timeout,
         expired: false,
     });
@@ -123,7 +126,8 @@ pub fn with_deadline(payload: Payload, timeout: Duration) -> Payload {
 
 struct Deadline {
     payload: Payload,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    /// Started on the first read.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     timeout: Duration,
     expired: bool,
 }
@@ -138,7 +142,11 @@ impl Stream for Deadline {
         if let Poll::Ready(item) = self.payload.poll_next_unpin(cx) {
             return Poll::Ready(item);
         }
-        if self.sleep.as_mut().poll(cx).is_ready() {
+        let timeout = self.timeout;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if sleep.as_mut().poll(cx).is_ready() {
             self.expired = true;
             let message = format!(
                 "the body took longer than {:?} ({BODY_TIMEOUT_SETTING})",

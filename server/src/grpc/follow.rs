@@ -132,22 +132,25 @@ pub fn frame(message: &impl prost::Message) -> Bytes {
     Bytes::from(out)
 }
 
-/// How long a streaming call may take to send its one request message.
-const REQUEST_PATIENCE: Duration = Duration::from_secs(10);
-
-/// The one request message of a server-streaming call. No compression is accepted.
-pub async fn request<M>(body: tonic::body::Body, max_bytes: usize) -> Result<M, Status>
+/// The one request message of a server-streaming call, which must arrive within `patience`
+/// (`RIPCORD_BODY_TIMEOUT`), as every call's must. No compression is accepted.
+pub async fn request<M>(
+    body: tonic::body::Body,
+    max_bytes: usize,
+    patience: Duration,
+) -> Result<M, Status>
 where
     M: prost::Message + Default + Send + 'static,
 {
     let mut messages =
         tonic::codec::Streaming::new_request(Decoder::<M>::default(), body, None, Some(max_bytes));
-    match tokio::time::timeout(REQUEST_PATIENCE, messages.message()).await {
+    match tokio::time::timeout(patience, messages.message()).await {
         Ok(Ok(Some(message))) => Ok(message),
         Ok(Ok(None)) => Err(Status::invalid_argument("the request has no message")),
         Ok(Err(status)) => Err(status),
-        Err(_) => Err(Status::deadline_exceeded(
-            "the request message did not arrive in time",
+        // As tonic ends any other call that outlives the timeout.
+        Err(_) => Err(Status::cancelled(
+            "the request message did not arrive within RIPCORD_BODY_TIMEOUT",
         )),
     }
 }
@@ -254,7 +257,7 @@ mod tests {
 
     async fn read(bytes: &[u8]) -> Result<pb::WatchRequest, Status> {
         let body = tonic::body::Body::new(Chunk(Some(Bytes::copy_from_slice(bytes))));
-        request(body, 64).await
+        request(body, 64, Duration::from_secs(10)).await
     }
 
     #[tokio::test]

@@ -53,6 +53,7 @@ pub async fn serve(
         metrics,
         stop: stop.clone(),
         heartbeat: config.heartbeat,
+        body_timeout: config.body_timeout,
         max_context_attributes: config.max_context_attributes,
         flagd_environment: config.flagd_environment.clone(),
         flagd_allow_anonymous: config.flagd_allow_anonymous,

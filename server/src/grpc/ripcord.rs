@@ -77,7 +77,8 @@ impl Ripcord {
         let metadata = tonic::metadata::MetadataMap::from_headers(parts.headers);
         let started = async {
             let watching = self.watching(&metadata)?;
-            let request: pb::WatchRequest = follow::request(body, MAX_WATCH_REQUEST).await?;
+            let request: pb::WatchRequest =
+                follow::request(body, MAX_WATCH_REQUEST, self.shared.body_timeout).await?;
             let follow = self.follow(&metadata, watching, request.known_revision);
             Ok::<_, Status>(follow::start(follow, SharedWatch)?)
         };

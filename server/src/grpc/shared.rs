@@ -18,6 +18,9 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub stop: shutdown::Signal,
     pub heartbeat: Duration,
+    /// How long a streaming call may take to send its one request message
+    /// (`RIPCORD_BODY_TIMEOUT`).
+    pub body_timeout: Duration,
     pub max_context_attributes: usize,
     pub flagd_environment: Option<String>,
     pub flagd_allow_anonymous: bool,

@@ -177,6 +177,7 @@ pub(crate) fn parse_context(
 /// OFREP's success item: `{key, value, reason, variant, metadata}`.
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = OfrepEvaluationSuccess)]
+// Written by `write_item`: outside tests only its schema is used, for the OpenAPI document.
 #[cfg_attr(not(test), allow(dead_code))]
 struct Success<'a> {
     key: &'a str,
@@ -190,6 +191,7 @@ struct Success<'a> {
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = OfrepMetadata)]
+// As `Success`: the schema of what `write_item` writes.
 #[cfg_attr(not(test), allow(dead_code))]
 struct Metadata<'a> {
     revision: u64,

@@ -6,7 +6,7 @@
 //! headers and never a body, and each stream would hold memory until the connection closed.
 //! The gate answers UNAUTHENTICATED from the headers alone, so such a stream ends at once.
 
-use std::future::{ready, Ready};
+use std::future::{ready, Future, Ready};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -89,9 +89,14 @@ where
 
 /// Connections beyond `limit` are closed as soon as they are accepted, so that the memory
 /// held by open connections has a bound; each accepted one holds a permit until it closes.
+///
+/// A connection that sends nothing within `silence` of being accepted is closed: a client
+/// opens a connection to speak on it, and one that does not would otherwise hold a permit,
+/// and so keep real clients out, for as long as it likes.
 pub fn limit_connections<S>(
     incoming: S,
     limit: usize,
+    silence: std::time::Duration,
 ) -> impl futures_util::Stream<Item = std::io::Result<Limited>>
 where
     S: futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>>,
@@ -106,6 +111,7 @@ where
                 .map(|permit| Limited {
                     stream,
                     _permit: permit,
+                    first_byte: Some(Box::pin(tokio::time::sleep(silence))),
                 })
         });
         let admitted = match admitted {
@@ -127,6 +133,8 @@ where
 pub struct Limited {
     stream: tokio::net::TcpStream,
     _permit: OwnedSemaphorePermit,
+    /// Until the client's first byte: when it must have come by.
+    first_byte: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Connected for Limited {
@@ -143,7 +151,22 @@ impl AsyncRead for Limited {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if let Some(first_byte) = &mut this.first_byte {
+            match read {
+                Poll::Ready(Ok(())) if buf.filled().len() > before => this.first_byte = None,
+                Poll::Pending if first_byte.as_mut().poll(cx).is_ready() => {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the client sent nothing within RIPCORD_BODY_TIMEOUT of connecting",
+                    )));
+                }
+                _ => {}
+            }
+        }
+        read
     }
 }
 

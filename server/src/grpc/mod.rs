@@ -47,7 +47,8 @@ pub async fn serve(
     // Without TCP_NODELAY a small answer waits for the client's delayed ACK: about 40 ms
     // on every unary call.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let incoming = gate::limit_connections(incoming, config.grpc_max_connections);
+    let incoming =
+        gate::limit_connections(incoming, config.grpc_max_connections, config.body_timeout);
     let shared = Arc::new(Shared {
         service,
         metrics,

@@ -191,3 +191,47 @@ async fn an_http_body_that_stalls_is_answered_408_at_the_body_timeout() {
         "answered after {elapsed:?}, not at the body timeout"
     );
 }
+
+/// Connections that never say anything are closed at the body timeout, so that a client
+/// without a key cannot keep real ones out by holding every connection the limit allows.
+#[tokio::test]
+async fn silent_grpc_connections_are_closed_and_free_their_place() {
+    let server = Server::builder()
+        .env("RIPCORD_BODY_TIMEOUT", "2s")
+        .env("RIPCORD_GRPC_MAX_CONNECTIONS", 2)
+        .start()
+        .await;
+    let address = server.grpc_url().trim_start_matches("http://").to_string();
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(
+            tokio::net::TcpStream::connect(&address)
+                .await
+                .expect("connecting to the gRPC port"),
+        );
+    }
+    let started = Instant::now();
+    for socket in &mut silent {
+        // The server speaks first (its HTTP/2 settings), then ends the connection, with a
+        // close or a reset: either ends the read, and a connection left open fails here.
+        let mut received = Vec::new();
+        let _ended = tokio::time::timeout(BODY_TIMEOUT * 3, socket.read_to_end(&mut received))
+            .await
+            .expect("a silent connection is closed within the body timeout");
+    }
+    assert!(
+        started.elapsed() >= BODY_TIMEOUT / 2,
+        "{:?}",
+        started.elapsed()
+    );
+    // Their places are free again: a client that speaks gets an answer.
+    let mut client = h2_connection(&server).await;
+    client = client.ready().await.expect("a stream slot");
+    let (response, _body) = client
+        .send_request(headers_only(&server, None), true)
+        .expect("sending a call");
+    let status = tokio::time::timeout(BODY_TIMEOUT, grpc_status(response))
+        .await
+        .expect("an answer");
+    assert_eq!(status, "16", "a call without a key is UNAUTHENTICATED");
+}

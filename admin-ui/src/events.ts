@@ -73,18 +73,27 @@ async function read(
   const reader = body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";
+  let lines: string[] = [];
   for (;;) {
     const { value, done } = await reader.read();
     if (done) {
       return;
     }
     // `stream: true` keeps a character split between two chunks whole.
-    buffer += decoder.decode(value, { stream: true }).replace(/\r\n?/g, "\n");
-    let end: number;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const event = parse(block);
+    buffer += decoder.decode(value, { stream: true });
+    // A line ends in \n, \r\n or \r; a \r at the end of what has arrived may be the first
+    // half of a \r\n, so it waits for the next chunk.
+    let end: RegExpExecArray | null;
+    while ((end = /\r\n|\n|\r(?!$)/.exec(buffer)) !== null) {
+      const line = buffer.slice(0, end.index);
+      buffer = buffer.slice(end.index + end[0].length);
+      if (line !== "") {
+        lines.push(line);
+        continue;
+      }
+      // A blank line ends an event.
+      const event = parse(lines.join("\n"));
+      lines = [];
       if (event !== null) {
         emit(event);
       }

@@ -92,6 +92,8 @@ interface Shell {
   live: HTMLElement;
   nav: HTMLElement;
   flags: FlagsScreen | null;
+  /** The key of the flag whose page is open. */
+  flag: string | null;
   stop: () => void;
 }
 
@@ -124,6 +126,7 @@ async function shell(key: string): Promise<void> {
     live,
     nav,
     flags: null,
+    flag: null,
     stop: () => {},
   };
   current = state;
@@ -205,6 +208,7 @@ function onEvent(state: Shell, event: LiveEvent): void {
   }
   const data = (typeof event.data === "object" && event.data !== null ? event.data : {}) as {
     environment?: unknown;
+    flags?: unknown;
   };
   if (event.event === "reset") {
     void refreshEnvironments(state);
@@ -213,6 +217,11 @@ function onEvent(state: Shell, event: LiveEvent): void {
     void refreshEnvironments(state);
   } else if (event.event === "change" && data.environment === state.environment) {
     void state.flags?.load();
+    const key = state.flag;
+    // Without `flags`, any flag may have changed.
+    if (key !== null && (!Array.isArray(data.flags) || data.flags.includes(key))) {
+      void flagPage(state, key, true);
+    }
   }
 }
 
@@ -252,6 +261,7 @@ function route(): void {
     }
   }
   state.flags = null;
+  state.flag = null;
   if (screen === "flags" && parts.length > 1) {
     void flagPage(state, decodeURIComponent(parts.slice(1).join("/")));
     return;
@@ -267,10 +277,19 @@ function route(): void {
   replaceChildren(state.main, el("h1", {}, name), el("p", {}, "This screen is not built yet."));
 }
 
-async function flagPage(state: Shell, key: string): Promise<void> {
-  replaceChildren(state.main, el("h1", {}, key), el("p", { role: "status" }, "Loading…"));
+async function flagPage(state: Shell, key: string, refresh = false): Promise<void> {
+  state.flag = key;
+  if (!refresh) {
+    replaceChildren(state.main, el("h1", {}, key), el("p", { role: "status" }, "Loading…"));
+  }
+  const environment = state.environment;
+  // An answer that arrives after the person moved on is dropped.
+  const stillOpen = () => state.flag === key && state.environment === environment;
   try {
-    const entry = await getJson<FlagEntry>(`${path.flags(state.environment)}/${encodeURIComponent(key)}`);
+    const entry = await getJson<FlagEntry>(`${path.flags(environment)}/${encodeURIComponent(key)}`);
+    if (!stillOpen()) {
+      return;
+    }
     replaceChildren(
       state.main,
       el("h1", {}, entry.key),
@@ -281,7 +300,9 @@ async function flagPage(state: Shell, key: string): Promise<void> {
       el("p", {}, el("a", { href: "#/flags" }, "Back to the flags")),
     );
   } catch (failure) {
-    replaceChildren(state.main, el("h1", {}, key), el("p", { role: "alert" }, String(failure)));
+    if (stillOpen()) {
+      replaceChildren(state.main, el("h1", {}, key), el("p", { role: "alert" }, String(failure)));
+    }
   }
 }
 

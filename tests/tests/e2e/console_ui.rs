@@ -265,6 +265,11 @@ async fn run(server: &Server, client: &Client) -> Result<(), String> {
         .for_element(Locator::XPath("//header//*[normalize-space()='Live']"))
         .await
         .map_err(fail("the live stream"))?;
+    // Gone if the page is loaded again: the kill must show without that.
+    client
+        .execute("window.beforeTheKill = true", vec![])
+        .await
+        .map_err(fail("marking the page"))?;
     server
         .admin_put(
             "/api/v1/environments/default/flags/new-checkout/enabled",
@@ -282,15 +287,54 @@ async fn run(server: &Server, client: &Client) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let reloaded: Value = client
-        .execute(
-            "return performance.getEntriesByType('navigation').length",
-            vec![],
+    let same_page = client
+        .execute("return window.beforeTheKill === true", vec![])
+        .await
+        .map_err(fail("reading the marker"))?;
+    if same_page != json!(true) {
+        return Err("the page was reloaded to show the kill".to_string());
+    }
+
+    // The flag's page follows too: turned back on through the API, it says so.
+    client
+        .find(Locator::XPath(
+            "//table//th/a[normalize-space()='new-checkout']",
+        ))
+        .await
+        .map_err(fail("the flag's link"))?
+        .click()
+        .await
+        .map_err(fail("opening the flag"))?;
+    const PAGE_STATE: &str = "//main/h1[normalize-space()='new-checkout']/following-sibling::p[1]";
+    client
+        .wait()
+        .at_most(wait)
+        .for_element(Locator::XPath(PAGE_STATE))
+        .await
+        .map_err(fail("the flag's page"))?;
+    let state = read(client, PAGE_STATE).await?.unwrap_or_default();
+    if !state.starts_with("Killed") {
+        return Err(format!("the flag's page says {state:?} after the kill"));
+    }
+    server
+        .admin_put(
+            "/api/v1/environments/default/flags/new-checkout/enabled",
+            json!({"enabled": true}),
         )
         .await
-        .map_err(fail("counting navigations"))?;
-    if reloaded != json!(1) {
-        return Err(format!("the page was loaded {reloaded} times"));
+        .expect_status(200);
+    let turned_on = Instant::now();
+    loop {
+        let state = read(client, PAGE_STATE).await?.unwrap_or_default();
+        if state.starts_with("On") {
+            break;
+        }
+        if turned_on.elapsed() > Duration::from_secs(2) {
+            return Err(format!(
+                "the flag's page still says {state:?} 2 s after it was turned on"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
 }

@@ -9,6 +9,9 @@
 //! - [`console`]: what the web console asks of the server: reasons in the audit log, the
 //!   explanation of every flag's evaluation, the live event stream, a ramp's look history,
 //!   an import's dry run.
+//! - [`console_ui`]: the web console at `/admin` in a real Chromium: sign-in, the flags
+//!   list, flag data shown as text, a kill appearing live; and the committed bundle checked
+//!   against its TypeScript sources.
 //! - [`crash`]: SIGKILL again and again under writes of every kind; nothing acknowledged is
 //!   lost.
 //! - [`delivery`]: rulesets and event streams for SDKs, and OFREP's event stream.
@@ -42,6 +45,8 @@ mod abuse;
 mod admin;
 #[path = "e2e/console.rs"]
 mod console;
+#[path = "e2e/console_ui.rs"]
+mod console_ui;
 #[path = "e2e/crash.rs"]
 mod crash;
 #[path = "e2e/delivery.rs"]

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod admin_events;
+pub mod console;
 pub mod dry_run;
 pub mod errors;
 pub mod explain;
@@ -124,6 +125,7 @@ pub fn serve(
             .configure(admin_events::routes)
             .configure(judge::routes)
             .configure(observations::routes)
+            .configure(console::routes)
             .default_service(web::to(errors::not_found))
     })
     .workers(workers)

@@ -1,0 +1,161 @@
+//! `/admin`: the web console. Its page, script and style sheet are compiled into the binary
+//! from `admin-ui/` (the bundle in `admin-ui/dist/` is committed), so a server built with the
+//! Rust toolchain alone serves it. The page holds no key: it asks for one and calls the
+//! admin API with it. No key is needed to load it, as none is needed for
+//! `/api/v1/openapi.json`.
+
+use actix_web::http::header;
+use actix_web::middleware::Compress;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+/// Scripts and styles from this origin only, none inline, no `eval`; no framing (which
+/// would let another site overlay the kill switch); requests to this origin only.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+    style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; \
+    form-action 'none'; frame-ancestors 'none'";
+
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+const INDEX: Asset = Asset {
+    name: "index.html",
+    content_type: "text/html; charset=utf-8",
+    body: include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../admin-ui/index.html"
+    )),
+};
+
+const ASSETS: &[Asset] = &[
+    Asset {
+        name: "console.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../admin-ui/dist/console.js"
+        )),
+    },
+    Asset {
+        name: "console-style.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../admin-ui/dist/console-style.css"
+        )),
+    },
+];
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    // Compressed on the way out, as the client accepts: the script is sent in a third of
+    // its size. The API's own answers are left alone (its streams must not wait on an
+    // encoder's buffer).
+    config
+        .service(
+            web::resource(["/admin", "/admin/"])
+                .wrap(Compress::default())
+                .route(web::get().to(index)),
+        )
+        .service(
+            web::resource("/admin/{asset}")
+                .wrap(Compress::default())
+                .route(web::get().to(asset)),
+        );
+}
+
+async fn index() -> HttpResponse {
+    respond(&INDEX)
+}
+
+async fn asset(request: HttpRequest, name: web::Path<String>) -> HttpResponse {
+    match ASSETS.iter().find(|asset| asset.name == name.as_str()) {
+        Some(asset) => respond(asset),
+        None => super::errors::not_found(request).await,
+    }
+}
+
+fn respond(asset: &Asset) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(asset.content_type)
+        .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        // Revalidated on every load, so a new server version is never run with an old
+        // script.
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(asset.body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::{test, App};
+
+    #[actix_web::test]
+    async fn the_page_loads_only_assets_that_are_served() {
+        let page = std::str::from_utf8(INDEX.body).expect("the page is UTF-8");
+        let mut referenced = 0;
+        for reference in page.split("\"/admin/").skip(1) {
+            let name = reference.split('"').next().unwrap_or_default();
+            assert!(
+                ASSETS.iter().any(|asset| asset.name == name),
+                "index.html loads /admin/{name}, which is not embedded"
+            );
+            referenced += 1;
+        }
+        assert_eq!(
+            referenced,
+            ASSETS.len(),
+            "every asset is loaded by the page"
+        );
+        assert!(
+            !page.contains("<script>") && !page.contains(" style="),
+            "nothing inline: the policy would block it"
+        );
+    }
+
+    #[actix_web::test]
+    async fn every_answer_carries_the_security_headers_and_compresses() {
+        let app = test::init_service(App::new().configure(routes)).await;
+        for path in [
+            "/admin",
+            "/admin/",
+            "/admin/console.js",
+            "/admin/console-style.css",
+        ] {
+            let request = test::TestRequest::get()
+                .uri(path)
+                .insert_header((header::ACCEPT_ENCODING, "gzip"))
+                .to_request();
+            let response = test::call_service(&app, request).await;
+            assert_eq!(response.status(), 200, "{path}");
+            let value_of = |name| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or_default()
+            };
+            let policy = value_of(header::CONTENT_SECURITY_POLICY);
+            assert!(
+                policy.contains("frame-ancestors 'none'"),
+                "{path}: {policy}"
+            );
+            assert!(policy.contains("script-src 'self'"), "{path}: {policy}");
+            assert!(!policy.contains("unsafe-"), "{path}: {policy}");
+            assert_eq!(
+                value_of(header::X_CONTENT_TYPE_OPTIONS),
+                "nosniff",
+                "{path}"
+            );
+            assert_eq!(value_of(header::CONTENT_ENCODING), "gzip", "{path}");
+        }
+        let request = test::TestRequest::get()
+            .uri("/admin/secrets.txt")
+            .to_request();
+        assert_eq!(test::call_service(&app, request).await.status(), 404);
+    }
+}

@@ -55,6 +55,60 @@ impl Frames {
     }
 }
 
+/// Environments of at least this many flags are freed on a thread of their own (see the
+/// `Drop` below).
+const FREED_APART: usize = 1_000;
+
+impl Drop for Environment {
+    /// Freeing a large environment's snapshot, document and encodings takes milliseconds,
+    /// and whoever drops the last reference does it: after an import, as often as not a
+    /// request that was evaluating against the previous revision, on the thread that answers
+    /// requests. A large one's parts are handed to a thread that frees them instead.
+    fn drop(&mut self) {
+        if self.snapshot.len() < FREED_APART {
+            return;
+        }
+        let parts = Box::new((
+            std::mem::replace(&mut self.snapshot, Snapshot::empty(self.revision)),
+            std::mem::take(&mut self.document),
+            std::mem::take(&mut self.flag_revisions),
+            self.ofrep_pieces.take(),
+            self.delivered.take(),
+            std::mem::take(&mut self.frames),
+        ));
+        free_apart(parts);
+    }
+}
+
+/// Drops `parts` on the freeing thread, or here if it cannot be had.
+fn free_apart(parts: Box<dyn Send>) {
+    static FREEING: OnceLock<Option<std::sync::Mutex<std::sync::mpsc::Sender<Box<dyn Send>>>>> =
+        OnceLock::new();
+    let sender = FREEING.get_or_init(|| {
+        let (sender, parts) = std::sync::mpsc::channel::<Box<dyn Send>>();
+        std::thread::Builder::new()
+            .name("ripcord-free".to_string())
+            .spawn(move || {
+                for freed in parts {
+                    drop(freed);
+                    FREED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+            .ok()
+            .map(|_| std::sync::Mutex::new(sender))
+    });
+    if let Some(sender) = sender {
+        let sender = sender
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A send fails only if the thread is gone: the parts come back and drop here.
+        let _ = sender.send(parts);
+    }
+}
+
+/// How many environments the freeing thread has freed, for tests.
+static FREED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// An environment's ruleset as JSON, with an `ETag` that is the hash of that JSON.
 #[derive(Debug)]
 pub struct Delivered {
@@ -204,6 +258,28 @@ mod tests {
         let grpc = environment.frame(Framing::Grpc, || Bytes::from_static(b"grpc"));
         assert_eq!(grpc, &b"grpc"[..]);
         assert_eq!(frames[0], environment.delivered().json);
+    }
+
+    #[test]
+    fn a_large_environment_is_freed_on_the_freeing_thread() {
+        let keys: Vec<String> = (0..FREED_APART)
+            .map(|index| format!("flag-{index}"))
+            .collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let large = environment(1, &keys);
+        assert!(large.ofrep_pieces().around_reason(0, 0).is_some());
+        let before = FREED.load(std::sync::atomic::Ordering::Relaxed);
+        drop(large);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while FREED.load(std::sync::atomic::Ordering::Relaxed) == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the environment was not handed to the freeing thread"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // A small one is freed where it is dropped.
+        drop(environment(1, &["banner"]));
     }
 
     #[test]

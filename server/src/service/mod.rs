@@ -146,7 +146,17 @@ impl Service {
         // A stored document was valid when written; with lowered limits it may not be any
         // more, and refusing to start would be worse than serving it.
         let limits = Limits::unbounded();
-        Ok(Some(build(name, state, &limits)?))
+        // Compiling takes milliseconds of CPU for a large environment: off the request
+        // threads, as a change's is.
+        let name = name.to_string();
+        let built = tokio::task::spawn_blocking(move || build(&name, state, &limits))
+            .await
+            .map_err(|error| {
+                Error::Store(crate::store::StoreError::Backend(format!(
+                    "compiling: {error}"
+                )))
+            })?;
+        Ok(Some(built?))
     }
 
     async fn reload_keys(&self) -> Result<()> {
@@ -594,11 +604,16 @@ fn build(name: &str, state: EnvironmentState, limits: &Limits) -> Result<Environ
         },
         limits,
     )?;
-    Ok(Environment::new(
+    let environment = Environment::new(
         name,
         state.revision,
         snapshot,
         state.document,
         state.flag_revisions,
-    ))
+    );
+    // Built here, off the request threads, rather than by the first evaluation after the
+    // environment is installed: for a large environment that is tens of milliseconds.
+    environment.ofrep_pieces();
+    environment.client_visible();
+    Ok(environment)
 }

@@ -176,7 +176,7 @@ pub fn evaluate_typed<'a>(
 
 /// Evaluates one compiled flag: the kill switch, then the rules in order, then the rollout.
 pub fn evaluate_flag<'a>(flag: &'a CompiledFlag, context: &Context) -> Evaluation<'a> {
-    evaluate_flag_with(flag, context, &mut Segments::default())
+    evaluate_compiled(flag, context, None)
 }
 
 /// Which segments one context is in, found out once for all the flags of a snapshot that
@@ -219,6 +219,15 @@ pub fn evaluate_flag_with<'a>(
     context: &Context,
     segments: &mut Segments,
 ) -> Evaluation<'a> {
+    evaluate_compiled(flag, context, Some(segments))
+}
+
+/// One flag alone keeps no memo: it would cost an allocation to save nothing.
+fn evaluate_compiled<'a>(
+    flag: &'a CompiledFlag,
+    context: &Context,
+    mut segments: Option<&mut Segments>,
+) -> Evaluation<'a> {
     let mut metadata = Metadata {
         revision: flag.revision,
         ..Metadata::default()
@@ -227,10 +236,13 @@ pub fn evaluate_flag_with<'a>(
         return Evaluation::served(flag, flag.default_variant, Reason::Disabled, metadata);
     }
     for (index, rule) in flag.rules.iter().enumerate() {
-        let segment_holds = rule
-            .segment
-            .as_ref()
-            .is_none_or(|conditions| segments.holds(conditions, context));
+        let segment_holds =
+            rule.segment
+                .as_ref()
+                .is_none_or(|conditions| match segments.as_deref_mut() {
+                    Some(segments) => segments.holds(conditions, context),
+                    None => conditions.iter().all(|condition| condition.holds(context)),
+                });
         if segment_holds
             && rule
                 .conditions

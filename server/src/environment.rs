@@ -82,8 +82,7 @@ impl Drop for Environment {
 
 /// Drops `parts` on the freeing thread, or here if it cannot be had.
 fn free_apart(parts: Box<dyn Send>) {
-    static FREEING: OnceLock<Option<std::sync::Mutex<std::sync::mpsc::Sender<Box<dyn Send>>>>> =
-        OnceLock::new();
+    static FREEING: OnceLock<Option<Freeing>> = OnceLock::new();
     let sender = FREEING.get_or_init(|| {
         let (sender, parts) = std::sync::mpsc::channel::<Box<dyn Send>>();
         std::thread::Builder::new()
@@ -105,6 +104,9 @@ fn free_apart(parts: Box<dyn Send>) {
         let _ = sender.send(parts);
     }
 }
+
+/// Where parts to free are sent; `None` if the thread could not be started.
+type Freeing = std::sync::Mutex<std::sync::mpsc::Sender<Box<dyn Send>>>;
 
 /// How many environments the freeing thread has freed, for tests.
 static FREED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

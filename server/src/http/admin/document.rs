@@ -86,13 +86,16 @@ pub async fn import_document(
     // that long behind it: the whole import runs on a blocking thread. The change still
     // runs on this worker's runtime (its timers and I/O), driven from that thread.
     if dry_run {
-        let imported = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            read_document(&body, format)
+        let (imported, permit) = tokio::task::spawn_blocking(move || {
+            read_document(&body, format).map(|read| (read, permit))
         })
         .await
         .map_err(|error| blocking_failed("dry run", error))??;
-        return crate::http::dry_run::answer(&state, &environment, imported).await;
+        // Held while the dry run validates and compares, as an import holds it: a burst of
+        // dry runs holds one parsed document and one comparison at a time.
+        let answered = crate::http::dry_run::answer(&state, &environment, imported).await;
+        drop(permit);
+        return answered;
     }
     let runtime = tokio::runtime::Handle::current();
     let imported = tokio::task::spawn_blocking(move || {

@@ -44,23 +44,26 @@ impl Builder {
         }
     }
 
-    /// Whether `name` is one more attribute than the limit allows. A name seen before
-    /// replaces its value, as in a JSON object, and is not one more.
-    fn is_over(&self, name: &str) -> bool {
-        self.over > 0
-            || (self.context.len() >= self.max_attributes && self.context.get(name).is_none())
+    /// Whether `name` may go into the context; one more attribute than the limit allows is
+    /// counted instead. A name seen before replaces its value, as in a JSON object, and is
+    /// not one more. Checked before the name goes into the `Context`, whose hasher is
+    /// unkeyed: filling it with thousands of names a caller chose to collide is the flood
+    /// the limit prevents.
+    fn admits(&mut self, name: &str) -> bool {
+        let over = self.over > 0
+            || (self.context.len() >= self.max_attributes && self.context.get(name).is_none());
+        if over {
+            self.over += 1;
+        } else {
+            self.check_name(name);
+        }
+        !over
     }
 
     pub fn add(&mut self, name: impl Into<Box<str>> + AsRef<str>, value: Value) {
-        if self.is_over(name.as_ref()) {
-            // Checked before the name goes into the `Context`, whose hasher is unkeyed:
-            // filling it with thousands of names a caller chose to collide is the flood
-            // the limit prevents.
-            self.over += 1;
-            return;
+        if self.admits(name.as_ref()) {
+            self.context.insert(name, value);
         }
-        self.check_name(name.as_ref());
-        self.context.insert(name, value);
     }
 
     fn check_name(&mut self, name: &str) {
@@ -128,13 +131,13 @@ impl<'de> Visitor<'de> for Attributes<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Read, A::Error> {
-        while let Some(name) = map.next_key::<Name>()? {
-            if self.0.is_over(&name.0) {
-                self.0.over += 1;
-                map.next_value::<IgnoredAny>()?;
-            } else {
+        while let Some(Name(name)) = map.next_key::<Name>()? {
+            // An attribute past the limit is read over, not kept.
+            if self.0.admits(&name) {
                 let value = map.next_value::<Value>()?;
-                self.0.add(name.0, value);
+                self.0.context.insert(name, value);
+            } else {
+                map.next_value::<IgnoredAny>()?;
             }
         }
         Ok(Read::Object)

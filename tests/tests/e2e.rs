@@ -43,6 +43,8 @@ mod harness;
 mod abuse;
 #[path = "e2e/admin.rs"]
 mod admin;
+#[path = "e2e/browser.rs"]
+mod browser;
 #[path = "e2e/console.rs"]
 mod console;
 #[path = "e2e/console_ui.rs"]

@@ -12,9 +12,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::{json, Value};
 
+use crate::browser::{button, fail, find, in_ci, labelled, read, screenshot, with_browser, WAIT};
 use crate::harness::{Server, ADMIN_KEY};
 
 /// A description written to be markup: shown as markup, it would add an `img` to the page.
@@ -38,52 +39,6 @@ flags:
     default_variant: plain
 "#
     )
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| value == "true")
-}
-
-/// The driver's URL, or `None` when there is none outside CI.
-fn chromedriver() -> Option<String> {
-    match std::env::var("CHROMEDRIVER") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if in_ci() => panic!(
-            "CHROMEDRIVER is not set: CI must run the console in a browser. \
-             scripts/test.sh installs chromium and chromium-driver and starts the driver"
-        ),
-        _ => {
-            eprintln!(
-                "skipped: CHROMEDRIVER is not set (scripts/test.sh installs chromium and \
-                 chromium-driver and starts the driver)"
-            );
-            None
-        }
-    }
-}
-
-async fn browser(driver: &str) -> Client {
-    let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_string());
-    let mut capabilities = serde_json::Map::new();
-    capabilities.insert(
-        "goog:chromeOptions".to_string(),
-        json!({
-            "binary": binary,
-            // No sandbox: CI runs the tests as root, where Chromium's sandbox refuses to start.
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"],
-        }),
-    );
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(capabilities)
-        .connect(driver)
-        .await
-        .unwrap_or_else(|error| panic!("starting Chromium through {driver}: {error}"))
-}
-
-/// The form control a `label` with this text names: how a person, or a screen reader,
-/// finds it.
-fn labelled(name: &str) -> String {
-    format!("//*[@id=//label[normalize-space()='{name}']/@for]")
 }
 
 /// The server embeds `admin-ui/dist/` as committed; a source changed without a rebuild
@@ -116,23 +71,15 @@ fn the_committed_console_bundle_is_built_from_the_sources() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_signs_in_lists_flags_as_text_and_shows_a_kill_live() {
-    let Some(driver) = chromedriver() else {
-        return;
-    };
-    let server = Server::start_with(&[], &document()).await;
-    let client = browser(&driver).await;
-    let outcome = run(&server, &client).await;
-    // The browser is closed whatever happened, so that a failure does not leave it running.
-    let _ = client.close().await;
-    outcome.unwrap_or_else(|error| panic!("{error}"));
+    with_browser(|client| async move {
+        let server = Server::start_with(&[], &document()).await;
+        run(&server, &client).await
+    })
+    .await;
 }
 
 async fn run(server: &Server, client: &Client) -> Result<(), String> {
-    let fail = |what: &str| {
-        let what = what.to_string();
-        move |error: fantoccini::error::CmdError| format!("{what}: {error}")
-    };
-    let wait = Duration::from_secs(5);
+    let wait = WAIT;
     client
         .goto(&server.url("/admin"))
         .await
@@ -149,7 +96,8 @@ async fn run(server: &Server, client: &Client) -> Result<(), String> {
         .send_keys("not-a-key")
         .await
         .map_err(fail("typing"))?;
-    let sign_in = Locator::XPath("//button[normalize-space()='Sign in']");
+    let sign_in_button = button("Sign in");
+    let sign_in = Locator::XPath(&sign_in_button);
     client
         .find(sign_in)
         .await
@@ -191,10 +139,8 @@ async fn run(server: &Server, client: &Client) -> Result<(), String> {
     if href.as_deref() != Some("#/flags/new-checkout") {
         return Err(format!("new-checkout links to {href:?}"));
     }
-    client
-        .find(Locator::XPath("//table//th/a[normalize-space()='banner']"))
-        .await
-        .map_err(fail("the banner row"))?;
+    find(client, "//table//th/a[normalize-space()='banner']").await?;
+    screenshot(client, "flags").await?;
     for name in [
         "Flags",
         "Incidents",
@@ -341,18 +287,3 @@ async fn run(server: &Server, client: &Client) -> Result<(), String> {
 
 /// The State cell of new-checkout's row.
 const STATE: &str = "//tr[th/a[normalize-space()='new-checkout']]/td[2]";
-
-/// The text of the first node at `path`, read in one step: the list is redrawn whenever the
-/// flags change, and an element found in one WebDriver command may be gone by the next.
-async fn read(client: &Client, path: &str) -> Result<Option<String>, String> {
-    let value = client
-        .execute(
-            "const node = document.evaluate(arguments[0], document, null, \
-             XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue; \
-             return node === null ? null : node.textContent;",
-            vec![Value::from(path)],
-        )
-        .await
-        .map_err(|error| format!("reading {path}: {error}"))?;
-    Ok(value.as_str().map(str::to_string))
-}

@@ -3,6 +3,8 @@
 
 import { type AuditEntry, type AuditPage, type FlagEntry, getJson, path } from "./api";
 import { el, replaceChildren } from "./dom";
+import type { LiveEvent } from "./events";
+import { type Context, type Screen, changeOf } from "./screen";
 
 export interface Row {
   key: string;
@@ -50,7 +52,11 @@ function lastChanges(entries: AuditEntry[]): Map<string, AuditEntry> {
   return last;
 }
 
-export class FlagsScreen {
+export function openFlags(context: Context): Screen {
+  return new FlagsScreen(context.environment);
+}
+
+export class FlagsScreen implements Screen {
   readonly root: HTMLElement;
   private readonly body: HTMLElement;
   private readonly status: HTMLElement;
@@ -72,6 +78,13 @@ export class FlagsScreen {
       this.status,
       this.body,
     );
+  }
+
+  event(event: LiveEvent): void {
+    const change = changeOf(event);
+    if (event.event === "reset" || (change !== null && change.environment === this.environment)) {
+      void this.load();
+    }
   }
 
   /** Reads the flags afresh; calls that arrive during a load cause one more load after it. */

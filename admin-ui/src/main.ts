@@ -4,7 +4,6 @@
 import {
   ApiError,
   type Environment,
-  type FlagEntry,
   adminKey,
   forgetKey,
   getJson,
@@ -13,19 +12,10 @@ import {
 } from "./api";
 import { el, replaceChildren } from "./dom";
 import { type LiveEvent, type Status, follow } from "./events";
-import { FlagsScreen } from "./flags";
+import type { Context, Screen } from "./screen";
+import { PAGES, SCREENS } from "./screens";
 
 const ENVIRONMENT = "ripcord.environment";
-
-const SCREENS: ReadonlyArray<readonly [string, string]> = [
-  ["flags", "Flags"],
-  ["incidents", "Incidents"],
-  ["audit", "Audit log"],
-  ["keys", "Keys"],
-  ["document", "Document"],
-  ["judge", "Judge"],
-  ["environments", "Environments"],
-];
 
 const app = document.getElementById("app") ?? document.body;
 
@@ -91,9 +81,8 @@ interface Shell {
   main: HTMLElement;
   live: HTMLElement;
   nav: HTMLElement;
-  flags: FlagsScreen | null;
-  /** The key of the flag whose page is open. */
-  flag: string | null;
+  /** The screen shown. */
+  screen: Screen | null;
   stop: () => void;
 }
 
@@ -125,8 +114,7 @@ async function shell(key: string): Promise<void> {
     main,
     live,
     nav,
-    flags: null,
-    flag: null,
+    screen: null,
     stop: () => {},
   };
   current = state;
@@ -144,7 +132,7 @@ async function shell(key: string): Promise<void> {
     signIn();
   });
   const list = el("ul");
-  for (const [id, name] of SCREENS) {
+  for (const { id, name } of SCREENS) {
     list.appendChild(el("li", {}, el("a", { href: `#/${id}`, "data-screen": id }, name)));
   }
   nav.appendChild(list);
@@ -198,7 +186,7 @@ function showStatus(state: Shell, status: Status): void {
   state.live.textContent = words[status];
   if (status === "live") {
     // Whatever happened while the stream was down is read afresh.
-    void state.flags?.load();
+    void state.screen?.load();
   }
 }
 
@@ -208,21 +196,15 @@ function onEvent(state: Shell, event: LiveEvent): void {
   }
   const data = (typeof event.data === "object" && event.data !== null ? event.data : {}) as {
     environment?: unknown;
-    flags?: unknown;
   };
-  if (event.event === "reset") {
+  if (
+    event.event === "reset" ||
+    event.event === "environment_deleted" ||
+    (event.event === "change" && !knows(state, data.environment))
+  ) {
     void refreshEnvironments(state);
-    void state.flags?.load();
-  } else if (event.event === "environment_deleted" || (event.event === "change" && !knows(state, data.environment))) {
-    void refreshEnvironments(state);
-  } else if (event.event === "change" && data.environment === state.environment) {
-    void state.flags?.load();
-    const key = state.flag;
-    // Without `flags`, any flag may have changed.
-    if (key !== null && (!Array.isArray(data.flags) || data.flags.includes(key))) {
-      void flagPage(state, key, true);
-    }
   }
+  state.screen?.event?.(event);
 }
 
 function knows(state: Shell, environment: unknown): boolean {
@@ -252,58 +234,35 @@ function route(): void {
     return;
   }
   const parts = location.hash.replace(/^#\/?/, "").split("/");
-  const screen = parts[0] === undefined || parts[0] === "" ? "flags" : parts[0];
+  const id = parts[0] === undefined || parts[0] === "" ? "flags" : parts[0];
   for (const link of state.nav.querySelectorAll("a")) {
-    if (link.dataset["screen"] === screen) {
+    if (link.dataset["screen"] === id) {
       link.setAttribute("aria-current", "page");
     } else {
       link.removeAttribute("aria-current");
     }
   }
-  state.flags = null;
-  state.flag = null;
-  if (screen === "flags" && parts.length > 1) {
-    void flagPage(state, decodeURIComponent(parts.slice(1).join("/")));
+  state.screen?.close?.();
+  state.screen = null;
+  const rest = parts.slice(1).map((part) => decodeURIComponent(part));
+  const entry = SCREENS.find((screen) => screen.id === id);
+  const open = rest.length > 0 ? PAGES[id] : entry?.open;
+  if (open === undefined || open === null) {
+    const name = entry?.name ?? "Not found";
+    replaceChildren(state.main, el("h1", {}, name), el("p", {}, entry === undefined ? "There is no such screen." : "This screen is not built yet."));
     return;
   }
-  if (screen === "flags") {
-    const flags = new FlagsScreen(state.environment);
-    state.flags = flags;
-    replaceChildren(state.main, flags.root);
-    void flags.load();
-    return;
-  }
-  const name = SCREENS.find(([id]) => id === screen)?.[1] ?? "Not found";
-  replaceChildren(state.main, el("h1", {}, name), el("p", {}, "This screen is not built yet."));
-}
-
-async function flagPage(state: Shell, key: string, refresh = false): Promise<void> {
-  state.flag = key;
-  if (!refresh) {
-    replaceChildren(state.main, el("h1", {}, key), el("p", { role: "status" }, "Loading…"));
-  }
-  const environment = state.environment;
-  // An answer that arrives after the person moved on is dropped.
-  const stillOpen = () => state.flag === key && state.environment === environment;
-  try {
-    const entry = await getJson<FlagEntry>(`${path.flags(environment)}/${encodeURIComponent(key)}`);
-    if (!stillOpen()) {
-      return;
-    }
-    replaceChildren(
-      state.main,
-      el("h1", {}, entry.key),
-      el("p", {}, entry.flag.enabled === false ? "Killed" : "On", ` · revision ${entry.revision}`),
-      typeof entry.flag.description === "string" ? el("p", {}, entry.flag.description) : null,
-      el("p", {}, "Editing is not built yet; the flag as stored:"),
-      el("pre", {}, JSON.stringify(entry.flag, null, 2)),
-      el("p", {}, el("a", { href: "#/flags" }, "Back to the flags")),
-    );
-  } catch (failure) {
-    if (stillOpen()) {
-      replaceChildren(state.main, el("h1", {}, key), el("p", { role: "alert" }, String(failure)));
-    }
-  }
+  const context: Context = {
+    key: state.key,
+    environment: state.environment,
+    environments: state.environments,
+    rest,
+    refreshEnvironments: () => refreshEnvironments(state),
+  };
+  const screen = open(context);
+  state.screen = screen;
+  replaceChildren(state.main, screen.root);
+  void screen.load();
 }
 
 window.addEventListener("hashchange", route);

@@ -251,7 +251,7 @@ async fn run(server: &Server, client: &Client) -> Result<(), String> {
         .click()
         .await
         .map_err(fail("opening the flag"))?;
-    const PAGE_STATE: &str = "//main/h1[normalize-space()='new-checkout']/following-sibling::p[1]";
+    const PAGE_STATE: &str = "//main//h1[normalize-space()='new-checkout']/following-sibling::p[1]";
     client
         .wait()
         .at_most(wait)

@@ -7,8 +7,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ripcord_engine::{
-    evaluate, evaluate_flag, evaluate_flag_with, Context, Document, Limits, Reason, Segments,
-    Snapshot,
+    evaluate, evaluate_flag, evaluate_flag_with, Context, Document, Limits, Memo, Reason, Snapshot,
 };
 use serde_json::{json, Value};
 
@@ -280,13 +279,13 @@ fn all_flags(c: &mut Criterion) {
         })
     });
     // As the server's bulk evaluation does it: each segment checked once for the context.
-    group.bench_function("all_200_flags_segments_once", |b| {
+    group.bench_function("all_200_flags_with_memo", |b| {
         b.iter(|| {
             let snapshot = black_box(&snapshot);
             let user = black_box(&user);
-            let mut segments = Segments::default();
+            let mut memo = Memo::default();
             for flag in snapshot.flags() {
-                black_box(evaluate_flag_with(flag, user, &mut segments));
+                black_box(evaluate_flag_with(flag, user, &mut memo));
             }
         })
     });

@@ -5,9 +5,8 @@
 use serde_json::Value;
 
 use crate::bucketing::{self, Cohort, Unit};
-use crate::condition::CompiledCondition;
 use crate::document::FlagType;
-use crate::snapshot::{CompiledFlag, Snapshot};
+use crate::snapshot::{CompiledFlag, Conditions, Snapshot};
 use crate::stage::Stage;
 
 pub use crate::context::Context;
@@ -179,54 +178,68 @@ pub fn evaluate_flag<'a>(flag: &'a CompiledFlag, context: &Context) -> Evaluatio
     evaluate_compiled(flag, context, None)
 }
 
-/// Which segments one context is in, found out once for all the flags of a snapshot that
-/// one call evaluates for it. A segment (a release track, staff, a region) is typically
-/// named by the rules of many flags; a bulk evaluation that checked it again for each of
-/// them would spend most of its time doing so. Valid for one context and one snapshot.
+/// Which lists of conditions one context satisfies, found out once for all the flags of a
+/// snapshot that one call evaluates for it. A segment (a release track, staff, a region) is
+/// typically named by the rules of many flags, and flags repeat the same conditions (the
+/// same country and app-version check); a bulk evaluation that checked them again for each
+/// rule would spend most of its time doing so. Valid for one context: a memo used for flags
+/// of another snapshot starts afresh.
 #[derive(Debug, Default)]
-pub struct Segments {
-    /// Each segment met so far, by the address of its compiled conditions, which a
-    /// snapshot shares between every rule that names the segment.
-    known: Vec<(usize, bool)>,
+pub struct Memo {
+    /// The snapshot whose lists `known` is about.
+    snapshot: u64,
+    /// By list id: [`UNKNOWN`](Memo::UNKNOWN), [`HOLDS`](Memo::HOLDS) or
+    /// [`FAILS`](Memo::FAILS).
+    known: Vec<u8>,
 }
 
-impl Segments {
-    /// Beyond this many segments, a lookup would cost about what it saves: the rest are
-    /// checked each time.
-    const KEPT: usize = 32;
+impl Memo {
+    const UNKNOWN: u8 = 0;
+    const HOLDS: u8 = 1;
+    const FAILS: u8 = 2;
+    /// Lists beyond this many are checked each time: a snapshot of many thousand distinct
+    /// lists must not make every bulk request allocate a memo of that size.
+    const KEPT: usize = 4096;
 
-    fn holds(
-        &mut self,
-        conditions: &std::sync::Arc<[CompiledCondition]>,
-        context: &Context,
-    ) -> bool {
-        let address = std::sync::Arc::as_ptr(conditions).cast::<u8>() as usize;
-        if let Some(&(_, holds)) = self.known.iter().find(|(known, _)| *known == address) {
-            return holds;
+    fn holds(&mut self, conditions: &Conditions, context: &Context) -> bool {
+        if self.snapshot != conditions.snapshot {
+            self.snapshot = conditions.snapshot;
+            self.known.clear();
         }
-        let holds = conditions.iter().all(|condition| condition.holds(context));
-        if self.known.len() < Self::KEPT {
-            self.known.push((address, holds));
+        let id = conditions.id as usize;
+        match self.known.get(id) {
+            Some(&Memo::HOLDS) => return true,
+            Some(&Memo::FAILS) => return false,
+            _ => {}
+        }
+        let holds = conditions.hold(context);
+        if id < Memo::KEPT {
+            if self.known.len() <= id {
+                self.known.resize(id + 1, Memo::UNKNOWN);
+            }
+            if let Some(known) = self.known.get_mut(id) {
+                *known = if holds { Memo::HOLDS } else { Memo::FAILS };
+            }
         }
         holds
     }
 }
 
-/// [`evaluate_flag`], with what `segments` knows of the context's segments. Evaluating
-/// every flag of a snapshot for one context, pass the same `segments` to each.
+/// [`evaluate_flag`], with what `memo` knows of the context. Evaluating every flag of a
+/// snapshot for one context, pass the same `memo` to each.
 pub fn evaluate_flag_with<'a>(
     flag: &'a CompiledFlag,
     context: &Context,
-    segments: &mut Segments,
+    memo: &mut Memo,
 ) -> Evaluation<'a> {
-    evaluate_compiled(flag, context, Some(segments))
+    evaluate_compiled(flag, context, Some(memo))
 }
 
 /// One flag alone keeps no memo: it would cost an allocation to save nothing.
 fn evaluate_compiled<'a>(
     flag: &'a CompiledFlag,
     context: &Context,
-    mut segments: Option<&mut Segments>,
+    mut memo: Option<&mut Memo>,
 ) -> Evaluation<'a> {
     let mut metadata = Metadata {
         revision: flag.revision,
@@ -236,19 +249,15 @@ fn evaluate_compiled<'a>(
         return Evaluation::served(flag, flag.default_variant, Reason::Disabled, metadata);
     }
     for (index, rule) in flag.rules.iter().enumerate() {
-        let segment_holds =
-            rule.segment
-                .as_ref()
-                .is_none_or(|conditions| match segments.as_deref_mut() {
-                    Some(segments) => segments.holds(conditions, context),
-                    None => conditions.iter().all(|condition| condition.holds(context)),
-                });
-        if segment_holds
-            && rule
-                .conditions
-                .iter()
-                .all(|condition| condition.holds(context))
-        {
+        let mut hold = |conditions: &Option<std::sync::Arc<Conditions>>| {
+            conditions
+                .as_deref()
+                .is_none_or(|conditions| match memo.as_deref_mut() {
+                    Some(memo) => memo.holds(conditions, context),
+                    None => conditions.hold(context),
+                })
+        };
+        if hold(&rule.segment) && hold(&rule.conditions) {
             metadata.rule = rule.name.as_deref();
             metadata.rule_index = Some(index);
             return Evaluation::served(flag, rule.variant, Reason::TargetingMatch, metadata);

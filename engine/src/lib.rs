@@ -34,7 +34,7 @@ pub use document::{Document, Flag, FlagType, Segment};
 pub use error::{DocumentError, Problem};
 pub use evaluate::{
     evaluate, evaluate_flag, evaluate_flag_with, evaluate_typed, Context, ErrorCode, Evaluation,
-    Metadata, Reason, RolloutBucket, Segments,
+    Memo, Metadata, Reason, RolloutBucket,
 };
 pub use ruleset::{DeltaError, Ruleset, RulesetDelta, RulesetRef};
 pub use snapshot::{validate, CompiledFlag, Limits, Snapshot};

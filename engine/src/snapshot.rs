@@ -90,9 +90,75 @@ pub struct CompiledFlag {
 #[derive(Debug)]
 pub(crate) struct CompiledRule {
     pub(crate) name: Option<Box<str>>,
-    pub(crate) conditions: Vec<CompiledCondition>,
-    pub(crate) segment: Option<Arc<[CompiledCondition]>>,
+    /// `None` for a rule with no `when` of its own (a segment alone).
+    pub(crate) conditions: Option<Arc<Conditions>>,
+    pub(crate) segment: Option<Arc<Conditions>>,
     pub(crate) variant: usize,
+}
+
+/// A list of conditions, compiled once for every rule and segment of a snapshot that has
+/// the same conditions. Environments repeat them (the same country and app-version check
+/// on many flags, a segment named by many rules), and a bulk evaluation checks each list
+/// once per context through a [`Memo`](crate::evaluate::Memo) instead of once per rule.
+#[derive(Debug)]
+pub(crate) struct Conditions {
+    /// The list's place among the lists of its snapshot, from 0.
+    pub(crate) id: u32,
+    /// Which snapshot compiled the list: a memo kept across snapshots starts afresh rather
+    /// than answer for a list of another snapshot with the same id.
+    pub(crate) snapshot: u64,
+    pub(crate) list: Box<[CompiledCondition]>,
+}
+
+impl Conditions {
+    pub(crate) fn hold(&self, context: &crate::Context) -> bool {
+        self.list.iter().all(|condition| condition.holds(context))
+    }
+}
+
+/// Gives every distinct list of conditions of one snapshot one shared [`Conditions`].
+struct Lists {
+    snapshot: u64,
+    /// By the conditions as the document writes them.
+    known: std::collections::HashMap<String, Arc<Conditions>>,
+    next: u32,
+}
+
+impl Lists {
+    fn new() -> Lists {
+        static SNAPSHOTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Lists {
+            snapshot: SNAPSHOTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            known: std::collections::HashMap::new(),
+            next: 0,
+        }
+    }
+
+    fn share(
+        &mut self,
+        source: &[crate::document::Condition],
+        compiled: Vec<CompiledCondition>,
+    ) -> Arc<Conditions> {
+        let fresh = |lists: &mut Lists| {
+            let id = lists.next;
+            lists.next = lists.next.saturating_add(1);
+            Arc::new(Conditions {
+                id,
+                snapshot: lists.snapshot,
+                list: compiled.into_boxed_slice(),
+            })
+        };
+        // Conditions always serialize; were one not to, its list would simply not be shared.
+        let Ok(written) = serde_json::to_string(source) else {
+            return fresh(self);
+        };
+        if let Some(known) = self.known.get(&written) {
+            return Arc::clone(known);
+        }
+        let shared = fresh(self);
+        self.known.insert(written, Arc::clone(&shared));
+        shared
+    }
 }
 
 #[derive(Debug)]
@@ -179,7 +245,8 @@ impl Snapshot {
             return Err(DocumentError::Invalid(problems));
         }
 
-        let mut segments: BTreeMap<&str, Arc<[CompiledCondition]>> = BTreeMap::new();
+        let mut lists = Lists::new();
+        let mut segments: BTreeMap<&str, Arc<Conditions>> = BTreeMap::new();
         for (key, segment) in &document.segments {
             let path = format!("segments.{key}");
             check_key(key, &path, "segment key", limits, &mut problems);
@@ -195,7 +262,7 @@ impl Snapshot {
                 limits,
                 &mut problems,
             );
-            segments.insert(key, conditions.into());
+            segments.insert(key, lists.share(&segment.when, conditions));
         }
 
         let mut flags = Vec::with_capacity(document.flags.len());
@@ -205,6 +272,7 @@ impl Snapshot {
                 flag,
                 flag_revision(key),
                 &segments,
+                &mut lists,
                 limits,
                 &mut problems,
             ) {
@@ -337,7 +405,8 @@ fn compile_flag(
     key: &str,
     flag: &Flag,
     revision: u64,
-    segments: &BTreeMap<&str, Arc<[CompiledCondition]>>,
+    segments: &BTreeMap<&str, Arc<Conditions>>,
+    lists: &mut Lists,
     limits: &Limits,
     problems: &mut Vec<Problem>,
 ) -> Option<CompiledFlag> {
@@ -415,6 +484,7 @@ fn compile_flag(
         }
         let conditions =
             compile_conditions(&rule.when, &format!("{rule_path}.when"), limits, problems);
+        let conditions = (!rule.when.is_empty()).then(|| lists.share(&rule.when, conditions));
         let segment = rule.segment.as_deref().and_then(|name| {
             let found = segments.get(name).cloned();
             if found.is_none() {

@@ -226,6 +226,19 @@ flags:
     rules:
       - {segment: staff, serve: {variant: staff}}
       - {segment: beta, serve: {variant: beta}}
+  e-plain-again:
+    type: boolean
+    variants: {on: true, off: false}
+    default_variant: "on"
+    rules:
+      - {when: [{attribute: country, op: eq, values: [CA]}], serve: {variant: "off"}}
+      - {when: [{attribute: track, op: eq, values: [beta]}], serve: {variant: "off"}}
+  f-country:
+    type: boolean
+    variants: {on: true, off: false}
+    default_variant: "off"
+    rules:
+      - {segment: beta, when: [{attribute: country, op: eq, values: [CA]}], serve: {variant: "on"}}
 "#,
     )
     .expect("a document");
@@ -233,8 +246,9 @@ flags:
 }
 
 proptest! {
-    /// A bulk evaluation checks each segment once for all flags: every flag must get what it
-    /// gets evaluated alone, whichever segments the context is in.
+    /// A bulk evaluation checks each segment, and each list of conditions that several rules
+    /// repeat, once for all flags: every flag must get what it gets evaluated alone,
+    /// whichever segments the context is in and whichever conditions it meets.
     #[test]
     fn segments_found_once_answer_as_each_flag_alone(
         track in prop_oneof![Just("beta"), Just("canary"), Just("stable"), Just("")],
@@ -245,7 +259,7 @@ proptest! {
         let context: Context = [("track", json!(track)), ("email", json!(email)), ("country", json!(country))]
             .into_iter()
             .collect();
-        let mut segments = ripcord_engine::Segments::default();
+        let mut segments = ripcord_engine::Memo::default();
         for flag in snapshot.flags() {
             let shared = ripcord_engine::evaluate_flag_with(flag, &context, &mut segments);
             prop_assert_eq!(&shared, &evaluate(&snapshot, flag.key(), &context), "{}", flag.key());
@@ -259,14 +273,51 @@ fn a_segment_rule_serves_by_the_segment_it_names() {
     let context: Context = [("track", json!("beta")), ("email", json!("x@mail.test"))]
         .into_iter()
         .collect();
-    let mut segments = ripcord_engine::Segments::default();
+    let mut memo = ripcord_engine::Memo::default();
     let variants: Vec<_> = snapshot
         .flags()
-        .map(|flag| ripcord_engine::evaluate_flag_with(flag, &context, &mut segments).variant)
+        .map(|flag| ripcord_engine::evaluate_flag_with(flag, &context, &mut memo).variant)
         .collect();
-    // In beta, not staff: a cached "beta" must not answer for "staff" in the later flags.
+    // In beta, not staff: a cached "beta" must not answer for "staff" in the later flags;
+    // `track eq beta`, met for b-plain, is met again for e-plain-again's second rule; a
+    // segment met does not make f-country's own condition met.
     assert_eq!(
         variants,
-        [Some("beta"), Some("on"), Some("beta"), Some("beta")]
+        [
+            Some("beta"),
+            Some("on"),
+            Some("beta"),
+            Some("beta"),
+            Some("off"),
+            Some("off")
+        ]
     );
+}
+
+/// Two snapshots number their lists of conditions alike; what one memo learnt of the first
+/// snapshot's lists must not answer for the second's.
+#[test]
+fn a_memo_kept_across_snapshots_answers_for_the_snapshot_evaluated() {
+    let compile = |country: &str| {
+        let document = Document::from_yaml(&format!(
+            r#"
+flags:
+  x:
+    type: boolean
+    variants: {{on: true, off: false}}
+    default_variant: "off"
+    rules:
+      - {{when: [{{attribute: country, op: eq, values: [{country}]}}], serve: {{variant: "on"}}}}
+"#
+        ))
+        .expect("a document");
+        Snapshot::compile(&document, 1, |_| 1, &Limits::default()).expect("a valid document")
+    };
+    let (canada, states) = (compile("CA"), compile("US"));
+    let context: Context = [("country", json!("CA"))].into_iter().collect();
+    let mut memo = ripcord_engine::Memo::default();
+    let first = ripcord_engine::evaluate_flag_with(canada.flag("x").unwrap(), &context, &mut memo);
+    assert_eq!(first.variant, Some("on"));
+    let second = ripcord_engine::evaluate_flag_with(states.flag("x").unwrap(), &context, &mut memo);
+    assert_eq!(second.variant, Some("off"));
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ripcord_engine::{
     evaluate_flag, evaluate_flag_with, evaluate_typed, CompiledFlag, Context, Evaluation, FlagType,
-    Segments,
+    Memo,
 };
 
 use crate::environment::Environment;
@@ -118,12 +118,12 @@ impl Evaluator {
 
     fn each<'s>(&'s self, context: &Context, mut each: impl FnMut(Evaluated<'s>)) {
         let snapshot = &self.environment.snapshot;
-        let mut segments = Segments::default();
+        let mut memo = Memo::default();
         let mut visit = |position: usize, flag: &'s CompiledFlag| {
             if !crate::access::sees(self.scope, flag) {
                 return;
             }
-            let evaluation = evaluate_flag_with(flag, context, &mut segments);
+            let evaluation = evaluate_flag_with(flag, context, &mut memo);
             each(Evaluated {
                 position,
                 flag,

@@ -2,7 +2,8 @@
 //! on observations posted over HTTP, seen live on the flag page (the guard's tile under its
 //! metric's name, the regression, the kill and its reach) and as an incident reached from
 //! the Incidents list; and a ramp started, paused and resumed with the section's buttons,
-//! each confirmed in a dialog, advancing refused without a reason.
+//! each confirmed in a dialog, advancing refused without a reason, and what it waits for
+//! said in words.
 
 use std::time::{Duration, Instant};
 
@@ -292,6 +293,23 @@ async fn the_ramp_buttons_start_pause_and_resume_a_ramp_and_advancing_needs_a_re
         wait_text(&client, &state_path(), patience, |text| text == "Running").await?;
         let started = status(&server).await;
         check(started["status"] == "running", || format!("{started:#}"))?;
+
+        // Why it waits, in words: the observations the stage still needs, and how long they
+        // take at the rate they arrive.
+        let app = server.create_key("app", "client", Some("default")).await;
+        past_warm_up(&server).await;
+        post_errors(&server, &app.token, 100, [1, 1]).await;
+        let hold = wait_text(
+            &client,
+            &format!("{SECTION}//p[contains(@class, 'hold')]"),
+            Duration::from_secs(8),
+            |text| text.ends_with("at the current rate."),
+        )
+        .await?;
+        check(
+            hold.starts_with("Waiting for ") && hold.contains(" more observations, "),
+            || format!("the hold reads {hold:?}"),
+        )?;
 
         operate(&client, "Pause ramp", "", "Pause").await?;
         wait_text(&client, &state_path(), patience, |text| text == "Paused").await?;

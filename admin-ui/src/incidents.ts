@@ -211,7 +211,7 @@ export function openIncident(context: Context): Screen {
       return;
     }
     destroyCharts(charts);
-    render(root, incident, flag, audit.entries, history !== null && history.generation === incident.generation ? history : null, charts);
+    render(root, incident, flag, audit.entries, history !== null && history.generation === incident.generation ? history : null, charts, context.environment);
   };
   return {
     root,
@@ -227,7 +227,15 @@ function back(): HTMLElement {
   return el("p", {}, el("a", { href: "#/incidents" }, "Back to the incidents"));
 }
 
-function render(root: HTMLElement, incident: Incident, flag: FlagEntry | null, audit: AuditRecord[], history: History | null, charts: Charts): void {
+function render(
+  root: HTMLElement,
+  incident: Incident,
+  flag: FlagEntry | null,
+  audit: AuditRecord[],
+  history: History | null,
+  charts: Charts,
+  shown: string,
+): void {
   const ramp = (flag?.flag["ramp"] ?? null) as { stages?: number[]; guards?: GuardDefinition[] } | null;
   const stages = Array.isArray(ramp?.stages) ? ramp.stages : [];
   const definitions = Array.isArray(ramp?.guards) ? ramp.guards : [];
@@ -261,7 +269,16 @@ function render(root: HTMLElement, incident: Incident, flag: FlagEntry | null, a
       "dl",
       { class: "incident-facts" },
       ...facts([
-        ["Flag", el("a", { href: `#/flags/${encodeURIComponent(incident.flag)}` }, incident.flag)],
+        [
+          "Flag",
+          el(
+            "span",
+            {},
+            el("a", { href: `#/flags/${encodeURIComponent(incident.flag)}` }, incident.flag),
+            // The flag page shows the environment chosen in the header.
+            incident.environment === shown ? null : ` (choose the environment ${incident.environment} above to open its page there)`,
+          ),
+        ],
         ["Environment", incident.environment],
         ["What", incident.action === "kill" ? "Killed: rollout 0%, kill switch off" : "Paused on a regression"],
         ["When", el("time", { datetime: incident.time }, formatTime(incident.time))],

@@ -68,8 +68,10 @@ const OPERATIONS: readonly { operation: Operation; name: string; from: readonly 
   { operation: "abort", name: "Abort ramp", from: ["pending", "running", "paused"] },
 ];
 
-/** How often a running ramp's counts are read again. */
+/** How often a running ramp's status is read again. */
 const REFRESH_MS = 5000;
+/** How often that also reads the look history, which keeps one look a minute. */
+const HISTORY_MS = 60_000;
 
 export function rampPath(environment: string, key: string): string {
   return `${path.flags(environment)}/${encodeURIComponent(key)}/ramp`;
@@ -167,6 +169,13 @@ class RampSection implements Screen {
   private closed = false;
   /** The decisions list stays open across the redraws of a running ramp. */
   private decisionsOpen = false;
+  /** What the timer's reads keep from the last full read: only events change them. */
+  private history: History | null = null;
+  private historyAt = 0;
+  private audit: AuditRecord[] = [];
+  private flag: FlagEntry | null = null;
+  /** A full read is owed: an event, a reconnect or the first load asked for one. */
+  private full = true;
 
   constructor(
     private readonly environment: string,
@@ -196,8 +205,13 @@ class RampSection implements Screen {
     this.dialog?.remove();
   }
 
-  /** Reads the ramp afresh; calls that arrive during a load cause one more load after it. */
-  async load(): Promise<void> {
+  /**
+   * Reads the ramp afresh; calls that arrive during a load cause one more load after it. The
+   * timer's reads (`full` false) read the status alone, and the history once a minute: a
+   * long ramp's history is large, and its decisions and its flag change only with an event.
+   */
+  async load(full = true): Promise<void> {
+    this.full ||= full;
     if (this.loading) {
       this.again = true;
       return;
@@ -206,26 +220,37 @@ class RampSection implements Screen {
     try {
       do {
         this.again = false;
-        await this.read();
+        const whole = this.full;
+        this.full = false;
+        await this.read(whole);
       } while (this.again && !this.closed);
     } finally {
       this.loading = false;
     }
   }
 
-  private async read(): Promise<void> {
+  private async read(full: boolean): Promise<void> {
     this.stopTimer();
+    const withHistory = full || Date.now() - this.historyAt >= HISTORY_MS;
     // All at once: the history, the audit log and the flag add charts and times, and the
     // ramp shows without them.
     const [status, history, audit, flag] = await Promise.all([
       getJson<RampStatus>(rampPath(this.environment, this.key)).catch((failure: unknown) => failure),
-      getJson<History>(`${rampPath(this.environment, this.key)}/history`).catch(() => null),
-      getJson<{ entries: AuditRecord[] }>(auditPath(this.environment, this.key)).catch(() => ({ entries: [] })),
-      getJson<FlagEntry>(`${path.flags(this.environment)}/${encodeURIComponent(this.key)}`).catch(() => null),
+      withHistory ? getJson<History>(`${rampPath(this.environment, this.key)}/history`).catch(() => null) : Promise.resolve(this.history),
+      full
+        ? getJson<{ entries: AuditRecord[] }>(auditPath(this.environment, this.key)).then((page) => page.entries, () => [])
+        : Promise.resolve(this.audit),
+      full ? getJson<FlagEntry>(`${path.flags(this.environment)}/${encodeURIComponent(this.key)}`).catch(() => null) : Promise.resolve(this.flag),
     ]);
     if (this.closed) {
       return;
     }
+    if (withHistory) {
+      this.historyAt = Date.now();
+    }
+    this.history = history;
+    this.audit = audit;
+    this.flag = flag;
     if (!isStatus(status)) {
       destroyCharts(this.charts);
       if (status instanceof ApiError && status.status === 404) {
@@ -236,9 +261,9 @@ class RampSection implements Screen {
       return;
     }
     this.status = status;
-    this.render(status, history !== null && history.generation === status.generation ? history : null, audit.entries, flag);
+    this.render(status, history !== null && history.generation === status.generation ? history : null, audit, flag);
     if (status.status === "running" || status.status === "paused") {
-      this.timer = setTimeout(() => void this.load(), REFRESH_MS);
+      this.timer = setTimeout(() => void this.load(false), REFRESH_MS);
     }
   }
 

@@ -131,21 +131,13 @@ export function holdWords(status: RampStatus, now = Date.now()): string | null {
       const seconds = Math.max(0, Math.ceil((from - now) / 1000));
       return `Warming up: observations count from ${formatTime(status.counts_from)}${Number.isFinite(seconds) ? ` (in ${seconds} s)` : ""}.`;
     }
-    case "min_duration":
-      return "Every guard passes; the stage has not lasted its minimum duration yet.";
-    case "stage_samples":
-    case "inconclusive": {
-      const waiting = status.guards
-        .filter((guard) => guard.more_observations !== null && guard.more_observations > 0)
-        .sort((a, b) => (b.more_minutes ?? Infinity) - (a.more_minutes ?? Infinity) || (b.more_observations ?? 0) - (a.more_observations ?? 0));
-      const longest = waiting[0];
-      if (longest === undefined || longest.more_observations === null) {
-        return status.hold === "inconclusive" ? "The guards cannot decide yet." : "Waiting for this stage's own samples.";
-      }
-      const whose = status.guards.length > 1 ? ` (${longest.metric})` : "";
-      const words = waitWords(longest.more_observations, longest.more_minutes);
-      return `${words.charAt(0).toUpperCase()}${words.slice(1)}${whose}.`;
+    case "min_duration": {
+      const waiting = waitingWords(status);
+      return `The stage has not lasted its minimum duration yet: it cannot advance before, whatever the guards say.${waiting === null ? "" : ` ${waiting}`}`;
     }
+    case "stage_samples":
+    case "inconclusive":
+      return waitingWords(status) ?? (status.hold === "inconclusive" ? "The guards cannot decide yet." : "Waiting for this stage's own samples.");
     case "no_guards":
       return "No guards: the ramp moves only by hand (Advance stage).";
     case "data_error": {
@@ -155,6 +147,20 @@ export function holdWords(status: RampStatus, now = Date.now()): string | null {
     default:
       return null;
   }
+}
+
+/** The guard furthest from a decision: how many more observations, and how long at the current rate. */
+function waitingWords(status: RampStatus): string | null {
+  const waiting = status.guards
+    .filter((guard) => guard.more_observations !== null && guard.more_observations > 0)
+    .sort((a, b) => (b.more_minutes ?? Infinity) - (a.more_minutes ?? Infinity) || (b.more_observations ?? 0) - (a.more_observations ?? 0));
+  const longest = waiting[0];
+  if (longest === undefined || longest.more_observations === null) {
+    return null;
+  }
+  const whose = status.guards.length > 1 ? ` (${longest.metric})` : "";
+  const words = waitWords(longest.more_observations, longest.more_minutes);
+  return `${words.charAt(0).toUpperCase()}${words.slice(1)}${whose}.`;
 }
 
 class RampSection implements Screen {

@@ -307,7 +307,7 @@ async fn the_ramp_buttons_start_pause_and_resume_a_ramp_and_advancing_needs_a_re
         )
         .await?;
         check(
-            hold.starts_with("Waiting for ") && hold.contains(" more observations, "),
+            hold.contains("Waiting for ") && hold.contains(" more observations, "),
             || format!("the hold reads {hold:?}"),
         )?;
 

@@ -210,11 +210,11 @@ export function effectSentence(evidence: Evidence, definition: GuardDefinition |
     return "No effect estimated yet.";
   }
   const amount = (value: number | null): string => (value === null ? "unbounded" : formatAmount(value, evidence, definition));
+  const size = formatAmount(Math.abs(turned.estimate), evidence, definition, false);
   const confidence = Math.round((evidence.effect?.confidence ?? 0.95) * 100);
-  const direction = turned.estimate > 0 ? "worse" : "better or no worse";
-  return `Treatment ${amount(Math.abs(turned.estimate)).replace(/^\+/, "")} ${direction} than control ` +
-    `(${amount(turned.estimate)} on the worse side, ${confidence}% interval ${amount(turned.low)} to ${amount(turned.high)}); ` +
-    `tolerance ${formatAmount(turned.tolerance, evidence, definition)}.`;
+  const lead = turned.estimate > 0 ? `Treatment worse by ${size}` : turned.estimate < 0 ? `Treatment better by ${size}` : "No difference";
+  return `${lead}; how much worse, ${confidence}% interval ${amount(turned.low)} to ${amount(turned.high)}; ` +
+    `the tolerance allows ${formatAmount(turned.tolerance, evidence, definition, false)} worse.`;
 }
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -267,7 +267,7 @@ export function effectPicture(evidence: Evidence, definition: GuardDefinition | 
   picture.appendChild(svg("text", { x: x(0), y: axis + 14, "text-anchor": "middle" }, "0"));
   // A row of its own: a tolerance close to 0 would otherwise write over the 0.
   const anchor = x(tolerance) > width * 0.7 ? "end" : x(tolerance) < width * 0.3 ? "start" : "middle";
-  picture.appendChild(svg("text", { x: x(tolerance), y: axis + 28, "text-anchor": anchor, class: "tolerance-label" }, `tolerance ${formatAmount(tolerance, evidence, definition)}`));
+  picture.appendChild(svg("text", { x: x(tolerance), y: axis + 28, "text-anchor": anchor, class: "tolerance-label" }, `tolerance ${formatAmount(tolerance, evidence, definition, false)}`));
   picture.appendChild(svg("text", { x: margin, y: 14, class: "direction" }, "← better"));
   picture.appendChild(svg("text", { x: width - margin, y: 14, "text-anchor": "end", class: "direction" }, "worse →"));
   return picture;

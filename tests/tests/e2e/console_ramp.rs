@@ -183,7 +183,8 @@ async fn a_ramp_killed_by_its_guard_shows_on_the_flag_page_and_as_an_incident() 
         for expected in [
             "Regression",
             "treatment 1,000 · control 1,000",
-            "tolerance +2.00 pp",
+            "Treatment worse by 29.00 pp",
+            "the tolerance allows 2.00 pp worse",
             "against the threshold",
         ] {
             if !tile_text.contains(expected) {

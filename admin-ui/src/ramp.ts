@@ -447,9 +447,8 @@ function killLine(status: RampStatus): HTMLElement | null {
     el(
       "p",
       {},
-      `Killed at ${formatTime(status.kill.time)}: `,
-      el("a", { href: `#/incidents/${status.kill.incident}` }, `incident ${status.kill.incident}`),
-      ".",
+      el("a", { href: `#/incidents/${status.kill.incident}` }, `Incident ${status.kill.incident}`),
+      " keeps every guard's evidence at the kill.",
     ),
     el(
       "p",

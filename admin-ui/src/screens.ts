@@ -3,6 +3,7 @@
 
 import { openFlag } from "./flag";
 import { openFlags } from "./flags";
+import { openIncident, openIncidents } from "./incidents";
 import type { Open } from "./screen";
 
 export interface ScreenEntry {
@@ -13,7 +14,7 @@ export interface ScreenEntry {
 
 export const SCREENS: readonly ScreenEntry[] = [
   { id: "flags", name: "Flags", open: openFlags },
-  { id: "incidents", name: "Incidents", open: null },
+  { id: "incidents", name: "Incidents", open: openIncidents },
   { id: "audit", name: "Audit log", open: null },
   { id: "keys", name: "Keys", open: null },
   { id: "document", name: "Document", open: null },
@@ -24,4 +25,5 @@ export const SCREENS: readonly ScreenEntry[] = [
 /** Pages under a screen's route: `#/flags/<key>`. */
 export const PAGES: Readonly<Record<string, Open>> = {
   flags: openFlag,
+  incidents: openIncident,
 };

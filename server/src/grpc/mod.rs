@@ -8,6 +8,7 @@
 //! - [`gate`]: keys checked from a call's headers before its body is read, and the
 //!   connection limit.
 //! - [`status`]: the one place a refusal becomes a `tonic::Status`.
+//! - [`malformed`]: health checks that are not protobuf answered `INVALID_ARGUMENT`.
 //! - [`convert`]: protobuf `Struct`s to and from JSON.
 
 mod auth;
@@ -15,6 +16,7 @@ pub(crate) mod convert;
 mod flagd;
 mod follow;
 mod gate;
+mod malformed;
 mod ripcord;
 mod shared;
 mod status;
@@ -126,7 +128,7 @@ pub async fn serve(
         // stream's answer (Watch) starts well before and is not cut by it.
         .timeout(config.body_timeout)
         .layer(gate)
-        .add_service(health)
+        .add_service(malformed::CallerError(health))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ripcord)

@@ -254,6 +254,8 @@ async fn malformed_protobuf_is_an_invalid_argument() {
         "/ripcord.v1.Ripcord/Watch",
         "/flagd.evaluation.v1.Service/ResolveBoolean",
         "/flagd.evaluation.v2.Service/ResolveString",
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
     ] {
         for bytes in malformed {
             let mut client = tonic::client::Grpc::new(channel.clone());

@@ -19,8 +19,13 @@ async fn healthz() -> HttpResponse {
 
 /// The store takes writes: changes, keys and metric batches can be accepted. Evaluations are
 /// served from the snapshots either way; this says whether the node is whole. Answered
-/// within half a second even when the store is stuck (see `store::isolated`).
+/// within half a second even when the store is stuck (see `store::isolated`). A node that
+/// is stopping is not ready, so that a load balancer probing on a kept-alive connection
+/// sends its traffic elsewhere while the node drains.
 async fn readyz(state: web::Data<State>) -> HttpResponse {
+    if state.stop.is_stopping() {
+        return HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "draining"}));
+    }
     if state.service.ready().await {
         HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))
     } else {

@@ -134,3 +134,47 @@ async fn requests_racing_sigterm_on_keep_alive_connections_are_answered_or_refus
         broken.len()
     );
 }
+
+/// A load balancer probing readiness on a kept-alive connection learns that the node is
+/// stopping, and sends its traffic elsewhere, rather than finding it ready until the port
+/// refuses connections.
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_says_draining_once_the_server_is_stopping() {
+    let mut server = Server::start_with(&[], DOCUMENT).await;
+    let probe = reqwest::Client::builder()
+        .no_proxy()
+        .http1_only()
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("an HTTP client");
+    let url = server.url("/readyz");
+    let ready = probe.get(&url).send().await.expect("/readyz answers");
+    assert_eq!(ready.status(), 200);
+    ready.bytes().await.expect("the answer's body");
+
+    server.send_sigterm();
+    let started = Instant::now();
+    let draining = loop {
+        // Until the stop begins the probe's connection is kept alive and answered `ready`;
+        // the first answer after it must say `draining`, before any connection is refused.
+        let answer =
+            probe.get(&url).send().await.unwrap_or_else(|error| {
+                panic!("/readyz failed before it said draining: {error:?}")
+            });
+        let status = answer.status();
+        let body = answer.text().await.expect("the answer's body");
+        if status == 503 {
+            break body;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "/readyz still says ready 5 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let draining: serde_json::Value = serde_json::from_str(&draining).expect("a JSON answer");
+    assert_eq!(draining, json!({"status": "draining"}));
+    server.wait_for_exit();
+}

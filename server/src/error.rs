@@ -43,6 +43,10 @@ pub enum Error {
     Forbidden(String),
     #[error(transparent)]
     Store(StoreError),
+    /// The server failed (a task panicked, no randomness): the message goes to the log, and
+    /// the caller is told only that the server failed.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl Error {

@@ -66,6 +66,7 @@ impl From<crate::error::Error> for Refusal {
                 tracing::error!(%error, "storage error");
                 Refusal::Unavailable(crate::error::STORE_UNAVAILABLE.to_string())
             }
+            Error::Internal(message) => Refusal::Internal(message),
         }
     }
 }

@@ -122,11 +122,7 @@ pub async fn answer(state: &State, environment: &str, imported: Document) -> Res
         })
     })
     .await
-    .map_err(|error| {
-        Error::Store(crate::store::StoreError::Backend(format!(
-            "validating: {error}"
-        )))
-    })??;
+    .map_err(|error| Error::Internal(format!("validating did not finish: {error}")))??;
     Ok(HttpResponse::Ok().json(dry_run))
 }
 

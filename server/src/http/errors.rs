@@ -35,6 +35,7 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::Store(_) => "storage_unavailable",
+            Error::Internal(_) => "internal",
         }
     }
 }
@@ -50,6 +51,7 @@ impl ResponseError for Error {
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -58,6 +60,10 @@ impl ResponseError for Error {
             Error::Store(error) => {
                 tracing::error!(%error, "storage error");
                 crate::error::STORE_UNAVAILABLE.to_string()
+            }
+            Error::Internal(error) => {
+                tracing::error!(%error, "internal error");
+                "the server failed; the details are in its log".to_string()
             }
             other => other.to_string(),
         };

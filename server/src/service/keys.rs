@@ -152,8 +152,7 @@ pub fn new_key(
 ) -> Result<(KeyRecord, String)> {
     let token = new_token(scope)?;
     let mut id = [0u8; 8];
-    getrandom::fill(&mut id)
-        .map_err(|error| Error::Store(crate::store::StoreError::Backend(error.to_string())))?;
+    getrandom::fill(&mut id).map_err(|error| Error::Internal(format!("no randomness: {error}")))?;
     let record = KeyRecord {
         id: hex::encode(id),
         name: name.to_string(),
@@ -169,11 +168,8 @@ pub fn new_key(
 
 fn new_token(scope: Scope) -> Result<String> {
     let mut random = [0u8; 24];
-    getrandom::fill(&mut random).map_err(|error| {
-        Error::Store(crate::store::StoreError::Backend(format!(
-            "no randomness: {error}"
-        )))
-    })?;
+    getrandom::fill(&mut random)
+        .map_err(|error| Error::Internal(format!("no randomness: {error}")))?;
     Ok(format!(
         "ripcord-{}-{}",
         scope.as_str(),

@@ -52,6 +52,7 @@ pub enum ExportFormat {
         (status = 400, description = "The document is invalid; `problems` lists every problem", body = ErrorBody),
         (status = 404, description = "No such environment", body = ErrorBody),
         (status = 413, description = "Over RIPCORD_MAX_IMPORT_BYTES", body = ErrorBody),
+        (status = 500, description = "Parsing or validating failed in the server; nothing was changed, and the cause is in the server's log", body = ErrorBody),
         StoreUnavailable,
         KeyRefusals
     ),
@@ -71,7 +72,7 @@ pub async fn import_document(
     let permit = Arc::clone(import_permits())
         .acquire_owned()
         .await
-        .map_err(|error| Error::Store(crate::store::StoreError::Backend(error.to_string())))?;
+        .map_err(|error| Error::Internal(format!("the import queue is closed: {error}")))?;
     let body = crate::http::request::read_body_up_to(
         payload,
         state.max_import_bytes,
@@ -163,9 +164,7 @@ pub fn read_document(body: &[u8], format: Option<Format>) -> Result<Document> {
 
 /// A blocking task that did not finish: it panicked, or the runtime is shutting down.
 fn blocking_failed(what: &str, error: tokio::task::JoinError) -> Error {
-    Error::Store(crate::store::StoreError::Backend(format!(
-        "the {what} did not finish: {error}"
-    )))
+    Error::Internal(format!("the {what} did not finish: {error}"))
 }
 
 /// The environment's whole document: JSON, or YAML when asked for.
@@ -272,4 +271,33 @@ fn export_format(request: &HttpRequest, format: Option<&str>) -> Result<Format> 
             _ => None,
         });
     Ok(accepted.unwrap_or(Format::Json))
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::MessageBody as _;
+    use actix_web::ResponseError as _;
+
+    /// An import whose parsing task panicked is the server's failure, not the store's: a
+    /// 500 that says so, with the panic kept for the log and out of the answer.
+    #[tokio::test]
+    async fn an_import_task_that_panicked_is_an_internal_error() {
+        let joined = tokio::task::spawn_blocking(|| -> () { panic!("parser bug") }).await;
+        let Err(error) = joined else {
+            panic!("the task panicked");
+        };
+        let error = super::blocking_failed("import", error);
+        let response = error.error_response();
+        assert_eq!(response.status(), 500);
+        let body = response.into_body().try_into_bytes().expect("a whole body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("a JSON body");
+        assert_eq!(body["error"], "internal");
+        assert!(
+            !body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("parser bug"),
+            "{body}"
+        );
+    }
 }

@@ -1,8 +1,11 @@
 // The console's screens, in the order of the navigation. A screen not built yet has no
 // `open`; `#/flags/<key>` opens the flag page.
 
+import { openAudit } from "./audit";
+import { openEnvironments } from "./environments";
 import { openFlag } from "./flag";
 import { openFlags } from "./flags";
+import { openKeys } from "./keys";
 import type { Open } from "./screen";
 
 export interface ScreenEntry {
@@ -14,11 +17,11 @@ export interface ScreenEntry {
 export const SCREENS: readonly ScreenEntry[] = [
   { id: "flags", name: "Flags", open: openFlags },
   { id: "incidents", name: "Incidents", open: null },
-  { id: "audit", name: "Audit log", open: null },
-  { id: "keys", name: "Keys", open: null },
+  { id: "audit", name: "Audit log", open: openAudit },
+  { id: "keys", name: "Keys", open: openKeys },
   { id: "document", name: "Document", open: null },
   { id: "judge", name: "Judge", open: null },
-  { id: "environments", name: "Environments", open: null },
+  { id: "environments", name: "Environments", open: openEnvironments },
 ];
 
 /** Pages under a screen's route: `#/flags/<key>`. */

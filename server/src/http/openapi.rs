@@ -10,7 +10,10 @@ use utoipa::{Modify, OpenApi};
 
 use super::errors::ErrorBody;
 use super::schemas::{OfrepEvaluationRequest, OfrepFailure};
-use super::{admin, admin_events, explain, judge, observations, ofrep, ramp_history, ramps, sdk};
+use super::{
+    admin, admin_events, explain, judge, observations, ofrep, ramp_history, ramp_summaries, ramps,
+    sdk,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -51,6 +54,7 @@ use super::{admin, admin_events, explain, judge, observations, ofrep, ramp_histo
         ramps::operate,
         ramps::advance,
         ramp_history::history,
+        ramp_summaries::summaries,
         ramps::incidents,
         ramps::incident,
         admin_events::events,

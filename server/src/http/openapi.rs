@@ -143,6 +143,7 @@ mod tests {
             "/api/v1/environments/{environment}/explain",
             "/api/v1/events",
             "/api/v1/environments/{environment}/flags/{key}/ramp/history",
+            "/api/v1/environments/{environment}/ramps",
             "/ofrep/v1/evaluate/flags",
         ] {
             assert!(

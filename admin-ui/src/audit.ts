@@ -50,6 +50,7 @@ class AuditScreen implements Screen {
   /** Bumped by every new query: an answer to an older one is dropped. */
   private generation = 0;
   private closed = false;
+  private timer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(context: Context) {
     this.environment = el(
@@ -115,19 +116,32 @@ class AuditScreen implements Screen {
 
   event(event: LiveEvent): void {
     // New entries come first: the log is read again while only its first page is shown,
-    // so that a reader who has paged back is not moved.
-    if (this.pages > 1) {
+    // so that a reader who has paged back is not moved. With an actor, one read may be
+    // twenty pages: it waits for the person to ask again.
+    if (this.pages > 1 || this.filter.actor !== "") {
       return;
     }
     const data = (typeof event.data === "object" && event.data !== null ? event.data : {}) as { environment?: unknown };
     const concerns = this.filter.environment === "" || data.environment === this.filter.environment;
     if ((event.event === "change" || event.event === "ramp" || event.event === "environment_deleted") && concerns) {
-      void this.load();
+      // A kill is a ramp event and a change at once, an import many changes: one read
+      // for a burst.
+      if (this.timer === null) {
+        this.timer = setTimeout(() => {
+          this.timer = null;
+          if (!this.closed) {
+            void this.load();
+          }
+        }, 250);
+      }
     }
   }
 
   close(): void {
     this.closed = true;
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+    }
   }
 
   private query(before: number | null, limit: number): string {

@@ -19,6 +19,7 @@ class EnvironmentsScreen implements Screen {
   private readonly problem: HTMLElement;
   private readonly name: HTMLInputElement;
   private closed = false;
+  private reads = 0;
 
   constructor(private readonly context: Context) {
     this.name = el("input", {
@@ -57,9 +58,11 @@ class EnvironmentsScreen implements Screen {
   }
 
   async load(): Promise<void> {
+    // Live events may start reads that overlap: only the latest one's answer is drawn.
+    const read = ++this.reads;
     try {
       const environments = await getJson<Environment[]>(path.environments);
-      if (!this.closed) {
+      if (!this.closed && read === this.reads) {
         this.render(environments);
       }
     } catch (failure) {
@@ -68,12 +71,9 @@ class EnvironmentsScreen implements Screen {
   }
 
   event(event: LiveEvent): void {
-    const data = (typeof event.data === "object" && event.data !== null ? event.data : {}) as { revision?: unknown };
     // A change to any environment moves its revision; a deleted one leaves the list.
     if (event.event === "change" || event.event === "environment_deleted" || event.event === "reset") {
-      if (event.event !== "change" || typeof data.revision === "number") {
-        void this.load();
-      }
+      void this.load();
     }
   }
 

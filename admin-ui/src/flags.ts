@@ -6,6 +6,7 @@ import { ApiError, type AuditEntry, type AuditPage, type FlagEntry, getJson, pat
 import { el, replaceChildren } from "./dom";
 import type { LiveEvent } from "./events";
 import { type Context, type Screen, changeOf } from "./screen";
+import { formatTime } from "./send";
 
 /** Where a flag's ramp stands: `GET .../ramps` gives every one, `GET .../ramp` one. */
 export interface RampSummary {
@@ -93,14 +94,6 @@ export function badge(ramp: RampSummary): string {
     default:
       return ramp.status;
   }
-}
-
-function formatTime(time: string): string {
-  const parsed = new Date(time);
-  if (Number.isNaN(parsed.getTime())) {
-    return time;
-  }
-  return parsed.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC").replace(/Z$/, " UTC");
 }
 
 /** The newest entry about each flag; entries come newest first. */

@@ -1,5 +1,6 @@
-// Changes sent to the admin API (POST, DELETE) by the screens that manage keys and
-// environments, with the server's message when it refuses one.
+// What the screens that change things share: a change sent to the admin API (with the
+// server's message when it refuses one), a dialog that confirms it, and times and failures
+// put in words.
 
 import { ApiError, adminKey, headers } from "./api";
 

@@ -572,6 +572,20 @@ async fn large(server: &Server, client: &Client) -> Result<(), String> {
         text.contains("Ramping: stage 1 of 3 · 30%")
     })
     .await?;
+    server
+        .admin_post(&format!("{RAMP}/pause"), json!({"reason": "lunch"}))
+        .await
+        .expect_status(200);
+    until(client, RAMPED, "the paused ramp and why", |text| {
+        text.contains("Paused at stage 1 of 3 · 30% · paused by hand")
+    })
+    .await?;
+    find(client, &labelled("Ramp"))
+        .await?
+        .select_by_value("paused")
+        .await
+        .map_err(fail("choosing paused ramps"))?;
+    find(client, RAMPED).await?;
 
     // The state filter: a kill elsewhere shows among the killed flags.
     find(client, &labelled("Ramp"))

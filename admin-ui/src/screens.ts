@@ -1,9 +1,12 @@
 // The console's screens, in the order of the navigation. A screen not built yet has no
 // `open`; `#/flags/<key>` opens the flag page.
 
+import { openAudit } from "./audit";
+import { openEnvironments } from "./environments";
 import { openFlag } from "./flag";
 import { openFlags } from "./flags";
 import { openIncident, openIncidents } from "./incidents";
+import { openKeys } from "./keys";
 import type { Open } from "./screen";
 
 export interface ScreenEntry {
@@ -15,11 +18,11 @@ export interface ScreenEntry {
 export const SCREENS: readonly ScreenEntry[] = [
   { id: "flags", name: "Flags", open: openFlags },
   { id: "incidents", name: "Incidents", open: openIncidents },
-  { id: "audit", name: "Audit log", open: null },
-  { id: "keys", name: "Keys", open: null },
+  { id: "audit", name: "Audit log", open: openAudit },
+  { id: "keys", name: "Keys", open: openKeys },
   { id: "document", name: "Document", open: null },
   { id: "judge", name: "Judge", open: null },
-  { id: "environments", name: "Environments", open: null },
+  { id: "environments", name: "Environments", open: openEnvironments },
 ];
 
 /** Pages under a screen's route: `#/flags/<key>`. */

@@ -14,6 +14,8 @@
 //!   against its TypeScript sources.
 //! - [`console_ramp`]: the console's ramp section and incidents in a real Chromium: a ramp
 //!   killed by its guard seen on the flag page and as an incident; the ramp buttons.
+//! - [`console_admin`]: the console's Keys, Audit log and Environments screens in Chromium,
+//!   and a flags list of ten thousand flags with ramp badges; the ramp summaries it reads.
 //! - [`crash`]: SIGKILL again and again under writes of every kind; nothing acknowledged is
 //!   lost.
 //! - [`delivery`]: rulesets and event streams for SDKs, and OFREP's event stream.
@@ -51,6 +53,8 @@ mod browser;
 mod console;
 #[path = "e2e/console_ramp.rs"]
 mod console_ramp;
+#[path = "e2e/console_admin.rs"]
+mod console_admin;
 #[path = "e2e/console_ui.rs"]
 mod console_ui;
 #[path = "e2e/crash.rs"]

@@ -18,6 +18,7 @@ pub mod ofrep;
 pub mod openapi;
 pub mod ops;
 pub mod ramp_history;
+pub mod ramp_summaries;
 pub mod ramps;
 pub mod request;
 pub mod schemas;
@@ -120,6 +121,7 @@ pub fn serve(
             .configure(openapi::routes)
             .configure(admin::routes)
             .configure(ramp_history::routes)
+            .configure(ramp_summaries::routes)
             .configure(ramps::routes)
             .configure(explain::routes)
             .configure(admin_events::routes)

@@ -10,7 +10,10 @@ use utoipa::{Modify, OpenApi};
 
 use super::errors::ErrorBody;
 use super::schemas::{OfrepEvaluationRequest, OfrepFailure};
-use super::{admin, admin_events, explain, judge, observations, ofrep, ramp_history, ramps, sdk};
+use super::{
+    admin, admin_events, explain, judge, observations, ofrep, ramp_history, ramp_summaries, ramps,
+    sdk,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -51,6 +54,7 @@ use super::{admin, admin_events, explain, judge, observations, ofrep, ramp_histo
         ramps::operate,
         ramps::advance,
         ramp_history::history,
+        ramp_summaries::summaries,
         ramps::incidents,
         ramps::incident,
         admin_events::events,
@@ -139,6 +143,7 @@ mod tests {
             "/api/v1/environments/{environment}/explain",
             "/api/v1/events",
             "/api/v1/environments/{environment}/flags/{key}/ramp/history",
+            "/api/v1/environments/{environment}/ramps",
             "/ofrep/v1/evaluate/flags",
         ] {
             assert!(

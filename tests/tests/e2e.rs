@@ -12,6 +12,8 @@
 //! - [`console_ui`]: the web console at `/admin` in a real Chromium: sign-in, the flags
 //!   list, flag data shown as text, a kill appearing live; and the committed bundle checked
 //!   against its TypeScript sources.
+//! - [`console_document`]: the console's Document screen (an import's dry run, its
+//!   problems at their paths, applying it) and Judge screen, in a real Chromium.
 //! - [`crash`]: SIGKILL again and again under writes of every kind; nothing acknowledged is
 //!   lost.
 //! - [`delivery`]: rulesets and event streams for SDKs, and OFREP's event stream.
@@ -47,6 +49,8 @@ mod admin;
 mod browser;
 #[path = "e2e/console.rs"]
 mod console;
+#[path = "e2e/console_document.rs"]
+mod console_document;
 #[path = "e2e/console_ui.rs"]
 mod console_ui;
 #[path = "e2e/crash.rs"]

@@ -45,7 +45,7 @@ class Refused extends Error {
   }
 }
 
-type Patch = typeof import("diff").structuredPatch;
+type Diff = typeof import("./document-diff").diffElement;
 
 export function openDocument(context: Context): Screen {
   return new DocumentScreen(context.environment);
@@ -127,7 +127,7 @@ class DocumentScreen implements Screen {
   private readonly dialogSummary: HTMLElement;
   private readonly buttons: HTMLButtonElement[];
   private editor: Editor | null = null;
-  private patch: Patch | null = null;
+  private diffElement: Diff | null = null;
   private closed = false;
 
   constructor(private readonly environment: string) {
@@ -298,13 +298,13 @@ class DocumentScreen implements Screen {
     this.busy(true);
     this.status.textContent = "Checking…";
     try {
-      const [result, patch] = await Promise.all([
+      const [result, diff] = await Promise.all([
         put<DryRun>(this.environment, this.editor.text(), true),
-        this.patch === null ? import("diff").then((module) => module.structuredPatch) : Promise.resolve(this.patch),
+        this.diffElement ?? import("./document-diff").then((module) => module.diffElement),
       ]);
-      this.patch = patch;
+      this.diffElement = diff;
       this.editor.mark([]);
-      this.showChanges(result, patch);
+      this.showChanges(result, diff);
       return result;
     } catch (error) {
       this.showRefusal(error);
@@ -339,7 +339,7 @@ class DocumentScreen implements Screen {
     replaceChildren(this.results, el("h2", {}, "Problems"), list);
   }
 
-  private showChanges(result: DryRun, patch: Patch): void {
+  private showChanges(result: DryRun, diff: Diff): void {
     this.status.textContent = result.changes
       ? `Dry run against revision ${result.revision}: flags ${summary(result.flags)}; segments ${summary(result.segments)}. Nothing was changed.`
       : `Dry run against revision ${result.revision}: the import would change nothing.`;
@@ -350,7 +350,7 @@ class DocumentScreen implements Screen {
     ] as const) {
       const groups: [string, Change[], (change: Change) => HTMLElement][] = [
         ["added", changes.added, (change) => this.whole(change.key, change.after, "added")],
-        ["changed", changes.changed, (change) => this.diff(change, patch)],
+        ["changed", changes.changed, (change) => this.changed(change, diff)],
         ["removed", changes.removed, (change) => this.whole(change.key, change.before, "removed")],
       ];
       for (const [word, list, show] of groups) {
@@ -380,27 +380,13 @@ class DocumentScreen implements Screen {
     );
   }
 
-  /** A changed item: a unified diff of its JSON before and after, three lines of context. */
-  private diff(change: Change, patch: Patch): HTMLElement {
-    const structured = patch(change.key, change.key, pretty(change.before), pretty(change.after), "before", "after", {
-      context: 3,
-    });
-    const pre = el("pre", { class: "diff" });
-    for (const hunk of structured?.hunks ?? []) {
-      pre.appendChild(
-        el("span", { class: "hunk" }, `@@ -${hunk.oldStart},${hunk.oldLines} +${hunk.newStart},${hunk.newLines} @@\n`),
-      );
-      for (const line of hunk.lines) {
-        const sign = line.charAt(0);
-        const kind = sign === "+" ? "ins" : sign === "-" ? "del" : "same";
-        pre.appendChild(el("span", { class: kind }, `${line}\n`));
-      }
-    }
+  /** A changed item: a unified diff of its JSON before and after. */
+  private changed(change: Change, diff: Diff): HTMLElement {
     return el(
       "details",
       { class: "changed", open: "", "data-key": change.key },
       el("summary", {}, el("code", {}, change.key)),
-      pre,
+      diff(pretty(change.before), pretty(change.after)),
     );
   }
 

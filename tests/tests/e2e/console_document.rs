@@ -42,6 +42,22 @@ const EDITED: &str = r#"flags:
 const EDITOR_TEXT: &str = "return document.querySelector('.yaml-editor')?.shadowRoot\
      ?.querySelector('.cm-content')?.textContent ?? ''";
 
+/// A document with two problems, each on a line of its own.
+const BROKEN: &str = r#"flags:
+  banner:
+    type: string
+    variants: {plain: "hello", fancy: "HELLO"}
+    description: two mistakes below
+    default_variant: fanc
+    rules:
+      - name: staff
+        when:
+          - attribute: ""
+            op: ends_with
+            values: ["@example.com"]
+        serve: {variant: plain}
+"#;
+
 /// Waits until the text at `path` (an XPath, or the editor's text for `EDITOR`) satisfies
 /// `done`, and answers it.
 async fn until(
@@ -266,23 +282,27 @@ async fn problem_at_its_path(server: &Server, client: &Client) -> Result<(), Str
     open_document(server, client).await?;
     let revision = server.revision("default").await;
     // Opened from a file, as a person brings an edited export back: line 6 names a variant
-    // that does not exist.
+    // that does not exist, line 10 a condition on no attribute.
     let folder = tempfile::tempdir().map_err(|error| error.to_string())?;
-    let broken = "flags:\n  banner:\n    type: string\n    variants: {plain: \"hello\", fancy: \"HELLO\"}\n    description: a typo below\n    default_variant: fanc\n";
-    open_file(client, &folder, "broken.yaml", broken).await?;
+    open_file(client, &folder, "broken.yaml", BROKEN).await?;
     find(client, &button("Dry run"))
         .await?
         .click()
         .await
         .map_err(fail("clicking Dry run"))?;
 
-    const PROBLEM: &str = "//ul[@class='problems']/li[@data-path='flags.banner.default_variant']";
-    find(client, PROBLEM).await?;
-    let problem = read(client, PROBLEM).await?.unwrap_or_default();
-    if !problem.contains("fanc") || !problem.contains("line 6") {
-        return Err(format!("the problem reads {problem:?}"));
+    for (path, words, line) in [
+        ("flags.banner.default_variant", "fanc", 6),
+        ("flags.banner.rules[0].when[0].attribute", "empty", 10),
+    ] {
+        let problem = format!("//ul[@class='problems']/li[@data-path='{path}']");
+        find(client, &problem).await?;
+        let text = read(client, &problem).await?.unwrap_or_default();
+        if !text.contains(words) || !text.contains(&format!("(line {line})")) {
+            return Err(format!("the problem at {path} reads {text:?}"));
+        }
     }
-    // The editor marks the line itself.
+    // The editor marks the lines themselves.
     let marked = client
         .execute(
             "return [...document.querySelector('.yaml-editor').shadowRoot\
@@ -292,8 +312,8 @@ async fn problem_at_its_path(server: &Server, client: &Client) -> Result<(), Str
         )
         .await
         .map_err(fail("reading the marked lines"))?;
-    if marked != serde_json::json!(["    default_variant: fanc"]) {
-        return Err(format!("the editor marks {marked:?}"));
+    if marked != serde_json::json!(["    default_variant: fanc", "          - attribute: \"\""]) {
+        return Err(format!("the editor marks {marked}"));
     }
     if server.revision("default").await != revision {
         return Err("a refused dry run changed the environment".to_string());

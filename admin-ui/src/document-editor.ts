@@ -29,8 +29,8 @@ export interface Problem {
 
 export interface Editor {
   text(): string;
-  /** Replaces the text; the editor is clean again (not `edited`). */
-  setText(text: string): void;
+  /** Replaces the text; `edited` says whether it counts as edits (a file opened does). */
+  setText(text: string, edited?: boolean): void;
   /** Whether the text was changed by hand since the last `setText`. */
   edited(): boolean;
   /** Marks each problem at the line its path points to; an empty list clears the marks. */
@@ -96,7 +96,7 @@ export function createEditor(host: HTMLElement, label: string, onEdit: () => voi
 
   return {
     text: () => view.state.doc.toString(),
-    setText(text: string) {
+    setText(text: string, asEdited = false) {
       replacing = true;
       try {
         view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: text } });
@@ -104,7 +104,7 @@ export function createEditor(host: HTMLElement, label: string, onEdit: () => voi
       } finally {
         replacing = false;
       }
-      edited = false;
+      edited = asEdited;
     },
     edited: () => edited,
     mark(problems: readonly Problem[]) {

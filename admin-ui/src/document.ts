@@ -258,7 +258,8 @@ class DocumentScreen implements Screen {
       return;
     }
     try {
-      this.editor.setText(await file.text());
+      // Kept like edits: a change to the environment does not replace the file's text.
+      this.editor.setText(await file.text(), true);
       this.status.textContent = `Opened ${file.name}: run a dry run to see what importing it would change.`;
       replaceChildren(this.results);
     } catch (error) {

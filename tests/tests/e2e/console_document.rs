@@ -285,6 +285,33 @@ async fn problem_at_its_path(server: &Server, client: &Client) -> Result<(), Str
     // that does not exist, line 10 a condition on no attribute.
     let folder = tempfile::tempdir().map_err(|error| error.to_string())?;
     open_file(client, &folder, "broken.yaml", BROKEN).await?;
+    // A change made elsewhere meanwhile is noticed, and the opened file stays in the editor.
+    server
+        .admin_put(
+            "/api/v1/environments/default/flags/banner/enabled",
+            serde_json::json!({"enabled": false}),
+        )
+        .await
+        .expect_status(200);
+    until(
+        client,
+        "//main//p[button[normalize-space()='Download YAML']]",
+        "the new revision",
+        |text| text.contains(&format!("Revision {}", revision + 1)),
+    )
+    .await?;
+    let shown = client
+        .execute(EDITOR_TEXT, vec![])
+        .await
+        .map_err(fail("reading the editor"))?;
+    if !shown
+        .as_str()
+        .unwrap_or_default()
+        .contains("default_variant: fanc")
+    {
+        return Err(format!("the opened file was replaced: {shown}"));
+    }
+    let revision = revision + 1;
     find(client, &button("Dry run"))
         .await?
         .click()

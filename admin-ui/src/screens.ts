@@ -2,10 +2,12 @@
 // `open`; `#/flags/<key>` opens the flag page.
 
 import { openAudit } from "./audit";
+import { openDocument } from "./document";
 import { openEnvironments } from "./environments";
 import { openFlag } from "./flag";
 import { openFlags } from "./flags";
 import { openIncident, openIncidents } from "./incidents";
+import { openJudge } from "./judge";
 import { openKeys } from "./keys";
 import type { Open } from "./screen";
 
@@ -20,12 +22,12 @@ export const SCREENS: readonly ScreenEntry[] = [
   { id: "incidents", name: "Incidents", open: openIncidents },
   { id: "audit", name: "Audit log", open: openAudit },
   { id: "keys", name: "Keys", open: openKeys },
-  { id: "document", name: "Document", open: null },
-  { id: "judge", name: "Judge", open: null },
+  { id: "document", name: "Document", open: openDocument },
+  { id: "judge", name: "Judge", open: openJudge },
   { id: "environments", name: "Environments", open: openEnvironments },
 ];
 
-/** Pages under a screen's route: `#/flags/<key>`. */
+/** Pages under a screen's route: `#/flags/<key>` and `#/incidents/<id>`. */
 export const PAGES: Readonly<Record<string, Open>> = {
   flags: openFlag,
   incidents: openIncident,

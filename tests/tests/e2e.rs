@@ -16,6 +16,8 @@
 //!   killed by its guard seen on the flag page and as an incident; the ramp buttons.
 //! - [`console_admin`]: the console's Keys, Audit log and Environments screens in Chromium,
 //!   and a flags list of ten thousand flags with ramp badges; the ramp summaries it reads.
+//! - [`console_document`]: the console's Document screen (an import's dry run, its
+//!   problems at their paths, applying it) and Judge screen, in a real Chromium.
 //! - [`crash`]: SIGKILL again and again under writes of every kind; nothing acknowledged is
 //!   lost.
 //! - [`delivery`]: rulesets and event streams for SDKs, and OFREP's event stream.
@@ -55,6 +57,8 @@ mod console;
 mod console_ramp;
 #[path = "e2e/console_admin.rs"]
 mod console_admin;
+#[path = "e2e/console_document.rs"]
+mod console_document;
 #[path = "e2e/console_ui.rs"]
 mod console_ui;
 #[path = "e2e/crash.rs"]

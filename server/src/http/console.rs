@@ -1,4 +1,4 @@
-//! `/admin`: the web console. Its page, script and style sheet are compiled into the binary
+//! `/admin`: the web console. Its page, scripts and style sheet are compiled into the binary
 //! from `admin-ui/` (the bundle in `admin-ui/dist/` is committed), so a server built with the
 //! Rust toolchain alone serves it. The page holds no key: it asks for one and calls the
 //! admin API with it. No key is needed to load it, as none is needed for
@@ -29,24 +29,10 @@ const INDEX: Asset = Asset {
     )),
 };
 
-const ASSETS: &[Asset] = &[
-    Asset {
-        name: "console.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../admin-ui/dist/console.js"
-        )),
-    },
-    Asset {
-        name: "console-style.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../admin-ui/dist/console-style.css"
-        )),
-    },
-];
+/// Every file of `admin-ui/dist/`, listed by build.rs: the entry script and style sheet, and
+/// the chunks the script imports when a screen that needs them opens (the YAML editor, the
+/// charts), whose names change with their content.
+const ASSETS: &[Asset] = include!(concat!(env!("OUT_DIR"), "/console_assets.rs"));
 
 pub fn routes(config: &mut web::ServiceConfig) {
     // Compressed on the way out, as the client accepts: the script is sent in a third of
@@ -97,20 +83,43 @@ mod tests {
     #[actix_web::test]
     async fn the_page_loads_only_assets_that_are_served() {
         let page = std::str::from_utf8(INDEX.body).expect("the page is UTF-8");
-        let mut referenced = 0;
+        let mut loaded = Vec::new();
         for reference in page.split("\"/admin/").skip(1) {
             let name = reference.split('"').next().unwrap_or_default();
             assert!(
                 ASSETS.iter().any(|asset| asset.name == name),
                 "index.html loads /admin/{name}, which is not embedded"
             );
-            referenced += 1;
+            loaded.push(name);
         }
-        assert_eq!(
-            referenced,
-            ASSETS.len(),
-            "every asset is loaded by the page"
-        );
+        assert!(loaded.contains(&"console.js") && loaded.contains(&"console-style.css"));
+        // Every other file is a chunk that a script imports (`"./name"`): nothing embedded
+        // is left unused, and a chunk that a script imports is served.
+        for asset in ASSETS {
+            let imported = ASSETS.iter().any(|script| {
+                script.name.ends_with(".js")
+                    && std::str::from_utf8(script.body)
+                        .is_ok_and(|text| text.contains(&format!("\"./{}\"", asset.name)))
+            });
+            assert!(
+                loaded.contains(&asset.name) || imported,
+                "{} is embedded but neither the page nor a script loads it",
+                asset.name
+            );
+        }
+        for script in ASSETS.iter().filter(|asset| asset.name.ends_with(".js")) {
+            let text = std::str::from_utf8(script.body).expect("scripts are UTF-8");
+            for import in text.split("\"./").skip(1) {
+                let name = import.split('"').next().unwrap_or_default();
+                if name.ends_with(".js") {
+                    assert!(
+                        ASSETS.iter().any(|asset| asset.name == name),
+                        "{} imports ./{name}, which is not embedded",
+                        script.name
+                    );
+                }
+            }
+        }
         assert!(
             !page.contains("<script>") && !page.contains(" style="),
             "nothing inline: the policy would block it"
@@ -120,14 +129,13 @@ mod tests {
     #[actix_web::test]
     async fn every_answer_carries_the_security_headers_and_compresses() {
         let app = test::init_service(App::new().configure(routes)).await;
-        for path in [
-            "/admin",
-            "/admin/",
-            "/admin/console.js",
-            "/admin/console-style.css",
-        ] {
+        let assets = ASSETS.iter().map(|asset| format!("/admin/{}", asset.name));
+        for path in ["/admin".to_string(), "/admin/".to_string()]
+            .into_iter()
+            .chain(assets)
+        {
             let request = test::TestRequest::get()
-                .uri(path)
+                .uri(&path)
                 .insert_header((header::ACCEPT_ENCODING, "gzip"))
                 .to_request();
             let response = test::call_service(&app, request).await;
@@ -152,6 +160,19 @@ mod tests {
                 "{path}"
             );
             assert_eq!(value_of(header::CONTENT_ENCODING), "gzip", "{path}");
+            // A module script served under another type is refused by the browser.
+            let expected = if path.ends_with(".js") {
+                "text/javascript"
+            } else if path.ends_with(".css") {
+                "text/css"
+            } else {
+                "text/html"
+            };
+            assert!(
+                value_of(header::CONTENT_TYPE).starts_with(expected),
+                "{path}: {}",
+                value_of(header::CONTENT_TYPE)
+            );
         }
         let request = test::TestRequest::get()
             .uri("/admin/secrets.txt")

@@ -1,0 +1,1 @@
+function r(n,t={},...e){let d=document.createElement(n);for(let[l,i]of Object.entries(t))i!==void 0&&d.setAttribute(l,i);return o(d,e),d}function o(n,t){for(let e of t)e==null||e===!1||n.appendChild(typeof e=="string"?document.createTextNode(e):e)}function f(n,...t){n.replaceChildren(),o(n,t)}export{r as a,f as b};

@@ -24,7 +24,7 @@ fn main() {
     for (name, path) in &files {
         let content_type = content_type(name).unwrap_or_else(|| {
             panic!(
-                "admin-ui/dist/{name}: the console serves .js and .css files only; \
+                "admin-ui/dist/{name}: the console serves .html, .js and .css files only; \
                  add its content type to server/build.rs"
             )
         });
@@ -51,6 +51,7 @@ fn content_type(name: &str) -> Option<&'static str> {
     match name.rsplit_once('.')?.1 {
         "js" => Some("text/javascript; charset=utf-8"),
         "css" => Some("text/css; charset=utf-8"),
+        "html" => Some("text/html; charset=utf-8"),
         _ => None,
     }
 }

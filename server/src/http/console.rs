@@ -20,19 +20,29 @@ struct Asset {
     body: &'static [u8],
 }
 
-const INDEX: Asset = Asset {
-    name: "index.html",
-    content_type: "text/html; charset=utf-8",
-    body: include_bytes!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../admin-ui/index.html"
-    )),
-};
-
-/// Every file of `admin-ui/dist/`, listed by build.rs: the entry script and style sheet, and
-/// the chunks the script imports when a screen that needs them opens (the YAML editor, the
-/// charts), whose names change with their content.
+/// Every file of `admin-ui/dist/`, listed by build.rs: the page, the entry script and style
+/// sheet, and the chunks the script imports, at once or when a screen that needs them opens
+/// (the YAML editor, the charts), whose names change with their content.
 const ASSETS: &[Asset] = include!(concat!(env!("OUT_DIR"), "/console_assets.rs"));
+
+/// The page, which the build writes from `admin-ui/index.html` with the first load's chunks
+/// announced.
+const INDEX: &str = "index.html";
+
+/// Files whose names do not change with their content: revalidated on every load, so that
+/// a new server version is never run with an old page, script or style sheet.
+const NAMED: [&str; 3] = [INDEX, "console.js", "console-style.css"];
+
+/// Each asset's `ETag`, by its position in [`ASSETS`]: worked out once, on first use.
+fn etags() -> &'static [String] {
+    static ETAGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    ETAGS.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|asset| format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(asset.body)))
+            .collect()
+    })
+}
 
 pub fn routes(config: &mut web::ServiceConfig) {
     // Compressed on the way out, as the client accepts: the script is sent in a third of
@@ -51,28 +61,47 @@ pub fn routes(config: &mut web::ServiceConfig) {
         );
 }
 
-async fn index() -> HttpResponse {
-    respond(&INDEX)
+async fn index(request: HttpRequest) -> HttpResponse {
+    serve(&request, INDEX).await
 }
 
 async fn asset(request: HttpRequest, name: web::Path<String>) -> HttpResponse {
-    match ASSETS.iter().find(|asset| asset.name == name.as_str()) {
-        Some(asset) => respond(asset),
-        None => super::errors::not_found(request).await,
-    }
+    serve(&request, name.as_str()).await
 }
 
-fn respond(asset: &Asset) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(asset.content_type)
+async fn serve(request: &HttpRequest, name: &str) -> HttpResponse {
+    let Some(position) = ASSETS.iter().position(|asset| asset.name == name) else {
+        return super::errors::not_found(request.clone()).await;
+    };
+    let (Some(asset), Some(etag)) = (ASSETS.get(position), etags().get(position)) else {
+        return super::errors::not_found(request.clone()).await;
+    };
+    let unchanged = super::request::if_none_match(request, etag);
+    let mut response = if unchanged {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
         .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
-        // Revalidated on every load, so a new server version is never run with an old
-        // script.
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .body(asset.body)
+        .insert_header((header::ETAG, etag.as_str()))
+        .insert_header((
+            header::CACHE_CONTROL,
+            if NAMED.contains(&asset.name) {
+                "no-cache"
+            } else {
+                // A chunk's name carries a hash of its content: the same name is the same
+                // bytes for ever.
+                "public, max-age=31536000, immutable"
+            },
+        ));
+    if unchanged {
+        return response.finish();
+    }
+    response.content_type(asset.content_type).body(asset.body)
 }
 
 #[cfg(test)]
@@ -82,7 +111,11 @@ mod tests {
 
     #[actix_web::test]
     async fn the_page_loads_only_assets_that_are_served() {
-        let page = std::str::from_utf8(INDEX.body).expect("the page is UTF-8");
+        let page = ASSETS
+            .iter()
+            .find(|asset| asset.name == INDEX)
+            .map(|asset| std::str::from_utf8(asset.body).expect("the page is UTF-8"))
+            .expect("the page is embedded");
         let mut loaded = Vec::new();
         for reference in page.split("\"/admin/").skip(1) {
             let name = reference.split('"').next().unwrap_or_default();
@@ -93,6 +126,25 @@ mod tests {
             loaded.push(name);
         }
         assert!(loaded.contains(&"console.js") && loaded.contains(&"console-style.css"));
+        // Whatever the entry script imports at once is announced by the page, so that the
+        // browser fetches it beside the script rather than after it.
+        let entry = ASSETS
+            .iter()
+            .find(|asset| asset.name == "console.js")
+            .and_then(|asset| std::str::from_utf8(asset.body).ok())
+            .expect("the entry script is embedded");
+        for chunk in entry
+            .split("from\"./")
+            .skip(1)
+            .filter_map(|import| import.split('"').next())
+        {
+            assert!(
+                page.contains(&format!(
+                    "<link rel=\"modulepreload\" href=\"/admin/{chunk}\">"
+                )),
+                "console.js imports ./{chunk}, which the page does not preload"
+            );
+        }
         // Every other file is a chunk that a script imports (`"./name"`): nothing embedded
         // is left unused, and a chunk that a script imports is served.
         for asset in ASSETS {
@@ -102,7 +154,7 @@ mod tests {
                         .is_ok_and(|text| text.contains(&format!("\"./{}\"", asset.name)))
             });
             assert!(
-                loaded.contains(&asset.name) || imported,
+                asset.name == INDEX || loaded.contains(&asset.name) || imported,
                 "{} is embedded but neither the page nor a script loads it",
                 asset.name
             );
@@ -178,5 +230,48 @@ mod tests {
             .uri("/admin/secrets.txt")
             .to_request();
         assert_eq!(test::call_service(&app, request).await.status(), 404);
+    }
+
+    /// A browser revalidates the page and the entry files on each load, at the cost of an
+    /// empty answer when nothing changed; a chunk, whose name changes with its content, is
+    /// kept without asking again.
+    #[actix_web::test]
+    async fn assets_are_revalidated_by_etag_and_chunks_are_kept() {
+        let app = test::init_service(App::new().configure(routes)).await;
+        for asset in ASSETS {
+            let path = format!("/admin/{}", asset.name);
+            let response =
+                test::call_service(&app, test::TestRequest::get().uri(&path).to_request()).await;
+            assert_eq!(response.status(), 200, "{path}");
+            let header_of = |name| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let etag = header_of(header::ETAG);
+            assert!(etag.starts_with('"') && etag.len() > 2, "{path}: {etag}");
+            let caching = header_of(header::CACHE_CONTROL);
+            if NAMED.contains(&asset.name) {
+                assert_eq!(caching, "no-cache", "{path}");
+            } else {
+                assert!(caching.contains("immutable"), "{path}: {caching}");
+            }
+            let again = test::TestRequest::get()
+                .uri(&path)
+                .insert_header((header::IF_NONE_MATCH, etag.as_str()))
+                .to_request();
+            let again = test::call_service(&app, again).await;
+            assert_eq!(again.status(), 304, "{path}");
+            let body = test::read_body(again).await;
+            assert!(body.is_empty(), "{path}: a 304 has no body");
+        }
+        let changed = test::TestRequest::get()
+            .uri("/admin/console.js")
+            .insert_header((header::IF_NONE_MATCH, "\"0000000000000000\""))
+            .to_request();
+        assert_eq!(test::call_service(&app, changed).await.status(), 200);
     }
 }

@@ -53,12 +53,12 @@ mod admin;
 mod browser;
 #[path = "e2e/console.rs"]
 mod console;
-#[path = "e2e/console_ramp.rs"]
-mod console_ramp;
 #[path = "e2e/console_admin.rs"]
 mod console_admin;
 #[path = "e2e/console_document.rs"]
 mod console_document;
+#[path = "e2e/console_ramp.rs"]
+mod console_ramp;
 #[path = "e2e/console_ui.rs"]
 mod console_ui;
 #[path = "e2e/crash.rs"]

@@ -5,7 +5,14 @@
 //! each one, over every delivery.
 //!
 //! Kinds: `sse` (`/api/v1/sdk/stream`, server key), `ofrep` (`/ofrep/v1/events`, the channel
-//! a client key's bulk evaluation advertises), `watch` (gRPC `Watch`, server key).
+//! a client key's bulk evaluation advertises), `watch` (gRPC `Watch`, server key). Two more
+//! split what a `Watch` on a connection of its own costs, for idle measurements only (no
+//! changes): `watch-shared` opens the `Watch` streams 100 to a connection (the server's
+//! default limit), on connections opened before the first reading of memory, so the figure
+//! is the stream's alone; `grpc-connection` opens HTTP/2 connections and no call.
+//!
+//! `STREAMS_HOLD=<seconds>` keeps the streams open that long after the memory reading, for
+//! a heap profiler attached to the server to see them.
 //!
 //! Run by `scripts/bench-streams.sh`:
 //! `streams <kind> <http url> <grpc url> <server key> <client key> <admin key> <server pid>
@@ -26,6 +33,9 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 const PATIENCE: Duration = Duration::from_secs(30);
 /// Connections opened at once: the listen backlog would drop a burst of thousands.
 const OPENING: usize = 200;
+/// `watch-shared` streams on one connection: `RIPCORD_GRPC_MAX_STREAMS_PER_CONNECTION`'s
+/// default.
+const STREAMS_PER_CONNECTION: usize = 100;
 
 fn rss_kib(pid: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -90,6 +100,15 @@ async fn watch(
     let channel = tonic::transport::Endpoint::from_shared(grpc)?
         .connect()
         .await?;
+    watch_on(channel, key, stream, arrivals).await
+}
+
+async fn watch_on(
+    channel: tonic::transport::Channel,
+    key: String,
+    stream: usize,
+    arrivals: Arrivals,
+) -> Result<tokio::task::JoinHandle<()>, Error> {
     let mut request = tonic::Request::new(WatchRequest { known_revision: 0 });
     request
         .metadata_mut()
@@ -135,7 +154,7 @@ async fn main() -> Result<(), Error> {
         args.as_slice()
     else {
         return Err(
-            "usage: streams <sse|ofrep|watch> <http url> <grpc url> <server key> \
+            "usage: streams <sse|ofrep|watch|watch-shared|grpc-connection> <http url> <grpc url> <server key> \
                     <client key> <admin key> <server pid> <streams> <changes>"
                 .into(),
         );
@@ -150,6 +169,19 @@ async fn main() -> Result<(), Error> {
         "ofrep" => Some(ofrep_url(&client, http, client_key).await?),
         _ => None,
     };
+    if changes > 0 && matches!(kind.as_str(), "watch-shared" | "grpc-connection") {
+        return Err(format!("`{kind}` measures idle streams only").into());
+    }
+    let mut connections = Vec::new();
+    if kind == "watch-shared" {
+        for _ in 0..streams.div_ceil(STREAMS_PER_CONNECTION) {
+            connections.push(
+                tonic::transport::Endpoint::from_shared(grpc.clone())?
+                    .connect()
+                    .await?,
+            );
+        }
+    }
     let before = rss_kib(pid);
 
     let (arrivals, mut arrived) = mpsc::unbounded_channel();
@@ -157,6 +189,7 @@ async fn main() -> Result<(), Error> {
         .map(|stream| {
             let arrivals = arrivals.clone();
             let client = client.clone();
+            let connection = connections.get(stream / STREAMS_PER_CONNECTION).cloned();
             let (kind, http, grpc, key, ofrep) = (
                 kind.clone(),
                 http.clone(),
@@ -175,6 +208,21 @@ async fn main() -> Result<(), Error> {
                         sse(client, url, None, stream, arrivals).await
                     }
                     "watch" => watch(grpc, key, stream, arrivals).await,
+                    "watch-shared" => {
+                        let connection = connection.ok_or("no connection")?;
+                        watch_on(connection, key, stream, arrivals).await
+                    }
+                    "grpc-connection" => {
+                        let connection = tonic::transport::Endpoint::from_shared(grpc)?
+                            .connect()
+                            .await?;
+                        // Open: nothing more to read.
+                        let _ = arrivals.send((stream, 0, Instant::now()));
+                        Ok(tokio::spawn(async move {
+                            let _open = connection;
+                            std::future::pending::<()>().await
+                        }))
+                    }
                     other => Err(format!("unknown kind `{other}`").into()),
                 }
             }
@@ -210,6 +258,13 @@ async fn main() -> Result<(), Error> {
         (after - before) / streams as f64
     );
 
+    if let Some(hold) = std::env::var("STREAMS_HOLD")
+        .ok()
+        .and_then(|seconds| seconds.parse().ok())
+    {
+        println!("holding the streams open for {hold} s");
+        tokio::time::sleep(Duration::from_secs(hold)).await;
+    }
     let mut all = Vec::with_capacity(streams * changes);
     for change in 0..changes {
         let url = format!("{http}/api/v1/environments/default/flags/flag-00000/enabled");

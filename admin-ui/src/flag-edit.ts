@@ -142,7 +142,8 @@ export class FlagEditor {
 
   private generalFields(draft: Draft): HTMLElement {
     const description = textInput(draft.description, (value) => (draft.description = value));
-    const type = select([...FLAG_TYPES], draft.type, (value) => (draft.type = value));
+    // The type says how variant values are typed: the form is drawn again to say so.
+    const type = select([...FLAG_TYPES], draft.type, (value) => this.change("edit-type", (d) => (d.type = value)));
     const defaultVariant = textInput(draft.defaultVariant, (value) => (draft.defaultVariant = value));
     defaultVariant.setAttribute("list", "edit-variant-names");
     const visible = el("input", { type: "checkbox" });
@@ -257,10 +258,15 @@ export class FlagEditor {
     );
     const up = el("button", { type: "button", id: `${id}-up`, "aria-label": `Move rule ${index + 1} up` }, "Move up");
     up.disabled = index === 0;
-    up.addEventListener("click", () => this.change(`edit-rule-${index - 1}-up`, (d) => swap(d.rules, index, index - 1)));
+    // The focus follows the moved rule, onto a button that is still enabled where it lands.
+    up.addEventListener("click", () =>
+      this.change(`edit-rule-${index - 1}-${index - 1 === 0 ? "down" : "up"}`, (d) => swap(d.rules, index, index - 1)),
+    );
     const down = el("button", { type: "button", id: `${id}-down`, "aria-label": `Move rule ${index + 1} down` }, "Move down");
     down.disabled = index === draft.rules.length - 1;
-    down.addEventListener("click", () => this.change(`edit-rule-${index + 1}-down`, (d) => swap(d.rules, index, index + 1)));
+    down.addEventListener("click", () =>
+      this.change(`edit-rule-${index + 1}-${index + 1 === draft.rules.length - 1 ? "up" : "down"}`, (d) => swap(d.rules, index, index + 1)),
+    );
     const remove = el("button", { type: "button", "aria-label": `Remove rule ${index + 1}` }, "Remove rule");
     remove.addEventListener("click", () => this.change("edit-add-rule", (d) => d.rules.splice(index, 1)));
     const box = el(

@@ -29,12 +29,17 @@ interface Explanation {
 
 const numbers = new Intl.NumberFormat("en-US");
 
+const SHOWN = 500;
+
 export class Playground {
   readonly root: HTMLElement;
   private readonly context: HTMLTextAreaElement;
   private readonly problem: HTMLElement;
   private readonly status: HTMLElement;
   private readonly results: HTMLElement;
+  private readonly filter: HTMLInputElement;
+  private readonly filterBox: HTMLElement;
+  private last: Explanation | null = null;
   /** The context last explained, explained again on changes. */
   private explained: Record<string, unknown> | null = null;
   private asked = 0;
@@ -55,6 +60,14 @@ export class Playground {
     this.problem = el("p", { class: "problem", id: "playground-problem", role: "alert" });
     this.status = el("p", { role: "status", class: "status" });
     this.results = el("div");
+    this.filter = el("input", { type: "search", id: "playground-filter", autocomplete: "off" });
+    this.filter.addEventListener("input", () => {
+      if (this.last !== null) {
+        this.show(this.last);
+      }
+    });
+    this.filterBox = el("p", { class: "search" }, el("label", { for: this.filter.id }, "Filter explained flags"), " ", this.filter);
+    this.filterBox.hidden = true;
     const form = el(
       "form",
       { "aria-label": "Evaluation context" },
@@ -83,6 +96,7 @@ export class Playground {
       el("p", {}, `Type a context and see what every flag of ${environment} gives it, and why.`),
       form,
       this.status,
+      this.filterBox,
       this.results,
     );
   }
@@ -133,16 +147,26 @@ export class Playground {
     this.context.removeAttribute("aria-invalid");
     this.context.setAttribute("aria-describedby", "playground-hint");
     this.status.textContent = `${sent.value.flags.length} flag${sent.value.flags.length === 1 ? "" : "s"} explained at revision ${sent.value.revision}.`;
+    this.last = sent.value;
+    this.filterBox.hidden = false;
     this.show(sent.value);
   }
 
   private show(explanation: Explanation): void {
-    const rows = explanation.flags.map((flag) =>
+    // The page's flag comes first; an environment of thousands of flags shows the first
+    // SHOWN that match the filter, so that the table stays quick to draw.
+    const query = this.filter.value.trim().toLowerCase();
+    const matching = explanation.flags.filter((flag) => query === "" || flag.key.toLowerCase().includes(query));
+    const ordered = [
+      ...matching.filter((flag) => flag.key === this.key),
+      ...matching.filter((flag) => flag.key !== this.key),
+    ];
+    const rows = ordered.slice(0, SHOWN).map((flag) =>
       el(
         "tr",
         { class: flag.key === this.key ? "current" : undefined, "data-flag": flag.key },
         el("th", { scope: "row" }, flag.key, flag.key === this.key ? el("span", { class: "hint" }, " (this flag)") : null),
-        el("td", {}, el("code", {}, JSON.stringify(flag.value) ?? "")),
+        el("td", {}, el("code", {}, JSON.stringify(flag.value))),
         el("td", {}, flag.variant ?? "—"),
         el("td", {}, flag.reason),
         el("td", {}, ruleOf(flag)),
@@ -170,6 +194,8 @@ export class Playground {
         ),
         el("tbody", {}, ...rows),
       ),
+      ordered.length > SHOWN ? el("p", { class: "hint" }, `Showing ${SHOWN} of ${ordered.length} flags: filter by key to see others.`) : null,
+      ordered.length === 0 ? el("p", {}, "No flag matches.") : null,
     );
   }
 }

@@ -114,6 +114,49 @@ async fn attribute(client: &Client, path: &str, name: &str) -> Result<Option<Str
         .map_err(fail(&format!("reading {name} of {path}")))
 }
 
+/// The controls on screen that have no accessible name, which a screen reader would announce
+/// as a bare "button" or "edit text": a name from `aria-label`, `aria-labelledby`, a `label`,
+/// or a button's or link's own text.
+async fn unnamed_controls(client: &Client) -> Result<Vec<String>, String> {
+    let found = client
+        .execute(
+            r#"
+            const text = (node) => (node === null ? "" : node.textContent.trim());
+            const unnamed = [];
+            for (const control of document.querySelectorAll("main button, main input, main select, main textarea, main a[href], main dialog")) {
+              if (control.closest("[hidden]") !== null) {
+                continue;
+              }
+              const name =
+                (control.getAttribute("aria-label") ?? "").trim() ||
+                (control.getAttribute("aria-labelledby") ?? "").split(" ").map((id) => text(document.getElementById(id))).join(" ").trim() ||
+                [...(control.labels ?? [])].map(text).join(" ").trim() ||
+                (control.tagName === "BUTTON" || control.tagName === "A" ? text(control) : "");
+              if (name === "") {
+                unnamed.push(control.outerHTML.slice(0, 160));
+              }
+            }
+            return unnamed;
+            "#,
+            vec![],
+        )
+        .await
+        .map_err(fail("looking for controls without a name"))?;
+    Ok(found
+        .as_array()
+        .map(|items| items.iter().map(|item| item.to_string()).collect())
+        .unwrap_or_default())
+}
+
+async fn every_control_is_named(client: &Client, when: &str) -> Result<(), String> {
+    let unnamed = unnamed_controls(client).await?;
+    if unnamed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{when}, controls without a name: {unnamed:?}"))
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_edit_shows_each_problem_beside_its_field_and_changes_nothing() {
     with_browser(|client| async move {
@@ -178,6 +221,7 @@ async fn edit(server: &Server, client: &Client) -> Result<(), String> {
             "the serve field is not marked invalid by {problem_id:?}: {described:?}"
         ));
     }
+    every_control_is_named(client, "with the edit form and its problems").await?;
     // Rule 1's condition is fine and says nothing.
     if read(client, &problem_at("Rule 1", "Values"))
         .await?
@@ -232,6 +276,7 @@ async fn kill(server: &Server, client: &Client) -> Result<(), String> {
     // Escape closes the dialog and changes nothing; the focus goes back to Kill.
     click(client, &button("Kill")).await?;
     let reason = find(client, &labelled("Reason")).await?;
+    every_control_is_named(client, "with the Kill dialog open").await?;
     let in_dialog = client
         .execute(
             "return document.activeElement !== null && document.activeElement.closest('dialog[open]') !== null \
@@ -408,6 +453,7 @@ async fn playground(server: &Server, client: &Client) -> Result<(), String> {
             ));
         }
     }
+    every_control_is_named(client, "with the playground's answer").await?;
     client
         .execute(
             "document.getElementById('playground-heading').scrollIntoView()",
@@ -415,5 +461,15 @@ async fn playground(server: &Server, client: &Client) -> Result<(), String> {
         )
         .await
         .map_err(fail("scrolling to the playground"))?;
-    screenshot(client, "playground").await
+    screenshot(client, "playground").await?;
+
+    // In an environment of many flags, the table is filtered by key.
+    find(client, &labelled("Filter explained flags"))
+        .await?
+        .send_keys("bann")
+        .await
+        .map_err(fail("filtering"))?;
+    wait_for_gone(client, &row("new-checkout")).await?;
+    find(client, &row("banner")).await?;
+    Ok(())
 }

@@ -16,7 +16,6 @@ import {
   draftOf,
   flagOf,
   readFlag,
-  valueLine,
   variantText,
 } from "./flag-model";
 import { type Problem, send } from "./flag-send";
@@ -207,7 +206,7 @@ export class FlagEditor {
       "fieldset",
       {},
       el("legend", {}, "Rules"),
-      el("p", { class: "hint" }, "Tried in order; the first that matches serves its variant. Condition values: one per line; a line that reads as JSON (42, true, \"quoted\") is that value, any other line is text."),
+      el("p", { class: "hint" }, "Tried in order; the first that matches serves its variant. Condition values: one per line. For the text operators (starts_with, ends_with, contains, matches, semver_…) each line is text; for the others a line that reads as JSON (42, true, \"quoted\") is that value and any other line is text."),
       ...rules,
       add,
     );
@@ -596,5 +595,5 @@ function variantShown(type: string, value: Json): string {
 }
 
 function valueShown(value: Json): string {
-  return typeof value === "string" ? JSON.stringify(value) : valueLine(value);
+  return JSON.stringify(value);
 }

@@ -175,7 +175,7 @@ export function draftOf(flag: StoredFlag): Draft {
       when: rule.when.map((condition) => ({
         attribute: condition.attribute,
         op: condition.op,
-        values: condition.values.map(valueLine).join("\n"),
+        values: condition.values.map((value) => valueLine(value, condition.op)).join("\n"),
       })),
       serve: rule.serve,
     })),
@@ -216,7 +216,7 @@ export function flagOf(draft: Draft, stored: StoredFlag): Record<string, unknown
       }
       if (rule.when.length > 0) {
         written["when"] = rule.when.map((condition) => {
-          const values = valuesOf(condition.values);
+          const values = valuesOf(condition.values, condition.op);
           return values.length > 0
             ? { attribute: condition.attribute, op: condition.op, values }
             : { attribute: condition.attribute, op: condition.op };
@@ -270,28 +270,38 @@ function variantValue(type: string, typed: string): Json {
 }
 
 /**
- * A condition value as one line: a string is written as it is unless it would read as
- * something else (`42`, `true`, a quoted text) or has spaces at its ends, and then it is
- * written quoted; every other value as JSON. Reading a line back gives the same value.
+ * A condition value as one line, such that reading the line back (see `valuesOf`) gives the
+ * same value: a string is written as it is when that reads back as the string, otherwise
+ * quoted (`"42"` for the string 42 under `eq`, a string with spaces at its ends); every other
+ * value as JSON.
  */
-export function valueLine(value: Json): string {
+export function valueLine(value: Json, op: string): string {
   if (typeof value !== "string") {
     return JSON.stringify(value);
   }
-  let reads = false;
-  try {
-    JSON.parse(value);
-    reads = true;
-  } catch {
-    reads = false;
-  }
-  return reads || value.trim() !== value || value.includes("\n") || value === "" ? JSON.stringify(value) : value;
+  const plain = value !== "" && value.trim() === value && !value.includes("\n");
+  const reads = literal(value);
+  const same = TEXT_OPERATORS.has(op) ? typeof reads !== "string" || reads === value : reads === value;
+  return plain && same ? value : JSON.stringify(value);
 }
 
-export function valuesOf(lines: string): Json[] {
+/**
+ * Operators that compare text only. Their values are read as text even when a line would read
+ * as a number, so that a version typed `2.4` stays the string it must be; a quoted line is
+ * still the string inside the quotes, so a value survives a change of operator.
+ */
+const TEXT_OPERATORS = new Set([
+  "starts_with", "ends_with", "contains", "matches",
+  "semver_lt", "semver_lte", "semver_gt", "semver_gte", "semver_eq",
+]);
+
+export function valuesOf(lines: string, op: string): Json[] {
   return lines
     .split("\n")
     .map((line) => line.trim())
     .filter((line) => line !== "")
-    .map(literal);
+    .map((line) => {
+      const value = literal(line);
+      return TEXT_OPERATORS.has(op) && typeof value !== "string" ? line : value;
+    });
 }

@@ -14,6 +14,9 @@ use crate::browser::{button, fail, find, labelled, read, screenshot, sign_in, wi
 use crate::harness::Server;
 
 const DOCUMENT: &str = r#"
+segments:
+  beta:
+    when: [{attribute: track, op: eq, values: [beta]}]
 flags:
   new-checkout:
     type: boolean
@@ -26,6 +29,11 @@ flags:
         serve: {variant: "on"}
       - name: recent apps
         when: [{attribute: appVersion, op: semver_gte, values: ["2.4.0"]}]
+        serve: {variant: "on"}
+      - when:
+          - {attribute: plan, op: in, values: ["42", 42, true, " padded", "plain", "a\"b"]}
+          - {attribute: build, op: contains, values: ["7", "\"quoted\""]}
+        segment: beta
         serve: {variant: "on"}
     rollout: {stickiness: userId, percentage: 30, split: [{variant: "on", weight: 1}]}
   banner:
@@ -247,7 +255,8 @@ async fn edit(server: &Server, client: &Client) -> Result<(), String> {
     if saved["flag"]["rules"][0]["serve"]["variant"] != "off" {
         return Err(format!("the corrected edit was not stored: {saved}"));
     }
-    // Everything the form did not touch is as it was.
+    // Everything the form did not touch is as it was: values that read as other types
+    // (the string "42", a string with a space at its start) come back as they were.
     let mut expected = before["flag"].clone();
     expected["rules"][0]["serve"]["variant"] = json!("off");
     if saved["flag"] != expected {

@@ -142,7 +142,8 @@ export class FlagEditor {
   private generalFields(draft: Draft): HTMLElement {
     const description = textInput(draft.description, (value) => (draft.description = value));
     // The type says how variant values are typed: the form is drawn again to say so.
-    const type = select([...FLAG_TYPES], draft.type, (value) => this.change("edit-type", (d) => (d.type = value)));
+    const types: string[] = [...FLAG_TYPES];
+    const type = select(types.includes(draft.type) ? types : [draft.type, ...types], draft.type, (value) => this.change("edit-type", (d) => (d.type = value)));
     const defaultVariant = textInput(draft.defaultVariant, (value) => (draft.defaultVariant = value));
     defaultVariant.setAttribute("list", "edit-variant-names");
     const visible = el("input", { type: "checkbox" });
@@ -164,7 +165,8 @@ export class FlagEditor {
   private variantFields(draft: Draft): HTMLElement {
     const rows = draft.variants.map((variant, index) => {
       const name = textInput(variant.name, (value) => (variant.name = value));
-      const value = textInput(variant.value, (typed) => (variant.value = typed));
+      // An object's value is JSON of several lines, the others one line.
+      const value: Control = draft.type === "object" ? textArea(variant.value, 3, (typed) => (variant.value = typed)) : textInput(variant.value, (typed) => (variant.value = typed));
       const remove = el("button", { type: "button", "aria-label": `Remove variant ${index + 1}` }, "Remove");
       remove.addEventListener("click", () => this.change("edit-add-variant", (d) => d.variants.splice(index, 1)));
       const row = el(
@@ -230,9 +232,7 @@ export class FlagEditor {
         condition.op,
         (value) => (condition.op = value),
       );
-      const values = el("textarea", { rows: "2" });
-      values.value = condition.values;
-      values.addEventListener("input", () => (condition.values = values.value));
+      const values = textArea(condition.values, 2, (typed) => (condition.values = typed));
       const remove = el("button", { type: "button", "aria-label": `Remove condition ${position + 1} of rule ${index + 1}` }, "Remove condition");
       remove.addEventListener("click", () => this.change(`${id}-add-condition`, () => rule.when.splice(position, 1)));
       const box = el(
@@ -489,6 +489,13 @@ function swap<T>(items: T[], a: number, b: number): void {
 
 function textInput(value: string, input: (value: string) => void): HTMLInputElement {
   const control = el("input", { type: "text", autocomplete: "off", spellcheck: "false" });
+  control.value = value;
+  control.addEventListener("input", () => input(control.value));
+  return control;
+}
+
+function textArea(value: string, rows: number, input: (value: string) => void): HTMLTextAreaElement {
+  const control = el("textarea", { rows: String(rows), spellcheck: "false" });
   control.value = value;
   control.addEventListener("input", () => input(control.value));
   return control;

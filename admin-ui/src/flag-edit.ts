@@ -41,6 +41,8 @@ export class FlagEditor {
   private summary: HTMLElement = el("div");
   private moved: HTMLElement = el("p");
   private saving = false;
+  /** What the last problems marked, with the description each had before. */
+  private marked: [HTMLElement, string | null][] = [];
 
   constructor(
     private readonly key: string,
@@ -58,10 +60,6 @@ export class FlagEditor {
     );
   }
 
-  get editing(): boolean {
-    return this.draft !== null;
-  }
-
   /** The flag as stored now. While a draft is open it is kept, with a word if the flag moved on. */
   show(entry: FlagEntry): void {
     this.entry = entry;
@@ -70,9 +68,14 @@ export class FlagEditor {
       replaceChildren(this.body, ...viewOf(this.stored));
       return;
     }
+    this.noteMoved();
+  }
+
+  private noteMoved(): void {
+    const revision = this.entry?.revision ?? this.draftRevision;
     this.moved.textContent =
-      entry.revision !== this.draftRevision
-        ? `This flag changed on the server (revision ${entry.revision}) since you began editing; saving replaces that change with this form.`
+      revision !== this.draftRevision
+        ? `This flag changed on the server (revision ${revision}) since you began editing; saving replaces that change with this form.`
         : "";
   }
 
@@ -104,8 +107,10 @@ export class FlagEditor {
       return;
     }
     this.places.clear();
+    this.marked = [];
     this.summary = el("div", { role: "alert", class: "problems", tabindex: "-1" });
     this.moved = el("p", { class: "note", role: "status" });
+    this.noteMoved();
     const save = el("button", { type: "submit" }, "Save flag");
     const discard = el("button", { type: "button" }, "Discard changes");
     discard.addEventListener("click", () => this.stop());
@@ -405,23 +410,24 @@ export class FlagEditor {
     for (const old of form.querySelectorAll(".problem")) {
       old.remove();
     }
-    for (const invalid of form.querySelectorAll("[aria-invalid]")) {
-      invalid.removeAttribute("aria-invalid");
-      const hint = `${invalid.id}-hint`;
-      if (document.getElementById(hint) !== null) {
-        invalid.setAttribute("aria-describedby", hint);
+    for (const [element, described] of this.marked) {
+      element.removeAttribute("aria-invalid");
+      if (described === null) {
+        element.removeAttribute("aria-describedby");
       } else {
-        invalid.removeAttribute("aria-describedby");
+        element.setAttribute("aria-describedby", described);
       }
     }
+    this.marked = [];
     const items: HTMLElement[] = [];
     let first: HTMLElement | null = null;
     problems.forEach((problem, index) => {
       const place = this.placeOf(problem.path);
-      items.push(el("li", {}, problem.path === "" ? problem.message : `${problem.path}: ${problem.message}`));
       if (place === null) {
+        items.push(el("li", {}, problem.path === "" ? problem.message : `${problem.path}: ${problem.message}`));
         return;
       }
+      items.push(el("li", {}, `${placeName(place)}: ${problem.message}`));
       const id = `edit-problem-${index}`;
       const note = el("p", { class: "problem", id }, problem.message);
       const legend = place.box.tagName === "FIELDSET" ? place.box.querySelector(":scope > legend") : null;
@@ -430,9 +436,17 @@ export class FlagEditor {
       } else {
         place.box.append(note);
       }
-      place.control.setAttribute("aria-invalid", "true");
-      const described = place.control.getAttribute("aria-describedby");
-      place.control.setAttribute("aria-describedby", described === null ? id : `${id} ${described}`);
+      // A field is marked invalid; a group (a rule, the split) is described by its problem,
+      // and the focus goes to its first control.
+      const marked = legend === null ? place.control : place.box;
+      const described = marked.getAttribute("aria-describedby");
+      if (!this.marked.some(([element]) => element === marked)) {
+        this.marked.push([marked, described]);
+      }
+      if (legend === null) {
+        marked.setAttribute("aria-invalid", "true");
+      }
+      marked.setAttribute("aria-describedby", described === null ? id : `${id} ${described}`);
       first ??= place.control;
     });
     replaceChildren(
@@ -454,6 +468,25 @@ export class FlagEditor {
     }
     return best === null ? null : (this.places.get(best) ?? null);
   }
+}
+
+/** Where a place is, in the words on screen: "Rules › Rule 2 › Condition 1 › Values". */
+function placeName(place: Place): string {
+  const names: string[] = [];
+  for (let node: HTMLElement | null = place.box; node !== null && node.tagName !== "FORM"; node = node.parentElement) {
+    if (node.tagName === "FIELDSET") {
+      names.unshift(node.querySelector(":scope > legend")?.textContent ?? "");
+    }
+  }
+  const control = place.control;
+  const labelled = control instanceof HTMLInputElement || control instanceof HTMLTextAreaElement || control instanceof HTMLSelectElement;
+  if (place.box.tagName !== "FIELDSET" && labelled) {
+    const label = control.labels?.[0]?.textContent;
+    if (label !== undefined) {
+      names.push(label);
+    }
+  }
+  return names.filter((name) => name !== "").join(" › ");
 }
 
 /** A problem's path within the flag: `flags.new-checkout.rules[0]` is `rules[0]`; the flag itself is "". */

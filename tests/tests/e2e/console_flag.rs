@@ -229,6 +229,15 @@ async fn edit(server: &Server, client: &Client) -> Result<(), String> {
             "the serve field is not marked invalid by {problem_id:?}: {described:?}"
         ));
     }
+    // The summary at the top of the form names each place in the words on screen.
+    let summary = read(client, "//form//div[@role='alert']")
+        .await?
+        .unwrap_or_default();
+    if !summary.contains("Rules › Rule 1 › Serve variant: no variant is named `yes`")
+        || !summary.contains("Rules › Rule 2 › Condition 1 › Values:")
+    {
+        return Err(format!("the summary of the problems reads {summary:?}"));
+    }
     every_control_is_named(client, "with the edit form and its problems").await?;
     // Rule 1's condition is fine and says nothing.
     if read(client, &problem_at("Rule 1", "Values"))

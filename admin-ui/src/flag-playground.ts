@@ -43,6 +43,8 @@ export class Playground {
   /** The context last explained, explained again on changes. */
   private explained: Record<string, unknown> | null = null;
   private asked = 0;
+  private refreshing = false;
+  private again = false;
 
   constructor(
     private readonly environment: string,
@@ -103,9 +105,25 @@ export class Playground {
 
   /** The environment changed: the answer on screen may be stale. */
   changed(): void {
-    if (this.explained !== null) {
-      void this.explain(this.explained);
+    if (this.explained === null) {
+      return;
     }
+    // A burst of changes (an import, a ramp walking) asks once more after the question in
+    // flight, not once per change: each explanation covers every flag of the environment.
+    if (this.refreshing) {
+      this.again = true;
+      return;
+    }
+    this.refreshing = true;
+    void (async () => {
+      do {
+        this.again = false;
+        if (this.explained !== null) {
+          await this.explain(this.explained);
+        }
+      } while (this.again);
+      this.refreshing = false;
+    })();
   }
 
   private async submit(): Promise<void> {

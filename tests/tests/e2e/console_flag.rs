@@ -482,12 +482,32 @@ async fn playground(server: &Server, client: &Client) -> Result<(), String> {
     screenshot(client, "playground").await?;
 
     // In an environment of many flags, the table is filtered by key.
-    find(client, &labelled("Filter explained flags"))
-        .await?
-        .send_keys("bann")
-        .await
-        .map_err(fail("filtering"))?;
+    let filter = find(client, &labelled("Filter explained flags")).await?;
+    filter.send_keys("bann").await.map_err(fail("filtering"))?;
     wait_for_gone(client, &row("new-checkout")).await?;
     find(client, &row("banner")).await?;
+    filter
+        .send_keys(&format!("{}a{}{}", Key::Control, Key::Null, Key::Backspace))
+        .await
+        .map_err(fail("clearing the filter"))?;
+
+    // A kill made elsewhere is explained again for the same context, without a click.
+    server
+        .admin_put(&format!("{FLAG}/enabled"), json!({"enabled": false}))
+        .await
+        .expect_status(200);
+    let killed = Instant::now();
+    loop {
+        let text = read(client, &row("new-checkout"))
+            .await?
+            .unwrap_or_default();
+        if text.contains("DISABLED") {
+            break;
+        }
+        if killed.elapsed() > Duration::from_secs(2) {
+            return Err(format!("2 s after the kill the playground says {text:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     Ok(())
 }

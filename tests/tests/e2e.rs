@@ -9,6 +9,8 @@
 //! - [`console`]: what the web console asks of the server: reasons in the audit log, the
 //!   explanation of every flag's evaluation, the live event stream, a ramp's look history,
 //!   an import's dry run.
+//! - [`console_flag`]: the console's flag page in a real Chromium: an edit refused with each
+//!   problem beside its field, the kill switch with a reason and back on, the playground.
 //! - [`console_ui`]: the web console at `/admin` in a real Chromium: sign-in, the flags
 //!   list, flag data shown as text, a kill appearing live; and the committed bundle checked
 //!   against its TypeScript sources.
@@ -57,6 +59,8 @@ mod console;
 mod console_admin;
 #[path = "e2e/console_document.rs"]
 mod console_document;
+#[path = "e2e/console_flag.rs"]
+mod console_flag;
 #[path = "e2e/console_ramp.rs"]
 mod console_ramp;
 #[path = "e2e/console_ui.rs"]

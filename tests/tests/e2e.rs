@@ -18,6 +18,8 @@
 //!   and a flags list of ten thousand flags with ramp badges; the ramp summaries it reads.
 //! - [`console_document`]: the console's Document screen (an import's dry run, its
 //!   problems at their paths, applying it) and Judge screen, in a real Chromium.
+//! - [`console_fixes`]: the console keeping the keyboard's focus through live redraws, a
+//!   malformed address answered as no such page, and signing out stopping the screen's reads.
 //! - [`crash`]: SIGKILL again and again under writes of every kind; nothing acknowledged is
 //!   lost.
 //! - [`delivery`]: rulesets and event streams for SDKs, and OFREP's event stream.
@@ -57,6 +59,8 @@ mod console;
 mod console_admin;
 #[path = "e2e/console_document.rs"]
 mod console_document;
+#[path = "e2e/console_fixes.rs"]
+mod console_fixes;
 #[path = "e2e/console_ramp.rs"]
 mod console_ramp;
 #[path = "e2e/console_ui.rs"]

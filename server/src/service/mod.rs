@@ -80,6 +80,13 @@ fn no_such<T: Item>(key: &str) -> Error {
     }
 }
 
+/// The refusal of a change that expected the environment at a revision it has left.
+pub fn stale_revision(environment: &str, expected: u64, current: u64) -> Error {
+    Error::Conflict(format!(
+        "environment `{environment}` is now at revision {current}, not {expected}: read it again"
+    ))
+}
+
 /// Environment names become part of URLs and store keys: keep them plain.
 pub fn check_environment_name(name: &str) -> Result<()> {
     let valid = !name.is_empty()
@@ -151,11 +158,7 @@ impl Service {
         let name = name.to_string();
         let built = tokio::task::spawn_blocking(move || build(&name, state, &limits))
             .await
-            .map_err(|error| {
-                Error::Store(crate::store::StoreError::Backend(format!(
-                    "compiling: {error}"
-                )))
-            })?;
+            .map_err(|error| Error::Internal(format!("compiling did not finish: {error}")))?;
         Ok(Some(built?))
     }
 
@@ -371,8 +374,29 @@ impl Service {
         change: Change<'_>,
         edit: impl FnOnce(&mut Document) -> Result<()>,
     ) -> Result<u64> {
+        self.change_at(change, None, edit).await
+    }
+
+    /// `change`, made only if the environment is still at `expected` (when given): a
+    /// caller that read the document at that revision does not overwrite a change it has
+    /// not seen. Otherwise a conflict, and nothing changes.
+    pub async fn change_at(
+        &self,
+        change: Change<'_>,
+        expected: Option<u64>,
+        edit: impl FnOnce(&mut Document) -> Result<()>,
+    ) -> Result<u64> {
         let _writer = self.writer.lock().await;
         let current = self.require(change.environment)?;
+        if let Some(expected) = expected {
+            if current.revision != expected {
+                return Err(stale_revision(
+                    change.environment,
+                    expected,
+                    current.revision,
+                ));
+            }
+        }
         let mut document = current.document.clone();
         edit(&mut document)?;
 
@@ -397,11 +421,7 @@ impl Service {
         let (name, limits) = (change.environment.to_string(), self.limits);
         let environment = tokio::task::spawn_blocking(move || build(&name, state, &limits))
             .await
-            .map_err(|error| {
-                Error::Store(crate::store::StoreError::Backend(format!(
-                    "compiling: {error}"
-                )))
-            })??;
+            .map_err(|error| Error::Internal(format!("compiling did not finish: {error}")))??;
         let committed = self
             .store
             .commit(change.environment, current.revision, mutations, audit)

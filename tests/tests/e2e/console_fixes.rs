@@ -1,0 +1,216 @@
+//! The console keeping its footing in a real Chromium: the keyboard stays on a ramp control
+//! and on a flag's link while live refreshes redraw them, a malformed address is a page
+//! that does not exist rather than a frozen console, and signing out stops the open
+//! screen's reads.
+
+use std::time::{Duration, Instant};
+
+use fantoccini::Client;
+use serde_json::{json, Value};
+
+use crate::browser::{button, fail, find, read, sign_in, with_browser};
+use crate::harness::Server;
+use crate::ramps::RAMPED;
+
+const RAMP: &str = "/api/v1/environments/default/flags/new-checkout/ramp";
+const SECTION: &str = "//section[@aria-labelledby='ramp-heading']";
+
+/// Focuses the first element the selector finds and keeps it as `window.focusedBefore`;
+/// fails if it could not take the focus.
+async fn focus(client: &Client, selector: &str) -> Result<(), String> {
+    let focused = client
+        .execute(
+            "const node = document.evaluate(arguments[0], document, null, \
+             XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue; \
+             if (node === null) return false; \
+             node.focus(); window.focusedBefore = node; \
+             return document.activeElement === node;",
+            vec![Value::from(selector)],
+        )
+        .await
+        .map_err(fail("focusing"))?;
+    if focused != json!(true) {
+        return Err(format!("{selector} could not take the focus"));
+    }
+    Ok(())
+}
+
+/// Waits until the element focused by `focus` has been replaced by a redraw, then answers
+/// the text of the element holding the focus (empty when it is the page itself).
+async fn focus_after_redraw(client: &Client, patience: Duration) -> Result<String, String> {
+    let started = Instant::now();
+    loop {
+        let answer = client
+            .execute(
+                "return {redrawn: !window.focusedBefore.isConnected, \
+                 active: document.activeElement === document.body ? '' : \
+                 document.activeElement.textContent.trim()};",
+                vec![],
+            )
+            .await
+            .map_err(fail("reading the focus"))?;
+        if answer["redrawn"] == json!(true) {
+            return Ok(answer["active"].as_str().unwrap_or_default().to_string());
+        }
+        if started.elapsed() > patience {
+            return Err(format!("no redraw within {patience:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_for(
+    client: &Client,
+    path: &str,
+    patience: Duration,
+    done: impl Fn(&str) -> bool,
+) -> Result<String, String> {
+    let started = Instant::now();
+    loop {
+        let text = read(client, path).await?.unwrap_or_default();
+        if done(&text) {
+            return Ok(text);
+        }
+        if started.elapsed() > patience {
+            return Err(format!("{path} still reads {text:?} after {patience:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_focused_ramp_button_keeps_the_focus_across_the_ramps_refresh() {
+    with_browser(|client| async move {
+        let server = Server::start_with(&[("RIPCORD_RAMP_TICK", "1s")], RAMPED).await;
+        server
+            .admin_post(&format!("{RAMP}/start"), json!({}))
+            .await
+            .expect_status(200);
+        sign_in(&server, &client).await?;
+        client
+            .goto(&server.url("/admin#/flags/new-checkout"))
+            .await
+            .map_err(fail("opening the flag page"))?;
+        let pause = format!("{SECTION}{}", button("Pause ramp"));
+        find(&client, &pause).await?;
+        focus(&client, &pause).await?;
+        // A running ramp is read again every 5 s and drawn anew.
+        let active = focus_after_redraw(&client, Duration::from_secs(8)).await?;
+        if active != "Pause ramp" {
+            return Err(format!("after the refresh the focus is on {active:?}"));
+        }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_focused_flag_link_keeps_the_focus_when_a_live_change_redraws_the_list() {
+    with_browser(|client| async move {
+        let server = Server::start_with(&[], RAMPED).await;
+        sign_in(&server, &client).await?;
+        let link = "//tr[@data-flag='new-checkout']//a";
+        find(&client, link).await?;
+        find(&client, "//header//*[normalize-space()='Live']").await?;
+        focus(&client, link).await?;
+        server
+            .admin_put(
+                "/api/v1/environments/default/flags/new-checkout/enabled",
+                json!({"enabled": false, "reason": "checkout errors"}),
+            )
+            .await
+            .expect_status(200);
+        let active = focus_after_redraw(&client, Duration::from_secs(5)).await?;
+        if active != "new-checkout" {
+            return Err(format!("after the live change the focus is on {active:?}"));
+        }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_address_is_no_such_page_and_the_console_goes_on() {
+    with_browser(|client| async move {
+        let server = Server::start_with(&[], RAMPED).await;
+        sign_in(&server, &client).await?;
+        client
+            .execute("location.hash = '#/flags/%E0'", vec![])
+            .await
+            .map_err(fail("going to a malformed address"))?;
+        wait_for(&client, "//main", Duration::from_secs(5), |text| {
+            text.contains("There is no such page")
+        })
+        .await?;
+        // The console still answers its navigation.
+        find(&client, "//nav//a[normalize-space()='Audit log']")
+            .await?
+            .click()
+            .await
+            .map_err(fail("opening the audit log"))?;
+        find(&client, "//main//h1[normalize-space()='Audit log']").await?;
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_out_stops_the_open_screens_reads() {
+    with_browser(|client| async move {
+        let server = Server::start_with(&[("RIPCORD_RAMP_TICK", "1s")], RAMPED).await;
+        server
+            .admin_post(&format!("{RAMP}/start"), json!({}))
+            .await
+            .expect_status(200);
+        sign_in(&server, &client).await?;
+        client
+            .goto(&server.url("/admin#/flags/new-checkout"))
+            .await
+            .map_err(fail("opening the flag page"))?;
+        find(&client, &format!("{SECTION}{}", button("Pause ramp"))).await?;
+        find(&client, &button("Sign out"))
+            .await?
+            .click()
+            .await
+            .map_err(fail("signing out"))?;
+        // Signed in again on another screen: the ramp's timer, had it survived, would read
+        // the ramp with the new key.
+        client
+            .execute(
+                "location.hash = '#/keys'; window.signedOutAt = performance.now();",
+                vec![],
+            )
+            .await
+            .map_err(fail("leaving the flag page"))?;
+        find(
+            &client,
+            "//*[@id=//label[normalize-space()='Admin key']/@for]",
+        )
+        .await?
+        .send_keys(crate::harness::ADMIN_KEY)
+        .await
+        .map_err(fail("typing the admin key"))?;
+        find(&client, &button("Sign in"))
+            .await?
+            .click()
+            .await
+            .map_err(fail("signing in again"))?;
+        find(&client, "//main//h1[normalize-space()='Keys']").await?;
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let reads = client
+            .execute(
+                "return performance.getEntriesByType('resource').filter((entry) => \
+                 entry.startTime > window.signedOutAt && entry.name.includes('/ramp')).length",
+                vec![],
+            )
+            .await
+            .map_err(fail("counting the ramp's reads"))?;
+        if reads != json!(0) {
+            return Err(format!(
+                "the closed ramp section read the ramp {reads} times"
+            ));
+        }
+        Ok(())
+    })
+    .await;
+}

@@ -1,7 +1,9 @@
 //! The console keeping its footing in a real Chromium: the keyboard stays on a ramp control
-//! and on a flag's link while live refreshes redraw them, a malformed address is a page
-//! that does not exist rather than a frozen console, and signing out stops the open
-//! screen's reads.
+//! and on a flag's link while live refreshes redraw them; a full read of the flags that
+//! lands late does not undo a kill shown live, and a failed read of the ramps keeps the
+//! badges and says they may be stale; guard tiles whose metrics differ in punctuation are
+//! each named by their own; a malformed address is a page that does not exist rather than
+//! a frozen console; and signing out stops the open screen's reads.
 
 use std::time::{Duration, Instant};
 
@@ -209,6 +211,156 @@ async fn signing_out_stops_the_open_screens_reads() {
             return Err(format!(
                 "the closed ramp section read the ramp {reads} times"
             ));
+        }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_full_read_does_not_undo_a_kill_shown_live() {
+    with_browser(|client| async move {
+        let server = Server::start_with(&[], RAMPED).await;
+        sign_in(&server, &client).await?;
+        let state = "//tr[@data-flag='new-checkout']/td[2]";
+        find(&client, state).await?;
+        find(&client, "//header//*[normalize-space()='Live']").await?;
+        // The list's answer arrives two seconds after the server gave it, as on a slow
+        // network: it was read before the kill below and lands after the kill is shown.
+        client
+            .execute(
+                "const original = window.fetch; \
+                 window.fetch = async (...args) => { \
+                   const response = await original(...args); \
+                   if (/\\/flags$/.test(String(args[0]))) { \
+                     await new Promise((done) => setTimeout(done, 2000)); \
+                   } \
+                   return response; \
+                 }; \
+                 location.hash = '#/audit';",
+                vec![],
+            )
+            .await
+            .map_err(fail("slowing the list"))?;
+        find(&client, "//main//h1[normalize-space()='Audit log']").await?;
+        client
+            .execute("location.hash = '#/flags';", vec![])
+            .await
+            .map_err(fail("opening the flags again"))?;
+        find(&client, "//main//h1[normalize-space()='Flags']").await?;
+        // Let the list's request go out before the kill.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server
+            .admin_put(
+                "/api/v1/environments/default/flags/new-checkout/enabled",
+                json!({"enabled": false, "reason": "checkout errors"}),
+            )
+            .await
+            .expect_status(200);
+        wait_for(&client, state, Duration::from_secs(5), |text| {
+            text == "Killed"
+        })
+        .await?;
+        // The slow answer has landed by now; the kill stays.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let shown = read(&client, state).await?.unwrap_or_default();
+        if shown != "Killed" {
+            return Err(format!(
+                "after the slow list landed the flag shows {shown:?}"
+            ));
+        }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ramp_badges_stay_and_are_called_stale_when_the_ramps_cannot_be_read() {
+    with_browser(|client| async move {
+        let server = Server::start_with(&[], RAMPED).await;
+        sign_in(&server, &client).await?;
+        let badge = "//tr[@data-flag='new-checkout']/td[4]";
+        let shown = wait_for(&client, badge, Duration::from_secs(5), |text| {
+            text.starts_with("Not started")
+        })
+        .await?;
+        find(&client, "//header//*[normalize-space()='Live']").await?;
+        // From now on the server cannot give the ramps, as when its store is unavailable.
+        client
+            .execute(
+                "const original = window.fetch; \
+                 window.fetch = async (...args) => /\\/ramps$/.test(String(args[0])) \
+                   ? new Response(JSON.stringify({error: 'store_unavailable', message: 'the store is unavailable'}), \
+                       {status: 503, headers: {'Content-Type': 'application/json'}}) \
+                   : original(...args);",
+                vec![],
+            )
+            .await
+            .map_err(fail("failing the ramps"))?;
+        // A change naming many flags reads the whole list again, ramps and all.
+        let mut document = server.export("default").await;
+        for index in 0..25 {
+            document["flags"][format!("extra-{index}")] =
+                json!({"type": "boolean", "variants": {"on": true}, "default_variant": "on"});
+        }
+        server
+            .admin_put("/api/v1/environments/default/document", document)
+            .await
+            .expect_status(200);
+        let status = wait_for(&client, "//main//p[@role='status']", Duration::from_secs(5), |text| {
+            text.starts_with("26 flags")
+        })
+        .await?;
+        if !status.contains("may be stale") {
+            return Err(format!("the status says {status:?}"));
+        }
+        let kept = read(&client, badge).await?.unwrap_or_default();
+        if kept != shown {
+            return Err(format!("the badge was {shown:?} and is now {kept:?}"));
+        }
+        Ok(())
+    })
+    .await;
+}
+
+/// Two guards whose metric names differ only in punctuation.
+const TWO_GUARDS: &str = r#"
+flags:
+  new-checkout:
+    type: boolean
+    variants: {"on": true, "off": false}
+    default_variant: "off"
+    rollout: {percentage: 0, split: [{variant: "on", weight: 1}]}
+    ramp:
+      stages: [10, 50, 100]
+      min_stage_duration: 2s
+      max_stage_duration: 1h
+      guards:
+        - {metric: p99.latency, category: performance, kind: value, better: lower, tolerance: 0.1, min_samples: 500}
+        - {metric: p99_latency, category: performance, kind: value, better: lower, tolerance: 0.1, min_samples: 500}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_guard_tile_is_named_by_its_own_metric() {
+    with_browser(|client| async move {
+        let server = Server::start_with(&[], TWO_GUARDS).await;
+        sign_in(&server, &client).await?;
+        client
+            .goto(&server.url("/admin#/flags/new-checkout"))
+            .await
+            .map_err(fail("opening the flag page"))?;
+        find(&client, "//article[contains(@class, 'guard')][2]").await?;
+        // The name a screen reader gives each tile: the heading its aria-labelledby points at.
+        let names = client
+            .execute(
+                "return [...document.querySelectorAll('article.guard')].map((tile) => \
+                 document.getElementById(tile.getAttribute('aria-labelledby'))?.textContent ?? null)",
+                vec![],
+            )
+            .await
+            .map_err(fail("reading the tiles' names"))?;
+        if names != json!(["p99.latency", "p99_latency"]) {
+            return Err(format!("the tiles are named {names}"));
         }
         Ok(())
     })

@@ -267,10 +267,9 @@ class DocumentScreen implements Screen {
       if (this.editor === null) {
         this.editor = module.createEditor(this.editorHost, "Document YAML", () => this.edited());
       }
-      // The label names the revision of the text in the editor, so it moves only with it.
-      const label = revision === null ? "" : `Revision ${revision} of ${this.environment}`;
+      // The export's revision, as the Download buttons beside it would give it now.
+      this.revision.textContent = revision === null ? "" : `Revision ${revision} of ${this.environment}`;
       if (!force && text === this.editor.text()) {
-        this.revision.textContent = label;
         return;
       }
       if (this.editor.edited() && !force) {
@@ -278,7 +277,6 @@ class DocumentScreen implements Screen {
         return;
       }
       this.editor.setText(text);
-      this.revision.textContent = label;
       replaceChildren(this.results);
       this.status.textContent = `The document of ${this.environment}${revision === null ? "" : ` at revision ${revision}`}.`;
     } catch (error) {

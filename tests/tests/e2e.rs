@@ -19,8 +19,8 @@
 //! - [`console_document`]: the console's Document screen (an import's dry run, its
 //!   problems at their paths, applying it) and Judge screen, in a real Chromium.
 //! - [`console_fixes`]: the console in Chromium keeping its footing: focus kept through
-//!   live redraws, a slow full read not undoing a newer live one, ramp badges kept when the
-//!   ramps cannot be read, guard tiles named by their own metric, a malformed address
+//!   live redraws, late reads of the flags never undoing newer ones, ramp badges kept when
+//!   the ramps cannot be read, bursts of changes read once they settle, guard tiles named by their own metric, a malformed address
 //!   answered as no such page, and signing out stopping the screen's reads.
 //! - [`crash`]: SIGKILL again and again under writes of every kind; nothing acknowledged is
 //!   lost.

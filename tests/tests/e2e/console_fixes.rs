@@ -1,7 +1,8 @@
 //! The console keeping its footing in a real Chromium: the keyboard stays on a ramp control
 //! and on a flag's link while live refreshes redraw them; a full read of the flags that
-//! lands late does not undo a kill shown live, and a failed read of the ramps keeps the
-//! badges and says they may be stale; guard tiles whose metrics differ in punctuation are
+//! lands late does not undo a kill shown live, nor a late read of one flag a newer full
+//! read; a failed read of the ramps keeps the badges and says they may be stale; a burst of
+//! changes reads the environments a few times, not once each; guard tiles whose metrics differ in punctuation are
 //! each named by their own; a malformed address is a page that does not exist rather than
 //! a frozen console; and signing out stops the open screen's reads.
 
@@ -361,6 +362,123 @@ async fn each_guard_tile_is_named_by_its_own_metric() {
             .map_err(fail("reading the tiles' names"))?;
         if names != json!(["p99.latency", "p99_latency"]) {
             return Err(format!("the tiles are named {names}"));
+        }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_read_of_one_flag_does_not_undo_a_newer_full_read() {
+    with_browser(|client| async move {
+        let server = Server::start_with(&[], RAMPED).await;
+        sign_in(&server, &client).await?;
+        let state = "//tr[@data-flag='new-checkout']/td[2]";
+        find(&client, state).await?;
+        find(&client, "//header//*[normalize-space()='Live']").await?;
+        // The flag's own read answers two seconds after the server gave it.
+        client
+            .execute(
+                "const original = window.fetch; \
+                 window.fetch = async (...args) => { \
+                   const response = await original(...args); \
+                   if (/\\/flags\\/new-checkout$/.test(String(args[0]))) { \
+                     await new Promise((done) => setTimeout(done, 2000)); \
+                   } \
+                   return response; \
+                 };",
+                vec![],
+            )
+            .await
+            .map_err(fail("slowing the flag's read"))?;
+        let before = server.export("default").await;
+        // The kill is read alone (slowly); the import after it, naming many flags, is read
+        // as a whole list, which answers first and is the newer.
+        server
+            .admin_put(
+                "/api/v1/environments/default/flags/new-checkout/enabled",
+                json!({"enabled": false, "reason": "checkout errors"}),
+            )
+            .await
+            .expect_status(200);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut document = before;
+        document["flags"]["new-checkout"]["enabled"] = json!(true);
+        for index in 0..25 {
+            document["flags"][format!("extra-{index}")] =
+                json!({"type": "boolean", "variants": {"on": true}, "default_variant": "on"});
+        }
+        server
+            .admin_put("/api/v1/environments/default/document", document)
+            .await
+            .expect_status(200);
+        wait_for(
+            &client,
+            "//main//p[@role='status']",
+            Duration::from_secs(5),
+            |text| text.starts_with("26 flags"),
+        )
+        .await?;
+        // By now the slow read of the kill has landed too; the newer state stays.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let shown = read(&client, state).await?.unwrap_or_default();
+        if shown != "On" {
+            return Err(format!(
+                "after the slow read landed the flag shows {shown:?}"
+            ));
+        }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_changes_reads_the_environments_once_it_settles() {
+    with_browser(|client| async move {
+        let server = Server::start_with(&[], RAMPED).await;
+        sign_in(&server, &client).await?;
+        find(&client, "//nav//a[normalize-space()='Environments']")
+            .await?
+            .click()
+            .await
+            .map_err(fail("opening Environments"))?;
+        find(&client, "//main//h1[normalize-space()='Environments']").await?;
+        find(&client, "//header//*[normalize-space()='Live']").await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        client
+            .execute("window.burstAt = performance.now();", vec![])
+            .await
+            .map_err(fail("marking the burst"))?;
+        for enabled in [
+            false, true, false, true, false, true, false, true, false, true,
+        ] {
+            server
+                .admin_put(
+                    "/api/v1/environments/default/flags/new-checkout/enabled",
+                    json!({"enabled": enabled}),
+                )
+                .await
+                .expect_status(200);
+        }
+        let revision = server.revision("default").await;
+        // The list ends up at the last revision...
+        wait_for(&client, "//main", Duration::from_secs(5), |text| {
+            text.contains(&revision.to_string())
+        })
+        .await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // ...having read the environments a few times, not once per change.
+        let reads = client
+            .execute(
+                "return performance.getEntriesByType('resource').filter((entry) => \
+                 entry.startTime > window.burstAt && \
+                 new URL(entry.name).pathname === '/api/v1/environments').length",
+                vec![],
+            )
+            .await
+            .map_err(fail("counting the reads"))?;
+        if reads.as_u64().is_none_or(|reads| reads > 3) {
+            return Err(format!("ten changes read the environments {reads} times"));
         }
         Ok(())
     })

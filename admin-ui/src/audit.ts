@@ -1,10 +1,10 @@
 // The Audit log screen: who changed what, when and why, filtered by environment, flag and
 // actor, a page at a time; each entry's before and after shown as a diff.
 
-import { diffJson } from "diff";
 import { type AuditEntry, type AuditPage, getJson } from "./api";
 import { el, replaceChildren } from "./dom";
 import type { LiveEvent } from "./events";
+import { lazy } from "./chunk";
 import type { Context, Screen } from "./screen";
 import { describe, formatTime } from "./send";
 
@@ -238,29 +238,17 @@ export function show(entry: FullEntry): HTMLElement {
  */
 export function diff(before: unknown, after: unknown): HTMLElement {
   const pre = el("pre", { class: "diff", "aria-label": "Before and after" });
-  // diffJson sorts keys, so that a field that moved is not shown as changed.
-  const parts = diffJson(input(before), input(after));
-  for (const part of parts) {
-    const lines = part.value.replace(/\n$/, "").split("\n");
-    if (part.added) {
-      pre.appendChild(el("ins", {}, lines.map((line) => `+ ${line}\n`).join("")));
-    } else if (part.removed) {
-      pre.appendChild(el("del", {}, lines.map((line) => `- ${line}\n`).join("")));
-    } else if (lines.length > 7) {
-      const head = lines.slice(0, 3).map((line) => `  ${line}\n`).join("");
-      const tail = lines.slice(-3).map((line) => `  ${line}\n`).join("");
-      pre.appendChild(document.createTextNode(`${head}  … ${lines.length - 6} unchanged lines\n${tail}`));
-    } else {
-      pre.appendChild(document.createTextNode(lines.map((line) => `  ${line}\n`).join("")));
-    }
-  }
+  // The diff library is a chunk of its own, loaded with the first entry shown: the
+  // console's first load carries only its own code.
+  library ??= lazy(() => import("./audit-diff"));
+  library.then(
+    ({ fillDiff }) => fillDiff(pre, before, after),
+    (failure: unknown) => {
+      library = null;
+      pre.textContent = failure instanceof Error ? failure.message : String(failure);
+    },
+  );
   return pre;
 }
 
-/** What diffJson compares: an object as itself (its keys sorted), nothing as no lines. */
-function input(value: unknown): string | object {
-  if (value === null || value === undefined) {
-    return "";
-  }
-  return typeof value === "object" ? value : `${JSON.stringify(value)}\n`;
-}
+let library: Promise<typeof import("./audit-diff")> | null = null;

@@ -3,6 +3,7 @@
 // segment it would add, change or remove, or every problem at its place — then applied.
 
 import { ApiError, adminKey, headers } from "./api";
+import { ChunkError, lazy } from "./chunk";
 import { el, replaceChildren } from "./dom";
 import type { Editor, Problem } from "./document-editor";
 import type { LiveEvent } from "./events";
@@ -45,6 +46,9 @@ class Refused extends Error {
   }
 }
 
+/** An import refused because the environment is no longer at the dry run's revision. */
+class Stale extends Error {}
+
 type Diff = typeof import("./document-diff").diffElement;
 
 export function openDocument(context: Context): Screen {
@@ -63,14 +67,16 @@ function key(): string {
   return value;
 }
 
-async function exported(environment: string, format: "yaml" | "json"): Promise<string> {
+/** The exported text and the revision it was read at (null from a server that does not say). */
+async function exported(environment: string, format: "yaml" | "json"): Promise<{ text: string; revision: number | null }> {
   const response = await fetch(`${documentPath(environment)}?format=${format}`, {
     headers: headers(key(), { Accept: format === "yaml" ? "application/yaml" : "application/json" }),
   });
   if (!response.ok) {
     throw new ApiError(response.status, await refusal(response).then((refused) => refused.message));
   }
-  return response.text();
+  const revision = Number.parseInt(response.headers.get("Ripcord-Revision") ?? "", 10);
+  return { text: await response.text(), revision: Number.isSafeInteger(revision) ? revision : null };
 }
 
 async function refusal(response: Response): Promise<Refused> {
@@ -92,14 +98,23 @@ async function refusal(response: Response): Promise<Refused> {
   }
 }
 
-async function put<T>(environment: string, text: string, dryRun: boolean): Promise<T> {
-  const response = await fetch(`${documentPath(environment)}${dryRun ? "?dry_run=true" : ""}`, {
+async function put<T>(environment: string, text: string, dryRun: boolean, expectedRevision?: number): Promise<T> {
+  const query = new URLSearchParams();
+  if (dryRun) {
+    query.set("dry_run", "true");
+  }
+  if (expectedRevision !== undefined) {
+    query.set("expected_revision", String(expectedRevision));
+  }
+  const search = query.toString();
+  const response = await fetch(`${documentPath(environment)}${search === "" ? "" : `?${search}`}`, {
     method: "PUT",
     headers: headers(key(), { "Content-Type": "application/yaml", Accept: "application/json" }),
     body: text,
   });
   if (!response.ok) {
-    throw await refusal(response);
+    const refused = await refusal(response);
+    throw response.status === 409 ? new Stale(refused.message) : refused;
   }
   return (await response.json()) as T;
 }
@@ -129,6 +144,12 @@ class DocumentScreen implements Screen {
   private editor: Editor | null = null;
   private diffElement: Diff | null = null;
   private closed = false;
+  /** The text the confirmed dry run saw, and the revision it compared it with. */
+  private confirmed: { text: string; revision: number } | null = null;
+  /** The load running now; calls meanwhile make at most one more, after it. */
+  private loading: Promise<void> | null = null;
+  private again = false;
+  private againForced = false;
 
   constructor(private readonly environment: string) {
     const downloadYaml = el("button", { type: "button" }, "Download YAML");
@@ -210,24 +231,43 @@ class DocumentScreen implements Screen {
     }
   }
 
-  /** Reads the document into the editor, unless it holds edits and `force` is false. */
-  async load(force = false): Promise<void> {
+  /**
+   * Reads the document into the editor, unless it holds edits and `force` is false. A burst
+   * of changes makes one read in flight and at most one after it, each answer newer than the
+   * last; the promise settles once the reads asked for so far are done.
+   */
+  load(force = false): Promise<void> {
+    this.again = true;
+    this.againForced ||= force;
+    if (this.loading === null) {
+      this.loading = (async () => {
+        try {
+          while (this.again && !this.closed) {
+            const forced = this.againForced;
+            this.again = false;
+            this.againForced = false;
+            await this.loadOnce(forced);
+          }
+        } finally {
+          this.loading = null;
+        }
+      })();
+    }
+    return this.loading;
+  }
+
+  private async loadOnce(force: boolean): Promise<void> {
     try {
-      // The editor's code and the document are fetched at once: no waterfall.
-      const [module, text, environment] = await Promise.all([
-        import("./document-editor"),
-        exported(this.environment, "yaml"),
-        fetch(`/api/v1/environments/${encodeURIComponent(this.environment)}`, {
-          headers: headers(key(), { Accept: "application/json" }),
-        }).then(async (response): Promise<{ revision?: unknown }> => (response.ok ? ((await response.json()) as { revision?: unknown }) : {})),
-      ]);
+      // The editor's code and the document are fetched at once: no waterfall. The revision
+      // comes with the text, from the same answer, so the label names the text's revision.
+      const [module, { text, revision }] = await Promise.all([lazy(() => import("./document-editor")), exported(this.environment, "yaml")]);
       if (this.closed) {
         return;
       }
       if (this.editor === null) {
         this.editor = module.createEditor(this.editorHost, "Document YAML", () => this.edited());
       }
-      const revision = typeof environment.revision === "number" ? environment.revision : null;
+      // The export's revision, as the Download buttons beside it would give it now.
       this.revision.textContent = revision === null ? "" : `Revision ${revision} of ${this.environment}`;
       if (!force && text === this.editor.text()) {
         return;
@@ -270,7 +310,7 @@ class DocumentScreen implements Screen {
 
   private async download(format: "yaml" | "json"): Promise<void> {
     try {
-      const text = await exported(this.environment, format);
+      const { text } = await exported(this.environment, format);
       const url = URL.createObjectURL(
         new Blob([text], { type: format === "yaml" ? "application/yaml" : "application/json" }),
       );
@@ -301,7 +341,7 @@ class DocumentScreen implements Screen {
     try {
       const [result, diff] = await Promise.all([
         put<DryRun>(this.environment, this.editor.text(), true),
-        this.diffElement ?? import("./document-diff").then((module) => module.diffElement),
+        this.diffElement ?? lazy(() => import("./document-diff")).then((module) => module.diffElement),
       ]);
       this.diffElement = diff;
       this.editor.mark([]);
@@ -317,7 +357,8 @@ class DocumentScreen implements Screen {
 
   private showRefusal(error: unknown): void {
     if (!(error instanceof Refused) || error.problems.length === 0) {
-      this.status.textContent = `The import was refused: ${error instanceof Error ? error.message : String(error)}`;
+      this.status.textContent =
+        error instanceof ChunkError ? `Could not show the dry run: ${error.message}` : `The import was refused: ${error instanceof Error ? error.message : String(error)}`;
       replaceChildren(this.results);
       this.editor?.mark([]);
       return;
@@ -393,10 +434,12 @@ class DocumentScreen implements Screen {
 
   /** Apply: a fresh dry run says what will change, and the person confirms that. */
   private async confirm(): Promise<void> {
+    const text = this.editor?.text() ?? "";
     const result = await this.dryRun();
     if (result === null) {
       return;
     }
+    this.confirmed = { text, revision: result.revision };
     if (!result.changes) {
       this.status.textContent = "The import would change nothing: there is nothing to apply.";
       return;
@@ -411,17 +454,26 @@ class DocumentScreen implements Screen {
 
   private async apply(): Promise<void> {
     this.dialog.close();
-    if (this.editor === null) {
+    const confirmed = this.confirmed;
+    this.confirmed = null;
+    if (this.editor === null || confirmed === null) {
       return;
     }
     this.busy(true);
     this.status.textContent = "Importing…";
     try {
-      const imported = await put<ImportSummary>(this.environment, this.editor.text(), false);
+      // What the person confirmed, and only onto the revision the dry run compared it with:
+      // a change landing while the dialog was open is not overwritten unseen.
+      const imported = await put<ImportSummary>(this.environment, confirmed.text, false, confirmed.revision);
       await this.load(true);
       this.status.textContent = `Imported into ${this.environment}: revision ${imported.revision}, ${plural(imported.flags, "flag")}, ${plural(imported.segments, "segment")}.`;
     } catch (error) {
-      this.showRefusal(error);
+      if (error instanceof Stale) {
+        replaceChildren(this.results);
+        this.status.textContent = `The environment changed since the dry run: run it again. Nothing was imported (${error.message}).`;
+      } else {
+        this.showRefusal(error);
+      }
     } finally {
       this.busy(false);
     }

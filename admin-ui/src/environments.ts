@@ -12,6 +12,9 @@ export function openEnvironments(context: Context): Screen {
   return new EnvironmentsScreen(context);
 }
 
+/** How long a burst of live events is waited out before the list is read once. */
+const SETTLE_MS = 250;
+
 class EnvironmentsScreen implements Screen {
   readonly root: HTMLElement;
   private readonly list: HTMLElement;
@@ -20,6 +23,10 @@ class EnvironmentsScreen implements Screen {
   private readonly name: HTMLInputElement;
   private closed = false;
   private reads = 0;
+  /** The newest read whose answer is drawn. */
+  private shown = 0;
+  /** A read asked for by live events, waiting for the burst to end. */
+  private pending: ReturnType<typeof setTimeout> | null = null;
 
   constructor(private readonly context: Context) {
     this.name = el("input", {
@@ -58,11 +65,13 @@ class EnvironmentsScreen implements Screen {
   }
 
   async load(): Promise<void> {
-    // Live events may start reads that overlap: only the latest one's answer is drawn.
+    // Reads may overlap: an answer older than the one drawn is dropped. (Not "only the
+    // latest": under a steady stream of changes that would never draw anything.)
     const read = ++this.reads;
     try {
       const environments = await getJson<Environment[]>(path.environments);
-      if (!this.closed && read === this.reads) {
+      if (!this.closed && read > this.shown) {
+        this.shown = read;
         this.render(environments);
       }
     } catch (failure) {
@@ -72,13 +81,21 @@ class EnvironmentsScreen implements Screen {
 
   event(event: LiveEvent): void {
     // A change to any environment moves its revision; a deleted one leaves the list.
-    if (event.event === "change" || event.event === "environment_deleted" || event.event === "reset") {
-      void this.load();
+    // A burst of changes (an import, a running ramp) is read once, after it settles.
+    if ((event.event === "change" || event.event === "environment_deleted" || event.event === "reset") && this.pending === null) {
+      this.pending = setTimeout(() => {
+        this.pending = null;
+        void this.load();
+      }, SETTLE_MS);
     }
   }
 
   close(): void {
     this.closed = true;
+    if (this.pending !== null) {
+      clearTimeout(this.pending);
+      this.pending = null;
+    }
   }
 
   private async create(): Promise<void> {

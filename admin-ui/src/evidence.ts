@@ -3,9 +3,10 @@
 // cohort, the sequential statistic against its boundary, and charts of both over the looks),
 // and the ramp's timeline from the audit log.
 
-import uPlot from "uplot";
+import type uPlot from "uplot";
 
 import { ApiError, adminKey, headers } from "./api";
+import { lazy } from "./chunk";
 import { type Child, el } from "./dom";
 
 export type Verdict = "REGRESSION" | "PASS" | "INCONCLUSIVE";
@@ -299,8 +300,11 @@ export interface TileInput {
   killedBy: boolean;
 }
 
-/** Charts built for tiles; destroyed with [`destroyCharts`] before the tiles are drawn again. */
-export type Charts = uPlot[];
+/**
+ * Charts built for tiles; destroyed with [`destroyCharts`] before the tiles are drawn again.
+ * The charts' code arrives after the tiles: a chart destroyed before then is never drawn.
+ */
+export type Charts = { destroy(): void }[];
 
 export function destroyCharts(charts: Charts): void {
   for (const chart of charts.splice(0)) {
@@ -343,13 +347,14 @@ export function guardTile(input: TileInput, charts: Charts, heading: "h3" | "h4"
     facts.push(fact("Error", input.error));
   }
   const picture = evidence === null ? null : effectPicture(evidence, definition);
+  const id = `guard-${++tiles}`;
   return el(
     "article",
-    { class: `guard ${tone}`, "aria-labelledby": `guard-${cssId(input.metric)}` },
+    { class: `guard ${tone}`, "aria-labelledby": id },
     el(
       "div",
       { class: "guard-summary" },
-      el(heading, { id: `guard-${cssId(input.metric)}` }, input.metric),
+      el(heading, { id }, input.metric),
       el(
         "p",
         { class: "verdict" },
@@ -365,9 +370,11 @@ export function guardTile(input: TileInput, charts: Charts, heading: "h3" | "h4"
   );
 }
 
-function cssId(text: string): string {
-  return text.replace(/[^A-Za-z0-9_-]/g, "_");
-}
+/**
+ * Numbers the tiles' heading ids: metric names differing only in punctuation
+ * (`p99.latency`, `p99_latency`) must not share an id, or a tile is named by another's heading.
+ */
+let tiles = 0;
 
 function fact(term: string, value: string): DocumentFragment {
   const fragment = document.createDocumentFragment();
@@ -417,43 +424,66 @@ function evidenceCharts(input: TileInput, charts: Charts): HTMLElement | null {
   const scale = last === undefined ? (value: number) => String(value) : (value: number) => formatAmount(value, last, input.definition);
   const statisticBox = el("div", { class: "chart" });
   const effectBox = el("div", { class: "chart" });
-  charts.push(
-    new uPlot(
-      {
-        width: 340,
-        height: 170,
-        title: "Sequential statistic",
-        scales: { x: { time: true, range: timeRange } },
-        legend: { live: false },
-        series: [
-          {},
-          { label: "ln Λ", stroke: "#0969da", width: 2 },
-          { label: "boundary", stroke: "#b42318", width: 1, dash: [6, 4] },
-        ],
-      },
-      statistic,
-      statisticBox,
-    ),
-    new uPlot(
-      {
-        width: 340,
-        height: 170,
-        title: orient > 0 ? "Effect (up is worse)" : "Effect (up is worse: lower is better)",
-        scales: { x: { time: true, range: timeRange } },
-        legend: { live: false },
-        series: [
-          {},
-          { label: "effect", stroke: "#1d232a", width: 2 },
-          { label: "interval low", stroke: "#8fb8e8", width: 1 },
-          { label: "interval high", stroke: "#8fb8e8", width: 1 },
-          { label: "tolerance", stroke: "#b42318", width: 1, dash: [6, 4] },
-        ],
-        bands: [{ series: [3, 2], fill: "rgba(9, 105, 218, 0.15)" }],
-        axes: [{}, { values: (_, ticks) => ticks.map((tick) => scale(tick)), size: 80 }],
-      },
-      effect,
-      effectBox,
-    ),
+  // uPlot is a chunk of its own, loaded with the first chart: the console's first load
+  // carries only its own code. The tile shows at once; its charts follow.
+  const drawn: { destroyed: boolean; charts: { destroy(): void }[] } = { destroyed: false, charts: [] };
+  charts.push({
+    destroy: () => {
+      drawn.destroyed = true;
+      for (const chart of drawn.charts.splice(0)) {
+        chart.destroy();
+      }
+    },
+  });
+  charting ??= lazy(() => import("uplot").then((module) => module.default));
+  charting.then(
+    (UPlot) => {
+      if (drawn.destroyed) {
+        return;
+      }
+      drawn.charts.push(
+        new UPlot(
+          {
+            width: 340,
+            height: 170,
+            title: "Sequential statistic",
+            scales: { x: { time: true, range: timeRange } },
+            legend: { live: false },
+            series: [
+              {},
+              { label: "ln Λ", stroke: "#0969da", width: 2 },
+              { label: "boundary", stroke: "#b42318", width: 1, dash: [6, 4] },
+            ],
+          },
+          statistic,
+          statisticBox,
+        ),
+        new UPlot(
+          {
+            width: 340,
+            height: 170,
+            title: orient > 0 ? "Effect (up is worse)" : "Effect (up is worse: lower is better)",
+            scales: { x: { time: true, range: timeRange } },
+            legend: { live: false },
+            series: [
+              {},
+              { label: "effect", stroke: "#1d232a", width: 2 },
+              { label: "interval low", stroke: "#8fb8e8", width: 1 },
+              { label: "interval high", stroke: "#8fb8e8", width: 1 },
+              { label: "tolerance", stroke: "#b42318", width: 1, dash: [6, 4] },
+            ],
+            bands: [{ series: [3, 2], fill: "rgba(9, 105, 218, 0.15)" }],
+            axes: [{}, { values: (_, ticks) => ticks.map((tick) => scale(tick)), size: 80 }],
+          },
+          effect,
+          effectBox,
+        ),
+      );
+    },
+    (failure: unknown) => {
+      charting = null;
+      statisticBox.textContent = failure instanceof Error ? failure.message : String(failure);
+    },
   );
   const count = looks.length;
   return el(
@@ -473,6 +503,8 @@ function evidenceCharts(input: TileInput, charts: Charts): HTMLElement | null {
     ),
   );
 }
+
+let charting: Promise<typeof uPlot> | null = null;
 
 function finite(value: number | null | undefined): number | null {
   return value === null || value === undefined || !Number.isFinite(value) ? null : value;

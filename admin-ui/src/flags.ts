@@ -154,6 +154,16 @@ export class FlagsScreen implements Screen {
   private pending = new Set<string>();
   private refreshing = false;
   private closed = false;
+  /** Every read is numbered when sent, so that an answer older than what is shown is dropped. */
+  private sent = 0;
+  /** The number of the full read shown. */
+  private baseline = 0;
+  /** Per flag, the number of the newest single read shown. */
+  private stamps = new Map<string, number>();
+  /** The ramps could not be read: the badges shown are the last ones read. */
+  private rampsFailed: string | null = null;
+  /** Flags whose own ramp read failed: their badges are the last ones read. */
+  private staleRamps = new Set<string>();
 
   constructor(private readonly environment: string) {
     this.search = el("input", { type: "search", id: "flag-search", autocomplete: "off" });
@@ -240,19 +250,22 @@ export class FlagsScreen implements Screen {
     try {
       do {
         this.again = false;
+        const sent = ++this.sent;
         // Every read at once: the list waits for none of the others. A server without the
-        // ramp summaries still lists the flags.
+        // ramp summaries (404) still lists the flags; one that fails to give them keeps
+        // the badges shown, marked as possibly stale, rather than wiping them all.
         const [flags, audit, ramps] = await Promise.all([
           getJson<FlagEntry[]>(path.flags(this.environment)),
           getJson<AuditPage>(path.audit(this.environment)).catch(() => ({ entries: [], next: null })),
-          getJson<RampSummary[]>(rampsPath(this.environment)).catch(() => []),
+          getJson<RampSummary[]>(rampsPath(this.environment)).catch((failure: unknown) =>
+            failure instanceof ApiError && failure.status === 404 ? [] : failure instanceof Error ? failure : new Error(String(failure)),
+          ),
         ]);
         if (this.closed) {
           return;
         }
-        this.entries = new Map(flags.map((entry) => [entry.key, entry]));
-        this.last = lastChanges(audit.entries);
-        this.ramps = new Map(ramps.map((ramp) => [ramp.flag, ramp]));
+        this.merge(sent, flags, lastChanges(audit.entries), ramps instanceof Error ? null : new Map(ramps.map((ramp) => [ramp.flag, ramp])));
+        this.rampsFailed = ramps instanceof Error ? ramps.message : null;
         this.rebuild();
         this.render();
         // After the next frame: the table laid out and painted, as a person sees it.
@@ -263,6 +276,67 @@ export class FlagsScreen implements Screen {
     } finally {
       this.loading = false;
     }
+  }
+
+  /**
+   * Shows a full read numbered `sent`. A flag read alone after it was sent (a live change
+   * that landed meanwhile) keeps what that read found, and an entry keeps the higher of two
+   * revisions: a slow full read never puts back a state that a newer one replaced.
+   */
+  private merge(sent: number, flags: FlagEntry[], last: Map<string, AuditEntry>, ramps: Map<string, RampSummary> | null): void {
+    const entries = new Map<string, FlagEntry>();
+    const newerLast = new Map<string, AuditEntry>();
+    const newerRamps = new Map<string, RampSummary>();
+    const keepOld = (key: string): void => {
+      const old = this.entries.get(key);
+      if (old !== undefined) {
+        entries.set(key, old);
+      }
+      const oldLast = this.last.get(key);
+      if (oldLast !== undefined) {
+        newerLast.set(key, oldLast);
+      }
+      const oldRamp = this.ramps.get(key);
+      if (oldRamp !== undefined) {
+        newerRamps.set(key, oldRamp);
+      }
+    };
+    for (const entry of flags) {
+      const old = this.entries.get(entry.key);
+      if ((this.stamps.get(entry.key) ?? 0) > sent || (old !== undefined && old.revision > entry.revision)) {
+        keepOld(entry.key);
+        continue;
+      }
+      entries.set(entry.key, entry);
+      const newest = last.get(entry.key);
+      const oldLast = this.last.get(entry.key);
+      const kept = newest === undefined || (oldLast !== undefined && oldLast.id > newest.id) ? oldLast : newest;
+      if (kept !== undefined) {
+        newerLast.set(entry.key, kept);
+      }
+      const ramp = ramps === null ? this.ramps.get(entry.key) : ramps.get(entry.key);
+      if (ramp !== undefined) {
+        newerRamps.set(entry.key, ramp);
+      }
+      if (ramps !== null) {
+        this.staleRamps.delete(entry.key);
+      }
+    }
+    // Flags the full read did not have, but a newer single read did: created meanwhile.
+    for (const [key, stamp] of this.stamps) {
+      if (stamp > sent && !entries.has(key)) {
+        keepOld(key);
+      }
+    }
+    for (const [key, stamp] of [...this.stamps]) {
+      if (stamp <= sent) {
+        this.stamps.delete(key);
+      }
+    }
+    this.baseline = Math.max(this.baseline, sent);
+    this.entries = entries;
+    this.last = newerLast;
+    this.ramps = newerRamps;
   }
 
   private rebuild(): void {
@@ -294,6 +368,9 @@ export class FlagsScreen implements Screen {
   }
 
   private async refreshOne(key: string): Promise<void> {
+    const sent = ++this.sent;
+    // An answer older than what is shown for this flag, by the full read or its own.
+    const outdated = (): boolean => sent < Math.max(this.baseline, this.stamps.get(key) ?? 0);
     const flagPath = `${path.flags(this.environment)}/${encodeURIComponent(key)}`;
     const audit = `/api/v1/audit?environment=${encodeURIComponent(this.environment)}&flag=${encodeURIComponent(key)}&limit=1`;
     try {
@@ -306,24 +383,46 @@ export class FlagsScreen implements Screen {
         }),
         getJson<AuditPage>(audit).catch(() => ({ entries: [], next: null })),
       ]);
-      if (entry === null) {
-        this.entries.delete(key);
-        this.ramps.delete(key);
+      if (outdated()) {
         return;
       }
+      if (entry === null) {
+        this.stamps.set(key, sent);
+        this.entries.delete(key);
+        this.ramps.delete(key);
+        this.staleRamps.delete(key);
+        return;
+      }
+      const old = this.entries.get(key);
+      if (old !== undefined && old.revision > entry.revision) {
+        return;
+      }
+      this.stamps.set(key, sent);
       this.entries.set(key, entry);
       const newest = page.entries.find(concernsFlag);
-      if (newest !== undefined) {
+      const oldLast = this.last.get(key);
+      if (newest !== undefined && (oldLast === undefined || newest.id >= oldLast.id)) {
         this.last.set(key, newest);
       }
       if (entry.flag["ramp"] === undefined) {
         this.ramps.delete(key);
+        this.staleRamps.delete(key);
       } else {
-        const ramp = await getJson<RampSummary>(`${flagPath}/ramp`).catch(() => null);
-        if (ramp === null) {
+        const ramp = await getJson<RampSummary>(`${flagPath}/ramp`).catch((failure: unknown) =>
+          failure instanceof ApiError && failure.status === 404 ? null : undefined,
+        );
+        if (outdated()) {
+          return;
+        }
+        if (ramp === undefined) {
+          // Not read: the badge shown stays, said to be possibly stale.
+          this.staleRamps.add(key);
+        } else if (ramp === null) {
           this.ramps.delete(key);
+          this.staleRamps.delete(key);
         } else {
           this.ramps.set(key, ramp);
+          this.staleRamps.delete(key);
         }
       }
     } catch {
@@ -357,7 +456,15 @@ export class FlagsScreen implements Screen {
       `${total.toLocaleString("en")} flag${total === 1 ? "" : "s"} in ${this.environment}` +
       (filtered ? `, ${shown.length.toLocaleString("en")} match${shown.length === 1 ? "es" : ""}` : "") +
       (shown.length > PAGE_SIZE ? `; showing ${(first + 1).toLocaleString("en")}–${(first + slice.length).toLocaleString("en")}` : "");
+    if (this.rampsFailed !== null) {
+      this.status.textContent += `. The ramps could not be read (${this.rampsFailed}): the ramp badges may be stale.`;
+    } else if (this.staleRamps.size > 0) {
+      this.status.textContent += `. The ramp of ${[...this.staleRamps].join(", ")} could not be read: its badge may be stale.`;
+    }
     this.drawPager(pages);
+    // A live change redraws the rows: the keyboard stays on the row it was on.
+    const active = document.activeElement;
+    const focused = active instanceof HTMLElement && this.body.contains(active) ? active.closest("tr")?.getAttribute("data-flag") ?? null : null;
     if (shown.length === 0) {
       replaceChildren(this.body, el("p", {}, total === 0 ? "No flags yet." : "No flag matches."));
       return;
@@ -405,6 +512,13 @@ export class FlagsScreen implements Screen {
         tbody,
       ),
     );
+    if (focused !== null) {
+      for (const line of tbody.rows) {
+        if (line.getAttribute("data-flag") === focused) {
+          line.querySelector("a")?.focus();
+        }
+      }
+    }
   }
 
   private drawPager(pages: number): void {

@@ -4,6 +4,7 @@
 // the first answer arrives, so it is not part of the console's first load.
 
 import { ApiError, adminKey, headers } from "./api";
+import { ChunkError, lazy } from "./chunk";
 import { el, replaceChildren } from "./dom";
 import type { Screen } from "./screen";
 
@@ -256,7 +257,7 @@ class JudgeScreen implements Screen {
           }
           return answer as Verdict;
         }),
-        import("./judge-charts"),
+        lazy(() => import("./judge-charts")),
       ]);
       if (this.closed) {
         return;
@@ -264,7 +265,7 @@ class JudgeScreen implements Screen {
       this.status.textContent = `Judged ${verdict.n_treatment} treatment and ${verdict.n_control} control values.`;
       this.show(verdict, treatment, control, charts);
     } catch (error) {
-      this.fail(`The judge refused: ${error instanceof Error ? error.message : String(error)}`, null);
+      this.fail(error instanceof ChunkError ? `Could not show the verdict: ${error.message}` : `The judge refused: ${error instanceof Error ? error.message : String(error)}`, null);
     } finally {
       this.submit.disabled = false;
     }

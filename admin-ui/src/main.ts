@@ -84,11 +84,36 @@ interface Shell {
   /** The screen shown. */
   screen: Screen | null;
   stop: () => void;
+  /** Numbers the reads of the environments: an answer older than one shown is dropped. */
+  reads: number;
+  shown: number;
+  /** A read asked for by live events, waiting for the burst to end. */
+  pending: ReturnType<typeof setTimeout> | null;
+}
+
+/** How long a burst of live events is waited out before the environments are read once. */
+const SETTLE_MS = 250;
+
+/** The shell is left: its screen's timers and reads stop with it, and its stream closes. */
+function leave(state: Shell): void {
+  state.stop();
+  state.screen?.close?.();
+  state.screen = null;
+  if (state.pending !== null) {
+    clearTimeout(state.pending);
+    state.pending = null;
+  }
+  if (current === state) {
+    current = null;
+  }
 }
 
 let current: Shell | null = null;
 
 async function shell(key: string): Promise<void> {
+  if (current !== null) {
+    leave(current);
+  }
   let environments: Environment[];
   try {
     environments = await getJson<Environment[]>(path.environments, key);
@@ -116,6 +141,9 @@ async function shell(key: string): Promise<void> {
     nav,
     screen: null,
     stop: () => {},
+    reads: 0,
+    shown: 0,
+    pending: null,
   };
   current = state;
   fillEnvironments(state);
@@ -125,8 +153,8 @@ async function shell(key: string): Promise<void> {
     route();
   });
   signOut.addEventListener("click", () => {
-    state.stop();
-    current = null;
+    // The screen closes too: a ramp's timer must not go on reading with a forgotten key.
+    leave(state);
     forgetKey();
     sessionStorage.removeItem(ENVIRONMENT);
     signIn();
@@ -202,7 +230,12 @@ function onEvent(state: Shell, event: LiveEvent): void {
     event.event === "environment_deleted" ||
     (event.event === "change" && !knows(state, data.environment))
   ) {
-    void refreshEnvironments(state);
+    if (state.pending === null) {
+      state.pending = setTimeout(() => {
+        state.pending = null;
+        void refreshEnvironments(state);
+      }, SETTLE_MS);
+    }
   }
   state.screen?.event?.(event);
 }
@@ -212,11 +245,18 @@ function knows(state: Shell, environment: unknown): boolean {
 }
 
 async function refreshEnvironments(state: Shell): Promise<void> {
+  const read = ++state.reads;
+  let environments: Environment[];
   try {
-    state.environments = await getJson<Environment[]>(path.environments, state.key);
+    environments = await getJson<Environment[]>(path.environments, state.key);
   } catch {
     return;
   }
+  if (current !== state || read < state.shown) {
+    return;
+  }
+  state.shown = read;
+  state.environments = environments;
   const before = state.environment;
   state.environment = chooseEnvironment(state.environments);
   if (state.environments.some((environment) => environment.name === before)) {
@@ -235,6 +275,14 @@ function route(): void {
   }
   const parts = location.hash.replace(/^#\/?/, "").split("/");
   const id = parts[0] === undefined || parts[0] === "" ? "flags" : parts[0];
+  // Decoded before anything is closed: a malformed fragment (`#/flags/%E0`) is a page
+  // that does not exist, not an exception that leaves the console half torn down.
+  let rest: string[] | null;
+  try {
+    rest = parts.slice(1).map((part) => decodeURIComponent(part));
+  } catch {
+    rest = null;
+  }
   for (const link of state.nav.querySelectorAll("a")) {
     if (link.dataset["screen"] === id) {
       link.setAttribute("aria-current", "page");
@@ -244,7 +292,10 @@ function route(): void {
   }
   state.screen?.close?.();
   state.screen = null;
-  const rest = parts.slice(1).map((part) => decodeURIComponent(part));
+  if (rest === null) {
+    replaceChildren(state.main, el("h1", {}, "Not found"), el("p", {}, "There is no such page."));
+    return;
+  }
   const entry = SCREENS.find((screen) => screen.id === id);
   const open = rest.length > 0 ? PAGES[id] : entry?.open;
   if (open === undefined || open === null) {

@@ -285,15 +285,19 @@ class RampSection implements Screen {
     const decisions = decisionsOf(audit, status.generation);
     const hold = holdWords(status);
     const stateClass = status.status === "killed" ? "killed" : status.status === "running" || status.status === "completed" ? "on" : "";
+    // The redraw every few seconds replaces these elements: the one the keyboard was on
+    // (a control, the decisions' summary) is found again by its key and focused.
+    const active = document.activeElement;
+    const focused = active instanceof HTMLElement && this.body.contains(active) ? active.getAttribute("data-focus") : null;
     const controls = OPERATIONS.filter(({ from }) => from.includes(status.status)).map(({ operation, name }) => {
-      const button = el("button", { type: "button" }, name);
+      const button = el("button", { type: "button", "data-focus": `ramp-${operation}` }, name);
       button.addEventListener("click", () => this.confirm(operation, name));
       return button;
     });
     const details = el(
       "details",
       { class: "ramp-decisions", open: this.decisionsOpen ? "" : undefined },
-      el("summary", {}, `Decisions of generation ${status.generation} (${decisions.length})`),
+      el("summary", { "data-focus": "ramp-decisions" }, `Decisions of generation ${status.generation} (${decisions.length})`),
       decisionList(decisions, status.stages),
     );
     details.addEventListener("toggle", () => {
@@ -342,6 +346,14 @@ class RampSection implements Screen {
             ),
           ),
     );
+    if (focused !== null) {
+      for (const candidate of this.body.querySelectorAll<HTMLElement>("[data-focus]")) {
+        if (candidate.getAttribute("data-focus") === focused) {
+          candidate.focus();
+          break;
+        }
+      }
+    }
   }
 
   /** Asks in a dialog before the operation; a reason is asked for, and needed to advance. */

@@ -20,6 +20,10 @@
 //!   and a flags list of ten thousand flags with ramp badges; the ramp summaries it reads.
 //! - [`console_document`]: the console's Document screen (an import's dry run, its
 //!   problems at their paths, applying it) and Judge screen, in a real Chromium.
+//! - [`console_fixes`]: the console in Chromium keeping its footing: focus kept through
+//!   live redraws, late reads of the flags never undoing newer ones, ramp badges kept when
+//!   the ramps cannot be read, bursts of changes read once they settle, guard tiles named by their own metric, a malformed address
+//!   answered as no such page, and signing out stopping the screen's reads.
 //! - [`crash`]: SIGKILL again and again under writes of every kind; nothing acknowledged is
 //!   lost.
 //! - [`delivery`]: rulesets and event streams for SDKs, and OFREP's event stream.
@@ -59,6 +63,8 @@ mod console;
 mod console_admin;
 #[path = "e2e/console_document.rs"]
 mod console_document;
+#[path = "e2e/console_fixes.rs"]
+mod console_fixes;
 #[path = "e2e/console_flag.rs"]
 mod console_flag;
 #[path = "e2e/console_ramp.rs"]

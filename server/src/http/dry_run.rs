@@ -29,24 +29,42 @@ pub struct ImportParams {
     /// `true`: answer what the import would change, and change nothing.
     #[param(value_type = Option<bool>)]
     pub dry_run: Option<String>,
+    /// Import only if the environment is at this revision (the one the document was read
+    /// or dry-run at); otherwise 409 `conflict` and nothing changes. With `dry_run=true`,
+    /// the same check, answered the same way.
+    #[param(minimum = 0)]
+    pub expected_revision: Option<u64>,
 }
 
-/// Whether the request asks for a dry run. Anything but `true` or `false` is refused: an
-/// import meant as a try must not go through on a typo.
-pub fn requested(request: &HttpRequest) -> Result<bool> {
+/// What the query string asks of an import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requested {
+    pub dry_run: bool,
+    pub expected_revision: Option<u64>,
+}
+
+/// Whether the request asks for a dry run, and at which revision. Anything but `true` or
+/// `false` for `dry_run` is refused: an import meant as a try must not go through on a typo.
+pub fn requested(request: &HttpRequest) -> Result<Requested> {
     let params: ImportParams = actix_web::web::Query::from_query(request.query_string())
         .map(actix_web::web::Query::into_inner)
         .map_err(|error| {
             Error::bad_request(format!("the query string is not valid: {error}"), None)
         })?;
-    match params.dry_run.as_deref().map(str::trim) {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(other) => Err(Error::bad_request(
-            format!("`dry_run` must be `true` or `false`, not `{other}`"),
-            Some("dry_run".to_string()),
-        )),
-    }
+    let dry_run = match params.dry_run.as_deref().map(str::trim) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(Error::bad_request(
+                format!("`dry_run` must be `true` or `false`, not `{other}`"),
+                Some("dry_run".to_string()),
+            ))
+        }
+    };
+    Ok(Requested {
+        dry_run,
+        expected_revision: params.expected_revision,
+    })
 }
 
 /// What an import would change.
@@ -97,7 +115,12 @@ pub enum ImportAnswer {
 
 /// Validates `imported` as the import would, against the environment as it is, and answers
 /// what would change.
-pub async fn answer(state: &State, environment: &str, imported: Document) -> Result<HttpResponse> {
+pub async fn answer(
+    state: &State,
+    environment: &str,
+    expected_revision: Option<u64>,
+    imported: Document,
+) -> Result<HttpResponse> {
     let current = state
         .service
         .environment(environment)
@@ -105,6 +128,15 @@ pub async fn answer(state: &State, environment: &str, imported: Document) -> Res
             what: "environment",
             key: environment.to_string(),
         })?;
+    if let Some(expected) = expected_revision {
+        if current.revision != expected {
+            return Err(crate::service::stale_revision(
+                environment,
+                expected,
+                current.revision,
+            ));
+        }
+    }
     let limits = *state.service.limits();
     let (revision, before) = (current.revision, current.document.clone());
     // Validating compiles the document: milliseconds of CPU for a large one, kept off the

@@ -80,6 +80,20 @@ fn no_such<T: Item>(key: &str) -> Error {
     }
 }
 
+/// A compile task that did not finish (it panicked, or the runtime is shutting down): the
+/// server's failure, answered 500, not the store's (503, which says to retry a write that
+/// may have been applied).
+fn compile_failed(error: tokio::task::JoinError) -> Error {
+    Error::Internal(format!("compiling did not finish: {error}"))
+}
+
+/// The refusal of a change that expected the environment at a revision it has left.
+pub fn stale_revision(environment: &str, expected: u64, current: u64) -> Error {
+    Error::Conflict(format!(
+        "environment `{environment}` is now at revision {current}, not {expected}: read it again"
+    ))
+}
+
 /// Environment names become part of URLs and store keys: keep them plain.
 pub fn check_environment_name(name: &str) -> Result<()> {
     let valid = !name.is_empty()
@@ -151,11 +165,7 @@ impl Service {
         let name = name.to_string();
         let built = tokio::task::spawn_blocking(move || build(&name, state, &limits))
             .await
-            .map_err(|error| {
-                Error::Store(crate::store::StoreError::Backend(format!(
-                    "compiling: {error}"
-                )))
-            })?;
+            .map_err(compile_failed)?;
         Ok(Some(built?))
     }
 
@@ -371,8 +381,29 @@ impl Service {
         change: Change<'_>,
         edit: impl FnOnce(&mut Document) -> Result<()>,
     ) -> Result<u64> {
+        self.change_at(change, None, edit).await
+    }
+
+    /// `change`, made only if the environment is still at `expected` (when given): a
+    /// caller that read the document at that revision does not overwrite a change it has
+    /// not seen. Otherwise a conflict, and nothing changes.
+    pub async fn change_at(
+        &self,
+        change: Change<'_>,
+        expected: Option<u64>,
+        edit: impl FnOnce(&mut Document) -> Result<()>,
+    ) -> Result<u64> {
         let _writer = self.writer.lock().await;
         let current = self.require(change.environment)?;
+        if let Some(expected) = expected {
+            if current.revision != expected {
+                return Err(stale_revision(
+                    change.environment,
+                    expected,
+                    current.revision,
+                ));
+            }
+        }
         let mut document = current.document.clone();
         edit(&mut document)?;
 
@@ -397,11 +428,7 @@ impl Service {
         let (name, limits) = (change.environment.to_string(), self.limits);
         let environment = tokio::task::spawn_blocking(move || build(&name, state, &limits))
             .await
-            .map_err(|error| {
-                Error::Store(crate::store::StoreError::Backend(format!(
-                    "compiling: {error}"
-                )))
-            })??;
+            .map_err(compile_failed)??;
         let committed = self
             .store
             .commit(change.environment, current.revision, mutations, audit)
@@ -616,4 +643,21 @@ fn build(name: &str, state: EnvironmentState, limits: &Limits) -> Result<Environ
     environment.ofrep_pieces();
     environment.client_visible();
     Ok(environment)
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::ResponseError as _;
+
+    /// A compile task that panicked is answered as the server's failure, not the store's.
+    #[tokio::test]
+    async fn a_compile_task_that_panicked_is_an_internal_error() {
+        let joined = tokio::task::spawn_blocking(|| -> () { panic!("compiler bug") }).await;
+        let Err(error) = joined else {
+            panic!("the task panicked");
+        };
+        let error = super::compile_failed(error);
+        assert!(matches!(error, super::Error::Internal(_)), "{error:?}");
+        assert_eq!(error.error_response().status(), 500);
+    }
 }

@@ -741,3 +741,78 @@ async fn an_import_dry_run_says_what_would_change_and_changes_nothing() {
         .expect_status(200);
     assert_eq!(server.revision("default").await, revision + 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_at_a_stale_revision_changes_nothing() {
+    let server = Server::start_with(&[], DOCUMENT).await;
+    let path = "/api/v1/environments/default/document";
+    // The export names the revision its text was read at.
+    let read = server.admin_get(path).await.expect_status(200);
+    let seen: u64 = read
+        .header("ripcord-revision")
+        .expect("the export's revision")
+        .parse()
+        .expect("a number");
+    assert_eq!(seen, server.revision("default").await);
+    let exported = read.json();
+
+    // Someone else changes a flag after the document was read at `seen`.
+    let mut theirs = exported.clone();
+    theirs["flags"]["banner"]["default_variant"] = json!("fancy");
+    server
+        .admin_put(path, theirs.clone())
+        .await
+        .expect_status(200);
+    let now = server.revision("default").await;
+    assert_eq!(now, seen + 1);
+
+    // An import, or its dry run, made from the older read is refused and says where the
+    // environment is now; the other change stays.
+    let mut mine = exported.clone();
+    mine["flags"].as_object_mut().unwrap().remove("by-account");
+    for query in ["", "&dry_run=true"] {
+        let refused = server
+            .admin_put(
+                &format!("{path}?expected_revision={seen}{query}"),
+                mine.clone(),
+            )
+            .await
+            .expect_status(409)
+            .json();
+        assert_eq!(refused["error"], "conflict", "{refused}");
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&format!("revision {now}")),
+            "{refused}"
+        );
+    }
+    assert_eq!(server.revision("default").await, now);
+    assert_eq!(server.export("default").await, theirs);
+
+    // Not a revision at all is a bad request, not an import.
+    server
+        .admin_put(&format!("{path}?expected_revision=-1"), mine.clone())
+        .await
+        .expect_status(400);
+
+    // At the current revision, it goes through.
+    let dry = server
+        .admin_put(
+            &format!("{path}?expected_revision={now}&dry_run=true"),
+            mine.clone(),
+        )
+        .await
+        .expect_status(200)
+        .json();
+    assert_eq!(dry["revision"], json!(now));
+    server
+        .admin_put(&format!("{path}?expected_revision={now}"), mine)
+        .await
+        .expect_status(200);
+    assert_eq!(server.revision("default").await, now + 1);
+    assert!(server.export("default").await["flags"]
+        .get("by-account")
+        .is_none());
+}

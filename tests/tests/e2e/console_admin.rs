@@ -262,10 +262,12 @@ async fn audit(server: &Server, client: &Client) -> Result<(), String> {
     if !entry.contains("Reason: checkout errors, INC-4411") {
         return Err(format!("the kill's entry has no reason: {entry:?}"));
     }
-    // The diff: the kill switch added, nothing else changed.
-    let added = read(client, &format!("{KILL}//pre//ins"))
-        .await?
-        .unwrap_or_default();
+    // The diff: the kill switch added, nothing else changed. The diff's code is a chunk
+    // loaded with the first entry, so the diff may follow the entry by a moment.
+    let added = until(client, &format!("{KILL}//pre//ins"), "the diff", |text| {
+        !text.is_empty()
+    })
+    .await?;
     if added.trim() != r#"+   "enabled": false,"# {
         return Err(format!("the diff adds {added:?}"));
     }

@@ -434,3 +434,55 @@ async fn judge(server: &Server, client: &Client) -> Result<(), String> {
     screenshot(client, "judge").await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_after_the_environment_changed_under_the_dialog_imports_nothing() {
+    with_browser(|client| async move {
+        let server = Server::start_with(&[], DOCUMENT).await;
+        stale_apply(&server, &client).await
+    })
+    .await;
+}
+
+async fn stale_apply(server: &Server, client: &Client) -> Result<(), String> {
+    open_document(server, client).await?;
+    let folder = tempfile::tempdir().map_err(|error| error.to_string())?;
+    open_file(client, &folder, "edited.yaml", EDITED).await?;
+    find(client, &button("Apply"))
+        .await?
+        .click()
+        .await
+        .map_err(fail("clicking Apply"))?;
+    find(client, "//dialog[@open]").await?;
+
+    // While the person reads the confirmation, someone else changes a flag.
+    let path = "/api/v1/environments/default/document";
+    let mut theirs = server.export("default").await;
+    theirs["flags"]["banner"]["default_variant"] = serde_json::json!("fancy");
+    server
+        .admin_put(path, theirs.clone())
+        .await
+        .expect_status(200);
+    let revision = server.revision("default").await;
+
+    find(client, &button("Apply import"))
+        .await?
+        .click()
+        .await
+        .map_err(fail("confirming the import"))?;
+    let said = until(
+        client,
+        "//main//*[@role='status']",
+        "the refused import",
+        |text| text.contains("changed since the dry run"),
+    )
+    .await?;
+    if !said.contains("run it again") || !said.contains("Nothing was imported") {
+        return Err(format!("the refusal reads {said:?}"));
+    }
+    // Their change stands, and the file's import did not happen.
+    if server.revision("default").await != revision || server.export("default").await != theirs {
+        return Err("the stale import changed the environment".to_string());
+    }
+    Ok(())
+}

@@ -51,6 +51,7 @@ pub enum ExportFormat {
         (status = 200, description = "Imported; with `dry_run=true`, what would change, and nothing changed", body = crate::http::dry_run::ImportAnswer),
         (status = 400, description = "The document is invalid; `problems` lists every problem", body = ErrorBody),
         (status = 404, description = "No such environment", body = ErrorBody),
+        (status = 409, description = "`expected_revision` is not the environment's revision: the message says which it is now; nothing was changed", body = ErrorBody),
         (status = 413, description = "Over RIPCORD_MAX_IMPORT_BYTES", body = ErrorBody),
         (status = 500, description = "Parsing or validating failed in the server; nothing was changed, and the cause is in the server's log", body = ErrorBody),
         StoreUnavailable,
@@ -65,7 +66,10 @@ pub async fn import_document(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     let actor = require_admin(&request, &state)?;
-    let dry_run = crate::http::dry_run::requested(&request)?;
+    let crate::http::dry_run::Requested {
+        dry_run,
+        expected_revision,
+    } = crate::http::dry_run::requested(&request)?;
     // Taken before the body is read and held until the import is done (by the blocking
     // task, should the client hang up), so that a burst of imports holds one body and one
     // parsed document at a time; the others wait here, holding nothing but their connection.
@@ -94,14 +98,23 @@ pub async fn import_document(
         .map_err(|error| blocking_failed("dry run", error))??;
         // Held while the dry run validates and compares, as an import holds it: a burst of
         // dry runs holds one parsed document and one comparison at a time.
-        let answered = crate::http::dry_run::answer(&state, &environment, imported).await;
+        let answered =
+            crate::http::dry_run::answer(&state, &environment, expected_revision, imported).await;
         drop(permit);
         return answered;
     }
     let runtime = tokio::runtime::Handle::current();
     let imported = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        import(&runtime, &service, &environment, &actor, body, format)
+        import_at(
+            &runtime,
+            &service,
+            &environment,
+            &actor,
+            expected_revision,
+            body,
+            format,
+        )
     })
     .await
     .map_err(|error| blocking_failed("import", error))??;
@@ -124,11 +137,25 @@ pub fn import(
     body: Bytes,
     format: Option<Format>,
 ) -> Result<ImportSummary> {
+    import_at(runtime, service, environment, actor, None, body, format)
+}
+
+/// `import`, made only if the environment is at `expected_revision` (when given).
+pub fn import_at(
+    runtime: &tokio::runtime::Handle,
+    service: &Service,
+    environment: &str,
+    actor: &Principal,
+    expected_revision: Option<u64>,
+    body: Bytes,
+    format: Option<Format>,
+) -> Result<ImportSummary> {
     let imported = read_document(&body, format)?;
     drop(body);
     let (flags, segments) = (imported.flags.len(), imported.segments.len());
-    let revision = runtime.block_on(service.change(
+    let revision = runtime.block_on(service.change_at(
         change(environment, actor, "import"),
+        expected_revision,
         |document| {
             *document = imported;
             Ok(())
@@ -167,6 +194,9 @@ fn blocking_failed(what: &str, error: tokio::task::JoinError) -> Error {
     Error::Internal(format!("the {what} did not finish: {error}"))
 }
 
+/// The header of an export that names the revision the document was read at.
+pub const REVISION_HEADER: &str = "Ripcord-Revision";
+
 /// The environment's whole document: JSON, or YAML when asked for.
 #[utoipa::path(
     get,
@@ -175,6 +205,7 @@ fn blocking_failed(what: &str, error: tokio::task::JoinError) -> Error {
     params(("environment" = String, Path, description = "The environment's name", pattern = "^[a-z0-9_-]{1,64}$"), ExportParams),
     responses(
         (status = 200, description = "The flag document: `flags` and `segments` by key, as docs/flags.md describes",
+            headers(("Ripcord-Revision" = u64, description = "The environment's revision the document was read at: send it as `expected_revision` when importing an edit of it")),
             content((DocumentSchema = "application/json"), (DocumentSchema = "application/yaml"))),
         (status = 400, description = "Not a known format", body = ErrorBody),
         (status = 404, description = "No such environment", body = ErrorBody),
@@ -192,12 +223,20 @@ pub async fn export_document(
     let format = export_format(&request, params.format.as_deref())?;
     let service = Arc::clone(&state.service);
     // Copying and writing out a large document takes as long as reading one.
-    let text = tokio::task::spawn_blocking(move || -> Result<String> {
-        let document = service.export(&environment)?;
-        Ok(match format {
-            Format::Json => document.to_json(),
-            Format::Yaml => document.to_yaml(),
-        })
+    let (revision, text) = tokio::task::spawn_blocking(move || -> Result<(u64, String)> {
+        // The revision from the same snapshot as the text: a client that imports its edit
+        // with `expected_revision` must name the revision the text was read at.
+        let current = service
+            .environment(&environment)
+            .ok_or_else(|| Error::NotFound {
+                what: "environment",
+                key: environment.clone(),
+            })?;
+        let text = match format {
+            Format::Json => current.document.to_json(),
+            Format::Yaml => current.document.to_yaml(),
+        };
+        Ok((current.revision, text))
     })
     .await
     .map_err(|error| blocking_failed("export", error))??;
@@ -205,7 +244,10 @@ pub async fn export_document(
         Format::Json => "application/json",
         Format::Yaml => "application/yaml",
     };
-    Ok(HttpResponse::Ok().content_type(content_type).body(text))
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((REVISION_HEADER, revision.to_string()))
+        .body(text))
 }
 
 /// The format of an imported or exported document.

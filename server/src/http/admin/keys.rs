@@ -121,6 +121,7 @@ pub async fn list_keys(request: HttpRequest, state: web::Data<State>) -> Result<
         (status = 400, description = "Not a valid key request", body = ErrorBody),
         (status = 404, description = "No such environment", body = ErrorBody),
         (status = 413, description = "The body is over `RIPCORD_MAX_BODY_BYTES`", body = ErrorBody),
+        (status = 500, description = "The server could not draw the key's randomness; no key was made, and the cause is in the server's log", body = ErrorBody),
         StoreUnavailable,
         KeyRefusals
     ),

@@ -1,0 +1,1 @@
+import{a}from"./chunk-UDKFQ3JK.js";export{a as default};

@@ -46,6 +46,10 @@ pub struct Service {
     writer: Mutex<()>,
     feed: Feed,
     reach: Arc<crate::reach::ReachTracker>,
+    /// Environments whose last write failed, and so may have landed or may still land (a
+    /// write that timed out finishes when the store comes back): read again before the next
+    /// write, which would otherwise be refused as stale until the change follower caught up.
+    unsure: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// What an environment's document holds by key: flags and segments. The admin API edits
@@ -122,6 +126,7 @@ impl Service {
             store,
             limits,
             environments: ArcSwap::default(),
+            unsure: std::sync::Mutex::default(),
             keys: Keys::new(bootstrap_admin_key),
             writer: Mutex::new(()),
             feed: Feed::default(),
@@ -394,6 +399,12 @@ impl Service {
         edit: impl FnOnce(&mut Document) -> Result<()>,
     ) -> Result<u64> {
         let _writer = self.writer.lock().await;
+        if self.is_unsure(change.environment, false) {
+            if let Ok(loaded) = self.load(change.environment).await {
+                self.install(change.environment, loaded.map(Arc::new));
+                self.is_unsure(change.environment, true);
+            }
+        }
         let current = self.require(change.environment)?;
         if let Some(expected) = expected {
             if current.revision != expected {
@@ -436,14 +447,37 @@ impl Service {
         if let Err(error) = committed {
             // The commit may have landed even though the call failed (a failed flush, say):
             // reload, or every later write would conflict with a revision this node never saw.
-            let loaded = self.load(change.environment).await;
-            if let Ok(loaded) = loaded {
+            if let Ok(loaded) = self.load(change.environment).await {
                 self.install(change.environment, loaded.map(Arc::new));
             }
+            // A write that timed out may land after this read as well: read again before the
+            // next write.
+            self.mark_unsure(change.environment);
             return Err(error.into());
         }
         self.install(change.environment, Some(Arc::new(environment)));
         Ok(revision)
+    }
+
+    fn mark_unsure(&self, environment: &str) {
+        self.unsure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(environment.to_string());
+    }
+
+    /// Whether `environment` is to be read again before its next write; `forget` takes it off
+    /// the list once it has been.
+    fn is_unsure(&self, environment: &str, forget: bool) -> bool {
+        let mut unsure = self
+            .unsure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if forget {
+            unsure.remove(environment)
+        } else {
+            unsure.contains(environment)
+        }
     }
 
     /// Adds a flag or segment under a key that is not taken yet. Returns the new revision.

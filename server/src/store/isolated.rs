@@ -550,6 +550,33 @@ flags:
         assert_eq!(serves(&serving.service), json!(false));
     }
 
+    /// A write that timed out and then landed leaves the store a revision ahead of the
+    /// node. Without the change follower to catch up (it may lag under load), the next write
+    /// must still go through: the node reads the environment again before it, instead of
+    /// refusing it as stale.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_after_one_that_landed_late_reads_the_store_again() {
+        let serving = serving().await;
+        serving._follower.abort();
+        serving.fault.set(Mode::Hang);
+        let hung = kill_switch_within(&serving, false, BOUND + SLACK).await;
+        assert!(is_storage_unavailable(&hung), "{:?}", hung.map(drop));
+        serving.fault.set(Mode::Pass);
+        let deadline = Instant::now() + BOUND + SLACK;
+        while serving.store.stuck() > 0 {
+            assert!(Instant::now() < deadline, "the stuck call never finished");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The late write turned the flag off in the store; the node still serves it on.
+        assert_eq!(serves(&serving.service), json!(true));
+        let revived = kill_switch(&serving.service, true).await;
+        assert!(revived.is_ok(), "{:?}", revived.map(drop));
+        assert_eq!(serves(&serving.service), json!(true));
+        let killed = kill_switch(&serving.service, false).await;
+        assert!(killed.is_ok(), "{:?}", killed.map(drop));
+        assert_eq!(serves(&serving.service), json!(false));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stuck_write_that_then_panics_does_not_leave_the_store_stuck() {
         let serving = serving().await;

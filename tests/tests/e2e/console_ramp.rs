@@ -47,11 +47,20 @@ async fn wait_text(
 }
 
 async fn click(client: &Client, path: &str, what: &str) -> Result<(), String> {
-    find(client, path)
-        .await?
-        .click()
-        .await
-        .map_err(fail(&format!("clicking {what}")))
+    // The section is redrawn as the ramp moves: a control found just before a redraw is
+    // gone by the click, and is found again, as a person would find it.
+    let mut attempts = 0;
+    loop {
+        let clicked = find(client, path).await?.click().await;
+        match clicked {
+            Ok(()) => return Ok(()),
+            Err(error) if attempts < 5 && error.to_string().contains("stale element") => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => return Err(format!("clicking {what}: {error}")),
+        }
+    }
 }
 
 /// Clicks the ramp control `name`, types `reason` into the dialog it opens and confirms
@@ -272,7 +281,8 @@ async fn a_ramp_killed_by_its_guard_shows_on_the_flag_page_and_as_an_incident() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_ramp_buttons_start_pause_and_resume_a_ramp_and_advancing_needs_a_reason() {
+async fn the_ramp_buttons_start_pause_resume_advance_and_abort_a_ramp_and_advancing_needs_a_reason()
+{
     with_browser(|client| async move {
         let server = ramp_server().await;
         sign_in(&server, &client).await?;
@@ -344,6 +354,24 @@ async fn the_ramp_buttons_start_pause_and_resume_a_ramp_and_advancing_needs_a_re
         let resumed = status(&server).await;
         check(resumed["status"] == "running", || format!("{resumed:#}"))?;
 
+        // With a reason, advancing by hand moves to the next stage; aborting ends the ramp.
+        operate(&client, "Advance stage", "guards look fine", "Advance").await?;
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            let advanced = status(&server).await;
+            if advanced["stage"] == json!(1) {
+                break;
+            }
+            check(std::time::Instant::now() < deadline, || {
+                format!("not advanced with a reason: {advanced:#}")
+            })?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        operate(&client, "Abort ramp", "", "Abort").await?;
+        wait_text(&client, &state_path(), patience, |text| text == "Aborted").await?;
+        let aborted = status(&server).await;
+        check(aborted["status"] == "aborted", || format!("{aborted:#}"))?;
+
         // Each press is in the audit log under the key's name, the start with the reason typed.
         let audit = server
             .admin_get("/api/v1/audit?environment=default&flag=new-checkout")
@@ -369,7 +397,14 @@ async fn the_ramp_buttons_start_pause_and_resume_a_ramp_and_advancing_needs_a_re
             }),
             || format!("the start's reason is not kept: {actions:?}"),
         )?;
-        for action in ["ramp.pause", "ramp.resume"] {
+        let advance = actions.iter().find(|(action, _)| *action == "ramp.advance");
+        check(
+            advance.is_some_and(|(_, reason)| {
+                reason.is_some_and(|reason| reason.contains(": guards look fine"))
+            }),
+            || format!("the advance's reason is not kept: {actions:?}"),
+        )?;
+        for action in ["ramp.pause", "ramp.resume", "ramp.abort"] {
             check(actions.iter().any(|(found, _)| *found == action), || {
                 format!("{action} missing: {actions:?}")
             })?;

@@ -95,6 +95,45 @@ pub async fn find(client: &Client, path: &str) -> Result<fantoccini::elements::E
         .map_err(|error| format!("waiting for {path}: {error}"))
 }
 
+/// Clicks the first node at `path`. Screens are redrawn as their data change: a control
+/// found just before a redraw is gone by the click, and is found again, as a person would
+/// find it.
+pub async fn click(client: &Client, path: &str, what: &str) -> Result<(), String> {
+    let mut attempts = 0;
+    loop {
+        let clicked = find(client, path).await?.click().await;
+        match clicked {
+            Ok(()) => return Ok(()),
+            Err(error) if attempts < 5 && error.to_string().contains("stale element") => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => return Err(format!("clicking {what}: {error}")),
+        }
+    }
+}
+
+/// Waits until the text at `path` (empty while there is no such node) satisfies `done`,
+/// for at most `patience`; returns the text.
+pub async fn wait_text(
+    client: &Client,
+    path: &str,
+    patience: Duration,
+    done: impl Fn(&str) -> bool,
+) -> Result<String, String> {
+    let started = std::time::Instant::now();
+    loop {
+        let text = read(client, path).await?.unwrap_or_default();
+        if done(&text) {
+            return Ok(text);
+        }
+        if started.elapsed() > patience {
+            return Err(format!("{path} still reads {text:?} after {patience:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Opens `/admin` and signs in with the server's admin key; returns once the navigation
 /// is shown.
 #[allow(dead_code)] // for the console tests of each screen

@@ -9,7 +9,9 @@ use fantoccini::{Client, Locator};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
-use crate::browser::{button, fail, find, labelled, read, screenshot, sign_in, with_browser};
+use crate::browser::{
+    button, click, fail, find, labelled, read, screenshot, sign_in, with_browser,
+};
 use crate::harness::{Body, Server};
 
 const DOCUMENT: &str = r#"
@@ -52,14 +54,6 @@ async fn until(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn click(client: &Client, path: &str, what: &str) -> Result<(), String> {
-    find(client, path)
-        .await?
-        .click()
-        .await
-        .map_err(fail(&format!("clicking {what}")))
 }
 
 async fn open(client: &Client, screen: &str) -> Result<(), String> {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use fantoccini::Client;
 use serde_json::{json, Value};
 
-use crate::browser::{button, fail, find, read, sign_in, with_browser};
+use crate::browser::{button, fail, find, read, sign_in, wait_text, with_browser};
 use crate::harness::Server;
 use crate::ramps::RAMPED;
 
@@ -57,25 +57,6 @@ async fn focus_after_redraw(client: &Client, patience: Duration) -> Result<Strin
         }
         if started.elapsed() > patience {
             return Err(format!("no redraw within {patience:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn wait_for(
-    client: &Client,
-    path: &str,
-    patience: Duration,
-    done: impl Fn(&str) -> bool,
-) -> Result<String, String> {
-    let started = Instant::now();
-    loop {
-        let text = read(client, path).await?.unwrap_or_default();
-        if done(&text) {
-            return Ok(text);
-        }
-        if started.elapsed() > patience {
-            return Err(format!("{path} still reads {text:?} after {patience:?}"));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -141,7 +122,7 @@ async fn a_malformed_address_is_no_such_page_and_the_console_goes_on() {
             .execute("location.hash = '#/flags/%E0'", vec![])
             .await
             .map_err(fail("going to a malformed address"))?;
-        wait_for(&client, "//main", Duration::from_secs(5), |text| {
+        wait_text(&client, "//main", Duration::from_secs(5), |text| {
             text.contains("There is no such page")
         })
         .await?;
@@ -258,7 +239,7 @@ async fn a_slow_full_read_does_not_undo_a_kill_shown_live() {
             )
             .await
             .expect_status(200);
-        wait_for(&client, state, Duration::from_secs(5), |text| {
+        wait_text(&client, state, Duration::from_secs(5), |text| {
             text == "Killed"
         })
         .await?;
@@ -281,7 +262,7 @@ async fn ramp_badges_stay_and_are_called_stale_when_the_ramps_cannot_be_read() {
         let server = Server::start_with(&[], RAMPED).await;
         sign_in(&server, &client).await?;
         let badge = "//tr[@data-flag='new-checkout']/td[4]";
-        let shown = wait_for(&client, badge, Duration::from_secs(5), |text| {
+        let shown = wait_text(&client, badge, Duration::from_secs(5), |text| {
             text.starts_with("Not started")
         })
         .await?;
@@ -308,7 +289,7 @@ async fn ramp_badges_stay_and_are_called_stale_when_the_ramps_cannot_be_read() {
             .admin_put("/api/v1/environments/default/document", document)
             .await
             .expect_status(200);
-        let status = wait_for(&client, "//main//p[@role='status']", Duration::from_secs(5), |text| {
+        let status = wait_text(&client, "//main//p[@role='status']", Duration::from_secs(5), |text| {
             text.starts_with("26 flags")
         })
         .await?;
@@ -412,7 +393,7 @@ async fn a_slow_read_of_one_flag_does_not_undo_a_newer_full_read() {
             .admin_put("/api/v1/environments/default/document", document)
             .await
             .expect_status(200);
-        wait_for(
+        wait_text(
             &client,
             "//main//p[@role='status']",
             Duration::from_secs(5),
@@ -469,7 +450,7 @@ async fn a_burst_of_changes_reads_the_environments_once_it_settles() {
         }
         let revision = server.revision("default").await;
         // The list ends up at the last revision...
-        wait_for(&client, "//main", Duration::from_secs(5), |text| {
+        wait_text(&client, "//main", Duration::from_secs(5), |text| {
             text.contains(&revision.to_string())
         })
         .await?;

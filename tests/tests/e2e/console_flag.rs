@@ -88,11 +88,7 @@ async fn retype(field: &Element, text: &str) -> Result<(), String> {
 }
 
 async fn click(client: &Client, path: &str) -> Result<(), String> {
-    find(client, path)
-        .await?
-        .click()
-        .await
-        .map_err(fail(&format!("clicking {path}")))
+    crate::browser::click(client, path, path).await
 }
 
 /// Waits until the text at `path` satisfies `done`.
@@ -101,17 +97,7 @@ async fn wait_for_text(
     path: &str,
     done: impl Fn(&str) -> bool,
 ) -> Result<String, String> {
-    let start = Instant::now();
-    loop {
-        let text = read(client, path).await?.unwrap_or_default();
-        if done(&text) {
-            return Ok(text);
-        }
-        if start.elapsed() > WAIT {
-            return Err(format!("{path} still reads {text:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::browser::wait_text(client, path, WAIT, done).await
 }
 
 async fn attribute(client: &Client, path: &str, name: &str) -> Result<Option<String>, String> {

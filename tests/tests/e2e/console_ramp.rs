@@ -5,12 +5,14 @@
 //! each confirmed in a dialog, advancing refused without a reason, and what it waits for
 //! said in words.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fantoccini::Client;
 use serde_json::{json, Value};
 
-use crate::browser::{button, fail, find, read, screenshot, sign_in, with_browser};
+use crate::browser::{
+    button, click, fail, find, read, screenshot, sign_in, wait_text, with_browser,
+};
 use crate::harness::{Body, Server};
 use crate::ramps::RAMPED;
 
@@ -24,43 +26,6 @@ async fn ramp_server() -> Server {
 /// The word the ramp section gives the ramp's state: Running, Paused, Killed...
 fn state_path() -> String {
     format!("{SECTION}//p[contains(@class, 'ramp-state')]/strong")
-}
-
-/// Polls the text at `path` until `done` holds, for at most `patience`.
-async fn wait_text(
-    client: &Client,
-    path: &str,
-    patience: Duration,
-    done: impl Fn(&str) -> bool,
-) -> Result<String, String> {
-    let started = Instant::now();
-    loop {
-        let text = read(client, path).await?.unwrap_or_default();
-        if done(&text) {
-            return Ok(text);
-        }
-        if started.elapsed() > patience {
-            return Err(format!("{path} still reads {text:?} after {patience:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn click(client: &Client, path: &str, what: &str) -> Result<(), String> {
-    // The section is redrawn as the ramp moves: a control found just before a redraw is
-    // gone by the click, and is found again, as a person would find it.
-    let mut attempts = 0;
-    loop {
-        let clicked = find(client, path).await?.click().await;
-        match clicked {
-            Ok(()) => return Ok(()),
-            Err(error) if attempts < 5 && error.to_string().contains("stale element") => {
-                attempts += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(error) => return Err(format!("clicking {what}: {error}")),
-        }
-    }
 }
 
 /// Clicks the ramp control `name`, types `reason` into the dialog it opens and confirms

@@ -90,6 +90,28 @@ export interface AuditPage {
   next: number | null;
 }
 
+/** The judge's answer (`POST /api/v1/judge`). */
+export interface Verdict {
+  n_treatment: number;
+  n_control: number;
+  u: number;
+  u2: number;
+  z?: number;
+  p_value: number;
+  method: string;
+  alternative: string;
+  hodges_lehmann: { estimate: number; ci: [number, number]; confidence: number };
+  medians: { treatment: number; control: number };
+  verdict: "PASS" | "REGRESSION" | "INCONCLUSIVE";
+  effect?: {
+    measure: "shift" | "rate_difference";
+    estimate: number;
+    worse_bound: number;
+    control_level: number;
+    tolerance: number;
+  };
+}
+
 export const path = {
   environments: "/api/v1/environments",
   flags: (environment: string) =>

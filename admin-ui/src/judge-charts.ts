@@ -3,7 +3,7 @@
 
 import uPlot from "uplot";
 import { el } from "./dom";
-import type { Verdict } from "./judge";
+import type { Verdict } from "./api";
 
 const TREATMENT = "#c2410c";
 const CONTROL = "#0969da";

@@ -3,31 +3,10 @@
 // tolerance, and both distributions drawn. The charts' code is loaded with `import()` when
 // the first answer arrives, so it is not part of the console's first load.
 
-import { ApiError, adminKey, headers } from "./api";
+import { ApiError, adminKey, headers, type Verdict } from "./api";
 import { ChunkError, lazy } from "./chunk";
 import { el, replaceChildren } from "./dom";
 import type { Screen } from "./screen";
-
-export interface Verdict {
-  n_treatment: number;
-  n_control: number;
-  u: number;
-  u2: number;
-  z?: number;
-  p_value: number;
-  method: string;
-  alternative: string;
-  hodges_lehmann: { estimate: number; ci: [number, number]; confidence: number };
-  medians: { treatment: number; control: number };
-  verdict: "PASS" | "REGRESSION" | "INCONCLUSIVE";
-  effect?: {
-    measure: "shift" | "rate_difference";
-    estimate: number;
-    worse_bound: number;
-    control_level: number;
-    tolerance: number;
-  };
-}
 
 /** A sample read from text, or the line that is not a number. */
 export type Parsed = { values: number[] } | { line: number; message: string };

@@ -3,6 +3,7 @@
 //! # Layout
 //!
 //! - [`clock`]: the clock and the one way a time is written.
+//! - [`memory`]: memory freed by closed connections given back to the system.
 //! - [`config`]: flags and environment variables.
 //! - [`access`]: what each kind of key may do, for every protocol.
 //! - [`context`]: the evaluation context, checked the same way for every protocol.
@@ -44,6 +45,7 @@ pub mod grpc;
 pub mod http;
 pub mod ingest;
 pub mod judge_cli;
+pub mod memory;
 pub mod parts;
 pub mod principal;
 pub mod ramp;

@@ -109,6 +109,7 @@ where
                 .try_acquire_owned()
                 .ok()
                 .map(|permit| Limited {
+                    _closing: Closing,
                     stream,
                     _permit: permit,
                     first_byte: Some(Box::pin(tokio::time::sleep(silence))),
@@ -131,10 +132,21 @@ where
 
 /// An accepted connection that counts against the connection limit while it is open.
 pub struct Limited {
+    _closing: Closing,
     stream: tokio::net::TcpStream,
     _permit: OwnedSemaphorePermit,
     /// Until the client's first byte: when it must have come by.
     first_byte: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// Tells [`crate::memory`] when the connection closes, so that what it held is given back
+/// to the system after a burst of closes.
+struct Closing;
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        crate::memory::connection_closed();
+    }
 }
 
 impl Connected for Limited {

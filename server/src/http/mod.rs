@@ -180,6 +180,7 @@ impl Open {
 impl Drop for Open {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+        crate::memory::connection_closed();
     }
 }
 

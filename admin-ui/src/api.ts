@@ -43,7 +43,8 @@ export async function getJson<T>(path: string, key = adminKey()): Promise<T> {
   return (await response.json()) as T;
 }
 
-async function errorMessage(response: Response): Promise<string> {
+/** The server's message for a refused request, or the status when it sent none. */
+export async function errorMessage(response: Response): Promise<string> {
   try {
     const body: unknown = await response.json();
     if (typeof body === "object" && body !== null && "message" in body) {

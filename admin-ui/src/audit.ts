@@ -245,7 +245,7 @@ export function diff(before: unknown, after: unknown): HTMLElement {
     ({ fillDiff }) => fillDiff(pre, before, after),
     (failure: unknown) => {
       library = null;
-      pre.textContent = failure instanceof Error ? failure.message : String(failure);
+      pre.textContent = describe(failure);
     },
   );
   return pre;

@@ -8,6 +8,7 @@ import { el, replaceChildren } from "./dom";
 import type { Editor, Problem } from "./document-editor";
 import type { LiveEvent } from "./events";
 import { type Context, type Screen, changeOf } from "./screen";
+import { describe } from "./send";
 
 interface Change {
   key: string;
@@ -280,7 +281,7 @@ class DocumentScreen implements Screen {
       replaceChildren(this.results);
       this.status.textContent = `The document of ${this.environment}${revision === null ? "" : ` at revision ${revision}`}.`;
     } catch (error) {
-      this.status.textContent = `Could not load the document: ${error instanceof Error ? error.message : String(error)}`;
+      this.status.textContent = `Could not load the document: ${describe(error)}`;
     }
   }
 
@@ -303,7 +304,7 @@ class DocumentScreen implements Screen {
       this.status.textContent = `Opened ${file.name}: run a dry run to see what importing it would change.`;
       replaceChildren(this.results);
     } catch (error) {
-      this.status.textContent = `Could not read ${file.name}: ${error instanceof Error ? error.message : String(error)}`;
+      this.status.textContent = `Could not read ${file.name}: ${describe(error)}`;
     }
     input.value = "";
   }
@@ -321,7 +322,7 @@ class DocumentScreen implements Screen {
       // The click has started the download by the next task.
       setTimeout(() => URL.revokeObjectURL(url), 0);
     } catch (error) {
-      this.status.textContent = `Could not export: ${error instanceof Error ? error.message : String(error)}`;
+      this.status.textContent = `Could not export: ${describe(error)}`;
     }
   }
 
@@ -358,7 +359,7 @@ class DocumentScreen implements Screen {
   private showRefusal(error: unknown): void {
     if (!(error instanceof Refused) || error.problems.length === 0) {
       this.status.textContent =
-        error instanceof ChunkError ? `Could not show the dry run: ${error.message}` : `The import was refused: ${error instanceof Error ? error.message : String(error)}`;
+        error instanceof ChunkError ? `Could not show the dry run: ${error.message}` : `The import was refused: ${describe(error)}`;
       replaceChildren(this.results);
       this.editor?.mark([]);
       return;

@@ -5,9 +5,9 @@
 
 import type uPlot from "uplot";
 
-import { ApiError, adminKey, headers } from "./api";
 import { lazy } from "./chunk";
 import { type Child, el } from "./dom";
+import { describe, formatTime } from "./send";
 
 export type Verdict = "REGRESSION" | "PASS" | "INCONCLUSIVE";
 
@@ -73,43 +73,6 @@ export interface AuditRecord {
   target: string;
   reason?: string;
   after?: { generation?: number; status?: string; stage?: number; percentage?: number } | null;
-}
-
-/** POSTs `body` as JSON and reads the JSON answer; a refusal becomes an [`ApiError`]. */
-export async function postJson<T>(path: string, body: unknown): Promise<T> {
-  const key = adminKey();
-  if (key === null) {
-    throw new ApiError(401, "not signed in");
-  }
-  const response = await fetch(path, {
-    method: "POST",
-    headers: headers(key, { Accept: "application/json", "Content-Type": "application/json" }),
-    body: JSON.stringify(body),
-  });
-  if (!response.ok) {
-    let message = `${response.status} ${response.statusText}`;
-    try {
-      const answer: unknown = await response.json();
-      if (typeof answer === "object" && answer !== null && "message" in answer) {
-        message = String((answer as { message: unknown }).message);
-      }
-    } catch {
-      // Not JSON: the status says enough.
-    }
-    throw new ApiError(response.status, message);
-  }
-  return (await response.json()) as T;
-}
-
-export function formatTime(time: string | number | null | undefined): string {
-  if (time === null || time === undefined) {
-    return "—";
-  }
-  const parsed = typeof time === "number" ? new Date(time * 1000) : new Date(time);
-  if (Number.isNaN(parsed.getTime())) {
-    return String(time);
-  }
-  return parsed.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC").replace(/Z$/, " UTC");
 }
 
 const COUNT = new Intl.NumberFormat("en-US");
@@ -482,7 +445,7 @@ function evidenceCharts(input: TileInput, charts: Charts): HTMLElement | null {
     },
     (failure: unknown) => {
       charting = null;
-      statisticBox.textContent = failure instanceof Error ? failure.message : String(failure);
+      statisticBox.textContent = describe(failure);
     },
   );
   const count = looks.length;

@@ -6,6 +6,7 @@
 import { el, replaceChildren } from "./dom";
 import type { Json } from "./flag-model";
 import { send } from "./flag-send";
+import { describe } from "./send";
 
 interface Explained {
   key: string;
@@ -131,7 +132,7 @@ export class Playground {
     try {
       context = JSON.parse(this.context.value);
     } catch (failure) {
-      this.refuse(`Not JSON: ${failure instanceof Error ? failure.message : String(failure)}`);
+      this.refuse(`Not JSON: ${describe(failure)}`);
       return;
     }
     if (typeof context !== "object" || context === null || Array.isArray(context)) {

@@ -12,6 +12,7 @@ import { Playground } from "./flag-playground";
 import { send } from "./flag-send";
 import { openRamp } from "./ramp";
 import { type Context, type Screen, changeOf } from "./screen";
+import { describe } from "./send";
 
 export function openFlag(context: Context): Screen {
   return new FlagPage(context);
@@ -65,7 +66,7 @@ class FlagPage implements Screen {
     } catch (failure) {
       if (!this.closed && asked === this.asked) {
         this.status.setAttribute("role", "alert");
-        this.status.textContent = `Could not load the flag: ${failure instanceof Error ? failure.message : String(failure)}`;
+        this.status.textContent = `Could not load the flag: ${describe(failure)}`;
       }
     }
   }

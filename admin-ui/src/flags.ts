@@ -6,7 +6,7 @@ import { ApiError, type AuditEntry, type AuditPage, type FlagEntry, getJson, pat
 import { el, replaceChildren } from "./dom";
 import type { LiveEvent } from "./events";
 import { type Context, type Screen, changeOf } from "./screen";
-import { formatTime } from "./send";
+import { describe, formatTime } from "./send";
 
 /** Where a flag's ramp stands: `GET .../ramps` gives every one, `GET .../ramp` one. */
 export interface RampSummary {
@@ -272,7 +272,7 @@ export class FlagsScreen implements Screen {
         requestAnimationFrame(() => setTimeout(() => performance.mark("ripcord:flags-drawn"), 0));
       } while (this.again);
     } catch (error) {
-      this.status.textContent = `Could not load the flags: ${error instanceof Error ? error.message : String(error)}`;
+      this.status.textContent = `Could not load the flags: ${describe(error)}`;
     } finally {
       this.loading = false;
     }

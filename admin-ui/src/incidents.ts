@@ -19,12 +19,12 @@ import {
   effectSentence,
   formatCount,
   formatPercent,
-  formatTime,
   guardTile,
   looksOf,
   verdictWord,
 } from "./evidence";
 import { auditPath, rampPath } from "./ramp";
+import { describe, formatTime } from "./send";
 import type { Context, Screen } from "./screen";
 
 export interface GuardReport {
@@ -111,7 +111,7 @@ class IncidentsScreen implements Screen {
         this.render();
       } while (this.again);
     } catch (failure) {
-      this.status.textContent = `Could not load the incidents: ${failure instanceof Error ? failure.message : String(failure)}`;
+      this.status.textContent = `Could not load the incidents: ${describe(failure)}`;
     } finally {
       this.loading = false;
     }
@@ -129,7 +129,7 @@ class IncidentsScreen implements Screen {
       this.render();
     } catch (failure) {
       button.disabled = false;
-      this.status.textContent = `Could not load older incidents: ${failure instanceof Error ? failure.message : String(failure)}`;
+      this.status.textContent = `Could not load older incidents: ${describe(failure)}`;
     }
   }
 
@@ -196,7 +196,7 @@ export function openIncident(context: Context): Screen {
       incident = await getJson<Incident>(`/api/v1/incidents/${encodeURIComponent(id)}`);
     } catch (failure) {
       if (!closed) {
-        replaceChildren(root, el("h1", {}, `Incident ${id}`), el("p", { role: "alert" }, `Could not read the incident: ${failure instanceof Error ? failure.message : String(failure)}`), back());
+        replaceChildren(root, el("h1", {}, `Incident ${id}`), el("p", { role: "alert" }, `Could not read the incident: ${describe(failure)}`), back());
       }
       return;
     }

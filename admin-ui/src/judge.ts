@@ -7,6 +7,7 @@ import { ApiError, adminKey, headers, type Verdict } from "./api";
 import { ChunkError, lazy } from "./chunk";
 import { el, replaceChildren } from "./dom";
 import type { Screen } from "./screen";
+import { describe } from "./send";
 
 /** A sample read from text, or the line that is not a number. */
 export type Parsed = { values: number[] } | { line: number; message: string };
@@ -171,7 +172,7 @@ class JudgeScreen implements Screen {
           this.status.textContent = `${name}: read ${chosen.name}.`;
         })
         .catch((error: unknown) => {
-          this.status.textContent = `Could not read ${chosen.name}: ${error instanceof Error ? error.message : String(error)}`;
+          this.status.textContent = `Could not read ${chosen.name}: ${describe(error)}`;
         });
     });
     return { name, text, file };
@@ -244,7 +245,7 @@ class JudgeScreen implements Screen {
       this.status.textContent = `Judged ${verdict.n_treatment} treatment and ${verdict.n_control} control values.`;
       this.show(verdict, treatment, control, charts);
     } catch (error) {
-      this.fail(error instanceof ChunkError ? `Could not show the verdict: ${error.message}` : `The judge refused: ${error instanceof Error ? error.message : String(error)}`, null);
+      this.fail(error instanceof ChunkError ? `Could not show the verdict: ${error.message}` : `The judge refused: ${describe(error)}`, null);
     } finally {
       this.submit.disabled = false;
     }

@@ -14,6 +14,7 @@ import { el, replaceChildren } from "./dom";
 import { type LiveEvent, type Status, follow } from "./events";
 import type { Context, Screen } from "./screen";
 import { PAGES, SCREENS } from "./screens";
+import { describe } from "./send";
 
 const ENVIRONMENT = "ripcord.environment";
 
@@ -66,7 +67,7 @@ function signIn(message?: string): void {
         error.textContent =
           failure instanceof ApiError && (failure.status === 401 || failure.status === 403)
             ? "That key is not an admin key of this server."
-            : `Could not sign in: ${failure instanceof Error ? failure.message : String(failure)}`;
+            : `Could not sign in: ${describe(failure)}`;
       });
   });
   replaceChildren(app, el("main", {}, form));

@@ -19,14 +19,13 @@ import {
   destroyCharts,
   formatCount,
   formatPercent,
-  formatTime,
   guardTile,
   looksOf,
-  postJson,
   stageEntries,
   waitWords,
 } from "./evidence";
 import { type Context, type Screen, changeOf } from "./screen";
+import { describe, formatTime, send } from "./send";
 
 export type RampState = "pending" | "running" | "paused" | "completed" | "killed" | "aborted";
 
@@ -262,7 +261,7 @@ class RampSection implements Screen {
       if (status instanceof ApiError && status.status === 404) {
         replaceChildren(this.body, el("p", {}, "This flag has no ramp. Give it a ramp block to walk its rollout through stages."));
       } else {
-        replaceChildren(this.body, el("p", { role: "alert" }, `Could not read the ramp: ${status instanceof Error ? status.message : String(status)}`));
+        replaceChildren(this.body, el("p", { role: "alert" }, `Could not read the ramp: ${describe(status)}`));
       }
       return;
     }
@@ -401,14 +400,14 @@ class RampSection implements Screen {
       }
       go.disabled = true;
       error.textContent = "";
-      postJson<RampStatus>(`${rampPath(this.environment, this.key)}/${operation}`, text === "" ? {} : { reason: text })
+      send<RampStatus>("POST", `${rampPath(this.environment, this.key)}/${operation}`, text === "" ? {} : { reason: text })
         .then(() => {
           dialog.close();
           return this.load();
         })
         .catch((failure: unknown) => {
           go.disabled = false;
-          error.textContent = `${name} was refused: ${failure instanceof Error ? failure.message : String(failure)}`;
+          error.textContent = `${name} was refused: ${describe(failure)}`;
         });
     });
     // In the body, not the section: the flag page redraws itself on every change of the flag,

@@ -2,7 +2,7 @@
 // server's message when it refuses one), a dialog that confirms it, and times and failures
 // put in words.
 
-import { ApiError, adminKey, headers } from "./api";
+import { ApiError, adminKey, errorMessage, headers } from "./api";
 
 export async function send<T>(method: "POST" | "PUT" | "DELETE", path: string, body?: unknown): Promise<T | null> {
   const key = adminKey();
@@ -19,22 +19,10 @@ export async function send<T>(method: "POST" | "PUT" | "DELETE", path: string, b
   }
   const response = await fetch(path, init);
   if (!response.ok) {
-    throw new ApiError(response.status, await message(response));
+    throw new ApiError(response.status, await errorMessage(response));
   }
   // 204 has no body.
   return response.status === 204 ? null : ((await response.json()) as T);
-}
-
-async function message(response: Response): Promise<string> {
-  try {
-    const body: unknown = await response.json();
-    if (typeof body === "object" && body !== null && "message" in body) {
-      return String((body as { message: unknown }).message);
-    }
-  } catch {
-    // Not JSON: the status says enough.
-  }
-  return `${response.status} ${response.statusText}`;
 }
 
 /** A failure as a sentence for the page. */
@@ -42,14 +30,17 @@ export function describe(failure: unknown): string {
   return failure instanceof Error ? failure.message : String(failure);
 }
 
-/** RFC 3339 as `2026-12-06 05:56:19 UTC`; anything else as it is. */
-export function formatTime(time: string | null | undefined): string {
-  if (typeof time !== "string") {
-    return "";
+/**
+ * RFC 3339 (or seconds since the epoch) as `2026-12-06 05:56:19 UTC`; anything else as it
+ * is, and a missing time as a dash.
+ */
+export function formatTime(time: string | number | null | undefined): string {
+  if (time === null || time === undefined) {
+    return "—";
   }
-  const parsed = new Date(time);
+  const parsed = typeof time === "number" ? new Date(time * 1000) : new Date(time);
   if (Number.isNaN(parsed.getTime())) {
-    return time;
+    return String(time);
   }
   return parsed.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC").replace(/Z$/, " UTC");
 }

@@ -3,7 +3,7 @@
 //! badge per flag from this, instead of one status request per flag. Admin keys only.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use ripcord_engine::ramp::{self, HoldReason, PauseReason, Settings, Status};
+use ripcord_engine::ramp::{HoldReason, PauseReason, Status};
 use ripcord_engine::Stage;
 use serde::Serialize;
 
@@ -92,10 +92,7 @@ fn summarize(
             // own status answers 409 for it, and the list shows no badge.
             let ramp = flag.ramp?;
             let record = records.remove(&key);
-            let state = match &record {
-                Some(record) => record.state.clone(),
-                None => ramp::new(&ramp, &Settings::default(), 1),
-            };
+            let state = crate::ramp::stored_or_pending(record.as_ref(), &ramp);
             Some(RampSummary {
                 flag: key,
                 generation: state.generation,

@@ -771,10 +771,7 @@ impl Controller {
                 "flag `{flag}` no longer has a ramp block"
             )));
         };
-        let state = match &record {
-            Some(record) => record.state.clone(),
-            None => ramp::new(&ramp, &Settings::default(), 1),
-        };
+        let state = stored_or_pending(record.as_ref(), &ramp);
         let collected = if matches!(state.status, Status::Pending) {
             None
         } else {
@@ -925,6 +922,15 @@ fn decision_detail(decision: &Decision, after: &serde_json::Value) -> serde_json
         object.insert("decision".to_string(), serde_json::Value::Object(fields));
     }
     detail
+}
+
+/// The ramp's state as stored, or, for a ramp never started, pending at its first stage:
+/// what the status and the summaries of an environment's ramps show.
+pub fn stored_or_pending(record: Option<&RampRecord>, ramp: &Ramp) -> RampState {
+    match record {
+        Some(record) => record.state.clone(),
+        None => ramp::new(ramp, &Settings::default(), 1),
+    }
 }
 
 /// `GET /api/v1/environments/{env}/flags/{key}/ramp`.

@@ -451,6 +451,15 @@ flags:
         }
     }
 
+    /// Waits until no store call is stuck, failing with `why` after the bound and its slack.
+    async fn until_unstuck(serving: &Serving, why: &str) {
+        let deadline = Instant::now() + BOUND + SLACK;
+        while serving.store.stuck() > 0 {
+            assert!(Instant::now() < deadline, "{why}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     fn change<'a>(actor: &'a Principal, operation: &'static str) -> Change<'a> {
         Change {
             environment: "default",
@@ -536,11 +545,7 @@ flags:
         // The store comes back: the stuck write finishes (and, like any write that timed
         // out, may land after all), and writes work again.
         serving.fault.set(Mode::Pass);
-        let deadline = Instant::now() + BOUND + SLACK;
-        while serving.store.stuck() > 0 {
-            assert!(Instant::now() < deadline, "the stuck call never finished");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_unstuck(&serving, "the stuck call never finished").await;
         assert!(serving.service.ready().await);
         let revived = kill_switch(&serving.service, true).await;
         assert!(revived.is_ok(), "{:?}", revived.map(drop));
@@ -562,11 +567,7 @@ flags:
         let hung = kill_switch_within(&serving, false, BOUND + SLACK).await;
         assert!(is_storage_unavailable(&hung), "{:?}", hung.map(drop));
         serving.fault.set(Mode::Pass);
-        let deadline = Instant::now() + BOUND + SLACK;
-        while serving.store.stuck() > 0 {
-            assert!(Instant::now() < deadline, "the stuck call never finished");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_unstuck(&serving, "the stuck call never finished").await;
         // The late write turned the flag off in the store; the node still serves it on.
         assert_eq!(serves(&serving.service), json!(true));
         let revived = kill_switch(&serving.service, true).await;
@@ -586,14 +587,11 @@ flags:
         assert!(serving.store.stuck() > 0);
         // The stuck call ends in a panic rather than an answer.
         serving.fault.set(Mode::Panic);
-        let deadline = Instant::now() + BOUND + SLACK;
-        while serving.store.stuck() > 0 {
-            assert!(
-                Instant::now() < deadline,
-                "a call that panicked is still counted as stuck, and every write is refused"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_unstuck(
+            &serving,
+            "a call that panicked is still counted as stuck, and every write is refused",
+        )
+        .await;
         serving.fault.set(Mode::Pass);
         assert!(serving.service.ready().await);
         let killed = kill_switch(&serving.service, false).await;

@@ -70,10 +70,11 @@ async fn asset(request: HttpRequest, name: web::Path<String>) -> HttpResponse {
 }
 
 async fn serve(request: &HttpRequest, name: &str) -> HttpResponse {
-    let Some(position) = ASSETS.iter().position(|asset| asset.name == name) else {
-        return super::errors::not_found(request.clone()).await;
-    };
-    let (Some(asset), Some(etag)) = (ASSETS.get(position), etags().get(position)) else {
+    let Some((asset, etag)) = ASSETS
+        .iter()
+        .zip(etags())
+        .find(|(asset, _)| asset.name == name)
+    else {
         return super::errors::not_found(request.clone()).await;
     };
     let unchanged = super::request::if_none_match(request, etag);

@@ -399,10 +399,11 @@ impl Service {
         edit: impl FnOnce(&mut Document) -> Result<()>,
     ) -> Result<u64> {
         let _writer = self.writer.lock().await;
-        if self.is_unsure(change.environment, false) {
+        let unsure = self.unsure().contains(change.environment);
+        if unsure {
             if let Ok(loaded) = self.load(change.environment).await {
                 self.install(change.environment, loaded.map(Arc::new));
-                self.is_unsure(change.environment, true);
+                self.unsure().remove(change.environment);
             }
         }
         let current = self.require(change.environment)?;
@@ -452,32 +453,18 @@ impl Service {
             }
             // A write that timed out may land after this read as well: read again before the
             // next write.
-            self.mark_unsure(change.environment);
+            self.unsure().insert(change.environment.to_string());
             return Err(error.into());
         }
         self.install(change.environment, Some(Arc::new(environment)));
         Ok(revision)
     }
 
-    fn mark_unsure(&self, environment: &str) {
+    /// The list of environments to read again before their next write.
+    fn unsure(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
         self.unsure
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(environment.to_string());
-    }
-
-    /// Whether `environment` is to be read again before its next write; `forget` takes it off
-    /// the list once it has been.
-    fn is_unsure(&self, environment: &str, forget: bool) -> bool {
-        let mut unsure = self
-            .unsure
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if forget {
-            unsure.remove(environment)
-        } else {
-            unsure.contains(environment)
-        }
     }
 
     /// Adds a flag or segment under a key that is not taken yet. Returns the new revision.

@@ -26,13 +26,15 @@ install_schemathesis() {
 }
 
 # What the console's tests need: Chromium and chromedriver for the browser test, Node.js and
-# admin-ui's pinned packages for the check that the committed bundle matches its sources.
+# admin-ui's pinned packages for the check that the committed bundle matches its sources; and
+# redis-server for the Redis store's tests.
 console_log=target/console-tools-install.log
 install_console_tools() {
     local missing=()
     command -v chromium >/dev/null || missing+=(chromium)
     command -v chromedriver >/dev/null || missing+=(chromium-driver)
     command -v npm >/dev/null || missing+=(nodejs npm)
+    command -v redis-server >/dev/null || missing+=(redis-server)
     if [ "${#missing[@]}" -gt 0 ]; then
         if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
             echo "missing ${missing[*]}: install them (this script can as root on Debian)"

@@ -25,6 +25,12 @@ pub struct Config {
     #[arg(long, env = "RIPCORD_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
+    /// Where the state lives: `sled`, the embedded database in the data directory, for one
+    /// node; or a Redis URL (`redis://host:port/db`, `rediss://...` for TLS, with
+    /// `user:password@` if Redis asks for them) shared by every node of a deployment.
+    #[arg(long, env = "RIPCORD_STORE", default_value = "sled", value_parser = parse_store, hide_env_values = true)]
+    pub store: StoreChoice,
+
     /// An admin key accepted in addition to stored ones, at least 24 characters. When neither
     /// this nor a stored admin key exists, the server generates one at start and prints it
     /// once.
@@ -191,6 +197,45 @@ fn parse_stream_limit(text: &str) -> Result<u32, String> {
         .ok()
         .filter(|limit| *limit > 0)
         .ok_or_else(|| format!("`{text}` is not a number of calls above zero"))
+}
+
+/// Which store the server runs on.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    Sled,
+    /// The URL, which may hold a password.
+    Redis(String),
+}
+
+impl std::fmt::Debug for StoreChoice {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.describe())
+    }
+}
+
+impl StoreChoice {
+    /// What to log: the URL without its credentials.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreChoice::Sled => "sled".to_string(),
+            StoreChoice::Redis(url) => {
+                let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
+                let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+                format!("{scheme}://{host}")
+            }
+        }
+    }
+}
+
+fn parse_store(text: &str) -> Result<StoreChoice, String> {
+    if text == "sled" {
+        return Ok(StoreChoice::Sled);
+    }
+    if text.starts_with("redis://") || text.starts_with("rediss://") {
+        redis::Client::open(text).map_err(|error| format!("not a Redis URL: {error}"))?;
+        return Ok(StoreChoice::Redis(text.to_string()));
+    }
+    Err("expected `sled` or a Redis URL (`redis://host:port/db`, `rediss://...`)".to_string())
 }
 
 fn parse_positive_duration(text: &str) -> Result<std::time::Duration, String> {

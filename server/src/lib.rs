@@ -158,13 +158,24 @@ pub async fn run(
     }
     let tls = tls::Tls::load(&config)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
-    let sled: Arc<dyn store::Store> = Arc::new(
-        store::sled::SledStore::open(&config.data_dir)?.with_reserve(config.store_reserve_bytes),
-    );
+    let backend: Arc<dyn store::Store> = match &config.store {
+        config::StoreChoice::Sled => {
+            std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                format!("creating the data directory {}", config.data_dir.display())
+            })?;
+            Arc::new(
+                store::sled::SledStore::open(&config.data_dir)?
+                    .with_reserve(config.store_reserve_bytes),
+            )
+        }
+        config::StoreChoice::Redis(url) => Arc::new(
+            store::redis::RedisStore::open(url)
+                .await
+                .with_context(|| format!("connecting to {}", config.store.describe()))?,
+        ),
+    };
     let store: Arc<dyn store::Store> = Arc::new(
-        store::isolated::Isolated::new(sled, config.store_timeout)
+        store::isolated::Isolated::new(backend, config.store_timeout)
             .context("starting the store's threads")?,
     );
     let service = Service::open(
@@ -210,7 +221,14 @@ pub async fn run(
     tracing::info!("ripcord gRPC listening on {scheme}://{grpc_address}");
     let address = listener.local_addr()?;
     let (server, drain) = http::serve(parts, &config, listener, workers, stop, tls)?;
-    tracing::info!(data_dir = %config.data_dir.display(), "ripcord listening on {scheme}://{address}");
+    match &config.store {
+        config::StoreChoice::Sled => {
+            tracing::info!(data_dir = %config.data_dir.display(), "ripcord listening on {scheme}://{address}");
+        }
+        config::StoreChoice::Redis(_) => {
+            tracing::info!(store = %config.store.describe(), "ripcord listening on {scheme}://{address}");
+        }
+    }
     let signals = actix_web::rt::spawn(async move {
         wait_for_signal().await;
         tracing::info!("stopping");
@@ -292,9 +310,15 @@ async fn prepare(service: &Arc<Service>, config: &Config) -> anyhow::Result<()> 
         event_channel: None,
     };
     if service.environment_names().is_empty() {
-        service
+        match service
             .create_environment(DEFAULT_ENVIRONMENT, &system)
-            .await?;
+            .await
+        {
+            Ok(_) => {}
+            // Another node of a shared store created it in the meantime.
+            Err(error::Error::Conflict(_)) => service.refresh(DEFAULT_ENVIRONMENT).await?,
+            Err(error) => return Err(error.into()),
+        }
     }
     // Only into a `default` that nothing was ever written to (revision 0): deleting every
     // flag, or `default` itself, is a change like any other, and a restart must not undo
@@ -307,26 +331,51 @@ async fn prepare(service: &Arc<Service>, config: &Config) -> anyhow::Result<()> 
             .with_context(|| format!("reading the bootstrap document {}", path.display()))?;
         let document = Document::from_text(&text)
             .with_context(|| format!("the bootstrap document {}", path.display()))?;
-        service
-            .change(
+        let imported = service
+            .change_at(
                 Change {
                     environment: DEFAULT_ENVIRONMENT,
                     actor: &system,
                     operation: "bootstrap",
                     reason: None,
                 },
+                Some(0),
                 |current| {
                     *current = document;
                     Ok(())
                 },
             )
-            .await
-            .with_context(|| format!("importing the bootstrap document {}", path.display()))?;
+            .await;
+        if let Err(error) = imported {
+            // Once per store: on a shared store, another node may have imported it (or
+            // changed `default`) since this one looked.
+            service.refresh(DEFAULT_ENVIRONMENT).await?;
+            let moved_on = service
+                .environment(DEFAULT_ENVIRONMENT)
+                .is_some_and(|environment| environment.revision > 0);
+            if !moved_on {
+                return Err(anyhow::Error::from(error).context(format!(
+                    "importing the bootstrap document {}",
+                    path.display()
+                )));
+            }
+            tracing::info!("`default` was written by another node first: the bootstrap document is not imported");
+            return prepare_admin_key(service, config, &system).await;
+        }
         tracing::info!(path = %path.display(), "imported the bootstrap document into `default`");
     }
+    prepare_admin_key(service, config, &system).await
+}
+
+/// Generates an admin key when none is configured or stored.
+async fn prepare_admin_key(
+    service: &Arc<Service>,
+    config: &Config,
+    system: &Principal,
+) -> anyhow::Result<()> {
     if config.admin_key.is_none() && !service.has_stored_admin_key().await? {
         let (_, token) = service
-            .create_key("initial-admin", Scope::Admin, None, &system)
+            .create_key("initial-admin", Scope::Admin, None, system)
             .await?;
         // Printed on stdout, once: it is stored hashed and cannot be shown again.
         println!("Generated an admin key (shown only now, store it safely): {token}");

@@ -28,6 +28,7 @@ impl Service {
                 };
                 let result = match event {
                     ChangeEvent::KeysChanged => service.reload_keys().await,
+                    ChangeEvent::Resync => service.reload_all().await,
                     ChangeEvent::Environment {
                         name,
                         revision,
@@ -61,14 +62,24 @@ impl Service {
         Ok(())
     }
 
+    /// Reads every environment and the keys again; an environment served here that the
+    /// store no longer has was deleted while the changes were missed, and goes.
     async fn reload_all(&self) -> Result<()> {
-        for record in self.store.environments().await? {
-            self.reload_environment(&record.name).await?;
+        let stored = self.store.environments().await?;
+        let served: Vec<String> = self.environments.load().keys().cloned().collect();
+        for name in served {
+            if !stored.iter().any(|record| record.name == name) {
+                self.refresh(&name).await?;
+            }
+        }
+        for record in stored {
+            self.refresh(&record.name).await?;
         }
         self.reload_keys().await
     }
 
-    async fn reload_environment(&self, name: &str) -> Result<()> {
+    /// Reads one environment from the store again and serves it as it is there.
+    pub async fn refresh(&self, name: &str) -> Result<()> {
         let _writer = self.writer.lock().await;
         let loaded = self.load(name).await?;
         self.install(name, loaded.map(Arc::new));

@@ -23,6 +23,9 @@ pub(crate) mod conformance;
 #[cfg(test)]
 pub(crate) mod faulty;
 pub mod isolated;
+pub mod redis;
+#[cfg(test)]
+pub(crate) mod redis_server;
 pub mod sled;
 
 /// An environment as listed.
@@ -293,6 +296,9 @@ pub enum ChangeEvent {
         deleted: bool,
     },
     KeysChanged,
+    /// The feed missed changes (a shared backend trimmed its log past a node that was away):
+    /// everything is to be read again.
+    Resync,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,1367 @@
+//! The shared store: every node of a deployment reads and writes one Redis.
+//!
+//! Each write is one Lua script, which Redis runs atomically: the revision check, the
+//! items, the audit entries and the change announcement land together or not at all, so
+//! two nodes committing on the same revision never both win. A commit is acknowledged once
+//! Redis has answered the script; how durable that is depends on Redis's own settings
+//! (`appendonly yes` with `appendfsync always` makes it survive a crash of Redis too; see
+//! docs/scale-out.md).
+//!
+//! Every key shares the hash tag `{ripcord}`, so the whole deployment lives in one hash
+//! slot: the scripts may touch any of its keys, also on a Redis Cluster. A flag server's
+//! state is small (megabytes), so one slot costs nothing that matters.
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `{ripcord}:environments` | hash | name → creation time |
+//! | `{ripcord}:revisions` | hash | name → revision |
+//! | `{ripcord}:flags:{env}` | hash | flag key → JSON `{revision, item}` |
+//! | `{ripcord}:segments:{env}` | hash | segment key → JSON `{revision, item}` |
+//! | `{ripcord}:keys` | hash | key id → [`KeyRecord`] JSON |
+//! | `{ripcord}:keys:version` | string | bumped by every key write |
+//! | `{ripcord}:audit` | hash | id → [`AuditRecord`] JSON |
+//! | `{ripcord}:audit:last` | string | the last audit id given out |
+//! | `{ripcord}:ramps` | hash | `{env}\0{flag}` → [`RampRecord`] JSON |
+//! | `{ripcord}:incidents` | hash | id → [`IncidentRecord`] JSON |
+//! | `{ripcord}:incidents:last` | string | the last incident id given out |
+//! | `{ripcord}:aggregates:{env}\0{flag}` | hash | one counter per field (see [`aggregate_field`]) |
+//! | `{ripcord}:looks:{env}\0{flag}` | hash | `{generation}:{minute}` → [`LookRecord`] JSON |
+//! | `{ripcord}:changes` | stream | one entry per change, for every node's follower |
+//!
+//! Audit entries and incidents are stored without their id (it is the field), and get it
+//! back when read.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::{AsyncConnectionConfig, Client, Script};
+use ripcord_engine::Stage;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use super::{
+    Aggregate, AggregateCounts, AggregateKey, AuditQuery, AuditRecord, ChangeEvent,
+    EnvironmentRecord, EnvironmentState, IncidentQuery, IncidentRecord, KeyRecord, LookRecord,
+    Mutation, RampRecord, Store, StoreError, StoreResult,
+};
+
+/// Every key starts with this: its braces make it the hash tag.
+const PREFIX: &str = "{ripcord}";
+
+/// How many change entries Redis keeps (approximately). A node that falls further behind
+/// than this, disconnected, reloads everything instead.
+const CHANGES_KEPT: u64 = 10_000;
+
+/// How long one attempt to connect, and one answer, may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long the follower's blocking read waits for news before it reads again.
+const FOLLOW_BLOCK_MS: usize = 5_000;
+
+/// Audit entries and incidents read per round trip when paging back through them.
+const PAGE_READ: u64 = 256;
+
+pub struct RedisStore {
+    connection: ConnectionManager,
+    changes: broadcast::Sender<ChangeEvent>,
+    /// Runs the connection's own tasks and the change follower, whatever runtime the
+    /// callers use; `None` only while being dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredItem<T> {
+    revision: u64,
+    item: T,
+}
+
+fn key(suffix: &str) -> String {
+    format!("{PREFIX}:{suffix}")
+}
+
+fn pair_key(kind: &str, environment: &str, flag: &str) -> String {
+    format!("{PREFIX}:{kind}:{environment}\0{flag}")
+}
+
+fn backend(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("redis: {error}"))
+}
+
+fn encode<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("store records always serialize")
+}
+
+fn decode<T: DeserializeOwned>(key: &str, text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|error| StoreError::Corrupt {
+        key: key.to_string(),
+        message: error.to_string(),
+    })
+}
+
+/// An audit entry as stored: its id is the hash field, given out by the script.
+fn stored_audit(entry: &AuditRecord) -> String {
+    encode(&AuditRecord {
+        id: 0,
+        ..entry.clone()
+    })
+}
+
+/// The Lua that appends audit entries: `append_audit(json)` takes the next id and stores
+/// the entry under it. `AUDIT` and `AUDIT_LAST` are the positions of the two keys.
+fn with_audit(audit: usize, audit_last: usize, body: &str) -> Script {
+    Script::new(&format!(
+        "local function append_audit(entry)
+           local id = redis.call('INCR', KEYS[{audit_last}])
+           redis.call('HSET', KEYS[{audit}], id, entry)
+         end
+         {body}"
+    ))
+}
+
+// KEYS: revisions, flags, segments, audit, audit:last, changes.
+// ARGV: environment, base revision, number of writes, per write (`f`|`s`, key, JSON or ''
+// to delete), the audit entries, the stream length kept.
+// Returns {0, revision}, {1, found revision} on a conflict, {2, 0} without the environment.
+static COMMIT: LazyLock<Script> = LazyLock::new(|| {
+    with_audit(
+        4,
+        5,
+        "local current = redis.call('HGET', KEYS[1], ARGV[1])
+         if not current then return {2, 0} end
+         current = tonumber(current)
+         if current ~= tonumber(ARGV[2]) then return {1, current} end
+         local revision = current + 1
+         redis.call('HSET', KEYS[1], ARGV[1], revision)
+         local at = 4
+         for _ = 1, tonumber(ARGV[3]) do
+           local target = KEYS[2]
+           if ARGV[at] == 's' then target = KEYS[3] end
+           if ARGV[at + 2] == '' then
+             redis.call('HDEL', target, ARGV[at + 1])
+           else
+             redis.call('HSET', target, ARGV[at + 1], ARGV[at + 2])
+           end
+           at = at + 3
+         end
+         for i = at, #ARGV - 1 do append_audit(ARGV[i]) end
+         redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[#ARGV], '*', 'kind', 'environment',
+           'name', ARGV[1], 'revision', revision, 'deleted', '0')
+         return {0, revision}",
+    )
+});
+
+// KEYS: environments, revisions, audit, audit:last, changes.
+// ARGV: name, creation time, audit entry, stream length kept. Returns 0, or 1 if it exists.
+static CREATE: LazyLock<Script> = LazyLock::new(|| {
+    with_audit(
+        3,
+        4,
+        "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 1 end
+         redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+         redis.call('HSET', KEYS[2], ARGV[1], 0)
+         append_audit(ARGV[3])
+         redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], '*', 'kind', 'environment',
+           'name', ARGV[1], 'revision', 0, 'deleted', '0')
+         return 0",
+    )
+});
+
+// KEYS: environments, revisions, flags, segments, ramps, keys, keys:version, audit,
+// audit:last, changes.
+// ARGV: name, the keys' version the revocations were computed from, the ramps' field
+// prefix, the deletion's audit entry, number of revocations, per revocation (key id, key
+// JSON, audit entry), the stream length kept.
+// Returns 0, 1 without the environment, 2 if the keys changed meanwhile.
+static DELETE: LazyLock<Script> = LazyLock::new(|| {
+    with_audit(
+        8,
+        9,
+        "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 1 end
+         if tonumber(redis.call('GET', KEYS[7]) or '0') ~= tonumber(ARGV[2]) then return 2 end
+         redis.call('HDEL', KEYS[1], ARGV[1])
+         redis.call('HDEL', KEYS[2], ARGV[1])
+         redis.call('DEL', KEYS[3], KEYS[4])
+         local prefix = ARGV[3]
+         for _, field in ipairs(redis.call('HKEYS', KEYS[5])) do
+           if string.sub(field, 1, #prefix) == prefix then redis.call('HDEL', KEYS[5], field) end
+         end
+         append_audit(ARGV[4])
+         local revoked = tonumber(ARGV[5])
+         local at = 6
+         for _ = 1, revoked do
+           redis.call('HSET', KEYS[6], ARGV[at], ARGV[at + 1])
+           append_audit(ARGV[at + 2])
+           at = at + 3
+         end
+         redis.call('XADD', KEYS[10], 'MAXLEN', '~', ARGV[at], '*', 'kind', 'environment',
+           'name', ARGV[1], 'revision', 0, 'deleted', '1')
+         if revoked > 0 then
+           redis.call('INCR', KEYS[7])
+           redis.call('XADD', KEYS[10], 'MAXLEN', '~', ARGV[at], '*', 'kind', 'keys')
+         end
+         return 0",
+    )
+});
+
+// KEYS: keys, keys:version, audit, audit:last, changes.
+// ARGV: key id, key JSON, audit entry, stream length kept.
+static PUT_KEY: LazyLock<Script> = LazyLock::new(|| {
+    with_audit(
+        3,
+        4,
+        "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+         redis.call('INCR', KEYS[2])
+         append_audit(ARGV[3])
+         redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], '*', 'kind', 'keys')
+         return 0",
+    )
+});
+
+// KEYS: ramps, audit, audit:last. ARGV: field, ramp JSON, audit entries.
+static PUT_RAMP: LazyLock<Script> = LazyLock::new(|| {
+    with_audit(
+        2,
+        3,
+        "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+         for i = 3, #ARGV do append_audit(ARGV[i]) end
+         return 0",
+    )
+});
+
+// KEYS: incidents, incidents:last. ARGV: incident JSON. Returns its id.
+static ADD_INCIDENT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local id = redis.call('INCR', KEYS[2])
+         redis.call('HSET', KEYS[1], id, ARGV[1])
+         return id",
+    )
+});
+
+impl RedisStore {
+    /// Connects to the Redis at `url` (`redis://host:port/db`, or `rediss://` for TLS) and
+    /// starts following its change feed from now on.
+    pub async fn open(url: &str) -> StoreResult<RedisStore> {
+        let client = Client::open(url)
+            .map_err(|error| StoreError::Backend(format!("the Redis URL: {error}")))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("ripcord-redis")
+            .enable_all()
+            .build()
+            .map_err(|error| backend(format!("starting its thread: {error}")))?;
+        let (changes, _) = broadcast::channel(1024);
+        let connect = {
+            let client = client.clone();
+            async move {
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    .set_number_of_retries(2);
+                let mut connection = ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map_err(backend)?;
+                // Followed from the last change before anything is loaded: a change made
+                // between this read and the loads is seen twice, which is harmless,
+                // rather than missed.
+                let (start, _) = stream_end(&mut connection).await.map_err(backend)?;
+                Ok::<_, StoreError>((connection, start))
+            }
+        };
+        let connected = match runtime.spawn(connect).await {
+            Ok(result) => result,
+            Err(error) => Err(backend(error)),
+        };
+        let (connection, start) = match connected {
+            Ok(connected) => connected,
+            Err(error) => {
+                // Dropped from async code, a runtime may not block on its own shutdown.
+                runtime.shutdown_background();
+                return Err(error);
+            }
+        };
+        runtime.spawn(follow(client, start, changes.clone()));
+        Ok(RedisStore {
+            connection,
+            changes,
+            runtime: Some(runtime),
+        })
+    }
+
+    /// Runs `work` on the store's own runtime, with a connection.
+    async fn run<T, F, Fut>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = StoreResult<T>> + Send + 'static,
+    {
+        let Some(runtime) = &self.runtime else {
+            return Err(backend("the store is closed"));
+        };
+        match runtime.spawn(work(self.connection.clone())).await {
+            Ok(result) => result,
+            Err(error) => Err(backend(error)),
+        }
+    }
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        // Dropped from async code too, where a runtime may not block on its own shutdown.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Where a node is in the change stream: the last entry it read, and how many entries the
+/// stream had been given up to it. Redis counts the entries ever added (`entries-added`);
+/// with the stream's length, that tells how many were trimmed from its front, and a node
+/// that read fewer than that missed some.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Position {
+    last: String,
+    read: u64,
+}
+
+/// The stream's end: where a node that has just loaded everything stands.
+async fn stream_end(
+    connection: &mut impl redis::aio::ConnectionLike,
+) -> redis::RedisResult<(Position, u64)> {
+    let info: redis::RedisResult<BTreeMap<String, redis::Value>> = redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg(key("changes"))
+        .query_async(connection)
+        .await;
+    let info = match info {
+        Ok(info) => info,
+        // No stream yet: nothing was ever written.
+        Err(error) if error.code() == Some("ERR") => {
+            let start = Position {
+                last: "0-0".to_string(),
+                read: 0,
+            };
+            return Ok((start, 0));
+        }
+        Err(error) => return Err(error),
+    };
+    let number = |name: &str| -> redis::RedisResult<u64> {
+        match info.get(name) {
+            Some(value) => Ok(redis::from_redis_value(value.clone())?),
+            None => Ok(0),
+        }
+    };
+    let last = match info.get("last-generated-id") {
+        Some(value) => redis::from_redis_value(value.clone())?,
+        None => "0-0".to_string(),
+    };
+    let added = number("entries-added")?;
+    let trimmed = added.saturating_sub(number("length")?);
+    Ok((Position { last, read: added }, trimmed))
+}
+
+/// Whether entries were trimmed from the stream that a node at `position` never read, or
+/// the stream is not the one it was reading (Redis came back without it).
+async fn missed_changes(
+    connection: &mut impl redis::aio::ConnectionLike,
+    position: &Position,
+) -> redis::RedisResult<Option<Position>> {
+    let (end, trimmed) = stream_end(connection).await?;
+    if trimmed > position.read || end.read < position.read {
+        Ok(Some(end))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Reads the change stream from `position` on, for as long as the store is open, and
+/// announces each entry. After a disconnection it goes on from where it was; when it
+/// missed entries, it announces [`ChangeEvent::Resync`] and goes on from the end.
+async fn follow(client: Client, mut position: Position, changes: broadcast::Sender<ChangeEvent>) {
+    let stream = key("changes");
+    let mut wait = Duration::from_millis(100);
+    loop {
+        // A connection of its own: a blocking read would hold up every command queued
+        // behind it on a shared one.
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(
+                Duration::from_millis(FOLLOW_BLOCK_MS as u64) + RESPONSE_TIMEOUT,
+            ));
+        let mut connection = match client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
+            Ok(connection) => connection,
+            Err(error) => {
+                tracing::warn!(%error, "the change feed cannot reach Redis; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        wait = Duration::from_millis(100);
+        loop {
+            match missed_changes(&mut connection, &position).await {
+                Ok(None) => {}
+                Ok(Some(end)) => {
+                    tracing::warn!(
+                        "this node missed changes that Redis no longer holds: reloading everything"
+                    );
+                    position = end;
+                    let _ = changes.send(ChangeEvent::Resync);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the change feed lost Redis; reconnecting");
+                    break;
+                }
+            }
+            let options = redis::streams::StreamReadOptions::default()
+                .block(FOLLOW_BLOCK_MS)
+                .count(256);
+            let read: redis::RedisResult<Option<redis::streams::StreamReadReply>> =
+                redis::cmd("XREAD")
+                    .arg(&options)
+                    .arg("STREAMS")
+                    .arg(&stream)
+                    .arg(&position.last)
+                    .query_async(&mut connection)
+                    .await;
+            let reply = match read {
+                Ok(reply) => reply,
+                Err(error) => {
+                    tracing::warn!(%error, "the change feed lost Redis; reconnecting");
+                    break;
+                }
+            };
+            for entry in reply
+                .into_iter()
+                .flat_map(|reply| reply.keys)
+                .flat_map(|key| key.ids)
+            {
+                if let Some(event) = change_event(&entry) {
+                    // Nobody listening is not an error: the feed is for whoever cares.
+                    let _ = changes.send(event);
+                }
+                position.last = entry.id;
+                position.read += 1;
+            }
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
+fn change_event(entry: &redis::streams::StreamId) -> Option<ChangeEvent> {
+    let text = |field: &str| -> Option<String> { entry.get(field) };
+    match text("kind")?.as_str() {
+        "keys" => Some(ChangeEvent::KeysChanged),
+        "environment" => Some(ChangeEvent::Environment {
+            name: text("name")?,
+            revision: text("revision")?.parse().ok()?,
+            deleted: text("deleted")? == "1",
+        }),
+        _ => None,
+    }
+}
+
+/// The hash field of one counter of an aggregate:
+/// `{generation}\0{stage}\0{t|c}\0{v|r}\0{bin|e|t}\0{metric}`, the metric last because it
+/// is the one part that is free text (names hold no NUL byte).
+fn aggregate_field(key: &AggregateKey, kind: char, counter: &str) -> String {
+    let cohort = match key.cohort {
+        ripcord_engine::Cohort::Treatment => 't',
+        ripcord_engine::Cohort::Control => 'c',
+    };
+    format!(
+        "{}\0{}\0{cohort}\0{kind}\0{counter}\0{}",
+        key.generation,
+        key.stage.get(),
+        key.metric
+    )
+}
+
+/// Counts are `u64` here and signed 64-bit in Redis: no real count comes near the limit,
+/// and one that did is held at it rather than wrapped.
+fn increment(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
+/// Reads the counters of one generation back into aggregates.
+fn read_aggregates(
+    hash: &str,
+    environment: &str,
+    flag: &str,
+    generation: u64,
+    fields: Vec<(String, i64)>,
+) -> StoreResult<Vec<Aggregate>> {
+    let corrupt = |field: &str, message: &str| StoreError::Corrupt {
+        key: format!("{hash} {}", field.replace('\0', "/")),
+        message: message.to_string(),
+    };
+    let wanted = format!("{generation}\0");
+    // Keyed by the cohort's letter: cohorts have no order of their own.
+    let mut found: BTreeMap<(Stage, bool, bool, String), AggregateCounts> = BTreeMap::new();
+    for (field, count) in fields {
+        let Some(rest) = field.strip_prefix(&wanted) else {
+            continue;
+        };
+        let parts: Vec<&str> = rest.splitn(5, '\0').collect();
+        let [stage, cohort, kind, counter, metric] = parts[..] else {
+            return Err(corrupt(&field, "the field has too few parts"));
+        };
+        let stage = Stage::new(
+            stage
+                .parse()
+                .map_err(|_| corrupt(&field, "the stage is not a number"))?,
+        );
+        let treatment = match cohort {
+            "t" => true,
+            "c" => false,
+            _ => return Err(corrupt(&field, "the field names no cohort")),
+        };
+        let count = u64::try_from(count).map_err(|_| corrupt(&field, "the count is negative"))?;
+        let values = match kind {
+            "v" => true,
+            "r" => false,
+            _ => return Err(corrupt(&field, "the field names no kind of counts")),
+        };
+        let counts = found
+            .entry((stage, treatment, values, metric.to_string()))
+            .or_insert_with(|| {
+                if values {
+                    AggregateCounts::Values(BTreeMap::new())
+                } else {
+                    AggregateCounts::Rate {
+                        events: 0,
+                        trials: 0,
+                    }
+                }
+            });
+        match (counts, counter) {
+            (AggregateCounts::Values(bins), bin) => {
+                let bin = bin
+                    .parse()
+                    .map_err(|_| corrupt(&field, "the bin is not a number"))?;
+                bins.insert(bin, count);
+            }
+            (AggregateCounts::Rate { events, .. }, "e") => *events = count,
+            (AggregateCounts::Rate { trials, .. }, "t") => *trials = count,
+            _ => return Err(corrupt(&field, "the field names no rate counter")),
+        }
+    }
+    found
+        .into_iter()
+        .map(|((stage, treatment, _, metric), counts)| {
+            if let AggregateCounts::Rate { events, trials } = counts {
+                if events > trials {
+                    return Err(StoreError::Corrupt {
+                        key: hash.replace('\0', "/"),
+                        message: format!("{events} events out of {trials} trials"),
+                    });
+                }
+            }
+            Ok(Aggregate {
+                key: AggregateKey {
+                    environment: environment.to_string(),
+                    flag: flag.to_string(),
+                    generation,
+                    stage,
+                    cohort: if treatment {
+                        ripcord_engine::Cohort::Treatment
+                    } else {
+                        ripcord_engine::Cohort::Control
+                    },
+                    metric,
+                },
+                counts,
+            })
+        })
+        .collect()
+}
+
+/// The hash field of a look: generation and minute, zero-padded so that fields sort as
+/// the numbers do.
+fn look_field(generation: u64, minute: u64) -> String {
+    format!("{generation:020}:{minute:020}")
+}
+
+/// Pages back through a hash of numbered records (audit entries, incidents), newest
+/// first, from below `before`, keeping those `wanted` accepts, up to `limit`.
+async fn page_back<T: DeserializeOwned>(
+    connection: &mut ConnectionManager,
+    hash: &str,
+    last: &str,
+    before: Option<u64>,
+    limit: usize,
+    mut wanted: impl FnMut(&mut T, u64) -> bool,
+) -> StoreResult<Vec<T>> {
+    let newest: Option<u64> = redis::cmd("GET")
+        .arg(last)
+        .query_async(connection)
+        .await
+        .map_err(backend)?;
+    let mut next = newest
+        .unwrap_or(0)
+        .min(before.unwrap_or(u64::MAX).saturating_sub(1));
+    let mut found = Vec::new();
+    while found.len() < limit && next > 0 {
+        let low = next.saturating_sub(PAGE_READ - 1).max(1);
+        let ids: Vec<u64> = (low..=next).rev().collect();
+        let texts: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(hash)
+            .arg(&ids)
+            .query_async(connection)
+            .await
+            .map_err(backend)?;
+        for (id, text) in ids.into_iter().zip(texts) {
+            let Some(text) = text else { continue };
+            let mut record: T = decode(&format!("{hash} {id}"), &text)?;
+            if found.len() < limit && wanted(&mut record, id) {
+                found.push(record);
+            }
+        }
+        next = low - 1;
+    }
+    Ok(found)
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn environments(&self) -> StoreResult<Vec<EnvironmentRecord>> {
+        self.run(|mut connection| async move {
+            let (created, revisions): (BTreeMap<String, String>, BTreeMap<String, u64>) =
+                redis::pipe()
+                    .atomic()
+                    .hgetall(key("environments"))
+                    .hgetall(key("revisions"))
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(backend)?;
+            Ok(created
+                .into_iter()
+                .map(|(name, created_at)| EnvironmentRecord {
+                    revision: revisions.get(&name).copied().unwrap_or(0),
+                    name,
+                    created_at,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn load_environment(&self, name: &str) -> StoreResult<Option<EnvironmentState>> {
+        let name = name.to_string();
+        self.run(|mut connection| async move {
+            let flags_key = key(&format!("flags:{name}"));
+            let segments_key = key(&format!("segments:{name}"));
+            // One transaction: a commit lands wholly before or after it.
+            let (revision, flags, segments): (
+                Option<u64>,
+                BTreeMap<String, String>,
+                BTreeMap<String, String>,
+            ) = redis::pipe()
+                .atomic()
+                .hget(key("revisions"), &name)
+                .hgetall(&flags_key)
+                .hgetall(&segments_key)
+                .query_async(&mut connection)
+                .await
+                .map_err(backend)?;
+            let Some(revision) = revision else {
+                return Ok(None);
+            };
+            let mut state = EnvironmentState {
+                revision,
+                ..EnvironmentState::default()
+            };
+            for (flag, text) in flags {
+                let stored: StoredItem<ripcord_engine::Flag> =
+                    decode(&format!("{flags_key} {flag}"), &text)?;
+                state.flag_revisions.insert(flag.clone(), stored.revision);
+                state.document.flags.insert(flag, stored.item);
+            }
+            for (segment, text) in segments {
+                let stored: StoredItem<ripcord_engine::Segment> =
+                    decode(&format!("{segments_key} {segment}"), &text)?;
+                state.document.segments.insert(segment, stored.item);
+            }
+            Ok(Some(state))
+        })
+        .await
+    }
+
+    async fn create_environment(
+        &self,
+        name: &str,
+        created_at: &str,
+        audit: AuditRecord,
+    ) -> StoreResult<EnvironmentRecord> {
+        let record = EnvironmentRecord {
+            name: name.to_string(),
+            revision: 0,
+            created_at: created_at.to_string(),
+        };
+        let (name, created_at) = (name.to_string(), created_at.to_string());
+        let outcome: i64 = self
+            .run(|mut connection| async move {
+                CREATE
+                    .key(key("environments"))
+                    .key(key("revisions"))
+                    .key(key("audit"))
+                    .key(key("audit:last"))
+                    .key(key("changes"))
+                    .arg(&name)
+                    .arg(&created_at)
+                    .arg(stored_audit(&audit))
+                    .arg(CHANGES_KEPT)
+                    .invoke_async(&mut connection)
+                    .await
+                    .map_err(backend)
+            })
+            .await?;
+        if outcome == 1 {
+            return Err(StoreError::EnvironmentExists(record.name));
+        }
+        Ok(record)
+    }
+
+    async fn delete_environment(&self, name: &str, audit: AuditRecord) -> StoreResult<()> {
+        let name = name.to_string();
+        self.run(|mut connection| async move {
+            // The environment's keys are revoked in the same script. Which ones is decided
+            // from a read before it; the script refuses if any key changed since, and the
+            // whole thing is tried again.
+            loop {
+                let (version, keys): (Option<u64>, BTreeMap<String, String>) = redis::pipe()
+                    .atomic()
+                    .get(key("keys:version"))
+                    .hgetall(key("keys"))
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(backend)?;
+                let mut revocations: Vec<(String, String, String)> = Vec::new();
+                for (id, text) in keys {
+                    let mut record: KeyRecord = decode(&format!("{} {id}", key("keys")), &text)?;
+                    if record.environment.as_deref() != Some(name.as_str())
+                        || record.revoked_at.is_some()
+                    {
+                        continue;
+                    }
+                    record.revoked_at = Some(audit.time.clone());
+                    let entry = AuditRecord {
+                        action: "key.revoke".to_string(),
+                        target: record.name.clone(),
+                        before: None,
+                        after: None,
+                        ..audit.clone()
+                    };
+                    revocations.push((id, encode(&record), stored_audit(&entry)));
+                }
+                let mut invocation = DELETE.prepare_invoke();
+                for suffix in [
+                    "environments".to_string(),
+                    "revisions".to_string(),
+                    format!("flags:{name}"),
+                    format!("segments:{name}"),
+                    "ramps".to_string(),
+                    "keys".to_string(),
+                    "keys:version".to_string(),
+                    "audit".to_string(),
+                    "audit:last".to_string(),
+                    "changes".to_string(),
+                ] {
+                    invocation.key(key(&suffix));
+                }
+                invocation
+                    .arg(&name)
+                    .arg(version.unwrap_or(0))
+                    .arg(format!("{name}\0"))
+                    .arg(stored_audit(&audit))
+                    .arg(revocations.len());
+                for (id, record, entry) in &revocations {
+                    invocation.arg(id).arg(record).arg(entry);
+                }
+                invocation.arg(CHANGES_KEPT);
+                let outcome: i64 = invocation
+                    .invoke_async(&mut connection)
+                    .await
+                    .map_err(backend)?;
+                match outcome {
+                    0 => break,
+                    1 => return Err(StoreError::NoSuchEnvironment(name)),
+                    _ => continue,
+                }
+            }
+            // The counts of its ramps go too, only to reclaim the space: a ramp of an
+            // environment created anew under the name clears its flag's counts when it
+            // starts.
+            let pattern = format!("{}*", glob_escape(&pair_key("aggregates", &name, "")));
+            let mut cursor = 0u64;
+            loop {
+                let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(backend)?;
+                if !found.is_empty() {
+                    redis::cmd("DEL")
+                        .arg(&found)
+                        .query_async::<()>(&mut connection)
+                        .await
+                        .map_err(backend)?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn commit(
+        &self,
+        environment: &str,
+        base_revision: u64,
+        mutations: Vec<Mutation>,
+        audit: Vec<AuditRecord>,
+    ) -> StoreResult<u64> {
+        let revision = base_revision + 1;
+        let environment = environment.to_string();
+        let writes: Vec<(&str, String, String)> = mutations
+            .into_iter()
+            .map(|mutation| match mutation {
+                Mutation::PutFlag { key, flag } => (
+                    "f",
+                    key,
+                    encode(&StoredItem {
+                        revision,
+                        item: flag,
+                    }),
+                ),
+                Mutation::DeleteFlag { key } => ("f", key, String::new()),
+                Mutation::PutSegment { key, segment } => (
+                    "s",
+                    key,
+                    encode(&StoredItem {
+                        revision,
+                        item: segment,
+                    }),
+                ),
+                Mutation::DeleteSegment { key } => ("s", key, String::new()),
+            })
+            .collect();
+        let audit: Vec<String> = audit
+            .iter()
+            .map(|entry| {
+                stored_audit(&AuditRecord {
+                    revision: Some(revision),
+                    ..entry.clone()
+                })
+            })
+            .collect();
+        let name = environment.clone();
+        let (outcome, found): (i64, u64) = self
+            .run(|mut connection| async move {
+                let mut invocation = COMMIT.prepare_invoke();
+                invocation
+                    .key(key("revisions"))
+                    .key(key(&format!("flags:{name}")))
+                    .key(key(&format!("segments:{name}")))
+                    .key(key("audit"))
+                    .key(key("audit:last"))
+                    .key(key("changes"))
+                    .arg(&name)
+                    .arg(base_revision)
+                    .arg(writes.len());
+                for (kind, item, value) in &writes {
+                    invocation.arg(*kind).arg(item).arg(value);
+                }
+                for entry in &audit {
+                    invocation.arg(entry);
+                }
+                invocation.arg(CHANGES_KEPT);
+                invocation
+                    .invoke_async(&mut connection)
+                    .await
+                    .map_err(backend)
+            })
+            .await?;
+        match outcome {
+            0 => Ok(found),
+            1 => Err(StoreError::RevisionConflict {
+                environment,
+                expected: base_revision,
+                found,
+            }),
+            _ => Err(StoreError::NoSuchEnvironment(environment)),
+        }
+    }
+
+    async fn keys(&self) -> StoreResult<Vec<KeyRecord>> {
+        self.run(|mut connection| async move {
+            let keys: BTreeMap<String, String> = redis::cmd("HGETALL")
+                .arg(key("keys"))
+                .query_async(&mut connection)
+                .await
+                .map_err(backend)?;
+            keys.iter()
+                .map(|(id, text)| decode(&format!("{} {id}", key("keys")), text))
+                .collect()
+        })
+        .await
+    }
+
+    async fn put_key(&self, record: KeyRecord, audit: AuditRecord) -> StoreResult<()> {
+        self.run(|mut connection| async move {
+            PUT_KEY
+                .key(key("keys"))
+                .key(key("keys:version"))
+                .key(key("audit"))
+                .key(key("audit:last"))
+                .key(key("changes"))
+                .arg(&record.id)
+                .arg(encode(&record))
+                .arg(stored_audit(&audit))
+                .arg(CHANGES_KEPT)
+                .invoke_async::<i64>(&mut connection)
+                .await
+                .map(drop)
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
+        let query = query.clone();
+        self.run(|mut connection| async move {
+            page_back(
+                &mut connection,
+                &key("audit"),
+                &key("audit:last"),
+                query.before,
+                query.limit,
+                |record: &mut AuditRecord, id| {
+                    record.id = id;
+                    let environment_matches = query
+                        .environment
+                        .as_ref()
+                        .is_none_or(|wanted| record.environment.as_ref() == Some(wanted));
+                    let flag_matches = query.flag.as_ref().is_none_or(|wanted| {
+                        (record.action.starts_with("flag.") || record.action.starts_with("ramp."))
+                            && &record.target == wanted
+                    });
+                    environment_matches && flag_matches
+                },
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn ramps(&self) -> StoreResult<Vec<RampRecord>> {
+        self.run(|mut connection| async move {
+            let ramps: BTreeMap<String, String> = redis::cmd("HGETALL")
+                .arg(key("ramps"))
+                .query_async(&mut connection)
+                .await
+                .map_err(backend)?;
+            ramps
+                .iter()
+                .map(|(field, text)| decode(&field.replace('\0', "/"), text))
+                .collect()
+        })
+        .await
+    }
+
+    async fn ramp(&self, environment: &str, flag: &str) -> StoreResult<Option<RampRecord>> {
+        let field = format!("{environment}\0{flag}");
+        self.run(|mut connection| async move {
+            let text: Option<String> = redis::cmd("HGET")
+                .arg(key("ramps"))
+                .arg(&field)
+                .query_async(&mut connection)
+                .await
+                .map_err(backend)?;
+            text.map(|text| decode(&field.replace('\0', "/"), &text))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn put_ramp(&self, record: RampRecord, audit: Vec<AuditRecord>) -> StoreResult<()> {
+        self.run(|mut connection| async move {
+            let mut invocation = PUT_RAMP.prepare_invoke();
+            invocation
+                .key(key("ramps"))
+                .key(key("audit"))
+                .key(key("audit:last"))
+                .arg(format!("{}\0{}", record.environment, record.flag))
+                .arg(encode(&record));
+            for entry in &audit {
+                invocation.arg(stored_audit(entry));
+            }
+            invocation
+                .invoke_async::<i64>(&mut connection)
+                .await
+                .map(drop)
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn add_incident(&self, incident: IncidentRecord) -> StoreResult<u64> {
+        self.run(|mut connection| async move {
+            ADD_INCIDENT
+                .key(key("incidents"))
+                .key(key("incidents:last"))
+                .arg(encode(&IncidentRecord { id: 0, ..incident }))
+                .invoke_async(&mut connection)
+                .await
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn incidents(&self, query: &IncidentQuery) -> StoreResult<Vec<IncidentRecord>> {
+        let query = query.clone();
+        self.run(|mut connection| async move {
+            page_back(
+                &mut connection,
+                &key("incidents"),
+                &key("incidents:last"),
+                query.before,
+                query.limit,
+                |record: &mut IncidentRecord, id| {
+                    record.id = id;
+                    query
+                        .environment
+                        .as_ref()
+                        .is_none_or(|environment| &record.environment == environment)
+                        && query.flag.as_ref().is_none_or(|flag| &record.flag == flag)
+                },
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn incident(&self, id: u64) -> StoreResult<Option<IncidentRecord>> {
+        self.run(|mut connection| async move {
+            let text: Option<String> = redis::cmd("HGET")
+                .arg(key("incidents"))
+                .arg(id)
+                .query_async(&mut connection)
+                .await
+                .map_err(backend)?;
+            text.map(|text| {
+                decode::<IncidentRecord>(&format!("{} {id}", key("incidents")), &text)
+                    .map(|record| IncidentRecord { id, ..record })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn add_look(&self, look: LookRecord, keep: usize) -> StoreResult<()> {
+        self.run(|mut connection| async move {
+            let hash = pair_key("looks", &look.environment, &look.flag);
+            redis::cmd("HSET")
+                .arg(&hash)
+                .arg(look_field(look.generation, look.minute()))
+                .arg(encode(&look))
+                .query_async::<()>(&mut connection)
+                .await
+                .map_err(backend)?;
+            let prefix = format!("{:020}:", look.generation);
+            let mut fields: Vec<String> = redis::cmd("HKEYS")
+                .arg(&hash)
+                .query_async(&mut connection)
+                .await
+                .map_err(backend)?;
+            fields.retain(|field| field.starts_with(&prefix));
+            fields.sort_unstable();
+            let removed = super::thinned(fields.len(), keep);
+            if !removed.is_empty() {
+                let removed: Vec<&String> = removed.iter().map(|index| &fields[*index]).collect();
+                redis::cmd("HDEL")
+                    .arg(&hash)
+                    .arg(removed)
+                    .query_async::<()>(&mut connection)
+                    .await
+                    .map_err(backend)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn looks(
+        &self,
+        environment: &str,
+        flag: &str,
+        generation: u64,
+    ) -> StoreResult<Vec<LookRecord>> {
+        let hash = pair_key("looks", environment, flag);
+        self.run(|mut connection| async move {
+            let looks: BTreeMap<String, String> = redis::cmd("HGETALL")
+                .arg(&hash)
+                .query_async(&mut connection)
+                .await
+                .map_err(backend)?;
+            let prefix = format!("{generation:020}:");
+            looks
+                .iter()
+                .filter(|(field, _)| field.starts_with(&prefix))
+                .map(|(field, text)| decode(&format!("{} {field}", hash.replace('\0', "/")), text))
+                .collect()
+        })
+        .await
+    }
+
+    async fn clear_looks(&self, environment: &str, flag: &str) -> StoreResult<()> {
+        let hash = pair_key("looks", environment, flag);
+        self.run(|mut connection| async move {
+            redis::cmd("DEL")
+                .arg(&hash)
+                .query_async::<()>(&mut connection)
+                .await
+                .map_err(backend)
+        })
+        .await
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
+        self.changes.subscribe()
+    }
+
+    async fn ready(&self) -> bool {
+        self.run(|mut connection| async move {
+            redis::cmd("PING")
+                .query_async::<String>(&mut connection)
+                .await
+                .map_err(backend)
+        })
+        .await
+        .is_ok()
+    }
+
+    async fn merge_aggregates(&self, deltas: Vec<Aggregate>) -> StoreResult<()> {
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        self.run(|mut connection| async move {
+            // MULTI/EXEC: every increment or none. Increments add, so deltas may come in any
+            // order and from any number of nodes.
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for delta in &deltas {
+                let hash = pair_key("aggregates", &delta.key.environment, &delta.key.flag);
+                match &delta.counts {
+                    AggregateCounts::Values(bins) => {
+                        for (bin, count) in bins {
+                            pipe.hincr(
+                                &hash,
+                                aggregate_field(&delta.key, 'v', &bin.to_string()),
+                                increment(*count),
+                            )
+                            .ignore();
+                        }
+                    }
+                    AggregateCounts::Rate { events, trials } => {
+                        pipe.hincr(
+                            &hash,
+                            aggregate_field(&delta.key, 'r', "e"),
+                            increment(*events),
+                        )
+                        .ignore();
+                        pipe.hincr(
+                            &hash,
+                            aggregate_field(&delta.key, 'r', "t"),
+                            increment(*trials),
+                        )
+                        .ignore();
+                    }
+                }
+            }
+            pipe.query_async::<()>(&mut connection)
+                .await
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn clear_aggregates(&self, environment: &str, flag: &str) -> StoreResult<()> {
+        let hash = pair_key("aggregates", environment, flag);
+        self.run(|mut connection| async move {
+            redis::cmd("DEL")
+                .arg(&hash)
+                .query_async::<()>(&mut connection)
+                .await
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn aggregates(
+        &self,
+        environment: &str,
+        flag: &str,
+        generation: u64,
+    ) -> StoreResult<Vec<Aggregate>> {
+        let hash = pair_key("aggregates", environment, flag);
+        let (environment, flag) = (environment.to_string(), flag.to_string());
+        self.run(|mut connection| async move {
+            let fields: Vec<(String, i64)> = redis::cmd("HGETALL")
+                .arg(&hash)
+                .query_async(&mut connection)
+                .await
+                .map_err(backend)?;
+            read_aggregates(&hash, &environment, &flag, generation, fields)
+        })
+        .await
+    }
+}
+
+/// `text` with Redis's glob characters escaped, for a `SCAN ... MATCH` pattern.
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        if matches!(character, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(character);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::RedisStore;
+    use crate::store::redis_server::RedisServer;
+    use crate::store::{conformance, ChangeEvent, Store};
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn redis_passes_the_store_conformance_suite() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let store = RedisStore::open(&server.url()).await.unwrap();
+        conformance::run(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn commits_survive_reconnecting_and_a_restart_of_redis() {
+        let Some(mut server) = RedisServer::start() else {
+            return;
+        };
+        {
+            let store = RedisStore::open(&server.url()).await.unwrap();
+            conformance::write_one_flag(&store).await;
+            conformance::write_aggregates(&store).await;
+        }
+        // Killed, not shut down: only what the append-only file holds comes back.
+        server.restart();
+        let store = RedisStore::open(&server.url()).await.unwrap();
+        conformance::check_one_flag(&store).await;
+        conformance::check_aggregates(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_commit_on_one_node_is_announced_on_another() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let first = RedisStore::open(&server.url()).await.unwrap();
+        let second = RedisStore::open(&server.url()).await.unwrap();
+        let mut feed = second.subscribe();
+        conformance::write_one_flag(&first).await;
+        let mut events = Vec::new();
+        while events.len() < 2 {
+            let event = tokio::time::timeout(Duration::from_secs(5), feed.recv())
+                .await
+                .expect("the other node hears of the change within 5 s")
+                .unwrap();
+            events.push(event);
+        }
+        assert_eq!(
+            events,
+            [
+                ChangeEvent::Environment {
+                    name: "durable".to_string(),
+                    revision: 0,
+                    deleted: false
+                },
+                ChangeEvent::Environment {
+                    name: "durable".to_string(),
+                    revision: 1,
+                    deleted: false
+                }
+            ]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_node_that_missed_trimmed_changes_is_told_to_reload() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let store = RedisStore::open(&server.url()).await.unwrap();
+        conformance::write_one_flag(&store).await;
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let stream = super::key("changes");
+        // A node that read nothing yet, and a stream trimmed to nothing since.
+        redis::cmd("XTRIM")
+            .arg(&stream)
+            .arg("MAXLEN")
+            .arg(0)
+            .query_async::<()>(&mut connection)
+            .await
+            .unwrap();
+        let (sender, mut feed) = tokio::sync::broadcast::channel(16);
+        let behind = super::Position {
+            last: "0-1".to_string(),
+            read: 0,
+        };
+        let follower = tokio::spawn(super::follow(client, behind, sender));
+        let event = tokio::time::timeout(Duration::from_secs(5), feed.recv())
+            .await
+            .expect("told within 5 s")
+            .unwrap();
+        assert_eq!(event, ChangeEvent::Resync);
+        // Told once: it goes on from the end, and hears of the next change as usual.
+        store.commit("durable", 1, vec![], vec![]).await.unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(5), feed.recv())
+            .await
+            .expect("the next change within 5 s")
+            .unwrap();
+        assert_eq!(
+            event,
+            ChangeEvent::Environment {
+                name: "durable".to_string(),
+                revision: 2,
+                deleted: false
+            }
+        );
+        // A node that had read everything before the trim missed nothing.
+        let (end, _) = super::stream_end(&mut connection).await.unwrap();
+        assert_eq!(
+            super::missed_changes(&mut connection, &end).await.unwrap(),
+            None
+        );
+        follower.abort();
+    }
+}

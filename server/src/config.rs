@@ -106,6 +106,13 @@ pub struct Config {
     #[arg(long, env = "RIPCORD_RAMP_TICK", default_value = "10s", value_parser = parse_positive_duration)]
     pub ramp_tick: std::time::Duration,
 
+    /// How long the ramp controller's lease lasts unless renewed. Nodes sharing a store run
+    /// one controller between them: the one holding the lease, which renews it every tick.
+    /// When its node dies, another takes over within this time plus one tick. Must be
+    /// longer than the tick.
+    #[arg(long, env = "RIPCORD_RAMP_LEASE", default_value = "30s", value_parser = parse_positive_duration)]
+    pub ramp_lease: std::time::Duration,
+
     /// URLs that receive a signed JSON POST when a ramp starts, advances, completes, pauses,
     /// is killed or aborted; comma-separated. Needs RIPCORD_WEBHOOK_SECRET.
     #[arg(long, env = "RIPCORD_WEBHOOK_URLS", value_delimiter = ',')]

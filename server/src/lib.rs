@@ -196,11 +196,16 @@ pub async fn run(
         backoff: config.webhook_backoff,
     })?;
     let evidence: Arc<dyn ramp::Evidence> = Arc::clone(&ingest) as Arc<dyn ramp::Evidence>;
-    let ramps = Arc::new(ramp::Controller::new(
-        Arc::clone(&service),
-        evidence,
-        Arc::new(webhooks),
-    ));
+    anyhow::ensure!(
+        config.ramp_lease > config.ramp_tick,
+        "RIPCORD_RAMP_LEASE ({:?}) must be longer than RIPCORD_RAMP_TICK ({:?}), which renews it",
+        config.ramp_lease,
+        config.ramp_tick
+    );
+    let ramps = Arc::new(
+        ramp::Controller::new(Arc::clone(&service), evidence, Arc::new(webhooks))
+            .with_lease(config.ramp_lease),
+    );
     ramps.restore().await?;
     let _ticker = ramps.spawn(config.ramp_tick, stop.clone());
     let parts = Parts {

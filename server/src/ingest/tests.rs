@@ -557,11 +557,14 @@ impl Store for GatedStore {
     async fn ramp(&self, environment: &str, flag: &str) -> StoreResult<Option<RampRecord>> {
         self.inner.ramp(environment, flag).await
     }
-    async fn put_ramp(&self, record: RampRecord, audit: Vec<AuditRecord>) -> StoreResult<()> {
-        self.inner.put_ramp(record, audit).await
+    async fn put_ramp(&self, write: crate::store::RampWrite) -> StoreResult<u64> {
+        self.inner.put_ramp(write).await
     }
-    async fn add_incident(&self, incident: IncidentRecord) -> StoreResult<u64> {
-        self.inner.add_incident(incident).await
+    async fn reserve_incident_id(&self) -> StoreResult<u64> {
+        self.inner.reserve_incident_id().await
+    }
+    async fn lease(&self, holder: &str, ttl: std::time::Duration) -> StoreResult<Option<u64>> {
+        self.inner.lease(holder, ttl).await
     }
     async fn incidents(&self, query: &IncidentQuery) -> StoreResult<Vec<IncidentRecord>> {
         self.inner.incidents(query).await

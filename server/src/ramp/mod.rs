@@ -33,10 +33,19 @@ use crate::error::{Error, Result};
 use crate::principal::Principal;
 use crate::service::{Change, Service};
 use crate::store::{
-    AuditRecord, FlagEffect, IncidentRecord, KillRecord, LookGuard, LookRecord, RampRecord, Scope,
-    Store,
+    AuditRecord, FlagEffect, IncidentRecord, KillRecord, LookGuard, LookRecord, RampRecord,
+    RampWrite, Scope, Store, StoreError,
 };
 use webhook::{WebhookEvent, Webhooks};
+
+/// This process's name to the controller's lease: its id and a random part, so that a
+/// restarted process (same id) is a new holder.
+fn lease_holder() -> String {
+    let mut random = [0u8; 8];
+    // Without randomness the process id alone still tells live processes apart.
+    let _ = getrandom::fill(&mut random);
+    format!("{}-{}", std::process::id(), hex::encode(random))
+}
 
 /// The actor of every decision the controller takes on its own.
 pub const CONTROLLER: &str = "ramp-controller";
@@ -111,7 +120,16 @@ pub struct Controller {
     /// already kept is not written again. Empty after a restart: the first look then
     /// replaces the point of its minute, which is harmless.
     last_look: std::sync::Mutex<std::collections::HashMap<(String, String), (u64, u64)>>,
+    /// Who this controller is to the lease: unique per process.
+    holder: String,
+    /// How long the lease lasts unless renewed (every tick renews it).
+    lease_time: Duration,
+    /// The fencing token of the lease while this controller holds it, as of the last tick.
+    fence: std::sync::Mutex<Option<u64>>,
 }
+
+/// How long the ramp controller's lease lasts unless renewed, by default.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
 impl Controller {
     pub fn new(
@@ -133,7 +151,31 @@ impl Controller {
             },
             events: Arc::new(events::Events::new(epoch())),
             last_look: std::sync::Mutex::default(),
+            holder: lease_holder(),
+            lease_time: DEFAULT_LEASE,
+            fence: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The lease lasts `time` unless renewed; it must outlast the tick that renews it.
+    pub fn with_lease(mut self, time: Duration) -> Controller {
+        self.lease_time = time;
+        self
+    }
+
+    fn fence(&self) -> Option<u64> {
+        // A plain value, whole after any panic.
+        *self
+            .fence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set_fence(&self, token: Option<u64>) {
+        *self
+            .fence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = token;
     }
 
     pub fn webhooks(&self) -> &Webhooks {
@@ -188,9 +230,28 @@ impl Controller {
         })
     }
 
-    /// One look at every running or paused ramp.
+    /// One look at every running or paused ramp, by the one controller that holds the lease
+    /// (on a shared store, every node has a controller and one decides). The others only
+    /// keep their node's metric ingestion in step with the stored ramps, so that
+    /// observations count whichever node they reach.
     pub async fn tick(&self, now: Seconds) -> Result<()> {
         let _one = self.lock.lock().await;
+        let token = self.store.lease(&self.holder, self.lease_time).await;
+        let token = match token {
+            Ok(token) => token,
+            Err(error) => {
+                // Without the store nobody decides; this node must not go on as if it did.
+                self.set_fence(None);
+                return Err(error.into());
+            }
+        };
+        if token != self.fence() {
+            match token {
+                Some(token) => tracing::info!(token, "this node's ramp controller took the lease"),
+                None => tracing::info!("another node's ramp controller holds the lease"),
+            }
+        }
+        self.set_fence(token);
         let records = self.store.ramps().await?;
         // A ramp whose record is gone (its environment was deleted) takes no observations.
         for (environment, flag) in self.evidence.active_flags() {
@@ -204,6 +265,10 @@ impl Controller {
             }
         }
         for record in records {
+            if token.is_none() {
+                self.activate(&record);
+                continue;
+            }
             if !matches!(record.state.status, Status::Running | Status::Paused) {
                 continue;
             }
@@ -444,6 +509,7 @@ impl Controller {
             hold: None,
             kill: None,
             alert: None,
+            version: 0,
         });
         self.apply(record, step, actor, now).await
     }
@@ -564,24 +630,23 @@ impl Controller {
         let mut incident_id = None;
         let mut incident_action = None;
         let mut incident_reason = None;
+        let mut incident_record = None;
         if let Some((action, reason, evidence)) = incident {
             incident_action = Some(action);
             incident_reason = Some(reason.clone());
-            let id = self
-                .store
-                .add_incident(IncidentRecord {
-                    id: 0,
-                    time: time.clone(),
-                    environment: record.environment.clone(),
-                    flag: record.flag.clone(),
-                    generation: record.state.generation,
-                    action: action.to_string(),
-                    stage: record.state.stage,
-                    percentage: percentage_before(&step.decisions, &record.state),
-                    reason,
-                    evidence,
-                })
-                .await?;
+            let id = self.store.reserve_incident_id().await?;
+            incident_record = Some(IncidentRecord {
+                id,
+                time: time.clone(),
+                environment: record.environment.clone(),
+                flag: record.flag.clone(),
+                generation: record.state.generation,
+                action: action.to_string(),
+                stage: record.state.stage,
+                percentage: percentage_before(&step.decisions, &record.state),
+                reason,
+                evidence,
+            });
             incident_id = Some(id);
             if action == "kill" {
                 record.kill = Some(KillRecord {
@@ -619,7 +684,22 @@ impl Controller {
                 time: time.clone(),
             })
             .collect();
-        self.store.put_ramp(record.clone(), audit).await?;
+        // The controller's own decisions are fenced: once another node has taken the lease,
+        // this one's are refused, with their incident, so that a decision is taken once.
+        let fence = if actor.name == CONTROLLER {
+            Some(self.fence().ok_or(StoreError::LeaseLost)?)
+        } else {
+            None
+        };
+        record.version = self
+            .store
+            .put_ramp(RampWrite {
+                record: record.clone(),
+                audit,
+                incident: incident_record,
+                fence,
+            })
+            .await?;
         self.activate(&record);
         if let (Some(id), Some(kill_or_pause)) = (incident_id, incident_action) {
             announced.push(events::AdminEvent::Incident {
@@ -676,7 +756,7 @@ impl Controller {
                     kill.revision.get_or_insert(current);
                 }
                 record.pending = None;
-                self.store.put_ramp(record.clone(), Vec::new()).await?;
+                record.version = self.put_record(&record).await?;
                 return Ok(record);
             }
         }
@@ -721,8 +801,21 @@ impl Controller {
             Err(error) => return Err(error),
         }
         record.pending = None;
-        self.store.put_ramp(record.clone(), Vec::new()).await?;
+        record.version = self.put_record(&record).await?;
         Ok(record)
+    }
+
+    /// Writes the record alone, if nobody wrote it since it was read.
+    async fn put_record(&self, record: &RampRecord) -> Result<u64> {
+        Ok(self
+            .store
+            .put_ramp(RampWrite {
+                record: record.clone(),
+                audit: Vec::new(),
+                incident: None,
+                fence: None,
+            })
+            .await?)
     }
 
     fn activate(&self, record: &RampRecord) {

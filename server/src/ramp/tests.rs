@@ -379,7 +379,15 @@ async fn a_decision_cut_off_by_a_crash_is_finished_on_restore() {
         enabled: Some(false),
         base_revision: Some(flag_revision),
     });
-    store.put_ramp(record, Vec::new()).await.unwrap();
+    store
+        .put_ramp(crate::store::RampWrite {
+            record,
+            audit: Vec::new(),
+            incident: None,
+            fence: None,
+        })
+        .await
+        .unwrap();
     assert_eq!(percentage(service), 10.0);
 
     controller.restore().await.unwrap();
@@ -604,7 +612,15 @@ async fn a_decision_carried_out_but_not_yet_marked_is_not_applied_over_a_later_c
         enabled: None,
         base_revision: Some(flag_revision),
     });
-    store.put_ramp(record, Vec::new()).await.unwrap();
+    store
+        .put_ramp(crate::store::RampWrite {
+            record,
+            audit: Vec::new(),
+            incident: None,
+            fence: None,
+        })
+        .await
+        .unwrap();
     service
         .change(
             Change {
@@ -626,4 +642,118 @@ async fn a_decision_carried_out_but_not_yet_marked_is_not_applied_over_a_later_c
     assert_eq!(percentage(service), 33.0, "the person's change stands");
     let record = store.ramp("default", "checkout").await.unwrap().unwrap();
     assert_eq!(record.pending, None);
+}
+
+/// A node of a shared store: its own store connection, service and controller.
+struct Node {
+    service: Arc<Service>,
+    controller: Controller,
+    _follower: tokio::task::JoinHandle<()>,
+}
+
+async fn node(url: &str, evidence: &Arc<FakeEvidence>, lease: std::time::Duration) -> Node {
+    let store = crate::store::redis::RedisStore::open(url).await.unwrap();
+    let service = Service::open(Arc::new(store), ripcord_engine::Limits::default(), None)
+        .await
+        .unwrap();
+    let follower = service.follow_changes();
+    let controller = Controller::new(
+        Arc::clone(&service),
+        Arc::clone(evidence) as Arc<dyn Evidence>,
+        Arc::new(Webhooks::none()),
+    )
+    .with_lease(lease);
+    Node {
+        service,
+        controller,
+        _follower: follower,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_shared_store_one_controller_decides_and_another_takes_over_when_it_dies() {
+    let Some(redis) = crate::store::redis_server::RedisServer::start() else {
+        return;
+    };
+    // Both nodes' ingestion writes to the same shared counts: one evidence stands for them.
+    let evidence = Arc::new(FakeEvidence::default());
+    let lease = std::time::Duration::from_millis(800);
+    let first = node(&redis.url(), &evidence, lease).await;
+    let person = Principal {
+        name: "release-engineer".to_string(),
+        scope: Scope::Admin,
+        environment: None,
+        event_channel: None,
+    };
+    first
+        .service
+        .create_environment("default", &person)
+        .await
+        .unwrap();
+    let document = Document::from_text(DOCUMENT).unwrap();
+    first
+        .service
+        .change(
+            Change {
+                environment: "default",
+                actor: &person,
+                operation: "import",
+                reason: None,
+            },
+            |current| {
+                *current = document;
+                Ok(())
+            },
+        )
+        .await
+        .unwrap();
+    let second = node(&redis.url(), &evidence, lease).await;
+    // A person may start the ramp on any node.
+    start(&second.controller, &person).await;
+
+    // The first node's controller takes the lease and looks; the second's only keeps its
+    // ingestion in step, whatever the data says.
+    first.controller.tick(T0 + 2 * MINUTE).await.unwrap();
+    evidence.set("checkout", 0, (600, 2000), (20, 2000));
+    second.controller.tick(T0 + 3 * MINUTE).await.unwrap();
+    let store = second.service.store();
+    let record = store.ramp("default", "checkout").await.unwrap().unwrap();
+    assert_eq!(
+        record.state.status,
+        Status::Running,
+        "the node without the lease does not decide"
+    );
+
+    // The first node dies: nobody renews its lease, and once it has run out the second
+    // node's controller takes over and pulls the ripcord, once.
+    drop(first);
+    tokio::time::sleep(lease + std::time::Duration::from_millis(300)).await;
+    second.controller.tick(T0 + 4 * MINUTE).await.unwrap();
+    second.controller.tick(T0 + 5 * MINUTE).await.unwrap();
+    let record = store.ramp("default", "checkout").await.unwrap().unwrap();
+    assert_eq!(record.state.status, Status::Killed);
+    let (flag, _) = second.service.flag("default", "checkout").unwrap();
+    assert_eq!(flag.enabled, Some(false));
+    let incidents = store
+        .incidents(&IncidentQuery {
+            limit: 10,
+            ..IncidentQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(incidents.len(), 1, "one kill, one incident: {incidents:?}");
+
+    // A node that comes back finds the lease taken and the kill done: it adds nothing.
+    let back = node(&redis.url(), &evidence, lease).await;
+    back.controller.tick(T0 + 6 * MINUTE).await.unwrap();
+    let incidents = store
+        .incidents(&IncidentQuery {
+            limit: 10,
+            ..IncidentQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(incidents.len(), 1);
+    let (flag, _) = back.service.flag("default", "checkout").unwrap();
+    assert_eq!(flag.enabled, Some(false), "it serves the kill");
 }

@@ -17,8 +17,8 @@ use tokio::sync::broadcast;
 use super::{Aggregate, AggregateCounts, AggregateKey};
 use super::{
     AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState, FlagEffect,
-    IncidentQuery, IncidentRecord, KeyRecord, LookGuard, LookRecord, Mutation, RampRecord, Scope,
-    Store, StoreError,
+    IncidentQuery, IncidentRecord, KeyRecord, LookGuard, LookRecord, Mutation, RampRecord,
+    RampWrite, Scope, Store, StoreError,
 };
 use ripcord_engine::Cohort;
 
@@ -45,6 +45,7 @@ pub(crate) async fn run(store: &dyn Store) {
     ramp_writes_carry_their_audit_entries_and_keep_the_revision(store).await;
     deleting_an_environment_removes_its_ramps(store).await;
     incidents_are_numbered_and_paged_newest_first(store).await;
+    ramp_writes_are_refused_once_overtaken(store).await;
     metric_aggregates(store).await;
     look_history(store).await;
 }
@@ -1520,7 +1521,60 @@ fn ramp_record(environment: &str, flag: &str, generation: u64, stage: u32) -> Ra
         hold: None,
         kill: None,
         alert: None,
+        version: 0,
     }
+}
+
+/// Writes `record` over whatever is stored (its version read first); returns it as stored.
+async fn put_ramp(store: &dyn Store, record: RampRecord, audit: Vec<AuditRecord>) -> RampRecord {
+    let read = store
+        .ramp(&record.environment, &record.flag)
+        .await
+        .unwrap()
+        .map_or(0, |stored| stored.version);
+    let version = store
+        .put_ramp(RampWrite {
+            record: RampRecord {
+                version: read,
+                ..record.clone()
+            },
+            audit,
+            incident: None,
+            fence: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(version, read + 1, "each write bumps the version by one");
+    RampRecord { version, ..record }
+}
+
+/// Records `incident` as a kill decision does: under a reserved id, with its ramp's record.
+async fn add_incident(store: &dyn Store, incident: IncidentRecord) -> u64 {
+    let id = store.reserve_incident_id().await.unwrap();
+    let record = ramp_record(
+        &incident.environment,
+        &incident.flag,
+        1,
+        incident.stage.get(),
+    );
+    let read = store
+        .ramp(&record.environment, &record.flag)
+        .await
+        .unwrap()
+        .map_or(0, |stored| stored.version);
+    store
+        .put_ramp(RampWrite {
+            record: RampRecord {
+                version: read,
+                ..record
+            },
+            audit: Vec::new(),
+            incident: Some(IncidentRecord { id, ..incident }),
+            fence: None,
+        })
+        .await
+        .unwrap();
+    id
 }
 
 fn incident(environment: &str, flag: &str, stage: u32) -> IncidentRecord {
@@ -1542,28 +1596,24 @@ async fn ramps_are_put_replaced_and_kept_per_flag(store: &dyn Store) {
     create(store, "ramps-a").await;
     create(store, "ramps-b").await;
     assert_eq!(store.ramp("ramps-a", "checkout").await.unwrap(), None);
-    let first = ramp_record("ramps-a", "checkout", 1, 0);
-    store.put_ramp(first.clone(), Vec::new()).await.unwrap();
-    let other_flag = ramp_record("ramps-a", "search", 1, 2);
-    store
-        .put_ramp(other_flag.clone(), Vec::new())
-        .await
-        .unwrap();
-    let other_environment = ramp_record("ramps-b", "checkout", 4, 1);
-    store
-        .put_ramp(other_environment.clone(), Vec::new())
-        .await
-        .unwrap();
+    let first = put_ramp(store, ramp_record("ramps-a", "checkout", 1, 0), Vec::new()).await;
+    let other_flag = put_ramp(store, ramp_record("ramps-a", "search", 1, 2), Vec::new()).await;
+    let other_environment =
+        put_ramp(store, ramp_record("ramps-b", "checkout", 4, 1), Vec::new()).await;
     assert_eq!(
         store.ramp("ramps-a", "checkout").await.unwrap(),
         Some(first)
     );
 
-    let replaced = RampRecord {
-        pending: None,
-        ..ramp_record("ramps-a", "checkout", 2, 1)
-    };
-    store.put_ramp(replaced.clone(), Vec::new()).await.unwrap();
+    let replaced = put_ramp(
+        store,
+        RampRecord {
+            pending: None,
+            ..ramp_record("ramps-a", "checkout", 2, 1)
+        },
+        Vec::new(),
+    )
+    .await;
     assert_eq!(
         store.ramp("ramps-a", "checkout").await.unwrap(),
         Some(replaced.clone())
@@ -1588,10 +1638,12 @@ async fn ramp_writes_carry_their_audit_entries_and_keep_the_revision(store: &dyn
         .unwrap();
     let mut entry = audit(Some(environment), "ramp.hold", "checkout");
     entry.reason = Some("stage 1 of 3 (1%): waiting for data".to_string());
-    store
-        .put_ramp(ramp_record(environment, "checkout", 1, 0), vec![entry])
-        .await
-        .unwrap();
+    put_ramp(
+        store,
+        ramp_record(environment, "checkout", 1, 0),
+        vec![entry],
+    )
+    .await;
     let entries = audit_of(store, environment).await;
     let hold = entries
         .iter()
@@ -1624,10 +1676,12 @@ async fn ramp_writes_carry_their_audit_entries_and_keep_the_revision(store: &dyn
 async fn deleting_an_environment_removes_its_ramps(store: &dyn Store) {
     let environment = "ramps-deleted";
     create(store, environment).await;
-    store
-        .put_ramp(ramp_record(environment, "checkout", 1, 0), Vec::new())
-        .await
-        .unwrap();
+    put_ramp(
+        store,
+        ramp_record(environment, "checkout", 1, 0),
+        Vec::new(),
+    )
+    .await;
     store
         .merge_aggregates(vec![Aggregate {
             key: aggregate_key(environment, "checkout", 1, 0, Cohort::Control, "m"),
@@ -1660,12 +1714,7 @@ async fn incidents_are_numbered_and_paged_newest_first(store: &dyn Store) {
     let mut ids = Vec::new();
     for stage in 0..5 {
         let flag = if stage % 2 == 0 { "checkout" } else { "search" };
-        ids.push(
-            store
-                .add_incident(incident("incidents", flag, stage))
-                .await
-                .unwrap(),
-        );
+        ids.push(add_incident(store, incident("incidents", flag, stage)).await);
     }
     assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
     let stored = store.incident(ids[2]).await.unwrap().unwrap();
@@ -1711,6 +1760,92 @@ async fn incidents_are_numbered_and_paged_newest_first(store: &dyn Store) {
         .await
         .unwrap();
     assert!(elsewhere.is_empty());
+}
+
+/// Two nodes must never both carry out one ramp decision: a write made from a record that
+/// another write has replaced since is refused, and so is a controller's write fenced with a
+/// lease another node has taken since; a refused write leaves no trace, its incident
+/// included.
+async fn ramp_writes_are_refused_once_overtaken(store: &dyn Store) {
+    let environment = "ramps-overtaken";
+    create(store, environment).await;
+    let stored = put_ramp(
+        store,
+        ramp_record(environment, "checkout", 1, 0),
+        Vec::new(),
+    )
+    .await;
+    let write = |record: RampRecord, fence: Option<u64>, incident_id: Option<u64>| RampWrite {
+        record,
+        audit: vec![audit(Some(environment), "ramp.kill", "checkout")],
+        incident: incident_id.map(|id| IncidentRecord {
+            id,
+            ..incident(environment, "checkout", 0)
+        }),
+        fence,
+    };
+    let incident_id = store.reserve_incident_id().await.unwrap();
+    let stale = RampRecord {
+        version: stored.version - 1,
+        ..ramp_record(environment, "checkout", 1, 2)
+    };
+    let refused = store
+        .put_ramp(write(stale, None, Some(incident_id)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, StoreError::RampChanged { .. }),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.ramp(environment, "checkout").await.unwrap(),
+        Some(stored.clone())
+    );
+    assert_eq!(store.incident(incident_id).await.unwrap(), None);
+    assert!(
+        audit_of(store, environment)
+            .await
+            .iter()
+            .all(|entry| entry.action != "ramp.kill"),
+        "a refused write appends no audit entry"
+    );
+
+    // The lease: one holder at a time, renewed by its holder, taken over once it runs out,
+    // with a larger token.
+    let lease = Duration::from_millis(400);
+    let first = store.lease("node-a", lease).await.unwrap().expect("free");
+    assert_eq!(store.lease("node-b", lease).await.unwrap(), None);
+    assert_eq!(store.lease("node-a", lease).await.unwrap(), Some(first));
+    let version = store
+        .put_ramp(write(stored.clone(), Some(first), None))
+        .await
+        .expect("the holder's fenced write goes through");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let second = store
+        .lease("node-b", lease)
+        .await
+        .unwrap()
+        .expect("expired");
+    assert!(second > first, "{second} > {first}");
+    let current = RampRecord { version, ..stored };
+    let refused = store
+        .put_ramp(write(current.clone(), Some(first), Some(incident_id)))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::LeaseLost), "{refused:?}");
+    assert_eq!(store.incident(incident_id).await.unwrap(), None);
+    store
+        .put_ramp(write(current, Some(second), Some(incident_id)))
+        .await
+        .expect("the new holder's write goes through");
+    assert_eq!(
+        store
+            .incident(incident_id)
+            .await
+            .unwrap()
+            .map(|found| found.id),
+        Some(incident_id)
+    );
 }
 
 fn actions_and_targets(entries: &[AuditRecord]) -> Vec<(&str, &str)> {

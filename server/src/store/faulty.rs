@@ -9,8 +9,8 @@ use tokio::sync::broadcast;
 
 use super::{
     Aggregate, AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState,
-    IncidentQuery, IncidentRecord, KeyRecord, LookRecord, Mutation, RampRecord, Store, StoreError,
-    StoreResult,
+    IncidentQuery, IncidentRecord, KeyRecord, LookRecord, Mutation, RampRecord, RampWrite, Store,
+    StoreError, StoreResult,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,14 +136,19 @@ impl Store for Faulty {
         self.inner.ramp(environment, flag).await
     }
 
-    async fn put_ramp(&self, record: RampRecord, audit: Vec<AuditRecord>) -> StoreResult<()> {
+    async fn put_ramp(&self, write: RampWrite) -> StoreResult<u64> {
         self.fault.write()?;
-        self.inner.put_ramp(record, audit).await
+        self.inner.put_ramp(write).await
     }
 
-    async fn add_incident(&self, incident: IncidentRecord) -> StoreResult<u64> {
+    async fn reserve_incident_id(&self) -> StoreResult<u64> {
         self.fault.write()?;
-        self.inner.add_incident(incident).await
+        self.inner.reserve_incident_id().await
+    }
+
+    async fn lease(&self, holder: &str, ttl: std::time::Duration) -> StoreResult<Option<u64>> {
+        self.fault.write()?;
+        self.inner.lease(holder, ttl).await
     }
 
     async fn incidents(&self, query: &IncidentQuery) -> StoreResult<Vec<IncidentRecord>> {

@@ -22,8 +22,8 @@ use tokio::sync::{broadcast, oneshot};
 
 use super::{
     Aggregate, AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState,
-    IncidentQuery, IncidentRecord, KeyRecord, LookRecord, Mutation, RampRecord, Store, StoreError,
-    StoreResult,
+    IncidentQuery, IncidentRecord, KeyRecord, LookRecord, Mutation, RampRecord, RampWrite, Store,
+    StoreError, StoreResult,
 };
 
 /// The longest a readiness check waits for the store. Orchestrators give a probe one second
@@ -276,13 +276,19 @@ impl Store for Isolated {
             .await
     }
 
-    async fn put_ramp(&self, record: RampRecord, audit: Vec<AuditRecord>) -> StoreResult<()> {
-        self.write(move |store| async move { store.put_ramp(record, audit).await })
+    async fn put_ramp(&self, write: RampWrite) -> StoreResult<u64> {
+        self.write(move |store| async move { store.put_ramp(write).await })
             .await
     }
 
-    async fn add_incident(&self, incident: IncidentRecord) -> StoreResult<u64> {
-        self.write(move |store| async move { store.add_incident(incident).await })
+    async fn reserve_incident_id(&self) -> StoreResult<u64> {
+        self.write(move |store| async move { store.reserve_incident_id().await })
+            .await
+    }
+
+    async fn lease(&self, holder: &str, ttl: Duration) -> StoreResult<Option<u64>> {
+        let holder = holder.to_string();
+        self.write(move |store| async move { store.lease(&holder, ttl).await })
             .await
     }
 

@@ -154,6 +154,25 @@ pub struct RampRecord {
     /// Why the ramp waits for a person, while it does (a pause on an inconclusive stage).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<String>,
+    /// Bumped by every write of the record: a write names the version it read, and is
+    /// refused if another (on any node) came in between. 0 for a ramp not stored yet.
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// A write of a ramp's record ([`Store::put_ramp`]), made only if the stored record is
+/// still at `record.version`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RampWrite {
+    pub record: RampRecord,
+    pub audit: Vec<AuditRecord>,
+    /// An incident recorded in the same step, under an id from
+    /// [`Store::reserve_incident_id`]: a decision and its incident land together or not at
+    /// all.
+    pub incident: Option<IncidentRecord>,
+    /// The ramp controller's fencing token ([`Store::lease`]) on the decisions it takes on
+    /// its own: refused once another node has taken the lease.
+    pub fence: Option<u64>,
 }
 
 /// The rollout percentage, and the kill switch when it changes, that a decision gives the
@@ -317,6 +336,12 @@ pub enum StoreError {
     },
     #[error("storage failed: {0}")]
     Backend(String),
+    /// The ramp's record changed since the writer read it (on this node or another).
+    #[error("the ramp of flag `{flag}` in environment `{environment}` changed meanwhile")]
+    RampChanged { environment: String, flag: String },
+    /// The ramp controller's lease has passed to another node.
+    #[error("the ramp controller's lease is held by another node")]
+    LeaseLost,
     #[error("stored data is corrupt at `{key}`: {message}")]
     Corrupt { key: String, message: String },
 }
@@ -365,13 +390,22 @@ pub trait Store: Send + Sync + 'static {
 
     async fn ramp(&self, environment: &str, flag: &str) -> StoreResult<Option<RampRecord>>;
 
-    /// Creates or replaces the ramp of `record.environment`/`record.flag` and appends
-    /// `audit`, in one atomic, durable step. Does not change the environment's revision: a
+    /// Creates or replaces the ramp of `record.environment`/`record.flag`, appends `audit`
+    /// and stores the incident, in one atomic, durable step, if the stored record is still
+    /// at `record.version` (0: none is stored) and, with a fence, the lease is still held
+    /// under it. Returns the version written. Does not change the environment's revision: a
     /// ramp's state changes on every look, its flag only through [`Store::commit`].
-    async fn put_ramp(&self, record: RampRecord, audit: Vec<AuditRecord>) -> StoreResult<()>;
+    async fn put_ramp(&self, write: RampWrite) -> StoreResult<u64>;
 
-    /// Appends an incident durably; returns its id.
-    async fn add_incident(&self, incident: IncidentRecord) -> StoreResult<u64>;
+    /// An incident id nobody else is given, for a [`RampWrite`]'s incident. Ids grow; one
+    /// whose write is refused is never used.
+    async fn reserve_incident_id(&self) -> StoreResult<u64>;
+
+    /// Takes the ramp controller's lease for `holder`, or renews it if `holder` has it, for
+    /// `ttl`; returns its fencing token, which grows with every new holder, or `None` while
+    /// another holder's lease runs. One controller decides at a time, whatever the number
+    /// of nodes.
+    async fn lease(&self, holder: &str, ttl: std::time::Duration) -> StoreResult<Option<u64>>;
 
     async fn incidents(&self, query: &IncidentQuery) -> StoreResult<Vec<IncidentRecord>>;
 

@@ -22,6 +22,9 @@
 //! | `{ripcord}:audit` | hash | id → [`AuditRecord`] JSON |
 //! | `{ripcord}:audit:last` | string | the last audit id given out |
 //! | `{ripcord}:ramps` | hash | `{env}\0{flag}` → [`RampRecord`] JSON |
+//! | `{ripcord}:ramps:versions` | hash | `{env}\0{flag}` → the record's version |
+//! | `{ripcord}:lease` | string | `{token} {holder}`: the ramp controller's lease, expiring |
+//! | `{ripcord}:lease:token` | string | the last fencing token given out |
 //! | `{ripcord}:incidents` | hash | id → [`IncidentRecord`] JSON |
 //! | `{ripcord}:incidents:last` | string | the last incident id given out |
 //! | `{ripcord}:aggregates:{env}\0{flag}` | hash | one counter per field (see [`aggregate_field`]) |
@@ -47,7 +50,7 @@ use tokio::sync::broadcast;
 use super::{
     Aggregate, AggregateCounts, AggregateKey, AuditQuery, AuditRecord, ChangeEvent,
     EnvironmentRecord, EnvironmentState, IncidentQuery, IncidentRecord, KeyRecord, LookRecord,
-    Mutation, RampRecord, Store, StoreError, StoreResult,
+    Mutation, RampRecord, RampWrite, Store, StoreError, StoreResult,
 };
 
 /// Every key starts with this: its braces make it the hash tag.
@@ -173,7 +176,7 @@ static CREATE: LazyLock<Script> = LazyLock::new(|| {
 });
 
 // KEYS: environments, revisions, flags, segments, ramps, keys, keys:version, audit,
-// audit:last, changes.
+// audit:last, changes, ramp versions.
 // ARGV: name, the keys' version the revocations were computed from, the ramps' field
 // prefix, the deletion's audit entry, number of revocations, per revocation (key id, key
 // JSON, audit entry), the stream length kept.
@@ -189,7 +192,10 @@ static DELETE: LazyLock<Script> = LazyLock::new(|| {
          redis.call('DEL', KEYS[3], KEYS[4])
          local prefix = ARGV[3]
          for _, field in ipairs(redis.call('HKEYS', KEYS[5])) do
-           if string.sub(field, 1, #prefix) == prefix then redis.call('HDEL', KEYS[5], field) end
+           if string.sub(field, 1, #prefix) == prefix then
+             redis.call('HDEL', KEYS[5], field)
+             redis.call('HDEL', KEYS[11], field)
+           end
          end
          append_audit(ARGV[4])
          local revoked = tonumber(ARGV[5])
@@ -223,23 +229,42 @@ static PUT_KEY: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-// KEYS: ramps, audit, audit:last. ARGV: field, ramp JSON, audit entries.
+// KEYS: ramps, ramp versions, audit, audit:last, incidents, lease.
+// ARGV: field, the version read, ramp JSON, fencing token or '', incident id or '', incident
+// JSON or '', audit entries.
+// Returns the version written, -1 if the record changed meanwhile, -2 without the lease.
 static PUT_RAMP: LazyLock<Script> = LazyLock::new(|| {
     with_audit(
-        2,
         3,
-        "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-         for i = 3, #ARGV do append_audit(ARGV[i]) end
-         return 0",
+        4,
+        "if ARGV[4] ~= '' then
+           local lease = redis.call('GET', KEYS[6])
+           if not lease or string.match(lease, '^(%d+) ') ~= ARGV[4] then return -2 end
+         end
+         local stored = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+         if stored ~= tonumber(ARGV[2]) then return -1 end
+         redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+         redis.call('HSET', KEYS[2], ARGV[1], stored + 1)
+         if ARGV[5] ~= '' then redis.call('HSET', KEYS[5], ARGV[5], ARGV[6]) end
+         for i = 7, #ARGV do append_audit(ARGV[i]) end
+         return stored + 1",
     )
 });
 
-// KEYS: incidents, incidents:last. ARGV: incident JSON. Returns its id.
-static ADD_INCIDENT: LazyLock<Script> = LazyLock::new(|| {
+// KEYS: lease, lease token counter. ARGV: holder, time to live in milliseconds.
+// The lease's value is `{token} {holder}`. Returns the token, or nil while another holds it.
+static LEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        "local id = redis.call('INCR', KEYS[2])
-         redis.call('HSET', KEYS[1], id, ARGV[1])
-         return id",
+        "local current = redis.call('GET', KEYS[1])
+         if current then
+           local token, holder = string.match(current, '^(%d+) (.*)$')
+           if holder ~= ARGV[1] then return false end
+           redis.call('PEXPIRE', KEYS[1], ARGV[2])
+           return tonumber(token)
+         end
+         local token = redis.call('INCR', KEYS[2])
+         redis.call('SET', KEYS[1], token .. ' ' .. ARGV[1], 'PX', ARGV[2])
+         return token",
     )
 });
 
@@ -774,6 +799,7 @@ impl Store for RedisStore {
                     "audit".to_string(),
                     "audit:last".to_string(),
                     "changes".to_string(),
+                    "ramps:versions".to_string(),
                 ] {
                     invocation.key(key(&suffix));
                 }
@@ -999,33 +1025,73 @@ impl Store for RedisStore {
         .await
     }
 
-    async fn put_ramp(&self, record: RampRecord, audit: Vec<AuditRecord>) -> StoreResult<()> {
+    async fn put_ramp(&self, write: RampWrite) -> StoreResult<u64> {
+        let RampWrite {
+            mut record,
+            audit,
+            incident,
+            fence,
+        } = write;
+        let read = record.version;
+        record.version = read + 1;
+        let (environment, flag) = (record.environment.clone(), record.flag.clone());
+        let version: i64 = self
+            .run(|mut connection| async move {
+                let mut invocation = PUT_RAMP.prepare_invoke();
+                invocation
+                    .key(key("ramps"))
+                    .key(key("ramps:versions"))
+                    .key(key("audit"))
+                    .key(key("audit:last"))
+                    .key(key("incidents"))
+                    .key(key("lease"))
+                    .arg(format!("{}\0{}", record.environment, record.flag))
+                    .arg(read)
+                    .arg(encode(&record))
+                    .arg(fence.map(|fence| fence.to_string()).unwrap_or_default());
+                match &incident {
+                    Some(incident) => invocation.arg(incident.id).arg(encode(&IncidentRecord {
+                        id: 0,
+                        ..incident.clone()
+                    })),
+                    None => invocation.arg("").arg(""),
+                };
+                for entry in &audit {
+                    invocation.arg(stored_audit(entry));
+                }
+                invocation
+                    .invoke_async(&mut connection)
+                    .await
+                    .map_err(backend)
+            })
+            .await?;
+        match version {
+            -1 => Err(StoreError::RampChanged { environment, flag }),
+            -2 => Err(StoreError::LeaseLost),
+            version => Ok(version.unsigned_abs()),
+        }
+    }
+
+    async fn reserve_incident_id(&self) -> StoreResult<u64> {
         self.run(|mut connection| async move {
-            let mut invocation = PUT_RAMP.prepare_invoke();
-            invocation
-                .key(key("ramps"))
-                .key(key("audit"))
-                .key(key("audit:last"))
-                .arg(format!("{}\0{}", record.environment, record.flag))
-                .arg(encode(&record));
-            for entry in &audit {
-                invocation.arg(stored_audit(entry));
-            }
-            invocation
-                .invoke_async::<i64>(&mut connection)
+            redis::cmd("INCR")
+                .arg(key("incidents:last"))
+                .query_async(&mut connection)
                 .await
-                .map(drop)
                 .map_err(backend)
         })
         .await
     }
 
-    async fn add_incident(&self, incident: IncidentRecord) -> StoreResult<u64> {
+    async fn lease(&self, holder: &str, ttl: Duration) -> StoreResult<Option<u64>> {
+        let holder = holder.to_string();
+        let milliseconds = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         self.run(|mut connection| async move {
-            ADD_INCIDENT
-                .key(key("incidents"))
-                .key(key("incidents:last"))
-                .arg(encode(&IncidentRecord { id: 0, ..incident }))
+            LEASE
+                .key(key("lease"))
+                .key(key("lease:token"))
+                .arg(&holder)
+                .arg(milliseconds)
                 .invoke_async(&mut connection)
                 .await
                 .map_err(backend)

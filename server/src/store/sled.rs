@@ -30,7 +30,8 @@ use tokio::sync::broadcast;
 use super::{Aggregate, AggregateCounts, AggregateKey};
 use super::{
     AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState, IncidentQuery,
-    IncidentRecord, KeyRecord, LookRecord, Mutation, RampRecord, Store, StoreError, StoreResult,
+    IncidentRecord, KeyRecord, LookRecord, Mutation, RampRecord, RampWrite, Store, StoreError,
+    StoreResult,
 };
 
 pub struct SledStore {
@@ -49,6 +50,14 @@ pub struct SledStore {
     /// two revisions, and a deletion could miss the items of a commit that came in between.
     /// sled locks its directory to one process, so a process-wide lock covers every writer.
     items: std::sync::Mutex<()>,
+    /// The ramp controller's lease (see [`Store::lease`]).
+    lease: std::sync::Mutex<Option<Lease>>,
+}
+
+struct Lease {
+    holder: String,
+    token: u64,
+    expires: std::time::Instant,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -168,6 +177,7 @@ impl SledStore {
             reserve: 0,
             changes,
             items: std::sync::Mutex::new(()),
+            lease: std::sync::Mutex::new(None),
         })
     }
 
@@ -297,6 +307,21 @@ impl SledStore {
             TransactionError::Abort(error) => error,
             TransactionError::Storage(error) => self.fail(error),
         })
+    }
+
+    fn lease_slot(&self) -> std::sync::MutexGuard<'_, Option<Lease>> {
+        // Plain values, whole after any panic.
+        self.lease
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The token of the lease while it runs.
+    fn lease_token(&self) -> Option<u64> {
+        self.lease_slot()
+            .as_ref()
+            .filter(|lease| lease.expires > std::time::Instant::now())
+            .map(|lease| lease.token)
     }
 
     fn lock_items(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -636,31 +661,82 @@ impl Store for SledStore {
         }
     }
 
-    async fn put_ramp(&self, record: RampRecord, audit: Vec<AuditRecord>) -> StoreResult<()> {
+    async fn put_ramp(&self, write: RampWrite) -> StoreResult<u64> {
+        let RampWrite {
+            mut record,
+            audit,
+            incident,
+            fence,
+        } = write;
+        if let Some(fence) = fence {
+            if self.lease_token() != Some(fence) {
+                return Err(StoreError::LeaseLost);
+            }
+        }
         let key = item_key(RAMP, &record.environment, &record.flag);
+        let read = record.version;
+        record.version = read + 1;
         let encoded = encode(&record);
+        let incident = incident.map(|incident| (incident_key(incident.id), encode(&incident)));
         let audit_bytes: usize = audit.iter().map(|entry| encode(entry).len()).sum();
-        self.check_space_sized(encoded.len() + audit_bytes)?;
+        let incident_bytes = incident.as_ref().map_or(0, |(_, bytes)| bytes.len());
+        self.check_space_sized(encoded.len() + audit_bytes + incident_bytes)?;
         let db = self.db()?;
         self.transact(&db, |tree| {
+            let stored = match tree.get(&key)? {
+                Some(bytes) => match decode::<RampRecord>(&key, &bytes) {
+                    Ok(stored) => stored.version,
+                    Err(error) => return abort(error),
+                },
+                None => 0,
+            };
+            if stored != read {
+                return abort(StoreError::RampChanged {
+                    environment: record.environment.clone(),
+                    flag: record.flag.clone(),
+                });
+            }
             tree.insert(key.as_slice(), encoded.as_slice())?;
+            if let Some((key, bytes)) = &incident {
+                tree.insert(key.as_slice(), bytes.as_slice())?;
+            }
             for entry in &audit {
                 append_audit(tree, entry.clone())?;
             }
             Ok(())
         })?;
-        self.flush(&db).await
+        self.flush(&db).await?;
+        Ok(record.version)
     }
 
-    async fn add_incident(&self, mut incident: IncidentRecord) -> StoreResult<u64> {
-        self.check_space_sized(encode(&incident).len())?;
+    async fn reserve_incident_id(&self) -> StoreResult<u64> {
         let db = self.db()?;
-        // Ids come from the same generator as the audit log's: they only grow.
-        incident.id = db.generate_id().map_err(|error| self.fail(error))? + 1;
-        db.insert(incident_key(incident.id), encode(&incident))
-            .map_err(|error| self.fail(error))?;
-        self.flush(&db).await?;
-        Ok(incident.id)
+        // From the same generator as the audit log's ids: they only grow.
+        Ok(db.generate_id().map_err(|error| self.fail(error))? + 1)
+    }
+
+    async fn lease(&self, holder: &str, ttl: std::time::Duration) -> StoreResult<Option<u64>> {
+        // sled locks its directory to one process, so the lease only settles which of
+        // this process's controllers decides (tests run two).
+        let mut lease = self.lease_slot();
+        let now = std::time::Instant::now();
+        let token = match lease.as_ref() {
+            Some(held) if held.holder == holder || held.expires <= now => {
+                if held.holder == holder {
+                    held.token
+                } else {
+                    held.token + 1
+                }
+            }
+            Some(_) => return Ok(None),
+            None => 1,
+        };
+        *lease = Some(Lease {
+            holder: holder.to_string(),
+            token,
+            expires: now + ttl,
+        });
+        Ok(Some(token))
     }
 
     async fn incidents(&self, query: &IncidentQuery) -> StoreResult<Vec<IncidentRecord>> {

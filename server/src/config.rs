@@ -264,6 +264,9 @@ pub enum Command {
     /// Judge a treatment sample against a control with the guard's statistics: the
     /// Mann-Whitney U test, the Hodges-Lehmann shift and, with a tolerance, a verdict.
     Judge(crate::judge_cli::JudgeArgs),
+    /// Work on a store without a server: `ripcord store copy --from sled:./data --to
+    /// redis://...` moves a deployment from one node to many.
+    Store(crate::store_cli::StoreArgs),
 }
 
 fn parse_heartbeat(text: &str) -> Result<std::time::Duration, String> {

@@ -76,9 +76,9 @@ impl From<StoreError> for Error {
             StoreError::EnvironmentExists(name) => {
                 Error::Conflict(format!("environment `{name}` already exists"))
             }
-            error @ (StoreError::RampChanged { .. } | StoreError::LeaseLost) => {
-                Error::Conflict(error.to_string())
-            }
+            error @ (StoreError::RampChanged { .. }
+            | StoreError::LeaseLost
+            | StoreError::NotEmpty(_)) => Error::Conflict(error.to_string()),
             other => Error::Store(other),
         }
     }

@@ -19,6 +19,7 @@
 //! - [`feed`]: every installed snapshot, announced to the streams SDKs follow.
 //! - [`grpc`]: the only module that knows tonic: `ripcord.v1`, flagd's services, health.
 //! - [`judge_cli`]: `ripcord judge`, the judge of the HTTP API on two files.
+//! - [`store_cli`]: `ripcord store copy`, a deployment copied from one store into another.
 //! - [`ingest`]: guard observations (the metric values apps report for running ramps),
 //!   checked against running ramps and stored as mergeable aggregates with group commit.
 //! - [`principal`]: who a request acts as: a key's name, scope and environment.
@@ -53,6 +54,7 @@ pub mod reach;
 pub mod service;
 pub mod shutdown;
 pub mod store;
+pub mod store_cli;
 pub mod telemetry;
 pub mod tls;
 
@@ -92,6 +94,7 @@ pub fn main() -> ExitCode {
         return match config::CommandLine::try_parse_from(&arguments) {
             Ok(line) => match line.command {
                 config::Command::Judge(judge) => judge_cli::run(&judge),
+                config::Command::Store(store) => store_cli::run(&store),
             },
             Err(error) => judge_usage(error),
         };
@@ -104,8 +107,10 @@ pub fn main() -> ExitCode {
         }
         Err(error) => error.exit(),
     };
-    if let Some(config::Command::Judge(judge)) = &config.command {
-        return judge_cli::run(judge);
+    match &config.command {
+        Some(config::Command::Judge(judge)) => return judge_cli::run(judge),
+        Some(config::Command::Store(store)) => return store_cli::run(store),
+        None => {}
     }
     init_logging(&config.log);
     let workers = if config.workers == 0 {

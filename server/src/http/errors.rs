@@ -57,6 +57,11 @@ impl ResponseError for Error {
 
     fn error_response(&self) -> HttpResponse {
         let message = match self {
+            // Nothing of the store's internals, but this is what the operator must act on.
+            Error::Store(error @ crate::store::StoreError::Lost) => {
+                tracing::error!(%error, "storage error");
+                error.to_string()
+            }
             Error::Store(error) => {
                 tracing::error!(%error, "storage error");
                 crate::error::STORE_UNAVAILABLE.to_string()

@@ -586,6 +586,10 @@ impl Store for GatedStore {
     async fn clear_looks(&self, environment: &str, flag: &str) -> StoreResult<()> {
         self.inner.clear_looks(environment, flag).await
     }
+    async fn import(&self, dump: crate::store::copy::Dump) -> StoreResult<()> {
+        self.inner.import(dump).await
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
         self.inner.subscribe()
     }

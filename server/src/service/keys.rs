@@ -59,6 +59,8 @@ fn channel_of(hash: &[u8; 32]) -> String {
 
 /// The valid keys, by token hash and by event-stream channel.
 pub struct Keys {
+    /// Every stored key as last read, revoked ones too: what a restore of the store writes.
+    records: ArcSwap<Vec<KeyRecord>>,
     by_hash: ArcSwap<KeysByHash>,
     by_channel: ArcSwap<KeysByChannel>,
     /// The hash of the bootstrap admin key from the configuration, if one was given.
@@ -68,6 +70,7 @@ pub struct Keys {
 impl Keys {
     pub fn new(bootstrap_admin_key: Option<&str>) -> Keys {
         Keys {
+            records: ArcSwap::default(),
             by_hash: ArcSwap::default(),
             by_channel: ArcSwap::default(),
             bootstrap_admin: bootstrap_admin_key.map(digest),
@@ -84,6 +87,11 @@ impl Keys {
         channel_of(&digest(token))
     }
 
+    /// Every stored key as last read, revoked ones too.
+    pub fn records(&self) -> Arc<Vec<KeyRecord>> {
+        self.records.load_full()
+    }
+
     /// The key whose channel this is, while the key is valid. Lock-free.
     pub fn channel_principal(&self, channel: &str) -> Option<Arc<Principal>> {
         self.by_channel.load().get(channel).cloned()
@@ -94,6 +102,7 @@ impl Keys {
     pub fn install(&self, records: Vec<KeyRecord>) {
         let mut keys = KeysByHash::default();
         let mut channels = KeysByChannel::default();
+        self.records.store(Arc::new(records.clone()));
         for record in records {
             let mut hash = [0u8; 32];
             if hex::decode_to_slice(&record.hash, &mut hash).is_err() {

@@ -12,6 +12,7 @@
 
 mod audit;
 mod keys;
+mod restore;
 mod store_changes;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,7 @@ use keys::Keys;
 
 pub use audit::Change;
 pub use keys::{hash_key, KeyInfo};
+pub use restore::Restored;
 
 type Environments = FxHashMap<String, Arc<Environment>>;
 

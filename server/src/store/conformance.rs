@@ -2043,3 +2043,57 @@ async fn look_history(store: &dyn Store) {
         1
     );
 }
+
+/// Fills `from` (empty) with something of every kind, copies it into `to` (empty), and
+/// checks that `to` then holds exactly what `from` does, carries on numbering after it, and
+/// refuses a second import.
+pub(crate) async fn copy_everything(from: &dyn Store, to: &dyn Store) {
+    write_one_flag(from).await;
+    write_aggregates(from).await;
+    from.put_key(
+        key_record(
+            "key-copied",
+            "copied-bot",
+            Scope::Server,
+            Some(DURABLE_ENVIRONMENT),
+        ),
+        audit(None, "key.create", "copied-bot"),
+    )
+    .await
+    .unwrap();
+    let ramp = put_ramp(
+        from,
+        ramp_record(DURABLE_ENVIRONMENT, "checkout", 1, 0),
+        Vec::new(),
+    )
+    .await;
+    add_incident(from, incident(DURABLE_ENVIRONMENT, "checkout", 0)).await;
+    from.add_look(
+        look(DURABLE_ENVIRONMENT, "checkout", ramp.state.generation, 60),
+        10,
+    )
+    .await
+    .unwrap();
+
+    let copied = super::copy::copy(from, to).await.unwrap();
+    assert!(!copied.environments.is_empty() && !copied.aggregates.is_empty());
+    let sorted = |mut dump: super::copy::Dump| {
+        dump.aggregates
+            .sort_by_key(|aggregate| format!("{:?}", aggregate));
+        dump
+    };
+    assert_eq!(
+        sorted(super::copy::export(to).await.unwrap()),
+        sorted(super::copy::export(from).await.unwrap()),
+        "the copy holds what the original does"
+    );
+
+    // It carries on from where the original was.
+    let last_audit = copied.audit.iter().map(|entry| entry.id).max().unwrap();
+    check_one_flag(to).await;
+    let newest = audit_of(to, DURABLE_ENVIRONMENT).await;
+    assert!(newest[0].id > last_audit, "{} > {last_audit}", newest[0].id);
+
+    let refused = to.import(copied).await.unwrap_err();
+    assert!(matches!(refused, StoreError::NotEmpty(_)), "{refused:?}");
+}

@@ -159,6 +159,10 @@ impl Store for Faulty {
         self.inner.incident(id).await
     }
 
+    async fn import(&self, dump: crate::store::copy::Dump) -> StoreResult<()> {
+        self.inner.import(dump).await
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
         self.inner.subscribe()
     }

@@ -303,6 +303,11 @@ impl Store for Isolated {
             .await
     }
 
+    async fn import(&self, dump: super::copy::Dump) -> StoreResult<()> {
+        self.write(move |store| async move { store.import(dump).await })
+            .await
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
         match &self.running {
             Some(running) => running.inner.subscribe(),

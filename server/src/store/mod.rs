@@ -20,6 +20,7 @@ use tokio::sync::broadcast;
 
 #[cfg(test)]
 pub(crate) mod conformance;
+pub mod copy;
 #[cfg(test)]
 pub(crate) mod faulty;
 pub mod isolated;
@@ -339,6 +340,17 @@ pub enum StoreError {
     /// The ramp's record changed since the writer read it (on this node or another).
     #[error("the ramp of flag `{flag}` in environment `{environment}` changed meanwhile")]
     RampChanged { environment: String, flag: String },
+    /// A shared store that no longer holds the deployment's data (a Redis restarted without
+    /// persistence): refused, so that no node takes an empty store for the truth.
+    #[error(
+        "the store has lost this deployment's data (a Redis restarted without persistence, \
+         or emptied): reads and writes are refused and every node keeps serving what it \
+         has; put it back with `POST /api/v1/store/restore` on a node, or `ripcord store copy`"
+    )]
+    Lost,
+    /// An import into a store that already holds something.
+    #[error("the store already holds {0}: importing is only into an empty store")]
+    NotEmpty(String),
     /// The ramp controller's lease has passed to another node.
     #[error("the ramp controller's lease is held by another node")]
     LeaseLost,
@@ -428,6 +440,11 @@ pub trait Store: Send + Sync + 'static {
     /// Removes every generation's history of a flag, durably. The controller calls it when a
     /// ramp starts, so that a flag keeps the history of one generation at most.
     async fn clear_looks(&self, environment: &str, flag: &str) -> StoreResult<()>;
+
+    /// Writes a copy of a store ([`copy::export`]) into this one, which must hold nothing
+    /// yet: no environment, key or audit entry (refused with [`StoreError::NotEmpty`]).
+    /// Ids, revisions and versions are kept, and later ones carry on from them.
+    async fn import(&self, dump: copy::Dump) -> StoreResult<()>;
 
     /// Every commit, from this node or (for shared backends) any other.
     fn subscribe(&self) -> broadcast::Receiver<ChangeEvent>;

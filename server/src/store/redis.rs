@@ -30,6 +30,7 @@
 //! | `{ripcord}:aggregates:{env}\0{flag}` | hash | one counter per field (see [`aggregate_field`]) |
 //! | `{ripcord}:looks:{env}\0{flag}` | hash | `{generation}:{minute}` → [`LookRecord`] JSON |
 //! | `{ripcord}:changes` | stream | one entry per change, for every node's follower |
+//! | `{ripcord}:marker` | string | a random value the deployment's first node wrote |
 //!
 //! Audit entries and incidents are stored without their id (it is the field), and get it
 //! back when read.
@@ -47,6 +48,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use super::copy::Dump;
 use super::{
     Aggregate, AggregateCounts, AggregateKey, AuditQuery, AuditRecord, ChangeEvent,
     EnvironmentRecord, EnvironmentState, IncidentQuery, IncidentRecord, KeyRecord, LookRecord,
@@ -55,6 +57,12 @@ use super::{
 
 /// Every key starts with this: its braces make it the hash tag.
 const PREFIX: &str = "{ripcord}";
+
+/// A random value the first node writes: every call checks that Redis still holds it. A
+/// Redis restarted without persistence comes back without it, and the nodes then refuse
+/// reads and writes alike rather than take an empty store for the truth, keeping their
+/// snapshots until it is restored (an [import](Store::import) puts the mark back).
+const MARKER: &str = "marker";
 
 /// How many change entries Redis keeps (approximately). A node that falls further behind
 /// than this, disconnected, reloads everything instead.
@@ -72,6 +80,8 @@ const PAGE_READ: u64 = 256;
 
 pub struct RedisStore {
     connection: ConnectionManager,
+    /// The deployment's mark in Redis, written by its first node (see [`MARKER`]).
+    marker: String,
     changes: broadcast::Sender<ChangeEvent>,
     /// Runs the connection's own tasks and the change follower, whatever runtime the
     /// callers use; `None` only while being dropped.
@@ -295,14 +305,28 @@ impl RedisStore {
                 // between this read and the loads is seen twice, which is harmless,
                 // rather than missed.
                 let (start, _) = stream_end(&mut connection).await.map_err(backend)?;
-                Ok::<_, StoreError>((connection, start))
+                let mut fresh = [0u8; 16];
+                getrandom::fill(&mut fresh).map_err(backend)?;
+                // Written only if absent: the first node of a deployment marks it.
+                let (marker,): (String,) = redis::pipe()
+                    .cmd("SET")
+                    .arg(key(MARKER))
+                    .arg(hex::encode(fresh))
+                    .arg("NX")
+                    .ignore()
+                    .cmd("GET")
+                    .arg(key(MARKER))
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(backend)?;
+                Ok::<_, StoreError>((connection, start, marker))
             }
         };
         let connected = match runtime.spawn(connect).await {
             Ok(result) => result,
             Err(error) => Err(backend(error)),
         };
-        let (connection, start) = match connected {
+        let (connection, start, marker) = match connected {
             Ok(connected) => connected,
             Err(error) => {
                 // Dropped from async code, a runtime may not block on its own shutdown.
@@ -310,16 +334,27 @@ impl RedisStore {
                 return Err(error);
             }
         };
-        runtime.spawn(follow(client, start, changes.clone()));
+        runtime.spawn(follow(client, start, marker.clone(), changes.clone()));
         Ok(RedisStore {
             connection,
+            marker,
             changes,
             runtime: Some(runtime),
         })
     }
 
-    /// Runs `work` on the store's own runtime, with a connection.
+    /// Runs `work` on the store's own runtime, with a connection, once it has checked that
+    /// Redis still holds the deployment's data.
     async fn run<T, F, Fut>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = StoreResult<T>> + Send + 'static,
+    {
+        self.run_checked(true, work).await
+    }
+
+    async fn run_checked<T, F, Fut>(&self, check: bool, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(ConnectionManager) -> Fut,
@@ -328,7 +363,23 @@ impl RedisStore {
         let Some(runtime) = &self.runtime else {
             return Err(backend("the store is closed"));
         };
-        match runtime.spawn(work(self.connection.clone())).await {
+        let mut connection = self.connection.clone();
+        let marker = self.marker.clone();
+        let work = work(self.connection.clone());
+        let checked = async move {
+            if check {
+                let found: Option<String> = redis::cmd("GET")
+                    .arg(key(MARKER))
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(backend)?;
+                if found.as_deref() != Some(marker.as_str()) {
+                    return Err(StoreError::Lost);
+                }
+            }
+            work.await
+        };
+        match runtime.spawn(checked).await {
             Ok(result) => result,
             Err(error) => Err(backend(error)),
         }
@@ -407,7 +458,12 @@ async fn missed_changes(
 /// Reads the change stream from `position` on, for as long as the store is open, and
 /// announces each entry. After a disconnection it goes on from where it was; when it
 /// missed entries, it announces [`ChangeEvent::Resync`] and goes on from the end.
-async fn follow(client: Client, mut position: Position, changes: broadcast::Sender<ChangeEvent>) {
+async fn follow(
+    client: Client,
+    mut position: Position,
+    marker: String,
+    changes: broadcast::Sender<ChangeEvent>,
+) {
     let stream = key("changes");
     let mut wait = Duration::from_millis(100);
     loop {
@@ -431,7 +487,30 @@ async fn follow(client: Client, mut position: Position, changes: broadcast::Send
             }
         };
         wait = Duration::from_millis(100);
+        let mut lost_said = false;
         loop {
+            // While Redis has lost the data, there is nothing to follow and nothing to
+            // reload: the node keeps what it serves until the data is restored, and then
+            // reloads it, since the stream restarted.
+            let found: redis::RedisResult<Option<String>> = redis::cmd("GET")
+                .arg(key(MARKER))
+                .query_async(&mut connection)
+                .await;
+            match found {
+                Ok(found) if found.as_deref() == Some(marker.as_str()) => lost_said = false,
+                Ok(_) => {
+                    if !lost_said {
+                        tracing::error!("{}", StoreError::Lost);
+                        lost_said = true;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the change feed lost Redis; reconnecting");
+                    break;
+                }
+            }
             match missed_changes(&mut connection, &position).await {
                 Ok(None) => {}
                 Ok(Some(end)) => {
@@ -1207,6 +1286,103 @@ impl Store for RedisStore {
         .await
     }
 
+    async fn import(&self, dump: Dump) -> StoreResult<()> {
+        let marker = self.marker.clone();
+        // Not checked for the mark: importing into a Redis that lost it is what puts it back.
+        self.run_checked(false, |mut connection| async move {
+            let (environments, keys, audit): (u64, u64, bool) = redis::pipe()
+                .hlen(key("environments"))
+                .hlen(key("keys"))
+                .exists(key("audit:last"))
+                .query_async(&mut connection)
+                .await
+                .map_err(backend)?;
+            if environments > 0 || keys > 0 || audit {
+                return Err(StoreError::NotEmpty(format!(
+                    "{environments} environments, {keys} keys{}",
+                    if audit { " and an audit log" } else { "" }
+                )));
+            }
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for (record, state) in &dump.environments {
+                let name = &record.name;
+                pipe.hset(key("environments"), name, &record.created_at)
+                    .ignore()
+                    .hset(key("revisions"), name, state.revision)
+                    .ignore();
+                for (flag, item) in &state.document.flags {
+                    let revision = state
+                        .flag_revisions
+                        .get(flag)
+                        .copied()
+                        .unwrap_or(state.revision);
+                    pipe.hset(
+                        key(&format!("flags:{name}")),
+                        flag,
+                        encode(&StoredItem { revision, item }),
+                    )
+                    .ignore();
+                }
+                for (segment, item) in &state.document.segments {
+                    let revision = state.revision;
+                    pipe.hset(
+                        key(&format!("segments:{name}")),
+                        segment,
+                        encode(&StoredItem { revision, item }),
+                    )
+                    .ignore();
+                }
+            }
+            for record in &dump.keys {
+                pipe.hset(key("keys"), &record.id, encode(record)).ignore();
+            }
+            pipe.incr(key("keys:version"), 1).ignore();
+            for entry in &dump.audit {
+                pipe.hset(key("audit"), entry.id, stored_audit(entry))
+                    .ignore();
+            }
+            let last_audit = dump.audit.iter().map(|entry| entry.id).max().unwrap_or(0);
+            pipe.set(key("audit:last"), last_audit).ignore();
+            for record in &dump.ramps {
+                let field = format!("{}\0{}", record.environment, record.flag);
+                pipe.hset(key("ramps"), &field, encode(record))
+                    .ignore()
+                    .hset(key("ramps:versions"), &field, record.version)
+                    .ignore();
+            }
+            for incident in &dump.incidents {
+                pipe.hset(
+                    key("incidents"),
+                    incident.id,
+                    encode(&IncidentRecord {
+                        id: 0,
+                        ..incident.clone()
+                    }),
+                )
+                .ignore();
+            }
+            let last_incident = dump.incidents.iter().map(|found| found.id).max();
+            if let Some(last) = last_incident {
+                pipe.set(key("incidents:last"), last).ignore();
+            }
+            for look in &dump.looks {
+                pipe.hset(
+                    pair_key("looks", &look.environment, &look.flag),
+                    look_field(look.generation, look.minute()),
+                    encode(look),
+                )
+                .ignore();
+            }
+            add_increments(&mut pipe, &dump.aggregates);
+            pipe.set(key(MARKER), &marker).ignore();
+            pipe.query_async::<()>(&mut connection)
+                .await
+                .map_err(backend)
+        })
+        .await
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
         self.changes.subscribe()
     }
@@ -1231,35 +1407,7 @@ impl Store for RedisStore {
             // order and from any number of nodes.
             let mut pipe = redis::pipe();
             pipe.atomic();
-            for delta in &deltas {
-                let hash = pair_key("aggregates", &delta.key.environment, &delta.key.flag);
-                match &delta.counts {
-                    AggregateCounts::Values(bins) => {
-                        for (bin, count) in bins {
-                            pipe.hincr(
-                                &hash,
-                                aggregate_field(&delta.key, 'v', &bin.to_string()),
-                                increment(*count),
-                            )
-                            .ignore();
-                        }
-                    }
-                    AggregateCounts::Rate { events, trials } => {
-                        pipe.hincr(
-                            &hash,
-                            aggregate_field(&delta.key, 'r', "e"),
-                            increment(*events),
-                        )
-                        .ignore();
-                        pipe.hincr(
-                            &hash,
-                            aggregate_field(&delta.key, 'r', "t"),
-                            increment(*trials),
-                        )
-                        .ignore();
-                    }
-                }
-            }
+            add_increments(&mut pipe, &deltas);
             pipe.query_async::<()>(&mut connection)
                 .await
                 .map_err(backend)
@@ -1299,6 +1447,39 @@ impl Store for RedisStore {
     }
 }
 
+/// Adds the increments of `deltas` to `pipe`.
+fn add_increments(pipe: &mut redis::Pipeline, deltas: &[Aggregate]) {
+    for delta in deltas {
+        let hash = pair_key("aggregates", &delta.key.environment, &delta.key.flag);
+        match &delta.counts {
+            AggregateCounts::Values(bins) => {
+                for (bin, count) in bins {
+                    pipe.hincr(
+                        &hash,
+                        aggregate_field(&delta.key, 'v', &bin.to_string()),
+                        increment(*count),
+                    )
+                    .ignore();
+                }
+            }
+            AggregateCounts::Rate { events, trials } => {
+                pipe.hincr(
+                    &hash,
+                    aggregate_field(&delta.key, 'r', "e"),
+                    increment(*events),
+                )
+                .ignore();
+                pipe.hincr(
+                    &hash,
+                    aggregate_field(&delta.key, 'r', "t"),
+                    increment(*trials),
+                )
+                .ignore();
+            }
+        }
+    }
+}
+
 /// `text` with Redis's glob characters escaped, for a `SCAN ... MATCH` pattern.
 fn glob_escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
@@ -1317,7 +1498,7 @@ mod tests {
 
     use super::RedisStore;
     use crate::store::redis_server::RedisServer;
-    use crate::store::{conformance, ChangeEvent, Store};
+    use crate::store::{conformance, ChangeEvent, Store, StoreError};
 
     #[tokio::test(flavor = "multi_thread")]
     async fn redis_passes_the_store_conformance_suite() {
@@ -1343,6 +1524,64 @@ mod tests {
         let store = RedisStore::open(&server.url()).await.unwrap();
         conformance::check_one_flag(&store).await;
         conformance::check_aggregates(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_sled_store_copies_into_redis_and_back() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let directory = tempfile::tempdir().unwrap();
+        let sled = crate::store::sled::SledStore::open(directory.path()).unwrap();
+        let redis = RedisStore::open(&server.url()).await.unwrap();
+        conformance::copy_everything(&sled, &redis).await;
+        let back = tempfile::tempdir().unwrap();
+        let sled_again = crate::store::sled::SledStore::open(back.path()).unwrap();
+        let empty = RedisServer::start().unwrap();
+        let redis_again = RedisStore::open(&empty.url()).await.unwrap();
+        conformance::copy_everything(&redis_again, &sled_again).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_redis_that_lost_its_data_is_refused_until_restored() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let store = RedisStore::open(&server.url()).await.unwrap();
+        let other = RedisStore::open(&server.url()).await.unwrap();
+        conformance::write_one_flag(&store).await;
+        let saved = crate::store::copy::export(&store).await.unwrap();
+
+        // Restarted without persistence, say: everything is gone.
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("FLUSHALL")
+            .query_async::<()>(&mut connection)
+            .await
+            .unwrap();
+        let refused = store.load_environment("durable").await.unwrap_err();
+        assert!(matches!(refused, StoreError::Lost), "{refused}");
+        assert!(
+            !store.ready().await,
+            "a store that lost its data is not ready"
+        );
+        let refused = store
+            .commit("durable", 1, Vec::new(), Vec::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, StoreError::Lost), "{refused}");
+        // Not even an environment list: a node must not take the empty store for the truth.
+        assert!(other.environments().await.is_err());
+
+        let mut feed = other.subscribe();
+        store.import(saved).await.unwrap();
+        assert!(store.ready().await);
+        conformance::check_one_flag(&store).await;
+        // A read that was waiting through the loss may deliver the next change first.
+        let resync = async { while feed.recv().await.unwrap() != ChangeEvent::Resync {} };
+        tokio::time::timeout(Duration::from_secs(5), resync)
+            .await
+            .expect("the other node is told to read everything again within 5 s");
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -1402,7 +1641,7 @@ mod tests {
             last: "0-1".to_string(),
             read: 0,
         };
-        let follower = tokio::spawn(super::follow(client, behind, sender));
+        let follower = tokio::spawn(super::follow(client, behind, store.marker.clone(), sender));
         let event = tokio::time::timeout(Duration::from_secs(5), feed.recv())
             .await
             .expect("told within 5 s")

@@ -1,5 +1,5 @@
-//! The admin REST API under `/api/v1`: environments, flags, segments, whole documents, keys
-//! and the audit log, one module per resource.
+//! The admin REST API under `/api/v1`: environments, flags, segments, whole documents, keys,
+//! the audit log and the store's restore, one module per resource.
 //!
 //! Every route needs an admin key, checked before the body is read. Every change to flags and
 //! segments goes through [`Service::change`](crate::service::Service::change), which
@@ -13,6 +13,7 @@ pub mod flags;
 mod input;
 pub mod keys;
 pub mod segments;
+pub mod store;
 
 use actix_web::web;
 
@@ -73,5 +74,6 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(post().to(keys::create_key)),
         )
         .service(resource("/api/v1/keys/{id}").route(delete().to(keys::revoke_key)))
-        .service(resource("/api/v1/audit").route(get().to(audit::audit)));
+        .service(resource("/api/v1/audit").route(get().to(audit::audit)))
+        .service(resource("/api/v1/store/restore").route(post().to(store::restore)));
 }

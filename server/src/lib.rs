@@ -75,6 +75,9 @@ use store::Scope;
 /// The shortest admin key accepted from the configuration.
 pub const MIN_ADMIN_KEY_LENGTH: usize = 24;
 
+/// How often a node hands what it saw of instances to a shared store.
+const REACH_SHARING: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The environment every new server starts with.
 pub const DEFAULT_ENVIRONMENT: &str = "default";
 
@@ -213,6 +216,14 @@ pub async fn run(
     );
     ramps.restore().await?;
     let _ticker = ramps.spawn(config.ramp_tick, stop.clone());
+    let _reach = store.shared().then(|| {
+        reach::publish(
+            Arc::clone(service.reach()),
+            Arc::clone(&store),
+            REACH_SHARING,
+            stop.clone(),
+        )
+    });
     let parts = Parts {
         service,
         metrics: Arc::new(telemetry::Metrics::new()),

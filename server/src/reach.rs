@@ -34,14 +34,13 @@ pub const MAX_ID_BYTES: usize = 128;
 
 const SHARDS: usize = 16;
 
-/// How far a kill has reached.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct Reach {
-    /// Instances seen in the last hour.
-    pub active: u64,
-    /// Of those, the ones whose last fetched revision is at least the one asked about.
-    pub fetched: u64,
-}
+pub use crate::store::Reach;
+use crate::store::SeenInstance;
+
+/// On a shared store, an instance seen again is handed out again once this much later than
+/// what was handed out last: often enough for the hour-long active window, rarely enough
+/// that a busy instance costs Redis little.
+const PUBLISH_SEEN_SECONDS: u64 = 60;
 
 /// Instances per environment; see the module's documentation.
 pub struct ReachTracker {
@@ -79,6 +78,8 @@ struct Seen {
     /// The highest revision the instance has fetched: an instance does not unlearn a kill.
     revision: u64,
     last_seen: u64,
+    /// What [`ReachTracker::unpublished`] last handed out of it: (0, 0) never.
+    published: (u64, u64),
 }
 
 impl Default for ReachTracker {
@@ -152,6 +153,7 @@ impl ReachTracker {
             Seen {
                 revision,
                 last_seen: now_seconds,
+                published: (0, 0),
             },
         );
     }
@@ -183,6 +185,41 @@ impl ReachTracker {
             }
         }
         reach
+    }
+
+    /// What was seen since the last call, per environment, for a store that other nodes
+    /// share: instances new or with a higher revision, and those seen again a while after
+    /// they were last handed out.
+    pub fn unpublished(&self) -> Vec<(String, Vec<SeenInstance>)> {
+        let mut found: Vec<(String, Vec<SeenInstance>)> = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = shard.0.lock().unwrap_or_else(PoisonError::into_inner);
+            for (environment, instances) in &mut shard.environments {
+                let mut seen_here = Vec::new();
+                for (id, seen) in instances.iter_mut() {
+                    let (revision, last_seen) = seen.published;
+                    let news = seen.revision > revision
+                        || seen.last_seen >= last_seen.saturating_add(PUBLISH_SEEN_SECONDS)
+                        || seen.published == (0, 0);
+                    if news {
+                        seen.published = (seen.revision, seen.last_seen);
+                        seen_here.push(SeenInstance {
+                            id: id.to_string(),
+                            revision: seen.revision,
+                            last_seen: seen.last_seen,
+                        });
+                    }
+                }
+                if seen_here.is_empty() {
+                    continue;
+                }
+                match found.iter_mut().find(|(name, _)| **name == **environment) {
+                    Some((_, all)) => all.extend(seen_here),
+                    None => found.push((environment.to_string(), seen_here)),
+                }
+            }
+        }
+        found
     }
 
     /// Forgets an environment's instances: it was deleted, and one created under the same
@@ -241,6 +278,33 @@ fn evict(instances: &mut Instances, capacity: usize, now_seconds: u64) {
     });
 }
 
+/// Hands what this node sees of instances to a store that other nodes share, every `every`,
+/// until `stop`: a kill's reach then counts the instances any node served.
+pub fn publish(
+    tracker: Arc<ReachTracker>,
+    store: Arc<dyn crate::store::Store>,
+    every: std::time::Duration,
+    mut stop: crate::shutdown::Signal,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = stop.stopped() => return,
+            }
+            for (environment, seen) in tracker.unpublished() {
+                if let Err(error) = store.merge_reach(&environment, seen).await {
+                    // Handed out again with the next news of these instances; until then
+                    // the reach counts them from this node alone.
+                    tracing::warn!(environment, %error, "sharing the kill reach failed");
+                }
+            }
+        }
+    })
+}
+
 /// One instance of one environment, held by a stream that records every revision it sends.
 pub struct Instance {
     tracker: Arc<ReachTracker>,
@@ -258,6 +322,44 @@ impl Instance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_is_new_is_handed_out_once_for_a_shared_store() {
+        let tracker = ReachTracker::default();
+        tracker.record("prod", "phone-1", 3, 1_000);
+        tracker.record("prod", "phone-2", 4, 1_000);
+        tracker.record("test", "phone-1", 1, 1_000);
+        let mut first = tracker.unpublished();
+        first.sort_by(|a, b| a.0.cmp(&b.0));
+        let ids = |seen: &[SeenInstance]| {
+            let mut ids: Vec<(String, u64)> = seen
+                .iter()
+                .map(|instance| (instance.id.clone(), instance.revision))
+                .collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(first.len(), 2);
+        assert_eq!(
+            ids(&first[0].1),
+            [("phone-1".to_string(), 3), ("phone-2".to_string(), 4)]
+        );
+        assert!(
+            tracker.unpublished().is_empty(),
+            "nothing new: nothing handed out"
+        );
+
+        // A kill fetched is news at once; being seen again only a while later.
+        tracker.record("prod", "phone-1", 5, 1_010);
+        tracker.record("prod", "phone-2", 4, 1_010);
+        let second = tracker.unpublished();
+        assert_eq!(second.len(), 1);
+        assert_eq!(ids(&second[0].1), [("phone-1".to_string(), 5)]);
+        tracker.record("prod", "phone-2", 4, 1_000 + PUBLISH_SEEN_SECONDS);
+        let third = tracker.unpublished();
+        assert_eq!(ids(&third[0].1), [("phone-2".to_string(), 4)]);
+        assert_eq!(third[0].1[0].last_seen, 1_000 + PUBLISH_SEEN_SECONDS);
+    }
 
     const NOW: u64 = 1_800_000_000;
 

@@ -924,7 +924,7 @@ impl Controller {
             Some(KillRecord {
                 revision: Some(revision),
                 ..
-            }) => Some(self.service.reach().reach(environment, *revision, now)),
+            }) => Some(self.service.kill_reach(environment, *revision, now).await),
             _ => None,
         };
         Ok(RampStatus {

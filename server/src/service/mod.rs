@@ -155,6 +155,33 @@ impl Service {
         Arc::clone(&self.store)
     }
 
+    /// How many instances seen in the last hour have fetched `revision` of `environment`:
+    /// over every node when the store is shared, else over this one.
+    pub async fn kill_reach(
+        &self,
+        environment: &str,
+        revision: u64,
+        now: u64,
+    ) -> crate::reach::Reach {
+        let local = self.reach.reach(environment, revision, now);
+        if !self.store.shared() {
+            return local;
+        }
+        let active_after = now.saturating_sub(crate::reach::ACTIVE_SECONDS);
+        match self.store.reach(environment, revision, active_after).await {
+            // What this node saw in the last seconds may not be shared yet: the larger of
+            // each count is the nearer to the truth.
+            Ok(shared) => crate::reach::Reach {
+                active: shared.active.max(local.active),
+                fetched: shared.fetched.max(local.fetched),
+            },
+            Err(error) => {
+                tracing::warn!(environment, %error, "reading the shared kill reach failed: counting this node's instances");
+                local
+            }
+        }
+    }
+
     /// Which instances have fetched which revision: a kill's reach.
     pub fn reach(&self) -> &Arc<crate::reach::ReachTracker> {
         &self.reach

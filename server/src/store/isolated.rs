@@ -22,8 +22,8 @@ use tokio::sync::{broadcast, oneshot};
 
 use super::{
     Aggregate, AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState,
-    IncidentQuery, IncidentRecord, KeyRecord, LookRecord, Mutation, RampRecord, RampWrite, Store,
-    StoreError, StoreResult,
+    IncidentQuery, IncidentRecord, KeyRecord, LookRecord, Mutation, RampRecord, RampWrite, Reach,
+    SeenInstance, Store, StoreError, StoreResult,
 };
 
 /// The longest a readiness check waits for the store. Orchestrators give a probe one second
@@ -306,6 +306,34 @@ impl Store for Isolated {
     async fn import(&self, dump: super::copy::Dump) -> StoreResult<()> {
         self.write(move |store| async move { store.import(dump).await })
             .await
+    }
+
+    fn shared(&self) -> bool {
+        self.running
+            .as_ref()
+            .is_some_and(|running| running.inner.shared())
+    }
+
+    async fn merge_reach(&self, environment: &str, seen: Vec<SeenInstance>) -> StoreResult<()> {
+        let environment = environment.to_string();
+        // Counts, not a change anyone waits on: never refused for a stuck write.
+        self.read(move |store| async move { store.merge_reach(&environment, seen).await })
+            .await
+    }
+
+    async fn reach(
+        &self,
+        environment: &str,
+        since_revision: u64,
+        active_after: u64,
+    ) -> StoreResult<Reach> {
+        let environment = environment.to_string();
+        self.read(move |store| async move {
+            store
+                .reach(&environment, since_revision, active_after)
+                .await
+        })
+        .await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {

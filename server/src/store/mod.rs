@@ -306,6 +306,24 @@ pub struct IncidentQuery {
     pub limit: usize,
 }
 
+/// How far a kill has reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Reach {
+    /// Instances seen in the last hour.
+    pub active: u64,
+    /// Of those, the ones whose last fetched revision is at least the one asked about.
+    pub fetched: u64,
+}
+
+/// What one node saw of one instance: the highest revision it fetched, and when it was last
+/// seen (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenInstance {
+    pub id: String,
+    pub revision: u64,
+    pub last_seen: u64,
+}
+
 /// What the change feed announces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeEvent {
@@ -445,6 +463,30 @@ pub trait Store: Send + Sync + 'static {
     /// yet: no environment, key or audit entry (refused with [`StoreError::NotEmpty`]).
     /// Ids, revisions and versions are kept, and later ones carry on from them.
     async fn import(&self, dump: copy::Dump) -> StoreResult<()>;
+
+    // Kill reach over every node of a shared store. A store of one node leaves it to the
+    // node's own tracker (`crate::reach`), and these do nothing.
+
+    /// Whether other nodes share this store.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Adds what this node saw of an environment's instances to what every node saw: per
+    /// instance, the highest revision and the latest time.
+    async fn merge_reach(&self, _environment: &str, _seen: Vec<SeenInstance>) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// The reach of `since_revision` over the instances any node saw after `active_after`.
+    async fn reach(
+        &self,
+        _environment: &str,
+        _since_revision: u64,
+        _active_after: u64,
+    ) -> StoreResult<Reach> {
+        Ok(Reach::default())
+    }
 
     /// Every commit, from this node or (for shared backends) any other.
     fn subscribe(&self) -> broadcast::Receiver<ChangeEvent>;

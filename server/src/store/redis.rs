@@ -30,6 +30,7 @@
 //! | `{ripcord}:aggregates:{env}\0{flag}` | hash | one counter per field (see [`aggregate_field`]) |
 //! | `{ripcord}:looks:{env}\0{flag}` | hash | `{generation}:{minute}` → [`LookRecord`] JSON |
 //! | `{ripcord}:changes` | stream | one entry per change, for every node's follower |
+//! | `{ripcord}:reach:{env}` | hash | instance → `{revision} {last seen}`, from every node |
 //! | `{ripcord}:marker` | string | a random value the deployment's first node wrote |
 //!
 //! Audit entries and incidents are stored without their id (it is the field), and get it
@@ -52,7 +53,7 @@ use super::copy::Dump;
 use super::{
     Aggregate, AggregateCounts, AggregateKey, AuditQuery, AuditRecord, ChangeEvent,
     EnvironmentRecord, EnvironmentState, IncidentQuery, IncidentRecord, KeyRecord, LookRecord,
-    Mutation, RampRecord, RampWrite, Store, StoreError, StoreResult,
+    Mutation, RampRecord, RampWrite, Reach, SeenInstance, Store, StoreError, StoreResult,
 };
 
 /// Every key starts with this: its braces make it the hash tag.
@@ -186,7 +187,7 @@ static CREATE: LazyLock<Script> = LazyLock::new(|| {
 });
 
 // KEYS: environments, revisions, flags, segments, ramps, keys, keys:version, audit,
-// audit:last, changes, ramp versions.
+// audit:last, changes, ramp versions, reach.
 // ARGV: name, the keys' version the revocations were computed from, the ramps' field
 // prefix, the deletion's audit entry, number of revocations, per revocation (key id, key
 // JSON, audit entry), the stream length kept.
@@ -199,7 +200,7 @@ static DELETE: LazyLock<Script> = LazyLock::new(|| {
          if tonumber(redis.call('GET', KEYS[7]) or '0') ~= tonumber(ARGV[2]) then return 2 end
          redis.call('HDEL', KEYS[1], ARGV[1])
          redis.call('HDEL', KEYS[2], ARGV[1])
-         redis.call('DEL', KEYS[3], KEYS[4])
+         redis.call('DEL', KEYS[3], KEYS[4], KEYS[12])
          local prefix = ARGV[3]
          for _, field in ipairs(redis.call('HKEYS', KEYS[5])) do
            if string.sub(field, 1, #prefix) == prefix then
@@ -277,6 +278,27 @@ static LEASE: LazyLock<Script> = LazyLock::new(|| {
          return token",
     )
 });
+
+// KEYS: the environment's reach hash. ARGV: triples of instance id, revision, last seen.
+// Each field is `{revision} {last seen}`, the highest of each from any node.
+static MERGE_REACH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "for i = 1, #ARGV, 3 do
+           local revision, seen = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+           local current = redis.call('HGET', KEYS[1], ARGV[i])
+           if current then
+             local stored_revision, stored_seen = string.match(current, '^(%d+) (%d+)$')
+             revision = math.max(revision, tonumber(stored_revision) or 0)
+             seen = math.max(seen, tonumber(stored_seen) or 0)
+           end
+           redis.call('HSET', KEYS[1], ARGV[i], string.format('%d %d', revision, seen))
+         end
+         return 0",
+    )
+});
+
+/// Instances per script call when merging reach: bounds how long Redis is busy with one.
+const REACH_BATCH: usize = 500;
 
 impl RedisStore {
     /// Connects to the Redis at `url` (`redis://host:port/db`, or `rediss://` for TLS) and
@@ -879,6 +901,7 @@ impl Store for RedisStore {
                     "audit:last".to_string(),
                     "changes".to_string(),
                     "ramps:versions".to_string(),
+                    format!("reach:{name}"),
                 ] {
                     invocation.key(key(&suffix));
                 }
@@ -1383,6 +1406,82 @@ impl Store for RedisStore {
         .await
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn merge_reach(&self, environment: &str, seen: Vec<SeenInstance>) -> StoreResult<()> {
+        let hash = key(&format!("reach:{environment}"));
+        self.run(|mut connection| async move {
+            for batch in seen.chunks(REACH_BATCH) {
+                let mut invocation = MERGE_REACH.key(&hash);
+                for instance in batch {
+                    invocation
+                        .arg(&instance.id)
+                        .arg(instance.revision)
+                        .arg(instance.last_seen);
+                }
+                invocation
+                    .invoke_async::<i64>(&mut connection)
+                    .await
+                    .map_err(backend)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn reach(
+        &self,
+        environment: &str,
+        since_revision: u64,
+        active_after: u64,
+    ) -> StoreResult<Reach> {
+        let hash = key(&format!("reach:{environment}"));
+        self.run(|mut connection| async move {
+            let mut reach = Reach::default();
+            let mut cursor = 0u64;
+            loop {
+                let (next, fields): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+                    .arg(&hash)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(backend)?;
+                // Instances gone quiet are dropped as they are met: the hash holds about
+                // an hour of instances, not every one ever seen.
+                let mut stale = Vec::new();
+                for (id, value) in fields {
+                    let parsed = value.split_once(' ').and_then(|(revision, seen)| {
+                        Some((revision.parse::<u64>().ok()?, seen.parse::<u64>().ok()?))
+                    });
+                    match parsed {
+                        Some((revision, seen)) if seen > active_after => {
+                            reach.active += 1;
+                            reach.fetched += u64::from(revision >= since_revision);
+                        }
+                        _ => stale.push(id),
+                    }
+                }
+                if !stale.is_empty() {
+                    redis::cmd("HDEL")
+                        .arg(&hash)
+                        .arg(&stale)
+                        .query_async::<()>(&mut connection)
+                        .await
+                        .map_err(backend)?;
+                }
+                if next == 0 {
+                    return Ok(reach);
+                }
+                cursor = next;
+            }
+        })
+        .await
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
         self.changes.subscribe()
     }
@@ -1582,6 +1681,57 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), resync)
             .await
             .expect("the other node is told to read everything again within 5 s");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn kill_reach_counts_the_instances_every_node_saw() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let first = RedisStore::open(&server.url()).await.unwrap();
+        let second = RedisStore::open(&server.url()).await.unwrap();
+        let seen = |id: &str, revision: u64, last_seen: u64| crate::store::SeenInstance {
+            id: id.to_string(),
+            revision,
+            last_seen,
+        };
+        first
+            .merge_reach(
+                "prod",
+                vec![seen("phone-1", 7, 5_000), seen("phone-2", 6, 5_000)],
+            )
+            .await
+            .unwrap();
+        // The same phone through another node, at an older revision but later: it keeps
+        // the kill it fetched and counts as seen at the later time.
+        second
+            .merge_reach(
+                "prod",
+                vec![seen("phone-1", 5, 5_100), seen("tablet", 7, 10)],
+            )
+            .await
+            .unwrap();
+        let reach = second.reach("prod", 7, 4_000).await.unwrap();
+        assert_eq!(
+            reach,
+            crate::store::Reach {
+                active: 2,
+                fetched: 1
+            },
+            "the tablet was not seen in the window; phone-1 fetched the kill"
+        );
+        assert_eq!(
+            first.reach("prod", 6, 5_050).await.unwrap(),
+            crate::store::Reach {
+                active: 1,
+                fetched: 1
+            },
+            "only phone-1 was seen after 5 050"
+        );
+        assert_eq!(
+            first.reach("test", 1, 0).await.unwrap(),
+            crate::store::Reach::default()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]

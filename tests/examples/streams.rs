@@ -17,7 +17,9 @@
 //! Run by `scripts/bench-streams.sh`:
 //! `streams <kind> <http url> <grpc url> <server key> <client key> <admin key> <server pid>
 //! <streams> <changes>`. Every wait is bounded: a stream that does not deliver within 30 s
-//! fails the run.
+//! fails the run. For `sse`, the HTTP URL may be several, comma-separated (nodes sharing a
+//! store, as `scripts/bench-redis.sh` runs them): the streams are spread over them and the
+//! changes are made on the first.
 
 use std::time::{Duration, Instant};
 
@@ -161,6 +163,8 @@ async fn main() -> Result<(), Error> {
     };
     let streams: usize = streams.parse()?;
     let changes: usize = changes.parse()?;
+    let nodes: Vec<String> = http.split(',').map(str::to_string).collect();
+    let http = &nodes[0];
     let client = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(0)
@@ -192,7 +196,7 @@ async fn main() -> Result<(), Error> {
             let connection = connections.get(stream / STREAMS_PER_CONNECTION).cloned();
             let (kind, http, grpc, key, ofrep) = (
                 kind.clone(),
-                http.clone(),
+                nodes[stream % nodes.len()].clone(),
                 grpc.clone(),
                 server_key.clone(),
                 ofrep.clone(),

@@ -31,6 +31,11 @@ pub struct Config {
     #[arg(long, env = "RIPCORD_STORE", default_value = "sled", value_parser = parse_store, hide_env_values = true)]
     pub store: StoreChoice,
 
+    /// A CA certificate (PEM) to trust for a `rediss://` store instead of the system's
+    /// roots: for a Redis whose certificate a private CA signed.
+    #[arg(long, env = "RIPCORD_STORE_CA")]
+    pub store_ca: Option<PathBuf>,
+
     /// An admin key accepted in addition to stored ones, at least 24 characters. When neither
     /// this nor a stored admin key exists, the server generates one at start and prints it
     /// once.

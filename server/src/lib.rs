@@ -176,11 +176,20 @@ pub async fn run(
                     .with_reserve(config.store_reserve_bytes),
             )
         }
-        config::StoreChoice::Redis(url) => Arc::new(
-            store::redis::RedisStore::open(url)
-                .await
-                .with_context(|| format!("connecting to {}", config.store.describe()))?,
-        ),
+        config::StoreChoice::Redis(url) => {
+            let ca = match &config.store_ca {
+                Some(path) => Some(
+                    std::fs::read(path)
+                        .with_context(|| format!("reading RIPCORD_STORE_CA {}", path.display()))?,
+                ),
+                None => None,
+            };
+            Arc::new(
+                store::redis::RedisStore::open_trusting(url, ca)
+                    .await
+                    .with_context(|| format!("connecting to {}", config.store.describe()))?,
+            )
+        }
     };
     let store: Arc<dyn store::Store> = Arc::new(
         store::isolated::Isolated::new(backend, config.store_timeout)

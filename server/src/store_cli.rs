@@ -25,6 +25,9 @@ pub enum StoreCommand {
         /// Where to: `sled:PATH` or a Redis URL. Must hold nothing yet.
         #[arg(long, value_parser = parse_location)]
         to: Location,
+        /// A CA certificate (PEM) to trust for `rediss://` instead of the system's roots.
+        #[arg(long, env = "RIPCORD_STORE_CA")]
+        ca: Option<PathBuf>,
     },
 }
 
@@ -60,7 +63,11 @@ fn parse_location(text: &str) -> Result<Location, String> {
     Err("expected `sled:PATH` or a Redis URL (`redis://host:port/db`, `rediss://...`)".into())
 }
 
-async fn open(location: &Location, create: bool) -> anyhow::Result<Box<dyn Store>> {
+async fn open(
+    location: &Location,
+    create: bool,
+    ca: Option<&PathBuf>,
+) -> anyhow::Result<Box<dyn Store>> {
     Ok(match location {
         Location::Sled(path) => {
             if !create && !path.is_dir() {
@@ -68,12 +75,20 @@ async fn open(location: &Location, create: bool) -> anyhow::Result<Box<dyn Store
             }
             Box::new(crate::store::sled::SledStore::open(path)?)
         }
-        Location::Redis(url) => Box::new(crate::store::redis::RedisStore::open(url).await?),
+        Location::Redis(url) => {
+            let ca = match ca {
+                Some(path) => Some(std::fs::read(path).map_err(|error| {
+                    anyhow::anyhow!("reading the CA certificate {}: {error}", path.display())
+                })?),
+                None => None,
+            };
+            Box::new(crate::store::redis::RedisStore::open_trusting(url, ca).await?)
+        }
     })
 }
 
 pub fn run(args: &StoreArgs) -> ExitCode {
-    let StoreCommand::Copy { from, to } = &args.command;
+    let StoreCommand::Copy { from, to, ca } = &args.command;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -85,10 +100,10 @@ pub fn run(args: &StoreArgs) -> ExitCode {
         }
     };
     let copied = runtime.block_on(async {
-        let source = open(from, false)
+        let source = open(from, false, ca.as_ref())
             .await
             .map_err(|error| error.context(format!("opening {from:?}")))?;
-        let target = open(to, true)
+        let target = open(to, true, ca.as_ref())
             .await
             .map_err(|error| error.context(format!("opening {to:?}")))?;
         let dump = crate::store::copy::copy(source.as_ref(), target.as_ref()).await?;

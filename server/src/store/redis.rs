@@ -304,8 +304,23 @@ impl RedisStore {
     /// Connects to the Redis at `url` (`redis://host:port/db`, or `rediss://` for TLS) and
     /// starts following its change feed from now on.
     pub async fn open(url: &str) -> StoreResult<RedisStore> {
-        let client = Client::open(url)
-            .map_err(|error| StoreError::Backend(format!("the Redis URL: {error}")))?;
+        RedisStore::open_trusting(url, None).await
+    }
+
+    /// [`open`](Self::open), trusting for `rediss://` the CA certificate `ca` (PEM) instead
+    /// of the system's roots: for a Redis whose certificate a private CA signed.
+    pub async fn open_trusting(url: &str, ca: Option<Vec<u8>>) -> StoreResult<RedisStore> {
+        let client = match ca {
+            Some(ca) => Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca),
+                },
+            ),
+            None => Client::open(url),
+        }
+        .map_err(|error| StoreError::Backend(format!("the Redis URL: {error}")))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("ripcord-redis")
@@ -1606,6 +1621,26 @@ mod tests {
         };
         let store = RedisStore::open(&server.url()).await.unwrap();
         conformance::run(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_redis_speaking_tls_is_reached_with_its_ca_and_refused_without() {
+        let Some(server) = RedisServer::start_tls() else {
+            return;
+        };
+        let ca = server.certificate().unwrap().as_bytes().to_vec();
+        let store = RedisStore::open_trusting(&server.url(), Some(ca))
+            .await
+            .unwrap();
+        conformance::write_one_flag(&store).await;
+        conformance::check_one_flag(&store).await;
+        let untrusted = RedisStore::open(&server.url()).await;
+        assert!(
+            untrusted.is_err(),
+            "a certificate no trusted root signed is refused"
+        );
+        let plain = RedisStore::open(&server.url().replace("rediss://", "redis://")).await;
+        assert!(plain.is_err(), "a TLS port does not speak plain Redis");
     }
 
     #[tokio::test(flavor = "multi_thread")]

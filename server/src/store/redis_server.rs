@@ -14,11 +14,28 @@ pub(crate) struct RedisServer {
     child: Option<Child>,
     port: u16,
     directory: tempfile::TempDir,
+    /// With TLS only: the server's self-signed certificate (PEM), which clients trust.
+    certificate: Option<String>,
 }
 
 impl RedisServer {
     /// A new, empty server; `None` (outside CI) when `redis-server` is not installed.
     pub(crate) fn start() -> Option<RedisServer> {
+        RedisServer::start_with(false)
+    }
+
+    /// [`start`](Self::start), speaking TLS only, with a self-signed certificate for
+    /// `localhost` ([`certificate`](Self::certificate)).
+    pub(crate) fn start_tls() -> Option<RedisServer> {
+        RedisServer::start_with(true)
+    }
+
+    /// The certificate of a TLS server, PEM.
+    pub(crate) fn certificate(&self) -> Option<&str> {
+        self.certificate.as_deref()
+    }
+
+    fn start_with(tls: bool) -> Option<RedisServer> {
         if !installed() {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
@@ -28,17 +45,33 @@ impl RedisServer {
             return None;
         }
         let directory = tempfile::tempdir().expect("a temporary directory");
+        let certificate = tls.then(|| {
+            let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+                .expect("a certificate");
+            let certificate = generated.cert.pem();
+            std::fs::write(directory.path().join("cert.pem"), &certificate).expect("writing");
+            std::fs::write(
+                directory.path().join("key.pem"),
+                generated.key_pair.serialize_pem(),
+            )
+            .expect("writing");
+            certificate
+        });
         let mut server = RedisServer {
             child: None,
             port: 0,
             directory,
+            certificate,
         };
         server.launch();
         Some(server)
     }
 
     pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        match self.certificate {
+            Some(_) => format!("rediss://localhost:{}/", self.port),
+            None => format!("redis://127.0.0.1:{}/", self.port),
+        }
     }
 
     /// Kills the server (as a crash would: no save on the way out).
@@ -62,8 +95,26 @@ impl RedisServer {
             if self.port == 0 {
                 self.port = free_port();
             }
-            let child = Command::new("redis-server")
-                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            let mut command = Command::new("redis-server");
+            match self.certificate {
+                Some(_) => {
+                    let file = |name: &str| self.path().join(name);
+                    command
+                        .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                        .arg("--tls-cert-file")
+                        .arg(file("cert.pem"))
+                        .arg("--tls-key-file")
+                        .arg(file("key.pem"))
+                        .arg("--tls-ca-cert-file")
+                        .arg(file("cert.pem"))
+                        .args(["--tls-auth-clients", "no"]);
+                }
+                None => {
+                    command.args(["--port", &self.port.to_string()]);
+                }
+            }
+            let child = command
+                .args(["--bind", "127.0.0.1"])
                 .args([
                     "--save",
                     "",
@@ -100,7 +151,17 @@ impl RedisServer {
                     return false;
                 }
             }
-            if let Ok(client) = redis::Client::open(self.url()) {
+            let client = match &self.certificate {
+                Some(certificate) => redis::Client::build_with_tls(
+                    self.url(),
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(certificate.as_bytes().to_vec()),
+                    },
+                ),
+                None => redis::Client::open(self.url()),
+            };
+            if let Ok(client) = client {
                 if let Ok(mut connection) = client.get_connection() {
                     if redis::cmd("PING").query::<String>(&mut connection).is_ok() {
                         return true;

@@ -43,8 +43,8 @@
 //!   incidents, webhooks, restarts, manual controls.
 //! - [`scale_out`]: several nodes on one real `redis-server` ([`redis`] starts it): writes
 //!   and keys on one node honoured on the others, an SDK on one node hearing of a kill made
-//!   on another, nodes or Redis killed without losing an acknowledged write, Redis gone
-//!   and back, a bootstrap document imported once.
+//!   on another, nodes or Redis killed without losing an acknowledged write, Redis gone,
+//!   hanging and back, a bootstrap document imported once.
 //! - [`sdk`]: the Rust SDK against real servers, both modes, and its examples.
 //! - [`tls`]: both ports over TLS with a certificate the test makes; bad files at start.
 //! - [`streams`]: streams at one revision send the same bytes; an idle stream's memory does

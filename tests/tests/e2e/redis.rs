@@ -54,6 +54,28 @@ impl RedisServer {
         }
     }
 
+    /// SIGSTOP: the server keeps its connections open and answers nothing, as a Redis
+    /// that hangs or sits behind a network partition would.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`RedisServer::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    /// Through kill(1): the workspace forbids `unsafe`, which `libc::kill` needs.
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("redis-server is running");
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .expect("running kill(1)");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
     /// Starts the killed server again on the same port, from its append-only file.
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "redis-server is already running");

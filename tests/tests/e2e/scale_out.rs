@@ -2,8 +2,8 @@
 //! `ripcord` processes sharing a real `redis-server` that the tests start, kill and restart.
 //! A write on any node is read on every other, an SDK watching one node hears of a kill made
 //! on another, no acknowledged write is lost when a node or Redis dies, a node keeps serving
-//! evaluations while Redis is gone, refuses writes meanwhile and takes them again when Redis
-//! is back, and a bootstrap document is imported once however many nodes
+//! evaluations while Redis is gone or hangs, refuses writes promptly meanwhile and takes them
+//! again when Redis is back, and a bootstrap document is imported once however many nodes
 //! start with it.
 
 use std::collections::BTreeSet;
@@ -569,4 +569,51 @@ flags:
         })
         .count();
     assert_eq!(importers, 1, "one node says it imported the document");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_redis_hanging_writes_are_refused_promptly_every_time_and_taken_when_it_answers() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = nodes(&redis, 2).await;
+    let [a, b] = &nodes[..] else { unreachable!() };
+    a.import_yaml("default", FLAGS).await.expect_status(200);
+    let key = a.create_key("backend", "server", Some("default")).await;
+    until_evaluates(b, "B", &key.token, "new-checkout", json!(true), PROPAGATION).await;
+
+    // Stopped, Redis keeps its connections open and answers nothing, as one that hangs
+    // or sits behind a partition does: every call waits for a timeout.
+    redis.pause();
+    for (name, server) in [("A", a), ("A", a), ("B", b)] {
+        let started = Instant::now();
+        let refused = kill_switch(server, "new-checkout", false).await;
+        let elapsed = started.elapsed();
+        assert_eq!(refused.status, 503, "on {name}: {}", refused.text());
+        assert_eq!(refused.json()["error"], "storage_unavailable");
+        assert!(
+            elapsed < REFUSAL,
+            "node {name} took {elapsed:?} to refuse a write with Redis hanging"
+        );
+        eprintln!("node {name} refused a write in {elapsed:?} with Redis hanging");
+        assert_eq!(
+            evaluate(server, &key.token, "new-checkout").await,
+            (200, json!(true)),
+            "node {name} evaluates from its snapshot with Redis hanging"
+        );
+    }
+
+    redis.resume();
+    // A refused write may still land once Redis answers (the refusal says so): what
+    // counts is that writes are taken again, and seen on the other node.
+    within(PATIENCE, "a write taken once Redis answers", || async {
+        let reply = kill_switch(a, "new-checkout", false).await;
+        if reply.status == 200 {
+            Ok(())
+        } else {
+            Err(format!("{} {}", reply.status, reply.text()))
+        }
+    })
+    .await;
+    until_evaluates(b, "B", &key.token, "new-checkout", json!(false), PATIENCE).await;
 }

@@ -111,6 +111,15 @@ async fn until_evaluates(
     .await
 }
 
+/// The context every evaluation of these tests uses.
+fn user() -> Context {
+    json!({"targetingKey": "u-1"})
+        .as_object()
+        .cloned()
+        .expect("an object")
+        .into()
+}
+
 async fn kill_switch(server: &Server, flag: &str, enabled: bool) -> Reply {
     server
         .admin_put(
@@ -284,11 +293,7 @@ async fn an_sdk_watching_one_node_gets_a_kill_made_on_another() {
     sdk.wait_ready(PATIENCE)
         .await
         .unwrap_or_else(|error| panic!("the SDK on C never got the ruleset: {error}"));
-    let user: Context = json!({"targetingKey": "u-1"})
-        .as_object()
-        .cloned()
-        .expect("an object")
-        .into();
+    let user = user();
     assert!(sdk.get_bool("new-checkout", &user, false));
     let mut changes = sdk.subscribe_flag("new-checkout");
 
@@ -363,6 +368,12 @@ async fn with_redis_gone_nodes_serve_evaluations_refuse_writes_and_recover_when_
     until_evaluates(b, "B", &key.token, "new-checkout", json!(true), PROPAGATION).await;
     let audited = last_audit_id(a).await;
     let revision = a.revision("default").await;
+    // An SDK following B, whose stream stays open through the outage.
+    let sdk = LocalClient::connect(b.grpc_url(), &key.token).expect("a local client");
+    sdk.wait_ready(PATIENCE)
+        .await
+        .unwrap_or_else(|error| panic!("the SDK on B never got the ruleset: {error}"));
+    let user = user();
 
     redis.kill();
     for (name, server) in [("A", a), ("B", b)] {
@@ -388,6 +399,11 @@ async fn with_redis_gone_nodes_serve_evaluations_refuse_writes_and_recover_when_
             "node {name} still serves the flag as it was: the refused kill changed nothing"
         );
     }
+
+    assert!(
+        sdk.get_bool("new-checkout", &user, false),
+        "the SDK on B answers as before"
+    );
 
     redis.start_again();
     for (name, server) in [("A", a), ("B", b)] {
@@ -428,6 +444,16 @@ async fn with_redis_gone_nodes_serve_evaluations_refuse_writes_and_recover_when_
         .await;
     }
     assert_eq!(a.revision("default").await, revision + 2);
+    // Both writes reach the SDK that followed B through the outage.
+    within(PATIENCE, "the SDK on B at the last revision", || async {
+        match sdk.snapshot() {
+            Some(snapshot) if snapshot.revision() == revision + 2 => Ok(()),
+            Some(snapshot) => Err(format!("revision {}", snapshot.revision())),
+            None => Err("no snapshot".to_string()),
+        }
+    })
+    .await;
+    assert!(sdk.get_bool("new-checkout", &user, false));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -468,18 +494,32 @@ async fn redis_killed_and_restarted_from_its_append_only_file_loses_no_acknowled
         missing.is_empty(),
         "Redis lost acknowledged writes: {missing:?}"
     );
-    // And the nodes that were running take writes on it again.
+    // And the nodes that were running take writes on it again, and see each other's.
+    let mut written = BTreeSet::new();
     for server in &nodes {
+        let flag = format!("after-{}", server.address().port());
         within(PATIENCE, "a write taken after Redis came back", || async {
             let reply = server
-                .admin_post(
-                    "/api/v1/environments/default/flags",
-                    flag_body(&format!("after-{}", server.address().port())),
-                )
+                .admin_post("/api/v1/environments/default/flags", flag_body(&flag))
                 .await;
             match reply.status {
                 201 => Ok(()),
                 status => Err(format!("{status} {}", reply.text())),
+            }
+        })
+        .await;
+        written.insert(flag);
+    }
+    for server in &nodes {
+        within(PATIENCE, "each node's write on the other", || async {
+            let missing: Vec<String> = written
+                .difference(&flag_keys(server).await)
+                .cloned()
+                .collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("missing {missing:?}"))
             }
         })
         .await;

@@ -2,9 +2,12 @@
 //! changes, through the SDK (gRPC `Watch`) or a server-sent events stream.
 //!
 //! Run by `scripts/bench-delivery.sh`:
-//! `propagation <sdk|sse> <grpc url> <http url> <server key> <admin key> <changes>`.
+//! `propagation <sdk|sse> <grpc url> <http url> <server key> <admin key> <changes> [watched
+//! http url]`. The writes go to `http url`; the SDK follows `grpc url`, and the stream is read
+//! from `watched http url` (by default `http url`): on nodes sharing a store, another node's
+//! addresses time the propagation from node to node (`scripts/bench-nodes.sh`).
 //! The clock starts before the admin request is sent, so the figure includes the write
-//! itself (validated, committed and flushed to disk) as well as the delivery.
+//! itself (validated, committed and made durable by the store) as well as the delivery.
 
 use std::time::{Duration, Instant};
 
@@ -43,16 +46,18 @@ fn report(what: &str, mut latencies: Vec<Duration>) {
     );
 }
 
-/// Reads server-sent events and hands on the `id` of every `delta` or `ruleset` event.
+/// Reads server-sent events from `watched` and hands on the `id` of every `delta` or
+/// `ruleset` event; writes to `http`.
 async fn sse(
     http: &str,
+    watched: &str,
     server_key: &str,
     changes: usize,
     admin_key: &str,
 ) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
     let client = reqwest::Client::new();
     let response = client
-        .get(format!("{http}/api/v1/sdk/stream"))
+        .get(format!("{watched}/api/v1/sdk/stream"))
         .bearer_auth(server_key)
         .send()
         .await?;
@@ -122,17 +127,26 @@ async fn sdk(
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, mode, grpc, http, server_key, admin_key, changes] = args.as_slice() else {
-        return Err(
-            "usage: propagation <sdk|sse> <grpc url> <http url> <server key> <admin key> <changes>"
-                .into(),
-        );
+    let (mode, grpc, http, server_key, admin_key, changes, watched) = match args.as_slice() {
+        [_, mode, grpc, http, server_key, admin_key, changes] => {
+            (mode, grpc, http, server_key, admin_key, changes, http)
+        }
+        [_, mode, grpc, http, server_key, admin_key, changes, watched] => {
+            (mode, grpc, http, server_key, admin_key, changes, watched)
+        }
+        _ => {
+            return Err(
+                "usage: propagation <sdk|sse> <grpc url> <http url> <server key> \
+                        <admin key> <changes> [watched http url]"
+                    .into(),
+            )
+        }
     };
     let changes: usize = changes.parse()?;
     match mode.as_str() {
         "sse" => report(
             "server-sent events",
-            sse(http, server_key, changes, admin_key).await?,
+            sse(http, watched, server_key, changes, admin_key).await?,
         ),
         "sdk" => report(
             "SDK over gRPC Watch",

@@ -41,6 +41,10 @@
 //!   schemathesis.
 //! - [`ramps`]: ramps walked by the controller on observations posted over HTTP: kills,
 //!   incidents, webhooks, restarts, manual controls.
+//! - [`scale_out`]: several nodes on one real `redis-server` ([`redis`] starts it): writes
+//!   and keys on one node honoured on the others, an SDK on one node hearing of a kill made
+//!   on another, nodes or Redis killed without losing an acknowledged write, Redis gone,
+//!   hanging and back, a bootstrap document imported once.
 //! - [`sdk`]: the Rust SDK against real servers, both modes, and its examples.
 //! - [`tls`]: both ports over TLS with a certificate the test makes; bad files at start.
 //! - [`streams`]: streams at one revision send the same bytes; an idle stream's memory does
@@ -95,6 +99,10 @@ mod observations;
 mod openapi;
 #[path = "e2e/ramps.rs"]
 mod ramps;
+#[path = "e2e/redis.rs"]
+mod redis;
+#[path = "e2e/scale_out.rs"]
+mod scale_out;
 #[path = "e2e/sdk.rs"]
 mod sdk;
 #[path = "e2e/sdk_tracking.rs"]

@@ -40,6 +40,11 @@ pub use restore::Restored;
 
 type Environments = FxHashMap<String, Arc<Environment>>;
 
+/// How long a failed write waits to read its environment back before it answers. A store
+/// read takes microseconds when the store works; one that hangs is read again before the
+/// next write in any case.
+const READ_BACK: std::time::Duration = std::time::Duration::from_millis(500);
+
 pub struct Service {
     store: Arc<dyn Store>,
     limits: Limits,
@@ -430,10 +435,12 @@ impl Service {
         let _writer = self.writer.lock().await;
         let unsure = self.unsure().contains(change.environment);
         if unsure {
-            if let Ok(loaded) = self.load(change.environment).await {
-                self.install(change.environment, loaded.map(Arc::new));
-                self.unsure().remove(change.environment);
-            }
+            // A store that cannot be read cannot take the write either: refused now, not
+            // after a commit on a revision this node is unsure of has waited out its own
+            // timeout too.
+            let loaded = self.load(change.environment).await?;
+            self.install(change.environment, loaded.map(Arc::new));
+            self.unsure().remove(change.environment);
         }
         let current = self.require(change.environment)?;
         if let Some(expected) = expected {
@@ -477,7 +484,10 @@ impl Service {
         if let Err(error) = committed {
             // The commit may have landed even though the call failed (a failed flush, say):
             // reload, or every later write would conflict with a revision this node never saw.
-            if let Ok(loaded) = self.load(change.environment).await {
+            // Briefly: a store that hangs would make the read wait out the store's timeout
+            // again before the refusal is answered, and the next write reads again anyway.
+            let reload = tokio::time::timeout(READ_BACK, self.load(change.environment)).await;
+            if let Ok(Ok(loaded)) = reload {
                 self.install(change.environment, loaded.map(Arc::new));
             }
             // A write that timed out may land after this read as well: read again before the

@@ -45,6 +45,8 @@
 //!   and keys on one node honoured on the others, an SDK on one node hearing of a kill made
 //!   on another, nodes or Redis killed without losing an acknowledged write, Redis gone,
 //!   hanging and back, a bootstrap document imported once.
+//! - [`scale_out_ramps`]: ramps on several nodes: observations through every node judged
+//!   together, the lease holder killed and the ripcord pulled once by another node.
 //! - [`sdk`]: the Rust SDK against real servers, both modes, and its examples.
 //! - [`tls`]: both ports over TLS with a certificate the test makes; bad files at start.
 //! - [`streams`]: streams at one revision send the same bytes; an idle stream's memory does
@@ -103,6 +105,8 @@ mod ramps;
 mod redis;
 #[path = "e2e/scale_out.rs"]
 mod scale_out;
+#[path = "e2e/scale_out_ramps.rs"]
+mod scale_out_ramps;
 #[path = "e2e/sdk.rs"]
 mod sdk;
 #[path = "e2e/sdk_tracking.rs"]

@@ -16,12 +16,15 @@
 # stops by itself.
 #
 # Usage: scripts/bench-redis.sh [seconds per load run, default 10] [SSE streams, default
-#        1000] [changes, default 5]
+#        1000] [changes, default 5] [OFREP rounds, default 2]
+# OFREP rounds alternate which node goes first, and each run reports the CPU time the node
+# spent per request as well, which other tenants of the machine move less than requests/s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
 streams=${2:-1000}
 changes=${3:-5}
+rounds=${4:-2}
 admin_key="bench-admin-key-$(date +%s%N)"
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
@@ -81,9 +84,16 @@ key() { # PORT SCOPE
     -d "{\"name\":\"bench-$2-$RANDOM\",\"scope\":\"$2\",\"environment\":\"default\"}" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'
 }
-wrk_rate() { # KEY URL
-  RIPCORD_KEY="$1" taskset -c 1 wrk -t1 -c64 -d"${duration}s" -s scripts/wrk-ofrep.lua "$2" |
-    awk '/^Requests\/sec/ { print $2 }'
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+wrk_rate() { # PID KEY URL: requests/s and the node's CPU time per request
+  local before after out rate requests
+  before=$(cpu_ticks "$1")
+  out=$(RIPCORD_KEY="$2" taskset -c 1 wrk -t1 -c64 -d"${duration}s" -s scripts/wrk-ofrep.lua "$3")
+  after=$(cpu_ticks "$1")
+  rate=$(echo "$out" | awk '/^Requests\/sec/ { print $2 }')
+  requests=$(echo "$out" | awk '/ requests in / { print $1 }')
+  awk -v rate="$rate" -v n="$requests" -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { printf "%.0f requests/s, %.1f us CPU a request", rate, 1e6 * ticks / hz / n }'
 }
 writes() { # PORT COUNT: admin write latency, sequential, on one kept-alive connection
   python3 - "$1" "$2" "$admin_key" <<'PY'
@@ -111,11 +121,17 @@ start sled sled 0
 start redis "$redis" 0
 for name in sled redis; do
   eval "port=\$port_$name"
-  server_key=$(key "$port" server)
-  client_key=$(key "$port" client)
-  single=$(wrk_rate "$server_key" "http://127.0.0.1:$port/ofrep/v1/evaluate/flags/flag-00002")
-  bulk=$(wrk_rate "$client_key" "http://127.0.0.1:$port/ofrep/v1/evaluate/flags")
-  echo "$name: single flag $single requests/s, bulk of 50 $bulk requests/s"
+  eval "server_key_$name=$(key "$port" server) client_key_$name=$(key "$port" client)"
+done
+for round in $(seq "$rounds"); do
+  order="sled redis"
+  [ $((round % 2)) = 0 ] && order="redis sled"
+  for name in $order; do
+    eval "port=\$port_$name pid=\$pid_$name server_key=\$server_key_$name client_key=\$client_key_$name"
+    single=$(wrk_rate "$pid" "$server_key" "http://127.0.0.1:$port/ofrep/v1/evaluate/flags/flag-00002")
+    bulk=$(wrk_rate "$pid" "$client_key" "http://127.0.0.1:$port/ofrep/v1/evaluate/flags")
+    echo "round $round, $name: single flag $single; bulk of 50 $bulk"
+  done
 done
 
 echo "== 2. admin write latency"

@@ -44,7 +44,8 @@
 //! - [`scale_out`]: several nodes on one real `redis-server` ([`redis`] starts it): writes
 //!   and keys on one node honoured on the others, an SDK on one node hearing of a kill made
 //!   on another, nodes or Redis killed without losing an acknowledged write, Redis gone,
-//!   hanging and back, a bootstrap document imported once.
+//!   hanging and back, Redis emptied and restored from a node, a bootstrap document
+//!   imported once.
 //! - [`scale_out_ramps`]: ramps on several nodes: observations through every node judged
 //!   together, the lease holder killed and the ripcord pulled once by another node.
 //! - [`sdk`]: the Rust SDK against real servers, both modes, and its examples.

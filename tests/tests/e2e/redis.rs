@@ -54,6 +54,14 @@ impl RedisServer {
         }
     }
 
+    /// Empties the server, as a Redis restarted without persistence comes back.
+    pub fn flush_all(&self) {
+        assert!(
+            inline(self.port, "FLUSHALL", b"+OK\r\n"),
+            "FLUSHALL was not answered OK"
+        );
+    }
+
     /// SIGSTOP: the server keeps its connections open and answers nothing, as a Redis
     /// that hangs or sits behind a network partition would.
     pub fn pause(&self) {
@@ -143,18 +151,26 @@ impl Drop for RedisServer {
     }
 }
 
-/// Whether a Redis on `port` answers PING with PONG. Spoken by hand (RESP's inline command):
-/// the tests need no Redis client for one command.
+/// Whether a Redis on `port` answers PING with PONG.
 fn ping(port: u16) -> bool {
+    inline(port, "PING", b"+PONG\r\n")
+}
+
+/// Sends `command` to the Redis on `port` and whether it answered `expected`. Spoken by hand
+/// (RESP's inline commands): the tests need no Redis client for a command or two.
+fn inline(port: u16, command: &str, expected: &[u8]) -> bool {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    if stream.write_all(b"PING\r\n").is_err() {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    if stream
+        .write_all(format!("{command}\r\n").as_bytes())
+        .is_err()
+    {
         return false;
     }
-    let mut answer = [0u8; 7];
-    stream.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
+    let mut answer = vec![0u8; expected.len()];
+    stream.read_exact(&mut answer).is_ok() && answer == expected
 }
 
 fn installed() -> bool {

@@ -3,8 +3,8 @@
 //! A write on any node is read on every other, an SDK watching one node hears of a kill made
 //! on another, no acknowledged write is lost when a node or Redis dies, a node keeps serving
 //! evaluations while Redis is gone or hangs, refuses writes promptly meanwhile and takes them
-//! again when Redis is back, and a bootstrap document is imported once however many nodes
-//! start with it.
+//! again when Redis is back, a Redis that comes back empty is refused until a node restores
+//! it, and a bootstrap document is imported once however many nodes start with it.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -656,4 +656,80 @@ async fn with_redis_hanging_writes_are_refused_promptly_every_time_and_taken_whe
     })
     .await;
     until_evaluates(b, "B", &key.token, "new-checkout", json!(false), PATIENCE).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_that_comes_back_empty_is_refused_and_restored_from_a_node() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = nodes(&redis, 2).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    a.import_yaml("default", FLAGS).await.expect_status(200);
+    let key = b.create_key("app", "server", Some("default")).await;
+    until_evaluates(a, "A", &key.token, "new-checkout", json!(true), PROPAGATION).await;
+
+    // Restarted without persistence: everything is gone, and the nodes must not take that
+    // for the truth.
+    redis.flush_all();
+    let refused = kill_switch(a, "new-checkout", false).await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(
+        refused.text().contains("lost this deployment's data"),
+        "the refusal says what happened: {}",
+        refused.text()
+    );
+    for node in [a, b] {
+        let (status, value) = evaluate(node, &key.token, "new-checkout").await;
+        assert_eq!(
+            (status, value),
+            (200, json!(true)),
+            "served from the snapshot"
+        );
+        node.call(Method::GET, "/readyz", None, Body::None)
+            .await
+            .expect_status(503);
+    }
+
+    // Any node puts back what it serves; then both take writes again.
+    let restored = b
+        .admin_post("/api/v1/store/restore", json!({}))
+        .await
+        .expect_status(200)
+        .json();
+    assert_eq!(restored["environments"], json!(1), "{restored}");
+    assert_eq!(restored["flags"], json!(1), "{restored}");
+    b.admin_post("/api/v1/store/restore", json!({}))
+        .await
+        .expect_status(409);
+    within(PATIENCE, "node A ready again", || async {
+        let reply = a.call(Method::GET, "/readyz", None, Body::None).await;
+        if reply.status == 200 {
+            Ok(())
+        } else {
+            Err(reply.text())
+        }
+    })
+    .await;
+    kill_switch(a, "new-checkout", false)
+        .await
+        .expect_status(200);
+    until_evaluates(
+        b,
+        "B",
+        &key.token,
+        "new-checkout",
+        json!(false),
+        PROPAGATION,
+    )
+    .await;
+    let audit = a.admin_get("/api/v1/audit").await.expect_status(200).json();
+    assert!(
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|entry| entry["action"] == "store.restore"),
+        "{audit:#}"
+    );
 }

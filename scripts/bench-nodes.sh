@@ -39,6 +39,7 @@ for _ in $(seq 100); do
   [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ] && break
   sleep 0.1
 done
+target/release/ripcord store init --to "redis://127.0.0.1:$redis_port/" >/dev/null
 
 start_node() { # http port, gRPC port
   RIPCORD_STORE="redis://127.0.0.1:$redis_port/" RIPCORD_ADMIN_KEY="$admin_key" \

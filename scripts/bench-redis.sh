@@ -49,6 +49,7 @@ taskset -c 1 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appe
 pids+=($!)
 for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 redis="redis://127.0.0.1:$redis_port/"
+target/release/ripcord store init --to "$redis" >/dev/null
 
 python3 scripts/gen-flags.py 200 >"$work/flags.json"
 cat >>"$work/ramped.yaml" <<'YAML'
@@ -157,6 +158,7 @@ kill "$pid_ramped"
 
 echo "== 4. $streams SSE streams over three nodes on Redis, $changes changes made on the first"
 redis-cli -p "$redis_port" flushall >/dev/null
+target/release/ripcord store init --to "$redis" >/dev/null
 start a "$redis" 0
 start b "$redis" 0
 start c "$redis" 0

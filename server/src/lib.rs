@@ -185,7 +185,7 @@ pub async fn run(
                 None => None,
             };
             Arc::new(
-                store::redis::RedisStore::open_trusting(url, ca)
+                store::redis::RedisStore::open_with(url, ca, store::redis::Marking::Existing)
                     .await
                     .with_context(|| format!("connecting to {}", config.store.describe()))?,
             )
@@ -371,7 +371,7 @@ async fn prepare(service: &Arc<Service>, config: &Config) -> anyhow::Result<()> 
                 },
                 Some(0),
                 |current| {
-                    *current = document;
+                    *current = document.clone();
                     Ok(())
                 },
             )

@@ -222,6 +222,20 @@ impl ReachTracker {
         found
     }
 
+    /// The environments with instances.
+    pub fn environments(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.0.lock().unwrap_or_else(PoisonError::into_inner);
+            for (name, _) in &shard.environments {
+                if !names.iter().any(|known| **known == **name) {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        names
+    }
+
     /// Forgets an environment's instances: it was deleted, and one created under the same
     /// name starts its revisions again.
     pub fn forget(&self, environment: &str) {
@@ -278,6 +292,9 @@ fn evict(instances: &mut Instances, capacity: usize, now_seconds: u64) {
     });
 }
 
+/// How many rounds of [`publish`] between two prunings of the shared reach.
+const PRUNE_ROUNDS: u64 = 150;
+
 /// Hands what this node sees of instances to a store that other nodes share, every `every`,
 /// until `stop`: a kill's reach then counts the instances any node served.
 pub fn publish(
@@ -289,10 +306,23 @@ pub fn publish(
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut rounds: u64 = 0;
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
                 () = stop.stopped() => return,
+            }
+            rounds += 1;
+            if rounds % PRUNE_ROUNDS == 0 {
+                // Reading the shared reach drops the instances gone quiet as it goes: without
+                // it, the shared hash of a busy environment would keep every instance ever
+                // seen.
+                let active_after = unix_now().saturating_sub(ACTIVE_SECONDS);
+                for environment in tracker.environments() {
+                    if let Err(error) = store.reach(&environment, u64::MAX, active_after).await {
+                        tracing::warn!(environment, %error, "pruning the shared kill reach failed");
+                    }
+                }
             }
             for (environment, seen) in tracker.unpublished() {
                 if let Err(error) = store.merge_reach(&environment, seen).await {

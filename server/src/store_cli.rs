@@ -1,5 +1,6 @@
-//! `ripcord store copy`: copies everything one store holds into another, empty one, such as
-//! a single node's sled database into the Redis that several nodes will share.
+//! `ripcord store`: `init` makes a Redis a new, empty deployment for several nodes; `copy`
+//! copies everything one store holds into another, empty one, such as a single node's sled
+//! database into the Redis that several nodes will share.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +15,17 @@ pub struct StoreArgs {
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum StoreCommand {
+    /// Make a Redis a new, empty deployment that servers can start on. Servers never do
+    /// it by themselves: a Redis that came back empty would look new to them. Does nothing
+    /// to a Redis that is one already.
+    Init {
+        /// The Redis URL.
+        #[arg(long, value_parser = parse_location)]
+        to: Location,
+        /// A CA certificate (PEM) to trust for `rediss://` instead of the system's roots.
+        #[arg(long, env = "RIPCORD_STORE_CA")]
+        ca: Option<PathBuf>,
+    },
     /// Copy environments, flags, segments, keys, the audit log, ramps, incidents, look
     /// histories and metric counts into an empty store. Stop the servers on the source
     /// first: sled opens a database in one process at a time, and a copy of a store that
@@ -63,6 +75,8 @@ fn parse_location(text: &str) -> Result<Location, String> {
     Err("expected `sled:PATH` or a Redis URL (`redis://host:port/db`, `rediss://...`)".into())
 }
 
+/// Opens a store; `create` makes a missing sled directory and marks a Redis that holds no
+/// deployment as a new one.
 async fn open(
     location: &Location,
     create: bool,
@@ -82,40 +96,59 @@ async fn open(
                 })?),
                 None => None,
             };
-            Box::new(crate::store::redis::RedisStore::open_trusting(url, ca).await?)
+            let marking = if create {
+                crate::store::redis::Marking::New
+            } else {
+                crate::store::redis::Marking::Existing
+            };
+            Box::new(crate::store::redis::RedisStore::open_with(url, ca, marking).await?)
         }
     })
 }
 
 pub fn run(args: &StoreArgs) -> ExitCode {
-    let StoreCommand::Copy { from, to, ca } = &args.command;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("ripcord store copy: {error}");
+            eprintln!("ripcord store: {error}");
             return ExitCode::FAILURE;
         }
     };
-    let copied = runtime.block_on(async {
-        let source = open(from, false, ca.as_ref())
-            .await
-            .map_err(|error| error.context(format!("opening {from:?}")))?;
-        let target = open(to, true, ca.as_ref())
-            .await
-            .map_err(|error| error.context(format!("opening {to:?}")))?;
-        let dump = crate::store::copy::copy(source.as_ref(), target.as_ref()).await?;
-        anyhow::Ok(dump)
-    });
-    match copied {
-        Ok(dump) => {
-            println!("copied {} from {from:?} to {to:?}", dump.summary());
+    let done = match &args.command {
+        StoreCommand::Init { to, ca } => runtime.block_on(async {
+            if let Location::Sled(_) = to {
+                anyhow::bail!(
+                    "`store init` is for Redis: a server creates its sled database itself"
+                );
+            }
+            open(to, true, ca.as_ref())
+                .await
+                .map_err(|error| error.context(format!("opening {to:?}")))?;
+            Ok(format!(
+                "{to:?} holds a deployment: servers can start on it"
+            ))
+        }),
+        StoreCommand::Copy { from, to, ca } => runtime.block_on(async {
+            let source = open(from, false, ca.as_ref())
+                .await
+                .map_err(|error| error.context(format!("opening {from:?}")))?;
+            let target = open(to, true, ca.as_ref())
+                .await
+                .map_err(|error| error.context(format!("opening {to:?}")))?;
+            let dump = crate::store::copy::copy(source.as_ref(), target.as_ref()).await?;
+            Ok(format!("copied {} from {from:?} to {to:?}", dump.summary()))
+        }),
+    };
+    match done {
+        Ok(said) => {
+            println!("{said}");
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("ripcord store copy: {error:#}");
+            eprintln!("ripcord store: {error:#}");
             ExitCode::FAILURE
         }
     }

@@ -345,7 +345,7 @@ mod tests {
         };
         let revision = service
             .change(change, |current| {
-                *current = document;
+                *current = document.clone();
                 Ok(())
             })
             .await

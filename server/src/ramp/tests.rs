@@ -134,7 +134,7 @@ async fn setup() -> Setup {
                 reason: None,
             },
             |current| {
-                *current = document;
+                *current = document.clone();
                 Ok(())
             },
         )
@@ -701,7 +701,7 @@ async fn on_a_shared_store_one_controller_decides_and_another_takes_over_when_it
                 reason: None,
             },
             |current| {
-                *current = document;
+                *current = document.clone();
                 Ok(())
             },
         )

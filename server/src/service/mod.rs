@@ -30,6 +30,7 @@ use crate::feed::{Delta, Feed, Update};
 use crate::principal::Principal;
 use crate::store::{
     AuditQuery, AuditRecord, EnvironmentRecord, EnvironmentState, KeyRecord, Scope, Store,
+    StoreError,
 };
 use audit::{audit_record, to_value, Diff};
 use keys::Keys;
@@ -45,8 +46,14 @@ type Environments = FxHashMap<String, Arc<Environment>>;
 /// next write in any case.
 const READ_BACK: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// How many times a write whose revision another node took first is made again on what that
+/// node wrote, before the caller gets a conflict.
+const CONFLICT_RETRIES: usize = 3;
+
 pub struct Service {
     store: Arc<dyn Store>,
+    /// The store's change feed from before the first load, until `follow_changes` takes it.
+    changes: std::sync::Mutex<Option<tokio::sync::broadcast::Receiver<crate::store::ChangeEvent>>>,
     limits: Limits,
     environments: ArcSwap<Environments>,
     keys: Keys,
@@ -129,7 +136,11 @@ impl Service {
         limits: Limits,
         bootstrap_admin_key: Option<&str>,
     ) -> anyhow::Result<Arc<Service>> {
+        // Subscribed before anything is loaded: a change another node makes while this one
+        // loads waits in the receiver for `follow_changes`, rather than being missed.
+        let changes = store.subscribe();
         let service = Arc::new(Service {
+            changes: std::sync::Mutex::new(Some(changes)),
             store,
             limits,
             environments: ArcSwap::default(),
@@ -418,7 +429,7 @@ impl Service {
     pub async fn change(
         &self,
         change: Change<'_>,
-        edit: impl FnOnce(&mut Document) -> Result<()>,
+        edit: impl FnMut(&mut Document) -> Result<()>,
     ) -> Result<u64> {
         self.change_at(change, None, edit).await
     }
@@ -430,7 +441,7 @@ impl Service {
         &self,
         change: Change<'_>,
         expected: Option<u64>,
-        edit: impl FnOnce(&mut Document) -> Result<()>,
+        mut edit: impl FnMut(&mut Document) -> Result<()>,
     ) -> Result<u64> {
         let _writer = self.writer.lock().await;
         let unsure = self.unsure().contains(change.environment);
@@ -442,61 +453,78 @@ impl Service {
             self.install(change.environment, loaded.map(Arc::new));
             self.unsure().remove(change.environment);
         }
-        let current = self.require(change.environment)?;
-        if let Some(expected) = expected {
-            if current.revision != expected {
-                return Err(stale_revision(
-                    change.environment,
-                    expected,
-                    current.revision,
-                ));
+        let mut conflicts = 0;
+        loop {
+            let current = self.require(change.environment)?;
+            if let Some(expected) = expected {
+                if current.revision != expected {
+                    return Err(stale_revision(
+                        change.environment,
+                        expected,
+                        current.revision,
+                    ));
+                }
+            }
+            let mut document = current.document.clone();
+            edit(&mut document)?;
+
+            let revision = current.revision + 1;
+            let time = clock::now_rfc3339();
+            let Diff {
+                mutations,
+                audit,
+                flag_revisions,
+            } = audit::diff(&current, &document, &change, revision, &time);
+            if mutations.is_empty() {
+                return Ok(current.revision);
+            }
+
+            let state = EnvironmentState {
+                revision,
+                document,
+                flag_revisions,
+            };
+            // Compiling a large environment takes milliseconds of CPU: off the HTTP worker,
+            // so that the evaluations it serves do not wait behind an import.
+            let (name, limits) = (change.environment.to_string(), self.limits);
+            let environment = tokio::task::spawn_blocking(move || build(&name, state, &limits))
+                .await
+                .map_err(compile_failed)??;
+            let committed = self
+                .store
+                .commit(change.environment, current.revision, mutations, audit)
+                .await;
+            match committed {
+                Ok(_) => {
+                    self.install(change.environment, Some(Arc::new(environment)));
+                    return Ok(revision);
+                }
+                // Another node of a shared store committed first, and its change has not
+                // reached this one yet: read it, and make this change again on top of it.
+                Err(StoreError::RevisionConflict { .. }) if conflicts < CONFLICT_RETRIES => {
+                    conflicts += 1;
+                    let loaded = self.load(change.environment).await?;
+                    self.install(change.environment, loaded.map(Arc::new));
+                }
+                Err(error @ StoreError::RevisionConflict { .. }) => return Err(error.into()),
+                Err(error) => {
+                    // The commit may have landed even though the call failed (a failed
+                    // flush, say): reload, or every later write would conflict with a
+                    // revision this node never saw. Briefly: a store that hangs would make
+                    // the read wait out the store's timeout again before the refusal is
+                    // answered, and the next write reads again anyway.
+                    let reload =
+                        tokio::time::timeout(READ_BACK, self.load(change.environment)).await;
+                    if let Ok(Ok(loaded)) = reload {
+                        self.install(change.environment, loaded.map(Arc::new));
+                    }
+                    // A write that timed out may land after this read as well: read again
+                    // before the next write.
+                    self.unsure().insert(change.environment.to_string());
+                    return Err(error.into());
+                }
             }
         }
-        let mut document = current.document.clone();
-        edit(&mut document)?;
-
-        let revision = current.revision + 1;
-        let time = clock::now_rfc3339();
-        let Diff {
-            mutations,
-            audit,
-            flag_revisions,
-        } = audit::diff(&current, &document, &change, revision, &time);
-        if mutations.is_empty() {
-            return Ok(current.revision);
-        }
-
-        let state = EnvironmentState {
-            revision,
-            document,
-            flag_revisions,
-        };
-        // Compiling a large environment takes milliseconds of CPU: off the HTTP worker, so
-        // that the evaluations it serves do not wait behind an import.
-        let (name, limits) = (change.environment.to_string(), self.limits);
-        let environment = tokio::task::spawn_blocking(move || build(&name, state, &limits))
-            .await
-            .map_err(compile_failed)??;
-        let committed = self
-            .store
-            .commit(change.environment, current.revision, mutations, audit)
-            .await;
-        if let Err(error) = committed {
-            // The commit may have landed even though the call failed (a failed flush, say):
-            // reload, or every later write would conflict with a revision this node never saw.
-            // Briefly: a store that hangs would make the read wait out the store's timeout
-            // again before the refusal is answered, and the next write reads again anyway.
-            let reload = tokio::time::timeout(READ_BACK, self.load(change.environment)).await;
-            if let Ok(Ok(loaded)) = reload {
-                self.install(change.environment, loaded.map(Arc::new));
-            }
-            // A write that timed out may land after this read as well: read again before the
-            // next write.
-            self.unsure().insert(change.environment.to_string());
-            return Err(error.into());
-        }
-        self.install(change.environment, Some(Arc::new(environment)));
-        Ok(revision)
     }
 
     /// The list of environments to read again before their next write.
@@ -521,7 +549,7 @@ impl Service {
                     T::KIND
                 )));
             }
-            items.insert(key.to_string(), item);
+            items.insert(key.to_string(), item.clone());
             Ok(())
         })
         .await
@@ -532,7 +560,7 @@ impl Service {
         &self,
         change: Change<'_>,
         key: &str,
-        edit: impl FnOnce(&mut T) -> Result<()>,
+        mut edit: impl FnMut(&mut T) -> Result<()>,
     ) -> Result<T> {
         let mut edited = None;
         self.change(change, |document| {

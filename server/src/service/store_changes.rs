@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::Service;
 use crate::error::Result;
 use crate::store::ChangeEvent;
+use tokio::sync::broadcast::error::RecvError;
 
 impl Service {
     /// Follows the store's change feed, so that commits made elsewhere (other nodes of a
@@ -13,18 +14,18 @@ impl Service {
     /// they are acknowledged and are skipped.
     pub fn follow_changes(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let service = Arc::clone(self);
-        let mut changes = service.store.subscribe();
+        let taken = self
+            .changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let mut changes = taken.unwrap_or_else(|| service.store.subscribe());
         tokio::spawn(async move {
             loop {
                 let event = match changes.recv().await {
                     Ok(event) => event,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        if let Err(error) = service.reload_all().await {
-                            tracing::warn!(%error, "reloading after a lagged change feed failed");
-                        }
-                        continue;
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    Err(RecvError::Lagged(_)) => ChangeEvent::Resync,
+                    Err(RecvError::Closed) => break,
                 };
                 let result = match event {
                     ChangeEvent::KeysChanged => service.reload_keys().await,
@@ -36,7 +37,16 @@ impl Service {
                     } => service.apply_change(&name, revision, deleted).await,
                 };
                 if let Err(error) = result {
-                    tracing::warn!(%error, "applying a change from the feed failed");
+                    // The feed has moved past this change: read everything again until it
+                    // works, or a flag killed elsewhere would stay on here until the next
+                    // change to its environment, and a revoked key would go on working.
+                    tracing::warn!(%error, "applying a change from the feed failed; reading everything again");
+                    let mut wait = std::time::Duration::from_millis(100);
+                    while let Err(error) = service.reload_all().await {
+                        tracing::warn!(%error, "reading everything again failed; trying again");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                    }
                 }
             }
         })

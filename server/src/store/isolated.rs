@@ -476,7 +476,7 @@ flags:
         let document = Document::from_text(DOCUMENT).unwrap();
         service
             .change(change(&admin(), "import"), |current| {
-                *current = document;
+                *current = document.clone();
                 Ok(())
             })
             .await

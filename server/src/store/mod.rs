@@ -366,6 +366,13 @@ pub enum StoreError {
          has; put it back with `POST /api/v1/store/restore` on a node, or `ripcord store copy`"
     )]
     Lost,
+    /// A shared store that holds no deployment: a new Redis, or one that lost its data.
+    #[error(
+        "Redis holds no Ripcord deployment: `ripcord store init --to URL` makes it a new, \
+         empty one; `ripcord store copy` fills it from another store; if it lost its data \
+         under running nodes, `POST /api/v1/store/restore` on one of them puts it back"
+    )]
+    Unmarked,
     /// An import into a store that already holds something.
     #[error("the store already holds {0}: importing is only into an empty store")]
     NotEmpty(String),

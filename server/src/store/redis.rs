@@ -65,6 +65,45 @@ const PREFIX: &str = "{ripcord}";
 /// snapshots until it is restored (an [import](Store::import) puts the mark back).
 const MARKER: &str = "marker";
 
+/// Whether [`RedisStore::open_with`] may mark a Redis that holds no deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marking {
+    /// The deployment must be there already: what a server opens.
+    Existing,
+    /// A Redis without one becomes a new deployment: `ripcord store init` and the target of
+    /// `ripcord store copy`.
+    New,
+}
+
+/// The oldest Redis whose streams report what the change follower counts on
+/// (`entries-added`).
+const MIN_REDIS_MAJOR: u32 = 7;
+
+/// Refuses a Redis older than [`MIN_REDIS_MAJOR`].
+async fn check_version(connection: &mut ConnectionManager) -> StoreResult<()> {
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(connection)
+        .await
+        .map_err(backend)?;
+    let version = info
+        .lines()
+        .find_map(|line| line.strip_prefix("redis_version:"))
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let major: Option<u32> = version
+        .split('.')
+        .next()
+        .and_then(|major| major.parse().ok());
+    match major {
+        Some(major) if major >= MIN_REDIS_MAJOR => Ok(()),
+        _ => Err(StoreError::Backend(format!(
+            "Redis {version} is too old: Ripcord needs Redis {MIN_REDIS_MAJOR}.0 or later"
+        ))),
+    }
+}
+
 /// How many change entries Redis keeps (approximately). A node that falls further behind
 /// than this, disconnected, reloads everything instead.
 const CHANGES_KEPT: u64 = 10_000;
@@ -279,11 +318,12 @@ static LEASE: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-// KEYS: the environment's reach hash. ARGV: triples of instance id, revision, last seen.
-// Each field is `{revision} {last seen}`, the highest of each from any node.
+// KEYS: the environment's reach hash. ARGV: how long the hash lives without news (seconds),
+// then triples of instance id, revision, last seen. Each field is `{revision} {last seen}`,
+// the highest of each from any node.
 static MERGE_REACH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        "for i = 1, #ARGV, 3 do
+        "for i = 2, #ARGV, 3 do
            local revision, seen = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
            local current = redis.call('HGET', KEYS[1], ARGV[i])
            if current then
@@ -293,9 +333,14 @@ static MERGE_REACH: LazyLock<Script> = LazyLock::new(|| {
            end
            redis.call('HSET', KEYS[1], ARGV[i], string.format('%d %d', revision, seen))
          end
+         redis.call('EXPIRE', KEYS[1], ARGV[1])
          return 0",
     )
 });
+
+/// How long an environment's reach hash outlives the last news of any of its instances:
+/// past the active window, nothing in it counts any more.
+const REACH_KEPT_SECONDS: u64 = 2 * crate::reach::ACTIVE_SECONDS;
 
 /// Instances per script call when merging reach: bounds how long Redis is busy with one.
 const REACH_BATCH: usize = 500;
@@ -304,12 +349,17 @@ impl RedisStore {
     /// Connects to the Redis at `url` (`redis://host:port/db`, or `rediss://` for TLS) and
     /// starts following its change feed from now on.
     pub async fn open(url: &str) -> StoreResult<RedisStore> {
-        RedisStore::open_trusting(url, None).await
+        RedisStore::open_with(url, None, Marking::Existing).await
     }
 
-    /// [`open`](Self::open), trusting for `rediss://` the CA certificate `ca` (PEM) instead
-    /// of the system's roots: for a Redis whose certificate a private CA signed.
-    pub async fn open_trusting(url: &str, ca: Option<Vec<u8>>) -> StoreResult<RedisStore> {
+    /// Opens the store at `url`, trusting for `rediss://` the CA certificate `ca` (PEM)
+    /// instead of the system's roots (for a Redis whose certificate a private CA signed),
+    /// and, with [`Marking::New`], marking a Redis that holds no deployment as a new one.
+    pub async fn open_with(
+        url: &str,
+        ca: Option<Vec<u8>>,
+        marking: Marking,
+    ) -> StoreResult<RedisStore> {
         let client = match ca {
             Some(ca) => Client::build_with_tls(
                 url,
@@ -342,20 +392,28 @@ impl RedisStore {
                 // between this read and the loads is seen twice, which is harmless,
                 // rather than missed.
                 let (start, _) = stream_end(&mut connection).await.map_err(backend)?;
-                let mut fresh = [0u8; 16];
-                getrandom::fill(&mut fresh).map_err(backend)?;
-                // Written only if absent: the first node of a deployment marks it.
-                let (marker,): (String,) = redis::pipe()
-                    .cmd("SET")
-                    .arg(key(MARKER))
-                    .arg(hex::encode(fresh))
-                    .arg("NX")
-                    .ignore()
-                    .cmd("GET")
+                check_version(&mut connection).await?;
+                if marking == Marking::New {
+                    let mut fresh = [0u8; 16];
+                    getrandom::fill(&mut fresh).map_err(backend)?;
+                    // Only if absent: marking a deployment again would cut off its nodes.
+                    redis::cmd("SET")
+                        .arg(key(MARKER))
+                        .arg(hex::encode(fresh))
+                        .arg("NX")
+                        .query_async::<()>(&mut connection)
+                        .await
+                        .map_err(backend)?;
+                }
+                let marker: Option<String> = redis::cmd("GET")
                     .arg(key(MARKER))
                     .query_async(&mut connection)
                     .await
                     .map_err(backend)?;
+                // A node never marks a Redis by itself: one that came back empty would
+                // look new, and this node would serve an empty deployment while the others
+                // refuse it.
+                let marker = marker.ok_or(StoreError::Unmarked)?;
                 Ok::<_, StoreError>((connection, start, marker))
             }
         };
@@ -1430,6 +1488,7 @@ impl Store for RedisStore {
         self.run(|mut connection| async move {
             for batch in seen.chunks(REACH_BATCH) {
                 let mut invocation = MERGE_REACH.key(&hash);
+                invocation.arg(REACH_KEPT_SECONDS);
                 for instance in batch {
                     invocation
                         .arg(&instance.id)
@@ -1629,7 +1688,7 @@ mod tests {
             return;
         };
         let ca = server.certificate().unwrap().as_bytes().to_vec();
-        let store = RedisStore::open_trusting(&server.url(), Some(ca))
+        let store = RedisStore::open_with(&server.url(), Some(ca), super::Marking::Existing)
             .await
             .unwrap();
         conformance::write_one_flag(&store).await;
@@ -1641,6 +1700,173 @@ mod tests {
         );
         let plain = RedisStore::open(&server.url().replace("rediss://", "redis://")).await;
         assert!(plain.is_err(), "a TLS port does not speak plain Redis");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_redis_is_made_a_deployment_only_when_asked() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("FLUSHALL")
+            .query_async::<()>(&mut connection)
+            .await
+            .unwrap();
+        let refused = RedisStore::open(&server.url()).await;
+        assert!(
+            matches!(refused, Err(StoreError::Unmarked)),
+            "a server does not take an empty Redis for a new deployment"
+        );
+        let marked = RedisStore::open_with(&server.url(), None, super::Marking::New)
+            .await
+            .unwrap();
+        let again = RedisStore::open_with(&server.url(), None, super::Marking::New)
+            .await
+            .unwrap();
+        assert_eq!(marked.marker, again.marker, "marked once");
+        let opened = RedisStore::open(&server.url()).await.unwrap();
+        assert_eq!(opened.marker, marked.marker);
+        assert!(opened.ready().await);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_write_on_a_node_behind_another_is_made_again_on_top_of_it() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let open = || async {
+            let store = RedisStore::open(&server.url()).await.unwrap();
+            crate::service::Service::open(
+                std::sync::Arc::new(store),
+                ripcord_engine::Limits::default(),
+                None,
+            )
+            .await
+            .unwrap()
+        };
+        let person = crate::principal::Principal {
+            name: "release-engineer".to_string(),
+            scope: crate::store::Scope::Admin,
+            environment: None,
+            event_channel: None,
+        };
+        let first = open().await;
+        first.create_environment("prod", &person).await.unwrap();
+        // Neither follows the feed: the second stays where it loaded, behind the first.
+        let second = open().await;
+        let change = |operation| crate::service::Change {
+            environment: "prod",
+            actor: &person,
+            operation,
+            reason: None,
+        };
+        let flag = |key: &str| {
+            ripcord_engine::Document::from_text(&format!(
+                "flags:\n  {key}:\n    type: boolean\n    variants: {{on: true, off: false}}\n    default_variant: \"on\"\n"
+            ))
+            .unwrap()
+            .flags
+            .into_values()
+            .next()
+            .unwrap()
+        };
+        first
+            .create_item(change("create_flag"), "checkout", flag("checkout"))
+            .await
+            .unwrap();
+        let revision = second
+            .create_item(change("create_flag"), "search", flag("search"))
+            .await
+            .expect("made again on the first node's change, not refused");
+        assert_eq!(revision, 2);
+        let environment = second.environment("prod").unwrap();
+        let keys: Vec<&String> = environment.document.flags.keys().collect();
+        assert_eq!(
+            keys,
+            ["checkout", "search"],
+            "nothing the first node wrote is lost"
+        );
+        // A change that expected the revision it read is refused, not made again.
+        let refused = first
+            .change_at(change("kill_switch"), Some(1), |document| {
+                if let Some(flag) = document.flags.get_mut("checkout") {
+                    flag.enabled = Some(false);
+                }
+                Ok(())
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refused, crate::error::Error::Conflict(_)),
+            "{refused}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_change_made_while_a_node_starts_reaches_it() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let open = || async {
+            let store = RedisStore::open(&server.url()).await.unwrap();
+            crate::service::Service::open(
+                std::sync::Arc::new(store),
+                ripcord_engine::Limits::default(),
+                None,
+            )
+            .await
+            .unwrap()
+        };
+        let person = crate::principal::Principal {
+            name: "release-engineer".to_string(),
+            scope: crate::store::Scope::Admin,
+            environment: None,
+            event_channel: None,
+        };
+        let writer = open().await;
+        writer.create_environment("durable", &person).await.unwrap();
+        let service = open().await;
+        // Made after the node loaded and before it follows the feed, as while a node is
+        // still preparing.
+        let imported = ripcord_engine::Document::from_text(
+            "segments:\n  beta:\n    when: [{attribute: track, op: in, values: [beta]}]\n",
+        )
+        .unwrap();
+        writer
+            .change(
+                crate::service::Change {
+                    environment: "durable",
+                    actor: &person,
+                    operation: "import",
+                    reason: None,
+                },
+                |document| {
+                    *document = imported.clone();
+                    Ok(())
+                },
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _follower = service.follow_changes();
+        let started = std::time::Instant::now();
+        while service
+            .environment("durable")
+            .is_none_or(|environment| environment.revision != 1)
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the change made while the node started never reached it"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(service
+            .environment("durable")
+            .unwrap()
+            .document
+            .segments
+            .contains_key("beta"));
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -1755,6 +1981,18 @@ mod tests {
             },
             "the tablet was not seen in the window; phone-1 fetched the kill"
         );
+        // Read, the shared hash lets go of what has gone quiet, and it expires unless nodes
+        // keep handing it news.
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let (kept, lives): (u64, i64) = redis::pipe()
+            .hlen(super::key("reach:prod"))
+            .ttl(super::key("reach:prod"))
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(kept, 2, "the tablet is gone from Redis");
+        assert!(lives > 0, "the hash expires: {lives}");
         assert_eq!(
             first.reach("prod", 6, 5_050).await.unwrap(),
             crate::store::Reach {

@@ -3,7 +3,8 @@
 //! Tests never share a Redis: each starts its own, so that none sees another's keys and a
 //! test may stop, restart or empty its server. Without `redis-server` on the `PATH` a test
 //! fails under `CI=true`, and elsewhere says so on stderr and passes without checking
-//! anything (the test command installs Debian's `redis-server` first).
+//! anything (the test command installs Debian's `redis-server` first). The server is marked
+//! as a deployment, as `ripcord store init` marks one, so that stores open on it.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -164,7 +165,13 @@ impl RedisServer {
             if let Ok(client) = client {
                 if let Ok(mut connection) = client.get_connection() {
                     if redis::cmd("PING").query::<String>(&mut connection).is_ok() {
-                        return true;
+                        // What `ripcord store init` does: the tests' stores open on it.
+                        return redis::cmd("SET")
+                            .arg("{ripcord}:marker")
+                            .arg("test-deployment")
+                            .arg("NX")
+                            .query::<()>(&mut connection)
+                            .is_ok();
                     }
                 }
             }

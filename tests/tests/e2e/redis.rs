@@ -38,6 +38,15 @@ impl RedisServer {
             directory: tempfile::tempdir().expect("a temporary directory"),
         };
         server.launch();
+        // What `ripcord store init` does: nodes start only on a Redis marked as a deployment.
+        assert!(
+            inline(
+                server.port,
+                "SET {ripcord}:marker e2e-deployment NX",
+                b"+OK\r\n"
+            ),
+            "marking the deployment"
+        );
         Some(server)
     }
 

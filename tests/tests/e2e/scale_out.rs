@@ -733,3 +733,45 @@ async fn a_redis_that_comes_back_empty_is_refused_and_restored_from_a_node() {
         "{audit:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_start_only_on_a_redis_made_a_deployment_by_store_init() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    redis.flush_all();
+    let ripcord = |arguments: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ripcord-e2e-server"))
+            .args(arguments)
+            .output()
+            .expect("running ripcord")
+    };
+    let url = redis.url();
+    let first = ripcord(&["store", "init", "--to", &url]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("holds a deployment"));
+    // Again: nothing changes for the deployment it already is.
+    let again = ripcord(&["store", "init", "--to", &url]);
+    assert!(again.status.success());
+    let nodes = nodes(&redis, 2).await;
+    nodes[0]
+        .import_yaml("default", FLAGS)
+        .await
+        .expect_status(200);
+    let key = nodes[1].create_key("app", "server", Some("default")).await;
+    until_evaluates(
+        &nodes[1],
+        "B",
+        &key.token,
+        "new-checkout",
+        json!(true),
+        PROPAGATION,
+    )
+    .await;
+    let sled = ripcord(&["store", "init", "--to", "sled:./nowhere"]);
+    assert!(!sled.status.success(), "init is for Redis");
+}

@@ -157,7 +157,7 @@ pub fn import_at(
         change(environment, actor, "import"),
         expected_revision,
         |document| {
-            *document = imported;
+            *document = imported.clone();
             Ok(())
         },
     ))?;

@@ -199,7 +199,7 @@ pub async fn replace_flag(
     let replacement: Flag =
         parse_item(&read_body(&state, payload).await?, &format!("flags.{key}"))?;
     edit_flag(&state, &actor, &environment, key, "update_flag", |flag| {
-        *flag = replacement;
+        *flag = replacement.clone();
         Ok(())
     })
     .await
@@ -334,7 +334,7 @@ async fn edit_flag(
     environment: &str,
     key: String,
     operation: &'static str,
-    edit: impl FnOnce(&mut Flag) -> Result<()>,
+    edit: impl FnMut(&mut Flag) -> Result<()>,
 ) -> Result<HttpResponse> {
     edit_with(state, change(environment, actor, operation), key, edit).await
 }
@@ -344,7 +344,7 @@ async fn edit_with(
     state: &State,
     change: Change<'_>,
     key: String,
-    edit: impl FnOnce(&mut Flag) -> Result<()>,
+    edit: impl FnMut(&mut Flag) -> Result<()>,
 ) -> Result<HttpResponse> {
     let environment = change.environment;
     state.service.edit_item(change, &key, edit).await?;

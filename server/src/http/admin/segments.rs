@@ -169,7 +169,7 @@ pub async fn replace_segment(
             change(&environment, &actor, "update_segment"),
             &key,
             |segment| {
-                *segment = replacement;
+                *segment = replacement.clone();
                 Ok(())
             },
         )

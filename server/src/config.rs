@@ -230,11 +230,7 @@ impl StoreChoice {
     pub fn describe(&self) -> String {
         match self {
             StoreChoice::Sled => "sled".to_string(),
-            StoreChoice::Redis(url) => {
-                let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
-                let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-                format!("{scheme}://{host}")
-            }
+            StoreChoice::Redis(url) => crate::store::redis::without_credentials(url),
         }
     }
 }

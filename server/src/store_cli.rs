@@ -55,7 +55,7 @@ impl std::fmt::Debug for Location {
         match self {
             Location::Sled(path) => write!(formatter, "sled:{}", path.display()),
             Location::Redis(url) => {
-                formatter.write_str(&crate::config::StoreChoice::Redis(url.clone()).describe())
+                formatter.write_str(&crate::store::redis::without_credentials(url))
             }
         }
     }

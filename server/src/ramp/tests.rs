@@ -108,6 +108,27 @@ struct Setup {
     person: Principal,
 }
 
+/// Creates `default` with [`DOCUMENT`] in it, as `person`.
+async fn import_default(service: &Service, person: &Principal) {
+    service.create_environment("default", person).await.unwrap();
+    let document = Document::from_text(DOCUMENT).unwrap();
+    service
+        .change(
+            Change {
+                environment: "default",
+                actor: person,
+                operation: "import",
+                reason: None,
+            },
+            |current| {
+                *current = document.clone();
+                Ok(())
+            },
+        )
+        .await
+        .unwrap();
+}
+
 async fn setup() -> Setup {
     let directory = tempfile::tempdir().unwrap();
     let store = crate::store::sled::SledStore::open(directory.path()).unwrap();
@@ -120,26 +141,7 @@ async fn setup() -> Setup {
         environment: None,
         event_channel: None,
     };
-    service
-        .create_environment("default", &person)
-        .await
-        .unwrap();
-    let document = Document::from_text(DOCUMENT).unwrap();
-    service
-        .change(
-            Change {
-                environment: "default",
-                actor: &person,
-                operation: "import",
-                reason: None,
-            },
-            |current| {
-                *current = document.clone();
-                Ok(())
-            },
-        )
-        .await
-        .unwrap();
+    import_default(&service, &person).await;
     let evidence = Arc::new(FakeEvidence::default());
     let controller = Controller::new(
         Arc::clone(&service),
@@ -685,28 +687,7 @@ async fn on_a_shared_store_one_controller_decides_and_another_takes_over_when_it
         environment: None,
         event_channel: None,
     };
-    first
-        .service
-        .create_environment("default", &person)
-        .await
-        .unwrap();
-    let document = Document::from_text(DOCUMENT).unwrap();
-    first
-        .service
-        .change(
-            Change {
-                environment: "default",
-                actor: &person,
-                operation: "import",
-                reason: None,
-            },
-            |current| {
-                *current = document.clone();
-                Ok(())
-            },
-        )
-        .await
-        .unwrap();
+    import_default(&first.service, &person).await;
     let second = node(&redis.url(), &evidence, lease).await;
     // A person may start the ramp on any node.
     start(&second.controller, &person).await;

@@ -134,6 +134,13 @@ struct StoredItem<T> {
     item: T,
 }
 
+/// A Redis URL as it may be logged: without the user and password it may hold.
+pub fn without_credentials(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{host}")
+}
+
 fn key(suffix: &str) -> String {
     format!("{PREFIX}:{suffix}")
 }
@@ -1673,6 +1680,27 @@ mod tests {
     use crate::store::redis_server::RedisServer;
     use crate::store::{conformance, ChangeEvent, Store, StoreError};
 
+    /// A node's service on `server`'s Redis, not following the feed unless told to.
+    async fn service_on(server: &RedisServer) -> std::sync::Arc<crate::service::Service> {
+        let store = RedisStore::open(&server.url()).await.unwrap();
+        crate::service::Service::open(
+            std::sync::Arc::new(store),
+            ripcord_engine::Limits::default(),
+            None,
+        )
+        .await
+        .unwrap()
+    }
+
+    fn person() -> crate::principal::Principal {
+        crate::principal::Principal {
+            name: "release-engineer".to_string(),
+            scope: crate::store::Scope::Admin,
+            environment: None,
+            event_channel: None,
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn redis_passes_the_store_conformance_suite() {
         let Some(server) = RedisServer::start() else {
@@ -1735,22 +1763,8 @@ mod tests {
         let Some(server) = RedisServer::start() else {
             return;
         };
-        let open = || async {
-            let store = RedisStore::open(&server.url()).await.unwrap();
-            crate::service::Service::open(
-                std::sync::Arc::new(store),
-                ripcord_engine::Limits::default(),
-                None,
-            )
-            .await
-            .unwrap()
-        };
-        let person = crate::principal::Principal {
-            name: "release-engineer".to_string(),
-            scope: crate::store::Scope::Admin,
-            environment: None,
-            event_channel: None,
-        };
+        let open = || service_on(&server);
+        let person = person();
         let first = open().await;
         first.create_environment("prod", &person).await.unwrap();
         // Neither follows the feed: the second stays where it loaded, behind the first.
@@ -1808,22 +1822,8 @@ mod tests {
         let Some(server) = RedisServer::start() else {
             return;
         };
-        let open = || async {
-            let store = RedisStore::open(&server.url()).await.unwrap();
-            crate::service::Service::open(
-                std::sync::Arc::new(store),
-                ripcord_engine::Limits::default(),
-                None,
-            )
-            .await
-            .unwrap()
-        };
-        let person = crate::principal::Principal {
-            name: "release-engineer".to_string(),
-            scope: crate::store::Scope::Admin,
-            environment: None,
-            event_channel: None,
-        };
+        let open = || service_on(&server);
+        let person = person();
         let writer = open().await;
         writer.create_environment("durable", &person).await.unwrap();
         let service = open().await;

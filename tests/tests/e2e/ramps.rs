@@ -38,14 +38,18 @@ async fn ramp_server(extra: &[(&str, &str)]) -> Server {
     Server::start_with(&env, RAMPED).await
 }
 
-const RAMP: &str = "/api/v1/environments/default/flags/new-checkout/ramp";
+pub(crate) const RAMP: &str = "/api/v1/environments/default/flags/new-checkout/ramp";
 
-async fn status(server: &Server) -> Value {
+pub(crate) async fn status(server: &Server) -> Value {
     server.admin_get(RAMP).await.expect_status(200).json()
 }
 
 /// Polls the ramp's status until `done` holds, for at most `patience`.
-async fn wait_for(server: &Server, patience: Duration, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_for(
+    server: &Server,
+    patience: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let started = Instant::now();
     loop {
         let status = status(server).await;
@@ -61,7 +65,7 @@ async fn wait_for(server: &Server, patience: Duration, done: impl Fn(&Value) -> 
 }
 
 /// Waits until the current stage's warm-up is over, so that observations count.
-async fn past_warm_up(server: &Server) -> Value {
+pub(crate) async fn past_warm_up(server: &Server) -> Value {
     past_warm_up_of(server, RAMP).await
 }
 
@@ -129,7 +133,7 @@ async fn post_errors(server: &Server, key: &str, stage: u64, per_cohort: u64, ev
 }
 
 /// Evaluates every flag as the app instance `instance` does when it phones home.
-async fn fetch_as(server: &Server, key: &str, instance: &str) {
+pub(crate) async fn fetch_as(server: &Server, key: &str, instance: &str) {
     let response = server
         .client()
         .post(server.url("/ofrep/v1/evaluate/flags"))

@@ -8,10 +8,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::harness::{Body, Server};
-use crate::ramps::RAMPED;
+use crate::ramps::{fetch_as, past_warm_up, status, wait_for, RAMP, RAMPED};
 use crate::redis::RedisServer;
-
-const RAMP: &str = "/api/v1/environments/default/flags/new-checkout/ramp";
 
 /// A node on `redis` whose controller looks every second and holds its lease for three.
 async fn node(redis: &RedisServer) -> Server {
@@ -21,39 +19,6 @@ async fn node(redis: &RedisServer) -> Server {
         .env("RIPCORD_RAMP_LEASE", "3s")
         .start()
         .await
-}
-
-async fn status(server: &Server) -> Value {
-    server.admin_get(RAMP).await.expect_status(200).json()
-}
-
-/// Polls `server`'s ramp status until `done` holds, for at most `patience`.
-async fn wait_for(server: &Server, patience: Duration, done: impl Fn(&Value) -> bool) -> Value {
-    let started = Instant::now();
-    loop {
-        let status = status(server).await;
-        if done(&status) {
-            return status;
-        }
-        assert!(
-            started.elapsed() < patience,
-            "the ramp did not get there in {patience:?}: {status:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Waits until the stage's warm-up is over, so that observations count.
-async fn past_warm_up(server: &Server) {
-    let status = status(server).await;
-    let counts_from = status["counts_from"].as_str().expect("a running ramp");
-    let counts_from =
-        time::OffsetDateTime::parse(counts_from, &time::format_description::well_known::Rfc3339)
-            .unwrap()
-            .unix_timestamp();
-    while time::OffsetDateTime::now_utc().unix_timestamp() <= counts_from {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Posts `per_cohort` observations of `errors` per cohort to `server`, `events` of them
@@ -101,19 +66,6 @@ async fn kill_incidents(server: &Server) -> Vec<Value> {
         .filter(|incident| incident["action"] == "kill")
         .cloned()
         .collect()
-}
-
-async fn fetch_as(server: &Server, key: &str, instance: &str) {
-    let response = server
-        .client()
-        .post(server.url("/ofrep/v1/evaluate/flags"))
-        .bearer_auth(key)
-        .header("x-ripcord-instance", instance)
-        .json(&json!({"context": {"targetingKey": "user-7"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{instance} fetching its flags");
 }
 
 #[tokio::test(flavor = "multi_thread")]

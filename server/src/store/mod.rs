@@ -135,6 +135,22 @@ pub struct AuditQuery {
     pub limit: usize,
 }
 
+impl AuditQuery {
+    /// Whether `record` is one this query asks for, apart from `before` and `limit`: of its
+    /// environment, and about its flag (a flag's changes and its ramp's decisions).
+    pub fn matches(&self, record: &AuditRecord) -> bool {
+        let environment_matches = self
+            .environment
+            .as_ref()
+            .is_none_or(|wanted| record.environment.as_ref() == Some(wanted));
+        let flag_matches = self.flag.as_ref().is_none_or(|wanted| {
+            (record.action.starts_with("flag.") || record.action.starts_with("ramp."))
+                && &record.target == wanted
+        });
+        environment_matches && flag_matches
+    }
+}
+
 /// A ramp as the server keeps it: the controller's state and what the server adds around
 /// it. One per flag; a restarted ramp replaces it with the next generation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -322,6 +338,16 @@ pub struct SeenInstance {
     pub id: String,
     pub revision: u64,
     pub last_seen: u64,
+}
+
+impl IncidentQuery {
+    /// Whether `record` is one this query asks for, apart from `before` and `limit`.
+    pub fn matches(&self, record: &IncidentRecord) -> bool {
+        self.environment
+            .as_ref()
+            .is_none_or(|environment| &record.environment == environment)
+            && self.flag.as_ref().is_none_or(|flag| &record.flag == flag)
+    }
 }
 
 /// What the change feed announces.

@@ -1161,15 +1161,7 @@ impl Store for RedisStore {
                 query.limit,
                 |record: &mut AuditRecord, id| {
                     record.id = id;
-                    let environment_matches = query
-                        .environment
-                        .as_ref()
-                        .is_none_or(|wanted| record.environment.as_ref() == Some(wanted));
-                    let flag_matches = query.flag.as_ref().is_none_or(|wanted| {
-                        (record.action.starts_with("flag.") || record.action.starts_with("ramp."))
-                            && &record.target == wanted
-                    });
-                    environment_matches && flag_matches
+                    query.matches(record)
                 },
             )
             .await
@@ -1292,11 +1284,7 @@ impl Store for RedisStore {
                 query.limit,
                 |record: &mut IncidentRecord, id| {
                     record.id = id;
-                    query
-                        .environment
-                        .as_ref()
-                        .is_none_or(|environment| &record.environment == environment)
-                        && query.flag.as_ref().is_none_or(|flag| &record.flag == flag)
+                    query.matches(record)
                 },
             )
             .await

@@ -629,15 +629,7 @@ impl Store for SledStore {
             }
             let (key, value) = entry.map_err(|error| self.fail(error))?;
             let record: AuditRecord = decode(&key, &value)?;
-            let environment_matches = query
-                .environment
-                .as_ref()
-                .is_none_or(|wanted| record.environment.as_ref() == Some(wanted));
-            let flag_matches = query.flag.as_ref().is_none_or(|wanted| {
-                (record.action.starts_with("flag.") || record.action.starts_with("ramp."))
-                    && &record.target == wanted
-            });
-            if environment_matches && flag_matches {
+            if query.matches(&record) {
                 found.push(record);
             }
         }
@@ -750,12 +742,7 @@ impl Store for SledStore {
             }
             let (key, value) = entry.map_err(|error| self.fail(error))?;
             let record: IncidentRecord = decode(&key, &value)?;
-            let wanted = query
-                .environment
-                .as_ref()
-                .is_none_or(|environment| &record.environment == environment)
-                && query.flag.as_ref().is_none_or(|flag| &record.flag == flag);
-            if wanted {
+            if query.matches(&record) {
                 found.push(record);
             }
         }

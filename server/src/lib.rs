@@ -19,7 +19,9 @@
 //! - [`feed`]: every installed snapshot, announced to the streams SDKs follow.
 //! - [`grpc`]: the only module that knows tonic: `ripcord.v1`, flagd's services, health.
 //! - [`judge_cli`]: `ripcord judge`, the judge of the HTTP API on two files.
-//! - [`store_cli`]: `ripcord store copy`, a deployment copied from one store into another.
+//! - [`store_cli`]: `ripcord store init` and `ripcord store copy`: a Redis made a
+//!   deployment, a deployment copied from one store into another.
+//! - [`postmortem`]: the Markdown postmortem started from an incident.
 //! - [`ingest`]: guard observations (the metric values apps report for running ramps),
 //!   checked against running ramps and stored as mergeable aggregates with group commit.
 //! - [`principal`]: who a request acts as: a key's name, scope and environment.
@@ -48,6 +50,7 @@ pub mod ingest;
 pub mod judge_cli;
 pub mod memory;
 pub mod parts;
+pub mod postmortem;
 pub mod principal;
 pub mod ramp;
 pub mod reach;

@@ -58,6 +58,7 @@ use super::{
         ramp_summaries::summaries,
         ramps::incidents,
         ramps::incident,
+        ramps::postmortem,
         admin_events::events,
         judge::judge,
         ofrep::evaluate_one,

@@ -11,7 +11,7 @@ use super::state::State;
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::ramp::{Operation, RampStatus};
-use crate::store::{IncidentQuery, IncidentRecord};
+use crate::store::{AuditQuery, AuditRecord, IncidentQuery, IncidentRecord};
 
 const DEFAULT_INCIDENT_LIMIT: usize = 50;
 const MAX_INCIDENT_LIMIT: usize = 500;
@@ -33,7 +33,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(post().to(operate)),
         )
         .service(resource("/api/v1/incidents").route(get().to(incidents)))
-        .service(resource("/api/v1/incidents/{id}").route(get().to(incident)));
+        .service(resource("/api/v1/incidents/{id}").route(get().to(incident)))
+        .service(resource("/api/v1/incidents/{id}/postmortem").route(get().to(postmortem)));
 }
 
 /// A ramp's state, stage and percentage, and for each guard the verdict, the samples per
@@ -319,17 +320,99 @@ pub async fn incident(
     id: web::Path<String>,
 ) -> Result<HttpResponse> {
     super::request::require_admin(&request, &state)?;
-    let id = id.into_inner();
+    let incident = find_incident(&state, id.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(incident))
+}
+
+/// The incident `id` names: 404 for an id that is not a number or names none.
+async fn find_incident(state: &State, id: String) -> Result<IncidentRecord> {
     let missing = || Error::NotFound {
         what: "incident",
         key: id.clone(),
     };
     let number: u64 = id.trim().parse().map_err(|_| missing())?;
-    let incident = state
+    state
         .service
         .store()
         .incident(number)
         .await?
-        .ok_or_else(missing)?;
-    Ok(HttpResponse::Ok().json(incident))
+        .ok_or_else(missing)
+}
+
+/// Audit entries read back to find a ramp generation's timeline.
+const TIMELINE_ENTRIES: usize = 500;
+
+/// A blameless postmortem started from an incident, in Markdown: what was halted and when,
+/// the ramp's timeline from the audit log, every guard's evidence as a table, the kill's
+/// reach, and empty sections for impact, root cause and actions.
+#[utoipa::path(
+    get,
+    path = "/api/v1/incidents/{id}/postmortem",
+    tag = "ramps",
+    params(("id" = u64, Path)),
+    responses(
+        (status = 200, description = "The postmortem, in Markdown", content_type = "text/markdown", body = String),
+        (status = 404, description = "No such incident", body = ErrorBody),
+        StoreUnavailable,
+        KeyRefusals
+    ),
+    security(("bearer" = []), ("api_key" = []))
+)]
+pub async fn postmortem(
+    request: HttpRequest,
+    state: web::Data<State>,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
+    super::request::require_admin(&request, &state)?;
+    let incident = find_incident(&state, id.into_inner()).await?;
+    let entries = state
+        .service
+        .audit(&AuditQuery {
+            environment: Some(incident.environment.clone()),
+            flag: Some(incident.flag.clone()),
+            before: None,
+            limit: TIMELINE_ENTRIES,
+        })
+        .await?;
+    let mut timeline: Vec<AuditRecord> = entries
+        .into_iter()
+        .filter(|entry| {
+            entry.action.starts_with("ramp.")
+                && entry
+                    .after
+                    .as_ref()
+                    .and_then(|after| after.get("generation"))
+                    .and_then(serde_json::Value::as_u64)
+                    == Some(incident.generation)
+        })
+        .collect();
+    timeline.reverse();
+    let kill_revision = state
+        .service
+        .store()
+        .ramp(&incident.environment, &incident.flag)
+        .await?
+        .and_then(|record| record.kill)
+        .filter(|kill| kill.incident == incident.id)
+        .and_then(|kill| kill.revision);
+    let reach = match kill_revision {
+        Some(revision) => Some(
+            state
+                .service
+                .kill_reach(&incident.environment, revision, clock::unix_now())
+                .await,
+        ),
+        None => None,
+    };
+    let text = crate::postmortem::render(
+        &incident,
+        &crate::postmortem::Facts {
+            timeline: &timeline,
+            reach,
+            kill_revision,
+        },
+    );
+    Ok(HttpResponse::Ok()
+        .content_type("text/markdown; charset=utf-8")
+        .body(text))
 }

@@ -372,6 +372,55 @@ async fn a_regression_is_killed_within_a_few_ticks_with_incident_webhook_and_aud
     assert_eq!(&one, incident);
     assert_eq!(killed["kill"]["incident"], incident["id"]);
 
+    // The postmortem the team starts from: what, when, the timeline, the evidence, the
+    // reach, and the sections only people can write.
+    let postmortem = server
+        .admin_get(&format!("/api/v1/incidents/{}/postmortem", incident["id"]))
+        .await
+        .expect_status(200);
+    assert!(
+        postmortem
+            .header("content-type")
+            .is_some_and(|kind| kind.starts_with("text/markdown")),
+        "{:?}",
+        postmortem.header("content-type")
+    );
+    let text = postmortem.text();
+    assert!(
+        text.starts_with(&format!(
+            "# Postmortem: `new-checkout` killed in `default` (incident {})",
+            incident["id"]
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("at stage 1 (10% of the rollout population)"),
+        "{text}"
+    );
+    let timeline = &text[text.find("## Timeline").unwrap()..text.find("## Evidence").unwrap()];
+    let start_row = timeline
+        .find("| start | bootstrap-admin |")
+        .expect(timeline);
+    let kill_row = timeline.find("| kill | ramp-controller |").expect(timeline);
+    assert!(start_row < kill_row, "oldest first: {timeline}");
+    assert!(
+        text.contains("| errors | REGRESSION | n = 1000, rate 0.3 | n = 1000, rate 0.01 |"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "1 of the 2 app and SDK instances seen in the last hour have fetched the kill."
+        ),
+        "{text}"
+    );
+    for section in ["## Impact", "## Root cause", "## Actions"] {
+        assert!(text.contains(section), "{section} in {text}");
+    }
+    server
+        .admin_get("/api/v1/incidents/999999/postmortem")
+        .await
+        .expect_status(404);
+
     // The audit log has the decision, by the controller, with its reason.
     let audit = server
         .admin_get("/api/v1/audit?flag=new-checkout&limit=100")

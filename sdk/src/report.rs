@@ -21,7 +21,7 @@ use tonic::transport::Channel;
 use crate::backoff::Backoff;
 use crate::error::{error_chain, refusal_message, status_error, Error};
 use crate::tracking::{
-    Answer, Bounds, MetricKind, Observation, Recorder, Tag, Tracked, TrackingStatus,
+    Answer, Batch, Bounds, MetricKind, Observation, Recorder, Tag, Tracked, TrackingStatus,
 };
 
 /// How often windows close and how failed sends are retried.
@@ -187,10 +187,11 @@ impl Reporter {
                     return Err(error);
                 }
                 Err(Failure::TooLarge(_)) if batch.len() > 1 => {
-                    let mut first = batch;
+                    // The server refused the whole batch: its halves are new batches.
+                    let mut first = batch.observations;
                     let second = first.split_off(first.len() / 2);
-                    self.recorder.requeue(second);
-                    self.recorder.requeue(first);
+                    self.recorder.requeue(Batch::new(second));
+                    self.recorder.requeue(Batch::new(first));
                 }
                 Err(Failure::Refused(error) | Failure::TooLarge(error)) => {
                     tracing::warn!(%error, "ripcord: the server refused tracked observations; dropped");
@@ -222,7 +223,7 @@ impl Reporter {
 }
 
 impl Transport {
-    async fn send(&self, batch: &[Observation]) -> Result<Answer, Failure> {
+    async fn send(&self, batch: &Batch) -> Result<Answer, Failure> {
         match self {
             Transport::Grpc {
                 client,
@@ -231,7 +232,8 @@ impl Transport {
                 timeout,
             } => {
                 let mut request = tonic::Request::new(pb::ReportRequest {
-                    observations: batch.iter().map(to_pb).collect(),
+                    observations: batch.observations.iter().map(to_pb).collect(),
+                    batch_id: batch.id.clone(),
                 });
                 request.set_timeout(*timeout);
                 let metadata = request.metadata_mut();
@@ -258,7 +260,10 @@ impl Transport {
                 authorization,
                 instance,
             } => {
-                let body = json!({ "observations": batch.iter().map(to_json).collect::<Vec<_>>() });
+                let body = json!({
+                    "batch_id": batch.id,
+                    "observations": batch.observations.iter().map(to_json).collect::<Vec<_>>(),
+                });
                 let response = http
                     .post(url)
                     .header(AUTHORIZATION, authorization)

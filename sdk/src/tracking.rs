@@ -279,9 +279,47 @@ struct State {
     /// By a hash of the key, computed before the lock is taken; the key itself is only
     /// allocated for a unit's first event of the window.
     window: HashMap<u64, (AggregateKey, Aggregate), BuildHasherDefault<Prehashed>>,
-    queue: VecDeque<Vec<Observation>>,
+    queue: VecDeque<Batch>,
     queued: usize,
     status: TrackingStatus,
+}
+
+/// Observations sent together, under an id of their own: a batch sent again after its
+/// answer was lost names itself the same, and the server counts it once.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Batch {
+    pub(crate) id: String,
+    pub(crate) observations: Vec<Observation>,
+}
+
+impl Batch {
+    /// A batch of `observations` under a new id.
+    pub(crate) fn new(observations: Vec<Observation>) -> Batch {
+        Batch {
+            id: batch_id(),
+            observations,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.observations.len()
+    }
+}
+
+/// 128 random bits in hex: no two batches of any instance share one.
+fn batch_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No randomness: the time and a count keep this process's ids apart, which is what
+        // a retry needs.
+        static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let count = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos());
+        return format!("{nanos:x}-{:x}-{count:x}", std::process::id());
+    }
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// The server's answer to one batch.
@@ -426,7 +464,7 @@ impl Recorder {
         while !rest.is_empty() {
             let (batch, after) = rest.split_at(rest.len().min(self.bounds.batch_size.max(1)));
             state.queued += batch.len();
-            state.queue.push_back(batch.to_vec());
+            state.queue.push_back(Batch::new(batch.to_vec()));
             rest = after;
         }
         self.enforce_queue_bound(&mut state);
@@ -447,7 +485,7 @@ impl Recorder {
     }
 
     /// The oldest batch waiting, taken out of the queue.
-    pub(crate) fn take_batch(&self) -> Option<Vec<Observation>> {
+    pub(crate) fn take_batch(&self) -> Option<Batch> {
         let mut state = self.state();
         let batch = state.queue.pop_front()?;
         state.queued -= batch.len();
@@ -456,7 +494,7 @@ impl Recorder {
 
     /// Puts a batch that could not be sent back at the head of the queue, to be tried
     /// again first.
-    pub(crate) fn requeue(&self, batch: Vec<Observation>) {
+    pub(crate) fn requeue(&self, batch: Batch) {
         let mut state = self.state();
         state.queued += batch.len();
         state.queue.push_front(batch);
@@ -522,7 +560,7 @@ mod tests {
     fn drain(recorder: &Recorder) -> Vec<Observation> {
         let mut all = Vec::new();
         while let Some(batch) = recorder.take_batch() {
-            all.extend(batch);
+            all.extend(batch.observations);
         }
         all.sort_by(|a, b| (&a.metric, &a.unit).cmp(&(&b.metric, &b.unit)));
         all

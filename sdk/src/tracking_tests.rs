@@ -153,6 +153,7 @@ impl pb::ripcord_server::Ripcord for Serving {
                 index: 0,
                 reason: "stale stage".to_string(),
             }],
+            duplicate: false,
         }))
     }
 }
@@ -591,11 +592,15 @@ async fn a_failed_send_is_retried_with_backoff_until_the_server_takes_it() {
         (status.pending, status.dropped, status.last_error),
         (0, 0, None)
     );
-    assert_eq!(
-        fake.metrics_requests().len(),
-        3,
-        "two failures, then the one that worked"
-    );
+    let requests = fake.metrics_requests();
+    assert_eq!(requests.len(), 3, "two failures, then the one that worked");
+    // Sent again under the same id, so that a server that did count it counts it once.
+    let ids: Vec<&Value> = requests
+        .iter()
+        .map(|request| &request.body["batch_id"])
+        .collect();
+    assert!(ids[0].as_str().is_some_and(|id| id.len() == 32), "{ids:?}");
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
 }
 
 #[tokio::test]
@@ -691,7 +696,7 @@ fn the_queue_drops_its_oldest_batches_while_the_server_is_away() {
     let status = recorder.status();
     assert_eq!((status.pending, status.dropped), (3, 2));
     let kept: Vec<f64> = std::iter::from_fn(|| recorder.take_batch())
-        .map(|batch| batch[0].value)
+        .map(|batch| batch.observations[0].value)
         .collect();
     assert_eq!(kept, [2.0, 3.0, 4.0], "the newest windows are kept");
 }

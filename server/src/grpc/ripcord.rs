@@ -184,6 +184,10 @@ impl pb::ripcord_server::Ripcord for Ripcord {
             .service
             .authenticate(&token)
             .ok_or_else(auth::unknown_key)?;
+        let batch_id = Some(request.batch_id.as_str()).filter(|id| !id.is_empty());
+        if let Some(id) = batch_id {
+            crate::ingest::check_batch_id(id).map_err(Status::invalid_argument)?;
+        }
         let observations = request
             .observations
             .into_iter()
@@ -192,9 +196,10 @@ impl pb::ripcord_server::Ripcord for Ripcord {
         let accepted = self
             .shared
             .ingest
-            .report(
+            .report_batch(
                 &self.shared.service,
                 &principal,
+                batch_id,
                 observations,
                 crate::clock::unix_now(),
             )
@@ -211,6 +216,7 @@ impl pb::ripcord_server::Ripcord for Ripcord {
                     reason: rejection.reason,
                 })
                 .collect(),
+            duplicate: accepted.duplicate,
         }))
     }
 }

@@ -47,6 +47,12 @@ pub fn routes(config: &mut web::ServiceConfig) {
 #[serde(deny_unknown_fields)]
 #[schema(as = MetricsBatch)]
 pub struct ObservationBatch {
+    /// Names the batch, so that sending it again (a retry whose answer was lost) counts it
+    /// once: 1 to 128 printable ASCII characters, unique per batch (a UUID, say).
+    /// Remembered for an hour.
+    #[serde(default)]
+    #[schema(max_length = 128, min_length = 1, pattern = "^[ -~]{1,128}$")]
+    pub batch_id: Option<String>,
     pub observations: Vec<ObservationBody>,
 }
 
@@ -147,16 +153,27 @@ impl From<ObservationBody> for ObservationIn {
 /// Parses a request body of the batch's shape; a body of another shape is a 400 that
 /// names the path of the first problem.
 pub fn parse_batch(body: &[u8]) -> Result<Vec<ObservationIn>> {
+    parse_named_batch(body).map(|(_, observations)| observations)
+}
+
+/// [`parse_batch`], with the batch's `batch_id` if it has one.
+pub fn parse_named_batch(body: &[u8]) -> Result<(Option<String>, Vec<ObservationIn>)> {
     // Tracking the path costs on every value: only a body that fails is parsed again with it.
     let batch: ObservationBatch = match serde_json::from_slice(body) {
         Ok(batch) => batch,
         Err(_) => super::request::parse_json(body)?,
     };
-    Ok(batch
+    if let Some(id) = &batch.batch_id {
+        ingest::check_batch_id(id).map_err(|message| {
+            crate::error::Error::bad_request(message, Some("batch_id".to_string()))
+        })?;
+    }
+    let observations = batch
         .observations
         .into_iter()
         .map(ObservationIn::from)
-        .collect())
+        .collect();
+    Ok((batch.batch_id, observations))
 }
 
 /// Reports observations for the guards of running ramps.
@@ -166,7 +183,7 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<ObservationIn>> {
     tag = "metrics",
     request_body = ObservationBatch,
     responses(
-        (status = 200, description = "How many observations were accepted, and why each of the others was not. Accepted observations are durably stored", body = Accepted),
+        (status = 200, description = "How many observations were accepted, and why each of the others was not. Accepted observations are durably stored. With `duplicate`, the batch's id was seen before: it counted then, and not again", body = Accepted),
         (status = 400, description = "The body is not a batch of observations; `path` says where", body = ErrorBody),
         (status = 413, description = "More observations than RIPCORD_MAX_OBSERVATIONS_PER_BATCH, or a body over its size limit", body = ErrorBody),
         (status = 503, description = "The store is unavailable or the server is stopping; the batch was not acknowledged", body = ErrorBody),
@@ -195,12 +212,13 @@ pub async fn report(
         )
     };
     let body = super::request::read_body_up_to(payload, limit, setting).await?;
-    let observations = parse_batch(&body)?;
+    let (batch_id, observations) = parse_named_batch(&body)?;
     let accepted = state
         .ingest
-        .report(
+        .report_batch(
             &state.service,
             &principal,
+            batch_id.as_deref(),
             observations,
             crate::clock::unix_now(),
         )

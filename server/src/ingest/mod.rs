@@ -109,6 +109,9 @@ pub struct ObservationIn {
 pub struct Accepted {
     pub accepted: u64,
     pub rejected: Vec<Rejection>,
+    /// The batch's `batch_id` was seen already: it counted then, and does not count again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -261,9 +264,26 @@ impl Ingest {
         observations: Vec<ObservationIn>,
         now: u64,
     ) -> Result<Accepted> {
+        self.report_batch(service, principal, None, observations, now)
+            .await
+    }
+
+    /// [`report`](Ingest::report) for a batch that may name itself: a batch sent again
+    /// with the same `batch_id` (a retry whose answer was lost) counts once, and its answer
+    /// says `duplicate`.
+    pub async fn report_batch(
+        &self,
+        service: &Service,
+        principal: &Principal,
+        batch_id: Option<&str>,
+        observations: Vec<ObservationIn>,
+        now: u64,
+    ) -> Result<Accepted> {
         let environment = reporting_environment(principal)?;
         if crate::access::sees_all(Some(principal.scope)) {
-            return self.accept(environment, observations, now).await;
+            return self
+                .accept_batch(environment, Reporter::Server, batch_id, observations, now)
+                .await;
         }
         // The key's environment was deleted while the request came in: the deletion
         // revoked the key, and nothing it could see is left.
@@ -273,9 +293,10 @@ impl Ingest {
                 what: "environment",
                 key: environment.to_string(),
             })?;
-        self.accept_from(
+        self.accept_batch(
             environment,
             Reporter::Client(&current.snapshot),
+            batch_id,
             observations,
             now,
         )
@@ -308,6 +329,19 @@ impl Ingest {
         observations: Vec<ObservationIn>,
         now: u64,
     ) -> Result<Accepted> {
+        self.accept_batch(environment, reporter, None, observations, now)
+            .await
+    }
+
+    /// [`accept_from`](Ingest::accept_from) for a batch that may name itself.
+    async fn accept_batch(
+        &self,
+        environment: &str,
+        reporter: Reporter<'_>,
+        batch_id: Option<&str>,
+        observations: Vec<ObservationIn>,
+        now: u64,
+    ) -> Result<Accepted> {
         if observations.len() > self.max_batch {
             return Err(Error::LimitExceeded {
                 limit: BATCH_LIMIT_SETTING,
@@ -318,10 +352,22 @@ impl Ingest {
                 ),
             });
         }
-        let (batch, answer) = self.check(environment, reporter, &observations, now);
+        let (batch, mut answer) = self.check(environment, reporter, &observations, now);
         drop(observations);
-        if !batch.is_empty() {
-            self.commit(batch).await?;
+        if batch.is_empty() {
+            return Ok(answer);
+        }
+        match batch_id {
+            // Written on its own, the id with the counts: a group commit could not tell
+            // which of its batches had been seen.
+            Some(batch_id) => {
+                if self.shared.pending().closed {
+                    return Err(stopped());
+                }
+                let merged = self.shared.store.merge_batch(batch_id, batch, now).await?;
+                answer.duplicate = !merged;
+            }
+            None => self.commit(batch).await?,
         }
         Ok(answer)
     }
@@ -373,6 +419,7 @@ impl Ingest {
         let mut answer = Accepted {
             accepted: 0,
             rejected: Vec::new(),
+            duplicate: false,
         };
         for (index, observation) in observations.iter().enumerate() {
             match check_one(flags, reporter, observation, now_ms) {
@@ -445,6 +492,22 @@ impl Drop for Ingest {
         self.shared.pending().closed = true;
         self.shared.work.notify_one();
     }
+}
+
+/// Longer batch ids are refused.
+pub const MAX_BATCH_ID_BYTES: usize = 128;
+
+/// Whether `id` may name a batch: 1 to [`MAX_BATCH_ID_BYTES`] printable ASCII characters.
+pub fn check_batch_id(id: &str) -> std::result::Result<(), String> {
+    if id.is_empty()
+        || id.len() > MAX_BATCH_ID_BYTES
+        || !id.bytes().all(|byte| (0x20..=0x7e).contains(&byte))
+    {
+        return Err(format!(
+            "`batch_id` must be 1 to {MAX_BATCH_ID_BYTES} printable ASCII characters"
+        ));
+    }
+    Ok(())
 }
 
 /// The environment a key reports for: its own, for client and server keys. Admin keys do

@@ -586,6 +586,15 @@ impl Store for GatedStore {
     async fn clear_looks(&self, environment: &str, flag: &str) -> StoreResult<()> {
         self.inner.clear_looks(environment, flag).await
     }
+    async fn merge_batch(
+        &self,
+        batch_id: &str,
+        deltas: Vec<Aggregate>,
+        now: u64,
+    ) -> StoreResult<bool> {
+        self.inner.merge_batch(batch_id, deltas, now).await
+    }
+
     async fn import(&self, dump: crate::store::copy::Dump) -> StoreResult<()> {
         self.inner.import(dump).await
     }

@@ -46,6 +46,7 @@ pub(crate) async fn run(store: &dyn Store) {
     deleting_an_environment_removes_its_ramps(store).await;
     incidents_are_numbered_and_paged_newest_first(store).await;
     ramp_writes_are_refused_once_overtaken(store).await;
+    a_named_batch_counts_once(store).await;
     metric_aggregates(store).await;
     look_history(store).await;
 }
@@ -1846,6 +1847,102 @@ async fn ramp_writes_are_refused_once_overtaken(store: &dyn Store) {
             .map(|found| found.id),
         Some(incident_id)
     );
+}
+
+/// A batch sent again under its id (a retry whose answer was lost) counts once, while the
+/// id is remembered; another id counts; an id forgotten after the window counts again.
+async fn a_named_batch_counts_once(store: &dyn Store) {
+    let environment = "batches";
+    let delta = |events: u64| Aggregate {
+        key: aggregate_key(environment, "checkout", 1, 0, Cohort::Treatment, "crashes"),
+        counts: AggregateCounts::Rate { events, trials: 10 },
+    };
+    let now = 1_800_000_000;
+    assert!(store.merge_batch("b-1", vec![delta(1)], now).await.unwrap());
+    assert!(
+        !store
+            .merge_batch("b-1", vec![delta(1)], now + 5)
+            .await
+            .unwrap(),
+        "the same id again is not merged"
+    );
+    assert!(store
+        .merge_batch("b-2", vec![delta(2)], now + 5)
+        .await
+        .unwrap());
+    let counts = |found: Vec<Aggregate>| {
+        found
+            .into_iter()
+            .map(|aggregate| aggregate.counts)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        counts(store.aggregates(environment, "checkout", 1).await.unwrap()),
+        [AggregateCounts::Rate {
+            events: 3,
+            trials: 20
+        }]
+    );
+    // Past the window, the id is forgotten.
+    let later = now + super::BATCH_IDS_KEPT_SECONDS + 120;
+    assert!(store
+        .merge_batch("b-1", vec![delta(1)], later)
+        .await
+        .unwrap());
+    // And a batch id is no aggregate: clearing a flag's counts leaves the ids.
+    assert!(store
+        .merge_batch("b-3", vec![delta(2)], later)
+        .await
+        .unwrap());
+    store
+        .clear_aggregates(environment, "checkout")
+        .await
+        .unwrap();
+    assert!(!store
+        .merge_batch("b-3", vec![delta(2)], later)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.aggregates(environment, "checkout", 1).await.unwrap(),
+        []
+    );
+}
+
+/// The first half of a durability check of batch ids: one merged. [`check_batch`] then runs
+/// on the store reopened.
+pub(crate) async fn write_batch(store: &dyn Store) {
+    let delta = Aggregate {
+        key: aggregate_key("batches-kept", "checkout", 1, 0, Cohort::Control, "crashes"),
+        counts: AggregateCounts::Rate {
+            events: 1,
+            trials: 4,
+        },
+    };
+    assert!(store
+        .merge_batch("kept-1", vec![delta], 1_800_000_000)
+        .await
+        .unwrap());
+}
+
+/// The id [`write_batch`] merged is still remembered, with its counts.
+pub(crate) async fn check_batch(store: &dyn Store) {
+    let delta = Aggregate {
+        key: aggregate_key("batches-kept", "checkout", 1, 0, Cohort::Control, "crashes"),
+        counts: AggregateCounts::Rate {
+            events: 1,
+            trials: 4,
+        },
+    };
+    assert!(!store
+        .merge_batch("kept-1", vec![delta], 1_800_000_010)
+        .await
+        .unwrap());
+    let stored = store
+        .aggregates("batches-kept", "checkout", 1)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].counts.total(), 4);
 }
 
 fn actions_and_targets(entries: &[AuditRecord]) -> Vec<(&str, &str)> {

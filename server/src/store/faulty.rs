@@ -159,6 +159,16 @@ impl Store for Faulty {
         self.inner.incident(id).await
     }
 
+    async fn merge_batch(
+        &self,
+        batch_id: &str,
+        deltas: Vec<Aggregate>,
+        now: u64,
+    ) -> StoreResult<bool> {
+        self.fault.write()?;
+        self.inner.merge_batch(batch_id, deltas, now).await
+    }
+
     async fn import(&self, dump: crate::store::copy::Dump) -> StoreResult<()> {
         self.inner.import(dump).await
     }

@@ -303,6 +303,17 @@ impl Store for Isolated {
             .await
     }
 
+    async fn merge_batch(
+        &self,
+        batch_id: &str,
+        deltas: Vec<Aggregate>,
+        now: u64,
+    ) -> StoreResult<bool> {
+        let batch_id = batch_id.to_string();
+        self.write(move |store| async move { store.merge_batch(&batch_id, deltas, now).await })
+            .await
+    }
+
     async fn import(&self, dump: super::copy::Dump) -> StoreResult<()> {
         self.write(move |store| async move { store.import(dump).await })
             .await

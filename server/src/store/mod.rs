@@ -535,6 +535,18 @@ pub trait Store: Send + Sync + 'static {
     /// nodes at once.
     async fn merge_aggregates(&self, deltas: Vec<Aggregate>) -> StoreResult<()>;
 
+    /// [`merge_aggregates`](Store::merge_aggregates) for one batch that names itself: adds
+    /// its counts and remembers `batch_id` (at `now`, Unix seconds) in one atomic, durable
+    /// step, and answers true; or, for an id remembered already, changes nothing and
+    /// answers false, so that a batch sent again counts once. Ids are remembered for
+    /// [`BATCH_IDS_KEPT_SECONDS`], and at most [`MAX_BATCH_IDS`] of them.
+    async fn merge_batch(
+        &self,
+        batch_id: &str,
+        deltas: Vec<Aggregate>,
+        now: u64,
+    ) -> StoreResult<bool>;
+
     /// Removes every aggregate of `flag`, of every generation, durably. The controller calls
     /// it when a ramp starts, so that no generation ever reads another's counts.
     async fn clear_aggregates(&self, environment: &str, flag: &str) -> StoreResult<()>;
@@ -547,6 +559,12 @@ pub trait Store: Send + Sync + 'static {
         generation: u64,
     ) -> StoreResult<Vec<Aggregate>>;
 }
+
+/// How long a batch id is remembered: a batch sent again within it counts once.
+pub const BATCH_IDS_KEPT_SECONDS: u64 = 3600;
+
+/// The most batch ids remembered; past it the oldest are forgotten first.
+pub const MAX_BATCH_IDS: usize = 1_000_000;
 
 // ---- Metric aggregates ------------------------------------------------------------------
 //

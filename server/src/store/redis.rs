@@ -31,6 +31,7 @@
 //! | `{ripcord}:looks:{env}\0{flag}` | hash | `{generation}:{minute}` → [`LookRecord`] JSON |
 //! | `{ripcord}:changes` | stream | one entry per change, for every node's follower |
 //! | `{ripcord}:reach:{env}` | hash | instance → `{revision} {last seen}`, from every node |
+//! | `{ripcord}:batches` | sorted set | ids of metric batches merged, scored by time: a batch sent again counts once |
 //! | `{ripcord}:marker` | string | a random value the deployment's first node wrote |
 //!
 //! Audit entries and incidents are stored without their id (it is the field), and get it
@@ -322,6 +323,24 @@ static LEASE: LazyLock<Script> = LazyLock::new(|| {
          local token = redis.call('INCR', KEYS[2])
          redis.call('SET', KEYS[1], token .. ' ' .. ARGV[1], 'PX', ARGV[2])
          return token",
+    )
+});
+
+// KEYS: the batch ids (a sorted set, scored by time), then every aggregate hash the batch
+// adds to. ARGV: the id, now, the time before which ids are forgotten, the most ids kept,
+// then per counter (the position of its hash in KEYS, field, amount).
+// Returns 1, or 0 for an id remembered already (and nothing changes).
+static MERGE_BATCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+         if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+         redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+         local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
+         if excess > 0 then redis.call('ZPOPMIN', KEYS[1], excess) end
+         for i = 5, #ARGV, 3 do
+           redis.call('HINCRBY', KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
+         end
+         return 1",
     )
 });
 
@@ -1583,6 +1602,51 @@ impl Store for RedisStore {
         .await
     }
 
+    async fn merge_batch(
+        &self,
+        batch_id: &str,
+        deltas: Vec<Aggregate>,
+        now: u64,
+    ) -> StoreResult<bool> {
+        let batch_id = batch_id.to_string();
+        self.run(|mut connection| async move {
+            let mut hashes: Vec<String> = Vec::new();
+            let mut counters: Vec<(usize, String, i64)> = Vec::new();
+            for delta in &deltas {
+                let hash = pair_key("aggregates", &delta.key.environment, &delta.key.flag);
+                // KEYS[1] is the set of ids: hashes are numbered from 2.
+                let position = match hashes.iter().position(|known| *known == hash) {
+                    Some(position) => position + 2,
+                    None => {
+                        hashes.push(hash);
+                        hashes.len() + 1
+                    }
+                };
+                for (field, amount) in increments(delta) {
+                    counters.push((position, field, amount));
+                }
+            }
+            let mut invocation = MERGE_BATCH.key(key("batches"));
+            for hash in &hashes {
+                invocation.key(hash);
+            }
+            invocation
+                .arg(&batch_id)
+                .arg(now)
+                .arg(now.saturating_sub(super::BATCH_IDS_KEPT_SECONDS))
+                .arg(super::MAX_BATCH_IDS);
+            for (position, field, amount) in &counters {
+                invocation.arg(*position).arg(field).arg(*amount);
+            }
+            let merged: i64 = invocation
+                .invoke_async(&mut connection)
+                .await
+                .map_err(backend)?;
+            Ok(merged == 1)
+        })
+        .await
+    }
+
     async fn clear_aggregates(&self, environment: &str, flag: &str) -> StoreResult<()> {
         let hash = pair_key("aggregates", environment, flag);
         self.run(|mut connection| async move {
@@ -1615,35 +1679,32 @@ impl Store for RedisStore {
     }
 }
 
+/// The counters a delta adds to, with the amounts: a field per histogram bin of a `value`
+/// metric, events and trials of a `rate` one.
+fn increments(delta: &Aggregate) -> Vec<(String, i64)> {
+    match &delta.counts {
+        AggregateCounts::Values(bins) => bins
+            .iter()
+            .map(|(bin, count)| {
+                (
+                    aggregate_field(&delta.key, 'v', &bin.to_string()),
+                    increment(*count),
+                )
+            })
+            .collect(),
+        AggregateCounts::Rate { events, trials } => vec![
+            (aggregate_field(&delta.key, 'r', "e"), increment(*events)),
+            (aggregate_field(&delta.key, 'r', "t"), increment(*trials)),
+        ],
+    }
+}
+
 /// Adds the increments of `deltas` to `pipe`.
 fn add_increments(pipe: &mut redis::Pipeline, deltas: &[Aggregate]) {
     for delta in deltas {
         let hash = pair_key("aggregates", &delta.key.environment, &delta.key.flag);
-        match &delta.counts {
-            AggregateCounts::Values(bins) => {
-                for (bin, count) in bins {
-                    pipe.hincr(
-                        &hash,
-                        aggregate_field(&delta.key, 'v', &bin.to_string()),
-                        increment(*count),
-                    )
-                    .ignore();
-                }
-            }
-            AggregateCounts::Rate { events, trials } => {
-                pipe.hincr(
-                    &hash,
-                    aggregate_field(&delta.key, 'r', "e"),
-                    increment(*events),
-                )
-                .ignore();
-                pipe.hincr(
-                    &hash,
-                    aggregate_field(&delta.key, 'r', "t"),
-                    increment(*trials),
-                )
-                .ignore();
-            }
+        for (field, amount) in increments(delta) {
+            pipe.hincr(&hash, field, amount).ignore();
         }
     }
 }
@@ -1866,12 +1927,14 @@ mod tests {
             let store = RedisStore::open(&server.url()).await.unwrap();
             conformance::write_one_flag(&store).await;
             conformance::write_aggregates(&store).await;
+            conformance::write_batch(&store).await;
         }
         // Killed, not shut down: only what the append-only file holds comes back.
         server.restart();
         let store = RedisStore::open(&server.url()).await.unwrap();
         conformance::check_one_flag(&store).await;
         conformance::check_aggregates(&store).await;
+        conformance::check_batch(&store).await;
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -53,6 +53,8 @@ pub struct SledStore {
     items: std::sync::Mutex<()>,
     /// The ramp controller's lease (see [`Store::lease`]).
     lease: std::sync::Mutex<Option<Lease>>,
+    /// When old batch ids were last forgotten (Unix seconds).
+    batches_forgotten: std::sync::atomic::AtomicU64,
 }
 
 struct Lease {
@@ -179,6 +181,7 @@ impl SledStore {
             changes,
             items: std::sync::Mutex::new(()),
             lease: std::sync::Mutex::new(None),
+            batches_forgotten: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -949,61 +952,47 @@ impl Store for SledStore {
         if deltas.is_empty() {
             return Ok(());
         }
-        // One entry per stored key, so that the transaction reads and writes each once.
-        let mut sums: Vec<(Vec<u8>, AggregateCounts)> = Vec::with_capacity(deltas.len());
-        let mut positions: std::collections::HashMap<Vec<u8>, usize> =
-            std::collections::HashMap::with_capacity(deltas.len());
-        for delta in deltas {
-            let key = aggregate_key(&delta.key, &delta.counts);
-            match positions.get(&key) {
-                Some(position) => {
-                    sums[*position].1.add(&delta.counts);
-                }
-                None => {
-                    positions.insert(key.clone(), sums.len());
-                    sums.push((key, delta.counts));
-                }
-            }
-        }
+        let sums = sum_by_key(deltas);
+        self.aggregate_tree(&db)?
+            .transaction(|tree| add_sums(tree, &sums))
+            .map_err(|error| match error {
+                TransactionError::Abort(error) => error,
+                TransactionError::Storage(error) => backend(error),
+            })?;
+        self.flush_counts(&db).await
+    }
+
+    async fn merge_batch(
+        &self,
+        batch_id: &str,
+        deltas: Vec<Aggregate>,
+        now: u64,
+    ) -> StoreResult<bool> {
+        self.check_space()?;
+        let db = self.db()?;
+        let sums = sum_by_key(deltas);
         let tree = self.aggregate_tree(&db)?;
-        tree.transaction(|tree| {
-            for (key, delta) in &sums {
-                let mut sum = match tree.get(key)? {
-                    Some(bytes) => match decode_counts(key, &bytes) {
-                        Ok(counts) => counts,
-                        Err(error) => return abort(error),
-                    },
-                    None => empty_like(delta),
-                };
-                if !sum.add(delta) {
-                    return abort(StoreError::Corrupt {
-                        key: String::from_utf8_lossy(key).into_owned(),
-                        message: "the stored counts are of another kind than the key says"
-                            .to_string(),
-                    });
+        // First, so that an id past the window counts again.
+        self.forget_old_batches(&tree, now);
+        let (id_key, time_key) = (batch_key(batch_id), batch_time_key(now, batch_id));
+        let merged = tree
+            .transaction(|tree| {
+                if tree.get(&id_key)?.is_some() {
+                    return Ok(false);
                 }
-                tree.insert(key.as_slice(), encode(&StoredCounts::from(&sum)))?;
-            }
-            Ok(())
-        })
-        .map_err(|error| match error {
-            TransactionError::Abort(error) => error,
-            TransactionError::Storage(error) => backend(error),
-        })?;
-        // The counts are in: failing now would have the reporters send them again and count
-        // them twice, so a flush that fails is tried again before the batch is failed.
-        let mut wait = std::time::Duration::from_millis(50);
-        for _ in 0..FLUSH_RETRIES {
-            match self.flush(&db).await {
-                Ok(()) => return Ok(()),
-                Err(error) => {
-                    tracing::warn!(%error, "flushing metric aggregates failed; trying again");
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                }
-            }
+                tree.insert(id_key.as_slice(), &now.to_be_bytes())?;
+                tree.insert(time_key.as_slice(), &[])?;
+                add_sums(tree, &sums)?;
+                Ok(true)
+            })
+            .map_err(|error| match error {
+                TransactionError::Abort(error) => error,
+                TransactionError::Storage(error) => backend(error),
+            })?;
+        if merged {
+            self.flush_counts(&db).await?;
         }
-        self.flush(&db).await
+        Ok(merged)
     }
 
     async fn clear_aggregates(&self, environment: &str, flag: &str) -> StoreResult<()> {
@@ -1111,11 +1100,130 @@ impl SledStore {
         db.open_tree(LOOKS_TREE).map_err(|error| self.fail(error))
     }
 
+    /// Flushes merged counts. They are in: failing now would have the reporters send them
+    /// again and count them twice, so a flush that fails is tried again before the batch
+    /// is failed.
+    async fn flush_counts(&self, db: &sled::Db) -> StoreResult<()> {
+        let mut wait = std::time::Duration::from_millis(50);
+        for _ in 0..FLUSH_RETRIES {
+            match self.flush(db).await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    tracing::warn!(%error, "flushing metric aggregates failed; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+            }
+        }
+        self.flush(db).await
+    }
+
+    /// Forgets batch ids older than [`super::BATCH_IDS_KEPT_SECONDS`], and the oldest past
+    /// [`super::MAX_BATCH_IDS`]; at most once a minute, since it reads every id.
+    fn forget_old_batches(&self, tree: &sled::Tree, now: u64) {
+        let last = self.batches_forgotten.load(Ordering::Relaxed);
+        if now < last.saturating_add(60) {
+            return;
+        }
+        self.batches_forgotten.store(now, Ordering::Relaxed);
+        let cutoff = now.saturating_sub(super::BATCH_IDS_KEPT_SECONDS);
+        let times: Vec<Vec<u8>> = tree
+            .scan_prefix(BATCH_TIME_PREFIX)
+            .keys()
+            .filter_map(std::result::Result::ok)
+            .map(|key| key.to_vec())
+            .collect();
+        let excess = times.len().saturating_sub(super::MAX_BATCH_IDS);
+        let mut batch = sled::Batch::default();
+        for (index, key) in times.iter().enumerate() {
+            let rest = &key[BATCH_TIME_PREFIX.len()..];
+            let Some((time, id)) = rest.split_first_chunk::<8>() else {
+                batch.remove(key.as_slice());
+                continue;
+            };
+            if index >= excess && u64::from_be_bytes(*time) >= cutoff {
+                break;
+            }
+            batch.remove(key.as_slice());
+            let mut id_key = BATCH_PREFIX.to_vec();
+            id_key.extend_from_slice(id);
+            batch.remove(id_key);
+        }
+        if let Err(error) = tree.apply_batch(batch) {
+            // Forgotten on the next try; until then the ids are only kept a little longer.
+            tracing::warn!(%error, "forgetting old batch ids failed");
+        }
+    }
+
     fn aggregate_tree(&self, db: &sled::Db) -> StoreResult<sled::Tree> {
         // sled hands out the same tree each time; opening it is a map lookup.
         db.open_tree(AGGREGATES_TREE)
             .map_err(|error| self.fail(error))
     }
+}
+
+/// Sums deltas to one entry per stored key, so that a transaction reads and writes each once.
+fn sum_by_key(deltas: Vec<Aggregate>) -> Vec<(Vec<u8>, AggregateCounts)> {
+    let mut sums: Vec<(Vec<u8>, AggregateCounts)> = Vec::with_capacity(deltas.len());
+    let mut positions: std::collections::HashMap<Vec<u8>, usize> =
+        std::collections::HashMap::with_capacity(deltas.len());
+    for delta in deltas {
+        let key = aggregate_key(&delta.key, &delta.counts);
+        match positions.get(&key) {
+            Some(position) => {
+                sums[*position].1.add(&delta.counts);
+            }
+            None => {
+                positions.insert(key.clone(), sums.len());
+                sums.push((key, delta.counts));
+            }
+        }
+    }
+    sums
+}
+
+/// Adds `sums` to the stored counts, inside a transaction.
+fn add_sums(
+    tree: &TransactionalTree,
+    sums: &[(Vec<u8>, AggregateCounts)],
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    for (key, delta) in sums {
+        let mut sum = match tree.get(key)? {
+            Some(bytes) => match decode_counts(key, &bytes) {
+                Ok(counts) => counts,
+                Err(error) => return abort(error),
+            },
+            None => empty_like(delta),
+        };
+        if !sum.add(delta) {
+            return abort(StoreError::Corrupt {
+                key: String::from_utf8_lossy(key).into_owned(),
+                message: "the stored counts are of another kind than the key says".to_string(),
+            });
+        }
+        tree.insert(key.as_slice(), encode(&StoredCounts::from(&sum)))?;
+    }
+    Ok(())
+}
+
+// Batch ids live in the aggregates tree, so that one transaction remembers an id with its
+// counts. Their keys start with 0xFF, which no environment name (and so no aggregate key)
+// does: `\xffbatch\0{id}` → the time it was merged, and `\xfftime\0{time: 8 bytes BE}{id}`,
+// the same ids in the order they go.
+const BATCH_PREFIX: &[u8] = b"\xffbatch\0";
+const BATCH_TIME_PREFIX: &[u8] = b"\xfftime\0";
+
+fn batch_key(id: &str) -> Vec<u8> {
+    let mut key = BATCH_PREFIX.to_vec();
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+fn batch_time_key(time: u64, id: &str) -> Vec<u8> {
+    let mut key = BATCH_TIME_PREFIX.to_vec();
+    key.extend_from_slice(&time.to_be_bytes());
+    key.extend_from_slice(id.as_bytes());
+    key
 }
 
 /// `{environment}\0`: every aggregate of an environment. Names hold no NUL byte.
@@ -1255,9 +1363,11 @@ mod tests {
         {
             let store = super::SledStore::open(directory.path()).unwrap();
             crate::store::conformance::write_one_flag(&store).await;
+            crate::store::conformance::write_batch(&store).await;
         }
         let store = reopen(directory.path()).await;
         crate::store::conformance::check_one_flag(&store).await;
+        crate::store::conformance::check_batch(&store).await;
     }
 
     #[tokio::test]

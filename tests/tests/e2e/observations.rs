@@ -74,7 +74,10 @@ async fn ripcord(server: &Server) -> pb::ripcord_client::RipcordClient<Channel> 
 }
 
 fn report(observations: Vec<pb::Observation>, key: Option<&str>) -> Request<pb::ReportRequest> {
-    let mut request = Request::new(pb::ReportRequest { observations });
+    let mut request = Request::new(pb::ReportRequest {
+        observations,
+        batch_id: String::new(),
+    });
     if let Some(key) = key {
         request.metadata_mut().insert(
             "authorization",

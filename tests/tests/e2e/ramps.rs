@@ -826,3 +826,70 @@ async fn status_and_incidents_refuse_what_does_not_exist() {
         .json();
     assert_eq!(bad["path"], "limit", "{bad}");
 }
+
+/// Posts `batch` under `batch_id`, answered 200.
+async fn send_named(server: &Server, key: &str, batch_id: &str, batch: &[Value]) -> Value {
+    server
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/metrics",
+            Some(key),
+            Body::Json(json!({"batch_id": batch_id, "observations": batch})),
+        )
+        .await
+        .expect_status(200)
+        .json()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_sent_again_counts_once_also_after_a_restart() {
+    let mut server = ramp_server(&[]).await;
+    let client = server.create_key("app", "client", Some("default")).await;
+    server
+        .admin_post(&format!("{RAMP}/start"), json!({}))
+        .await
+        .expect_status(200);
+    past_warm_up(&server).await;
+    // 100 per cohort: under the guard's minimum, so nothing is decided and the counts show.
+    let batch: Vec<Value> = ["treatment", "control"]
+        .into_iter()
+        .flat_map(|cohort| {
+            (0..100).map(move |index| {
+                json!({"flag": "new-checkout", "metric": "errors", "value": 0,
+                       "cohort": cohort, "stage": 0, "unit": format!("{cohort}-{index}")})
+            })
+        })
+        .collect();
+    let counted = |status: &Value| status["guards"][0]["stage_observations"].clone();
+
+    let first = send_named(&server, &client.token, "batch-7f3a", &batch).await;
+    assert_eq!(first["accepted"], json!(200), "{first}");
+    assert!(first.get("duplicate").is_none(), "{first}");
+    // Its answer was lost, say: the reporter sends it again.
+    let again = send_named(&server, &client.token, "batch-7f3a", &batch).await;
+    assert_eq!(again["duplicate"], json!(true), "{again}");
+    assert_eq!(counted(&status(&server).await), json!(200));
+
+    server.restart().await;
+    let after_restart = send_named(&server, &client.token, "batch-7f3a", &batch).await;
+    assert_eq!(after_restart["duplicate"], json!(true), "{after_restart}");
+    assert_eq!(counted(&status(&server).await), json!(200), "counted once");
+
+    // Another batch, and one without an id, count as usual.
+    send_named(&server, &client.token, "batch-8b41", &batch).await;
+    post_errors(&server, &client.token, 0, 100, [0, 0]).await;
+    assert_eq!(counted(&status(&server).await), json!(600));
+
+    // An id that is not one is refused, naming it.
+    let refused = server
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/metrics",
+            Some(&client.token),
+            Body::Json(json!({"batch_id": "", "observations": []})),
+        )
+        .await
+        .expect_status(400)
+        .json();
+    assert_eq!(refused["path"], "batch_id", "{refused}");
+}

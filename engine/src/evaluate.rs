@@ -100,6 +100,9 @@ pub struct Metadata<'a> {
     /// Set when the context was outside the rollout because it has no usable value for the
     /// rollout's stickiness attribute: the attribute's name.
     pub unit_missing: Option<&'a str>,
+    /// With a variant served: the same for everyone served this value of the flag, and
+    /// different when the value changes (see [`crate::snapshot::cache_token`]).
+    pub cache_token: Option<&'a str>,
 }
 
 /// A unit's place in a rollout, out of [`BUCKETS`](crate::bucketing::BUCKETS) buckets.
@@ -136,7 +139,10 @@ impl<'a> Evaluation<'a> {
             reason,
             error: None,
             flag_type: Some(flag.flag_type),
-            metadata,
+            metadata: Metadata {
+                cache_token: flag.cache_tokens.get(variant).map(|token| &**token),
+                ..metadata
+            },
         }
     }
 }

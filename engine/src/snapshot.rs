@@ -82,6 +82,8 @@ pub struct CompiledFlag {
     pub(crate) enabled: bool,
     pub(crate) client_visible: bool,
     pub(crate) variants: Vec<(Box<str>, Value)>,
+    /// Each variant's cache token (see [`cache_token`]), by position.
+    pub(crate) cache_tokens: Vec<Box<str>>,
     pub(crate) default_variant: usize,
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) rollout: Option<CompiledRollout>,
@@ -199,6 +201,11 @@ impl CompiledFlag {
 
     /// The position of the variant `name`. An evaluation's variant borrows the flag's own
     /// name, so it is found by address first, without comparing text.
+    /// The cache token of the variant at `position` (see [`cache_token`]).
+    pub fn cache_token(&self, position: usize) -> Option<&str> {
+        self.cache_tokens.get(position).map(|token| &**token)
+    }
+
     pub fn variant_position(&self, name: &str) -> Option<usize> {
         let same_name = |(known, _): &(Box<str>, Value)| {
             std::ptr::eq(known.as_ptr(), name.as_ptr()) && known.len() == name.len()
@@ -581,7 +588,12 @@ fn compile_flag(
         );
     }
 
+    let cache_tokens = variants
+        .iter()
+        .map(|(_, value)| cache_token(key, value))
+        .collect();
     (problems.len() == before).then(|| CompiledFlag {
+        cache_tokens,
         key: key.into(),
         flag_type: flag.flag_type,
         revision,
@@ -592,6 +604,18 @@ fn compile_flag(
         rules,
         rollout,
     })
+}
+
+/// The cache token of `flag` serving `value`: 16 hex digits of xxh3 over the flag's key and
+/// the value's JSON. Everyone served the same value of the flag gets the same token, and
+/// the token changes when the value does; an app that adds it to its cache keys keeps the
+/// entries of treatment and control apart while both versions run. The key is part of it,
+/// so that tokens of different flags combine without colliding.
+pub fn cache_token(flag: &str, value: &Value) -> Box<str> {
+    let mut bytes = flag.as_bytes().to_vec();
+    bytes.push(0);
+    bytes.extend_from_slice(value.to_string().as_bytes());
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)).into_boxed_str()
 }
 
 /// A percentage is 0 to 100 with at most three decimals: the bucketing resolution.
@@ -794,4 +818,29 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         rest = &rest[digits + 1..];
     }
     Some(Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod cache_token_tests {
+    use super::cache_token;
+
+    #[test]
+    fn a_cache_token_is_the_same_for_the_same_value_of_a_flag_only() {
+        let value = serde_json::json!({"model": "vector", "k": 10});
+        let token = cache_token("search-v2", &value);
+        assert_eq!(token.len(), 16);
+        assert_eq!(token, cache_token("search-v2", &value.clone()));
+        assert_ne!(
+            token,
+            cache_token(
+                "search-v2",
+                &serde_json::json!({"model": "vector", "k": 11})
+            )
+        );
+        assert_ne!(
+            token,
+            cache_token("ranking", &value),
+            "another flag, another token"
+        );
+    }
 }

@@ -31,6 +31,18 @@ pub struct FlagMetadata {
     pub rule: Option<String>,
     /// The stickiness attribute the context lacked, which kept it out of the rollout.
     pub unit_missing: Option<String>,
+    /// The same for everyone served this value of the flag, and different when the value
+    /// changes: add it to the keys of what the app caches about the flag, so that
+    /// treatment and control never read each other's entries ([`cache_key`] combines the
+    /// tokens of several flags). `None` when no value was served (an error).
+    pub cache_token: Option<String>,
+}
+
+/// One cache-key part for everything that depends on several flags: their cache tokens
+/// (from each evaluation's [`FlagMetadata::cache_token`]) combined, in the order given. Two
+/// apps get the same part exactly when they were served the same value of every flag.
+pub fn cache_key<'a>(tokens: impl IntoIterator<Item = &'a str>) -> String {
+    tokens.into_iter().collect::<Vec<_>>().join(".")
 }
 
 /// Why a context got its value (OpenFeature's resolution reasons).
@@ -203,5 +215,17 @@ impl<T> Details<T> {
             error_message: Some(message.into()),
             metadata: FlagMetadata::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cache_key;
+
+    #[test]
+    fn a_cache_key_part_combines_the_tokens_in_order() {
+        assert_eq!(cache_key(["a1b2", "c3d4"]), "a1b2.c3d4");
+        assert_ne!(cache_key(["a1b2", "c3d4"]), cache_key(["c3d4", "a1b2"]));
+        assert_eq!(cache_key([]), "");
     }
 }

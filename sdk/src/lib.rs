@@ -38,7 +38,7 @@ mod tracking;
 #[cfg(test)]
 mod tracking_tests;
 
-pub use details::{Details, ErrorCode, FlagMetadata, FlagValue, Reason};
+pub use details::{cache_key, Details, ErrorCode, FlagMetadata, FlagValue, Reason};
 pub use error::Error;
 pub use local::{
     Change, Changes, FlagChange, FlagChanges, LocalClient, LocalClientBuilder, LocalStatus,

@@ -541,6 +541,7 @@ impl LocalClient {
             stage: evaluation.metadata.stage,
             rule: evaluation.metadata.rule.map(str::to_string),
             unit_missing: evaluation.metadata.unit_missing.map(str::to_string),
+            cache_token: evaluation.metadata.cache_token.map(str::to_string),
         };
         if let Some(code) = evaluation.error {
             let message = match code {

@@ -146,6 +146,7 @@ impl RipcordProvider {
             ("cohort", details.metadata.cohort),
             ("rule", details.metadata.rule),
             ("unitMissing", details.metadata.unit_missing),
+            ("cacheToken", details.metadata.cache_token),
         ] {
             if let Some(field) = field {
                 metadata.add_value(name, field);

@@ -582,6 +582,7 @@ fn metadata(fields: &serde_json::Map<String, Value>) -> FlagMetadata {
             .and_then(|stage| Stage::deserialize(stage).ok()),
         rule: text("rule"),
         unit_missing: text("unitMissing"),
+        cache_token: text("cacheToken"),
     }
 }
 

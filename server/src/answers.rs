@@ -25,7 +25,7 @@ struct FlagPieces {
 }
 
 /// `{"key":K,"value":V,"reason":"` before the reason, and
-/// `","variant":N,"metadata":{"revision":R` after it.
+/// `","variant":N,"metadata":{"revision":R,"cacheToken":T` after it.
 #[derive(Debug)]
 struct AroundReason {
     before: Box<[u8]>,
@@ -53,7 +53,8 @@ impl FlagPieces {
         let revision = flag.revision().to_string();
         let variants = flag
             .variants()
-            .map(|(name, value)| {
+            .enumerate()
+            .map(|(position, (name, value))| {
                 let mut before = Vec::with_capacity(32 + key.len());
                 before.extend_from_slice(br#"{"key":"#);
                 before.extend_from_slice(&key);
@@ -65,6 +66,8 @@ impl FlagPieces {
                 after.extend_from_slice(&json(&name));
                 after.extend_from_slice(br#","metadata":{"revision":"#);
                 after.extend_from_slice(revision.as_bytes());
+                after.extend_from_slice(br#","cacheToken":"#);
+                after.extend_from_slice(&json(flag.cache_token(position).unwrap_or_default()));
                 AroundReason {
                     before: before.into_boxed_slice(),
                     after: after.into_boxed_slice(),

@@ -247,6 +247,9 @@ fn evaluation_metadata(evaluation: &Evaluation<'_>) -> prost_types::Struct {
     if let Some(unit_missing) = metadata.unit_missing {
         fields.insert("unitMissing".to_string(), Value::from(unit_missing));
     }
+    if let Some(cache_token) = metadata.cache_token {
+        fields.insert("cacheToken".to_string(), Value::from(cache_token));
+    }
     convert::json_to_struct(&fields)
 }
 

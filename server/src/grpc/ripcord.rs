@@ -267,6 +267,7 @@ fn to_pb(flag: &CompiledFlag, evaluation: &Evaluation<'_>) -> pb::Evaluation {
             stage: metadata.stage.map(u32::from),
             rule: metadata.rule.unwrap_or_default().to_string(),
             unit_missing: metadata.unit_missing.unwrap_or_default().to_string(),
+            cache_token: metadata.cache_token.unwrap_or_default().to_string(),
         }),
     }
 }

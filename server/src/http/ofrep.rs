@@ -195,6 +195,10 @@ struct Success<'a> {
 #[cfg_attr(not(test), allow(dead_code))]
 struct Metadata<'a> {
     revision: u64,
+    /// The same for everyone served this value of the flag, and different when the value
+    /// changes: add it to the keys of what the app caches about the flag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_token: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cohort: Option<&'static str>,
     /// With a cohort on a flag with a ramp: the ramp stage (index into `stages`) to tag
@@ -227,6 +231,7 @@ fn success<'a>(flag: &'a CompiledFlag, evaluation: &Evaluation<'a>) -> Success<'
         variant: evaluation.variant.unwrap_or_default(),
         metadata: Metadata {
             revision: evaluation.metadata.revision,
+            cache_token: evaluation.metadata.cache_token,
             cohort: evaluation.metadata.cohort.map(|cohort| cohort.as_str()),
             stage: evaluation.metadata.stage.map(u32::from),
             rule: evaluation.metadata.rule,
@@ -349,6 +354,10 @@ fn write_item_head(
     write_str(out, evaluation.variant.unwrap_or_default());
     out.extend_from_slice(br#","metadata":{"revision":"#);
     write_u64(out, evaluation.metadata.revision);
+    if let Some(cache_token) = evaluation.metadata.cache_token {
+        out.extend_from_slice(br#","cacheToken":"#);
+        write_str(out, cache_token);
+    }
     Ok(())
 }
 

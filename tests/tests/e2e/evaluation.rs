@@ -1079,3 +1079,97 @@ async fn a_null_targeting_key_is_a_missing_one() {
         .json();
     assert_eq!(refused["errorCode"], "INVALID_CONTEXT", "{refused}");
 }
+
+/// `search-v2`'s cache token by the variant served, over enough users to meet both.
+async fn tokens_by_variant(
+    server: &Server,
+    key: &str,
+) -> std::collections::BTreeMap<String, Value> {
+    let mut seen = std::collections::BTreeMap::new();
+    for user in 0..40 {
+        let answer = server
+            .evaluate(
+                key,
+                "search-v2",
+                json!({"targetingKey": format!("user-{user}")}),
+            )
+            .await
+            .expect_status(200)
+            .json();
+        let token = answer["metadata"]["cacheToken"].clone();
+        assert!(
+            token.as_str().is_some_and(|token| token.len() == 16),
+            "{answer}"
+        );
+        let variant = answer["variant"].as_str().unwrap().to_string();
+        let previous = seen.insert(variant, token.clone());
+        assert!(
+            previous.is_none_or(|previous| previous == token),
+            "everyone served one variant shares its token"
+        );
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cache_token_follows_the_value_served() {
+    let server = Server::start().await;
+    let document = |new_value: &str| {
+        format!(
+            r#"
+flags:
+  search-v2:
+    type: string
+    variants: {{old: "classic", new: "{new_value}", also-old: "classic"}}
+    default_variant: old
+    rollout: {{percentage: 50, split: [{{variant: new, weight: 1}}]}}
+  ranking:
+    type: string
+    variants: {{old: "classic"}}
+    default_variant: old
+"#
+        )
+    };
+    server
+        .import_yaml("default", &document("vector"))
+        .await
+        .expect_status(200);
+    let key = server
+        .create_key("search-service", "server", Some("default"))
+        .await;
+    let before = tokens_by_variant(&server, &key.token).await;
+    assert_eq!(before.len(), 2, "{before:?}");
+    assert_ne!(before["old"], before["new"], "treatment and control differ");
+    // Another flag serving the same value has a token of its own.
+    let ranking = server
+        .evaluate(&key.token, "ranking", json!({"targetingKey": "user-1"}))
+        .await
+        .expect_status(200)
+        .json();
+    assert_ne!(ranking["metadata"]["cacheToken"], before["old"]);
+    // The same in the bulk answer.
+    let bulk = server
+        .evaluate_all(&key.token, json!({"targetingKey": "user-1"}), None)
+        .await
+        .expect_status(200)
+        .json();
+    let item = bulk["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["key"] == "search-v2")
+        .unwrap();
+    assert_eq!(
+        item["metadata"]["cacheToken"],
+        before[item["variant"].as_str().unwrap()]
+    );
+
+    // The treatment's value changes: its token does, the control's does not.
+    server
+        .import_yaml("default", &document("semantic"))
+        .await
+        .expect_status(200);
+    let after = tokens_by_variant(&server, &key.token).await;
+    assert_eq!(after["old"], before["old"]);
+    assert_ne!(after["new"], before["new"]);
+}

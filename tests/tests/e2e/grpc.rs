@@ -185,6 +185,7 @@ fn as_ofrep(evaluation: &pb::Evaluation) -> (Value, &'static str) {
         ("cohort", &metadata.cohort),
         ("rule", &metadata.rule),
         ("unitMissing", &metadata.unit_missing),
+        ("cacheToken", &metadata.cache_token),
     ] {
         if !text.is_empty() {
             ofrep_metadata.insert(name.to_string(), json!(text));

@@ -560,6 +560,14 @@ impl Store for GatedStore {
     async fn put_ramp(&self, write: crate::store::RampWrite) -> StoreResult<u64> {
         self.inner.put_ramp(write).await
     }
+    async fn pending_webhooks(&self) -> StoreResult<Vec<crate::store::PendingWebhook>> {
+        self.inner.pending_webhooks().await
+    }
+
+    async fn webhook_done(&self, id: &str) -> StoreResult<()> {
+        self.inner.webhook_done(id).await
+    }
+
     async fn reserve_incident_id(&self) -> StoreResult<u64> {
         self.inner.reserve_incident_id().await
     }

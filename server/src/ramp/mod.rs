@@ -33,8 +33,8 @@ use crate::error::{Error, Result};
 use crate::principal::Principal;
 use crate::service::{Change, Service};
 use crate::store::{
-    AuditRecord, FlagEffect, IncidentRecord, KillRecord, LookGuard, LookRecord, RampRecord,
-    RampWrite, Scope, Store, StoreError,
+    AuditRecord, FlagEffect, IncidentRecord, KillRecord, LookGuard, LookRecord, PendingWebhook,
+    RampRecord, RampWrite, Scope, Store, StoreError,
 };
 use webhook::{WebhookEvent, Webhooks};
 
@@ -191,6 +191,11 @@ impl Controller {
     /// count, so that a restarted server continues every ramp where it was.
     pub async fn restore(&self) -> Result<()> {
         let _one = self.lock.lock().await;
+        // Deliveries a crash cut off, under their ids: a receiver that got one already
+        // drops the repeat.
+        for webhook in self.store.pending_webhooks().await? {
+            self.webhooks.deliver(webhook, Arc::clone(&self.store));
+        }
         for record in self.store.ramps().await? {
             let (environment, flag) = (record.environment.clone(), record.flag.clone());
             match self.finish(record).await {
@@ -684,6 +689,25 @@ impl Controller {
                 time: time.clone(),
             })
             .collect();
+        let reason = step
+            .decisions
+            .iter()
+            .rev()
+            .find(|decision| !matches!(decision, Decision::Hold { .. }))
+            .map(|decision| decision.reason().to_string());
+        // Stored with the decision, so that a crash before they are sent does not lose them.
+        let webhooks: Vec<PendingWebhook> = events
+            .iter()
+            .filter_map(|event| {
+                self.webhooks.pending(&webhook::Payload::new(
+                    *event,
+                    &record,
+                    reason.clone().unwrap_or_default(),
+                    incident_id,
+                    &time,
+                ))
+            })
+            .collect();
         // The controller's own decisions are fenced: once another node has taken the lease,
         // this one's are refused, with their incident, so that a decision is taken once.
         let fence = if actor.name == CONTROLLER {
@@ -698,6 +722,7 @@ impl Controller {
                 audit,
                 incident: incident_record,
                 fence,
+                webhooks: webhooks.clone(),
             })
             .await?;
         self.activate(&record);
@@ -715,24 +740,11 @@ impl Controller {
         for event in announced {
             self.events.publish(event);
         }
-        let reason = step
-            .decisions
-            .iter()
-            .rev()
-            .find(|decision| !matches!(decision, Decision::Hold { .. }))
-            .map(|decision| decision.reason().to_string());
         // The decision is stored: its webhooks go out even if carrying it over to the flag
-        // fails now (a later look finishes that), since nothing would send them later.
+        // fails now (a later look finishes that).
         let finished = self.finish(record.clone()).await;
-        let sent = finished.as_ref().unwrap_or(&record);
-        for event in events {
-            self.webhooks.send(webhook::Payload::new(
-                event,
-                sent,
-                reason.clone().unwrap_or_default(),
-                incident_id,
-                &time,
-            ));
+        for webhook in webhooks {
+            self.webhooks.deliver(webhook, Arc::clone(&self.store));
         }
         finished
     }
@@ -814,6 +826,7 @@ impl Controller {
                 audit: Vec::new(),
                 incident: None,
                 fence: None,
+                webhooks: Vec::new(),
             })
             .await?)
     }

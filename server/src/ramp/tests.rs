@@ -387,6 +387,7 @@ async fn a_decision_cut_off_by_a_crash_is_finished_on_restore() {
             audit: Vec::new(),
             incident: None,
             fence: None,
+            webhooks: Vec::new(),
         })
         .await
         .unwrap();
@@ -620,6 +621,7 @@ async fn a_decision_carried_out_but_not_yet_marked_is_not_applied_over_a_later_c
             audit: Vec::new(),
             incident: None,
             fence: None,
+            webhooks: Vec::new(),
         })
         .await
         .unwrap();

@@ -12,7 +12,11 @@
 //! ```
 //!
 //! A delivery that fails (no answer, or a status other than 2xx) is retried with doubling
-//! backoff; what failed last, per ramp, is in the ramp's status.
+//! backoff; what failed last, per ramp, is in the ramp's status. Deliveries are stored with
+//! the decision ([`crate::store::PendingWebhook`]) and forgotten once delivered or given
+//! up: after a crash, the restarted server sends what was left, under the same
+//! `X-Ripcord-Delivery`, so a receiver gets every notice at least once and can drop a
+//! repeat.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,7 +28,7 @@ use serde::Serialize;
 use sha2::Sha256;
 
 use crate::clock::{rfc3339, unix_now};
-use crate::store::RampRecord;
+use crate::store::{PendingWebhook, RampRecord, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WebhookEvent {
@@ -175,29 +179,64 @@ impl Webhooks {
             .unwrap_or_default()
     }
 
-    /// Delivers `payload` to every URL in the background, with retries.
-    pub fn send(&self, payload: Payload) {
+    /// The delivery of `payload`, to be stored with its decision; `None` when no URL is
+    /// configured.
+    pub fn pending(&self, payload: &Payload) -> Option<PendingWebhook> {
         if self.config.urls.is_empty() {
-            return;
+            return None;
         }
-        let Ok(body) = serde_json::to_vec(&payload) else {
+        Some(PendingWebhook {
+            id: delivery_id(),
+            event: payload.event.to_string(),
+            body: serde_json::to_value(payload).ok()?,
+        })
+    }
+
+    /// Delivers `pending` to every URL in the background, with retries, and forgets it in
+    /// `store` once every URL has it or was given up on.
+    pub fn deliver(&self, pending: PendingWebhook, store: Arc<dyn Store>) {
+        let Ok(body) = serde_json::to_vec(&pending.body) else {
             return;
         };
-        let delivery = delivery_id();
+        let text = |field: &str| pending.body[field].as_str().unwrap_or_default().to_string();
+        let key = (text("environment"), text("flag"));
+        if self.config.urls.is_empty() {
+            // Configured away since it was stored: nobody to send it to.
+            tokio::spawn(async move {
+                if let Err(error) = store.webhook_done(&pending.id).await {
+                    tracing::warn!(%error, "forgetting an undeliverable webhook failed");
+                }
+            });
+            return;
+        }
+        let remaining = Arc::new(std::sync::atomic::AtomicUsize::new(self.config.urls.len()));
         for url in &self.config.urls {
             let task = Delivery {
                 client: self.client.clone(),
                 url: url.clone(),
                 body: body.clone(),
-                event: payload.event,
-                delivery: delivery.clone(),
+                event: pending.event.clone(),
+                delivery: pending.id.clone(),
                 secret: self.config.secret.clone().unwrap_or_default(),
                 attempts: self.config.attempts.max(1),
                 backoff: self.config.backoff,
-                key: (payload.environment.clone(), payload.flag.clone()),
+                key: key.clone(),
                 deliveries: Arc::clone(&self.deliveries),
             };
-            tokio::spawn(task.run());
+            let (remaining, store, id) = (
+                Arc::clone(&remaining),
+                Arc::clone(&store),
+                pending.id.clone(),
+            );
+            tokio::spawn(async move {
+                task.run().await;
+                if remaining.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                    if let Err(error) = store.webhook_done(&id).await {
+                        // Sent again after a restart: a receiver drops the repeat by its id.
+                        tracing::warn!(%error, "forgetting a delivered webhook failed");
+                    }
+                }
+            });
         }
     }
 }
@@ -206,7 +245,7 @@ struct Delivery {
     client: reqwest::Client,
     url: String,
     body: Vec<u8>,
-    event: &'static str,
+    event: String,
     delivery: String,
     secret: String,
     attempts: u32,
@@ -224,7 +263,7 @@ impl Delivery {
                 .client
                 .post(&self.url)
                 .header("content-type", "application/json")
-                .header("x-ripcord-event", self.event)
+                .header("x-ripcord-event", &self.event)
                 .header("x-ripcord-delivery", &self.delivery)
                 .header("x-ripcord-timestamp", timestamp.to_string())
                 .header(
@@ -242,7 +281,7 @@ impl Delivery {
                 Ok(response) => format!("answered {}", response.status()),
                 Err(error) => error.to_string(),
             };
-            tracing::warn!(url = %self.url, event = self.event, attempt, "webhook failed: {error}");
+            tracing::warn!(url = %self.url, event = %self.event, attempt, "webhook failed: {error}");
             let last = attempt == self.attempts;
             self.record(|status| {
                 status.failed_attempts += 1;

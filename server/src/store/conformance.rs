@@ -47,6 +47,7 @@ pub(crate) async fn run(store: &dyn Store) {
     incidents_are_numbered_and_paged_newest_first(store).await;
     ramp_writes_are_refused_once_overtaken(store).await;
     a_named_batch_counts_once(store).await;
+    webhooks_are_kept_with_their_decision_until_done(store).await;
     metric_aggregates(store).await;
     look_history(store).await;
 }
@@ -1542,6 +1543,7 @@ async fn put_ramp(store: &dyn Store, record: RampRecord, audit: Vec<AuditRecord>
             audit,
             incident: None,
             fence: None,
+            webhooks: Vec::new(),
         })
         .await
         .unwrap();
@@ -1572,6 +1574,7 @@ async fn add_incident(store: &dyn Store, incident: IncidentRecord) -> u64 {
             audit: Vec::new(),
             incident: Some(IncidentRecord { id, ..incident }),
             fence: None,
+            webhooks: Vec::new(),
         })
         .await
         .unwrap();
@@ -1784,6 +1787,7 @@ async fn ramp_writes_are_refused_once_overtaken(store: &dyn Store) {
             ..incident(environment, "checkout", 0)
         }),
         fence,
+        webhooks: Vec::new(),
     };
     let incident_id = store.reserve_incident_id().await.unwrap();
     let stale = RampRecord {
@@ -1847,6 +1851,58 @@ async fn ramp_writes_are_refused_once_overtaken(store: &dyn Store) {
             .map(|found| found.id),
         Some(incident_id)
     );
+}
+
+/// A decision's webhook deliveries are stored with it, and only with it, until done.
+async fn webhooks_are_kept_with_their_decision_until_done(store: &dyn Store) {
+    let environment = "webhooks";
+    create(store, environment).await;
+    let webhook = |id: &str| super::PendingWebhook {
+        id: id.to_string(),
+        event: "ramp.kill".to_string(),
+        body: serde_json::json!({"event": "ramp.kill", "environment": environment, "stage": 0.5}),
+    };
+    let record = ramp_record(environment, "checkout", 1, 0);
+    let write = |record: RampRecord, webhooks| RampWrite {
+        record,
+        audit: Vec::new(),
+        incident: None,
+        fence: None,
+        webhooks,
+    };
+    let stored = store
+        .put_ramp(write(record.clone(), vec![webhook("w-1"), webhook("w-2")]))
+        .await
+        .unwrap();
+    let ids = |found: Vec<super::PendingWebhook>| {
+        let mut ids: Vec<String> = found
+            .into_iter()
+            .filter(|pending| pending.body["environment"] == environment)
+            .map(|pending| pending.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let pending = store.pending_webhooks().await.unwrap();
+    assert!(pending.contains(&webhook("w-1")), "{pending:?}");
+    assert_eq!(ids(pending), ["w-1", "w-2"]);
+    // A refused decision leaves none.
+    let refused = store
+        .put_ramp(write(record.clone(), vec![webhook("w-3")]))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::RampChanged { .. })),
+        "{refused:?}"
+    );
+    store.webhook_done("w-1").await.unwrap();
+    assert_eq!(ids(store.pending_webhooks().await.unwrap()), ["w-2"]);
+    store.webhook_done("w-2").await.unwrap();
+    store.webhook_done("w-2").await.unwrap();
+    assert_eq!(
+        ids(store.pending_webhooks().await.unwrap()),
+        Vec::<String>::new()
+    );
+    assert_eq!(stored, 1);
 }
 
 /// A batch sent again under its id (a retry whose answer was lost) counts once, while the

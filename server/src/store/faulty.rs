@@ -141,6 +141,15 @@ impl Store for Faulty {
         self.inner.put_ramp(write).await
     }
 
+    async fn pending_webhooks(&self) -> StoreResult<Vec<crate::store::PendingWebhook>> {
+        self.inner.pending_webhooks().await
+    }
+
+    async fn webhook_done(&self, id: &str) -> StoreResult<()> {
+        self.fault.write()?;
+        self.inner.webhook_done(id).await
+    }
+
     async fn reserve_incident_id(&self) -> StoreResult<u64> {
         self.fault.write()?;
         self.inner.reserve_incident_id().await

@@ -281,6 +281,17 @@ impl Store for Isolated {
             .await
     }
 
+    async fn pending_webhooks(&self) -> StoreResult<Vec<super::PendingWebhook>> {
+        self.read(move |store| async move { store.pending_webhooks().await })
+            .await
+    }
+
+    async fn webhook_done(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.write(move |store| async move { store.webhook_done(&id).await })
+            .await
+    }
+
     async fn reserve_incident_id(&self) -> StoreResult<u64> {
         self.write(move |store| async move { store.reserve_incident_id().await })
             .await

@@ -190,6 +190,22 @@ pub struct RampWrite {
     /// The ramp controller's fencing token ([`Store::lease`]) on the decisions it takes on
     /// its own: refused once another node has taken the lease.
     pub fence: Option<u64>,
+    /// The decision's webhook deliveries, kept until they are delivered or given up.
+    pub webhooks: Vec<PendingWebhook>,
+}
+
+/// A webhook delivery of a ramp decision, stored with the decision and removed once it is
+/// delivered (or given up), so that a crash between the two does not lose it: a restarted
+/// server sends what is left.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingWebhook {
+    /// The delivery's id, the same on every try and after a restart: receivers deduplicate
+    /// on it (`X-Ripcord-Delivery`).
+    pub id: String,
+    /// `ramp.kill`, `ramp.start`, ...
+    pub event: String,
+    /// The JSON body.
+    pub body: Value,
 }
 
 /// The rollout percentage, and the kill switch when it changes, that a decision gives the
@@ -459,6 +475,12 @@ pub trait Store: Send + Sync + 'static {
     /// under it. Returns the version written. Does not change the environment's revision: a
     /// ramp's state changes on every look, its flag only through [`Store::commit`].
     async fn put_ramp(&self, write: RampWrite) -> StoreResult<u64>;
+
+    /// Webhook deliveries stored with decisions and not yet delivered or given up.
+    async fn pending_webhooks(&self) -> StoreResult<Vec<PendingWebhook>>;
+
+    /// Forgets a pending webhook delivery: it was delivered, or given up.
+    async fn webhook_done(&self, id: &str) -> StoreResult<()>;
 
     /// An incident id nobody else is given, for a [`RampWrite`]'s incident. Ids grow; one
     /// whose write is refused is never used.

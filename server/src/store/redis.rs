@@ -32,6 +32,7 @@
 //! | `{ripcord}:changes` | stream | one entry per change, for every node's follower |
 //! | `{ripcord}:reach:{env}` | hash | instance → `{revision} {last seen}`, from every node |
 //! | `{ripcord}:batches` | sorted set | ids of metric batches merged, scored by time: a batch sent again counts once |
+//! | `{ripcord}:webhooks` | hash | id → a [`PendingWebhook`](super::PendingWebhook) not yet delivered |
 //! | `{ripcord}:marker` | string | a random value the deployment's first node wrote |
 //!
 //! Audit entries and incidents are stored without their id (it is the field), and get it
@@ -287,9 +288,9 @@ static PUT_KEY: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-// KEYS: ramps, ramp versions, audit, audit:last, incidents, lease.
+// KEYS: ramps, ramp versions, audit, audit:last, incidents, lease, webhooks.
 // ARGV: field, the version read, ramp JSON, fencing token or '', incident id or '', incident
-// JSON or '', audit entries.
+// JSON or '', the number of webhooks, per webhook (id, JSON), audit entries.
 // Returns the version written, -1 if the record changed meanwhile, -2 without the lease.
 static PUT_RAMP: LazyLock<Script> = LazyLock::new(|| {
     with_audit(
@@ -304,7 +305,12 @@ static PUT_RAMP: LazyLock<Script> = LazyLock::new(|| {
          redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
          redis.call('HSET', KEYS[2], ARGV[1], stored + 1)
          if ARGV[5] ~= '' then redis.call('HSET', KEYS[5], ARGV[5], ARGV[6]) end
-         for i = 7, #ARGV do append_audit(ARGV[i]) end
+         local at = 8
+         for _ = 1, tonumber(ARGV[7]) do
+           redis.call('HSET', KEYS[7], ARGV[at], ARGV[at + 1])
+           at = at + 2
+         end
+         for i = at, #ARGV do append_audit(ARGV[i]) end
          return stored + 1",
     )
 });
@@ -1224,6 +1230,7 @@ impl Store for RedisStore {
             audit,
             incident,
             fence,
+            webhooks,
         } = write;
         let read = record.version;
         record.version = read + 1;
@@ -1238,6 +1245,7 @@ impl Store for RedisStore {
                     .key(key("audit:last"))
                     .key(key("incidents"))
                     .key(key("lease"))
+                    .key(key("webhooks"))
                     .arg(format!("{}\0{}", record.environment, record.flag))
                     .arg(read)
                     .arg(encode(&record))
@@ -1249,6 +1257,10 @@ impl Store for RedisStore {
                     })),
                     None => invocation.arg("").arg(""),
                 };
+                invocation.arg(webhooks.len());
+                for webhook in &webhooks {
+                    invocation.arg(&webhook.id).arg(encode(webhook));
+                }
                 for entry in &audit {
                     invocation.arg(stored_audit(entry));
                 }
@@ -1263,6 +1275,34 @@ impl Store for RedisStore {
             -2 => Err(StoreError::LeaseLost),
             version => Ok(version.unsigned_abs()),
         }
+    }
+
+    async fn pending_webhooks(&self) -> StoreResult<Vec<super::PendingWebhook>> {
+        self.run(|mut connection| async move {
+            let webhooks: BTreeMap<String, String> = redis::cmd("HGETALL")
+                .arg(key("webhooks"))
+                .query_async(&mut connection)
+                .await
+                .map_err(backend)?;
+            webhooks
+                .iter()
+                .map(|(id, text)| decode(&format!("{} {id}", key("webhooks")), text))
+                .collect()
+        })
+        .await
+    }
+
+    async fn webhook_done(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.run(|mut connection| async move {
+            redis::cmd("HDEL")
+                .arg(key("webhooks"))
+                .arg(&id)
+                .query_async::<()>(&mut connection)
+                .await
+                .map_err(backend)
+        })
+        .await
     }
 
     async fn reserve_incident_id(&self) -> StoreResult<u64> {

@@ -13,6 +13,7 @@
 //! | `audit/{id as 8 big-endian bytes}` | [`AuditRecord`] |
 //! | `ramp/{env}\0{flag}` | [`RampRecord`] |
 //! | `incident/{id as 8 big-endian bytes}` | [`IncidentRecord`] |
+//! | `webhook/{id}` | a [`PendingWebhook`](super::PendingWebhook) not yet delivered |
 //!
 //! Metric aggregates live in a tree of their own, `aggregates`, described with their code
 //! at the end of this file.
@@ -76,6 +77,7 @@ const KEY: &str = "key/";
 const AUDIT: &[u8] = b"audit/";
 const RAMP: &str = "ramp/";
 const INCIDENT: &[u8] = b"incident/";
+const WEBHOOK: &str = "webhook/";
 /// The least free space at which a database that failed is opened again.
 const REOPEN_ROOM: u64 = 8 * 1024 * 1024;
 
@@ -663,7 +665,17 @@ impl Store for SledStore {
             audit,
             incident,
             fence,
+            webhooks,
         } = write;
+        let webhooks: Vec<(Vec<u8>, Vec<u8>)> = webhooks
+            .iter()
+            .map(|webhook| {
+                (
+                    format!("{WEBHOOK}{}", webhook.id).into_bytes(),
+                    encode(webhook),
+                )
+            })
+            .collect();
         if let Some(fence) = fence {
             if self.lease_token() != Some(fence) {
                 return Err(StoreError::LeaseLost);
@@ -696,6 +708,9 @@ impl Store for SledStore {
             if let Some((key, bytes)) = &incident {
                 tree.insert(key.as_slice(), bytes.as_slice())?;
             }
+            for (key, webhook) in &webhooks {
+                tree.insert(key.as_slice(), webhook.as_slice())?;
+            }
             for entry in &audit {
                 append_audit(tree, entry.clone())?;
             }
@@ -703,6 +718,22 @@ impl Store for SledStore {
         })?;
         self.flush(&db).await?;
         Ok(record.version)
+    }
+
+    async fn pending_webhooks(&self) -> StoreResult<Vec<super::PendingWebhook>> {
+        let db = self.db()?;
+        Ok(self
+            .scan::<super::PendingWebhook>(&db, WEBHOOK.as_bytes())?
+            .into_iter()
+            .map(|(_, webhook)| webhook)
+            .collect())
+    }
+
+    async fn webhook_done(&self, id: &str) -> StoreResult<()> {
+        let db = self.db()?;
+        db.remove(format!("{WEBHOOK}{id}").into_bytes())
+            .map_err(|error| self.fail(error))?;
+        self.flush(&db).await
     }
 
     async fn reserve_incident_id(&self) -> StoreResult<u64> {

@@ -893,3 +893,66 @@ async fn a_batch_sent_again_counts_once_also_after_a_restart() {
         .json();
     assert_eq!(refused["path"], "batch_id", "{refused}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_pending_when_the_server_is_killed_is_delivered_after_the_restart() {
+    // The receiver is down for the first two deliveries (the start's and the kill's), and
+    // the next try is a minute away when the server dies.
+    let (receiver, url) = Receiver::start(2).await;
+    let mut server = ramp_server(&[
+        ("RIPCORD_WEBHOOK_URLS", url.as_str()),
+        ("RIPCORD_WEBHOOK_SECRET", SECRET),
+        ("RIPCORD_WEBHOOK_BACKOFF", "60s"),
+    ])
+    .await;
+    let client = server.create_key("app", "client", Some("default")).await;
+    server
+        .admin_post(&format!("{RAMP}/start"), json!({}))
+        .await
+        .expect_status(200);
+    past_warm_up(&server).await;
+    post_errors(&server, &client.token, 0, 1000, [300, 10]).await;
+    wait_for(&server, Duration::from_secs(20), |status| {
+        status["status"] == "killed"
+    })
+    .await;
+    let started = Instant::now();
+    while receiver.deliveries().len() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(10), "both tried");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    server.kill();
+    server.start_again().await;
+    let kills = |deliveries: &[Delivery]| -> Vec<Delivery> {
+        deliveries
+            .iter()
+            .filter(|delivery| delivery.header("x-ripcord-event") == Some("ramp.kill"))
+            .cloned()
+            .collect()
+    };
+    let started = Instant::now();
+    let kill_deliveries = loop {
+        let kill_deliveries = kills(&receiver.deliveries());
+        if kill_deliveries.len() >= 2 {
+            break kill_deliveries;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the kill's notice was not sent again after the restart: {:?}",
+            receiver.deliveries()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        kill_deliveries[0].header("x-ripcord-delivery"),
+        kill_deliveries[1].header("x-ripcord-delivery"),
+        "the same delivery id, for the receiver to drop a repeat"
+    );
+    assert!(signed_correctly(&kill_deliveries[1]));
+    assert_eq!(kill_deliveries[1].json()["event"], "ramp.kill");
+    // Delivered now: a later restart sends it no more.
+    server.restart().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(kills(&receiver.deliveries()).len(), 2);
+}

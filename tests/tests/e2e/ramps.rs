@@ -44,6 +44,18 @@ pub(crate) async fn status(server: &Server) -> Value {
     server.admin_get(RAMP).await.expect_status(200).json()
 }
 
+/// Starts the ramp with no reason, waits out its warm-up, and answers a client key of
+/// `default` to report with.
+async fn start_and_warm_up(server: &Server) -> crate::harness::Key {
+    let client = server.create_key("app", "client", Some("default")).await;
+    server
+        .admin_post(&format!("{RAMP}/start"), json!({}))
+        .await
+        .expect_status(200);
+    past_warm_up(server).await;
+    client
+}
+
 /// Polls the ramp's status until `done` holds, for at most `patience`.
 pub(crate) async fn wait_for(
     server: &Server,
@@ -571,12 +583,7 @@ async fn an_a_a_stream_walks_every_stage_and_completes_at_100() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_ramp_continues_where_it_was_after_a_restart() {
     let mut server = ramp_server(&[]).await;
-    let client = server.create_key("app", "client", Some("default")).await;
-    server
-        .admin_post(&format!("{RAMP}/start"), json!({}))
-        .await
-        .expect_status(200);
-    past_warm_up(&server).await;
+    let client = start_and_warm_up(&server).await;
     post_errors(&server, &client.token, 0, 3000, [30, 30]).await;
     let before = wait_for(&server, Duration::from_secs(20), |status| {
         status["stage"] == json!(1)
@@ -844,12 +851,7 @@ async fn send_named(server: &Server, key: &str, batch_id: &str, batch: &[Value])
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_sent_again_counts_once_also_after_a_restart() {
     let mut server = ramp_server(&[]).await;
-    let client = server.create_key("app", "client", Some("default")).await;
-    server
-        .admin_post(&format!("{RAMP}/start"), json!({}))
-        .await
-        .expect_status(200);
-    past_warm_up(&server).await;
+    let client = start_and_warm_up(&server).await;
     // 100 per cohort: under the guard's minimum, so nothing is decided and the counts show.
     let batch: Vec<Value> = ["treatment", "control"]
         .into_iter()
@@ -905,12 +907,7 @@ async fn a_webhook_pending_when_the_server_is_killed_is_delivered_after_the_rest
         ("RIPCORD_WEBHOOK_BACKOFF", "60s"),
     ])
     .await;
-    let client = server.create_key("app", "client", Some("default")).await;
-    server
-        .admin_post(&format!("{RAMP}/start"), json!({}))
-        .await
-        .expect_status(200);
-    past_warm_up(&server).await;
+    let client = start_and_warm_up(&server).await;
     post_errors(&server, &client.token, 0, 1000, [300, 10]).await;
     wait_for(&server, Duration::from_secs(20), |status| {
         status["status"] == "killed"

@@ -381,16 +381,7 @@ async fn a_decision_cut_off_by_a_crash_is_finished_on_restore() {
         enabled: Some(false),
         base_revision: Some(flag_revision),
     });
-    store
-        .put_ramp(crate::store::RampWrite {
-            record,
-            audit: Vec::new(),
-            incident: None,
-            fence: None,
-            webhooks: Vec::new(),
-        })
-        .await
-        .unwrap();
+    crate::store::conformance::put_ramp(store.as_ref(), record, Vec::new()).await;
     assert_eq!(percentage(service), 10.0);
 
     controller.restore().await.unwrap();
@@ -615,16 +606,7 @@ async fn a_decision_carried_out_but_not_yet_marked_is_not_applied_over_a_later_c
         enabled: None,
         base_revision: Some(flag_revision),
     });
-    store
-        .put_ramp(crate::store::RampWrite {
-            record,
-            audit: Vec::new(),
-            incident: None,
-            fence: None,
-            webhooks: Vec::new(),
-        })
-        .await
-        .unwrap();
+    crate::store::conformance::put_ramp(store.as_ref(), record, Vec::new()).await;
     service
         .change(
             Change {

@@ -102,8 +102,7 @@ impl Keys {
     pub fn install(&self, records: Vec<KeyRecord>) {
         let mut keys = KeysByHash::default();
         let mut channels = KeysByChannel::default();
-        self.records.store(Arc::new(records.clone()));
-        for record in records {
+        for record in &records {
             let mut hash = [0u8; 32];
             if hex::decode_to_slice(&record.hash, &mut hash).is_err() {
                 tracing::warn!(key = %record.id, "a stored key's hash is not 32 hex bytes: the key is ignored");
@@ -116,9 +115,9 @@ impl Keys {
                     crate::access::allows(record.scope, crate::access::Action::Evaluate)
                         && record.environment.is_some();
                 let principal = Arc::new(Principal {
-                    name: record.name,
+                    name: record.name.clone(),
                     scope: record.scope,
-                    environment: record.environment,
+                    environment: record.environment.clone(),
                     event_channel: Some(channel.clone()),
                 });
                 if evaluates {
@@ -140,6 +139,7 @@ impl Keys {
         }
         self.by_hash.store(Arc::new(keys));
         self.by_channel.store(Arc::new(channels));
+        self.records.store(Arc::new(records));
     }
 }
 

@@ -1528,7 +1528,11 @@ fn ramp_record(environment: &str, flag: &str, generation: u64, stage: u32) -> Ra
 }
 
 /// Writes `record` over whatever is stored (its version read first); returns it as stored.
-async fn put_ramp(store: &dyn Store, record: RampRecord, audit: Vec<AuditRecord>) -> RampRecord {
+pub(crate) async fn put_ramp(
+    store: &dyn Store,
+    record: RampRecord,
+    audit: Vec<AuditRecord>,
+) -> RampRecord {
     let read = store
         .ramp(&record.environment, &record.flag)
         .await

@@ -296,6 +296,32 @@ impl LookRecord {
     }
 }
 
+// ---- Records as backends write them -----------------------------------------------------
+
+/// A flag or segment as a backend stores it: with the revision at which it last changed.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct StoredItem<T> {
+    pub(crate) revision: u64,
+    pub(crate) item: T,
+}
+
+/// A record as backends store it: JSON.
+pub(crate) fn to_json<T: Serialize>(value: &T) -> String {
+    // Records hold strings, numbers and maps keyed by strings: serializing cannot fail.
+    serde_json::to_string(value).expect("store records always serialize")
+}
+
+/// A record read back from `key`, or what is wrong with it there.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
+    key: &str,
+    bytes: impl AsRef<[u8]>,
+) -> StoreResult<T> {
+    serde_json::from_slice(bytes.as_ref()).map_err(|error| StoreError::Corrupt {
+        key: key.to_string(),
+        message: error.to_string(),
+    })
+}
+
 /// Which of `count` points of a history, oldest first, to remove so that at most `keep`
 /// stay: every other point of the older half, so that old history keeps its shape at half
 /// the resolution and recent history keeps all of it. Empty while `count <= keep`.

@@ -48,10 +48,10 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncConnectionConfig, Client, Script};
 use ripcord_engine::Stage;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::copy::Dump;
+use super::{from_json, to_json, StoredItem};
 use super::{
     Aggregate, AggregateCounts, AggregateKey, AuditQuery, AuditRecord, ChangeEvent,
     EnvironmentRecord, EnvironmentState, IncidentQuery, IncidentRecord, KeyRecord, LookRecord,
@@ -130,12 +130,6 @@ pub struct RedisStore {
     runtime: Option<tokio::runtime::Runtime>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct StoredItem<T> {
-    revision: u64,
-    item: T,
-}
-
 /// A Redis URL as it may be logged: without the user and password it may hold.
 pub fn without_credentials(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
@@ -155,20 +149,9 @@ fn backend(error: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("redis: {error}"))
 }
 
-fn encode<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("store records always serialize")
-}
-
-fn decode<T: DeserializeOwned>(key: &str, text: &str) -> StoreResult<T> {
-    serde_json::from_str(text).map_err(|error| StoreError::Corrupt {
-        key: key.to_string(),
-        message: error.to_string(),
-    })
-}
-
 /// An audit entry as stored: its id is the hash field, given out by the script.
 fn stored_audit(entry: &AuditRecord) -> String {
-    encode(&AuditRecord {
+    to_json(&AuditRecord {
         id: 0,
         ..entry.clone()
     })
@@ -851,7 +834,7 @@ async fn page_back<T: DeserializeOwned>(
             .map_err(backend)?;
         for (id, text) in ids.into_iter().zip(texts) {
             let Some(text) = text else { continue };
-            let mut record: T = decode(&format!("{hash} {id}"), &text)?;
+            let mut record: T = from_json(&format!("{hash} {id}"), &text)?;
             if found.len() < limit && wanted(&mut record, id) {
                 found.push(record);
             }
@@ -912,13 +895,13 @@ impl Store for RedisStore {
             };
             for (flag, text) in flags {
                 let stored: StoredItem<ripcord_engine::Flag> =
-                    decode(&format!("{flags_key} {flag}"), &text)?;
+                    from_json(&format!("{flags_key} {flag}"), &text)?;
                 state.flag_revisions.insert(flag.clone(), stored.revision);
                 state.document.flags.insert(flag, stored.item);
             }
             for (segment, text) in segments {
                 let stored: StoredItem<ripcord_engine::Segment> =
-                    decode(&format!("{segments_key} {segment}"), &text)?;
+                    from_json(&format!("{segments_key} {segment}"), &text)?;
                 state.document.segments.insert(segment, stored.item);
             }
             Ok(Some(state))
@@ -977,7 +960,7 @@ impl Store for RedisStore {
                     .map_err(backend)?;
                 let mut revocations: Vec<(String, String, String)> = Vec::new();
                 for (id, text) in keys {
-                    let mut record: KeyRecord = decode(&format!("{} {id}", key("keys")), &text)?;
+                    let mut record: KeyRecord = from_json(&format!("{} {id}", key("keys")), &text)?;
                     if record.environment.as_deref() != Some(name.as_str())
                         || record.revoked_at.is_some()
                     {
@@ -991,7 +974,7 @@ impl Store for RedisStore {
                         after: None,
                         ..audit.clone()
                     };
-                    revocations.push((id, encode(&record), stored_audit(&entry)));
+                    revocations.push((id, to_json(&record), stored_audit(&entry)));
                 }
                 let mut invocation = DELETE.prepare_invoke();
                 for suffix in [
@@ -1077,7 +1060,7 @@ impl Store for RedisStore {
                 Mutation::PutFlag { key, flag } => (
                     "f",
                     key,
-                    encode(&StoredItem {
+                    to_json(&StoredItem {
                         revision,
                         item: flag,
                     }),
@@ -1086,7 +1069,7 @@ impl Store for RedisStore {
                 Mutation::PutSegment { key, segment } => (
                     "s",
                     key,
-                    encode(&StoredItem {
+                    to_json(&StoredItem {
                         revision,
                         item: segment,
                     }),
@@ -1149,7 +1132,7 @@ impl Store for RedisStore {
                 .await
                 .map_err(backend)?;
             keys.iter()
-                .map(|(id, text)| decode(&format!("{} {id}", key("keys")), text))
+                .map(|(id, text)| from_json(&format!("{} {id}", key("keys")), text))
                 .collect()
         })
         .await
@@ -1164,7 +1147,7 @@ impl Store for RedisStore {
                 .key(key("audit:last"))
                 .key(key("changes"))
                 .arg(&record.id)
-                .arg(encode(&record))
+                .arg(to_json(&record))
                 .arg(stored_audit(&audit))
                 .arg(CHANGES_KEPT)
                 .invoke_async::<i64>(&mut connection)
@@ -1203,7 +1186,7 @@ impl Store for RedisStore {
                 .map_err(backend)?;
             ramps
                 .iter()
-                .map(|(field, text)| decode(&field.replace('\0', "/"), text))
+                .map(|(field, text)| from_json(&field.replace('\0', "/"), text))
                 .collect()
         })
         .await
@@ -1218,7 +1201,7 @@ impl Store for RedisStore {
                 .query_async(&mut connection)
                 .await
                 .map_err(backend)?;
-            text.map(|text| decode(&field.replace('\0', "/"), &text))
+            text.map(|text| from_json(&field.replace('\0', "/"), &text))
                 .transpose()
         })
         .await
@@ -1248,10 +1231,10 @@ impl Store for RedisStore {
                     .key(key("webhooks"))
                     .arg(format!("{}\0{}", record.environment, record.flag))
                     .arg(read)
-                    .arg(encode(&record))
+                    .arg(to_json(&record))
                     .arg(fence.map(|fence| fence.to_string()).unwrap_or_default());
                 match &incident {
-                    Some(incident) => invocation.arg(incident.id).arg(encode(&IncidentRecord {
+                    Some(incident) => invocation.arg(incident.id).arg(to_json(&IncidentRecord {
                         id: 0,
                         ..incident.clone()
                     })),
@@ -1259,7 +1242,7 @@ impl Store for RedisStore {
                 };
                 invocation.arg(webhooks.len());
                 for webhook in &webhooks {
-                    invocation.arg(&webhook.id).arg(encode(webhook));
+                    invocation.arg(&webhook.id).arg(to_json(webhook));
                 }
                 for entry in &audit {
                     invocation.arg(stored_audit(entry));
@@ -1286,7 +1269,7 @@ impl Store for RedisStore {
                 .map_err(backend)?;
             webhooks
                 .iter()
-                .map(|(id, text)| decode(&format!("{} {id}", key("webhooks")), text))
+                .map(|(id, text)| from_json(&format!("{} {id}", key("webhooks")), text))
                 .collect()
         })
         .await
@@ -1360,7 +1343,7 @@ impl Store for RedisStore {
                 .await
                 .map_err(backend)?;
             text.map(|text| {
-                decode::<IncidentRecord>(&format!("{} {id}", key("incidents")), &text)
+                from_json::<IncidentRecord>(&format!("{} {id}", key("incidents")), &text)
                     .map(|record| IncidentRecord { id, ..record })
             })
             .transpose()
@@ -1374,7 +1357,7 @@ impl Store for RedisStore {
             redis::cmd("HSET")
                 .arg(&hash)
                 .arg(look_field(look.generation, look.minute()))
-                .arg(encode(&look))
+                .arg(to_json(&look))
                 .query_async::<()>(&mut connection)
                 .await
                 .map_err(backend)?;
@@ -1418,7 +1401,9 @@ impl Store for RedisStore {
             looks
                 .iter()
                 .filter(|(field, _)| field.starts_with(&prefix))
-                .map(|(field, text)| decode(&format!("{} {field}", hash.replace('\0', "/")), text))
+                .map(|(field, text)| {
+                    from_json(&format!("{} {field}", hash.replace('\0', "/")), text)
+                })
                 .collect()
         })
         .await
@@ -1470,7 +1455,7 @@ impl Store for RedisStore {
                     pipe.hset(
                         key(&format!("flags:{name}")),
                         flag,
-                        encode(&StoredItem { revision, item }),
+                        to_json(&StoredItem { revision, item }),
                     )
                     .ignore();
                 }
@@ -1479,13 +1464,13 @@ impl Store for RedisStore {
                     pipe.hset(
                         key(&format!("segments:{name}")),
                         segment,
-                        encode(&StoredItem { revision, item }),
+                        to_json(&StoredItem { revision, item }),
                     )
                     .ignore();
                 }
             }
             for record in &dump.keys {
-                pipe.hset(key("keys"), &record.id, encode(record)).ignore();
+                pipe.hset(key("keys"), &record.id, to_json(record)).ignore();
             }
             pipe.incr(key("keys:version"), 1).ignore();
             for entry in &dump.audit {
@@ -1496,7 +1481,7 @@ impl Store for RedisStore {
             pipe.set(key("audit:last"), last_audit).ignore();
             for record in &dump.ramps {
                 let field = format!("{}\0{}", record.environment, record.flag);
-                pipe.hset(key("ramps"), &field, encode(record))
+                pipe.hset(key("ramps"), &field, to_json(record))
                     .ignore()
                     .hset(key("ramps:versions"), &field, record.version)
                     .ignore();
@@ -1505,7 +1490,7 @@ impl Store for RedisStore {
                 pipe.hset(
                     key("incidents"),
                     incident.id,
-                    encode(&IncidentRecord {
+                    to_json(&IncidentRecord {
                         id: 0,
                         ..incident.clone()
                     }),
@@ -1520,7 +1505,7 @@ impl Store for RedisStore {
                 pipe.hset(
                     pair_key("looks", &look.environment, &look.flag),
                     look_field(look.generation, look.minute()),
-                    encode(look),
+                    to_json(look),
                 )
                 .ignore();
             }

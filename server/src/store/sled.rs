@@ -29,7 +29,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use tokio::sync::broadcast;
 
 use super::copy::Dump;
-use super::{Aggregate, AggregateCounts, AggregateKey};
+use super::{Aggregate, AggregateCounts, AggregateKey, StoredItem};
 use super::{
     AuditQuery, AuditRecord, ChangeEvent, EnvironmentRecord, EnvironmentState, IncidentQuery,
     IncidentRecord, KeyRecord, LookRecord, Mutation, RampRecord, RampWrite, Store, StoreError,
@@ -62,12 +62,6 @@ struct Lease {
     holder: String,
     token: u64,
     expires: std::time::Instant,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredItem<T> {
-    revision: u64,
-    item: T,
 }
 
 const ENV: &str = "env/";
@@ -129,14 +123,11 @@ fn backend(error: impl std::fmt::Display) -> StoreError {
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("store records always serialize")
+    super::to_json(value).into_bytes()
 }
 
 fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> StoreResult<T> {
-    serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        message: error.to_string(),
-    })
+    super::from_json(&String::from_utf8_lossy(key), bytes)
 }
 
 fn abort<T>(error: StoreError) -> Result<T, ConflictableTransactionError<StoreError>> {

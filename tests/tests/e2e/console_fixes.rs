@@ -199,6 +199,37 @@ async fn signing_out_stops_the_open_screens_reads() {
     .await;
 }
 
+/// From now on, the page gets the answers of requests whose URL matches `pattern` (a
+/// JavaScript regular expression) two seconds after the server gave them, as on a slow
+/// network.
+async fn slow_answers(client: &Client, pattern: &str) -> Result<(), String> {
+    client
+        .execute(
+            "const slow = new RegExp(arguments[0]); \
+             const original = window.fetch; \
+             window.fetch = async (...args) => { \
+               const response = await original(...args); \
+               if (slow.test(String(args[0]))) { \
+                 await new Promise((done) => setTimeout(done, 2000)); \
+               } \
+               return response; \
+             };",
+            vec![json!(pattern)],
+        )
+        .await
+        .map(drop)
+        .map_err(fail("slowing the answers"))
+}
+
+/// Adds `count` plain flags to an exported `document`: an import of it names many flags,
+/// which the console reads as a whole list.
+fn add_flags(document: &mut Value, count: usize) {
+    for index in 0..count {
+        document["flags"][format!("extra-{index}")] =
+            json!({"type": "boolean", "variants": {"on": true}, "default_variant": "on"});
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_full_read_does_not_undo_a_kill_shown_live() {
     with_browser(|client| async move {
@@ -209,21 +240,11 @@ async fn a_slow_full_read_does_not_undo_a_kill_shown_live() {
         find(&client, "//header//*[normalize-space()='Live']").await?;
         // The list's answer arrives two seconds after the server gave it, as on a slow
         // network: it was read before the kill below and lands after the kill is shown.
+        slow_answers(&client, "/flags$").await?;
         client
-            .execute(
-                "const original = window.fetch; \
-                 window.fetch = async (...args) => { \
-                   const response = await original(...args); \
-                   if (/\\/flags$/.test(String(args[0]))) { \
-                     await new Promise((done) => setTimeout(done, 2000)); \
-                   } \
-                   return response; \
-                 }; \
-                 location.hash = '#/audit';",
-                vec![],
-            )
+            .execute("location.hash = '#/audit';", vec![])
             .await
-            .map_err(fail("slowing the list"))?;
+            .map_err(fail("opening the audit log"))?;
         find(&client, "//main//h1[normalize-space()='Audit log']").await?;
         client
             .execute("location.hash = '#/flags';", vec![])
@@ -281,10 +302,7 @@ async fn ramp_badges_stay_and_are_called_stale_when_the_ramps_cannot_be_read() {
             .map_err(fail("failing the ramps"))?;
         // A change naming many flags reads the whole list again, ramps and all.
         let mut document = server.export("default").await;
-        for index in 0..25 {
-            document["flags"][format!("extra-{index}")] =
-                json!({"type": "boolean", "variants": {"on": true}, "default_variant": "on"});
-        }
+        add_flags(&mut document, 25);
         server
             .admin_put("/api/v1/environments/default/document", document)
             .await
@@ -358,20 +376,7 @@ async fn a_slow_read_of_one_flag_does_not_undo_a_newer_full_read() {
         find(&client, state).await?;
         find(&client, "//header//*[normalize-space()='Live']").await?;
         // The flag's own read answers two seconds after the server gave it.
-        client
-            .execute(
-                "const original = window.fetch; \
-                 window.fetch = async (...args) => { \
-                   const response = await original(...args); \
-                   if (/\\/flags\\/new-checkout$/.test(String(args[0]))) { \
-                     await new Promise((done) => setTimeout(done, 2000)); \
-                   } \
-                   return response; \
-                 };",
-                vec![],
-            )
-            .await
-            .map_err(fail("slowing the flag's read"))?;
+        slow_answers(&client, "/flags/new-checkout$").await?;
         let before = server.export("default").await;
         // The kill is read alone (slowly); the import after it, naming many flags, is read
         // as a whole list, which answers first and is the newer.
@@ -385,10 +390,7 @@ async fn a_slow_read_of_one_flag_does_not_undo_a_newer_full_read() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let mut document = before;
         document["flags"]["new-checkout"]["enabled"] = json!(true);
-        for index in 0..25 {
-            document["flags"][format!("extra-{index}")] =
-                json!({"type": "boolean", "variants": {"on": true}, "default_variant": "on"});
-        }
+        add_flags(&mut document, 25);
         server
             .admin_put("/api/v1/environments/default/document", document)
             .await

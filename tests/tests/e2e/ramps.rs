@@ -107,10 +107,15 @@ fn time_of(text: &str) -> u64 {
     u64::try_from(time.unix_timestamp()).unwrap()
 }
 
-/// Posts `per_cohort` observations per cohort with the given number of events, as a client
-/// key, in one batch: the controller then never sees one cohort of a stage without the other.
-async fn post_errors(server: &Server, key: &str, stage: u64, per_cohort: u64, events: [u64; 2]) {
-    let observations: Vec<Value> = ["treatment", "control"]
+/// `per_cohort` observations of `errors` per cohort at `stage`, `events` of them errors
+/// (treatment, control), each of a unit of its own named after `prefix`.
+pub(crate) fn error_observations(
+    prefix: &str,
+    stage: u64,
+    per_cohort: u64,
+    events: [u64; 2],
+) -> Vec<Value> {
+    ["treatment", "control"]
         .into_iter()
         .zip(events)
         .flat_map(|(cohort, events)| {
@@ -121,11 +126,30 @@ async fn post_errors(server: &Server, key: &str, stage: u64, per_cohort: u64, ev
                     "value": u64::from(index < events),
                     "cohort": cohort,
                     "stage": stage,
-                    "unit": format!("{cohort}-{index}"),
+                    "unit": format!("{prefix}{cohort}-{index}"),
                 })
             })
         })
-        .collect();
+        .collect()
+}
+
+/// Posts `per_cohort` observations per cohort with the given number of events, as a client
+/// key, in one batch: the controller then never sees one cohort of a stage without the other.
+async fn post_errors(server: &Server, key: &str, stage: u64, per_cohort: u64, events: [u64; 2]) {
+    post_errors_from(server, key, "", stage, per_cohort, events).await;
+}
+
+/// [`post_errors`] with units named after `prefix`, so that batches posted to several nodes
+/// are of units of their own.
+pub(crate) async fn post_errors_from(
+    server: &Server,
+    key: &str,
+    prefix: &str,
+    stage: u64,
+    per_cohort: u64,
+    events: [u64; 2],
+) {
+    let observations = error_observations(prefix, stage, per_cohort, events);
     let answer = server
         .call(
             reqwest::Method::POST,
@@ -853,15 +877,7 @@ async fn a_batch_sent_again_counts_once_also_after_a_restart() {
     let mut server = ramp_server(&[]).await;
     let client = start_and_warm_up(&server).await;
     // 100 per cohort: under the guard's minimum, so nothing is decided and the counts show.
-    let batch: Vec<Value> = ["treatment", "control"]
-        .into_iter()
-        .flat_map(|cohort| {
-            (0..100).map(move |index| {
-                json!({"flag": "new-checkout", "metric": "errors", "value": 0,
-                       "cohort": cohort, "stage": 0, "unit": format!("{cohort}-{index}")})
-            })
-        })
-        .collect();
+    let batch = error_observations("", 0, 100, [0, 0]);
     let counted = |status: &Value| status["guards"][0]["stage_observations"].clone();
 
     let first = send_named(&server, &client.token, "batch-7f3a", &batch).await;

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::harness::{Body, Server};
-use crate::ramps::{fetch_as, past_warm_up, status, wait_for, RAMP, RAMPED};
+use crate::harness::Server;
+use crate::ramps::{fetch_as, past_warm_up, post_errors_from, status, wait_for, RAMP, RAMPED};
 use crate::redis::RedisServer;
 
 /// A node on `redis` whose controller looks every second and holds its lease for three.
@@ -19,38 +19,6 @@ async fn node(redis: &RedisServer) -> Server {
         .env("RIPCORD_RAMP_LEASE", "3s")
         .start()
         .await
-}
-
-/// Posts `per_cohort` observations of `errors` per cohort to `server`, `events` of them
-/// errors (treatment, control), with units of their own (`prefix`).
-async fn post_errors(server: &Server, key: &str, prefix: &str, per_cohort: u64, events: [u64; 2]) {
-    let observations: Vec<Value> = ["treatment", "control"]
-        .into_iter()
-        .zip(events)
-        .flat_map(|(cohort, events)| {
-            (0..per_cohort).map(move |index| {
-                json!({
-                    "flag": "new-checkout",
-                    "metric": "errors",
-                    "value": u64::from(index < events),
-                    "cohort": cohort,
-                    "stage": 0,
-                    "unit": format!("{prefix}-{cohort}-{index}"),
-                })
-            })
-        })
-        .collect();
-    let answer = server
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/metrics",
-            Some(key),
-            Body::Json(json!({"observations": observations})),
-        )
-        .await
-        .expect_status(200)
-        .json();
-    assert_eq!(answer["accepted"], json!(2 * per_cohort), "{answer}");
 }
 
 async fn kill_incidents(server: &Server) -> Vec<Value> {
@@ -88,8 +56,8 @@ async fn observations_posted_to_every_node_are_judged_together_and_seen_on_all()
     past_warm_up(&c).await;
     // A third of the data through each node: 200 per cohort is under the guard's 500, so no
     // node's share could be judged alone.
-    for (server, prefix) in [(&a, "a"), (&b, "b"), (&c, "c")] {
-        post_errors(server, &client.token, prefix, 200, [60, 2]).await;
+    for (server, prefix) in [(&a, "a-"), (&b, "b-"), (&c, "c-")] {
+        post_errors_from(server, &client.token, prefix, 0, 200, [60, 2]).await;
     }
     let killed = wait_for(&c, Duration::from_secs(20), |status| {
         status["status"] == "killed"
@@ -157,8 +125,8 @@ async fn the_node_holding_the_lease_dies_and_another_pulls_the_ripcord_once() {
     );
     past_warm_up(&second).await;
     let posted = Instant::now();
-    post_errors(&second, &client.token, "second", 300, [90, 3]).await;
-    post_errors(&third, &client.token, "third", 300, [90, 3]).await;
+    post_errors_from(&second, &client.token, "second-", 0, 300, [90, 3]).await;
+    post_errors_from(&third, &client.token, "third-", 0, 300, [90, 3]).await;
     wait_for(&third, Duration::from_secs(20), |status| {
         status["status"] == "killed"
     })

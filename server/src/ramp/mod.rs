@@ -124,8 +124,9 @@ pub struct Controller {
     holder: String,
     /// How long the lease lasts unless renewed (every tick renews it).
     lease_time: Duration,
-    /// The fencing token of the lease while this controller holds it, as of the last tick.
-    fence: std::sync::Mutex<Option<u64>>,
+    /// The fencing token of the lease while this controller holds it, as of the last tick;
+    /// 0 while it does not (tokens start at 1).
+    fence: std::sync::atomic::AtomicU64,
 }
 
 /// How long the ramp controller's lease lasts unless renewed, by default.
@@ -153,7 +154,7 @@ impl Controller {
             last_look: std::sync::Mutex::default(),
             holder: lease_holder(),
             lease_time: DEFAULT_LEASE,
-            fence: std::sync::Mutex::new(None),
+            fence: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -163,19 +164,14 @@ impl Controller {
         self
     }
 
+    /// The fencing token while this controller holds the lease.
     fn fence(&self) -> Option<u64> {
-        // A plain value, whole after any panic.
-        *self
-            .fence
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        Some(self.fence.load(std::sync::atomic::Ordering::SeqCst)).filter(|token| *token > 0)
     }
 
     fn set_fence(&self, token: Option<u64>) {
-        *self
-            .fence
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = token;
+        self.fence
+            .store(token.unwrap_or(0), std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn webhooks(&self) -> &Webhooks {

@@ -179,20 +179,15 @@ pub async fn run(
                     .with_reserve(config.store_reserve_bytes),
             )
         }
-        config::StoreChoice::Redis(url) => {
-            let ca = match &config.store_ca {
-                Some(path) => Some(
-                    std::fs::read(path)
-                        .with_context(|| format!("reading RIPCORD_STORE_CA {}", path.display()))?,
-                ),
-                None => None,
-            };
-            Arc::new(
-                store::redis::RedisStore::open_with(url, ca, store::redis::Marking::Existing)
-                    .await
-                    .with_context(|| format!("connecting to {}", config.store.describe()))?,
+        config::StoreChoice::Redis(url) => Arc::new(
+            store::redis::RedisStore::open_with(
+                url,
+                config.store_ca.as_deref(),
+                store::redis::Marking::Existing,
             )
-        }
+            .await
+            .with_context(|| format!("connecting to {}", config.store.describe()))?,
+        ),
     };
     let store: Arc<dyn store::Store> = Arc::new(
         store::isolated::Isolated::new(backend, config.store_timeout)
@@ -254,14 +249,11 @@ pub async fn run(
     tracing::info!("ripcord gRPC listening on {scheme}://{grpc_address}");
     let address = listener.local_addr()?;
     let (server, drain) = http::serve(parts, &config, listener, workers, stop, tls)?;
-    match &config.store {
-        config::StoreChoice::Sled => {
-            tracing::info!(data_dir = %config.data_dir.display(), "ripcord listening on {scheme}://{address}");
-        }
-        config::StoreChoice::Redis(_) => {
-            tracing::info!(store = %config.store.describe(), "ripcord listening on {scheme}://{address}");
-        }
-    }
+    let store_location = match &config.store {
+        config::StoreChoice::Sled => format!("sled:{}", config.data_dir.display()),
+        redis => redis.describe(),
+    };
+    tracing::info!(store = %store_location, "ripcord listening on {scheme}://{address}");
     let signals = actix_web::rt::spawn(async move {
         wait_for_signal().await;
         tracing::info!("stopping");

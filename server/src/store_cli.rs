@@ -90,18 +90,15 @@ async fn open(
             Box::new(crate::store::sled::SledStore::open(path)?)
         }
         Location::Redis(url) => {
-            let ca = match ca {
-                Some(path) => Some(std::fs::read(path).map_err(|error| {
-                    anyhow::anyhow!("reading the CA certificate {}: {error}", path.display())
-                })?),
-                None => None,
-            };
             let marking = if create {
                 crate::store::redis::Marking::New
             } else {
                 crate::store::redis::Marking::Existing
             };
-            Box::new(crate::store::redis::RedisStore::open_with(url, ca, marking).await?)
+            Box::new(
+                crate::store::redis::RedisStore::open_with(url, ca.map(PathBuf::as_path), marking)
+                    .await?,
+            )
         }
     })
 }

@@ -367,14 +367,23 @@ impl RedisStore {
         RedisStore::open_with(url, None, Marking::Existing).await
     }
 
-    /// Opens the store at `url`, trusting for `rediss://` the CA certificate `ca` (PEM)
-    /// instead of the system's roots (for a Redis whose certificate a private CA signed),
+    /// Opens the store at `url`, trusting for `rediss://` the CA certificate in the PEM file
+    /// `ca` instead of the system's roots (for a Redis whose certificate a private CA signed),
     /// and, with [`Marking::New`], marking a Redis that holds no deployment as a new one.
     pub async fn open_with(
         url: &str,
-        ca: Option<Vec<u8>>,
+        ca: Option<&std::path::Path>,
         marking: Marking,
     ) -> StoreResult<RedisStore> {
+        let ca = match ca {
+            Some(path) => Some(std::fs::read(path).map_err(|error| {
+                StoreError::Backend(format!(
+                    "reading the CA certificate {}: {error}",
+                    path.display()
+                ))
+            })?),
+            None => None,
+        };
         let client = match ca {
             Some(ca) => Client::build_with_tls(
                 url,
@@ -1789,8 +1798,8 @@ mod tests {
         let Some(server) = RedisServer::start_tls() else {
             return;
         };
-        let ca = server.certificate().unwrap().as_bytes().to_vec();
-        let store = RedisStore::open_with(&server.url(), Some(ca), super::Marking::Existing)
+        let ca = server.certificate_file().unwrap();
+        let store = RedisStore::open_with(&server.url(), Some(&ca), super::Marking::Existing)
             .await
             .unwrap();
         conformance::write_one_flag(&store).await;

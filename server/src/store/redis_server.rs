@@ -31,9 +31,11 @@ impl RedisServer {
         RedisServer::start_with(true)
     }
 
-    /// The certificate of a TLS server, PEM.
-    pub(crate) fn certificate(&self) -> Option<&str> {
-        self.certificate.as_deref()
+    /// The file of a TLS server's certificate, PEM.
+    pub(crate) fn certificate_file(&self) -> Option<PathBuf> {
+        self.certificate
+            .as_ref()
+            .map(|_| self.path().join("cert.pem"))
     }
 
     fn start_with(tls: bool) -> Option<RedisServer> {

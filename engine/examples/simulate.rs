@@ -21,6 +21,7 @@
 
 use std::time::Instant;
 
+use ripcord_engine::bucketing::ControlBand;
 use ripcord_engine::document::Ramp;
 use ripcord_engine::ramp::{self, GuardObservations, Observations, Settings, Status};
 use ripcord_engine::stats::{
@@ -156,11 +157,8 @@ impl Control {
     /// The shares of all units in treatment and control at a percentage.
     pub fn shares(self, percentage: f64) -> (f64, f64) {
         match self {
-            Control::Equal => ramp::arm_shares(percentage),
-            Control::Rest => {
-                let treatment = (percentage / 100.0).clamp(0.0, 1.0);
-                (treatment, 1.0 - treatment)
-            }
+            Control::Equal => ramp::arm_shares(percentage, ControlBand::EQUAL),
+            Control::Rest => ramp::arm_shares(percentage, ControlBand::Rest),
         }
     }
 

@@ -112,7 +112,8 @@ pub fn threshold(percentage: f64) -> u32 {
 pub enum Cohort {
     /// In the rollout: served the split.
     Treatment,
-    /// As many units (or all the rest), from the same dimension, served the default variant.
+    /// Units from the same dimension outside the rollout, served the default variant; how
+    /// many is the ramp's [`ControlBand`].
     Control,
 }
 
@@ -125,16 +126,62 @@ impl Cohort {
     }
 }
 
-/// Treatment is `[0, t)`; control is `[50000, 50000 + t)` while `t ≤ 50000`, else
-/// `[t, 100000)`. Every other bucket is in no cohort.
-pub fn cohort(rollout_bucket: u32, threshold: u32) -> Option<Cohort> {
-    const HALF: u32 = (BUCKETS / 2) as u32;
-    if rollout_bucket < threshold {
+/// How many buckets the control cohort takes, given the treatment's threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlBand {
+    /// Every bucket not in the treatment.
+    Rest,
+    /// `thousandths / 1000` times the treatment's buckets, rounded down, and at most every
+    /// bucket not in the treatment. 1000 is a control as large as the treatment.
+    Times { thousandths: u32 },
+}
+
+impl ControlBand {
+    /// A control as large as the treatment.
+    pub const EQUAL: ControlBand = ControlBand::Times { thousandths: 1000 };
+
+    /// The number of buckets in the control at `threshold`.
+    pub fn size(self, threshold: u32) -> u32 {
+        let threshold = threshold.min(BUCKETS as u32);
+        let left = BUCKETS as u32 - threshold;
+        match self {
+            ControlBand::Rest => left,
+            ControlBand::Times { thousandths } => {
+                let wanted = u64::from(threshold) * u64::from(thousandths) / 1000;
+                u32::try_from(wanted).unwrap_or(u32::MAX).min(left)
+            }
+        }
+    }
+
+    /// The control's buckets at `threshold`, `[start, end)`. The band grows from the middle
+    /// bucket upwards (or from the threshold, once that is past the middle), and once the top
+    /// is reached, from the top downwards. So as the threshold rises the control only grows
+    /// or gives buckets to the treatment: a unit never leaves the control for no cohort, and
+    /// never goes from the treatment back to the control.
+    pub fn range(self, threshold: u32) -> std::ops::Range<u32> {
+        const TOP: u32 = BUCKETS as u32;
+        let size = self.size(threshold);
+        let low = threshold.clamp(TOP / 2, TOP);
+        if size <= TOP - low {
+            low..low + size
+        } else {
+            TOP - size..TOP
+        }
+    }
+}
+
+/// Treatment is `[0, t)`; control is [`ControlBand::range`]. Every other bucket is in no
+/// cohort, and so is every bucket at 0% and at 100%, where one side would be empty.
+pub fn cohort(rollout_bucket: u32, threshold: u32, control: ControlBand) -> Option<Cohort> {
+    if threshold == 0 || threshold >= BUCKETS as u32 {
+        None
+    } else if rollout_bucket < threshold {
         Some(Cohort::Treatment)
-    } else if threshold <= HALF {
-        (rollout_bucket >= HALF && rollout_bucket < HALF + threshold).then_some(Cohort::Control)
     } else {
-        Some(Cohort::Control)
+        control
+            .range(threshold)
+            .contains(&rollout_bucket)
+            .then_some(Cohort::Control)
     }
 }
 
@@ -190,17 +237,77 @@ mod tests {
     }
 
     #[test]
-    fn control_band_mirrors_treatment() {
-        assert_eq!(cohort(0, 5000), Some(Cohort::Treatment));
-        assert_eq!(cohort(4999, 5000), Some(Cohort::Treatment));
-        assert_eq!(cohort(5000, 5000), None);
-        assert_eq!(cohort(50000, 5000), Some(Cohort::Control));
-        assert_eq!(cohort(54999, 5000), Some(Cohort::Control));
-        assert_eq!(cohort(55000, 5000), None);
-        assert_eq!(cohort(60000, 60000), Some(Cohort::Control));
-        assert_eq!(cohort(59999, 60000), Some(Cohort::Treatment));
-        assert_eq!(cohort(99999, 100000), Some(Cohort::Treatment));
-        assert_eq!(cohort(0, 0), None);
+    fn the_equal_control_mirrors_the_treatment() {
+        let equal = ControlBand::EQUAL;
+        assert_eq!(cohort(0, 5000, equal), Some(Cohort::Treatment));
+        assert_eq!(cohort(4999, 5000, equal), Some(Cohort::Treatment));
+        assert_eq!(cohort(5000, 5000, equal), None);
+        assert_eq!(cohort(50000, 5000, equal), Some(Cohort::Control));
+        assert_eq!(cohort(54999, 5000, equal), Some(Cohort::Control));
+        assert_eq!(cohort(55000, 5000, equal), None);
+        assert_eq!(cohort(60000, 60000, equal), Some(Cohort::Control));
+        assert_eq!(cohort(59999, 60000, equal), Some(Cohort::Treatment));
+        assert_eq!(cohort(99999, 100000, equal), None);
+        assert_eq!(cohort(0, 0, equal), None);
+    }
+
+    #[test]
+    fn the_rest_is_every_unit_outside_the_treatment() {
+        let rest = ControlBand::Rest;
+        assert_eq!(rest.range(1000), 1000..100000);
+        assert_eq!(rest.range(60000), 60000..100000);
+        assert_eq!(cohort(999, 1000, rest), Some(Cohort::Treatment));
+        assert_eq!(cohort(1000, 1000, rest), Some(Cohort::Control));
+        assert_eq!(cohort(49999, 1000, rest), Some(Cohort::Control));
+        assert_eq!(cohort(0, 0, rest), None);
+        assert_eq!(cohort(99999, 100000, rest), None);
+    }
+
+    #[test]
+    fn a_multiple_grows_from_the_middle_then_from_the_top() {
+        let three = ControlBand::Times { thousandths: 3000 };
+        assert_eq!(three.range(1000), 50000..53000);
+        // 3 × 20% is more than the upper half holds: the band reaches down from the top.
+        assert_eq!(three.range(20000), 40000..100000);
+        // Capped by what is left.
+        assert_eq!(three.range(40000), 40000..100000);
+        assert_eq!(three.range(70000), 70000..100000);
+        let half = ControlBand::Times { thousandths: 500 };
+        assert_eq!(half.range(1000), 50000..50500);
+        assert_eq!(half.range(60000), 60000..90000);
+        // Rounded down: 1.5 × 1 bucket is 1 bucket.
+        assert_eq!(ControlBand::Times { thousandths: 1500 }.size(1), 1);
+    }
+
+    #[test]
+    fn as_the_threshold_rises_no_unit_leaves_a_cohort_for_none_or_goes_back_to_control() {
+        for band in [
+            ControlBand::Rest,
+            ControlBand::EQUAL,
+            ControlBand::Times { thousandths: 500 },
+            ControlBand::Times { thousandths: 2500 },
+            ControlBand::Times { thousandths: 9000 },
+        ] {
+            let thresholds = [
+                1, 1000, 5000, 17000, 25000, 33333, 50000, 50001, 75000, 99999,
+            ];
+            for pair in thresholds.windows(2) {
+                for bucket in (0..100000).step_by(97).chain([49999, 50000, 99999]) {
+                    let before = cohort(bucket, pair[0], band);
+                    let after = cohort(bucket, pair[1], band);
+                    let allowed = match before {
+                        None => true,
+                        Some(Cohort::Control) => after.is_some(),
+                        Some(Cohort::Treatment) => after == Some(Cohort::Treatment),
+                    };
+                    assert!(
+                        allowed,
+                        "{band:?}: bucket {bucket} went from {before:?} at {} to {after:?} at {}",
+                        pair[0], pair[1]
+                    );
+                }
+            }
+        }
     }
 
     #[test]

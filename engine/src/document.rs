@@ -217,8 +217,110 @@ pub struct Ramp {
     pub warmup: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_regression: Option<OnRegression>,
+    /// Which units the treatment is compared with; [`Control::Rest`] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<Control>,
+    /// What a sample-ratio mismatch does; [`OnSrm::Pause`] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_srm: Option<OnSrm>,
+    /// How long a running stage may go without an observation before the ramp raises an
+    /// alert; 30m when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_silence: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub guards: Vec<Guard>,
+}
+
+impl Ramp {
+    pub fn control(&self) -> Control {
+        self.control.unwrap_or(Control::Rest)
+    }
+
+    pub fn on_srm(&self) -> OnSrm {
+        self.on_srm.unwrap_or(OnSrm::Pause)
+    }
+}
+
+/// The control cohort of a ramp (docs/bucketing.md, "Cohorts").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Control {
+    /// Every unit of the rollout population outside the treatment.
+    Rest,
+    /// As many units as the treatment.
+    Equal,
+    /// This many times the treatment's units, at most every unit outside it.
+    Times(f64),
+}
+
+impl Control {
+    /// The bands this control takes. Validation refuses a multiple that is not positive or
+    /// has more than three decimals; anything else is clamped here.
+    pub fn band(self) -> crate::bucketing::ControlBand {
+        use crate::bucketing::ControlBand;
+        match self {
+            Control::Rest => ControlBand::Rest,
+            Control::Equal => ControlBand::EQUAL,
+            Control::Times(times) => ControlBand::Times {
+                thousandths: (times * 1000.0).round().clamp(1.0, f64::from(u32::MAX)) as u32,
+            },
+        }
+    }
+}
+
+impl Serialize for Control {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Control::Rest => serializer.serialize_str("rest"),
+            Control::Equal => serializer.serialize_str("equal"),
+            Control::Times(times) => serializer.serialize_f64(*times),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Control {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Control, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Control;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("`rest`, `equal` or a number such as 2")
+            }
+
+            fn visit_f64<E>(self, value: f64) -> Result<Control, E> {
+                Ok(Control::Times(value))
+            }
+
+            fn visit_i64<E>(self, value: i64) -> Result<Control, E> {
+                Ok(Control::Times(value as f64))
+            }
+
+            fn visit_u64<E>(self, value: u64) -> Result<Control, E> {
+                Ok(Control::Times(value as f64))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Control, E> {
+                match value {
+                    "rest" => Ok(Control::Rest),
+                    "equal" => Ok(Control::Equal),
+                    other => Err(E::invalid_value(serde::de::Unexpected::Str(other), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// What a ramp does when its cohorts report in a ratio their bands cannot explain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnSrm {
+    /// Hold the percentage for a person to look (the default).
+    Pause,
+    /// Turn the flag off and record an incident, as a regression does.
+    Kill,
+    /// Say so in the status, the audit log and a webhook, and go on judging.
+    Warn,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

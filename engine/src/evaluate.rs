@@ -288,7 +288,7 @@ fn evaluate_compiled<'a>(
             threshold: rollout.threshold,
         });
         if rollout.threshold < bucketing::BUCKETS as u32 {
-            metadata.cohort = bucketing::cohort(rollout_bucket, rollout.threshold);
+            metadata.cohort = bucketing::cohort(rollout_bucket, rollout.threshold, rollout.control);
             if metadata.cohort.is_some() {
                 metadata.stage = rollout.ramp_stage;
             }

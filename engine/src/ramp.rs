@@ -28,6 +28,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bucketing::{self, ControlBand};
 use crate::document::{Guard, OnRegression, Ramp};
 use crate::snapshot::parse_duration;
 use crate::stage::Stage;
@@ -66,7 +67,7 @@ impl Default for Settings {
 
 /// V* for a metric observed `per_minute` times a minute over the whole flag's traffic: the
 /// information n1·n2/(n1+n2) of the first stage once it has lasted `min_stage_duration`
-/// minus the warm-up. Treatment is the stage's share and control as many units
+/// minus the warm-up, with the treatment and control the ramp's bands give the stage
 /// (docs/bucketing.md, "Cohorts"). `None` when the ramp or the rate cannot give a positive
 /// number.
 pub fn design_information(ramp: &Ramp, per_minute: f64) -> Option<f64> {
@@ -77,22 +78,22 @@ pub fn design_information(ramp: &Ramp, per_minute: f64) -> Option<f64> {
         None => 0,
     };
     let minutes = min.saturating_sub(warmup) as f64 / 60.0;
-    let (treatment, control) = arm_shares(first);
+    let (treatment, control) = arm_shares(first, ramp.control().band());
     let n1 = per_minute * treatment * minutes;
     let n2 = per_minute * control * minutes;
     let information = n1 * n2 / (n1 + n2);
     (information.is_finite() && information > 0.0).then_some(information)
 }
 
-/// The shares of all units in treatment and control at a percentage (bucketing::cohort).
-pub fn arm_shares(percentage: f64) -> (f64, f64) {
-    let treatment = (percentage / 100.0).clamp(0.0, 1.0);
-    let control = if treatment <= 0.5 {
-        treatment
-    } else {
-        1.0 - treatment
-    };
-    (treatment, control)
+/// The shares of all units in treatment and control at a percentage, as the bands give them
+/// (bucketing::cohort).
+pub fn arm_shares(percentage: f64, control: ControlBand) -> (f64, f64) {
+    let threshold = bucketing::threshold(percentage);
+    let buckets = bucketing::BUCKETS as f64;
+    (
+        f64::from(threshold) / buckets,
+        f64::from(control.size(threshold)) / buckets,
+    )
 }
 
 /// V* when the traffic is unknown: the burn-in per arm. That tunes the mixture to detect a
@@ -831,7 +832,7 @@ pub fn stage_observations_needed(
     treatment: u64,
     control: u64,
 ) -> u64 {
-    if arm_shares(percentage).1 <= 0.0 {
+    if percentage >= 100.0 {
         return 0;
     }
     let needed = stage_burn_in(guard);

@@ -168,6 +168,8 @@ pub(crate) struct CompiledRollout {
     pub(crate) stickiness: crate::context::AttributeName,
     pub(crate) salt_prefix: Box<[u8]>,
     pub(crate) threshold: u32,
+    /// The ramp's control; a rollout without a ramp compares with every other unit.
+    pub(crate) control: bucketing::ControlBand,
     pub(crate) weights: Vec<u32>,
     pub(crate) split_variants: Vec<usize>,
     /// The ramp stage whose percentage the rollout is at: the controller sets the rollout to
@@ -565,6 +567,10 @@ fn compile_flag(
             stickiness: crate::context::AttributeName::new(rollout.stickiness()),
             salt_prefix: bucketing::salt_prefix(rollout.salt.as_deref().unwrap_or(key)),
             threshold: bucketing::threshold(rollout.percentage),
+            control: flag
+                .ramp
+                .as_ref()
+                .map_or(bucketing::ControlBand::Rest, |ramp| ramp.control().band()),
             weights: rollout.split.iter().map(|entry| entry.weight).collect(),
             split_variants,
             ramp_stage: flag.ramp.as_ref().and_then(|ramp| {
@@ -636,6 +642,31 @@ fn check_percentage(percentage: f64, path: &str, problems: &mut Vec<Problem>) {
     }
 }
 
+/// The largest control multiple: at a stage of 0.1% it is already every other unit.
+const MAX_CONTROL_MULTIPLE: f64 = 1000.0;
+
+/// A control of `k` times the treatment: above 0, at most [`MAX_CONTROL_MULTIPLE`], with
+/// at most three decimals, the resolution the bands are computed at.
+fn check_control_multiple(times: f64, path: &str, problems: &mut Vec<Problem>) {
+    if !times.is_finite() || times <= 0.0 || times > MAX_CONTROL_MULTIPLE {
+        problems.push(Problem::new(
+            path,
+            format!(
+                "{times} is not `rest`, `equal` or a multiple of the treatment above 0 and at \
+                 most {MAX_CONTROL_MULTIPLE}"
+            ),
+        ));
+    } else {
+        let scaled = times * 1000.0;
+        if (scaled - scaled.round()).abs() > 1e-6 {
+            problems.push(Problem::new(
+                path,
+                format!("{times} has more than three decimals"),
+            ));
+        }
+    }
+}
+
 fn check_ramp(
     ramp: &Ramp,
     path: &str,
@@ -688,6 +719,19 @@ fn check_ramp(
         .warmup
         .as_deref()
         .and_then(|text| check_duration(text, &format!("{path}.warmup"), problems));
+    if let Some(crate::document::Control::Times(times)) = ramp.control {
+        check_control_multiple(times, &format!("{path}.control"), problems);
+    }
+    if let Some(text) = ramp.max_silence.as_deref() {
+        if let Some(silence) = check_duration(text, &format!("{path}.max_silence"), problems) {
+            if silence.is_zero() {
+                problems.push(Problem::new(
+                    format!("{path}.max_silence"),
+                    "must be longer than 0s",
+                ));
+            }
+        }
+    }
     if let (Some(min), Some(max)) = (min, max) {
         if max < min {
             problems.push(Problem::new(

@@ -3,7 +3,7 @@
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use ripcord_engine::bucketing::{self, salt_prefix, Unit, BUCKETS};
+use ripcord_engine::bucketing::{self, salt_prefix, ControlBand, Unit, BUCKETS};
 use ripcord_engine::{evaluate, Cohort, Context, Document, Limits, Reason, Snapshot};
 use serde_json::{json, Value};
 
@@ -90,11 +90,12 @@ proptest! {
 }
 
 /// Counts every bucket's cohort at `threshold` and checks it against docs/bucketing.md:
-/// treatment is exactly the rollout, control is as large (or all the rest) and outside it.
-fn check_cohorts(threshold: u32) -> Result<(), TestCaseError> {
+/// treatment is exactly the rollout; control is outside it and as large as the design says
+/// (all the rest, as many, or k times as many, capped by what is left).
+fn check_cohorts(threshold: u32, band: ControlBand) -> Result<(), TestCaseError> {
     let (mut treatment, mut control) = (0u32, 0u32);
     for bucket in 0..BUCKETS as u32 {
-        match bucketing::cohort(bucket, threshold) {
+        match bucketing::cohort(bucket, threshold, band) {
             Some(Cohort::Treatment) => {
                 prop_assert!(
                     bucket < threshold,
@@ -116,29 +117,60 @@ fn check_cohorts(threshold: u32) -> Result<(), TestCaseError> {
             None => {}
         }
     }
+    if threshold == 0 || threshold == BUCKETS as u32 {
+        // One side would be empty: nobody is in a cohort.
+        prop_assert_eq!((treatment, control), (0, 0), "cohorts at {}", threshold);
+        return Ok(());
+    }
     prop_assert_eq!(treatment, threshold);
-    let expected_control = if threshold <= 50_000 {
-        threshold
-    } else {
-        BUCKETS as u32 - threshold
+    let left = BUCKETS as u32 - threshold;
+    let expected_control = match band {
+        ControlBand::Rest => left,
+        ControlBand::Times { thousandths } => {
+            ((u64::from(threshold) * u64::from(thousandths) / 1000).min(u64::from(left))) as u32
+        }
     };
-    prop_assert_eq!(control, expected_control, "control size at {}", threshold);
+    prop_assert_eq!(
+        control,
+        expected_control,
+        "control size at {} for {:?}",
+        threshold,
+        band
+    );
     Ok(())
+}
+
+fn control_bands() -> impl Strategy<Value = ControlBand> {
+    prop_oneof![
+        Just(ControlBand::Rest),
+        Just(ControlBand::EQUAL),
+        (1u32..=20_000).prop_map(|thousandths| ControlBand::Times { thousandths }),
+    ]
 }
 
 proptest! {
     // Each case walks all 100,000 buckets.
     #![proptest_config(ProptestConfig::with_cases(48))]
     #[test]
-    fn treatment_and_control_are_disjoint_and_the_same_size(threshold in 0u32..=100_000) {
-        check_cohorts(threshold)?;
+    fn treatment_and_control_are_disjoint_and_sized_as_the_design_says(
+        threshold in 0u32..=100_000,
+        band in control_bands(),
+    ) {
+        check_cohorts(threshold, band)?;
     }
 }
 
 #[test]
 fn cohorts_at_the_edges() {
-    for threshold in [0, 1, 49_999, 50_000, 50_001, 99_999, 100_000] {
-        check_cohorts(threshold).unwrap_or_else(|error| panic!("{error}"));
+    for band in [
+        ControlBand::Rest,
+        ControlBand::EQUAL,
+        ControlBand::Times { thousandths: 2000 },
+        ControlBand::Times { thousandths: 500 },
+    ] {
+        for threshold in [0, 1, 33_333, 49_999, 50_000, 50_001, 99_999, 100_000] {
+            check_cohorts(threshold, band).unwrap_or_else(|error| panic!("{error}"));
+        }
     }
 }
 

@@ -17,6 +17,19 @@ struct Spec {
     buckets: u64,
     cases: Vec<BucketCase>,
     splits: Vec<SplitCase>,
+    cohorts: Vec<CohortCase>,
+}
+
+/// A unit at a percentage under one control design, and its cohort.
+#[derive(Deserialize)]
+struct CohortCase {
+    salt: String,
+    unit: Value,
+    rollout_bucket: u32,
+    percentage: f64,
+    /// `"rest"`, `"equal"` or a multiple, as `ramp.control` is written.
+    control: Value,
+    cohort: Option<Cohort>,
 }
 
 #[derive(Deserialize)]
@@ -59,6 +72,11 @@ fn spec() -> Spec {
         spec.splits.len() >= 40,
         "only {} split cases",
         spec.splits.len()
+    );
+    assert!(
+        spec.cohorts.len() >= 200,
+        "only {} cohort cases",
+        spec.cohorts.len()
     );
     spec
 }
@@ -186,14 +204,9 @@ fn vectors_through_evaluation() {
             }
         }
 
-        // With the threshold at the bucket the unit is out: control when the bucket is in the
-        // band docs/bucketing.md draws for that threshold, else no cohort.
-        let threshold = case.rollout_bucket;
-        let in_control = if threshold <= 50_000 {
-            (50_000..50_000 + threshold).contains(&case.rollout_bucket)
-        } else {
-            case.rollout_bucket >= threshold
-        };
+        // With the threshold at the bucket the unit is out. A rollout without a ramp compares
+        // with every unit outside it, so the unit is in the control.
+        let in_control = true;
         let evaluation = evaluate(&snapshot, "salted-out", &context);
         let got = (
             evaluation.reason,
@@ -215,5 +228,69 @@ fn vectors_through_evaluation() {
         "bucket cases through evaluation",
         spec.cases.len(),
         failures,
+    );
+}
+
+/// The document of one cohort case: a flag keyed by the case's salt, at its percentage, with
+/// a ramp whose control is the case's design.
+fn cohort_document(case: &CohortCase) -> Document {
+    serde_json::from_value(json!({
+        "flags": {
+            case.salt.as_str(): {
+                "type": "boolean",
+                "variants": {"on": true, "off": false},
+                "default_variant": "off",
+                "rollout": {"percentage": case.percentage, "split": [{"variant": "on", "weight": 1}]},
+                "ramp": {
+                    "stages": [case.percentage],
+                    "min_stage_duration": "10m",
+                    "control": case.control,
+                },
+            }
+        }
+    }))
+    .expect("a valid document")
+}
+
+#[test]
+fn cohort_vectors() {
+    let spec = spec();
+    let mut failures = Vec::new();
+    let mut designs = std::collections::BTreeSet::new();
+    for (index, case) in spec.cohorts.iter().enumerate() {
+        designs.insert(case.control.to_string());
+        let document = cohort_document(case);
+        let Ok(snapshot) = Snapshot::compile(&document, 1, |_| 1, &Limits::default()) else {
+            failures.push(format!(
+                "cohort case {index}: the document does not compile"
+            ));
+            continue;
+        };
+        let context: Context = [("targetingKey".to_owned(), case.unit.clone())]
+            .into_iter()
+            .collect();
+        let evaluation = evaluate(&snapshot, &case.salt, &context);
+        let bucket = evaluation.metadata.bucket.map(|bucket| bucket.bucket);
+        if bucket != Some(case.rollout_bucket) || evaluation.metadata.cohort != case.cohort {
+            failures.push(format!(
+                "cohort case {index} ({} at {}%, control {}): expected bucket {} in {:?}, got \
+                 {bucket:?} in {:?}",
+                case.unit,
+                case.percentage,
+                case.control,
+                case.rollout_bucket,
+                case.cohort,
+                evaluation.metadata.cohort
+            ));
+        }
+    }
+    assert_no_failures("cohort cases", spec.cohorts.len(), failures);
+    // Every design the document can name is pinned down.
+    for design in ["\"rest\"", "\"equal\""] {
+        assert!(designs.contains(design), "no cohort case for {design}");
+    }
+    assert!(
+        designs.iter().any(|design| design.parse::<f64>().is_ok()),
+        "no cohort case for a multiple"
     );
 }

@@ -41,7 +41,7 @@ async fn eventually(mut done: impl FnMut() -> bool) {
 
 // ---- local mode over gRPC ----------------------------------------------------------------
 
-/// A flag at the second stage (5%) of its ramp, with a rule that takes staff out of the
+/// A flag at the second stage (5%) of its ramp, compared with a control of its size, with a rule that takes staff out of the
 /// rollout, and a flag without a ramp.
 const RAMPED: &str = r#"
 flags:
@@ -57,6 +57,8 @@ flags:
     ramp:
       stages: [1, 5, 25]
       min_stage_duration: 10m
+      # A control as large as the treatment leaves most units in no cohort.
+      control: equal
       guards:
         - {metric: latency_ms, category: performance, kind: value, better: lower, tolerance: 5%, min_samples: 100}
         - {metric: errors, category: stability, kind: rate, better: lower, tolerance: 0.01, min_samples: 100}

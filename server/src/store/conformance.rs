@@ -1503,6 +1503,9 @@ fn ramp_record(environment: &str, flag: &str, generation: u64, stage: u32) -> Ra
         max_stage_duration: None,
         warmup: None,
         on_regression: None,
+        control: None,
+        on_srm: None,
+        max_silence: None,
         guards: Vec::new(),
     };
     let mut state = ripcord_engine::ramp::new(

@@ -166,12 +166,15 @@ flags:
         "{} of 200 at 10%",
         at_10.len()
     );
-    assert!(
-        (4..=37).contains(&control_at_10.len()),
-        "{} of 200 in control at 10%",
+    // Without a ramp the control is every unit outside the rollout.
+    assert!(at_10.is_disjoint(&control_at_10));
+    assert_eq!(
+        at_10.len() + control_at_10.len(),
+        200,
+        "at 10%: {} treatment and {} control of 200",
+        at_10.len(),
         control_at_10.len()
     );
-    assert!(at_10.is_disjoint(&control_at_10));
 
     server
         .admin_put(
@@ -206,19 +209,16 @@ flags:
     );
 }
 
-/// The cohort of a unit in `bucket` under the threshold `threshold` (docs/bucketing.md, "Cohorts").
-/// No cohort is reported at 100%, where there is no one left to compare with.
+/// The cohort of a unit in `bucket` under the threshold `threshold` of a rollout without a
+/// ramp, whose control is every unit outside the treatment (docs/bucketing.md, "Cohorts").
+/// No cohort is reported at 0% or 100%, where one side would be empty.
 fn cohort(bucket: u64, threshold: u64) -> Option<&'static str> {
-    if threshold >= 100_000 {
+    if threshold == 0 || threshold >= 100_000 {
         None
     } else if bucket < threshold {
         Some("treatment")
-    } else if (threshold <= 50_000 && (50_000..50_000 + threshold).contains(&bucket))
-        || (threshold > 50_000 && bucket >= threshold)
-    {
-        Some("control")
     } else {
-        None
+        Some("control")
     }
 }
 
@@ -256,6 +256,30 @@ async fn bucketing_matches_the_spec_vectors() {
             );
         }
     }
+    // One flag per cohort case: the case's percentage, and a ramp with its control design.
+    let cohort_cases = vectors["cohorts"].as_array().expect("cohort cases");
+    assert!(!cohort_cases.is_empty());
+    for (index, case) in cohort_cases.iter().enumerate() {
+        flags.insert(
+            format!("cohort-{index}"),
+            json!({
+                "type": "boolean",
+                "variants": {"on": true, "off": false},
+                "default_variant": "off",
+                "rollout": {
+                    "stickiness": "userId",
+                    "percentage": case["percentage"],
+                    "split": [{"variant": "on", "weight": 1}],
+                    "salt": case["salt"],
+                },
+                "ramp": {
+                    "stages": [case["percentage"]],
+                    "min_stage_duration": "10m",
+                    "control": case["control"],
+                },
+            }),
+        );
+    }
     let server = Server::start().await;
     server
         .call(
@@ -269,6 +293,29 @@ async fn bucketing_matches_the_spec_vectors() {
     let service = server
         .create_key("vectors", "server", Some("default"))
         .await;
+
+    let mut cohort_mismatches = Vec::new();
+    for (index, case) in cohort_cases.iter().enumerate() {
+        let result = server
+            .evaluate(
+                &service.token,
+                &format!("cohort-{index}"),
+                json!({"userId": case["unit"]}),
+            )
+            .await
+            .expect_status(200)
+            .json();
+        if result["metadata"]["cohort"] != case["cohort"] {
+            cohort_mismatches.push(format!("{case}: got {result}"));
+        }
+    }
+    assert!(
+        cohort_mismatches.is_empty(),
+        "{} of {} cohort cases differ over OFREP:\n{}",
+        cohort_mismatches.len(),
+        cohort_cases.len(),
+        cohort_mismatches.join("\n")
+    );
 
     let mut mismatches = Vec::new();
     for (index, case) in cases.iter().enumerate() {

@@ -27,6 +27,8 @@ flags:
     ramp:
       stages: [10, 50, 100]
       min_stage_duration: 1h
+      # As many control units as treatment units: a fifth of all units are in a cohort.
+      control: equal
       guards:
         - {metric: checkout_latency_ms, category: performance, kind: value, better: lower, tolerance: 5%, min_samples: 100}
         - {metric: checkout_failed, category: stability, kind: rate, better: lower, tolerance: 0.01, min_samples: 100}

@@ -12,6 +12,8 @@
 //! - [`look`]: one sequential look of a ramp guard — mixture SPRT, Bonferroni, burn-in,
 //!   stratification over stages, verdict and the evidence an incident records ("The
 //!   sequential look").
+//! - [`srm_look`]: the sample-ratio-mismatch check of a ramp's cohorts, a sequential
+//!   Beta-binomial mixture test ("Sample-ratio mismatch").
 //! - [`judge`]: the fixed-sample judge, one code path for the API and the CLI.
 //!
 //! Everything here is pure: no I/O, no clock, no global state, and no panics on any input
@@ -26,6 +28,7 @@ mod mann_whitney;
 mod normal;
 mod rank;
 mod sequential;
+mod srm;
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +46,10 @@ pub use rank::RankSums;
 pub use sequential::{
     look, mixture_log_lambda, mixture_tau2, Effect, GuardConfig, GuardEvidence, Proportion,
     SequentialState, StageData, Verdict, MIN_BURN_IN,
+};
+pub use srm::{
+    srm_concentration, srm_log_bayes_factor, srm_look, SrmConfig, SrmEvidence, SrmStage, SrmState,
+    SrmVerdict, SRM_RELATIVE_SD,
 };
 
 /// Which way the test looks, with treatment as the first sample (scipy's `alternative`).

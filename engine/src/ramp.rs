@@ -29,11 +29,12 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::bucketing::{self, ControlBand};
-use crate::document::{Guard, OnRegression, Ramp};
+use crate::document::{Guard, OnRegression, OnSrm, Ramp};
 use crate::snapshot::parse_duration;
 use crate::stage::Stage;
 use crate::stats::{
-    look, GuardConfig, GuardEvidence, SequentialState, StageData, Tolerance, Verdict, MIN_BURN_IN,
+    look, srm_look, GuardConfig, GuardEvidence, SequentialState, SrmConfig, SrmEvidence, SrmStage,
+    SrmState, SrmVerdict, StageData, Tolerance, Verdict, MIN_BURN_IN,
 };
 
 /// Seconds since the Unix epoch. The controller only ever subtracts two of them.
@@ -41,6 +42,13 @@ pub type Seconds = u64;
 
 /// The family-wise false-kill rate of a ramp over all its guards when none is configured.
 pub const DEFAULT_ALPHA: f64 = 0.05;
+
+/// The false-alarm rate of a ramp's sample-ratio checks over all its guard metrics: each
+/// metric's counts are checked at SRM_ALPHA/M (docs/statistics.md, "Sample-ratio mismatch").
+pub const SRM_ALPHA: f64 = 0.01;
+
+/// How long a running stage may go without an observation when `max_silence` is absent.
+pub const DEFAULT_MAX_SILENCE: Seconds = 30 * 60;
 
 /// What the statistics need beyond the document: fixed when a ramp (generation) starts and
 /// kept in its state, because changing the mixture's tuning mid-ramp would void the
@@ -154,6 +162,17 @@ pub enum PauseReason {
     /// The ramp block no longer makes sense for the state (e.g. fewer stages than the
     /// current one): nothing can be decided until a person looks.
     InvalidConfig,
+    /// The cohorts report in a ratio their bands cannot explain and `on_srm` is `pause`:
+    /// the data are not sound enough to judge on.
+    SampleRatioMismatch,
+}
+
+/// Something a person should know that does not stop the ramp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Alert {
+    /// A sample-ratio mismatch with `on_srm: warn`.
+    SampleRatioMismatch,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +188,9 @@ pub enum HoldReason {
     NoGuards,
     /// The data could not be judged (wrong generation, mismatched bins, ...).
     DataError,
+    /// No observation has arrived for `max_silence`: apps stopped reporting, or never
+    /// started. An alert, because nothing can advance or kill on data that do not come.
+    NoData,
 }
 
 /// One guard's memory across looks.
@@ -184,6 +206,18 @@ pub struct GuardState {
     /// Why the last look could not judge, if it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The sample-ratio check of this metric's counts.
+    #[serde(default)]
+    pub srm: SrmState,
+}
+
+/// The sample-ratio check of the look, on the guard metric whose counts are furthest from
+/// the bands' ratio.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SrmReport {
+    pub metric: String,
+    #[serde(flatten)]
+    pub evidence: SrmEvidence,
 }
 
 /// Everything the controller remembers about one ramp; the server persists it as JSON so a
@@ -209,6 +243,16 @@ pub struct RampState {
     pub wait_started_at: Option<Seconds>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<Seconds>,
+    /// The current stage's observations (every guard, both cohorts) at the last look.
+    #[serde(default)]
+    pub stage_observations: u64,
+    /// When `stage_observations` last changed: silence counts from here (or from the end of
+    /// the warm-up, if later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_at: Option<Seconds>,
+    /// The last look's sample-ratio check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srm: Option<SrmReport>,
     pub alpha: f64,
     pub guards: Vec<GuardState>,
 }
@@ -275,6 +319,11 @@ pub enum Decision {
     Resume {
         reason: String,
     },
+    /// Nothing changes, but a person should know: sent once, when it first applies.
+    Alert {
+        alert: Alert,
+        reason: String,
+    },
     /// Turn the kill switch off (everyone gets the default variant) and record an incident
     /// with this evidence, which covers every guard, not only the one that fired.
     Kill {
@@ -303,6 +352,7 @@ impl Decision {
             | Decision::Advance { reason, .. }
             | Decision::Pause { reason, .. }
             | Decision::Resume { reason }
+            | Decision::Alert { reason, .. }
             | Decision::Kill { reason, .. }
             | Decision::Complete { reason, .. }
             | Decision::Abort { reason } => reason,
@@ -317,6 +367,7 @@ impl Decision {
             Decision::Advance { .. } => "advance",
             Decision::Pause { .. } => "pause",
             Decision::Resume { .. } => "resume",
+            Decision::Alert { .. } => "alert",
             Decision::Kill { .. } => "kill",
             Decision::Complete { .. } => "complete",
             Decision::Abort { .. } => "abort",
@@ -361,7 +412,10 @@ struct Plan {
     min: Seconds,
     max: Option<Seconds>,
     warmup: Seconds,
+    max_silence: Seconds,
     on_regression: OnRegression,
+    /// How many guards the ramp has: without any, no observation is expected.
+    guards: usize,
 }
 
 impl Plan {
@@ -407,7 +461,14 @@ impl Plan {
                 .map(|text| duration("warmup", text))
                 .transpose()?
                 .unwrap_or(0),
+            max_silence: ramp
+                .max_silence
+                .as_deref()
+                .map(|text| duration("max_silence", text))
+                .transpose()?
+                .unwrap_or(DEFAULT_MAX_SILENCE),
             on_regression: ramp.on_regression.unwrap_or(OnRegression::Kill),
+            guards: ramp.guards.len(),
         })
     }
 }
@@ -424,6 +485,9 @@ pub fn new(ramp: &Ramp, settings: &Settings, generation: u64) -> RampState {
         stage_started_at: None,
         wait_started_at: None,
         ended_at: None,
+        stage_observations: 0,
+        observed_at: None,
+        srm: None,
         alpha: settings.alpha,
         guards: ramp
             .guards
@@ -440,6 +504,7 @@ pub fn new(ramp: &Ramp, settings: &Settings, generation: u64) -> RampState {
                 sequential: SequentialState::default(),
                 last: None,
                 error: None,
+                srm: SrmState::default(),
             })
             .collect(),
     }
@@ -617,6 +682,8 @@ fn move_on(
     next.percentage = percentage;
     next.stage_started_at = Some(now);
     next.wait_started_at = Some(now);
+    next.stage_observations = 0;
+    next.observed_at = None;
     Decision::Advance {
         from,
         to: next.stage,
@@ -697,12 +764,35 @@ pub fn step(ramp: &Ramp, state: &RampState, observations: &Observations<'_>, now
     }
 
     let reports = look_all(ramp, &mut next, observations);
+    let silence = silence(&plan, &mut next, observations, stage_start, now);
+    let had_mismatch = state
+        .srm
+        .as_ref()
+        .is_some_and(|report| report.evidence.verdict == SrmVerdict::Mismatch);
+    let mismatch = check_srm(ramp, &mut next, observations)
+        .filter(|report| report.evidence.verdict == SrmVerdict::Mismatch);
     let regressed: Vec<&GuardReport> = reports
         .iter()
         .filter(|report| report.verdict == Some(Verdict::Regression))
         .collect();
+    let critical = regressed.iter().any(|report| report.critical);
+    let regression_kills =
+        !regressed.is_empty() && (critical || plan.on_regression == OnRegression::Kill);
+    if let (Some(srm), OnSrm::Kill, false) = (&mismatch, ramp.on_srm(), regression_kills) {
+        let decision = Decision::Kill {
+            stage: state.stage,
+            percentage: state.percentage,
+            at: now,
+            reason: format!("{label}: {}, and on_srm is kill, killed", srm_summary(srm)),
+            evidence: reports,
+        };
+        next.status = Status::Killed;
+        next.pause_reason = None;
+        next.percentage = 0.0;
+        next.ended_at = Some(now);
+        return Step::new(next, decision);
+    }
     if !regressed.is_empty() {
-        let critical = regressed.iter().any(|report| report.critical);
         let names = regressed
             .iter()
             .map(|report| summary(report))
@@ -745,6 +835,76 @@ pub fn step(ramp: &Ramp, state: &RampState, observations: &Observations<'_>, now
         };
         return Step::new(next, decision);
     }
+    let mut alert = None;
+    if let Some(srm) = &mismatch {
+        match ramp.on_srm() {
+            OnSrm::Pause => {
+                if state.pause_reason == Some(PauseReason::SampleRatioMismatch) {
+                    return Step {
+                        state: next,
+                        decisions: Vec::new(),
+                    };
+                }
+                next.status = Status::Paused;
+                next.pause_reason = Some(PauseReason::SampleRatioMismatch);
+                let decision = Decision::Pause {
+                    pause: PauseReason::SampleRatioMismatch,
+                    reason: format!(
+                        "{label}: {}; the guards cannot be trusted on these data, paused at {}%",
+                        srm_summary(srm),
+                        state.percentage
+                    ),
+                    evidence: reports,
+                };
+                return Step::new(next, decision);
+            }
+            OnSrm::Warn if !had_mismatch => {
+                alert = Some(Decision::Alert {
+                    alert: Alert::SampleRatioMismatch,
+                    reason: format!(
+                        "{label}: {}; on_srm is warn, the ramp goes on",
+                        srm_summary(srm)
+                    ),
+                });
+            }
+            // Killed above; or warned at an earlier look.
+            OnSrm::Kill | OnSrm::Warn => {}
+        }
+    }
+    let mut step = judge(
+        &plan,
+        ramp,
+        state,
+        next,
+        observations,
+        &reports,
+        silence,
+        &label,
+        now,
+    );
+    if let Some(alert) = alert {
+        step.decisions.insert(0, alert);
+    }
+    step
+}
+
+/// The rest of a look, once no guard regressed and the data are sound enough: advance,
+/// pause at `max_stage_duration`, or hold, and why.
+#[allow(clippy::too_many_arguments)]
+fn judge(
+    plan: &Plan,
+    ramp: &Ramp,
+    state: &RampState,
+    mut next: RampState,
+    observations: &Observations<'_>,
+    reports: &[GuardReport],
+    silence: Option<Seconds>,
+    label: &str,
+    now: Seconds,
+) -> Step {
+    let running = state.status == Status::Running;
+    let stage_start = state.stage_started_at.unwrap_or(now);
+    let elapsed = now.saturating_sub(stage_start);
     if !running {
         return Step {
             state: next,
@@ -764,7 +924,7 @@ pub fn step(ramp: &Ramp, state: &RampState, observations: &Observations<'_>, now
             human(elapsed),
             human(plan.min)
         );
-        let decision = move_on(&plan, &mut next, now, false, reason);
+        let decision = move_on(plan, &mut next, now, false, reason);
         return Step::new(next, decision);
     }
     let waited = now.saturating_sub(state.wait_started_at.unwrap_or(stage_start));
@@ -786,7 +946,7 @@ pub fn step(ramp: &Ramp, state: &RampState, observations: &Observations<'_>, now
                         &guards
                     }
                 ),
-                evidence: reports,
+                evidence: reports.to_vec(),
             };
             return Step::new(next, decision);
         }
@@ -795,6 +955,17 @@ pub fn step(ramp: &Ramp, state: &RampState, observations: &Observations<'_>, now
         (
             HoldReason::NoGuards,
             format!("{label}: no guard can show the stage is safe; advance it by hand"),
+        )
+    } else if let Some(silent) = silence {
+        (
+            HoldReason::NoData,
+            format!(
+                "{label}: no observations for {} (max_silence {}): check that the apps \
+                 evaluate this flag and report its guard metrics tagged with the cohort and \
+                 stage; {guards}",
+                human(silent),
+                human(plan.max_silence)
+            ),
         )
     } else if reports.iter().any(|report| report.error.is_some()) {
         (HoldReason::DataError, format!("{label}: {guards}"))
@@ -816,6 +987,129 @@ pub fn step(ramp: &Ramp, state: &RampState, observations: &Observations<'_>, now
         (HoldReason::Inconclusive, format!("{label}: {guards}"))
     };
     Step::new(next, Decision::Hold { hold, reason })
+}
+
+/// Notes when the current stage's count of observations last changed, and answers how long
+/// it has been silent when that is `max_silence` or more. Silence counts from the last
+/// change or from the end of the warm-up, whichever is later, so a stage whose apps never
+/// report raises it `max_silence` after its observations start to count. A ramp without
+/// guards expects no observations and is never silent.
+fn silence(
+    plan: &Plan,
+    next: &mut RampState,
+    observations: &Observations<'_>,
+    stage_start: Seconds,
+    now: Seconds,
+) -> Option<Seconds> {
+    let count = observations
+        .guards
+        .iter()
+        .filter_map(|guard| guard.stages.get(next.stage.index()))
+        .map(|data| {
+            let (treatment, control) = arm_counts(data);
+            treatment.saturating_add(control)
+        })
+        .fold(0u64, u64::saturating_add);
+    if count != next.stage_observations {
+        next.stage_observations = count;
+        next.observed_at = Some(now);
+    }
+    if plan.guards == 0 {
+        return None;
+    }
+    let counts_from = stage_start.saturating_add(plan.warmup);
+    let since = next.observed_at.unwrap_or(counts_from).max(counts_from);
+    let silent = now.saturating_sub(since);
+    (silent >= plan.max_silence).then_some(silent)
+}
+
+/// Checks every guard metric's counts against the ratio the bands imply, stage by stage
+/// (docs/statistics.md, "Sample-ratio mismatch"), updating each guard's running maximum,
+/// and keeps the check furthest from the ratio in `next.srm`. A stage at 100% has no
+/// cohorts and is left out.
+fn check_srm(
+    ramp: &Ramp,
+    next: &mut RampState,
+    observations: &Observations<'_>,
+) -> Option<SrmReport> {
+    let metrics = u32::try_from(ramp.guards.len()).unwrap_or(u32::MAX);
+    if metrics == 0 {
+        next.srm = None;
+        return None;
+    }
+    let config = SrmConfig {
+        alpha: SRM_ALPHA,
+        metrics,
+    };
+    let band = ramp.control().band();
+    let shares: Vec<Option<f64>> = ramp
+        .stages
+        .iter()
+        .take(next.stage.next().index())
+        .map(|percentage| {
+            let (treatment, control) = arm_shares(*percentage, band);
+            (treatment > 0.0 && control > 0.0).then(|| treatment / (treatment + control))
+        })
+        .collect();
+    let mut worst: Option<SrmReport> = None;
+    for guard in &mut next.guards {
+        let data = observations
+            .guards
+            .iter()
+            .find(|data| data.metric == guard.metric)
+            .map_or(&[][..], |data| &data.stages[..]);
+        let stages: Vec<SrmStage> = data
+            .iter()
+            .zip(&shares)
+            .filter_map(|(data, share)| {
+                let (treatment, control) = arm_counts(data);
+                Some(SrmStage {
+                    treatment,
+                    control,
+                    expected_share: (*share)?,
+                })
+            })
+            .collect();
+        let Ok(evidence) = srm_look(&config, &stages, guard.srm) else {
+            continue;
+        };
+        guard.srm = evidence.state;
+        if worst
+            .as_ref()
+            .is_none_or(|worst| evidence.p_value < worst.evidence.p_value)
+        {
+            worst = Some(SrmReport {
+                metric: guard.metric.clone(),
+                evidence,
+            });
+        }
+    }
+    next.srm = worst.clone();
+    worst
+}
+
+/// A mismatch in words, for reasons and the audit log.
+fn srm_summary(report: &SrmReport) -> String {
+    let evidence = &report.evidence;
+    let ratio = |ratio: Option<f64>| ratio.map_or("—".to_string(), |ratio| format!("{ratio:.4}"));
+    format!(
+        "sample-ratio mismatch on `{}`: {} treatment and {} control observations, a ratio of \
+         {} where the bands imply {} (p_seq {:.3e})",
+        report.metric,
+        evidence.treatment,
+        evidence.control,
+        ratio(evidence.observed_ratio),
+        ratio(evidence.expected_ratio),
+        evidence.p_value
+    )
+}
+
+/// The observations of each cohort in one stage's data.
+fn arm_counts(data: &StageData<'_>) -> (u64, u64) {
+    match data {
+        StageData::Values { treatment, control } => (treatment.total(), control.total()),
+        StageData::Rate { treatment, control } => (treatment.trials, control.trials),
+    }
 }
 
 /// Observations a stage needs per cohort, of each guard's metric, before it may advance.
@@ -861,12 +1155,7 @@ fn stage_shortfall(
                 .iter()
                 .find(|data| data.metric == guard.metric)
                 .and_then(|data| data.stages.get(stage.index()))
-                .map_or((0, 0), |data| match data {
-                    StageData::Values { treatment, control } => {
-                        (treatment.total(), control.total())
-                    }
-                    StageData::Rate { treatment, control } => (treatment.trials, control.trials),
-                });
+                .map_or((0, 0), arm_counts);
             (stage_observations_needed(guard, percentage, treatment, control) > 0).then(|| {
                 format!(
                     "`{}` has {treatment} treatment and {control} control observations in this \
@@ -919,6 +1208,7 @@ fn look_all(
                 sequential: SequentialState::default(),
                 last: None,
                 error: None,
+                srm: SrmState::default(),
             });
         let stages: &[StageData<'_>] = observations
             .guards

@@ -539,13 +539,16 @@ impl Controller {
         let mut incident = None;
         let mut events = Vec::new();
         for decision in &step.decisions {
-            if let Decision::Hold { hold, .. } = decision {
+            if let Decision::Hold { hold, reason } = decision {
                 // A hold repeats every tick: the log keeps the changes of it.
                 if record.hold == Some(*hold) {
                     continue;
                 }
                 record.hold = Some(*hold);
-            } else {
+                if *hold == ramp::HoldReason::NoData {
+                    events.push((WebhookEvent::Alert, Some("no_data"), Some(reason.clone())));
+                }
+            } else if !matches!(decision, Decision::Alert { .. }) {
                 record.hold = None;
             }
             match decision {
@@ -557,7 +560,7 @@ impl Controller {
                         enabled: Some(true),
                         base_revision: None,
                     });
-                    events.push(WebhookEvent::Start);
+                    events.push((WebhookEvent::Start, None, None));
                 }
                 Decision::Advance { percentage, .. } => {
                     effect = Some(FlagEffect {
@@ -565,7 +568,7 @@ impl Controller {
                         enabled: None,
                         base_revision: None,
                     });
-                    events.push(WebhookEvent::Advance);
+                    events.push((WebhookEvent::Advance, None, None));
                 }
                 Decision::Complete { percentage, .. } => {
                     effect = Some(FlagEffect {
@@ -573,7 +576,7 @@ impl Controller {
                         enabled: None,
                         base_revision: None,
                     });
-                    events.push(WebhookEvent::Complete);
+                    events.push((WebhookEvent::Complete, None, None));
                 }
                 Decision::Pause {
                     pause,
@@ -584,14 +587,25 @@ impl Controller {
                         ramp::PauseReason::Regression => {
                             incident = Some(("pause", reason.clone(), evidence.clone()));
                         }
-                        ramp::PauseReason::Inconclusive | ramp::PauseReason::InvalidConfig => {
+                        ramp::PauseReason::Inconclusive
+                        | ramp::PauseReason::InvalidConfig
+                        | ramp::PauseReason::SampleRatioMismatch => {
                             record.alert = Some(reason.clone());
                         }
                         ramp::PauseReason::Manual => {}
                     }
-                    events.push(WebhookEvent::Pause);
+                    events.push((WebhookEvent::Pause, None, None));
                 }
                 Decision::Resume { .. } => record.alert = None,
+                Decision::Alert { alert, reason } => {
+                    record.alert = Some(reason.clone());
+                    let ramp::Alert::SampleRatioMismatch = alert;
+                    events.push((
+                        WebhookEvent::Alert,
+                        Some("sample_ratio_mismatch"),
+                        Some(reason.clone()),
+                    ));
+                }
                 Decision::Kill {
                     reason, evidence, ..
                 } => {
@@ -601,7 +615,7 @@ impl Controller {
                         base_revision: None,
                     });
                     incident = Some(("kill", reason.clone(), evidence.clone()));
-                    events.push(WebhookEvent::Kill);
+                    events.push((WebhookEvent::Kill, None, None));
                 }
                 Decision::Abort { .. } => {
                     effect = Some(FlagEffect {
@@ -610,7 +624,7 @@ impl Controller {
                         base_revision: None,
                     });
                     record.alert = None;
-                    events.push(WebhookEvent::Abort);
+                    events.push((WebhookEvent::Abort, None, None));
                 }
                 Decision::Hold { .. } => {}
             }
@@ -694,14 +708,19 @@ impl Controller {
         // Stored with the decision, so that a crash before they are sent does not lose them.
         let webhooks: Vec<PendingWebhook> = events
             .iter()
-            .filter_map(|event| {
-                self.webhooks.pending(&webhook::Payload::new(
+            .filter_map(|(event, alert, own_reason)| {
+                let mut payload = webhook::Payload::new(
                     *event,
                     &record,
-                    reason.clone().unwrap_or_default(),
+                    own_reason
+                        .clone()
+                        .or_else(|| reason.clone())
+                        .unwrap_or_default(),
                     incident_id,
                     &time,
-                ))
+                );
+                payload.alert = *alert;
+                self.webhooks.pending(&payload)
             })
             .collect();
         // The controller's own decisions are fenced: once another node has taken the lease,
@@ -951,6 +970,8 @@ impl Controller {
             ended_at: state.ended_at.map(rfc3339),
             hold: record.as_ref().and_then(|record| record.hold),
             alert: record.as_ref().and_then(|record| record.alert.clone()),
+            srm: state.srm.clone(),
+            last_observation_at: state.observed_at.map(rfc3339),
             guards,
             kill: record.as_ref().and_then(|record| record.kill.clone()),
             reach,
@@ -1045,7 +1066,8 @@ pub struct RampStatus {
     /// pending, running, paused, completed, killed or aborted.
     #[schema(value_type = String)]
     pub status: Status,
-    /// inconclusive, regression, manual or invalid_config, while paused.
+    /// inconclusive, regression, manual, invalid_config or sample_ratio_mismatch, while
+    /// paused.
     #[schema(value_type = Option<String>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pause_reason: Option<ramp::PauseReason>,
@@ -1061,13 +1083,23 @@ pub struct RampStatus {
     pub counts_from: Option<String>,
     pub ended_at: Option<String>,
     /// Why the running ramp is not moving: warm_up, min_duration, stage_samples,
-    /// inconclusive, no_guards, data_error.
+    /// inconclusive, no_guards, data_error, or no_data (an alert: no observation for
+    /// `max_silence`).
     #[schema(value_type = Option<String>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hold: Option<ramp::HoldReason>,
     /// Set while the ramp waits for a person.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alert: Option<String>,
+    /// The last look's sample-ratio check, on the guard metric furthest from the ratio the
+    /// bands imply: `verdict` (OK or MISMATCH), `metric`, `treatment` and `control`
+    /// observations, `expected_ratio` and `observed_ratio` (treatment : control), `p_value`
+    /// (always valid), `log_lambda`, `max_log_lambda`, `threshold`.
+    #[schema(value_type = Option<Object>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub srm: Option<ramp::SrmReport>,
+    /// When the current stage's count of observations last grew, as of the last look.
+    pub last_observation_at: Option<String>,
     pub guards: Vec<GuardStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kill: Option<KillRecord>,

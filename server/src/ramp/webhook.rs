@@ -38,6 +38,9 @@ pub enum WebhookEvent {
     Pause,
     Kill,
     Abort,
+    /// Something a person should know that did not stop the ramp: the payload's `alert`
+    /// says what.
+    Alert,
 }
 
 impl WebhookEvent {
@@ -49,6 +52,7 @@ impl WebhookEvent {
             WebhookEvent::Pause => "ramp.pause",
             WebhookEvent::Kill => "ramp.kill",
             WebhookEvent::Abort => "ramp.abort",
+            WebhookEvent::Alert => "ramp.alert",
         }
     }
 }
@@ -67,6 +71,13 @@ pub struct Payload {
     /// The incident a kill or a regression pause recorded: `GET /api/v1/incidents/{id}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub incident: Option<u64>,
+    /// Why a paused ramp is paused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_reason: Option<ripcord_engine::ramp::PauseReason>,
+    /// What a `ramp.alert` is about: `no_data` (no observation for `max_silence`) or
+    /// `sample_ratio_mismatch` (with `on_srm: warn`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert: Option<&'static str>,
     /// RFC 3339.
     pub time: String,
 }
@@ -89,6 +100,8 @@ impl Payload {
             percentage: record.state.percentage,
             reason,
             incident,
+            pause_reason: record.state.pause_reason,
+            alert: None,
             time: time.to_string(),
         }
     }

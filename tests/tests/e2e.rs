@@ -50,6 +50,8 @@
 //!   together, the lease holder killed and the ripcord pulled once by another node.
 //! - [`sdk`]: the Rust SDK against real servers, both modes, and its examples.
 //! - [`tls`]: both ports over TLS with a certificate the test makes; bad files at start.
+//! - [`srm`]: an A/A ramp whose treatment loses a fifth of its reports pauses on the
+//!   sample-ratio check and never completes.
 //! - [`streams`]: streams at one revision send the same bytes; an idle stream's memory does
 //!   not grow with the ruleset.
 //! - [`sdk_tracking`]: guard metrics tracked by the SDK, reported to a started ramp; instance
@@ -112,6 +114,8 @@ mod scale_out_ramps;
 mod sdk;
 #[path = "e2e/sdk_tracking.rs"]
 mod sdk_tracking;
+#[path = "e2e/srm.rs"]
+mod srm;
 #[path = "e2e/streams.rs"]
 mod streams;
 #[path = "e2e/tls.rs"]

@@ -30,6 +30,8 @@ flags:
       stages: [10, 50, 100]
       min_stage_duration: 10m
       warmup: 1m
+      # The observations below come in cohorts of equal size.
+      control: equal
       guards:
         - {metric: errors, category: stability, kind: rate, better: lower, tolerance: 0.01, min_samples: 500}
 "#;

@@ -28,6 +28,8 @@ flags:
       min_stage_duration: 2s
       max_stage_duration: 1h
       warmup: 1s
+      # The tests report as many control observations as treatment ones.
+      control: equal
       guards:
         - {metric: errors, category: stability, kind: rate, better: lower, tolerance: 0.02, min_samples: 500}
 "#;

@@ -1,0 +1,143 @@
+//! A ramp whose data are not sound: the cohorts report in a ratio their bands cannot
+//! explain, and the ramp stops instead of judging on them.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::harness::{Body, Server};
+use crate::ramps::{past_warm_up, wait_for, RAMP};
+
+/// An A/A ramp at 20% whose control is every other unit (the default).
+const A_A_AT_20: &str = r#"
+flags:
+  new-checkout:
+    type: boolean
+    client_visible: true
+    variants: {"on": true, "off": false}
+    default_variant: "off"
+    rollout: {percentage: 0, split: [{variant: "on", weight: 1}]}
+    ramp:
+      stages: [20, 50, 100]
+      min_stage_duration: 2s
+      warmup: 1s
+      guards:
+        - {metric: errors, category: stability, kind: rate, better: lower, tolerance: 0.02, min_samples: 100}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_a_a_ramp_whose_treatment_drops_a_fifth_of_its_reports_pauses_and_never_completes() {
+    let server = Server::start_with(&[("RIPCORD_RAMP_TICK", "1s")], A_A_AT_20).await;
+    let client = server.create_key("app", "client", Some("default")).await;
+    server
+        .admin_post(&format!("{RAMP}/start"), json!({}))
+        .await
+        .expect_status(200);
+    past_warm_up(&server).await;
+
+    // Every unit phones home and reports one observation tagged with what it was served,
+    // with the same 1% error rate in both cohorts; but a fifth of the treatment's reports
+    // never arrive, as when the new code crashes before it reports.
+    let mut observations = Vec::new();
+    let (mut treated, mut lost) = (0u32, 0u32);
+    for unit in 0..3000u32 {
+        let name = format!("unit-{unit}");
+        let answer = server
+            .evaluate(
+                &client.token,
+                "new-checkout",
+                json!({"targetingKey": name.as_str()}),
+            )
+            .await
+            .expect_status(200)
+            .json();
+        let metadata = &answer["metadata"];
+        let cohort = metadata["cohort"]
+            .as_str()
+            .unwrap_or_else(|| panic!("at 20% with the rest as control, {answer} has a cohort"));
+        if cohort == "treatment" {
+            treated += 1;
+            if treated % 5 == 0 {
+                lost += 1;
+                continue;
+            }
+        }
+        observations.push(json!({
+            "flag": "new-checkout",
+            "metric": "errors",
+            "value": u8::from(unit % 100 == 0),
+            "cohort": cohort,
+            "stage": metadata["stage"],
+            "unit": name,
+        }));
+    }
+    assert!((450..=750).contains(&treated), "{treated} of 3000 treated");
+    let answer = server
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/metrics",
+            Some(&client.token),
+            Body::Json(json!({"observations": observations})),
+        )
+        .await
+        .expect_status(200)
+        .json();
+    assert_eq!(answer["accepted"], json!(3000 - lost), "{answer}");
+
+    let paused = wait_for(&server, Duration::from_secs(20), |status| {
+        status["status"] != "running"
+    })
+    .await;
+    assert_eq!(paused["status"], "paused", "{paused:#}");
+    assert_eq!(
+        paused["pause_reason"], "sample_ratio_mismatch",
+        "{paused:#}"
+    );
+    assert_eq!(paused["percentage"], json!(20.0), "{paused:#}");
+    let srm = &paused["srm"];
+    assert_eq!(srm["verdict"], "MISMATCH", "{srm:#}");
+    assert_eq!(srm["metric"], "errors", "{srm:#}");
+    // 20% against the other 80%: a ratio of 0.25 expected, about 0.2 observed.
+    let expected = srm["expected_ratio"].as_f64().expect("an expected ratio");
+    let observed = srm["observed_ratio"].as_f64().expect("an observed ratio");
+    assert!((expected - 0.25).abs() < 1e-9, "{srm:#}");
+    assert!(observed < 0.22, "{srm:#}");
+    assert!(
+        srm["p_value"].as_f64().is_some_and(|p| p <= 0.01),
+        "{srm:#}"
+    );
+    assert!(
+        paused["alert"]
+            .as_str()
+            .is_some_and(|alert| alert.contains("sample-ratio mismatch")),
+        "{paused:#}"
+    );
+
+    // The evidence stands: resumed, the ramp pauses again at the next look, and it never
+    // advances or completes on these data.
+    server
+        .admin_post(&format!("{RAMP}/resume"), json!({"reason": "try again"}))
+        .await
+        .expect_status(200);
+    let again = wait_for(&server, Duration::from_secs(20), |status| {
+        status["status"] == "paused"
+    })
+    .await;
+    assert_eq!(again["pause_reason"], "sample_ratio_mismatch", "{again:#}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later: Value = server.admin_get(RAMP).await.expect_status(200).json();
+    assert_eq!(later["status"], "paused", "{later:#}");
+    assert_eq!(later["stage"], json!(0), "{later:#}");
+    let audit = server
+        .admin_get("/api/v1/audit?flag=new-checkout&limit=100")
+        .await
+        .json();
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|entry| entry["action"].as_str())
+        .collect();
+    assert!(!actions.contains(&"ramp.advance"), "{actions:?}");
+    assert!(!actions.contains(&"ramp.complete"), "{actions:?}");
+}

@@ -35,12 +35,23 @@ export interface GuardStatus extends GuardDefinition, StageNumbers {
   error: string | null;
 }
 
+/** The look's sample-ratio check: do the cohorts report in the ratio their bands imply? */
+export interface SampleRatio {
+  verdict: "OK" | "MISMATCH";
+  metric: string;
+  treatment: number;
+  control: number;
+  expected_ratio: number | null;
+  observed_ratio: number | null;
+  p_value: number;
+}
+
 export interface RampStatus {
   environment: string;
   flag: string;
   generation: number;
   status: RampState;
-  pause_reason?: "inconclusive" | "regression" | "manual" | "invalid_config";
+  pause_reason?: "inconclusive" | "regression" | "manual" | "invalid_config" | "sample_ratio_mismatch";
   stage: number;
   stages: number[];
   percentage: number;
@@ -48,8 +59,10 @@ export interface RampStatus {
   stage_started_at: string | null;
   counts_from: string | null;
   ended_at: string | null;
-  hold?: "warm_up" | "min_duration" | "inconclusive" | "stage_samples" | "no_guards" | "data_error";
+  hold?: "warm_up" | "min_duration" | "inconclusive" | "stage_samples" | "no_guards" | "data_error" | "no_data";
   alert?: string;
+  srm?: SampleRatio;
+  last_observation_at: string | null;
   guards: GuardStatus[];
   kill?: { incident: number; revision: number | null; time: string };
   reach?: { active: number; fetched: number };
@@ -114,9 +127,25 @@ function pauseWords(status: RampStatus): string {
       return "still undecided at the stage's longest wait. Resume for another wait, advance with a reason, or abort.";
     case "invalid_config":
       return "the ramp block no longer fits the ramp's state. Fix the flag's ramp block, or abort.";
+    case "sample_ratio_mismatch":
+      return "the cohorts report in a ratio their bands cannot explain, so the guards cannot be trusted on these data. Find why reports are lost or doubled, then abort and start again.";
     default:
       return "paused.";
   }
+}
+
+/** The sample-ratio check in a sentence, or null before the first look. */
+export function sampleRatioWords(status: RampStatus): string | null {
+  const srm = status.srm;
+  if (srm === undefined) {
+    return null;
+  }
+  const ratio = (value: number | null): string => (value === null ? "—" : value.toFixed(4));
+  const counts = `${srm.treatment.toLocaleString("en-US")} treatment and ${srm.control.toLocaleString("en-US")} control observations of ${srm.metric}`;
+  const ratios = `treatment : control ${ratio(srm.observed_ratio)}, ${ratio(srm.expected_ratio)} expected`;
+  return srm.verdict === "MISMATCH"
+    ? `Sample ratio mismatch: ${counts}, ${ratios} (p = ${srm.p_value.toPrecision(2)}).`
+    : `Sample ratio as expected: ${counts}, ${ratios}.`;
 }
 
 /** Why a running ramp does not move, in words: what it waits for, and how long that takes. */
@@ -139,6 +168,8 @@ export function holdWords(status: RampStatus, now = Date.now()): string | null {
       return waitingWords(status) ?? (status.hold === "inconclusive" ? "The guards cannot decide yet." : "Waiting for this stage's own samples.");
     case "no_guards":
       return "No guards: the ramp moves only by hand (Advance stage).";
+    case "no_data":
+      return `No observations since ${formatTime(status.last_observation_at ?? status.counts_from)}: check that the apps evaluate this flag and report its guard metrics.`;
     case "data_error": {
       const error = status.guards.find((guard) => guard.error !== null)?.error;
       return `The observations could not be judged${error === undefined || error === null ? "" : `: ${error}`}.`;
@@ -283,6 +314,7 @@ class RampSection implements Screen {
     destroyCharts(this.charts);
     const decisions = decisionsOf(audit, status.generation);
     const hold = holdWords(status);
+    const sampleRatio = sampleRatioWords(status);
     const stateClass = status.status === "killed" ? "killed" : status.status === "running" || status.status === "completed" ? "on" : "";
     // The redraw every few seconds replaces these elements: the one the keyboard was on
     // (a control, the decisions' summary) is found again by its key and focused.
@@ -313,7 +345,8 @@ class RampSection implements Screen {
         status.applied ? null : " · applying the last decision to the flag…",
       ),
       el("p", {}, stateWords(status)),
-      hold === null ? null : el("p", { class: "hold", role: "status" }, hold),
+      hold === null ? null : el("p", { class: status.hold === "no_data" ? "hold alert" : "hold", role: status.hold === "no_data" ? "alert" : "status" }, hold),
+      sampleRatio === null ? null : el("p", { class: status.srm?.verdict === "MISMATCH" ? "srm alert" : "srm", role: status.srm?.verdict === "MISMATCH" ? "alert" : "status" }, sampleRatio),
       status.alert === undefined ? null : el("p", { class: "alert", role: "alert" }, status.alert),
       killLine(status),
       ramp?.on_regression === "pause" ? el("p", { class: "description" }, "On a regression this ramp pauses (critical guards still kill).") : null,

@@ -3,7 +3,7 @@
 //! metric's name, the regression, the kill and its reach) and as an incident reached from
 //! the Incidents list; and a ramp started, paused and resumed with the section's buttons,
 //! each confirmed in a dialog, advancing refused without a reason, and what it waits for
-//! said in words.
+//! and its sample ratio said in words.
 
 use std::time::Duration;
 
@@ -285,6 +285,19 @@ async fn the_ramp_buttons_start_pause_resume_advance_and_abort_a_ramp_and_advanc
         check(
             hold.contains("Waiting for ") && hold.contains(" more observations, "),
             || format!("the hold reads {hold:?}"),
+        )?;
+        // And whether the cohorts report in the ratio their bands imply (equal here).
+        let ratio = wait_text(
+            &client,
+            &format!("{SECTION}//p[contains(@class, 'srm')]"),
+            Duration::from_secs(8),
+            |text| text.starts_with("Sample ratio"),
+        )
+        .await?;
+        check(
+            ratio.starts_with("Sample ratio as expected: 100 treatment and 100 control")
+                && ratio.contains("1.0000, 1.0000 expected"),
+            || format!("the sample ratio reads {ratio:?}"),
         )?;
 
         operate(&client, "Pause ramp", "", "Pause").await?;

@@ -74,6 +74,9 @@ pub fn render(incident: &IncidentRecord, facts: &Facts<'_>) -> String {
 
     let _ = writeln!(text, "## Evidence\n");
     evidence(&mut text, &incident.evidence);
+    if let Some(srm) = &incident.srm {
+        sample_ratio(&mut text, srm);
+    }
 
     let _ = writeln!(text, "## Reach of the kill\n");
     match facts.reach {
@@ -100,6 +103,30 @@ pub fn render(incident: &IncidentRecord, facts: &Facts<'_>) -> String {
         let _ = writeln!(text, "## {section}\n\n_To be written by the team._\n");
     }
     text
+}
+
+/// The sample-ratio check: were the data sound enough to judge on?
+fn sample_ratio(text: &mut String, srm: &ripcord_engine::ramp::SrmReport) {
+    let evidence = &srm.evidence;
+    let ratio = |ratio: Option<f64>| ratio.map_or_else(|| "—".to_string(), number);
+    let verdict = match evidence.verdict {
+        ripcord_engine::stats::SrmVerdict::Ok => "as the bands imply",
+        ripcord_engine::stats::SrmVerdict::Mismatch => {
+            "**not** as the bands imply (sample-ratio mismatch)"
+        }
+    };
+    let _ = writeln!(
+        text,
+        "**Sample ratio** (`{}`): the cohorts reported {verdict}: {} treatment and {} control \
+         observations, a treatment : control ratio of {} against {} expected (always-valid \
+         p-value {}).\n",
+        cell(&srm.metric),
+        evidence.treatment,
+        evidence.control,
+        ratio(evidence.observed_ratio),
+        ratio(evidence.expected_ratio),
+        number(evidence.p_value)
+    );
 }
 
 /// One row per guard: its verdict and the numbers behind it.

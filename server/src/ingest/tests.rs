@@ -785,6 +785,8 @@ const RAMP: &str = r#"
 stages: [1, 5, 25]
 min_stage_duration: 10m
 warmup: 2m
+# The observations below come in cohorts of equal size.
+control: equal
 guards:
   - {metric: checkout_latency_ms, category: performance, kind: value, better: lower, tolerance: 5%, min_samples: 200}
   - {metric: crash_rate, category: stability, kind: rate, better: lower, tolerance: 0.01, min_samples: 200}

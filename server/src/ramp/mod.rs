@@ -661,6 +661,7 @@ impl Controller {
                 percentage: percentage_before(&step.decisions, &record.state),
                 reason,
                 evidence,
+                srm: record.state.srm.clone(),
             });
             incident_id = Some(id);
             if action == "kill" {

@@ -1600,6 +1600,7 @@ fn incident(environment: &str, flag: &str, stage: u32) -> IncidentRecord {
         percentage: 5.0,
         reason: format!("stage {stage} regressed"),
         evidence: Vec::new(),
+        srm: None,
     }
 }
 

@@ -253,6 +253,11 @@ pub struct IncidentRecord {
     /// p-value and its threshold, the effect with its interval, the tolerance.
     #[schema(value_type = Vec<Object>)]
     pub evidence: Vec<GuardReport>,
+    /// The look's sample-ratio check: whether the cohorts reported in the ratio their bands
+    /// imply, which says how far the evidence can be trusted.
+    #[schema(value_type = Option<Object>)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srm: Option<ripcord_engine::ramp::SrmReport>,
 }
 
 /// One look of the ramp controller at a ramp, kept for the charts of its evidence over time:

@@ -445,6 +445,15 @@ async fn a_regression_is_killed_within_a_few_ticks_with_incident_webhook_and_aud
         text.contains("| errors | REGRESSION | n = 1000, rate 0.3 | n = 1000, rate 0.01 |"),
         "{text}"
     );
+    // The data were sound: as many reports from each cohort as the equal bands imply.
+    assert!(
+        text.contains(
+            "**Sample ratio** (`errors`): the cohorts reported as the bands imply: 1000 \
+             treatment and 1000 control observations, a treatment : control ratio of 1 against \
+             1 expected"
+        ),
+        "{text}"
+    );
     assert!(
         text.contains(
             "1 of the 2 app and SDK instances seen in the last hour have fetched the kill."

@@ -980,3 +980,79 @@ async fn a_webhook_pending_when_the_server_is_killed_is_delivered_after_the_rest
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(kills(&receiver.deliveries()).len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stage_without_observations_for_max_silence_raises_a_no_data_alert_until_data_come() {
+    let (receiver, url) = Receiver::start(0).await;
+    let document = RAMPED.replace(
+        "      warmup: 1s\n",
+        "      warmup: 1s\n      max_silence: 3s\n",
+    );
+    assert_ne!(document, RAMPED);
+    let server = Server::start_with(
+        &[
+            ("RIPCORD_RAMP_TICK", "1s"),
+            ("RIPCORD_WEBHOOK_URLS", url.as_str()),
+            ("RIPCORD_WEBHOOK_SECRET", SECRET),
+        ],
+        &document,
+    )
+    .await;
+    let client = start_and_warm_up(&server).await;
+
+    // No app reports: three seconds after the warm-up the stage is silent.
+    let silent = wait_for(&server, Duration::from_secs(15), |status| {
+        status["hold"] == "no_data"
+    })
+    .await;
+    assert_eq!(silent["status"], "running", "{silent:#}");
+    assert_eq!(silent["last_observation_at"], Value::Null, "{silent:#}");
+    let started = Instant::now();
+    let alert = loop {
+        let alerts: Vec<Value> = receiver
+            .deliveries()
+            .iter()
+            .filter(|delivery| delivery.header("x-ripcord-event") == Some("ramp.alert"))
+            .map(Delivery::json)
+            .collect();
+        if let Some(alert) = alerts.first() {
+            assert_eq!(
+                alerts.len(),
+                1,
+                "one alert while the silence lasts: {alerts:?}"
+            );
+            break alert.clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no ramp.alert");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(alert["alert"], "no_data", "{alert}");
+    assert!(
+        alert["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("no observations for")
+                && reason.contains("max_silence 3s")),
+        "{alert}"
+    );
+    let audit = server
+        .admin_get("/api/v1/audit?flag=new-checkout&limit=100")
+        .await
+        .json();
+    assert!(
+        audit["entries"].as_array().unwrap().iter().any(|entry| {
+            entry["action"] == "ramp.hold"
+                && entry["reason"]
+                    .as_str()
+                    .is_some_and(|reason| reason.contains("no observations for"))
+        }),
+        "{audit:#}"
+    );
+
+    // Observations arrive: the alert ends by itself.
+    post_errors(&server, &client.token, 0, 100, [1, 1]).await;
+    let heard = wait_for(&server, Duration::from_secs(10), |status| {
+        status["hold"] != "no_data"
+    })
+    .await;
+    assert!(heard["last_observation_at"].is_string(), "{heard:#}");
+}

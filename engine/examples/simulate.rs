@@ -4,11 +4,13 @@
 //!
 //! A 1% → 5% → 25% → 50% ramp, `min_stage_duration: 45m`, checked every minute for 180
 //! minutes, one guard per simulated ramp (M = 1, alpha = 0.05). Traffic is the flag's whole
-//! stream of observations per minute; at p% the treatment gets p% of it. The control is
-//! either as many units (`Control::Equal`, the cohorts of docs/bucketing.md) or every unit
-//! not in the treatment (`Control::Rest`, the reference design the target figures assume).
-//! Each observation is one unit's (observations are per randomization unit), so "treated
-//! units exposed" is the treatment's count at the kill.
+//! stream of observations per minute; each one's unit lands in the treatment, the control or
+//! neither with the shares the ramp's bands give at the stage (`ramp::arm_shares`), so the
+//! cohorts' counts vary as real ones do and the sample-ratio check sees honest noise. The
+//! control is the ramp block's own `control` (`rest`, `equal` or a multiple), so the bands,
+//! V* and the sample-ratio check are the ones a user of that design gets. Each observation
+//! is one unit's (observations are per randomization unit), so "treated units exposed" is
+//! the treatment's count at the kill.
 //!
 //! Beside the real code, [`ideal`] runs the same sequential rule on exactly normal data
 //! (a Gaussian random walk in the information V with the same looks, burn-in and tuning):
@@ -21,9 +23,9 @@
 
 use std::time::Instant;
 
-use ripcord_engine::bucketing::ControlBand;
+pub use ripcord_engine::document::Control;
 use ripcord_engine::document::Ramp;
-use ripcord_engine::ramp::{self, GuardObservations, Observations, Settings, Status};
+use ripcord_engine::ramp::{self, GuardObservations, Observations, PauseReason, Settings, Status};
 use ripcord_engine::stats::{
     mixture_log_lambda, mixture_tau2, Histogram, Proportion, StageData, MIN_BURN_IN,
 };
@@ -64,13 +66,25 @@ impl Rng {
         (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
     }
 
-    /// Events in `n` Bernoulli(p) trials, by geometric gaps: O(n·p), exact.
+    /// Events in `n` Bernoulli(p) trials, by geometric gaps: O(n·min(p, 1 − p)), exact,
+    /// while the rarer outcome is expected fewer than 500 times. Past that (only the 5% and
+    /// later stages at 20,000 a minute) a rounded normal: its skew is at most 0.07 there, and
+    /// a stage sums 45 or more such minutes, so the counts' distribution is the binomial's
+    /// to well within what a few thousand ramps can resolve, at a fraction of the cost.
     pub fn binomial(&mut self, n: u64, p: f64) -> u64 {
         if p <= 0.0 || n == 0 {
             return 0;
         }
         if p >= 1.0 {
             return n;
+        }
+        if p > 0.5 {
+            return n - self.binomial(n, 1.0 - p);
+        }
+        let mean = n as f64 * p;
+        if mean >= 500.0 {
+            let sd = (mean * (1.0 - p)).sqrt();
+            return (mean + sd * self.normal()).round().clamp(0.0, n as f64) as u64;
         }
         let log_q = (-p).ln_1p();
         let mut events = 0;
@@ -143,30 +157,21 @@ impl Metric {
     }
 }
 
-/// Who the treatment is compared with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Control {
-    /// As many units as the treatment, from the band `[50000, 50000 + t)`
-    /// (docs/bucketing.md, "Cohorts"): what Ripcord does.
-    Equal,
-    /// Every unit not in the treatment: the reference design of the target figures.
-    Rest,
+/// The multiple of the `k` design the tables show.
+pub const K: f64 = 3.0;
+
+/// The shares of all units in treatment and control at a percentage, as the design's bands
+/// give them.
+pub fn shares(control: Control, percentage: f64) -> (f64, f64) {
+    ramp::arm_shares(percentage, control.band())
 }
 
-impl Control {
-    /// The shares of all units in treatment and control at a percentage.
-    pub fn shares(self, percentage: f64) -> (f64, f64) {
-        match self {
-            Control::Equal => ramp::arm_shares(percentage, ControlBand::EQUAL),
-            Control::Rest => ramp::arm_shares(percentage, ControlBand::Rest),
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Control::Equal => "equal",
-            Control::Rest => "rest",
-        }
+/// The design as the ramp block writes it: `rest`, `equal` or the multiple.
+pub fn control_name(control: Control) -> String {
+    match control {
+        Control::Rest => "rest".to_string(),
+        Control::Equal => "equal".to_string(),
+        Control::Times(times) => format!("{times}"),
     }
 }
 
@@ -199,6 +204,23 @@ pub struct Case {
     pub per_minute: f64,
     pub schedule: Schedule,
     pub control: Control,
+    /// The chance that a treatment unit's report never arrives (a crash before it reports,
+    /// a lost batch): the treatment's counts fall short of what its bands imply, which the
+    /// sample-ratio check is there to see. The metric's values are unaffected.
+    pub treatment_loss: f64,
+}
+
+impl Case {
+    /// A case whose reports all arrive.
+    pub fn new(metric: Metric, per_minute: f64, schedule: Schedule, control: Control) -> Case {
+        Case {
+            metric,
+            per_minute,
+            schedule,
+            control,
+            treatment_loss: 0.0,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -206,10 +228,12 @@ pub struct Outcome {
     pub killed: bool,
     /// The minute of the kill.
     pub minute: u64,
-    /// Treatment observations (= units) counted up to the kill.
+    /// Treatment units exposed up to the kill (whether or not their reports arrived).
     pub treated: u64,
     pub last_stage: usize,
     pub completed: bool,
+    /// The first pause on a sample-ratio mismatch: its minute and the stage it judged.
+    pub srm_pause: Option<(u64, usize)>,
 }
 
 /// The latency bins of every simulated ramp: 1.25% wide, 4× finer than the 5% tolerance
@@ -238,7 +262,7 @@ fn lognormal_bin_weights(bins: &Histogram, median: f64, sigma: f64) -> Vec<f64> 
         .collect()
 }
 
-pub fn ramp_block(metric: Metric, schedule: Schedule) -> Ramp {
+pub fn ramp_block(metric: Metric, schedule: Schedule, control: Control) -> Ramp {
     let zero = schedule == Schedule::ForcedZero;
     let guard = match metric {
         Metric::Latency { .. } => format!(
@@ -250,34 +274,41 @@ pub fn ramp_block(metric: Metric, schedule: Schedule) -> Ramp {
             if zero { "0" } else { "0.005" }
         ),
     };
+    let control = control_name(control);
     let text = format!(
-        "{{stages: [1, 5, 25, 50], min_stage_duration: {STAGE_MINUTES}m, max_stage_duration: {MINUTES}m, guards: [{guard}]}}"
+        "{{stages: [1, 5, 25, 50], min_stage_duration: {STAGE_MINUTES}m, max_stage_duration: {MINUTES}m, control: {control}, guards: [{guard}]}}"
     );
     serde_yaml_ng::from_str(&text).expect("a valid ramp block")
 }
 
-/// V*: the information n1·n2/(n1+n2) at the end of the first stage. For Ripcord's
-/// equal control it is the product's own `ramp::design_information`; for the
-/// reference design the same formula with the control = the rest.
-pub fn design_information(ramp: &Ramp, per_minute: f64, control: Control) -> f64 {
-    match control {
-        Control::Equal => ramp::design_information(ramp, per_minute).unwrap_or(100.0),
-        Control::Rest => {
-            let minutes = STAGE_MINUTES as f64;
-            let (treatment, control) = control.shares(STAGES[0]);
-            let (n1, n2) = (
-                per_minute * treatment * minutes,
-                per_minute * control * minutes,
-            );
-            n1 * n2 / (n1 + n2)
-        }
-    }
+/// V*: the information n1·n2/(n1+n2) at the end of the first stage, as the product
+/// computes it from the ramp block (and so from its control).
+pub fn design_information(ramp: &Ramp, per_minute: f64) -> f64 {
+    ramp::design_information(ramp, per_minute).unwrap_or(100.0)
 }
 
-/// This minute's observations per arm at `percentage`; `carry` keeps the treatment's
+/// This minute's units per arm at `percentage`: each of the minute's units lands in the
+/// treatment, the control or neither with the bands' shares (a multinomial draw). `carry`
+/// keeps the fraction of a traffic that is not a whole number a minute.
+fn minute_counts(rng: &mut Rng, case: &Case, percentage: f64, carry: &mut f64) -> (u64, u64) {
+    let (treatment_share, control_share) = shares(case.control, percentage);
+    let exact = case.per_minute + *carry;
+    let units = exact.floor() as u64;
+    *carry = exact - units as f64;
+    let n1 = rng.binomial(units, treatment_share);
+    let rest = 1.0 - treatment_share;
+    let n0 = if rest > 0.0 {
+        rng.binomial(units - n1, (control_share / rest).min(1.0))
+    } else {
+        0
+    };
+    (n1, n0)
+}
+
+/// The expected units per arm in a minute, for the ideal data: `carry` keeps the treatment's
 /// fraction so 2.5 a minute is 2, 3, 2, 3, ...
-fn minute_counts(case: &Case, percentage: f64, carry: &mut f64) -> (u64, u64) {
-    let (treatment_share, control_share) = case.control.shares(percentage);
+fn expected_counts(case: &Case, percentage: f64, carry: &mut f64) -> (u64, u64) {
+    let (treatment_share, control_share) = shares(case.control, percentage);
     let exact = case.per_minute * treatment_share + *carry;
     let n1 = exact.floor() as u64;
     *carry = exact - n1 as f64;
@@ -306,9 +337,9 @@ pub struct Setup {
 
 impl Setup {
     pub fn new(case: Case) -> Setup {
-        let ramp = ramp_block(case.metric, case.schedule);
+        let ramp = ramp_block(case.metric, case.schedule, case.control);
         let metric = ramp.guards[0].metric.clone();
-        let information = design_information(&ramp, case.per_minute, case.control);
+        let information = design_information(&ramp, case.per_minute);
         let settings = Settings {
             alpha: ALPHA,
             design_information: vec![(metric, information)],
@@ -352,10 +383,12 @@ impl Setup {
         let mut rates: Vec<(Proportion, Proportion)> = Vec::new();
         let mut carry = 0.0;
         let mut treated = 0u64;
+        let mut srm_pause = None;
         for minute in 1..=MINUTES {
             let stage = state.stage.index();
-            let (n1, n0) = minute_counts(&self.case, state.percentage, &mut carry);
-            treated += n1;
+            let (exposed, n0) = minute_counts(&mut rng, &self.case, state.percentage, &mut carry);
+            treated += exposed;
+            let n1 = exposed - rng.binomial(exposed, self.case.treatment_loss);
             match self.case.metric {
                 Metric::Latency { .. } => {
                     while values.len() <= stage {
@@ -410,15 +443,23 @@ impl Setup {
                     treated,
                     last_stage: stage,
                     completed: false,
+                    srm_pause,
                 };
+            }
+            // The ramp stays paused, as it would until a person looks; its guards keep
+            // watching, so a regression still kills it.
+            if srm_pause.is_none() && state.pause_reason == Some(PauseReason::SampleRatioMismatch) {
+                srm_pause = Some((minute, stage));
             }
             if state.status == Status::Completed {
                 break;
             }
             // The controller may have advanced on PASS at the same minute: force only what
-            // is missing, so a forced ramp is always where the schedule says.
+            // is missing, so a forced ramp is always where the schedule says. The hand that
+            // forces also moves a paused ramp on, so every forced ramp sees every stage.
             if self.case.schedule != Schedule::Controller {
-                while state.status == Status::Running && state.stage.index() < forced_stage(minute)
+                while matches!(state.status, Status::Running | Status::Paused)
+                    && state.stage.index() < forced_stage(minute)
                 {
                     state = ramp::advance(&self.ramp, &state, "simulated schedule", now)
                         .expect("a running ramp advances")
@@ -432,6 +473,7 @@ impl Setup {
             treated,
             last_stage: state.stage.index(),
             completed: state.status == Status::Completed,
+            srm_pause,
         }
     }
 }
@@ -444,6 +486,12 @@ pub struct Summary {
     pub killed_in_first_stage: usize,
     pub reached_last: usize,
     pub completed: usize,
+    /// Ramps paused on a sample-ratio mismatch at some point.
+    pub srm_pauses: usize,
+    /// Of those, paused at the first stage (before the first advance).
+    pub srm_in_first_stage: usize,
+    /// The median minute of the first such pause, over the ramps that had one.
+    pub srm_median_minute: Option<f64>,
 }
 
 fn median(values: &mut [u64]) -> Option<f64> {
@@ -483,6 +531,8 @@ pub fn simulate(case: Case, ramps: usize, seed: u64, threads: usize) -> Summary 
     let killed: Vec<&Outcome> = outcomes.iter().filter(|o| o.killed).collect();
     let mut minutes: Vec<u64> = killed.iter().map(|o| o.minute).collect();
     let mut treated: Vec<u64> = killed.iter().map(|o| o.treated).collect();
+    let srm: Vec<(u64, usize)> = outcomes.iter().filter_map(|o| o.srm_pause).collect();
+    let mut srm_minutes: Vec<u64> = srm.iter().map(|(minute, _)| *minute).collect();
     Summary {
         ramps,
         kills: killed.len(),
@@ -494,6 +544,9 @@ pub fn simulate(case: Case, ramps: usize, seed: u64, threads: usize) -> Summary 
             .filter(|o| !o.killed && o.last_stage + 1 == STAGES.len())
             .count(),
         completed: outcomes.iter().filter(|o| o.completed).count(),
+        srm_pauses: srm.len(),
+        srm_in_first_stage: srm.iter().filter(|(_, stage)| *stage == 0).count(),
+        srm_median_minute: median(&mut srm_minutes),
     }
 }
 
@@ -525,11 +578,8 @@ struct IdealMinute {
 /// Λ ≥ 1/alpha. Only the schedule matters, not the tolerance: with a tolerance the real
 /// guard kills less (the effect gate), so compare it with `Schedule::ForcedZero`.
 pub fn ideal(case: Case, paths: usize, seed: u64) -> Ideal {
-    let ramp = ramp_block(case.metric, Schedule::ForcedZero);
-    let tau2 = mixture_tau2(
-        ALPHA,
-        design_information(&ramp, case.per_minute, case.control),
-    );
+    let ramp = ramp_block(case.metric, Schedule::ForcedZero, case.control);
+    let tau2 = mixture_tau2(ALPHA, design_information(&ramp, case.per_minute));
     let log_threshold = (1.0 / ALPHA).ln();
     let mut plan = Vec::with_capacity(MINUTES as usize);
     let mut carry = 0.0;
@@ -540,7 +590,7 @@ pub fn ideal(case: Case, paths: usize, seed: u64) -> Ideal {
         if minute > 1 && stage != forced_stage(minute - 2) {
             (stage_n1, stage_n0, stage_information) = (0.0, 0.0, 0.0);
         }
-        let (a, b) = minute_counts(&case, STAGES[stage], &mut carry);
+        let (a, b) = expected_counts(&case, STAGES[stage], &mut carry);
         stage_n1 += a as f64;
         stage_n0 += b as f64;
         n1 += a;
@@ -663,86 +713,136 @@ pub fn row_seed(base: u64, per_minute: f64, metric_index: usize) -> u64 {
 
 struct Options {
     ramps: usize,
+    srm_ramps: usize,
     per_minute: Vec<f64>,
     controls: Vec<Control>,
+    losses: Vec<f64>,
     null_only: bool,
     ideal_only: bool,
+    srm_only: bool,
+    no_srm: bool,
     ideal_paths: usize,
     threads: usize,
     seed: u64,
 }
 
-const USAGE: &str =
-    "simulate [--ramps N] [--per-minute 200,2000,20000] [--control equal|rest|both] \
-[--aa-only] [--ideal-only] [--ideal-paths N] [--threads N] [--seed N]";
+const USAGE: &str = "simulate [--ramps N] [--per-minute 200,2000,20000] \
+[--control all|rest,equal,3] [--aa-only] [--ideal-only] [--ideal-paths N] \
+[--srm-only | --no-srm] [--srm-ramps N] [--loss 0,0.1,0.2] [--threads N] [--seed N]";
+
+/// All three designs: the default first, then the two a ramp may choose.
+pub const DESIGNS: [Control; 3] = [Control::Rest, Control::Equal, Control::Times(K)];
+
+fn parse_control(text: &str) -> Result<Control, String> {
+    match text.trim() {
+        "rest" => Ok(Control::Rest),
+        "equal" => Ok(Control::Equal),
+        other => other
+            .parse::<f64>()
+            .ok()
+            .filter(|k| k.is_finite() && *k > 0.0 && *k <= 1000.0)
+            .map(Control::Times)
+            .ok_or_else(|| {
+                format!("--control: {other:?} is not rest, equal, all or a multiple in (0, 1000]")
+            }),
+    }
+}
+
+fn parse_list(flag: &str, value: &str, low: f64, high: f64) -> Result<Vec<f64>, String> {
+    value
+        .split(',')
+        .map(|part| {
+            part.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite() && *n >= low && *n <= high)
+                .ok_or_else(|| format!("{flag}: {part:?} is not a number in [{low}, {high}]"))
+        })
+        .collect()
+}
 
 fn options() -> Result<Options, String> {
     let mut options = Options {
         ramps: 1000,
+        srm_ramps: 1000,
         per_minute: vec![200.0, 2_000.0, 20_000.0],
-        controls: vec![Control::Equal, Control::Rest],
+        controls: DESIGNS.to_vec(),
+        losses: vec![0.0, 0.1, 0.2],
         null_only: false,
         ideal_only: false,
+        srm_only: false,
+        no_srm: false,
         ideal_paths: 100_000,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         seed: 0x5eed,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        if flag == "--aa-only" {
-            options.null_only = true;
-            continue;
-        }
-        if flag == "--ideal-only" {
-            options.ideal_only = true;
-            continue;
-        }
-        if flag == "--help" || flag == "-h" {
-            return Err(USAGE.to_string());
-        }
-        let value = args
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let number = |what: &str| -> Result<usize, String> {
-            value
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| format!("{what}: {value:?} is not a positive integer"))
-        };
-        match flag.as_str() {
-            "--ramps" => options.ramps = number("--ramps")?,
-            "--ideal-paths" => options.ideal_paths = number("--ideal-paths")?,
-            "--threads" => options.threads = number("--threads")?,
-            "--seed" => options.seed = number("--seed")? as u64,
-            "--per-minute" => {
-                options.per_minute = value
-                    .split(',')
-                    .map(|part| {
-                        part.trim()
-                            .parse::<f64>()
-                            .ok()
-                            .filter(|n| n.is_finite() && *n >= 1.0)
-                            .ok_or_else(|| format!("--per-minute: {part:?} is not a rate ≥ 1"))
-                    })
-                    .collect::<Result<_, _>>()?;
-            }
-            "--control" => {
-                options.controls = match value.as_str() {
-                    "equal" => vec![Control::Equal],
-                    "rest" => vec![Control::Rest],
-                    "both" => vec![Control::Equal, Control::Rest],
-                    _ => return Err(format!("--control: {value:?} is not equal, rest or both")),
+        let switch = match flag.as_str() {
+            "--aa-only" => &mut options.null_only,
+            "--ideal-only" => &mut options.ideal_only,
+            "--srm-only" => &mut options.srm_only,
+            "--no-srm" => &mut options.no_srm,
+            "--help" | "-h" => return Err(USAGE.to_string()),
+            _ => {
+                let value = args
+                    .next()
+                    .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+                let number = |what: &str| -> Result<usize, String> {
+                    value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| format!("{what}: {value:?} is not a positive integer"))
+                };
+                match flag.as_str() {
+                    "--ramps" => options.ramps = number("--ramps")?,
+                    "--srm-ramps" => options.srm_ramps = number("--srm-ramps")?,
+                    "--ideal-paths" => options.ideal_paths = number("--ideal-paths")?,
+                    "--threads" => options.threads = number("--threads")?,
+                    "--seed" => options.seed = number("--seed")? as u64,
+                    "--per-minute" => {
+                        options.per_minute = parse_list("--per-minute", &value, 1.0, 1e9)?
+                    }
+                    "--loss" => options.losses = parse_list("--loss", &value, 0.0, 1.0)?,
+                    "--control" => {
+                        options.controls = if value == "all" {
+                            DESIGNS.to_vec()
+                        } else {
+                            value
+                                .split(',')
+                                .map(parse_control)
+                                .collect::<Result<_, _>>()?
+                        }
+                    }
+                    _ => return Err(format!("unknown option {flag:?}\n{USAGE}")),
                 }
+                continue;
             }
-            _ => return Err(format!("unknown option {flag:?}\n{USAGE}")),
-        }
+        };
+        *switch = true;
     }
     Ok(options)
 }
 
 fn show(value: Option<f64>) -> String {
     value.map_or_else(|| "—".to_string(), |value| format!("{value:.0}"))
+}
+
+fn percent(part: usize, whole: usize) -> f64 {
+    100.0 * part as f64 / whole.max(1) as f64
+}
+
+fn describe_control(control: Control) -> String {
+    match control {
+        Control::Rest => {
+            "`control: rest`, every unit not in the treatment (the default)".to_string()
+        }
+        Control::Equal => "`control: equal`, as many units as the treatment".to_string(),
+        Control::Times(k) => format!(
+            "`control: {k}`, {k} times as many units as the treatment, at most every unit not in it"
+        ),
+    }
 }
 
 /// The forced tol-0 schedule on ideal data only: the method's own rates, and what a plain
@@ -754,32 +854,126 @@ fn ideal_table(options: &Options) {
     );
     println!("| obs/min | case | control | sequential kills | median min to kill | median treated at kill | plain p < 0.05 every minute |");
     println!("|---:|---|---|---:|---:|---:|---:|");
-    for control in &options.controls {
+    for &control in &options.controls {
         for &per_minute in &options.per_minute {
             for (index, &metric) in METRICS.iter().enumerate() {
                 if options.null_only && !metric.is_null() {
                     continue;
                 }
-                let case = Case {
-                    metric,
-                    per_minute,
-                    schedule: Schedule::ForcedZero,
-                    control: *control,
-                };
+                let case = Case::new(metric, per_minute, Schedule::ForcedZero, control);
                 let seed = row_seed(options.seed, per_minute, index);
                 let ideal = ideal(case, options.ideal_paths, seed ^ 0x1dea);
                 println!(
                     "| {per_minute:.0} | {} | {} | {:.2}% | {} | {} | {:.1}% |",
                     describe(metric),
-                    control.name(),
-                    100.0 * ideal.kills as f64 / ideal.paths as f64,
+                    control_name(control),
+                    percent(ideal.kills, ideal.paths),
                     show(ideal.median_minute),
                     show(ideal.median_treated),
-                    100.0 * ideal.plain_kills as f64 / ideal.paths as f64,
+                    percent(ideal.plain_kills, ideal.paths),
                 );
             }
         }
     }
+}
+
+/// One table per design: every case, schedule and traffic.
+fn design_table(options: &Options, control: Control) {
+    let began = Instant::now();
+    println!("\ncontrol = {}\n", describe_control(control));
+    println!("| obs/min | case | schedule | kills | 95% interval | median min to kill | median treated at kill | killed at 1% | reached 50% | completed | SRM pauses | ideal: kills, median min, treated |");
+    println!("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &per_minute in &options.per_minute {
+        for (index, &metric) in METRICS.iter().enumerate() {
+            if options.null_only && !metric.is_null() {
+                continue;
+            }
+            let schedules: &[Schedule] = if metric.is_null() {
+                &[Schedule::Controller, Schedule::Forced, Schedule::ForcedZero]
+            } else {
+                &[Schedule::Controller, Schedule::ForcedZero]
+            };
+            let seed = row_seed(options.seed, per_minute, index);
+            for &schedule in schedules {
+                let case = Case::new(metric, per_minute, schedule, control);
+                let summary = simulate(case, options.ramps, seed, options.threads);
+                let ideal = (schedule == Schedule::ForcedZero).then(|| {
+                    let ideal = ideal(case, options.ideal_paths, seed ^ 0x1dea);
+                    format!(
+                        "{:.2}%, {}, {}",
+                        percent(ideal.kills, ideal.paths),
+                        show(ideal.median_minute),
+                        show(ideal.median_treated)
+                    )
+                });
+                let (low, high) = wilson(summary.kills, summary.ramps);
+                println!(
+                    "| {per_minute:.0} | {} | {} | {:.1}% ({}/{}) | {low:.1}–{high:.1}% | {} | {} | {:.1}% | {:.1}% | {:.1}% | {:.1}% ({}) | {} |",
+                    describe(metric),
+                    schedule.name(),
+                    percent(summary.kills, summary.ramps),
+                    summary.kills,
+                    summary.ramps,
+                    show(summary.median_minute),
+                    show(summary.median_treated),
+                    percent(summary.killed_in_first_stage, summary.ramps),
+                    percent(summary.reached_last, summary.ramps),
+                    percent(summary.completed, summary.ramps),
+                    percent(summary.srm_pauses, summary.ramps),
+                    summary.srm_pauses,
+                    ideal.unwrap_or_default(),
+                );
+            }
+        }
+    }
+    eprintln!(
+        "control = {}: {:.1} s",
+        control_name(control),
+        began.elapsed().as_secs_f64()
+    );
+}
+
+/// The traffic of the lost-reports rows: the sample-ratio target's.
+pub const SRM_PER_MINUTE: f64 = 2_000.0;
+
+/// A/A latency under the controller, the treatment losing a share of its reports: how often
+/// and how soon the sample-ratio check pauses the ramp.
+fn loss_table(options: &Options) {
+    let began = Instant::now();
+    println!(
+        "\nA/A latency, controller, {SRM_PER_MINUTE:.0} obs/min, each treatment report lost with the given chance; {} ramps per row\n",
+        options.srm_ramps
+    );
+    println!("| control | treatment loses | paused on SRM | 95% interval | paused at 1% | median minute of the pause | kills | reached 50% | completed |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let metric = Metric::Latency { slowdown: 1.0 };
+    for &control in &options.controls {
+        for &loss in &options.losses {
+            let case = Case {
+                treatment_loss: loss,
+                ..Case::new(metric, SRM_PER_MINUTE, Schedule::Controller, control)
+            };
+            // The healthy row shares its seed with the A/A controller row of the design
+            // tables, so the two agree; each loss gets streams of its own.
+            let seed = row_seed(options.seed, SRM_PER_MINUTE, 0) ^ (((loss * 1000.0) as u64) << 32);
+            let summary = simulate(case, options.srm_ramps, seed, options.threads);
+            let (low, high) = wilson(summary.srm_pauses, summary.ramps);
+            println!(
+                "| {} | {:.0}% | {:.1}% ({}/{}) | {low:.1}–{high:.1}% | {:.1}% | {} | {:.1}% | {:.1}% | {:.1}% |",
+                control_name(control),
+                100.0 * loss,
+                percent(summary.srm_pauses, summary.ramps),
+                summary.srm_pauses,
+                summary.ramps,
+                percent(summary.srm_in_first_stage, summary.ramps),
+                show(summary.srm_median_minute),
+                percent(summary.kills, summary.ramps),
+                percent(summary.reached_last, summary.ramps),
+                percent(summary.completed, summary.ramps),
+            );
+        }
+    }
+    eprintln!("lost reports: {:.1} s", began.elapsed().as_secs_f64());
 }
 
 fn main() {
@@ -797,71 +991,16 @@ fn main() {
         return;
     }
     println!(
-        "{} ramps per row, base seed {:#x}; 1% → 5% → 25% → 50%, 45 min stages, 180 min, a look a minute, alpha 0.05, M = 1; ideal: {} paths",
+        "{} ramps per row, base seed {:#x}; 1% → 5% → 25% → 50%, 45 min stages, 180 min, a look a minute, alpha 0.05, M = 1, SRM alpha 0.01, on_srm: pause; ideal: {} paths",
         options.ramps, options.seed, options.ideal_paths
     );
-    for control in &options.controls {
-        let table_began = Instant::now();
-        println!(
-            "\ncontrol = {}\n",
-            match control {
-                Control::Equal => "as many units as the treatment (the bucketing contract)",
-                Control::Rest => "every unit not in the treatment (the reference design)",
-            }
-        );
-        println!("| obs/min | case | schedule | kills | 95% interval | median min to kill | median treated at kill | killed at 1% | reached 50% | completed | ideal: kills, median min, treated |");
-        println!("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-        for &per_minute in &options.per_minute {
-            for (index, &metric) in METRICS.iter().enumerate() {
-                if options.null_only && !metric.is_null() {
-                    continue;
-                }
-                let schedules: &[Schedule] = if metric.is_null() {
-                    &[Schedule::Controller, Schedule::Forced, Schedule::ForcedZero]
-                } else {
-                    &[Schedule::Controller, Schedule::ForcedZero]
-                };
-                let seed = row_seed(options.seed, per_minute, index);
-                for &schedule in schedules {
-                    let case = Case {
-                        metric,
-                        per_minute,
-                        schedule,
-                        control: *control,
-                    };
-                    let summary = simulate(case, options.ramps, seed, options.threads);
-                    let ideal = (schedule == Schedule::ForcedZero).then(|| {
-                        let ideal = ideal(case, options.ideal_paths, seed ^ 0x1dea);
-                        format!(
-                            "{:.2}%, {}, {}",
-                            100.0 * ideal.kills as f64 / ideal.paths as f64,
-                            show(ideal.median_minute),
-                            show(ideal.median_treated)
-                        )
-                    });
-                    let (low, high) = wilson(summary.kills, summary.ramps);
-                    println!(
-                        "| {per_minute:.0} | {} | {} | {:.1}% ({}/{}) | {low:.1}–{high:.1}% | {} | {} | {:.1}% | {:.1}% | {:.1}% | {} |",
-                        describe(metric),
-                        schedule.name(),
-                        100.0 * summary.kills as f64 / summary.ramps as f64,
-                        summary.kills,
-                        summary.ramps,
-                        show(summary.median_minute),
-                        show(summary.median_treated),
-                        100.0 * summary.killed_in_first_stage as f64 / summary.ramps as f64,
-                        100.0 * summary.reached_last as f64 / summary.ramps as f64,
-                        100.0 * summary.completed as f64 / summary.ramps as f64,
-                        ideal.unwrap_or_default(),
-                    );
-                }
-            }
+    if !options.srm_only {
+        for &control in &options.controls {
+            design_table(&options, control);
         }
-        eprintln!(
-            "control = {}: {:.1} s",
-            control.name(),
-            table_began.elapsed().as_secs_f64()
-        );
+    }
+    if !options.no_srm {
+        loss_table(&options);
     }
     eprintln!("done in {:.1} s", began.elapsed().as_secs_f64());
 }

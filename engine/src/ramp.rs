@@ -12,7 +12,9 @@
 //! [`Observations`] carries, per guard metric, one [`StageData`] per stage of the ramp's
 //! current generation, cumulative since that stage's warm-up ended. The aggregator drops
 //! observations that arrive within `warmup` of [`RampState::stage_started_at`] and keys its
-//! histograms by (generation, stage, cohort, metric). The controller does not look at all
+//! histograms by (generation, stage, cohort, metric). It also carries, per stage, the
+//! distinct units that reported in each cohort, when the observations name their units, for
+//! the sample-ratio check. The controller does not look at all
 //! while the current stage is in its warm-up, and it refuses data tagged with another
 //! generation, so a restarted ramp never sees its predecessor's observations.
 //!
@@ -43,8 +45,9 @@ pub type Seconds = u64;
 /// The family-wise false-kill rate of a ramp over all its guards when none is configured.
 pub const DEFAULT_ALPHA: f64 = 0.05;
 
-/// The false-alarm rate of a ramp's sample-ratio checks over all its guard metrics: each
-/// metric's counts are checked at SRM_ALPHA/M (docs/statistics.md, "Sample-ratio mismatch").
+/// The false-alarm rate of a ramp's sample-ratio checks: the one check of its distinct units
+/// runs at SRM_ALPHA, or each of its M guard metrics' observations at SRM_ALPHA/M
+/// (docs/statistics.md, "Sample-ratio mismatch").
 pub const SRM_ALPHA: f64 = 0.01;
 
 /// How long a running stage may go without an observation when `max_silence` is absent.

@@ -486,7 +486,10 @@ async fn a_unit_counts_once_per_stage_and_cohort_whatever_it_reports() {
         .unwrap();
     let aggregates = ingest.aggregates(ENV, FLAG, 1).await.unwrap();
     assert!(aggregates.units.is_empty());
-    assert!(aggregates.observations(&ramp, Stage::new(0)).units.is_empty());
+    assert!(aggregates
+        .observations(&ramp, Stage::new(0))
+        .units
+        .is_empty());
 
     // `alice` reports both metrics, twice, in two batches (one sent again under its id);
     // an empty unit is no unit.
@@ -512,7 +515,10 @@ async fn a_unit_counts_once_per_stage_and_cohort_whatever_it_reports() {
     ingest
         .accept(
             ENV,
-            vec![from_unit(observation(LATENCY, 1.0, "treatment", 1), "alice")],
+            vec![from_unit(
+                observation(LATENCY, 1.0, "treatment", 1),
+                "alice",
+            )],
             NOW,
         )
         .await

@@ -637,7 +637,9 @@ pub const MAX_BATCH_IDS: usize = 1_000_000;
 // Written by `crate::ingest` (group commits of accepted observations), read by the ramp
 // controller. Every stored number is a plain counter that only ever grows by addition, so a
 // shared backend can merge with an atomic increment per counter (Redis: HINCRBY) and any
-// number of nodes can add to the same aggregate in any order.
+// number of nodes can add to the same aggregate in any order. A count of distinct units
+// grows by one per marker its merge adds (Redis: SADD answering 1, then HINCRBY), which is
+// as indifferent to order and to the number of nodes.
 
 /// Which aggregate: one guard metric's counts for one cohort at one stage of one ramp
 /// generation of a flag.

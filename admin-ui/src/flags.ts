@@ -63,6 +63,7 @@ const PAUSES: Record<string, string> = {
   regression: "a guard regressed",
   manual: "paused by hand",
   invalid_config: "the ramp block does not fit its state",
+  sample_ratio_mismatch: "the cohorts report in the wrong ratio",
 };
 
 const HOLDS: Record<string, string> = {
@@ -72,6 +73,7 @@ const HOLDS: Record<string, string> = {
   inconclusive: "evidence inconclusive so far",
   no_guards: "no guards: advance by hand",
   data_error: "the data could not be judged",
+  no_data: "no observations: check the apps' reports",
 };
 
 /** The ramp in a few words: stage k of n and its percentage, or how it ended and why it waits. */

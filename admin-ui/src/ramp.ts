@@ -136,6 +136,17 @@ function pauseWords(status: RampStatus): string {
   }
 }
 
+/** Who the treatment is compared with, from the ramp block's `control`. */
+export function controlWords(control: string | number | undefined): string {
+  if (control === undefined || control === "rest") {
+    return "Compared with every unit outside the treatment (control: rest).";
+  }
+  if (control === "equal") {
+    return "Compared with as many units as the treatment (control: equal).";
+  }
+  return `Compared with ${control} times as many units as the treatment, at most all the others (control: ${control}).`;
+}
+
 /** The sample-ratio check in a sentence, or null before the first look. */
 export function sampleRatioWords(status: RampStatus): string | null {
   const srm = status.srm;
@@ -337,7 +348,7 @@ class RampSection implements Screen {
     details.addEventListener("toggle", () => {
       this.decisionsOpen = details.open;
     });
-    const ramp = (flag?.flag["ramp"] ?? null) as { on_regression?: string } | null;
+    const ramp = (flag?.flag["ramp"] ?? null) as { on_regression?: string; control?: string | number } | null;
     replaceChildren(
       this.body,
       el(
@@ -352,6 +363,7 @@ class RampSection implements Screen {
       sampleRatio === null ? null : el("p", { class: status.srm?.verdict === "MISMATCH" ? "srm alert" : "srm", role: status.srm?.verdict === "MISMATCH" ? "alert" : "status" }, sampleRatio),
       status.alert === undefined ? null : el("p", { class: "alert", role: "alert" }, status.alert),
       killLine(status),
+      ramp === null ? null : el("p", { class: "description" }, controlWords(ramp.control)),
       ramp?.on_regression === "pause" ? el("p", { class: "description" }, "On a regression this ramp pauses (critical guards still kill).") : null,
       controls.length === 0 ? null : el("div", { class: "ramp-controls", role: "group", "aria-label": "Ramp controls" }, ...controls),
       el("h3", {}, "Stages"),

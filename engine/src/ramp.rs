@@ -288,6 +288,9 @@ pub struct RampState {
     /// observations). States stored before units were counted have none yet.
     #[serde(default)]
     pub srm_units: SrmState,
+    /// Whether this generation's `on_srm: warn` alert has been given.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub srm_warned: bool,
     pub alpha: f64,
     pub guards: Vec<GuardState>,
 }
@@ -455,9 +458,19 @@ struct Plan {
     on_regression: OnRegression,
     /// How many guards the ramp has: without any, no observation is expected.
     guards: usize,
+    control: ControlBand,
 }
 
 impl Plan {
+    /// Whether `stage` puts anyone in a cohort: a stage at 100%, or one whose control band
+    /// is empty, has no one to compare and so no observations to expect.
+    fn has_cohorts(&self, stage: Stage) -> bool {
+        self.percentage(stage).is_some_and(|percentage| {
+            let (treatment, control) = arm_shares(percentage, self.control);
+            treatment > 0.0 && control > 0.0
+        })
+    }
+
     /// The percentage of `stage`, if the ramp has it.
     fn percentage(&self, stage: Stage) -> Option<f64> {
         self.stages.get(stage.index()).copied()
@@ -508,6 +521,7 @@ impl Plan {
                 .unwrap_or(DEFAULT_MAX_SILENCE),
             on_regression: ramp.on_regression.unwrap_or(OnRegression::Kill),
             guards: ramp.guards.len(),
+            control: ramp.control().band(),
         })
     }
 }
@@ -528,6 +542,7 @@ pub fn new(ramp: &Ramp, settings: &Settings, generation: u64) -> RampState {
         observed_at: None,
         srm: None,
         srm_units: SrmState::default(),
+        srm_warned: false,
         alpha: settings.alpha,
         guards: ramp
             .guards
@@ -805,12 +820,22 @@ pub fn step(ramp: &Ramp, state: &RampState, observations: &Observations<'_>, now
 
     let reports = look_all(ramp, &mut next, observations);
     let silence = silence(&plan, &mut next, observations, stage_start, now);
-    let had_mismatch = state
-        .srm
-        .as_ref()
-        .is_some_and(|report| report.evidence.verdict == SrmVerdict::Mismatch);
     let mismatch = check_srm(ramp, &mut next, observations)
         .filter(|report| report.evidence.verdict == SrmVerdict::Mismatch);
+    // Said once per generation, whatever else this look decides.
+    let alert = match (&mismatch, ramp.on_srm()) {
+        (Some(srm), OnSrm::Warn) if !state.srm_warned => {
+            next.srm_warned = true;
+            Some(Decision::Alert {
+                alert: Alert::SampleRatioMismatch,
+                reason: format!(
+                    "{label}: {}; on_srm is warn, the ramp goes on",
+                    srm_summary(srm)
+                ),
+            })
+        }
+        _ => None,
+    };
     let regressed: Vec<&GuardReport> = reports
         .iter()
         .filter(|report| report.verdict == Some(Verdict::Regression))
@@ -860,7 +885,7 @@ pub fn step(ramp: &Ramp, state: &RampState, observations: &Observations<'_>, now
         if state.pause_reason == Some(PauseReason::Regression) {
             return Step {
                 state: next,
-                decisions: Vec::new(),
+                decisions: alert.into_iter().collect(),
             };
         }
         next.status = Status::Paused;
@@ -873,9 +898,11 @@ pub fn step(ramp: &Ramp, state: &RampState, observations: &Observations<'_>, now
             ),
             evidence: reports,
         };
-        return Step::new(next, decision);
+        return Step {
+            state: next,
+            decisions: alert.into_iter().chain([decision]).collect(),
+        };
     }
-    let mut alert = None;
     if let Some(srm) = &mismatch {
         match ramp.on_srm() {
             OnSrm::Pause => {
@@ -898,16 +925,7 @@ pub fn step(ramp: &Ramp, state: &RampState, observations: &Observations<'_>, now
                 };
                 return Step::new(next, decision);
             }
-            OnSrm::Warn if !had_mismatch => {
-                alert = Some(Decision::Alert {
-                    alert: Alert::SampleRatioMismatch,
-                    reason: format!(
-                        "{label}: {}; on_srm is warn, the ramp goes on",
-                        srm_summary(srm)
-                    ),
-                });
-            }
-            // Killed above; or warned at an earlier look.
+            // Killed above; or warned above.
             OnSrm::Kill | OnSrm::Warn => {}
         }
     }
@@ -1050,11 +1068,15 @@ fn silence(
             treatment.saturating_add(control)
         })
         .fold(0u64, u64::saturating_add);
-    if count != next.stage_observations {
+    if count > next.stage_observations {
         next.stage_observations = count;
         next.observed_at = Some(now);
+    } else if count < next.stage_observations {
+        // Fewer than before (the aggregates were cleared): not news from the apps, but
+        // growth from here on is.
+        next.stage_observations = count;
     }
-    if plan.guards == 0 {
+    if plan.guards == 0 || !plan.has_cohorts(next.stage) {
         return None;
     }
     let counts_from = stage_start.saturating_add(plan.warmup);

@@ -196,6 +196,15 @@ pub struct RampSchema {
     pub warmup: Option<String>,
     #[schema(inline)]
     pub on_regression: Option<OnRegressionSchema>,
+    /// docs/bucketing.md, "The control band".
+    pub control: Option<ControlSchema>,
+    /// What a sample-ratio mismatch does: `pause` (the default), `kill` or `warn`.
+    #[schema(inline)]
+    pub on_srm: Option<OnSrmSchema>,
+    /// A duration: how long a running stage may go without an observation before the ramp
+    /// raises a `no_data` alert; 30m when absent.
+    #[schema(pattern = r"^\s*([0-9]+[smhd])+\s*$")]
+    pub max_silence: Option<String>,
     /// At most 100, each metric once.
     #[serde(default)]
     #[schema(max_items = 100)]
@@ -208,6 +217,46 @@ pub struct RampSchema {
 pub enum OnRegressionSchema {
     Kill,
     Pause,
+}
+
+/// The control of a ramp: a design's name or a multiple of the treatment. Written by hand,
+/// like the tolerance: the number carries limits a derived enum cannot put on a variant.
+pub struct ControlSchema;
+
+impl utoipa::PartialSchema for ControlSchema {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .description(Some(
+                "Which units the treatment is compared with: `rest` (every unit outside the \
+                 treatment, the default), `equal` (as many units as the treatment), or a \
+                 number k with at most three decimals (k times as many, capped by what is \
+                 left).",
+            ))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["rest", "equal"])),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .minimum(Some(0.001))
+                    .maximum(Some(1000.0)),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ControlSchema {}
+
+/// What a sample-ratio mismatch does to the ramp.
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnSrmSchema {
+    Pause,
+    Kill,
+    Warn,
 }
 
 /// A metric a ramp watches, and how much worse the treatment may be on it.

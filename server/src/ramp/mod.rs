@@ -598,7 +598,8 @@ impl Controller {
                 }
                 Decision::Resume { .. } => record.alert = None,
                 Decision::Alert { alert, reason } => {
-                    record.alert = Some(reason.clone());
+                    // Nothing waits for a person: the audit log, the webhook and the status's
+                    // srm block carry it, not `alert`, which a resume would have to clear.
                     let ramp::Alert::SampleRatioMismatch = alert;
                     events.push((
                         WebhookEvent::Alert,

@@ -286,6 +286,17 @@ async fn the_ramp_buttons_start_pause_resume_advance_and_abort_a_ramp_and_advanc
             hold.contains("Waiting for ") && hold.contains(" more observations, "),
             || format!("the hold reads {hold:?}"),
         )?;
+        // Who the treatment is compared with, from the ramp block.
+        let described = read(
+            &client,
+            &format!("{SECTION}//p[contains(text(), 'Compared with')]"),
+        )
+        .await?;
+        check(
+            described.as_deref()
+                == Some("Compared with as many units as the treatment (control: equal)."),
+            || format!("the control reads {described:?}"),
+        )?;
         // And whether the cohorts report in the ratio their bands imply (equal here).
         let ratio = wait_text(
             &client,

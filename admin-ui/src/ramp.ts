@@ -39,6 +39,8 @@ export interface GuardStatus extends GuardDefinition, StageNumbers {
 export interface SampleRatio {
   verdict: "OK" | "MISMATCH";
   metric: string;
+  /** Distinct reporting units, or one guard metric's observations; absent from older servers. */
+  counts?: "units" | "observations";
   treatment: number;
   control: number;
   expected_ratio: number | null;
@@ -152,7 +154,8 @@ export function sampleRatioWords(status: RampStatus): string | null {
     return null;
   }
   const ratio = (value: number | null): string => (value === null ? "—" : value.toFixed(4));
-  const counts = `${srm.treatment.toLocaleString("en-US")} treatment and ${srm.control.toLocaleString("en-US")} control observations of ${srm.metric}`;
+  const counted = srm.counts === "units" ? "distinct units" : `observations of ${srm.metric}`;
+  const counts = `${srm.treatment.toLocaleString("en-US")} treatment and ${srm.control.toLocaleString("en-US")} control ${counted}`;
   const ratios = `treatment : control ${ratio(srm.observed_ratio)}, ${ratio(srm.expected_ratio)} expected`;
   return srm.verdict === "MISMATCH"
     ? `Sample ratio mismatch: ${counts}, ${ratios} (p = ${srm.p_value.toPrecision(2)}).`

@@ -433,6 +433,7 @@ impl Setup {
             let observations = Observations {
                 generation: state.generation,
                 guards: vec![GuardObservations { metric, stages }],
+                units: Vec::new(),
             };
             let now = start + minute * 60;
             state = ramp::step(&self.ramp, &state, &observations, now).state;

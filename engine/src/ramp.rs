@@ -12,7 +12,9 @@
 //! [`Observations`] carries, per guard metric, one [`StageData`] per stage of the ramp's
 //! current generation, cumulative since that stage's warm-up ended. The aggregator drops
 //! observations that arrive within `warmup` of [`RampState::stage_started_at`] and keys its
-//! histograms by (generation, stage, cohort, metric). The controller does not look at all
+//! histograms by (generation, stage, cohort, metric). It also carries, per stage, the
+//! distinct units that reported in each cohort, when the observations name their units, for
+//! the sample-ratio check. The controller does not look at all
 //! while the current stage is in its warm-up, and it refuses data tagged with another
 //! generation, so a restarted ramp never sees its predecessor's observations.
 //!
@@ -43,8 +45,9 @@ pub type Seconds = u64;
 /// The family-wise false-kill rate of a ramp over all its guards when none is configured.
 pub const DEFAULT_ALPHA: f64 = 0.05;
 
-/// The false-alarm rate of a ramp's sample-ratio checks over all its guard metrics: each
-/// metric's counts are checked at SRM_ALPHA/M (docs/statistics.md, "Sample-ratio mismatch").
+/// The false-alarm rate of a ramp's sample-ratio checks: the one check of its distinct units
+/// runs at SRM_ALPHA, or each of its M guard metrics' observations at SRM_ALPHA/M
+/// (docs/statistics.md, "Sample-ratio mismatch").
 pub const SRM_ALPHA: f64 = 0.01;
 
 /// How long a running stage may go without an observation when `max_silence` is absent.
@@ -211,13 +214,41 @@ pub struct GuardState {
     pub srm: SrmState,
 }
 
-/// The sample-ratio check of the look, on the guard metric whose counts are furthest from
-/// the bands' ratio.
+/// The sample-ratio check of the look: on the distinct reporting units when the
+/// observations carry them, else on the guard metric whose counts are furthest from the
+/// bands' ratio.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SrmReport {
+    /// The guard metric whose observations were counted, or [`UNITS_METRIC`] when
+    /// `counts` is `units`.
     pub metric: String,
+    /// What was counted. Reports stored before units were counted were of observations.
+    #[serde(default)]
+    pub counts: SrmCounts,
     #[serde(flatten)]
     pub evidence: SrmEvidence,
+}
+
+/// What a sample-ratio check counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SrmCounts {
+    /// Distinct reporting units per stage and cohort, over every guard metric: one check.
+    Units,
+    /// One guard metric's observations per stage and cohort: one check per guard metric.
+    #[default]
+    Observations,
+}
+
+/// The `metric` of an [`SrmReport`] on distinct units.
+pub const UNITS_METRIC: &str = "units";
+
+/// Distinct reporting units of one stage, per cohort: each unit counts once however many
+/// observations of however many metrics it sent in the stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageUnits {
+    pub treatment: u64,
+    pub control: u64,
 }
 
 /// Everything the controller remembers about one ramp; the server persists it as JSON so a
@@ -253,6 +284,10 @@ pub struct RampState {
     /// The last look's sample-ratio check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub srm: Option<SrmReport>,
+    /// The sample-ratio check of the distinct units (the guards keep their own of their
+    /// observations). States stored before units were counted have none yet.
+    #[serde(default)]
+    pub srm_units: SrmState,
     /// Whether this generation's `on_srm: warn` alert has been given.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub srm_warned: bool,
@@ -273,6 +308,10 @@ pub struct Observations<'a> {
     /// The generation the data were collected for; must be the state's.
     pub generation: u64,
     pub guards: Vec<GuardObservations<'a>>,
+    /// `units[s]`: the distinct units that reported in stage s of the generation, when the
+    /// observations name their unit. Empty (or all zero) when they do not: the
+    /// sample-ratio check then counts each guard metric's observations instead.
+    pub units: Vec<StageUnits>,
 }
 
 /// One guard at one look, as an incident or the audit log shows it.
@@ -502,6 +541,7 @@ pub fn new(ramp: &Ramp, settings: &Settings, generation: u64) -> RampState {
         stage_observations: 0,
         observed_at: None,
         srm: None,
+        srm_units: SrmState::default(),
         srm_warned: false,
         alpha: settings.alpha,
         guards: ramp
@@ -1045,10 +1085,13 @@ fn silence(
     (silent >= plan.max_silence).then_some(silent)
 }
 
-/// Checks every guard metric's counts against the ratio the bands imply, stage by stage
-/// (docs/statistics.md, "Sample-ratio mismatch"), updating each guard's running maximum,
-/// and keeps the check furthest from the ratio in `next.srm`. A stage at 100% has no
-/// cohorts and is left out.
+/// Checks the cohorts' counts against the ratio the bands imply, stage by stage
+/// (docs/statistics.md, "Sample-ratio mismatch"), and keeps the check in `next.srm`. When
+/// the generation's observations name their units, one check on the distinct units per
+/// stage: a unit active over many reporting windows counts once, so the counts are draws of
+/// units as the test assumes. Otherwise one check per guard metric on its observations,
+/// keeping the one furthest from the ratio. Each check's running maximum persists (in
+/// `next.srm_units`, or in each guard). A stage at 100% has no cohorts and is left out.
 fn check_srm(
     ramp: &Ramp,
     next: &mut RampState,
@@ -1059,10 +1102,6 @@ fn check_srm(
         next.srm = None;
         return None;
     }
-    let config = SrmConfig {
-        alpha: SRM_ALPHA,
-        metrics,
-    };
     let band = ramp.control().band();
     let shares: Vec<Option<f64>> = ramp
         .stages
@@ -1073,6 +1112,52 @@ fn check_srm(
             (treatment > 0.0 && control > 0.0).then(|| treatment / (treatment + control))
         })
         .collect();
+    let stages_of = |counts: &mut dyn Iterator<Item = (u64, u64)>| -> Vec<SrmStage> {
+        counts
+            .zip(&shares)
+            .filter_map(|((treatment, control), share)| {
+                Some(SrmStage {
+                    treatment,
+                    control,
+                    expected_share: (*share)?,
+                })
+            })
+            .collect()
+    };
+    let units_counted = observations
+        .units
+        .iter()
+        .take(shares.len())
+        .any(|units| units.treatment > 0 || units.control > 0);
+    if units_counted {
+        // One count for the whole flag, whatever the number of guards: M = 1.
+        let config = SrmConfig {
+            alpha: SRM_ALPHA,
+            metrics: 1,
+        };
+        let stages = stages_of(
+            &mut observations
+                .units
+                .iter()
+                .map(|units| (units.treatment, units.control)),
+        );
+        let report = srm_look(&config, &stages, next.srm_units)
+            .ok()
+            .map(|evidence| {
+                next.srm_units = evidence.state;
+                SrmReport {
+                    metric: UNITS_METRIC.to_string(),
+                    counts: SrmCounts::Units,
+                    evidence,
+                }
+            });
+        next.srm = report.clone();
+        return report;
+    }
+    let config = SrmConfig {
+        alpha: SRM_ALPHA,
+        metrics,
+    };
     let mut worst: Option<SrmReport> = None;
     for guard in &mut next.guards {
         let data = observations
@@ -1080,18 +1165,7 @@ fn check_srm(
             .iter()
             .find(|data| data.metric == guard.metric)
             .map_or(&[][..], |data| &data.stages[..]);
-        let stages: Vec<SrmStage> = data
-            .iter()
-            .zip(&shares)
-            .filter_map(|(data, share)| {
-                let (treatment, control) = arm_counts(data);
-                Some(SrmStage {
-                    treatment,
-                    control,
-                    expected_share: (*share)?,
-                })
-            })
-            .collect();
+        let stages = stages_of(&mut data.iter().map(arm_counts));
         let Ok(evidence) = srm_look(&config, &stages, guard.srm) else {
             continue;
         };
@@ -1102,6 +1176,7 @@ fn check_srm(
         {
             worst = Some(SrmReport {
                 metric: guard.metric.clone(),
+                counts: SrmCounts::Observations,
                 evidence,
             });
         }
@@ -1114,10 +1189,13 @@ fn check_srm(
 fn srm_summary(report: &SrmReport) -> String {
     let evidence = &report.evidence;
     let ratio = |ratio: Option<f64>| ratio.map_or("—".to_string(), |ratio| format!("{ratio:.4}"));
+    let (counted, what) = match report.counts {
+        SrmCounts::Units => ("distinct units".to_string(), "units"),
+        SrmCounts::Observations => (format!("`{}`", report.metric), "observations"),
+    };
     format!(
-        "sample-ratio mismatch on `{}`: {} treatment and {} control observations, a ratio of \
+        "sample-ratio mismatch on {counted}: {} treatment and {} control {what}, a ratio of \
          {} where the bands imply {} (p_seq {:.3e})",
-        report.metric,
         evidence.treatment,
         evidence.control,
         ratio(evidence.observed_ratio),
@@ -1386,6 +1464,16 @@ mod tests {
             Decision::Advance { from, to, .. } if from == Stage::FIRST && to == Stage::new(1)
         ));
         assert!(serde_json::from_str::<Stage>("-1").is_err());
+        // A sample-ratio report stored before units were counted was of observations.
+        let report: SrmReport = serde_json::from_value(serde_json::json!({
+            "metric": "errors", "verdict": "OK", "treatment": 9, "control": 81,
+            "expected_ratio": 0.1111, "observed_ratio": 0.1111, "log_lambda": -0.5,
+            "max_log_lambda": 0.0, "threshold": 4.6, "p_value": 1.0,
+            "state": {"max_log_lambda": 0.0, "looks": 1}
+        }))
+        .unwrap();
+        assert_eq!(report.counts, SrmCounts::Observations);
+        assert_eq!(state.srm_units, SrmState::default());
         assert_eq!(Stage::at(4).map(Stage::ordinal), Some(5));
     }
 

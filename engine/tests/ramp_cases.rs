@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use ripcord_engine::document::Ramp;
 use ripcord_engine::ramp::{
-    self, GuardObservations, Observations, RampState, Settings, Status, Step,
+    self, GuardObservations, Observations, RampState, Settings, StageUnits, Status, Step,
 };
 use ripcord_engine::snapshot::parse_duration;
 use ripcord_engine::stats::{Histogram, Proportion, StageData};
@@ -44,6 +44,9 @@ struct StepCase {
     generation: Option<u64>,
     #[serde(default)]
     data: BTreeMap<String, Vec<StageSpec>>,
+    /// Distinct units per stage, replacing the previous ones when present.
+    #[serde(default)]
+    units: Option<Vec<StageUnits>>,
     #[serde(default)]
     expect: Expect,
 }
@@ -95,6 +98,9 @@ struct Expect {
     verdicts: Option<BTreeMap<String, String>>,
     /// The metrics of the first decision's evidence, in order.
     evidence_metrics: Option<Vec<String>>,
+    /// The last look's sample-ratio check: `metric`, `counts`, `verdict` and the other
+    /// fields of its JSON, compared as a subset.
+    srm: Option<Value>,
 }
 
 fn bins() -> Histogram {
@@ -146,6 +152,7 @@ fn run(file: &str, scenario: &Scenario) {
     let settings = scenario.settings.clone().unwrap_or_default();
     let mut state: RampState = ramp::new(&scenario.ramp, &settings, 1);
     let mut data: BTreeMap<String, Vec<Built>> = BTreeMap::new();
+    let mut units: Vec<StageUnits> = Vec::new();
     for (index, case) in scenario.steps.iter().enumerate() {
         let place = format!(
             "{file}: {} step {index} ({} at {})",
@@ -154,6 +161,9 @@ fn run(file: &str, scenario: &Scenario) {
         let now = EPOCH + seconds(&case.at);
         for (metric, stages) in &case.data {
             data.insert(metric.clone(), stages.iter().map(build).collect());
+        }
+        if let Some(stages) = &case.units {
+            units.clone_from(stages);
         }
         let config = &scenario.ramp;
         let outcome: Result<Step, String> = match case.op.as_str() {
@@ -178,6 +188,7 @@ fn run(file: &str, scenario: &Scenario) {
                                 .collect(),
                         })
                         .collect(),
+                    units: units.clone(),
                 };
                 Ok(ramp::step(config, &state, &observations, now))
             }
@@ -190,6 +201,7 @@ fn run(file: &str, scenario: &Scenario) {
             "abort" => ramp::abort(&state, &case.reason, now).map_err(|e| e.to_string()),
             "restart" => {
                 data.clear();
+                units.clear();
                 ramp::restart(config, &settings, &state, now).map_err(|e| e.to_string())
             }
             other => panic!("{place}: unknown op {other}"),
@@ -295,6 +307,16 @@ fn run(file: &str, scenario: &Scenario) {
                 })
                 .unwrap_or_default();
             assert_eq!(&actual, metrics, "{place}: evidence");
+        }
+        if let Some(wanted) = &expect.srm {
+            let actual = serde_json::to_value(&state.srm).unwrap();
+            for (key, value) in wanted.as_object().expect("srm is a map") {
+                assert_eq!(
+                    actual.get(key),
+                    Some(value),
+                    "{place}: srm {key}: {actual:#}"
+                );
+            }
         }
         if let Some(verdicts) = &expect.verdicts {
             for (metric, verdict) in verdicts {

@@ -118,11 +118,15 @@ fn sample_ratio(text: &mut String, srm: &ripcord_engine::ramp::SrmReport) {
     let _ = writeln!(
         text,
         "**Sample ratio** (`{}`): the cohorts reported {verdict}: {} treatment and {} control \
-         observations, a treatment : control ratio of {} against {} expected (always-valid \
+         {}, a treatment : control ratio of {} against {} expected (always-valid \
          p-value {}).\n",
         cell(&srm.metric),
         evidence.treatment,
         evidence.control,
+        match srm.counts {
+            ripcord_engine::ramp::SrmCounts::Units => "distinct units",
+            ripcord_engine::ramp::SrmCounts::Observations => "observations",
+        },
         ratio(evidence.observed_ratio),
         ratio(evidence.expected_ratio),
         number(evidence.p_value)

@@ -51,7 +51,8 @@
 //! - [`sdk`]: the Rust SDK against real servers, both modes, and its examples.
 //! - [`tls`]: both ports over TLS with a certificate the test makes; bad files at start.
 //! - [`srm`]: an A/A ramp whose treatment loses a fifth of its reports pauses on the
-//!   sample-ratio check and never completes.
+//!   sample-ratio check and never completes; one on long sessions, judged on its distinct
+//!   units, goes on.
 //! - [`streams`]: streams at one revision send the same bytes; an idle stream's memory does
 //!   not grow with the ruleset.
 //! - [`sdk_tracking`]: guard metrics tracked by the SDK, reported to a started ramp; instance

@@ -3,8 +3,9 @@
 //! Before a look judges any metric, it checks that the reporting units per cohort match the
 //! split the cohort bands imply: a treatment that crashes before it reports skews that split
 //! long before its metrics look wrong, and metrics judged on a skewed sample cannot be
-//! trusted. The caller keeps, per guard metric, one [`SrmStage`] per stage (cumulative
-//! counts) and the [`SrmState`] of the previous look, and calls [`srm_look`] on every tick.
+//! trusted. The caller keeps, per check (the distinct units, or each guard metric's
+//! observations), one [`SrmStage`] per stage (cumulative counts) and the [`SrmState`] of
+//! the previous look, and calls [`srm_look`] on every tick.
 
 use serde::{Deserialize, Serialize};
 use statrs::function::gamma::ln_gamma;
@@ -33,7 +34,8 @@ const MIN_CONCENTRATION: f64 = 1.0;
 /// reaches it); a wider prior than designed is still a valid mixture.
 const MAX_CONCENTRATION: f64 = 1e300;
 
-/// One stage's cumulative counts for one guard metric: one observation per reporting unit.
+/// One stage's cumulative counts: distinct reporting units, or one guard metric's
+/// observations taken as one per unit.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SrmStage {
     pub treatment: u64,
@@ -49,8 +51,9 @@ pub struct SrmStage {
 pub struct SrmConfig {
     /// The ramp's SRM error rate over all its checks, 0 < alpha < 1 (the controller's 0.01).
     pub alpha: f64,
-    /// M, the number of guard metrics whose counts are checked: each check gets alpha/M
-    /// (Bonferroni).
+    /// M, the number of checks: each gets alpha/M (Bonferroni). 1 for the one check of
+    /// distinct units, the number of guard metrics when each metric's observations are
+    /// checked.
     pub metrics: u32,
 }
 

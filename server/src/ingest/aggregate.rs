@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use ripcord_engine::document::{MetricKind, Ramp};
-use ripcord_engine::ramp::{GuardObservations, Observations};
+use ripcord_engine::ramp::{GuardObservations, Observations, StageUnits};
 use ripcord_engine::stats::{Histogram, Proportion, StageData};
 use ripcord_engine::Cohort;
 use ripcord_engine::Stage;
@@ -84,6 +84,9 @@ pub struct StageAggregate {
 pub struct Aggregates {
     pub generation: u64,
     pub stages: Vec<StageAggregate>,
+    /// Distinct reporting units per stage, over every metric; empty when no observation
+    /// named its unit.
+    pub units: BTreeMap<Stage, StageUnits>,
     /// Stands in where a stage has no value observations yet, so that [`observations`]
     /// can lend a histogram for every stage.
     ///
@@ -97,6 +100,7 @@ impl Aggregates {
         Aggregates {
             generation,
             stages,
+            units: BTreeMap::new(),
             empty: bins::empty(),
         }
     }
@@ -108,6 +112,7 @@ impl Aggregates {
         stored: Vec<Aggregate>,
     ) -> Result<Aggregates, StoreError> {
         let mut pairs: BTreeMap<(String, Stage, bool), AggregateData> = BTreeMap::new();
+        let mut units: BTreeMap<Stage, StageUnits> = BTreeMap::new();
         for aggregate in stored {
             let corrupt = |message: String| StoreError::Corrupt {
                 key: format!(
@@ -127,6 +132,18 @@ impl Aggregates {
             let kind = match aggregate.counts {
                 AggregateCounts::Values(_) => MetricKind::Value,
                 AggregateCounts::Rate { .. } => MetricKind::Rate,
+                AggregateCounts::Units(count) => {
+                    let stage = units.entry(aggregate.key.stage).or_default();
+                    let arm = match aggregate.key.cohort {
+                        Cohort::Treatment => &mut stage.treatment,
+                        Cohort::Control => &mut stage.control,
+                    };
+                    *arm = arm.saturating_add(count);
+                    continue;
+                }
+                AggregateCounts::UnitsSeen(_) => {
+                    return Err(corrupt("unit markers where a count was read".to_string()))
+                }
             };
             let data = pairs
                 .entry((
@@ -169,7 +186,9 @@ impl Aggregates {
                 data,
             })
             .collect();
-        Ok(Aggregates::new(generation, stages))
+        let mut aggregates = Aggregates::new(generation, stages);
+        aggregates.units = units;
+        Ok(aggregates)
     }
 
     /// The data of `metric` at `stage`, of `kind`; `None` where nothing was observed.
@@ -222,9 +241,24 @@ impl Aggregates {
                     .collect(),
             })
             .collect();
+        // Stages without units (those before the first observation that named one) count
+        // zero, like a stage without observations.
+        let units = if self.units.is_empty() {
+            Vec::new()
+        } else {
+            (0..=current.get())
+                .map(|stage| {
+                    self.units
+                        .get(&Stage::new(stage))
+                        .copied()
+                        .unwrap_or_default()
+                })
+                .collect()
+        };
         Observations {
             generation: self.generation,
             guards,
+            units,
         }
     }
 }

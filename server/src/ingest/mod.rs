@@ -30,7 +30,7 @@ pub mod aggregate;
 pub mod bins;
 
 use std::collections::hash_map::Entry;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -47,7 +47,9 @@ use crate::clock::rfc3339;
 use crate::error::{Error, Result};
 use crate::principal::Principal;
 use crate::service::Service;
-use crate::store::{Aggregate, AggregateCounts, AggregateKey, Scope, Store, StoreError};
+use crate::store::{
+    unit_hash, Aggregate, AggregateCounts, AggregateKey, CountsKind, Scope, Store, StoreError,
+};
 
 /// How far ahead of the server's clock an observation's timestamp may be: apps' clocks
 /// drift, but an observation from the future is a bug or a forgery.
@@ -97,8 +99,10 @@ pub struct ObservationIn {
     /// may send, so that a stage no ramp has is rejected with this observation, not with
     /// the batch.
     pub stage: u64,
-    /// The randomization unit, if the client sent it. Not used yet: the SDK aggregates
-    /// per unit before it reports.
+    /// The randomization unit, if the client sent it: the sample-ratio check counts the
+    /// distinct units of each cohort at each stage, whatever metrics they report, instead
+    /// of their observations, which a unit active over many reporting windows sends many
+    /// of. Empty counts as absent.
     pub unit: Option<String>,
     /// `None`: when the server receives it.
     pub timestamp: Option<Timestamp>,
@@ -154,7 +158,7 @@ struct Shared {
 /// The next flush: counts added since the last one, and the channel on which the flusher
 /// tells the batches in it how their write went.
 struct Pending {
-    delta: FxHashMap<(AggregateKey, bool), AggregateCounts>,
+    delta: FxHashMap<(AggregateKey, CountsKind), AggregateCounts>,
     round: watch::Sender<Option<Flushed>>,
     closed: bool,
 }
@@ -416,6 +420,9 @@ impl Ingest {
         let flags = table.get(environment);
         let now_ms = i64::try_from(now.saturating_mul(1000)).unwrap_or(i64::MAX);
         let mut sums: FxHashMap<(&str, &str, Cohort), (&ActiveStage, Sum)> = FxHashMap::default();
+        // Per flag and cohort, over every metric: a unit counts once at a stage.
+        let mut units: FxHashMap<(&str, Cohort), (&ActiveStage, BTreeSet<u64>)> =
+            FxHashMap::default();
         let mut answer = Accepted {
             accepted: 0,
             rejected: Vec::new(),
@@ -429,6 +436,13 @@ impl Ingest {
                         .entry((&observation.flag, &observation.metric, cohort))
                         .or_insert_with(|| (active, Sum::new(kind)));
                     sum.add(observation.value);
+                    if let Some(unit) = observation.unit.as_deref().filter(|u| !u.is_empty()) {
+                        units
+                            .entry((&observation.flag, cohort))
+                            .or_insert_with(|| (active, BTreeSet::new()))
+                            .1
+                            .insert(unit_hash(unit));
+                    }
                 }
                 Err(reason) => answer.rejected.push(Rejection { index, reason }),
             }
@@ -446,6 +460,21 @@ impl Ingest {
                 },
                 counts: sum.into_counts(),
             })
+            .chain(
+                units
+                    .into_iter()
+                    .map(|((flag, cohort), (active, seen))| Aggregate {
+                        key: AggregateKey {
+                            environment: environment.to_string(),
+                            flag: flag.to_string(),
+                            generation: active.generation,
+                            stage: active.stage,
+                            cohort,
+                            metric: String::new(),
+                        },
+                        counts: AggregateCounts::UnitsSeen(seen),
+                    }),
+            )
             .collect();
         (batch, answer)
     }
@@ -459,8 +488,8 @@ impl Ingest {
                 return Err(stopped());
             }
             for aggregate in batch {
-                let is_rate = matches!(aggregate.counts, AggregateCounts::Rate { .. });
-                match pending.delta.entry((aggregate.key, is_rate)) {
+                let kind = aggregate.counts.kind();
+                match pending.delta.entry((aggregate.key, kind)) {
                     Entry::Occupied(mut sum) => {
                         // Same key, same kind: adding cannot fail.
                         sum.get_mut().add(&aggregate.counts);

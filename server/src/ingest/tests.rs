@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ripcord_engine::document::{MetricKind, Ramp};
-use ripcord_engine::ramp::{self, Decision};
+use ripcord_engine::ramp::{self, Decision, StageUnits};
 use ripcord_engine::stats::Proportion;
 use ripcord_engine::{Document, Limits, Snapshot};
 use tokio::sync::{broadcast, Semaphore};
@@ -468,6 +468,81 @@ async fn generations_and_stages_are_kept_apart() {
         .is_empty());
 }
 
+fn from_unit(mut observation: ObservationIn, unit: &str) -> ObservationIn {
+    observation.unit = Some(unit.to_string());
+    observation
+}
+
+#[tokio::test]
+async fn a_unit_counts_once_per_stage_and_cohort_whatever_it_reports() {
+    let fixture = fixture();
+    let ingest = &fixture.ingest;
+    let ramp: Ramp = serde_yaml_ng::from_str(RAMP).unwrap();
+    ingest.set_active(ENV, FLAG, Some(active(1, 0)));
+    // Without units, nothing is counted and the check falls back to observations.
+    ingest
+        .accept(ENV, vec![observation(LATENCY, 1.0, "treatment", 0)], NOW)
+        .await
+        .unwrap();
+    let aggregates = ingest.aggregates(ENV, FLAG, 1).await.unwrap();
+    assert!(aggregates.units.is_empty());
+    assert!(aggregates
+        .observations(&ramp, Stage::new(0))
+        .units
+        .is_empty());
+
+    // `alice` reports both metrics, twice, in two batches (one sent again under its id);
+    // an empty unit is no unit.
+    let first = vec![
+        from_unit(observation(LATENCY, 1.0, "treatment", 0), "alice"),
+        from_unit(observation(CRASHES, 0.0, "treatment", 0), "alice"),
+        from_unit(observation(LATENCY, 2.0, "control", 0), "bob"),
+        from_unit(observation(LATENCY, 2.0, "control", 0), ""),
+    ];
+    ingest.accept(ENV, first, NOW).await.unwrap();
+    let second = vec![
+        from_unit(observation(CRASHES, 1.0, "treatment", 0), "alice"),
+        from_unit(observation(LATENCY, 3.0, "treatment", 0), "carol"),
+    ];
+    for _ in 0..2 {
+        ingest
+            .accept_batch(ENV, Reporter::Server, Some("units-2"), second.clone(), NOW)
+            .await
+            .unwrap();
+    }
+    // The next stage counts its own units.
+    ingest.set_active(ENV, FLAG, Some(active(1, 1)));
+    ingest
+        .accept(
+            ENV,
+            vec![from_unit(
+                observation(LATENCY, 1.0, "treatment", 1),
+                "alice",
+            )],
+            NOW,
+        )
+        .await
+        .unwrap();
+
+    let aggregates = ingest.aggregates(ENV, FLAG, 1).await.unwrap();
+    assert_eq!(aggregates.totals(LATENCY, Stage::new(0)), (3, 2));
+    let units = aggregates.observations(&ramp, Stage::new(2)).units;
+    assert_eq!(
+        units,
+        [
+            StageUnits {
+                treatment: 2,
+                control: 1
+            },
+            StageUnits {
+                treatment: 1,
+                control: 0
+            },
+            StageUnits::default(),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn accepted_observations_survive_reopening_the_store() {
     let directory = tempfile::tempdir().unwrap();
@@ -631,6 +706,14 @@ impl Store for GatedStore {
         generation: u64,
     ) -> StoreResult<Vec<Aggregate>> {
         self.inner.aggregates(environment, flag, generation).await
+    }
+    async fn unit_markers(
+        &self,
+        environment: &str,
+        flag: &str,
+        generation: u64,
+    ) -> StoreResult<Vec<Aggregate>> {
+        self.inner.unit_markers(environment, flag, generation).await
     }
 }
 

@@ -1093,10 +1093,12 @@ pub struct RampStatus {
     /// Set while the ramp waits for a person.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alert: Option<String>,
-    /// The last look's sample-ratio check, on the guard metric furthest from the ratio the
-    /// bands imply: `verdict` (OK or MISMATCH), `metric`, `treatment` and `control`
-    /// observations, `expected_ratio` and `observed_ratio` (treatment : control), `p_value`
-    /// (always valid), `log_lambda`, `max_log_lambda`, `threshold`.
+    /// The last look's sample-ratio check: on the distinct reporting units (`counts`:
+    /// `units`, `metric`: `units`) when observations name their unit, else on the guard
+    /// metric whose observations are furthest from the ratio the bands imply (`counts`:
+    /// `observations`). `verdict` (OK or MISMATCH), `treatment` and `control` counts,
+    /// `expected_ratio` and `observed_ratio` (treatment : control), `p_value` (always
+    /// valid), `log_lambda`, `max_log_lambda`, `threshold`.
     #[schema(value_type = Option<Object>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub srm: Option<ramp::SrmReport>,

@@ -1072,6 +1072,181 @@ async fn metric_aggregates(store: &dyn Store) {
     merging_aggregates_adds_counts_in_any_order(store).await;
     aggregates_of_environments_flags_and_generations_do_not_mix(store).await;
     values_and_rates_under_one_key_are_kept_apart(store).await;
+    units_count_once_per_stage_and_cohort(store).await;
+}
+
+fn units_seen(units: &[u64]) -> AggregateCounts {
+    AggregateCounts::UnitsSeen(units.iter().copied().collect())
+}
+
+/// The distinct units counted per (stage, cohort) of one generation.
+async fn unit_counts(
+    store: &dyn Store,
+    environment: &str,
+    flag: &str,
+    generation: u64,
+) -> Vec<(u32, &'static str, u64)> {
+    let mut found: Vec<(u32, &'static str, u64)> = store
+        .aggregates(environment, flag, generation)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|aggregate| match aggregate.counts {
+            AggregateCounts::Units(count) => {
+                assert_eq!(aggregate.key.metric, "", "units belong to no metric");
+                Some((
+                    aggregate.key.stage.get(),
+                    aggregate.key.cohort.as_str(),
+                    count,
+                ))
+            }
+            AggregateCounts::UnitsSeen(_) => panic!("markers are never read as counts"),
+            _ => None,
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The unit markers of one generation, per (stage, cohort).
+async fn markers(
+    store: &dyn Store,
+    environment: &str,
+    flag: &str,
+    generation: u64,
+) -> Vec<(u32, &'static str, Vec<u64>)> {
+    let mut found: Vec<(u32, &'static str, Vec<u64>)> = store
+        .unit_markers(environment, flag, generation)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|aggregate| match aggregate.counts {
+            AggregateCounts::UnitsSeen(units) => (
+                aggregate.key.stage.get(),
+                aggregate.key.cohort.as_str(),
+                units.into_iter().collect(),
+            ),
+            other => panic!("a marker read as {other:?}"),
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// A unit counts once per stage and cohort of a generation, however many batches and
+/// metrics name it; a batch sent again adds no unit; clearing a flag's aggregates removes
+/// its markers, so its units count again from nothing.
+async fn units_count_once_per_stage_and_cohort(store: &dyn Store) {
+    let (environment, flag) = ("units", "checkout");
+    let units = |generation: u64, stage: u32, cohort: Cohort, seen: &[u64]| Aggregate {
+        key: aggregate_key(environment, flag, generation, stage, cohort, ""),
+        counts: units_seen(seen),
+    };
+    let errors = Aggregate {
+        key: aggregate_key(environment, flag, 1, 0, Cohort::Treatment, "errors"),
+        counts: AggregateCounts::Rate {
+            events: 0,
+            trials: 1,
+        },
+    };
+    // Unit 7 reports errors, then latency in a second flush: one unit.
+    store
+        .merge_aggregates(vec![errors.clone(), units(1, 0, Cohort::Treatment, &[7])])
+        .await
+        .unwrap();
+    store
+        .merge_aggregates(vec![
+            Aggregate {
+                key: aggregate_key(environment, flag, 1, 0, Cohort::Treatment, "latency"),
+                counts: values(&[(3, 1)]),
+            },
+            units(1, 0, Cohort::Treatment, &[7]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        unit_counts(store, environment, flag, 1).await,
+        [(0, "treatment", 1)]
+    );
+    // A second unit counts; so does the first in another cohort, stage or generation.
+    store
+        .merge_aggregates(vec![
+            units(1, 0, Cohort::Treatment, &[7, 8]),
+            units(1, 0, Cohort::Control, &[7]),
+            units(1, 1, Cohort::Treatment, &[7]),
+            units(2, 0, Cohort::Treatment, &[7]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        unit_counts(store, environment, flag, 1).await,
+        [(0, "control", 1), (0, "treatment", 2), (1, "treatment", 1)]
+    );
+    assert_eq!(
+        unit_counts(store, environment, flag, 2).await,
+        [(0, "treatment", 1)]
+    );
+    // Two deltas of one merge that name the same new unit count it once.
+    store
+        .merge_aggregates(vec![
+            units(1, 0, Cohort::Treatment, &[9]),
+            units(1, 0, Cohort::Treatment, &[9]),
+        ])
+        .await
+        .unwrap();
+    // A named batch sent again adds no unit, not even one it did not name the first time.
+    let now = 1_800_000_000;
+    assert!(store
+        .merge_batch("units-1", vec![units(1, 0, Cohort::Treatment, &[10])], now)
+        .await
+        .unwrap());
+    assert!(!store
+        .merge_batch(
+            "units-1",
+            vec![units(1, 0, Cohort::Treatment, &[10, 11])],
+            now
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        unit_counts(store, environment, flag, 1).await,
+        [(0, "control", 1), (0, "treatment", 4), (1, "treatment", 1)]
+    );
+    assert_eq!(
+        markers(store, environment, flag, 1).await,
+        [
+            (0, "control", vec![7]),
+            (0, "treatment", vec![7, 8, 9, 10]),
+            (1, "treatment", vec![7]),
+        ]
+    );
+    // The counts and the rest of the aggregates are read together; the markers are not.
+    let stored = stored_aggregates(store, environment, flag, 1).await;
+    assert_eq!(stored.len(), 5, "{stored:?}");
+
+    // A restarted ramp starts from no units: every generation's markers go with the counts.
+    store.clear_aggregates(environment, flag).await.unwrap();
+    assert_eq!(unit_counts(store, environment, flag, 1).await, []);
+    assert_eq!(markers(store, environment, flag, 1).await, []);
+    assert_eq!(markers(store, environment, flag, 2).await, []);
+    store
+        .merge_aggregates(vec![units(1, 0, Cohort::Treatment, &[7])])
+        .await
+        .unwrap();
+    assert_eq!(
+        unit_counts(store, environment, flag, 1).await,
+        [(0, "treatment", 1)]
+    );
+    // Deleting the environment removes them too.
+    create(store, environment).await;
+    store
+        .delete_environment(
+            environment,
+            audit(Some(environment), "environment.delete", environment),
+        )
+        .await
+        .unwrap();
+    assert_eq!(markers(store, environment, flag, 1).await, []);
 }
 
 fn aggregate_key(
@@ -1324,6 +1499,10 @@ pub(crate) async fn write_aggregates(store: &dyn Store) {
                     trials: 9,
                 },
             },
+            Aggregate {
+                key: aggregate_key("durable", "checkout", 1, 0, Cohort::Control, ""),
+                counts: units_seen(&[1, 2]),
+            },
         ])
         .await
         .unwrap();
@@ -1332,8 +1511,14 @@ pub(crate) async fn write_aggregates(store: &dyn Store) {
 /// The second half: everything [`write_aggregates`] merged is there, and merging goes on
 /// adding to it.
 pub(crate) async fn check_aggregates(store: &dyn Store) {
-    let expected = |latency: AggregateCounts| {
+    let expected = |latency: AggregateCounts, units: u64| {
         vec![
+            (
+                0,
+                "control",
+                String::new(),
+                format!("{:?}", AggregateCounts::Units(units)),
+            ),
             (
                 0,
                 "control",
@@ -1356,18 +1541,25 @@ pub(crate) async fn check_aggregates(store: &dyn Store) {
     };
     assert_eq!(
         stored_aggregates(store, "durable", "checkout", 1).await,
-        expected(values(&[(10, 2), (20, 1)]))
+        expected(values(&[(10, 2), (20, 1)]), 2)
     );
+    // The units' markers were kept with their count: unit 2 is not counted again.
     store
-        .merge_aggregates(vec![Aggregate {
-            key: aggregate_key("durable", "checkout", 1, 0, Cohort::Treatment, "latency"),
-            counts: values(&[(10, 1)]),
-        }])
+        .merge_aggregates(vec![
+            Aggregate {
+                key: aggregate_key("durable", "checkout", 1, 0, Cohort::Treatment, "latency"),
+                counts: values(&[(10, 1)]),
+            },
+            Aggregate {
+                key: aggregate_key("durable", "checkout", 1, 0, Cohort::Control, ""),
+                counts: units_seen(&[2, 3]),
+            },
+        ])
         .await
         .unwrap();
     assert_eq!(
         stored_aggregates(store, "durable", "checkout", 1).await,
-        expected(values(&[(10, 3), (20, 1)]))
+        expected(values(&[(10, 3), (20, 1)]), 3)
     );
 }
 
@@ -2238,8 +2430,11 @@ pub(crate) async fn copy_everything(from: &dyn Store, to: &dyn Store) {
 
     let copied = super::copy::copy(from, to).await.unwrap();
     assert!(!copied.environments.is_empty() && !copied.aggregates.is_empty());
+    assert!(!copied.unit_markers.is_empty());
     let sorted = |mut dump: super::copy::Dump| {
         dump.aggregates
+            .sort_by_key(|aggregate| format!("{:?}", aggregate));
+        dump.unit_markers
             .sort_by_key(|aggregate| format!("{:?}", aggregate));
         dump
     };
@@ -2248,6 +2443,8 @@ pub(crate) async fn copy_everything(from: &dyn Store, to: &dyn Store) {
         sorted(super::copy::export(from).await.unwrap()),
         "the copy holds what the original does"
     );
+    // The units counted before the copy stay counted after it.
+    check_aggregates(to).await;
 
     // It carries on from where the original was.
     let last_audit = copied.audit.iter().map(|entry| entry.id).max().unwrap();

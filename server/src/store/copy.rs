@@ -18,8 +18,13 @@ pub struct Dump {
     /// The look history of each ramp's current generation (a flag keeps no other).
     pub looks: Vec<LookRecord>,
     /// The metric counts of each ramp's current generation (a ramp that starts clears the
-    /// others).
+    /// others), distinct units counted included.
     pub aggregates: Vec<Aggregate>,
+    /// The markers of the units counted in `aggregates`, one
+    /// [`UnitsSeen`](super::AggregateCounts::UnitsSeen) per stage and cohort: an import
+    /// writes them as they are, next to the counts, so that a unit that reports again after
+    /// the copy is not counted twice.
+    pub unit_markers: Vec<Aggregate>,
 }
 
 impl Dump {
@@ -27,7 +32,7 @@ impl Dump {
     pub fn summary(&self) -> String {
         format!(
             "{} environments ({} flags), {} keys, {} audit entries, {} ramps, {} incidents, \
-             {} looks, {} aggregates",
+             {} looks, {} aggregates ({} units marked)",
             self.environments.len(),
             self.environments
                 .iter()
@@ -38,7 +43,14 @@ impl Dump {
             self.ramps.len(),
             self.incidents.len(),
             self.looks.len(),
-            self.aggregates.len()
+            self.aggregates.len(),
+            self.unit_markers
+                .iter()
+                .map(|markers| match &markers.counts {
+                    super::AggregateCounts::UnitsSeen(units) => units.len(),
+                    _ => 0,
+                })
+                .sum::<usize>()
         )
     }
 }
@@ -95,6 +107,11 @@ pub async fn export(store: &dyn Store) -> StoreResult<Dump> {
         dump.aggregates.extend(
             store
                 .aggregates(&ramp.environment, &ramp.flag, generation)
+                .await?,
+        );
+        dump.unit_markers.extend(
+            store
+                .unit_markers(&ramp.environment, &ramp.flag, generation)
                 .await?,
         );
     }

@@ -228,4 +228,13 @@ impl Store for Faulty {
     ) -> StoreResult<Vec<Aggregate>> {
         self.inner.aggregates(environment, flag, generation).await
     }
+
+    async fn unit_markers(
+        &self,
+        environment: &str,
+        flag: &str,
+        generation: u64,
+    ) -> StoreResult<Vec<Aggregate>> {
+        self.inner.unit_markers(environment, flag, generation).await
+    }
 }

@@ -424,6 +424,19 @@ impl Store for Isolated {
         )
         .await
     }
+
+    async fn unit_markers(
+        &self,
+        environment: &str,
+        flag: &str,
+        generation: u64,
+    ) -> StoreResult<Vec<Aggregate>> {
+        let (environment, flag) = (environment.to_string(), flag.to_string());
+        self.read(
+            move |store| async move { store.unit_markers(&environment, &flag, generation).await },
+        )
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -585,7 +585,8 @@ pub trait Store: Send + Sync + 'static {
     /// Adds every delta's counts to the stored sums (absent ones start at zero), all of
     /// them or none, durably: when this returns, the sums survive a crash. Adding is all it
     /// does, so deltas may arrive in any order, repeat a key, and come from any number of
-    /// nodes at once.
+    /// nodes at once. Units seen ([`AggregateCounts::UnitsSeen`]) leave a marker each and
+    /// add to their key's count only where there was no marker yet, in the same step.
     async fn merge_aggregates(&self, deltas: Vec<Aggregate>) -> StoreResult<()>;
 
     /// [`merge_aggregates`](Store::merge_aggregates) for one batch that names itself: adds
@@ -600,12 +601,24 @@ pub trait Store: Send + Sync + 'static {
         now: u64,
     ) -> StoreResult<bool>;
 
-    /// Removes every aggregate of `flag`, of every generation, durably. The controller calls
-    /// it when a ramp starts, so that no generation ever reads another's counts.
+    /// Removes every aggregate of `flag`, of every generation, with its unit markers,
+    /// durably. The controller calls it when a ramp starts, so that no generation ever reads
+    /// another's counts.
     async fn clear_aggregates(&self, environment: &str, flag: &str) -> StoreResult<()>;
 
-    /// Every stored aggregate of one ramp generation of a flag, in no particular order.
+    /// Every stored aggregate of one ramp generation of a flag, in no particular order:
+    /// the counts, units as [`AggregateCounts::Units`], never their markers.
     async fn aggregates(
+        &self,
+        environment: &str,
+        flag: &str,
+        generation: u64,
+    ) -> StoreResult<Vec<Aggregate>>;
+
+    /// The unit markers of one ramp generation of a flag, as one
+    /// [`AggregateCounts::UnitsSeen`] per stage and cohort, in no particular order. It reads
+    /// every marker: for copying a store ([`copy::export`]), not for the controller's looks.
+    async fn unit_markers(
         &self,
         environment: &str,
         flag: &str,
@@ -624,7 +637,9 @@ pub const MAX_BATCH_IDS: usize = 1_000_000;
 // Written by `crate::ingest` (group commits of accepted observations), read by the ramp
 // controller. Every stored number is a plain counter that only ever grows by addition, so a
 // shared backend can merge with an atomic increment per counter (Redis: HINCRBY) and any
-// number of nodes can add to the same aggregate in any order.
+// number of nodes can add to the same aggregate in any order. A count of distinct units
+// grows by one per marker its merge adds (Redis: SADD answering 1, then HINCRBY), which is
+// as indifferent to order and to the number of nodes.
 
 /// Which aggregate: one guard metric's counts for one cohort at one stage of one ramp
 /// generation of a flag.
@@ -647,6 +662,24 @@ pub enum AggregateCounts {
     Values(BTreeMap<u32, u64>),
     /// A `rate` metric: observations that were 1 (`events`) out of all (`trials`).
     Rate { events: u64, trials: u64 },
+    /// In a delta: the reporting units that sent observations of the key's cohort at its
+    /// stage, by a 64-bit hash of their names ([`unit_hash`]), whatever metric they
+    /// reported (the key's `metric` is empty). The store keeps a marker of every unit it
+    /// has counted, and adds to the key's [`Units`](AggregateCounts::Units) count only the
+    /// units it had no marker of, in the same atomic step as the rest of the delta: a unit
+    /// counts once per stage and cohort, however often it reports.
+    UnitsSeen(std::collections::BTreeSet<u64>),
+    /// Stored: how many distinct units reported in the key's cohort at its stage (the key's
+    /// `metric` is empty). What [`Store::aggregates`] reads back; in a delta (an import),
+    /// an amount to add as is.
+    Units(u64),
+}
+
+/// The marker of one reporting unit's name, as [`AggregateCounts::UnitsSeen`] holds it.
+/// 64 bits: two of a stage's units share one with odds of about n²/2⁶⁵, one in 37,000 at
+/// a million units, and then count once.
+pub fn unit_hash(unit: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(unit.as_bytes())
 }
 
 /// An aggregate with its counts. The kind of counts is part of what the aggregate is: a
@@ -658,9 +691,26 @@ pub struct Aggregate {
     pub counts: AggregateCounts,
 }
 
+/// What kind of counts an aggregate holds, as backends mark it in their keys. The units a
+/// delta names and the count they are kept as are one kind: the first become the second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CountsKind {
+    Values,
+    Rate,
+    Units,
+}
+
 impl AggregateCounts {
-    /// Adds `other` to these counts, saturating; false (and nothing changed) when the two
-    /// are not of the same kind.
+    pub fn kind(&self) -> CountsKind {
+        match self {
+            AggregateCounts::Values(_) => CountsKind::Values,
+            AggregateCounts::Rate { .. } => CountsKind::Rate,
+            AggregateCounts::UnitsSeen(_) | AggregateCounts::Units(_) => CountsKind::Units,
+        }
+    }
+
+    /// Adds `other` to these counts, saturating (units seen are joined, not added); false
+    /// (and nothing changed) when the two are not of the same kind.
     pub fn add(&mut self, other: &AggregateCounts) -> bool {
         match (self, other) {
             (AggregateCounts::Values(mine), AggregateCounts::Values(theirs)) => {
@@ -681,17 +731,26 @@ impl AggregateCounts {
                 *trials = trials.saturating_add(*more_trials);
                 true
             }
+            (AggregateCounts::UnitsSeen(mine), AggregateCounts::UnitsSeen(theirs)) => {
+                mine.extend(theirs.iter().copied());
+                true
+            }
+            (AggregateCounts::Units(mine), AggregateCounts::Units(more)) => {
+                *mine = mine.saturating_add(*more);
+                true
+            }
             _ => false,
         }
     }
 
-    /// How many observations the counts hold.
+    /// How many observations the counts hold; units are not observations, and hold none.
     pub fn total(&self) -> u64 {
         match self {
             AggregateCounts::Values(bins) => bins
                 .values()
                 .fold(0u64, |total, count| total.saturating_add(*count)),
             AggregateCounts::Rate { trials, .. } => *trials,
+            AggregateCounts::UnitsSeen(_) | AggregateCounts::Units(_) => 0,
         }
     }
 }

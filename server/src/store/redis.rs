@@ -28,6 +28,7 @@
 //! | `{ripcord}:incidents` | hash | id → [`IncidentRecord`] JSON |
 //! | `{ripcord}:incidents:last` | string | the last incident id given out |
 //! | `{ripcord}:aggregates:{env}\0{flag}` | hash | one counter per field (see [`aggregate_field`]) |
+//! | `{ripcord}:units:{env}\0{flag}` | set | a marker per unit counted (see [`unit_marker`]) |
 //! | `{ripcord}:looks:{env}\0{flag}` | hash | `{generation}:{minute}` → [`LookRecord`] JSON |
 //! | `{ripcord}:changes` | stream | one entry per change, for every node's follower |
 //! | `{ripcord}:reach:{env}` | hash | instance → `{revision} {last seen}`, from every node |
@@ -53,7 +54,7 @@ use tokio::sync::broadcast;
 use super::copy::Dump;
 use super::{from_json, to_json, StoredItem};
 use super::{
-    Aggregate, AggregateCounts, AggregateKey, AuditQuery, AuditRecord, ChangeEvent,
+    Aggregate, AggregateCounts, AggregateKey, AuditQuery, AuditRecord, ChangeEvent, CountsKind,
     EnvironmentRecord, EnvironmentState, IncidentQuery, IncidentRecord, KeyRecord, LookRecord,
     Mutation, RampRecord, RampWrite, Reach, SeenInstance, Store, StoreError, StoreResult,
 };
@@ -315,22 +316,46 @@ static LEASE: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-// KEYS: the batch ids (a sorted set, scored by time), then every aggregate hash the batch
-// adds to. ARGV: the id, now, the time before which ids are forgotten, the most ids kept,
-// then per counter (the position of its hash in KEYS, field, amount).
+/// The Lua both merges end with, reading ARGV from position `first`: the number of
+/// counters; per counter, the position of its hash in KEYS, its field and the amount; then
+/// per unit seen, the position of its marker set in KEYS, its marker, and the position and
+/// field of its count. A unit's count grows by one only where SADD added its marker, so a
+/// unit counts once however many merges name it. Returns 1.
+fn merge_body(first: usize) -> String {
+    format!(
+        "local i = {first} + 1
+         local counters_end = i + 3 * tonumber(ARGV[{first}])
+         while i < counters_end do
+           redis.call('HINCRBY', KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
+           i = i + 3
+         end
+         while i <= #ARGV do
+           if redis.call('SADD', KEYS[tonumber(ARGV[i])], ARGV[i + 1]) == 1 then
+             redis.call('HINCRBY', KEYS[tonumber(ARGV[i + 2])], ARGV[i + 3], 1)
+           end
+           i = i + 4
+         end
+         return 1"
+    )
+}
+
+// KEYS: every aggregate hash and marker set the merge touches. ARGV: see `merge_body`.
+static MERGE: LazyLock<Script> = LazyLock::new(|| Script::new(&merge_body(1)));
+
+// KEYS: the batch ids (a sorted set, scored by time), then every aggregate hash and marker
+// set the batch touches. ARGV: the id, now, the time before which ids are forgotten, the
+// most ids kept, then as `merge_body` says.
 // Returns 1, or 0 for an id remembered already (and nothing changes).
 static MERGE_BATCH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
         "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
          if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
          redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
          local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
          if excess > 0 then redis.call('ZPOPMIN', KEYS[1], excess) end
-         for i = 5, #ARGV, 3 do
-           redis.call('HINCRBY', KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2])
-         end
-         return 1",
-    )
+         {}",
+        merge_body(5)
+    ))
 });
 
 // KEYS: the environment's reach hash. ARGV: how long the hash lives without news (seconds),
@@ -708,6 +733,20 @@ fn aggregate_field(key: &AggregateKey, kind: char, counter: &str) -> String {
     )
 }
 
+/// A unit's marker in its flag's set: `{generation}:{stage}:{t|c}:{unit hash, 16 hex}`,
+/// about 30 bytes.
+fn unit_marker(key: &AggregateKey, unit: u64) -> String {
+    let cohort = match key.cohort {
+        ripcord_engine::Cohort::Treatment => 't',
+        ripcord_engine::Cohort::Control => 'c',
+    };
+    format!(
+        "{}:{}:{cohort}:{unit:016x}",
+        key.generation,
+        key.stage.get()
+    )
+}
+
 /// Counts are `u64` here and signed 64-bit in Redis: no real count comes near the limit,
 /// and one that did is held at it rather than wrapped.
 fn increment(count: u64) -> i64 {
@@ -728,7 +767,7 @@ fn read_aggregates(
     };
     let wanted = format!("{generation}\0");
     // Keyed by the cohort's letter: cohorts have no order of their own.
-    let mut found: BTreeMap<(Stage, bool, bool, String), AggregateCounts> = BTreeMap::new();
+    let mut found: BTreeMap<(Stage, bool, CountsKind, String), AggregateCounts> = BTreeMap::new();
     for (field, count) in fields {
         let Some(rest) = field.strip_prefix(&wanted) else {
             continue;
@@ -748,24 +787,24 @@ fn read_aggregates(
             _ => return Err(corrupt(&field, "the field names no cohort")),
         };
         let count = u64::try_from(count).map_err(|_| corrupt(&field, "the count is negative"))?;
-        let values = match kind {
-            "v" => true,
-            "r" => false,
+        let kind = match kind {
+            "v" => CountsKind::Values,
+            "r" => CountsKind::Rate,
+            "u" => CountsKind::Units,
             _ => return Err(corrupt(&field, "the field names no kind of counts")),
         };
         let counts = found
-            .entry((stage, treatment, values, metric.to_string()))
-            .or_insert_with(|| {
-                if values {
-                    AggregateCounts::Values(BTreeMap::new())
-                } else {
-                    AggregateCounts::Rate {
-                        events: 0,
-                        trials: 0,
-                    }
-                }
+            .entry((stage, treatment, kind, metric.to_string()))
+            .or_insert_with(|| match kind {
+                CountsKind::Values => AggregateCounts::Values(BTreeMap::new()),
+                CountsKind::Rate => AggregateCounts::Rate {
+                    events: 0,
+                    trials: 0,
+                },
+                CountsKind::Units => AggregateCounts::Units(0),
             });
         match (counts, counter) {
+            (AggregateCounts::Units(units), "n") => *units = count,
             (AggregateCounts::Values(bins), bin) => {
                 let bin = bin
                     .parse()
@@ -1025,29 +1064,32 @@ impl Store for RedisStore {
             // The counts of its ramps go too, only to reclaim the space: a ramp of an
             // environment created anew under the name clears its flag's counts when it
             // starts.
-            let pattern = format!("{}*", glob_escape(&pair_key("aggregates", &name, "")));
-            let mut cursor = 0u64;
-            loop {
-                let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(backend)?;
-                if !found.is_empty() {
-                    redis::cmd("DEL")
-                        .arg(&found)
-                        .query_async::<()>(&mut connection)
+            // Their unit markers too.
+            for kind in ["aggregates", "units"] {
+                let pattern = format!("{}*", glob_escape(&pair_key(kind, &name, "")));
+                let mut cursor = 0u64;
+                loop {
+                    let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut connection)
                         .await
                         .map_err(backend)?;
+                    if !found.is_empty() {
+                        redis::cmd("UNLINK")
+                            .arg(&found)
+                            .query_async::<()>(&mut connection)
+                            .await
+                            .map_err(backend)?;
+                    }
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
                 }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
             }
             Ok(())
         })
@@ -1519,6 +1561,18 @@ impl Store for RedisStore {
                 .ignore();
             }
             add_increments(&mut pipe, &dump.aggregates);
+            for markers in &dump.unit_markers {
+                if let AggregateCounts::UnitsSeen(units) = &markers.counts {
+                    let set = pair_key("units", &markers.key.environment, &markers.key.flag);
+                    for chunk in units.iter().collect::<Vec<_>>().chunks(1000) {
+                        let members: Vec<String> = chunk
+                            .iter()
+                            .map(|unit| unit_marker(&markers.key, **unit))
+                            .collect();
+                        pipe.sadd(&set, members).ignore();
+                    }
+                }
+            }
             pipe.set(key(MARKER), &marker).ignore();
             pipe.query_async::<()>(&mut connection)
                 .await
@@ -1624,14 +1678,16 @@ impl Store for RedisStore {
             return Ok(());
         }
         self.run(|mut connection| async move {
-            // MULTI/EXEC: every increment or none. Increments add, so deltas may come in any
-            // order and from any number of nodes.
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            add_increments(&mut pipe, &deltas);
-            pipe.query_async::<()>(&mut connection)
+            // One script: every increment or none, and a unit's marker with its count.
+            // Increments add, so deltas may come in any order and from any number of nodes.
+            let merge = MergeArguments::of(&deltas, 1);
+            let mut invocation = MERGE.prepare_invoke();
+            merge.add_to(&mut invocation);
+            invocation
+                .invoke_async::<i64>(&mut connection)
                 .await
-                .map_err(backend)
+                .map_err(backend)?;
+            Ok(())
         })
         .await
     }
@@ -1644,34 +1700,15 @@ impl Store for RedisStore {
     ) -> StoreResult<bool> {
         let batch_id = batch_id.to_string();
         self.run(|mut connection| async move {
-            let mut hashes: Vec<String> = Vec::new();
-            let mut counters: Vec<(usize, String, i64)> = Vec::new();
-            for delta in &deltas {
-                let hash = pair_key("aggregates", &delta.key.environment, &delta.key.flag);
-                // KEYS[1] is the set of ids: hashes are numbered from 2.
-                let position = match hashes.iter().position(|known| *known == hash) {
-                    Some(position) => position + 2,
-                    None => {
-                        hashes.push(hash);
-                        hashes.len() + 1
-                    }
-                };
-                for (field, amount) in increments(delta) {
-                    counters.push((position, field, amount));
-                }
-            }
+            // KEYS[1] is the set of ids: the merge's keys are numbered from 2.
+            let merge = MergeArguments::of(&deltas, 2);
             let mut invocation = MERGE_BATCH.key(key("batches"));
-            for hash in &hashes {
-                invocation.key(hash);
-            }
             invocation
                 .arg(&batch_id)
                 .arg(now)
                 .arg(now.saturating_sub(super::BATCH_IDS_KEPT_SECONDS))
                 .arg(super::MAX_BATCH_IDS);
-            for (position, field, amount) in &counters {
-                invocation.arg(*position).arg(field).arg(*amount);
-            }
+            merge.add_to(&mut invocation);
             let merged: i64 = invocation
                 .invoke_async(&mut connection)
                 .await
@@ -1683,9 +1720,13 @@ impl Store for RedisStore {
 
     async fn clear_aggregates(&self, environment: &str, flag: &str) -> StoreResult<()> {
         let hash = pair_key("aggregates", environment, flag);
+        let markers = pair_key("units", environment, flag);
         self.run(|mut connection| async move {
-            redis::cmd("DEL")
+            // UNLINK: a set of a million markers is freed in the background, not while
+            // every other node waits.
+            redis::cmd("UNLINK")
                 .arg(&hash)
+                .arg(&markers)
                 .query_async::<()>(&mut connection)
                 .await
                 .map_err(backend)
@@ -1711,6 +1752,138 @@ impl Store for RedisStore {
         })
         .await
     }
+
+    async fn unit_markers(
+        &self,
+        environment: &str,
+        flag: &str,
+        generation: u64,
+    ) -> StoreResult<Vec<Aggregate>> {
+        let set = pair_key("units", environment, flag);
+        let (environment, flag) = (environment.to_string(), flag.to_string());
+        self.run(|mut connection| async move {
+            let mut found: BTreeMap<(Stage, bool), std::collections::BTreeSet<u64>> =
+                BTreeMap::new();
+            let pattern = format!("{generation}:*");
+            let mut cursor = 0u64;
+            loop {
+                // SSCAN, a page at a time: Redis answers other nodes in between.
+                let (next, markers): (u64, Vec<String>) = redis::cmd("SSCAN")
+                    .arg(&set)
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(backend)?;
+                for marker in markers {
+                    let corrupt = || StoreError::Corrupt {
+                        key: format!("{} {marker}", set.replace('\0', "/")),
+                        message: "not a unit marker".to_string(),
+                    };
+                    let parts: Vec<&str> = marker.split(':').collect();
+                    let [_, stage, cohort, unit] = parts[..] else {
+                        return Err(corrupt());
+                    };
+                    let stage = Stage::new(stage.parse().map_err(|_| corrupt())?);
+                    let treatment = match cohort {
+                        "t" => true,
+                        "c" => false,
+                        _ => return Err(corrupt()),
+                    };
+                    let unit = u64::from_str_radix(unit, 16).map_err(|_| corrupt())?;
+                    found.entry((stage, treatment)).or_default().insert(unit);
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+            Ok(found
+                .into_iter()
+                .map(|((stage, treatment), units)| Aggregate {
+                    key: AggregateKey {
+                        environment: environment.clone(),
+                        flag: flag.clone(),
+                        generation,
+                        stage,
+                        cohort: if treatment {
+                            ripcord_engine::Cohort::Treatment
+                        } else {
+                            ripcord_engine::Cohort::Control
+                        },
+                        metric: String::new(),
+                    },
+                    counts: AggregateCounts::UnitsSeen(units),
+                })
+                .collect())
+        })
+        .await
+    }
+}
+
+/// The keys and arguments of a merge script (see `merge_body`).
+struct MergeArguments {
+    /// Every hash and marker set the merge touches, in the order of their positions.
+    keys: Vec<String>,
+    counters: Vec<(usize, String, i64)>,
+    /// Per unit seen: its set's position, its marker, its count's hash's position and field.
+    units: Vec<(usize, String, usize, String)>,
+}
+
+impl MergeArguments {
+    /// `first_key` is the position in KEYS of the first key of the merge's own.
+    fn of(deltas: &[Aggregate], first_key: usize) -> MergeArguments {
+        let mut merge = MergeArguments {
+            keys: Vec::new(),
+            counters: Vec::new(),
+            units: Vec::new(),
+        };
+        let position = |keys: &mut Vec<String>, wanted: String| match keys
+            .iter()
+            .position(|known| *known == wanted)
+        {
+            Some(position) => position + first_key,
+            None => {
+                keys.push(wanted);
+                keys.len() - 1 + first_key
+            }
+        };
+        for delta in deltas {
+            let (environment, flag) = (&delta.key.environment, &delta.key.flag);
+            let hash = position(&mut merge.keys, pair_key("aggregates", environment, flag));
+            if let AggregateCounts::UnitsSeen(units) = &delta.counts {
+                let set = position(&mut merge.keys, pair_key("units", environment, flag));
+                let field = aggregate_field(&delta.key, 'u', "n");
+                for unit in units {
+                    merge
+                        .units
+                        .push((set, unit_marker(&delta.key, *unit), hash, field.clone()));
+                }
+                continue;
+            }
+            for (field, amount) in increments(delta) {
+                merge.counters.push((hash, field, amount));
+            }
+        }
+        merge
+    }
+
+    /// Adds the keys, then the arguments after whatever the script reads first.
+    fn add_to(&self, invocation: &mut redis::ScriptInvocation<'_>) {
+        for key in &self.keys {
+            invocation.key(key);
+        }
+        invocation.arg(self.counters.len());
+        for (position, field, amount) in &self.counters {
+            invocation.arg(*position).arg(field).arg(*amount);
+        }
+        for (set, marker, hash, field) in &self.units {
+            invocation.arg(*set).arg(marker).arg(*hash).arg(field);
+        }
+    }
 }
 
 /// The counters a delta adds to, with the amounts: a field per histogram bin of a `value`
@@ -1730,6 +1903,11 @@ fn increments(delta: &Aggregate) -> Vec<(String, i64)> {
             (aggregate_field(&delta.key, 'r', "e"), increment(*events)),
             (aggregate_field(&delta.key, 'r', "t"), increment(*trials)),
         ],
+        AggregateCounts::Units(units) => {
+            vec![(aggregate_field(&delta.key, 'u', "n"), increment(*units))]
+        }
+        // Not an amount: what it adds depends on the markers (see `MergeArguments`).
+        AggregateCounts::UnitsSeen(_) => Vec::new(),
     }
 }
 

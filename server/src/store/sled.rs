@@ -491,11 +491,10 @@ impl Store for SledStore {
         }
         // The counts of its ramps go too. Only to reclaim the space: a ramp of an
         // environment created anew under the name clears its flag's counts when it starts.
-        remove_prefix(
-            &self.aggregate_tree(&db)?,
-            &environment_aggregate_prefix(name),
-        )
-        .map_err(|error| self.fail(error))?;
+        let tree = self.aggregate_tree(&db)?;
+        let prefix = environment_aggregate_prefix(name);
+        remove_prefix(&tree, &prefix).map_err(|error| self.fail(error))?;
+        remove_prefix(&tree, &unit_marker_prefix(&prefix)).map_err(|error| self.fail(error))?;
         self.flush(&db).await?;
         self.announce(ChangeEvent::Environment {
             name: name.to_string(),
@@ -914,6 +913,17 @@ impl Store for SledStore {
                 encode(&StoredCounts::from(&aggregate.counts)),
             );
         }
+        for markers in &dump.unit_markers {
+            if let AggregateCounts::UnitsSeen(units) = &markers.counts {
+                let mut marker = unit_marker_prefix(&aggregate_key(&markers.key, &markers.counts));
+                let base = marker.len();
+                for unit in units {
+                    marker.truncate(base);
+                    marker.extend_from_slice(&unit.to_be_bytes());
+                    aggregates.insert(marker.as_slice(), &[]);
+                }
+            }
+        }
         self.aggregate_tree(&db)?
             .apply_batch(aggregates)
             .map_err(|error| self.fail(error))?;
@@ -1021,8 +1031,9 @@ impl Store for SledStore {
         self.check_space()?;
         let db = self.db()?;
         let tree = self.aggregate_tree(&db)?;
-        remove_prefix(&tree, &flag_aggregate_prefix(environment, flag))
-            .map_err(|error| self.fail(error))?;
+        let prefix = flag_aggregate_prefix(environment, flag);
+        remove_prefix(&tree, &prefix).map_err(|error| self.fail(error))?;
+        remove_prefix(&tree, &unit_marker_prefix(&prefix)).map_err(|error| self.fail(error))?;
         self.flush(&db).await
     }
 
@@ -1075,6 +1086,71 @@ impl Store for SledStore {
         }
         Ok(found)
     }
+
+    async fn unit_markers(
+        &self,
+        environment: &str,
+        flag: &str,
+        generation: u64,
+    ) -> StoreResult<Vec<Aggregate>> {
+        let db = self.db()?;
+        let prefix = unit_marker_prefix(&aggregate_prefix(environment, flag, generation));
+        let tree = self.aggregate_tree(&db)?;
+        let mut found: std::collections::BTreeMap<(Stage, u8), std::collections::BTreeSet<u64>> =
+            std::collections::BTreeMap::new();
+        for key in tree.scan_prefix(&prefix).keys() {
+            let key = key.map_err(|error| self.fail(error))?;
+            // {stage: 4}{cohort}u{unit: 8}
+            let parts = <&[u8; 14]>::try_from(&key[prefix.len()..])
+                .ok()
+                .map(|rest| {
+                    let (stage, rest) = rest.split_at(4);
+                    (stage, rest[0], &rest[2..])
+                });
+            let Some((stage, cohort, unit)) = parts.and_then(|(stage, cohort, unit)| {
+                Some((
+                    <[u8; 4]>::try_from(stage).ok()?,
+                    cohort,
+                    <[u8; 8]>::try_from(unit).ok()?,
+                ))
+            }) else {
+                return Err(StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    message: "a unit marker of the wrong length".to_string(),
+                });
+            };
+            found
+                .entry((Stage::new(u32::from_be_bytes(stage)), cohort))
+                .or_default()
+                .insert(u64::from_be_bytes(unit));
+        }
+        found
+            .into_iter()
+            .map(|((stage, cohort), units)| {
+                let cohort = match cohort {
+                    b't' => ripcord_engine::Cohort::Treatment,
+                    b'c' => ripcord_engine::Cohort::Control,
+                    _ => {
+                        return Err(StoreError::Corrupt {
+                            key: String::from_utf8_lossy(&prefix).into_owned(),
+                            message: "a unit marker names no cohort".to_string(),
+                        })
+                    }
+                };
+                Ok(Aggregate {
+                    key: AggregateKey {
+                        environment: environment.to_string(),
+                        flag: flag.to_string(),
+                        generation,
+                        stage,
+                        cohort,
+                        metric: String::new(),
+                    },
+                    counts: AggregateCounts::UnitsSeen(units),
+                })
+            })
+            .collect()
+    }
 }
 
 // ---- Metric aggregates ----
@@ -1090,8 +1166,18 @@ const AGGREGATES_TREE: &str = "aggregates";
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 enum StoredCounts {
-    Value { bins: Vec<u32>, counts: Vec<u64> },
-    Rate { events: u64, trials: u64 },
+    Value {
+        bins: Vec<u32>,
+        counts: Vec<u64>,
+    },
+    Rate {
+        events: u64,
+        trials: u64,
+    },
+    /// Distinct units counted; their markers are keys of their own (see `UNIT_PREFIX`).
+    Units {
+        units: u64,
+    },
 }
 
 impl From<&AggregateCounts> for StoredCounts {
@@ -1104,6 +1190,11 @@ impl From<&AggregateCounts> for StoredCounts {
             AggregateCounts::Rate { events, trials } => StoredCounts::Rate {
                 events: *events,
                 trials: *trials,
+            },
+            AggregateCounts::Units(units) => StoredCounts::Units { units: *units },
+            // Only a count is stored: `add_sums` turns the units of a delta into one.
+            AggregateCounts::UnitsSeen(units) => StoredCounts::Units {
+                units: units.len() as u64,
             },
         }
     }
@@ -1204,12 +1295,34 @@ fn sum_by_key(deltas: Vec<Aggregate>) -> Vec<(Vec<u8>, AggregateCounts)> {
     sums
 }
 
-/// Adds `sums` to the stored counts, inside a transaction.
+/// Adds `sums` to the stored counts, inside a transaction. Units seen count where they
+/// have no marker yet, and get one.
 fn add_sums(
     tree: &TransactionalTree,
     sums: &[(Vec<u8>, AggregateCounts)],
 ) -> Result<(), ConflictableTransactionError<StoreError>> {
     for (key, delta) in sums {
+        let new_units;
+        let delta = match delta {
+            AggregateCounts::UnitsSeen(units) => {
+                let mut new = 0u64;
+                let mut marker = unit_marker_prefix(key);
+                let base = marker.len();
+                for unit in units {
+                    marker.truncate(base);
+                    marker.extend_from_slice(&unit.to_be_bytes());
+                    // Read first: most units of a flush reported before, and writing
+                    // their markers again would only grow sled's log.
+                    if tree.get(marker.as_slice())?.is_none() {
+                        tree.insert(marker.as_slice(), &[])?;
+                        new += 1;
+                    }
+                }
+                new_units = AggregateCounts::Units(new);
+                &new_units
+            }
+            other => other,
+        };
         let mut sum = match tree.get(key)? {
             Some(bytes) => match decode_counts(key, &bytes) {
                 Ok(counts) => counts,
@@ -1234,6 +1347,21 @@ fn add_sums(
 // the same ids in the order they go.
 const BATCH_PREFIX: &[u8] = b"\xffbatch\0";
 const BATCH_TIME_PREFIX: &[u8] = b"\xfftime\0";
+
+// Unit markers live in the aggregates tree too, for the same reason, but outside every
+// flag's aggregate prefix, so that the controller's scan of a generation's counts never
+// reads them: `\xffunit\0` + the key of the units' count + the unit's hash (8 bytes BE),
+// with an empty value. A marker is about 60 bytes of key in sled's pages.
+const UNIT_PREFIX: &[u8] = b"\xffunit\0";
+
+/// The markers of the units counted under `count_key` (an aggregate key of units) start
+/// with this.
+fn unit_marker_prefix(count_key: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(UNIT_PREFIX.len() + count_key.len() + 8);
+    key.extend_from_slice(UNIT_PREFIX);
+    key.extend_from_slice(count_key);
+    key
+}
 
 fn batch_key(id: &str) -> Vec<u8> {
     let mut key = BATCH_PREFIX.to_vec();
@@ -1299,6 +1427,7 @@ fn kind_byte(counts: &AggregateCounts) -> u8 {
     match counts {
         AggregateCounts::Values(_) => b'v',
         AggregateCounts::Rate { .. } => b'r',
+        AggregateCounts::UnitsSeen(_) | AggregateCounts::Units(_) => b'u',
     }
 }
 
@@ -1309,6 +1438,7 @@ fn empty_like(counts: &AggregateCounts) -> AggregateCounts {
             events: 0,
             trials: 0,
         },
+        AggregateCounts::UnitsSeen(_) | AggregateCounts::Units(_) => AggregateCounts::Units(0),
     }
 }
 
@@ -1339,6 +1469,7 @@ fn decode_counts(key: &[u8], bytes: &[u8]) -> StoreResult<AggregateCounts> {
             }
             Ok(AggregateCounts::Rate { events, trials })
         }
+        StoredCounts::Units { units } => Ok(AggregateCounts::Units(units)),
     }
 }
 

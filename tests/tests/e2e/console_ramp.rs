@@ -306,8 +306,9 @@ async fn the_ramp_buttons_start_pause_resume_advance_and_abort_a_ramp_and_advanc
         )
         .await?;
         check(
-            ratio.starts_with("Sample ratio as expected: 100 treatment and 100 control")
-                && ratio.contains("1.0000, 1.0000 expected"),
+            ratio.starts_with(
+                "Sample ratio as expected: 100 treatment and 100 control distinct units",
+            ) && ratio.contains("1.0000, 1.0000 expected"),
             || format!("the sample ratio reads {ratio:?}"),
         )?;
 

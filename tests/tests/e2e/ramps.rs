@@ -445,12 +445,13 @@ async fn a_regression_is_killed_within_a_few_ticks_with_incident_webhook_and_aud
         text.contains("| errors | REGRESSION | n = 1000, rate 0.3 | n = 1000, rate 0.01 |"),
         "{text}"
     );
-    // The data were sound: as many reports from each cohort as the equal bands imply.
+    // The data were sound: as many units reported from each cohort as the equal bands
+    // imply.
     assert!(
         text.contains(
-            "**Sample ratio** (`errors`): the cohorts reported as the bands imply: 1000 \
-             treatment and 1000 control observations, a treatment : control ratio of 1 against \
-             1 expected"
+            "**Sample ratio** (`units`): the cohorts reported as the bands imply: 1000 \
+             treatment and 1000 control distinct units, a treatment : control ratio of 1 \
+             against 1 expected"
         ),
         "{text}"
     );

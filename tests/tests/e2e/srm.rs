@@ -1,5 +1,6 @@
 //! A ramp whose data are not sound: the cohorts report in a ratio their bands cannot
-//! explain, and the ramp stops instead of judging on them.
+//! explain, and the ramp stops instead of judging on them; and one whose data only look
+//! unsound when counted in observations rather than units, which goes on.
 
 use std::time::Duration;
 
@@ -96,7 +97,10 @@ async fn an_a_a_ramp_whose_treatment_drops_a_fifth_of_its_reports_pauses_and_nev
     assert_eq!(paused["percentage"], json!(20.0), "{paused:#}");
     let srm = &paused["srm"];
     assert_eq!(srm["verdict"], "MISMATCH", "{srm:#}");
-    assert_eq!(srm["metric"], "errors", "{srm:#}");
+    // Every observation named its unit: the check counts the distinct units.
+    assert_eq!(srm["metric"], "units", "{srm:#}");
+    assert_eq!(srm["counts"], "units", "{srm:#}");
+    assert_eq!(srm["treatment"], json!(treated - lost), "{srm:#}");
     // 20% against the other 80%: a ratio of 0.25 expected, about 0.2 observed.
     let expected = srm["expected_ratio"].as_f64().expect("an expected ratio");
     let observed = srm["observed_ratio"].as_f64().expect("an observed ratio");
@@ -140,4 +144,120 @@ async fn an_a_a_ramp_whose_treatment_drops_a_fifth_of_its_reports_pauses_and_nev
         .collect();
     assert!(!actions.contains(&"ramp.advance"), "{actions:?}");
     assert!(!actions.contains(&"ramp.complete"), "{actions:?}");
+}
+
+/// A healthy A/A ramp on long sessions: every unit reports once per reporting window, as the
+/// SDK does, and some treatment units happen to stay far longer than the rest. Counted in
+/// observations the treatment looks a third larger than its band; counted in distinct units,
+/// which is what the bands split, it is exactly its share, and the ramp goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_a_a_ramp_on_long_sessions_is_judged_on_its_units_and_does_not_pause() {
+    let server = Server::start_with(&[("RIPCORD_RAMP_TICK", "1s")], A_A_AT_20).await;
+    let client = server.create_key("app", "client", Some("default")).await;
+    server
+        .admin_post(&format!("{RAMP}/start"), json!({}))
+        .await
+        .expect_status(200);
+    past_warm_up(&server).await;
+
+    // Every unit evaluates the flag once and then reports 30 windows of `errors`; one
+    // treatment unit in ten is a long session of 130 windows.
+    let mut units: Vec<(String, String, Value, u32)> = Vec::new();
+    let (mut treated, mut controls) = (0u64, 0u64);
+    for unit in 0..300u32 {
+        let name = format!("session-{unit}");
+        let answer = server
+            .evaluate(
+                &client.token,
+                "new-checkout",
+                json!({"targetingKey": name.as_str()}),
+            )
+            .await
+            .expect_status(200)
+            .json();
+        let metadata = &answer["metadata"];
+        let cohort = metadata["cohort"]
+            .as_str()
+            .unwrap_or_else(|| panic!("at 20% with the rest as control, {answer} has a cohort"))
+            .to_string();
+        let windows = if cohort == "treatment" {
+            treated += 1;
+            if treated % 10 == 0 {
+                130
+            } else {
+                30
+            }
+        } else {
+            controls += 1;
+            30
+        };
+        units.push((name, cohort, metadata["stage"].clone(), windows));
+    }
+    assert!((40..=80).contains(&treated), "{treated} of 300 treated");
+    let mut sent = [0u64; 2];
+    for window in 0..130u32 {
+        let observations: Vec<Value> = units
+            .iter()
+            .filter(|(_, _, _, windows)| window < *windows)
+            .map(|(name, cohort, stage, _)| {
+                sent[usize::from(cohort == "control")] += 1;
+                json!({
+                    "flag": "new-checkout",
+                    "metric": "errors",
+                    "value": u8::from((window + name.len() as u32) % 100 == 0),
+                    "cohort": cohort,
+                    "stage": stage,
+                    "unit": name,
+                })
+            })
+            .collect();
+        let answer = server
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/metrics",
+                Some(&client.token),
+                Body::Json(json!({"observations": observations})),
+            )
+            .await
+            .expect_status(200)
+            .json();
+        assert_eq!(answer["accepted"], json!(observations.len()), "{answer}");
+    }
+    // What the observations alone would say: a ratio of about 1 : 3 where the bands imply
+    // 1 : 4, over thousands of observations, far beyond what chance explains.
+    let observed = sent[0] as f64 / sent[1] as f64;
+    assert!(observed > 0.3, "{sent:?}");
+
+    let judged = wait_for(&server, Duration::from_secs(20), |status| {
+        status["srm"]["treatment"] == json!(treated) || status["status"] == "paused"
+    })
+    .await;
+    // A few more looks on the same data.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later: Value = server.admin_get(RAMP).await.expect_status(200).json();
+    for status in [&judged, &later] {
+        assert_ne!(status["status"], "paused", "{status:#}");
+        let srm = &status["srm"];
+        assert_eq!(srm["verdict"], "OK", "{srm:#}");
+        assert_eq!(srm["counts"], "units", "{srm:#}");
+        assert_eq!(srm["metric"], "units", "{srm:#}");
+        assert_eq!(srm["treatment"], json!(treated), "{srm:#}");
+        assert_eq!(srm["control"], json!(controls), "{srm:#}");
+    }
+    let audit = server
+        .admin_get("/api/v1/audit?flag=new-checkout&limit=100")
+        .await
+        .json();
+    let reasons: Vec<&str> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|entry| entry["reason"].as_str())
+        .collect();
+    assert!(
+        !reasons
+            .iter()
+            .any(|reason| reason.contains("sample-ratio mismatch")),
+        "{reasons:#?}"
+    );
 }

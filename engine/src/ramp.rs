@@ -31,7 +31,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::bucketing::{self, ControlBand};
-use crate::document::{Guard, OnRegression, OnSrm, Ramp};
+use crate::document::{Control, Guard, OnRegression, OnSrm, Ramp};
 use crate::snapshot::parse_duration;
 use crate::stage::Stage;
 use crate::stats::{
@@ -288,6 +288,11 @@ pub struct RampState {
     /// observations). States stored before units were counted have none yet.
     #[serde(default)]
     pub srm_units: SrmState,
+    /// The ramp's `control` when this generation started. The sample-ratio check compares
+    /// counts with the ratio of these bands; a ramp stored before ramps had a `control`
+    /// compared with as many units as the treatment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<Control>,
     /// Whether this generation's `on_srm: warn` alert has been given.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub srm_warned: bool,
@@ -543,6 +548,7 @@ pub fn new(ramp: &Ramp, settings: &Settings, generation: u64) -> RampState {
         srm: None,
         srm_units: SrmState::default(),
         srm_warned: false,
+        control: Some(ramp.control()),
         alpha: settings.alpha,
         guards: ramp
             .guards
@@ -578,6 +584,7 @@ pub fn start(ramp: &Ramp, state: &RampState, now: Seconds) -> Result<Step, RampE
     next.status = Status::Running;
     next.stage = Stage::FIRST;
     next.percentage = plan.stages[0];
+    next.control = Some(ramp.control());
     next.started_at = Some(now);
     next.stage_started_at = Some(now);
     next.wait_started_at = Some(now);
@@ -1098,7 +1105,10 @@ fn check_srm(
     observations: &Observations<'_>,
 ) -> Option<SrmReport> {
     let metrics = u32::try_from(ramp.guards.len()).unwrap_or(u32::MAX);
-    if metrics == 0 {
+    // Counts gathered under one control's bands cannot be held to another's ratio: once
+    // the control has changed, the check waits for the next generation.
+    let started_with = next.control.unwrap_or(Control::Equal);
+    if metrics == 0 || started_with != ramp.control() {
         next.srm = None;
         return None;
     }
@@ -1482,6 +1492,79 @@ mod tests {
         assert_eq!(human(0), "0s");
         assert_eq!(human(90), "1m30s");
         assert_eq!(human(3600 + 120), "1h2m");
+    }
+
+    /// One rate guard's data at the first stage: `treatment` and `control` trials, 1% events.
+    fn first_stage(treatment: u64, control: u64) -> Observations<'static> {
+        Observations {
+            generation: 1,
+            guards: vec![GuardObservations {
+                metric: "errors",
+                stages: vec![StageData::Rate {
+                    treatment: crate::stats::Proportion {
+                        events: treatment / 100,
+                        trials: treatment,
+                    },
+                    control: crate::stats::Proportion {
+                        events: control / 100,
+                        trials: control,
+                    },
+                }],
+            }],
+            ..Observations::default()
+        }
+    }
+
+    fn block(control: &str) -> Ramp {
+        serde_yaml_ng::from_str(&format!(
+            "{{stages: [10, 50], min_stage_duration: 10m, {control} guards: [{{metric: errors, \
+             category: stability, kind: rate, better: lower, tolerance: 0.01, min_samples: 100}}]}}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_control_changed_during_a_ramp_suspends_the_sample_ratio_check() {
+        let rest = block("");
+        let started = start(&rest, &new(&rest, &Settings::default(), 1), 0)
+            .unwrap()
+            .state;
+        assert_eq!(started.control, Some(Control::Rest));
+        // 1 : 9 is what the rest gives at 10%, and a gross mismatch for an equal control.
+        let data = first_stage(1_000, 9_000);
+        let judged = step(&rest, &started, &data, 60);
+        assert_eq!(judged.state.status, Status::Running);
+        assert!(judged.state.srm.is_some());
+        let equal = block("control: equal,");
+        let changed = step(&equal, &started, &data, 60);
+        assert_eq!(changed.state.status, Status::Running, "{changed:?}");
+        assert_eq!(changed.state.srm, None);
+        // A ramp stored before ramps had a control was compared with as many units, and its
+        // counts were gathered so: under today's default they are not held to 1 : 9.
+        let mut stored = started.clone();
+        stored.control = None;
+        let before = step(&rest, &stored, &first_stage(5_000, 5_000), 60);
+        assert_eq!(before.state.status, Status::Running, "{before:?}");
+        assert_eq!(before.state.srm, None);
+        // A new generation starts with the control of its time.
+        let again = restart(
+            &equal,
+            &Settings::default(),
+            &Step::new(
+                RampState {
+                    status: Status::Aborted,
+                    ..started
+                },
+                Decision::Abort {
+                    reason: String::new(),
+                },
+            )
+            .state,
+            120,
+        )
+        .unwrap()
+        .state;
+        assert_eq!(again.control, Some(Control::Equal));
     }
 
     #[test]

@@ -1108,9 +1108,20 @@ fn check_srm(
     // Counts gathered under one control's bands cannot be held to another's ratio: once
     // the control has changed, the check waits for the next generation.
     let started_with = next.control.unwrap_or(Control::Equal);
-    if metrics == 0 || started_with != ramp.control() {
+    if metrics == 0 {
         next.srm = None;
         return None;
+    }
+    if started_with != ramp.control() {
+        // A mismatch found before the change stays found; nothing new is judged.
+        if next
+            .srm
+            .as_ref()
+            .is_none_or(|report| report.evidence.verdict != SrmVerdict::Mismatch)
+        {
+            next.srm = None;
+        }
+        return next.srm.clone();
     }
     let band = ramp.control().band();
     let shares: Vec<Option<f64>> = ramp
@@ -1161,6 +1172,28 @@ fn check_srm(
                     evidence,
                 }
             });
+        // Units came after observations had already shown a mismatch (a reporter started
+        // naming its units): that mismatch stays found for the generation.
+        let found_before = if report
+            .as_ref()
+            .is_some_and(|report| report.evidence.verdict == SrmVerdict::Mismatch)
+        {
+            None
+        } else {
+            let config = SrmConfig {
+                alpha: SRM_ALPHA,
+                metrics,
+            };
+            next.guards.iter().find_map(|guard| {
+                let evidence = srm_look(&config, &[], guard.srm).ok()?;
+                (evidence.verdict == SrmVerdict::Mismatch).then(|| SrmReport {
+                    metric: guard.metric.clone(),
+                    counts: SrmCounts::Observations,
+                    evidence,
+                })
+            })
+        };
+        let report = found_before.or(report);
         next.srm = report.clone();
         return report;
     }
@@ -1539,6 +1572,17 @@ mod tests {
         let changed = step(&equal, &started, &data, 60);
         assert_eq!(changed.state.status, Status::Running, "{changed:?}");
         assert_eq!(changed.state.srm, None);
+        // A mismatch found before the change stays found.
+        let mismatched = step(&rest, &started, &first_stage(5_000, 5_000), 60).state;
+        assert_eq!(
+            mismatched.pause_reason,
+            Some(PauseReason::SampleRatioMismatch)
+        );
+        let kept = step(&equal, &mismatched, &first_stage(5_000, 5_000), 120);
+        assert_eq!(
+            kept.state.srm.map(|report| report.evidence.verdict),
+            Some(SrmVerdict::Mismatch)
+        );
         // A ramp stored before ramps had a control was compared with as many units, and its
         // counts were gathered so: under today's default they are not held to 1 : 9.
         let mut stored = started.clone();

@@ -139,8 +139,8 @@ fn the_sample_ratio_check_pauses_a_ramp_whose_treatment_loses_reports() {
     // cohort's count is a random draw from the bands' shares, so the check sees the noise
     // real counts have. Healthy, it may pause at most alpha = 1% of ramps (Ville's bound;
     // the full run measures about 0.5%). A treatment that loses 20% of its reports is 3.5
-    // standard deviations short after 15 minutes; the full run (latency) pauses every ramp,
-    // at a median of minute 15, in the 1% stage. The check sees only the counts, so the
+    // standard deviations short after 15 minutes; the full run (latency) pauses 99.7% of
+    // the ramps in the 1% stage, at a median of minute 16. The check sees only the counts, so the
     // error metric, cheap to simulate, stands in for latency here.
     let healthy = Case::new(SAME_ERRORS, 2_000.0, Schedule::Controller, Control::Rest);
     let ramps = 300;

@@ -676,7 +676,7 @@ pub enum AggregateCounts {
 }
 
 /// The marker of one reporting unit's name, as [`AggregateCounts::UnitsSeen`] holds it.
-/// 64 bits: two of a stage's units share one with odds of about n²/2⁶⁵, one in 37,000 at
+/// 64 bits: two of a stage's units share one with odds of about n²/2⁶⁵, one in 37 million at
 /// a million units, and then count once.
 pub fn unit_hash(unit: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(unit.as_bytes())

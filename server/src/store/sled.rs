@@ -494,7 +494,7 @@ impl Store for SledStore {
         let tree = self.aggregate_tree(&db)?;
         let prefix = environment_aggregate_prefix(name);
         remove_prefix(&tree, &prefix).map_err(|error| self.fail(error))?;
-        remove_prefix(&tree, &unit_marker_prefix(&prefix)).map_err(|error| self.fail(error))?;
+        remove_markers(&tree, &unit_marker_prefix(&prefix)).map_err(|error| self.fail(error))?;
         self.flush(&db).await?;
         self.announce(ChangeEvent::Environment {
             name: name.to_string(),
@@ -1033,7 +1033,7 @@ impl Store for SledStore {
         let tree = self.aggregate_tree(&db)?;
         let prefix = flag_aggregate_prefix(environment, flag);
         remove_prefix(&tree, &prefix).map_err(|error| self.fail(error))?;
-        remove_prefix(&tree, &unit_marker_prefix(&prefix)).map_err(|error| self.fail(error))?;
+        remove_markers(&tree, &unit_marker_prefix(&prefix)).map_err(|error| self.fail(error))?;
         self.flush(&db).await
     }
 
@@ -1409,6 +1409,28 @@ fn remove_prefix(tree: &sled::Tree, prefix: &[u8]) -> sled::Result<()> {
         batch.remove(key?);
     }
     tree.apply_batch(batch)
+}
+
+/// Unit markers removed per batch: a flag may hold millions, and one batch of them all
+/// would be held in memory and written to the log at once.
+const MARKERS_PER_BATCH: usize = 10_000;
+
+/// Removes every unit marker under `prefix`, a bounded batch at a time. Markers need not go
+/// at once: their counts are removed atomically beforehand, and markers a crash leaves
+/// behind are removed by the flag's next clear, which every ramp start does.
+fn remove_markers(tree: &sled::Tree, prefix: &[u8]) -> sled::Result<()> {
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        for key in tree.scan_prefix(prefix).keys().take(MARKERS_PER_BATCH) {
+            batch.remove(key?);
+            removed += 1;
+        }
+        if removed == 0 {
+            return Ok(());
+        }
+        tree.apply_batch(batch)?;
+    }
 }
 
 fn aggregate_key(key: &AggregateKey, counts: &AggregateCounts) -> Vec<u8> {

@@ -277,7 +277,7 @@ pub struct RampState {
     /// The current stage's observations (every guard, both cohorts) at the last look.
     #[serde(default)]
     pub stage_observations: u64,
-    /// When `stage_observations` last changed: silence counts from here (or from the end of
+    /// When `stage_observations` last grew: silence counts from here (or from the end of
     /// the warm-up, if later).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_at: Option<Seconds>,

@@ -26,6 +26,20 @@ flags:
         - {metric: errors, category: stability, kind: rate, better: lower, tolerance: 0.02, min_samples: 100}
 "#;
 
+/// The cohort and stage the unit `name` is served, as its app learns them when it phones home.
+async fn served(server: &Server, key: &str, name: &str) -> (String, Value) {
+    let answer = server
+        .evaluate(key, "new-checkout", json!({"targetingKey": name}))
+        .await
+        .expect_status(200)
+        .json();
+    let metadata = &answer["metadata"];
+    let cohort = metadata["cohort"]
+        .as_str()
+        .unwrap_or_else(|| panic!("at 20% with the rest as control, {answer} has a cohort"));
+    (cohort.to_string(), metadata["stage"].clone())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_a_a_ramp_whose_treatment_drops_a_fifth_of_its_reports_pauses_and_never_completes() {
     let server = Server::start_with(&[("RIPCORD_RAMP_TICK", "1s")], A_A_AT_20).await;
@@ -43,19 +57,8 @@ async fn an_a_a_ramp_whose_treatment_drops_a_fifth_of_its_reports_pauses_and_nev
     let (mut treated, mut lost) = (0u32, 0u32);
     for unit in 0..3000u32 {
         let name = format!("unit-{unit}");
-        let answer = server
-            .evaluate(
-                &client.token,
-                "new-checkout",
-                json!({"targetingKey": name.as_str()}),
-            )
-            .await
-            .expect_status(200)
-            .json();
-        let metadata = &answer["metadata"];
-        let cohort = metadata["cohort"]
-            .as_str()
-            .unwrap_or_else(|| panic!("at 20% with the rest as control, {answer} has a cohort"));
+        let (cohort, stage) = served(&server, &client.token, &name).await;
+        let cohort = cohort.as_str();
         if cohort == "treatment" {
             treated += 1;
             if treated % 5 == 0 {
@@ -68,7 +71,7 @@ async fn an_a_a_ramp_whose_treatment_drops_a_fifth_of_its_reports_pauses_and_nev
             "metric": "errors",
             "value": u8::from(unit % 100 == 0),
             "cohort": cohort,
-            "stage": metadata["stage"],
+            "stage": stage,
             "unit": name,
         }));
     }
@@ -166,20 +169,7 @@ async fn an_a_a_ramp_on_long_sessions_is_judged_on_its_units_and_does_not_pause(
     let (mut treated, mut controls) = (0u64, 0u64);
     for unit in 0..300u32 {
         let name = format!("session-{unit}");
-        let answer = server
-            .evaluate(
-                &client.token,
-                "new-checkout",
-                json!({"targetingKey": name.as_str()}),
-            )
-            .await
-            .expect_status(200)
-            .json();
-        let metadata = &answer["metadata"];
-        let cohort = metadata["cohort"]
-            .as_str()
-            .unwrap_or_else(|| panic!("at 20% with the rest as control, {answer} has a cohort"))
-            .to_string();
+        let (cohort, stage) = served(&server, &client.token, &name).await;
         let windows = if cohort == "treatment" {
             treated += 1;
             if treated % 10 == 0 {
@@ -191,7 +181,7 @@ async fn an_a_a_ramp_on_long_sessions_is_judged_on_its_units_and_does_not_pause(
             controls += 1;
             30
         };
-        units.push((name, cohort, metadata["stage"].clone(), windows));
+        units.push((name, cohort, stage, windows));
     }
     assert!((40..=80).contains(&treated), "{treated} of 300 treated");
     let mut sent = [0u64; 2];

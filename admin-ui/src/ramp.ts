@@ -65,6 +65,7 @@ export interface RampStatus {
   alert?: string;
   srm?: SampleRatio;
   last_observation_at: string | null;
+  control: "rest" | "equal" | number;
   guards: GuardStatus[];
   kill?: { incident: number; revision: number | null; time: string };
   reach?: { active: number; fetched: number };
@@ -136,7 +137,7 @@ function pauseWords(status: RampStatus): string {
   }
 }
 
-/** Who the treatment is compared with, from the ramp block's `control`. */
+/** Who the treatment is compared with in this generation, from the ramp's status. */
 export function controlWords(control: string | number | undefined): string {
   if (control === undefined || control === "rest") {
     return "Compared with every unit outside the treatment (control: rest).";
@@ -348,7 +349,7 @@ class RampSection implements Screen {
     details.addEventListener("toggle", () => {
       this.decisionsOpen = details.open;
     });
-    const ramp = (flag?.flag["ramp"] ?? null) as { on_regression?: string; control?: string | number } | null;
+    const ramp = (flag?.flag["ramp"] ?? null) as { on_regression?: string } | null;
     replaceChildren(
       this.body,
       el(
@@ -363,7 +364,7 @@ class RampSection implements Screen {
       sampleRatio === null ? null : el("p", { class: status.srm?.verdict === "MISMATCH" ? "srm alert" : "srm", role: status.srm?.verdict === "MISMATCH" ? "alert" : "status" }, sampleRatio),
       status.alert === undefined ? null : el("p", { class: "alert", role: "alert" }, status.alert),
       killLine(status),
-      ramp === null ? null : el("p", { class: "description" }, controlWords(ramp.control)),
+      el("p", { class: "description" }, controlWords(status.control)),
       ramp?.on_regression === "pause" ? el("p", { class: "description" }, "On a regression this ramp pauses (critical guards still kill).") : null,
       controls.length === 0 ? null : el("div", { class: "ramp-controls", role: "group", "aria-label": "Ramp controls" }, ...controls),
       el("h3", {}, "Stages"),

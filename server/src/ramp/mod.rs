@@ -974,6 +974,10 @@ impl Controller {
             alert: record.as_ref().and_then(|record| record.alert.clone()),
             srm: state.srm.clone(),
             last_observation_at: state.observed_at.map(rfc3339),
+            // A generation stored before ramps had a control compared with as many units.
+            control: state
+                .control
+                .unwrap_or(ripcord_engine::document::Control::Equal),
             guards,
             kill: record.as_ref().and_then(|record| record.kill.clone()),
             reach,
@@ -1104,6 +1108,10 @@ pub struct RampStatus {
     pub srm: Option<ramp::SrmReport>,
     /// When the current stage's count of observations last grew, as of the last look.
     pub last_observation_at: Option<String>,
+    /// Who the treatment is compared with in this generation: `rest`, `equal` or a multiple,
+    /// as the ramp block said when it started (before a start, as it says now).
+    #[schema(value_type = Object)]
+    pub control: ripcord_engine::document::Control,
     pub guards: Vec<GuardStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kill: Option<KillRecord>,

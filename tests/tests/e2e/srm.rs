@@ -98,6 +98,7 @@ async fn an_a_a_ramp_whose_treatment_drops_a_fifth_of_its_reports_pauses_and_nev
         "{paused:#}"
     );
     assert_eq!(paused["percentage"], json!(20.0), "{paused:#}");
+    assert_eq!(paused["control"], "rest", "the default control: {paused:#}");
     let srm = &paused["srm"];
     assert_eq!(srm["verdict"], "MISMATCH", "{srm:#}");
     // Every observation named its unit: the check counts the distinct units.

@@ -715,6 +715,10 @@ impl Store for GatedStore {
     ) -> StoreResult<Vec<Aggregate>> {
         self.inner.unit_markers(environment, flag, generation).await
     }
+
+    async fn batch_ids(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.inner.batch_ids().await
+    }
 }
 
 /// Batches that added their counts to the pending delta and wait for it to be flushed.

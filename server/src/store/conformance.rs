@@ -2427,8 +2427,53 @@ pub(crate) async fn copy_everything(from: &dyn Store, to: &dyn Store) {
     )
     .await
     .unwrap();
+    // A batch remembered, and a webhook not yet delivered.
+    let batch = || {
+        vec![Aggregate {
+            // A flag without a ramp: its counts are not copied, the id is.
+            key: aggregate_key(
+                DURABLE_ENVIRONMENT,
+                "batch-only",
+                1,
+                0,
+                Cohort::Control,
+                "crashes",
+            ),
+            counts: AggregateCounts::Rate {
+                events: 1,
+                trials: 1,
+            },
+        }]
+    };
+    assert!(from
+        .merge_batch("batch-copied", batch(), 1_800_000_000)
+        .await
+        .unwrap());
+    let current = from
+        .ramp(DURABLE_ENVIRONMENT, "checkout")
+        .await
+        .unwrap()
+        .expect("the ramp written above");
+    from.put_ramp(RampWrite {
+        record: current,
+        audit: Vec::new(),
+        incident: None,
+        fence: None,
+        webhooks: vec![super::PendingWebhook {
+            id: "delivery-copied".to_string(),
+            event: "ramp.kill".to_string(),
+            body: serde_json::json!({"event": "ramp.kill"}),
+        }],
+    })
+    .await
+    .unwrap();
 
     let copied = super::copy::copy(from, to).await.unwrap();
+    assert_eq!(
+        copied.batch_ids,
+        vec![("batch-copied".to_string(), 1_800_000_000)]
+    );
+    assert_eq!(copied.webhooks.len(), 1);
     assert!(!copied.environments.is_empty() && !copied.aggregates.is_empty());
     assert!(!copied.unit_markers.is_empty());
     let sorted = |mut dump: super::copy::Dump| {
@@ -2443,8 +2488,22 @@ pub(crate) async fn copy_everything(from: &dyn Store, to: &dyn Store) {
         sorted(super::copy::export(from).await.unwrap()),
         "the copy holds what the original does"
     );
-    // The units counted before the copy stay counted after it.
+    // The units counted before the copy stay counted after it, a batch sent again is
+    // still known, and the delivery is still pending.
     check_aggregates(to).await;
+    assert!(!to
+        .merge_batch("batch-copied", batch(), 1_800_000_060)
+        .await
+        .unwrap());
+    assert_eq!(
+        to.pending_webhooks()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|pending| pending.id)
+            .collect::<Vec<_>>(),
+        vec!["delivery-copied".to_string()]
+    );
 
     // It carries on from where the original was.
     let last_audit = copied.audit.iter().map(|entry| entry.id).max().unwrap();

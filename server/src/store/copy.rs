@@ -25,6 +25,12 @@ pub struct Dump {
     /// writes them as they are, next to the counts, so that a unit that reports again after
     /// the copy is not counted twice.
     pub unit_markers: Vec<Aggregate>,
+    /// The batch ids remembered, with the time each was first merged: a batch an SDK sends
+    /// again after the copy still counts once.
+    pub batch_ids: Vec<(String, u64)>,
+    /// Webhook deliveries not yet made: the target's nodes send them when they start, under
+    /// the same ids.
+    pub webhooks: Vec<super::PendingWebhook>,
 }
 
 impl Dump {
@@ -32,7 +38,7 @@ impl Dump {
     pub fn summary(&self) -> String {
         format!(
             "{} environments ({} flags), {} keys, {} audit entries, {} ramps, {} incidents, \
-             {} looks, {} aggregates ({} units marked)",
+             {} looks, {} aggregates ({} units marked), {} batch ids, {} pending webhooks",
             self.environments.len(),
             self.environments
                 .iter()
@@ -50,7 +56,9 @@ impl Dump {
                     super::AggregateCounts::UnitsSeen(units) => units.len(),
                     _ => 0,
                 })
-                .sum::<usize>()
+                .sum::<usize>(),
+            self.batch_ids.len(),
+            self.webhooks.len()
         )
     }
 }
@@ -96,6 +104,8 @@ pub async fn export(store: &dyn Store) -> StoreResult<Dump> {
         dump.incidents.extend(page);
     }
     dump.incidents.reverse();
+    dump.batch_ids = store.batch_ids().await?;
+    dump.webhooks = store.pending_webhooks().await?;
     dump.ramps = store.ramps().await?;
     for ramp in &dump.ramps {
         let generation = ramp.state.generation;

@@ -237,4 +237,8 @@ impl Store for Faulty {
     ) -> StoreResult<Vec<Aggregate>> {
         self.inner.unit_markers(environment, flag, generation).await
     }
+
+    async fn batch_ids(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.inner.batch_ids().await
+    }
 }

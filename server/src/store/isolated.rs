@@ -425,6 +425,11 @@ impl Store for Isolated {
         .await
     }
 
+    async fn batch_ids(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.read(move |store| async move { store.batch_ids().await })
+            .await
+    }
+
     async fn unit_markers(
         &self,
         environment: &str,

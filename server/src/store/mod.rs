@@ -615,6 +615,11 @@ pub trait Store: Send + Sync + 'static {
         generation: u64,
     ) -> StoreResult<Vec<Aggregate>>;
 
+    /// The batch ids remembered, each with the time (Unix seconds) it was first merged: for
+    /// copying a store ([`copy::export`]), so that a batch sent again after a move still
+    /// counts once.
+    async fn batch_ids(&self) -> StoreResult<Vec<(String, u64)>>;
+
     /// The unit markers of one ramp generation of a flag, as one
     /// [`AggregateCounts::UnitsSeen`] per stage and cohort, in no particular order. It reads
     /// every marker: for copying a store ([`copy::export`]), not for the controller's looks.

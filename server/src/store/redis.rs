@@ -1573,6 +1573,13 @@ impl Store for RedisStore {
                     }
                 }
             }
+            for (id, time) in &dump.batch_ids {
+                pipe.zadd(key("batches"), id, *time).ignore();
+            }
+            for webhook in &dump.webhooks {
+                pipe.hset(key("webhooks"), &webhook.id, to_json(webhook))
+                    .ignore();
+            }
             pipe.set(key(MARKER), &marker).ignore();
             pipe.query_async::<()>(&mut connection)
                 .await
@@ -1749,6 +1756,21 @@ impl Store for RedisStore {
                 .await
                 .map_err(backend)?;
             read_aggregates(&hash, &environment, &flag, generation, fields)
+        })
+        .await
+    }
+
+    async fn batch_ids(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.run(|mut connection| async move {
+            let found: Vec<(String, u64)> = redis::cmd("ZRANGE")
+                .arg(key("batches"))
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .query_async(&mut connection)
+                .await
+                .map_err(backend)?;
+            Ok(found)
         })
         .await
     }

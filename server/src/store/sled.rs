@@ -924,9 +924,21 @@ impl Store for SledStore {
                 }
             }
         }
+        for (id, time) in &dump.batch_ids {
+            aggregates.insert(batch_key(id), &time.to_be_bytes());
+            aggregates.insert(batch_time_key(*time, id), &[]);
+        }
         self.aggregate_tree(&db)?
             .apply_batch(aggregates)
             .map_err(|error| self.fail(error))?;
+        let mut webhooks = sled::Batch::default();
+        for webhook in &dump.webhooks {
+            webhooks.insert(
+                format!("{WEBHOOK}{}", webhook.id).into_bytes(),
+                encode(webhook),
+            );
+        }
+        db.apply_batch(webhooks).map_err(|error| self.fail(error))?;
         // Audit entries and incidents take their ids from sled's generator, which only
         // grows: moved past the imported ids, new ones come after them.
         let last = dump
@@ -1083,6 +1095,28 @@ impl Store for SledStore {
                 },
                 counts,
             });
+        }
+        Ok(found)
+    }
+
+    async fn batch_ids(&self) -> StoreResult<Vec<(String, u64)>> {
+        let db = self.db()?;
+        let tree = self.aggregate_tree(&db)?;
+        let mut found = Vec::new();
+        for entry in tree.scan_prefix(BATCH_PREFIX) {
+            let (key, value) = entry.map_err(|error| self.fail(error))?;
+            let corrupt = |message: &str| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                message: message.to_string(),
+            };
+            let id = std::str::from_utf8(&key[BATCH_PREFIX.len()..])
+                .map_err(|_| corrupt("the batch id is not UTF-8"))?;
+            let time = value
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| corrupt("the batch time is not 8 bytes"))?;
+            found.push((id.to_string(), time));
         }
         Ok(found)
     }

@@ -197,7 +197,7 @@ pub struct RampSchema {
     #[schema(inline)]
     pub on_regression: Option<OnRegressionSchema>,
     /// docs/bucketing.md, "The control band".
-    pub control: Option<ControlSchema>,
+    pub control: Option<crate::ramp::ControlSchema>,
     /// What a sample-ratio mismatch does: `pause` (the default), `kill` or `warn`.
     #[schema(inline)]
     pub on_srm: Option<OnSrmSchema>,
@@ -218,37 +218,6 @@ pub enum OnRegressionSchema {
     Kill,
     Pause,
 }
-
-/// The control of a ramp: a design's name or a multiple of the treatment. Written by hand,
-/// like the tolerance: the number carries limits a derived enum cannot put on a variant.
-pub struct ControlSchema;
-
-impl utoipa::PartialSchema for ControlSchema {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
-        OneOfBuilder::new()
-            .description(Some(
-                "Which units the treatment is compared with: `rest` (every unit outside the \
-                 treatment, the default), `equal` (as many units as the treatment), or a \
-                 number k with at most three decimals (k times as many, capped by what is \
-                 left).",
-            ))
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .enum_values(Some(["rest", "equal"])),
-            )
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::Number)
-                    .minimum(Some(0.001))
-                    .maximum(Some(1000.0)),
-            )
-            .into()
-    }
-}
-
-impl utoipa::ToSchema for ControlSchema {}
 
 /// What a sample-ratio mismatch does to the ramp.
 #[derive(utoipa::ToSchema)]

@@ -1110,7 +1110,7 @@ pub struct RampStatus {
     pub last_observation_at: Option<String>,
     /// Who the treatment is compared with in this generation: `rest`, `equal` or a multiple,
     /// as the ramp block said when it started (before a start, as it says now).
-    #[schema(value_type = Object)]
+    #[schema(value_type = ControlSchema)]
     pub control: ripcord_engine::document::Control,
     pub guards: Vec<GuardStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1122,6 +1122,38 @@ pub struct RampStatus {
     /// False while a decision is written but not yet carried over to the flag.
     pub applied: bool,
 }
+
+/// The control of a ramp: a design's name or a multiple of the treatment. Written by hand,
+/// like the tolerance: the number carries limits a derived enum cannot put on a variant.
+/// The flag document's schema and the ramp's status both use it.
+pub struct ControlSchema;
+
+impl utoipa::PartialSchema for ControlSchema {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .description(Some(
+                "Which units the treatment is compared with: `rest` (every unit outside the \
+                 treatment, the default), `equal` (as many units as the treatment), or a \
+                 number k with at most three decimals (k times as many, capped by what is \
+                 left).",
+            ))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["rest", "equal"])),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .minimum(Some(0.001))
+                    .maximum(Some(1000.0)),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ControlSchema {}
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GuardStatus {

@@ -106,8 +106,11 @@ pub fn threshold(percentage: f64) -> u32 {
     (percentage.clamp(0.0, 100.0) * 1000.0).round() as u32
 }
 
-/// Which metric cohort a rollout bucket falls in for a threshold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+/// Which metric cohort a rollout bucket falls in for a threshold. Ordered treatment first,
+/// so that stores can key maps by it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Cohort {
     /// In the rollout: served the split.

@@ -178,6 +178,15 @@ pub enum Alert {
     SampleRatioMismatch,
 }
 
+impl Alert {
+    /// Its name on the wire, as webhooks carry it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alert::SampleRatioMismatch => "sample_ratio_mismatch",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HoldReason {
@@ -1518,6 +1527,12 @@ mod tests {
         assert_eq!(report.counts, SrmCounts::Observations);
         assert_eq!(state.srm_units, SrmState::default());
         assert_eq!(Stage::at(4).map(Stage::ordinal), Some(5));
+    }
+
+    #[test]
+    fn an_alert_is_named_on_webhooks_as_in_the_audit_log() {
+        let alert = Alert::SampleRatioMismatch;
+        assert_eq!(serde_json::to_value(alert).unwrap(), alert.as_str());
     }
 
     #[test]

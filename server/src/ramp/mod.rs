@@ -600,10 +600,9 @@ impl Controller {
                 Decision::Alert { alert, reason } => {
                     // Nothing waits for a person: the audit log, the webhook and the status's
                     // srm block carry it, not `alert`, which a resume would have to clear.
-                    let ramp::Alert::SampleRatioMismatch = alert;
                     events.push((
                         WebhookEvent::Alert,
-                        Some("sample_ratio_mismatch"),
+                        Some(alert.as_str()),
                         Some(reason.clone()),
                     ));
                 }

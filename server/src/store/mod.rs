@@ -680,6 +680,47 @@ pub enum AggregateCounts {
     Units(u64),
 }
 
+impl Aggregate {
+    /// The markers of the units counted at one stage and cohort of a flag's generation, as
+    /// [`Store::unit_markers`] answers them (a units aggregate has no metric).
+    pub(crate) fn units_seen(
+        environment: &str,
+        flag: &str,
+        generation: u64,
+        (stage, cohort): (Stage, ripcord_engine::Cohort),
+        units: std::collections::BTreeSet<u64>,
+    ) -> Aggregate {
+        Aggregate {
+            key: AggregateKey {
+                environment: environment.to_string(),
+                flag: flag.to_string(),
+                generation,
+                stage,
+                cohort,
+                metric: String::new(),
+            },
+            counts: AggregateCounts::UnitsSeen(units),
+        }
+    }
+}
+
+/// A cohort's one-letter name in stored keys and fields, `t` or `c`, in every store.
+pub(crate) fn cohort_letter(cohort: ripcord_engine::Cohort) -> u8 {
+    match cohort {
+        ripcord_engine::Cohort::Treatment => b't',
+        ripcord_engine::Cohort::Control => b'c',
+    }
+}
+
+/// The cohort a stored letter names, if it names one.
+pub(crate) fn cohort_of_letter(letter: u8) -> Option<ripcord_engine::Cohort> {
+    match letter {
+        b't' => Some(ripcord_engine::Cohort::Treatment),
+        b'c' => Some(ripcord_engine::Cohort::Control),
+        _ => None,
+    }
+}
+
 /// The marker of one reporting unit's name, as [`AggregateCounts::UnitsSeen`] holds it.
 /// 64 bits: two of a stage's units share one with odds of about n²/2⁶⁵, one in 37 million at
 /// a million units, and then count once.

@@ -47,7 +47,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::{AsyncConnectionConfig, Client, Script};
-use ripcord_engine::Stage;
+use ripcord_engine::{Cohort, Stage};
 use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 
@@ -721,10 +721,7 @@ fn change_event(entry: &redis::streams::StreamId) -> Option<ChangeEvent> {
 /// `{generation}\0{stage}\0{t|c}\0{v|r}\0{bin|e|t}\0{metric}`, the metric last because it
 /// is the one part that is free text (names hold no NUL byte).
 fn aggregate_field(key: &AggregateKey, kind: char, counter: &str) -> String {
-    let cohort = match key.cohort {
-        ripcord_engine::Cohort::Treatment => 't',
-        ripcord_engine::Cohort::Control => 'c',
-    };
+    let cohort = char::from(super::cohort_letter(key.cohort));
     format!(
         "{}\0{}\0{cohort}\0{kind}\0{counter}\0{}",
         key.generation,
@@ -736,15 +733,20 @@ fn aggregate_field(key: &AggregateKey, kind: char, counter: &str) -> String {
 /// A unit's marker in its flag's set: `{generation}:{stage}:{t|c}:{unit hash, 16 hex}`,
 /// about 30 bytes.
 fn unit_marker(key: &AggregateKey, unit: u64) -> String {
-    let cohort = match key.cohort {
-        ripcord_engine::Cohort::Treatment => 't',
-        ripcord_engine::Cohort::Control => 'c',
-    };
+    let cohort = char::from(super::cohort_letter(key.cohort));
     format!(
         "{}:{}:{cohort}:{unit:016x}",
         key.generation,
         key.stage.get()
     )
+}
+
+/// The cohort a field's or marker's one-letter part names.
+fn cohort_named(letter: &str) -> Option<Cohort> {
+    match letter.as_bytes() {
+        [letter] => super::cohort_of_letter(*letter),
+        _ => None,
+    }
 }
 
 /// Counts are `u64` here and signed 64-bit in Redis: no real count comes near the limit,
@@ -766,8 +768,7 @@ fn read_aggregates(
         message: message.to_string(),
     };
     let wanted = format!("{generation}\0");
-    // Keyed by the cohort's letter: cohorts have no order of their own.
-    let mut found: BTreeMap<(Stage, bool, CountsKind, String), AggregateCounts> = BTreeMap::new();
+    let mut found: BTreeMap<(Stage, Cohort, CountsKind, String), AggregateCounts> = BTreeMap::new();
     for (field, count) in fields {
         let Some(rest) = field.strip_prefix(&wanted) else {
             continue;
@@ -781,11 +782,8 @@ fn read_aggregates(
                 .parse()
                 .map_err(|_| corrupt(&field, "the stage is not a number"))?,
         );
-        let treatment = match cohort {
-            "t" => true,
-            "c" => false,
-            _ => return Err(corrupt(&field, "the field names no cohort")),
-        };
+        let cohort =
+            cohort_named(cohort).ok_or_else(|| corrupt(&field, "the field names no cohort"))?;
         let count = u64::try_from(count).map_err(|_| corrupt(&field, "the count is negative"))?;
         let kind = match kind {
             "v" => CountsKind::Values,
@@ -794,7 +792,7 @@ fn read_aggregates(
             _ => return Err(corrupt(&field, "the field names no kind of counts")),
         };
         let counts = found
-            .entry((stage, treatment, kind, metric.to_string()))
+            .entry((stage, cohort, kind, metric.to_string()))
             .or_insert_with(|| match kind {
                 CountsKind::Values => AggregateCounts::Values(BTreeMap::new()),
                 CountsKind::Rate => AggregateCounts::Rate {
@@ -818,7 +816,7 @@ fn read_aggregates(
     }
     found
         .into_iter()
-        .map(|((stage, treatment, _, metric), counts)| {
+        .map(|((stage, cohort, _, metric), counts)| {
             if let AggregateCounts::Rate { events, trials } = counts {
                 if events > trials {
                     return Err(StoreError::Corrupt {
@@ -833,11 +831,7 @@ fn read_aggregates(
                     flag: flag.to_string(),
                     generation,
                     stage,
-                    cohort: if treatment {
-                        ripcord_engine::Cohort::Treatment
-                    } else {
-                        ripcord_engine::Cohort::Control
-                    },
+                    cohort,
                     metric,
                 },
                 counts,
@@ -1784,7 +1778,7 @@ impl Store for RedisStore {
         let set = pair_key("units", environment, flag);
         let (environment, flag) = (environment.to_string(), flag.to_string());
         self.run(|mut connection| async move {
-            let mut found: BTreeMap<(Stage, bool), std::collections::BTreeSet<u64>> =
+            let mut found: BTreeMap<(Stage, Cohort), std::collections::BTreeSet<u64>> =
                 BTreeMap::new();
             let pattern = format!("{generation}:*");
             let mut cursor = 0u64;
@@ -1810,13 +1804,9 @@ impl Store for RedisStore {
                         return Err(corrupt());
                     };
                     let stage = Stage::new(stage.parse().map_err(|_| corrupt())?);
-                    let treatment = match cohort {
-                        "t" => true,
-                        "c" => false,
-                        _ => return Err(corrupt()),
-                    };
+                    let cohort = cohort_named(cohort).ok_or_else(corrupt)?;
                     let unit = u64::from_str_radix(unit, 16).map_err(|_| corrupt())?;
-                    found.entry((stage, treatment)).or_default().insert(unit);
+                    found.entry((stage, cohort)).or_default().insert(unit);
                 }
                 if next == 0 {
                     break;
@@ -1825,20 +1815,8 @@ impl Store for RedisStore {
             }
             Ok(found
                 .into_iter()
-                .map(|((stage, treatment), units)| Aggregate {
-                    key: AggregateKey {
-                        environment: environment.clone(),
-                        flag: flag.clone(),
-                        generation,
-                        stage,
-                        cohort: if treatment {
-                            ripcord_engine::Cohort::Treatment
-                        } else {
-                            ripcord_engine::Cohort::Control
-                        },
-                        metric: String::new(),
-                    },
-                    counts: AggregateCounts::UnitsSeen(units),
+                .map(|(place, units)| {
+                    Aggregate::units_seen(&environment, &flag, generation, place, units)
                 })
                 .collect())
         })

@@ -1070,11 +1070,8 @@ impl Store for SledStore {
                 return Err(corrupt("the key is too short"));
             }
             let stage = Stage::new(u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]));
-            let cohort = match rest[4] {
-                b't' => ripcord_engine::Cohort::Treatment,
-                b'c' => ripcord_engine::Cohort::Control,
-                _ => return Err(corrupt("the key names no cohort")),
-            };
+            let cohort = super::cohort_of_letter(rest[4])
+                .ok_or_else(|| corrupt("the key names no cohort"))?;
             let metric = std::str::from_utf8(&rest[6..])
                 .map_err(|_| corrupt("the metric name is not UTF-8"))?
                 .to_string();
@@ -1130,60 +1127,36 @@ impl Store for SledStore {
         let db = self.db()?;
         let prefix = unit_marker_prefix(&aggregate_prefix(environment, flag, generation));
         let tree = self.aggregate_tree(&db)?;
-        let mut found: std::collections::BTreeMap<(Stage, u8), std::collections::BTreeSet<u64>> =
-            std::collections::BTreeMap::new();
+        let mut found: std::collections::BTreeMap<
+            (Stage, ripcord_engine::Cohort),
+            std::collections::BTreeSet<u64>,
+        > = std::collections::BTreeMap::new();
         for key in tree.scan_prefix(&prefix).keys() {
             let key = key.map_err(|error| self.fail(error))?;
             // {stage: 4}{cohort}u{unit: 8}
-            let parts = <&[u8; 14]>::try_from(&key[prefix.len()..])
-                .ok()
-                .map(|rest| {
-                    let (stage, rest) = rest.split_at(4);
-                    (stage, rest[0], &rest[2..])
-                });
-            let Some((stage, cohort, unit)) = parts.and_then(|(stage, cohort, unit)| {
-                Some((
-                    <[u8; 4]>::try_from(stage).ok()?,
-                    cohort,
-                    <[u8; 8]>::try_from(unit).ok()?,
-                ))
-            }) else {
+            let parsed = <[u8; 14]>::try_from(&key[prefix.len()..]).ok().and_then(
+                |[s0, s1, s2, s3, cohort, _, unit @ ..]| {
+                    Some((
+                        Stage::new(u32::from_be_bytes([s0, s1, s2, s3])),
+                        super::cohort_of_letter(cohort)?,
+                        u64::from_be_bytes(unit),
+                    ))
+                },
+            );
+            let Some((stage, cohort, unit)) = parsed else {
                 return Err(StoreError::Corrupt {
                     key: String::from_utf8_lossy(&key).into_owned(),
-                    message: "a unit marker of the wrong length".to_string(),
+                    message: "not a unit marker: the wrong length or no cohort".to_string(),
                 });
             };
-            found
-                .entry((Stage::new(u32::from_be_bytes(stage)), cohort))
-                .or_default()
-                .insert(u64::from_be_bytes(unit));
+            found.entry((stage, cohort)).or_default().insert(unit);
         }
-        found
+        Ok(found
             .into_iter()
-            .map(|((stage, cohort), units)| {
-                let cohort = match cohort {
-                    b't' => ripcord_engine::Cohort::Treatment,
-                    b'c' => ripcord_engine::Cohort::Control,
-                    _ => {
-                        return Err(StoreError::Corrupt {
-                            key: String::from_utf8_lossy(&prefix).into_owned(),
-                            message: "a unit marker names no cohort".to_string(),
-                        })
-                    }
-                };
-                Ok(Aggregate {
-                    key: AggregateKey {
-                        environment: environment.to_string(),
-                        flag: flag.to_string(),
-                        generation,
-                        stage,
-                        cohort,
-                        metric: String::new(),
-                    },
-                    counts: AggregateCounts::UnitsSeen(units),
-                })
+            .map(|(place, units)| {
+                Aggregate::units_seen(environment, flag, generation, place, units)
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -1470,10 +1443,7 @@ fn remove_markers(tree: &sled::Tree, prefix: &[u8]) -> sled::Result<()> {
 fn aggregate_key(key: &AggregateKey, counts: &AggregateCounts) -> Vec<u8> {
     let mut stored = aggregate_prefix(&key.environment, &key.flag, key.generation);
     stored.extend_from_slice(&key.stage.get().to_be_bytes());
-    stored.push(match key.cohort {
-        ripcord_engine::Cohort::Treatment => b't',
-        ripcord_engine::Cohort::Control => b'c',
-    });
+    stored.push(super::cohort_letter(key.cohort));
     stored.push(kind_byte(counts));
     stored.extend_from_slice(key.metric.as_bytes());
     stored

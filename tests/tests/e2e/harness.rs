@@ -481,6 +481,20 @@ impl Server {
         }
     }
 
+    /// Reports metric observations (`POST /api/v1/metrics`) with `key`; answers the
+    /// accepted and rejected counts of a batch the server took (200).
+    pub async fn report(&self, key: &str, observations: &[Value]) -> Value {
+        self.call(
+            Method::POST,
+            "/api/v1/metrics",
+            Some(key),
+            Body::Json(json!({"observations": observations})),
+        )
+        .await
+        .expect_status(200)
+        .json()
+    }
+
     /// OFREP single evaluation.
     pub async fn evaluate(&self, key: &str, flag: &str, context: Value) -> Reply {
         self.call(

@@ -152,16 +152,7 @@ pub(crate) async fn post_errors_from(
     events: [u64; 2],
 ) {
     let observations = error_observations(prefix, stage, per_cohort, events);
-    let answer = server
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/metrics",
-            Some(key),
-            Body::Json(json!({"observations": observations})),
-        )
-        .await
-        .expect_status(200)
-        .json();
+    let answer = server.report(key, &observations).await;
     assert_eq!(
         answer["accepted"],
         json!(2 * per_cohort),
@@ -823,16 +814,7 @@ async fn a_ramp_in_an_environment_created_again_starts_from_no_data() {
                        "cohort": cohort, "stage": 0})
             })
             .collect();
-        let answer = server
-            .call(
-                reqwest::Method::POST,
-                "/api/v1/metrics",
-                Some(&client.token),
-                Body::Json(json!({"observations": observations})),
-            )
-            .await
-            .expect_status(200)
-            .json();
+        let answer = server.report(&client.token, &observations).await;
         assert_eq!(answer["accepted"], json!(2), "{answer}");
         let status = server.admin_get(ramp).await.json();
         assert_eq!(stage_observations(&status), json!(2), "{status:#}");

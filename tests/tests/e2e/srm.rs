@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::harness::{Body, Server};
+use crate::harness::Server;
 use crate::ramps::{past_warm_up, wait_for, RAMP};
 
 /// An A/A ramp at 20% whose control is every other unit (the default).
@@ -76,16 +76,7 @@ async fn an_a_a_ramp_whose_treatment_drops_a_fifth_of_its_reports_pauses_and_nev
         }));
     }
     assert!((450..=750).contains(&treated), "{treated} of 3000 treated");
-    let answer = server
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/metrics",
-            Some(&client.token),
-            Body::Json(json!({"observations": observations})),
-        )
-        .await
-        .expect_status(200)
-        .json();
+    let answer = server.report(&client.token, &observations).await;
     assert_eq!(answer["accepted"], json!(3000 - lost), "{answer}");
 
     let paused = wait_for(&server, Duration::from_secs(20), |status| {
@@ -202,16 +193,7 @@ async fn an_a_a_ramp_on_long_sessions_is_judged_on_its_units_and_does_not_pause(
                 })
             })
             .collect();
-        let answer = server
-            .call(
-                reqwest::Method::POST,
-                "/api/v1/metrics",
-                Some(&client.token),
-                Body::Json(json!({"observations": observations})),
-            )
-            .await
-            .expect_status(200)
-            .json();
+        let answer = server.report(&client.token, &observations).await;
         assert_eq!(answer["accepted"], json!(observations.len()), "{answer}");
     }
     // What the observations alone would say: a ratio of about 1 : 3 where the bands imply

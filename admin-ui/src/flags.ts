@@ -70,6 +70,7 @@ const HOLDS: Record<string, string> = {
   warm_up: "warming up",
   min_duration: "minimum stage time",
   stage_samples: "gathering the stage's samples",
+  sample_ratio: "cohorts' counts in doubt",
   inconclusive: "evidence inconclusive so far",
   no_guards: "no guards: advance by hand",
   data_error: "the data could not be judged",

@@ -61,7 +61,7 @@ export interface RampStatus {
   stage_started_at: string | null;
   counts_from: string | null;
   ended_at: string | null;
-  hold?: "warm_up" | "min_duration" | "inconclusive" | "stage_samples" | "no_guards" | "data_error" | "no_data";
+  hold?: "warm_up" | "min_duration" | "inconclusive" | "stage_samples" | "sample_ratio" | "no_guards" | "data_error" | "no_data";
   alert?: string;
   srm?: SampleRatio;
   last_observation_at: string | null;
@@ -158,8 +158,11 @@ export function sampleRatioWords(status: RampStatus): string | null {
   const counted = srm.counts === "units" ? "distinct units" : `observations of ${srm.metric}`;
   const counts = `${srm.treatment.toLocaleString("en-US")} treatment and ${srm.control.toLocaleString("en-US")} control ${counted}`;
   const ratios = `treatment : control ${ratio(srm.observed_ratio)}, ${ratio(srm.expected_ratio)} expected`;
-  return srm.verdict === "MISMATCH"
-    ? `Sample ratio mismatch: ${counts}, ${ratios} (p = ${srm.p_value.toPrecision(2)}).`
+  if (srm.verdict === "MISMATCH") {
+    return `Sample ratio mismatch: ${counts}, ${ratios} (p = ${srm.p_value.toPrecision(2)}).`;
+  }
+  return status.hold === "sample_ratio"
+    ? `Sample ratio in doubt: ${counts}, ${ratios}.`
     : `Sample ratio as expected: ${counts}, ${ratios}.`;
 }
 
@@ -181,6 +184,8 @@ export function holdWords(status: RampStatus, now = Date.now()): string | null {
     case "stage_samples":
     case "inconclusive":
       return waitingWords(status) ?? (status.hold === "inconclusive" ? "The guards cannot decide yet." : "Waiting for this stage's own samples.");
+    case "sample_ratio":
+      return "Every guard passes, but the cohorts' counts lean towards a sample-ratio mismatch: the stage waits until they agree with the bands again, or pauses once they prove the mismatch.";
     case "no_guards":
       return "No guards: the ramp moves only by hand (Advance stage).";
     case "no_data":

@@ -203,6 +203,10 @@ pub enum HoldReason {
     /// No observation has arrived for `max_silence`: apps stopped reporting, or never
     /// started. An alert, because nothing can advance or kill on data that do not come.
     NoData,
+    /// Every guard passes, but the cohorts' counts favour a sample-ratio mismatch over the
+    /// ratio the bands imply, short of proving it: the stage waits for the counts to agree
+    /// with the bands or to prove the mismatch before it widens the treatment.
+    SampleRatio,
 }
 
 /// One guard's memory across looks.
@@ -836,8 +840,11 @@ pub fn step(ramp: &Ramp, state: &RampState, observations: &Observations<'_>, now
 
     let reports = look_all(ramp, &mut next, observations);
     let silence = silence(&plan, &mut next, observations, stage_start, now);
-    let mismatch = check_srm(ramp, &mut next, observations)
-        .filter(|report| report.evidence.verdict == SrmVerdict::Mismatch);
+    let SrmLook { report, leaning } = check_srm(ramp, &mut next, observations);
+    let mismatch = report.filter(|report| report.evidence.verdict == SrmVerdict::Mismatch);
+    // With `warn` the person chose not to let the check stop the ramp; at a stage without
+    // cohorts there is nothing left to count that could settle the doubt.
+    let leaning = leaning.filter(|_| ramp.on_srm() != OnSrm::Warn && plan.has_cohorts(state.stage));
     // Said once per generation, whatever else this look decides.
     let alert = match (&mismatch, ramp.on_srm()) {
         (Some(srm), OnSrm::Warn) if !state.srm_warned => {
@@ -953,6 +960,7 @@ pub fn step(ramp: &Ramp, state: &RampState, observations: &Observations<'_>, now
         observations,
         &reports,
         silence,
+        leaning.as_ref(),
         &label,
         now,
     );
@@ -973,6 +981,7 @@ fn judge(
     observations: &Observations<'_>,
     reports: &[GuardReport],
     silence: Option<Seconds>,
+    leaning: Option<&SrmReport>,
     label: &str,
     now: Seconds,
 ) -> Step {
@@ -992,7 +1001,7 @@ fn judge(
             .all(|report| report.verdict == Some(Verdict::Pass));
     let guards = reports.iter().map(summary).collect::<Vec<_>>().join("; ");
     let short = stage_shortfall(ramp, observations, state.stage, state.percentage);
-    if elapsed >= plan.min && all_pass && short.is_none() {
+    if elapsed >= plan.min && all_pass && short.is_none() && leaning.is_none() {
         let reason = format!(
             "{label} lasted {} (min {}) and every guard passed: {guards}",
             human(elapsed),
@@ -1010,7 +1019,7 @@ fn judge(
                 pause: PauseReason::Inconclusive,
                 reason: format!(
                     "{label}: still undecided after {} (max_stage_duration {}), paused at {}% \
-                     for a person to decide: {}",
+                     for a person to decide: {}{}",
                     human(waited),
                     human(max),
                     state.percentage,
@@ -1018,7 +1027,8 @@ fn judge(
                         "no guards"
                     } else {
                         &guards
-                    }
+                    },
+                    leaning.map_or(String::new(), |srm| format!("; {}", lean_summary(srm)))
                 ),
                 evidence: reports.to_vec(),
             };
@@ -1056,6 +1066,15 @@ fn judge(
         (
             HoldReason::StageSamples,
             format!("{label}: every guard passes so far, but {short}: {guards}"),
+        )
+    } else if let (true, Some(srm)) = (all_pass, leaning) {
+        (
+            HoldReason::SampleRatio,
+            format!(
+                "{label}: every guard passes, but {}; the stage waits until the counts agree \
+                 with the bands or prove a mismatch: {guards}",
+                lean_summary(srm)
+            ),
         )
     } else {
         (HoldReason::Inconclusive, format!("{label}: {guards}"))
@@ -1108,18 +1127,14 @@ fn silence(
 /// units as the test assumes. Otherwise one check per guard metric on its observations,
 /// keeping the one furthest from the ratio. Each check's running maximum persists (in
 /// `next.srm_units`, or in each guard). A stage at 100% has no cohorts and is left out.
-fn check_srm(
-    ramp: &Ramp,
-    next: &mut RampState,
-    observations: &Observations<'_>,
-) -> Option<SrmReport> {
+fn check_srm(ramp: &Ramp, next: &mut RampState, observations: &Observations<'_>) -> SrmLook {
     let metrics = u32::try_from(ramp.guards.len()).unwrap_or(u32::MAX);
     // Counts gathered under one control's bands cannot be held to another's ratio: once
     // the control has changed, the check waits for the next generation.
     let started_with = next.control.unwrap_or(Control::Equal);
     if metrics == 0 {
         next.srm = None;
-        return None;
+        return SrmLook::default();
     }
     if started_with != ramp.control() {
         // A mismatch found before the change stays found; nothing new is judged.
@@ -1130,7 +1145,10 @@ fn check_srm(
         {
             next.srm = None;
         }
-        return next.srm.clone();
+        return SrmLook {
+            report: next.srm.clone(),
+            leaning: None,
+        };
     }
     let band = ramp.control().band();
     let shares: Vec<Option<f64>> = ramp
@@ -1202,15 +1220,22 @@ fn check_srm(
                 })
             })
         };
+        let leaning = report
+            .clone()
+            .filter(|report| report.evidence.log_lambda > 0.0);
         let report = found_before.or(report);
         next.srm = report.clone();
-        return report;
+        return SrmLook { report, leaning };
     }
     let config = SrmConfig {
         alpha: SRM_ALPHA,
         metrics,
     };
     let mut worst: Option<SrmReport> = None;
+    // Each metric's check has ln M of the threshold's share of the M checks: its counts
+    // favour a mismatch when ln Λ is above that.
+    let mut leaning: Option<SrmReport> = None;
+    let lean_level = f64::from(metrics).ln();
     for guard in &mut next.guards {
         let data = observations
             .guards
@@ -1222,19 +1247,61 @@ fn check_srm(
             continue;
         };
         guard.srm = evidence.state;
+        let report = SrmReport {
+            metric: guard.metric.clone(),
+            counts: SrmCounts::Observations,
+            evidence,
+        };
+        if report.evidence.log_lambda > lean_level
+            && leaning
+                .as_ref()
+                .is_none_or(|most| report.evidence.log_lambda > most.evidence.log_lambda)
+        {
+            leaning = Some(report.clone());
+        }
         if worst
             .as_ref()
-            .is_none_or(|worst| evidence.p_value < worst.evidence.p_value)
+            .is_none_or(|worst| report.evidence.p_value < worst.evidence.p_value)
         {
-            worst = Some(SrmReport {
-                metric: guard.metric.clone(),
-                counts: SrmCounts::Observations,
-                evidence,
-            });
+            worst = Some(report);
         }
     }
     next.srm = worst.clone();
-    worst
+    SrmLook {
+        report: worst,
+        leaning,
+    }
+}
+
+/// What a look's sample-ratio check found.
+#[derive(Default)]
+struct SrmLook {
+    /// The check the status shows: on units, or on the metric furthest from the ratio.
+    report: Option<SrmReport>,
+    /// A check whose counts at this look favour a mismatch over the bands' ratio (its
+    /// Bayes factor Λ above 1, or above M when each of M metrics is checked), short of the
+    /// threshold or not: the stage does not advance on such counts (`hold: sample_ratio`).
+    leaning: Option<SrmReport>,
+}
+
+/// Counts that lean towards a mismatch, in words, for a hold's reason.
+fn lean_summary(report: &SrmReport) -> String {
+    let evidence = &report.evidence;
+    let ratio = |ratio: Option<f64>| ratio.map_or("—".to_string(), |ratio| format!("{ratio:.4}"));
+    let counted = match report.counts {
+        SrmCounts::Units => "distinct units".to_string(),
+        SrmCounts::Observations => format!("`{}` observations", report.metric),
+    };
+    format!(
+        "the cohorts' {counted} favour a sample-ratio mismatch: {} treatment and {} control, \
+         a ratio of {} where the bands imply {} (ln Λ {:.2}, a mismatch at {:.2})",
+        evidence.treatment,
+        evidence.control,
+        ratio(evidence.observed_ratio),
+        ratio(evidence.expected_ratio),
+        evidence.log_lambda,
+        evidence.threshold
+    )
 }
 
 /// A mismatch in words, for reasons and the audit log.

@@ -39,7 +39,7 @@ pub struct RampSummary {
     /// The rollout percentage the ramp has the flag at.
     pub percentage: f64,
     /// Why the running ramp is not moving: warm_up, min_duration, stage_samples,
-    /// inconclusive, no_guards, data_error.
+    /// sample_ratio, inconclusive, no_guards, data_error, no_data.
     #[schema(value_type = Option<String>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hold: Option<HoldReason>,

@@ -1088,8 +1088,8 @@ pub struct RampStatus {
     pub counts_from: Option<String>,
     pub ended_at: Option<String>,
     /// Why the running ramp is not moving: warm_up, min_duration, stage_samples,
-    /// inconclusive, no_guards, data_error, or no_data (an alert: no observation for
-    /// `max_silence`).
+    /// sample_ratio (the cohorts' counts favour a sample-ratio mismatch), inconclusive,
+    /// no_guards, data_error, or no_data (an alert: no observation for `max_silence`).
     #[schema(value_type = Option<String>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hold: Option<ramp::HoldReason>,

@@ -35,8 +35,8 @@ use crate::document::{Control, Guard, OnRegression, OnSrm, Ramp};
 use crate::snapshot::parse_duration;
 use crate::stage::Stage;
 use crate::stats::{
-    look, srm_look, GuardConfig, GuardEvidence, SequentialState, SrmConfig, SrmEvidence, SrmStage,
-    SrmState, SrmVerdict, StageData, Tolerance, Verdict, MIN_BURN_IN,
+    look, srm_log_bayes_factor, srm_look, GuardConfig, GuardEvidence, SequentialState, SrmConfig,
+    SrmEvidence, SrmStage, SrmState, SrmVerdict, StageData, Tolerance, Verdict, MIN_BURN_IN,
 };
 
 /// Seconds since the Unix epoch. The controller only ever subtracts two of them.
@@ -309,6 +309,15 @@ pub struct RampState {
     /// Whether this generation's `on_srm: warn` alert has been given.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub srm_warned: bool,
+    /// Whether the control's bands changed during this generation, which stops its
+    /// sample-ratio check for good: its counts are a mix of two ratios.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub srm_suspended: bool,
+    /// The treatment's share of the cohorts each stage of this generation began with (none
+    /// for a stage without cohorts), which the sample-ratio check holds that stage's counts
+    /// to whatever the block's stages say later. Ramps stored before it have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub srm_shares: Vec<Option<f64>>,
     pub alpha: f64,
     pub guards: Vec<GuardState>,
 }
@@ -561,6 +570,8 @@ pub fn new(ramp: &Ramp, settings: &Settings, generation: u64) -> RampState {
         srm: None,
         srm_units: SrmState::default(),
         srm_warned: false,
+        srm_suspended: false,
+        srm_shares: Vec::new(),
         control: Some(ramp.control()),
         alpha: settings.alpha,
         guards: ramp
@@ -598,6 +609,7 @@ pub fn start(ramp: &Ramp, state: &RampState, now: Seconds) -> Result<Step, RampE
     next.stage = Stage::FIRST;
     next.percentage = plan.stages[0];
     next.control = Some(ramp.control());
+    next.srm_shares = vec![cohort_share(next.percentage, ramp.control().band())];
     next.started_at = Some(now);
     next.stage_started_at = Some(now);
     next.wait_started_at = Some(now);
@@ -755,6 +767,11 @@ fn move_on(
     };
     next.stage = from.next();
     next.percentage = percentage;
+    // A generation stored before shares were recorded keeps reading them from the block.
+    if next.srm_shares.len() == from.next().index() {
+        let band = next.control.unwrap_or(Control::Equal).band();
+        next.srm_shares.push(cohort_share(percentage, band));
+    }
     next.stage_started_at = Some(now);
     next.wait_started_at = Some(now);
     next.stage_observations = 0;
@@ -903,7 +920,11 @@ pub fn step(ramp: &Ramp, state: &RampState, observations: &Observations<'_>, now
             next.pause_reason = None;
             next.percentage = 0.0;
             next.ended_at = Some(now);
-            return Step::new(next, decision);
+            // A warning due in the same look is still said: it is the generation's only one.
+            return Step {
+                state: next,
+                decisions: alert.into_iter().chain([decision]).collect(),
+            };
         }
         if state.pause_reason == Some(PauseReason::Regression) {
             return Step {
@@ -1120,46 +1141,63 @@ fn silence(
     (silent >= plan.max_silence).then_some(silent)
 }
 
-/// Checks the cohorts' counts against the ratio the bands imply, stage by stage
+/// Checks the cohorts' counts against the ratio the bands imply, each stage on its own
 /// (docs/statistics.md, "Sample-ratio mismatch"), and keeps the check in `next.srm`. When
 /// the generation's observations name their units, one check on the distinct units per
 /// stage: a unit active over many reporting windows counts once, so the counts are draws of
 /// units as the test assumes. Otherwise one check per guard metric on its observations,
 /// keeping the one furthest from the ratio. Each check's running maximum persists (in
 /// `next.srm_units`, or in each guard). A stage at 100% has no cohorts and is left out.
+///
+/// A mismatch once found is the generation's: later looks keep its report as it was found,
+/// whatever the counts, guards or units do after. Counts are held to the share each stage
+/// had when it began (`next.srm_shares`), so editing the stages cannot re-judge a stage
+/// that ran; a change of the control's bands stops the check for the generation.
 fn check_srm(ramp: &Ramp, next: &mut RampState, observations: &Observations<'_>) -> SrmLook {
     let metrics = u32::try_from(ramp.guards.len()).unwrap_or(u32::MAX);
-    // Counts gathered under one control's bands cannot be held to another's ratio: once
-    // the control has changed, the check waits for the next generation.
-    let started_with = next.control.unwrap_or(Control::Equal);
+    if let Some(found) = next
+        .srm
+        .as_ref()
+        .filter(|report| report.evidence.verdict == SrmVerdict::Mismatch)
+    {
+        return SrmLook {
+            report: Some(found.clone()),
+            leaning: None,
+        };
+    }
     if metrics == 0 {
         next.srm = None;
         return SrmLook::default();
     }
-    if started_with != ramp.control() {
-        // A mismatch found before the change stays found; nothing new is judged.
-        if next
-            .srm
-            .as_ref()
-            .is_none_or(|report| report.evidence.verdict != SrmVerdict::Mismatch)
-        {
-            next.srm = None;
-        }
-        return SrmLook {
-            report: next.srm.clone(),
-            leaning: None,
-        };
+    // Counts gathered under one control's bands cannot be held to another's ratio, not even
+    // once the control is changed back: they are a mix of both.
+    let band = next.control.unwrap_or(Control::Equal).band();
+    if band != ramp.control().band() {
+        next.srm_suspended = true;
     }
-    let band = ramp.control().band();
+    if next.srm_suspended {
+        next.srm = None;
+        return SrmLook::default();
+    }
     let shares: Vec<Option<f64>> = ramp
         .stages
         .iter()
         .take(next.stage.next().index())
-        .map(|percentage| {
-            let (treatment, control) = arm_shares(*percentage, band);
-            (treatment > 0.0 && control > 0.0).then(|| treatment / (treatment + control))
+        .enumerate()
+        .map(|(index, percentage)| match next.srm_shares.get(index) {
+            Some(recorded) => *recorded,
+            // A ramp stored before shares were recorded: the block's stages.
+            None => cohort_share(*percentage, band),
         })
         .collect();
+    // S: every stage of the schedule that has cohorts is judged on its own.
+    let stages = ramp
+        .stages
+        .iter()
+        .filter(|percentage| cohort_share(**percentage, band).is_some())
+        .count()
+        .max(shares.iter().flatten().count());
+    let stages = u32::try_from(stages.max(1)).unwrap_or(u32::MAX);
     let stages_of = |counts: &mut dyn Iterator<Item = (u64, u64)>| -> Vec<SrmStage> {
         counts
             .zip(&shares)
@@ -1172,6 +1210,19 @@ fn check_srm(ramp: &Ramp, next: &mut RampState, observations: &Observations<'_>)
             })
             .collect()
     };
+    // ln BF of the current stage's own counts, for whether they lean towards a mismatch;
+    // none at a stage without cohorts.
+    let stage_index = next.stage.index();
+    let current = |counts: Option<(u64, u64)>| -> Option<f64> {
+        let (treatment, control) = counts?;
+        let expected_share = (*shares.get(stage_index)?)?;
+        srm_log_bayes_factor(&SrmStage {
+            treatment,
+            control,
+            expected_share,
+        })
+        .ok()
+    };
     let units_counted = observations
         .units
         .iter()
@@ -1182,14 +1233,15 @@ fn check_srm(ramp: &Ramp, next: &mut RampState, observations: &Observations<'_>)
         let config = SrmConfig {
             alpha: SRM_ALPHA,
             metrics: 1,
+            stages,
         };
-        let stages = stages_of(
+        let counts = stages_of(
             &mut observations
                 .units
                 .iter()
                 .map(|units| (units.treatment, units.control)),
         );
-        let report = srm_look(&config, &stages, next.srm_units)
+        let report = srm_look(&config, &counts, next.srm_units)
             .ok()
             .map(|evidence| {
                 next.srm_units = evidence.state;
@@ -1199,42 +1251,25 @@ fn check_srm(ramp: &Ramp, next: &mut RampState, observations: &Observations<'_>)
                     evidence,
                 }
             });
-        // Units came after observations had already shown a mismatch (a reporter started
-        // naming its units): that mismatch stays found for the generation.
-        let found_before = if report
-            .as_ref()
-            .is_some_and(|report| report.evidence.verdict == SrmVerdict::Mismatch)
-        {
-            None
-        } else {
-            let config = SrmConfig {
-                alpha: SRM_ALPHA,
-                metrics,
-            };
-            next.guards.iter().find_map(|guard| {
-                let evidence = srm_look(&config, &[], guard.srm).ok()?;
-                (evidence.verdict == SrmVerdict::Mismatch).then(|| SrmReport {
-                    metric: guard.metric.clone(),
-                    counts: SrmCounts::Observations,
-                    evidence,
-                })
-            })
-        };
+        let here = observations
+            .units
+            .get(stage_index)
+            .map(|units| (units.treatment, units.control));
         let leaning = report
             .clone()
-            .filter(|report| report.evidence.log_lambda > 0.0);
-        let report = found_before.or(report);
+            .filter(|_| current(here).is_some_and(|log_bf| log_bf > 0.0));
         next.srm = report.clone();
         return SrmLook { report, leaning };
     }
     let config = SrmConfig {
         alpha: SRM_ALPHA,
         metrics,
+        stages,
     };
     let mut worst: Option<SrmReport> = None;
     // Each metric's check has ln M of the threshold's share of the M checks: its counts
-    // favour a mismatch when ln Λ is above that.
-    let mut leaning: Option<SrmReport> = None;
+    // favour a mismatch when its stage's ln BF is above that.
+    let mut leaning: Option<(f64, SrmReport)> = None;
     let lean_level = f64::from(metrics).ln();
     for guard in &mut next.guards {
         let data = observations
@@ -1242,8 +1277,8 @@ fn check_srm(ramp: &Ramp, next: &mut RampState, observations: &Observations<'_>)
             .iter()
             .find(|data| data.metric == guard.metric)
             .map_or(&[][..], |data| &data.stages[..]);
-        let stages = stages_of(&mut data.iter().map(arm_counts));
-        let Ok(evidence) = srm_look(&config, &stages, guard.srm) else {
+        let counts = stages_of(&mut data.iter().map(arm_counts));
+        let Ok(evidence) = srm_look(&config, &counts, guard.srm) else {
             continue;
         };
         guard.srm = evidence.state;
@@ -1252,12 +1287,11 @@ fn check_srm(ramp: &Ramp, next: &mut RampState, observations: &Observations<'_>)
             counts: SrmCounts::Observations,
             evidence,
         };
-        if report.evidence.log_lambda > lean_level
-            && leaning
-                .as_ref()
-                .is_none_or(|most| report.evidence.log_lambda > most.evidence.log_lambda)
-        {
-            leaning = Some(report.clone());
+        let here = data.get(stage_index).map(arm_counts);
+        if let Some(log_bf) = current(here).filter(|log_bf| *log_bf > lean_level) {
+            if leaning.as_ref().is_none_or(|(most, _)| log_bf > *most) {
+                leaning = Some((log_bf, report.clone()));
+            }
         }
         if worst
             .as_ref()
@@ -1269,8 +1303,15 @@ fn check_srm(ramp: &Ramp, next: &mut RampState, observations: &Observations<'_>)
     next.srm = worst.clone();
     SrmLook {
         report: worst,
-        leaning,
+        leaning: leaning.map(|(_, report)| report),
     }
+}
+
+/// The treatment's share of the two cohorts at `percentage` under `band`, which the
+/// sample-ratio check holds a stage's counts to; none when either cohort is empty.
+fn cohort_share(percentage: f64, band: ControlBand) -> Option<f64> {
+    let (treatment, control) = arm_shares(percentage, band);
+    (treatment > 0.0 && control > 0.0).then(|| treatment / (treatment + control))
 }
 
 /// What a look's sample-ratio check found.
@@ -1691,6 +1732,117 @@ mod tests {
         .unwrap()
         .state;
         assert_eq!(again.control, Some(Control::Equal));
+    }
+
+    #[test]
+    fn a_control_changed_back_does_not_bring_the_check_back() {
+        let rest = block("");
+        let started = start(&rest, &new(&rest, &Settings::default(), 1), 0)
+            .unwrap()
+            .state;
+        let equal = block("control: equal,");
+        let during = step(&equal, &started, &first_stage(1_000, 9_000), 60).state;
+        assert!(during.srm_suspended);
+        // Back to rest, the counts are a mix gathered under two bands: a treatment that
+        // kept its units while the control shrank to an equal band, far from 1 : 9.
+        let back = step(&rest, &during, &first_stage(2_000, 10_000), 120);
+        assert_eq!(back.state.status, Status::Running, "{back:?}");
+        assert_eq!(back.state.srm, None);
+        assert!(back.state.srm_suspended);
+        // The same bands under another name are no change: `1` is an equal control.
+        let equal_start = start(&equal, &new(&equal, &Settings::default(), 1), 0)
+            .unwrap()
+            .state;
+        let one = step(
+            &block("control: 1,"),
+            &equal_start,
+            &first_stage(1_000, 1_000),
+            60,
+        );
+        assert!(!one.state.srm_suspended);
+        assert!(one.state.srm.is_some());
+    }
+
+    #[test]
+    fn stages_edited_during_a_ramp_do_not_re_judge_a_stage_that_ran() {
+        let ramp: Ramp = serde_yaml_ng::from_str(
+            "{stages: [1, 5, 50], min_stage_duration: 10m, guards: [{metric: errors, \
+             category: stability, kind: rate, better: lower, tolerance: 0.01, min_samples: 100}]}",
+        )
+        .unwrap();
+        let started = start(&ramp, &new(&ramp, &Settings::default(), 1), 0)
+            .unwrap()
+            .state;
+        assert_eq!(started.srm_shares, vec![Some(0.01)]);
+        let second = advance(&ramp, &started, "on", 60).unwrap().state;
+        assert_eq!(second.srm_shares.len(), 2);
+        assert!((second.srm_shares[1].unwrap() - 0.05).abs() < 1e-12);
+        // The first stage ran at 1%: 1,000 to 99,000 was its ratio. Written as 2% now, the
+        // block would hold those counts to 1 : 49.
+        let edited: Ramp = serde_yaml_ng::from_str(
+            "{stages: [2, 5, 50], min_stage_duration: 10m, guards: [{metric: errors, \
+             category: stability, kind: rate, better: lower, tolerance: 0.01, min_samples: 100}]}",
+        )
+        .unwrap();
+        let rate = |treatment: u64, control: u64| StageData::Rate {
+            treatment: crate::stats::Proportion {
+                events: treatment / 100,
+                trials: treatment,
+            },
+            control: crate::stats::Proportion {
+                events: control / 100,
+                trials: control,
+            },
+        };
+        let data = Observations {
+            generation: 1,
+            guards: vec![GuardObservations {
+                metric: "errors",
+                stages: vec![rate(1_000, 99_000), rate(5_000, 95_000)],
+            }],
+            ..Observations::default()
+        };
+        let judged = step(&edited, &second, &data, 120);
+        assert_eq!(judged.state.status, Status::Running, "{judged:?}");
+        let srm = judged.state.srm.expect("checked");
+        assert_eq!(srm.evidence.verdict, SrmVerdict::Ok);
+        assert!(srm.evidence.log_lambda < 0.0, "{srm:?}");
+    }
+
+    #[test]
+    fn a_mismatch_once_found_is_kept_as_found_when_guards_or_units_come() {
+        let rest = block("");
+        let started = start(&rest, &new(&rest, &Settings::default(), 1), 0)
+            .unwrap()
+            .state;
+        // 700 where 1,000 were expected: a mismatch on the observations of one guard.
+        let found = step(&rest, &started, &first_stage(700, 9_000), 60).state;
+        let report = found.srm.clone().expect("checked");
+        assert_eq!(report.evidence.verdict, SrmVerdict::Mismatch);
+        assert_eq!(report.evidence.treatment, 700);
+        // A second guard would raise the threshold to ln(2·2/0.01), and units that came
+        // afterwards could look fine: neither un-finds it, and its counts stay those found.
+        let two: Ramp = serde_yaml_ng::from_str(
+            "{stages: [10, 50], min_stage_duration: 10m, guards: [{metric: errors, category: \
+             stability, kind: rate, better: lower, tolerance: 0.01, min_samples: 100}, {metric: \
+             crashes, category: stability, kind: rate, better: lower, tolerance: 0.01, \
+             min_samples: 100}]}",
+        )
+        .unwrap();
+        let mut resumed = resume(&found, "looked", 90).unwrap().state;
+        resumed.guards.push(resumed.guards[0].clone());
+        resumed.guards[1].metric = "crashes".to_string();
+        let mut data = first_stage(700, 9_000);
+        data.units = vec![StageUnits {
+            treatment: 1_000,
+            control: 9_000,
+        }];
+        let again = step(&two, &resumed, &data, 120);
+        assert_eq!(
+            again.state.pause_reason,
+            Some(PauseReason::SampleRatioMismatch)
+        );
+        assert_eq!(again.state.srm, Some(report));
     }
 
     #[test]

@@ -55,6 +55,11 @@ pub struct SrmConfig {
     /// distinct units, the number of guard metrics when each metric's observations are
     /// checked.
     pub metrics: u32,
+    /// S, the number of stages of the schedule that have cohorts: each stage is judged on
+    /// its own counts, and each gets alpha/(S·M). The same units report in stage after
+    /// stage, each in a cohort fixed by its earlier one, so the stages' counts are not
+    /// independent and their Bayes factors cannot be multiplied.
+    pub stages: u32,
 }
 
 /// What a check remembers between looks: the running maximum of ln Λ, which keeps a
@@ -86,13 +91,14 @@ pub struct SrmEvidence {
     pub expected_ratio: Option<f64>,
     /// treatment / control; `None` while the control has no observation.
     pub observed_ratio: Option<f64>,
-    /// ln Λ = Σ_s ln BF_s at this look.
+    /// ln Λ = max_s ln BF_s at this look: the stage whose counts are furthest from its
+    /// ratio (0 before any stage).
     pub log_lambda: f64,
     /// The running maximum of ln Λ over the looks, this one included.
     pub max_log_lambda: f64,
-    /// ln(M/alpha): MISMATCH once `max_log_lambda` reaches it.
+    /// ln(S·M/alpha): MISMATCH once `max_log_lambda` reaches it.
     pub threshold: f64,
-    /// The always-valid p-value min(1, M·exp(−max_log_lambda)), already multiplied by M:
+    /// The always-valid p-value min(1, S·M·exp(−max_log_lambda)), already multiplied by S·M:
     /// MISMATCH exactly when it is ≤ alpha. Never increases over looks.
     pub p_value: f64,
     /// Pass it to the next look.
@@ -125,29 +131,35 @@ pub fn srm_log_bayes_factor(stage: &SrmStage) -> Result<f64, StatsError> {
     Ok(value)
 }
 
-/// One look. `stages` are the ramp's stages so far, each with its cumulative counts;
-/// `previous` is the state the last look returned (the default before the first).
+/// One look. `stages` are the ramp's stages so far, each with its cumulative counts, each
+/// judged on its own; `previous` is the state the last look returned (the default before
+/// the first).
 pub fn srm_look(
     config: &SrmConfig,
     stages: &[SrmStage],
     previous: SrmState,
 ) -> Result<SrmEvidence, StatsError> {
-    if !(config.alpha > 0.0 && config.alpha < 1.0 && config.metrics >= 1) {
+    if !(config.alpha > 0.0 && config.alpha < 1.0 && config.metrics >= 1 && config.stages >= 1) {
         return Err(StatsError::Invalid(
-            "a sample-ratio check needs 0 < alpha < 1 and at least one metric".to_string(),
+            "a sample-ratio check needs 0 < alpha < 1, at least one metric and one stage"
+                .to_string(),
         ));
     }
-    let metrics = f64::from(config.metrics);
-    let mut log_lambda = 0.0;
+    let checks = f64::from(config.metrics) * f64::from(config.stages);
+    // Λ = 1 before any observation: the largest stage's ln BF, never below 0 at the start.
+    let mut log_lambda = f64::NEG_INFINITY;
     let (mut treatment, mut control) = (0u64, 0u64);
     let (mut expected_treatment, mut expected_control) = (0.0, 0.0);
     for stage in stages {
-        log_lambda += srm_log_bayes_factor(stage)?;
+        log_lambda = log_lambda.max(srm_log_bayes_factor(stage)?);
         treatment = treatment.saturating_add(stage.treatment);
         control = control.saturating_add(stage.control);
         let observations = stage.treatment as f64 + stage.control as f64;
         expected_treatment += stage.expected_share * observations;
         expected_control += (1.0 - stage.expected_share) * observations;
+    }
+    if stages.is_empty() {
+        log_lambda = 0.0;
     }
     if !log_lambda.is_finite() {
         return Err(StatsError::Invalid(
@@ -162,7 +174,7 @@ pub fn srm_look(
         max_log_lambda,
         looks: previous.looks.saturating_add(1),
     };
-    let threshold = (metrics / config.alpha).ln();
+    let threshold = (checks / config.alpha).ln();
     let verdict = if max_log_lambda >= threshold {
         SrmVerdict::Mismatch
     } else {
@@ -177,7 +189,7 @@ pub fn srm_look(
         log_lambda,
         max_log_lambda,
         threshold,
-        p_value: (metrics * (-max_log_lambda).exp()).min(1.0),
+        p_value: (checks * (-max_log_lambda).exp()).min(1.0),
         state,
     })
 }
@@ -275,6 +287,7 @@ mod tests {
     const CONTROLLER: SrmConfig = SrmConfig {
         alpha: 0.01,
         metrics: 1,
+        stages: 1,
     };
 
     #[test]
@@ -310,6 +323,7 @@ mod tests {
         let loose = SrmConfig {
             alpha: 0.1,
             metrics: 1,
+            stages: 1,
         };
         let evidence = srm_look(&loose, &[sixty], SrmState::default()).unwrap();
         assert_eq!(evidence.verdict, SrmVerdict::Mismatch);
@@ -322,19 +336,30 @@ mod tests {
     }
 
     #[test]
-    fn stages_multiply() {
+    fn each_stage_is_judged_on_its_own_against_a_share_of_alpha() {
         let first = stage(810, 89_100, 0.01);
         let second = stage(4700, 95_000, 0.05);
-        let evidence = srm_look(&CONTROLLER, &[first, second], SrmState::default()).unwrap();
-        assert_close(
-            evidence.log_lambda,
-            3.031_230_670_429_662 + 6.605_723_999_053_878,
-        );
+        let schedule = SrmConfig {
+            alpha: 0.01,
+            metrics: 1,
+            stages: 4,
+        };
+        let evidence = srm_look(&schedule, &[first, second], SrmState::default()).unwrap();
+        // Not the product: the second stage's units are mostly the first's, in cohorts
+        // fixed by it.
+        assert_close(evidence.log_lambda, 6.605_723_999_053_878);
         assert_eq!(
             evidence.log_lambda,
-            srm_log_bayes_factor(&first).unwrap() + srm_log_bayes_factor(&second).unwrap()
+            srm_log_bayes_factor(&first)
+                .unwrap()
+                .max(srm_log_bayes_factor(&second).unwrap())
         );
+        assert_close(evidence.threshold, 400f64.ln());
         assert_eq!(evidence.verdict, SrmVerdict::Mismatch);
+        assert_close(evidence.p_value, 4.0 * (-6.605_723_999_053_878f64).exp());
+        // The first stage alone, 3.03, is short of ln 400 = 5.99.
+        let alone = srm_look(&schedule, &[first], SrmState::default()).unwrap();
+        assert_eq!(alone.verdict, SrmVerdict::Ok);
         assert_eq!((evidence.treatment, evidence.control), (5510, 184_100));
         let expected_ratio =
             (0.01 * 89_910.0 + 0.05 * 99_700.0) / (0.99 * 89_910.0 + 0.95 * 99_700.0);
@@ -362,6 +387,7 @@ mod tests {
         let config = SrmConfig {
             alpha: 0.01,
             metrics: 3,
+            stages: 1,
         };
         let mut state = SrmState::default();
         let mut last = 1.0;
@@ -413,9 +439,20 @@ mod tests {
                 "{share}: {result:?}"
             );
         }
-        for (alpha, metrics) in [(0.0, 1), (1.0, 1), (f64::NAN, 1), (-0.5, 1), (0.01, 0)] {
+        for (alpha, metrics, stages) in [
+            (0.0, 1, 1),
+            (1.0, 1, 1),
+            (f64::NAN, 1, 1),
+            (-0.5, 1, 1),
+            (0.01, 0, 1),
+            (0.01, 1, 0),
+        ] {
             let result = srm_look(
-                &SrmConfig { alpha, metrics },
+                &SrmConfig {
+                    alpha,
+                    metrics,
+                    stages,
+                },
                 &[stage(10, 10, 0.5)],
                 SrmState::default(),
             );

@@ -234,3 +234,85 @@ async fn an_a_a_ramp_on_long_sessions_is_judged_on_its_units_and_does_not_pause(
         "{reasons:#?}"
     );
 }
+
+/// A ramp whose treatment units come in short of their band, not yet far enough to prove a
+/// mismatch: its guards pass, but it waits at its stage, saying why, and goes on once the
+/// missing units report.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ramp_whose_counts_lean_towards_a_mismatch_waits_until_they_agree() {
+    let server = Server::start_with(&[("RIPCORD_RAMP_TICK", "1s")], A_A_AT_20).await;
+    let client = server.create_key("app", "client", Some("default")).await;
+    server
+        .admin_post(&format!("{RAMP}/start"), json!({}))
+        .await
+        .expect_status(200);
+    past_warm_up(&server).await;
+
+    let report = |name: &str, cohort: &str, stage: &Value, unit: u32| {
+        json!({
+            "flag": "new-checkout",
+            "metric": "errors",
+            "value": u8::from(unit % 100 == 0),
+            "cohort": cohort,
+            "stage": stage,
+            "unit": name,
+        })
+    };
+    let (mut treatment, mut control) = (Vec::new(), Vec::new());
+    for unit in 0..3000u32 {
+        let name = format!("unit-{unit}");
+        let (cohort, stage) = served(&server, &client.token, &name).await;
+        let observation = report(&name, &cohort, &stage, unit);
+        if cohort == "treatment" {
+            treatment.push(observation);
+        } else {
+            control.push(observation);
+        }
+    }
+    // Hold back as few treatment units as make the counts favour a mismatch (ln BF above
+    // 0.5 at the bands' 1 : 4), far short of proving one (ln(2/0.01): two stages with
+    // cohorts).
+    let lean = |treated: usize| {
+        ripcord_engine::stats::srm_log_bayes_factor(&ripcord_engine::stats::SrmStage {
+            treatment: treated as u64,
+            control: control.len() as u64,
+            expected_share: 0.2,
+        })
+        .expect("counts to weigh")
+    };
+    assert!(
+        lean(treatment.len()) < 0.0,
+        "all {} treatment units against {}: the bands' ratio",
+        treatment.len(),
+        control.len()
+    );
+    let sent = (0..treatment.len())
+        .rev()
+        .find(|&sent| lean(sent) > 0.5)
+        .expect("some shortfall leans");
+    assert!(lean(sent) < 2.0, "ln BF {} at {sent}", lean(sent));
+    let held_back = treatment.split_off(sent);
+    let first: Vec<Value> = control.iter().chain(&treatment).cloned().collect();
+    let answer = server.report(&client.token, &first).await;
+    assert_eq!(answer["accepted"], json!(first.len()), "{answer}");
+
+    // min_stage_duration is 2 s: by 5 s the ramp would have advanced on its guards alone.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let held: Value = server.admin_get(RAMP).await.expect_status(200).json();
+    assert_eq!(held["status"], "running", "{held:#}");
+    assert_eq!(held["stage"], json!(0), "{held:#}");
+    assert_eq!(held["hold"], "sample_ratio", "{held:#}");
+    assert_eq!(held["guards"][0]["verdict"], "PASS", "{held:#}");
+    assert_eq!(held["srm"]["verdict"], "OK", "{held:#}");
+    assert_eq!(held["srm"]["treatment"], json!(sent), "{held:#}");
+
+    // The missing units report after all: the counts agree with the bands, and it advances.
+    let answer = server.report(&client.token, &held_back).await;
+    assert_eq!(answer["accepted"], json!(held_back.len()), "{answer}");
+    let advanced = wait_for(&server, Duration::from_secs(20), |status| {
+        status["stage"] != json!(0)
+    })
+    .await;
+    assert_eq!(advanced["status"], "running", "{advanced:#}");
+    assert_eq!(advanced["percentage"], json!(50.0), "{advanced:#}");
+}

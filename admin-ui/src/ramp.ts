@@ -162,7 +162,7 @@ export function sampleRatioWords(status: RampStatus): string | null {
     return `Sample ratio mismatch: ${counts}, ${ratios} (p = ${srm.p_value.toPrecision(2)}).`;
   }
   return status.hold === "sample_ratio"
-    ? `Sample ratio in doubt: ${counts}, ${ratios}.`
+    ? `Sample ratio in doubt: this stage's counts lean towards a mismatch. So far: ${counts}, ${ratios}.`
     : `Sample ratio as expected: ${counts}, ${ratios}.`;
 }
 

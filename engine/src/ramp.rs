@@ -318,6 +318,10 @@ pub struct RampState {
     /// to whatever the block's stages say later. Ramps stored before it have none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub srm_shares: Vec<Option<f64>>,
+    /// S, the stages with cohorts of the schedule this generation started with: each stage
+    /// of the sample-ratio check gets alpha/(S·M). Ramps stored before it have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srm_stages: Option<u32>,
     pub alpha: f64,
     pub guards: Vec<GuardState>,
 }
@@ -572,6 +576,7 @@ pub fn new(ramp: &Ramp, settings: &Settings, generation: u64) -> RampState {
         srm_warned: false,
         srm_suspended: false,
         srm_shares: Vec::new(),
+        srm_stages: None,
         control: Some(ramp.control()),
         alpha: settings.alpha,
         guards: ramp
@@ -610,6 +615,7 @@ pub fn start(ramp: &Ramp, state: &RampState, now: Seconds) -> Result<Step, RampE
     next.percentage = plan.stages[0];
     next.control = Some(ramp.control());
     next.srm_shares = vec![cohort_share(next.percentage, ramp.control().band())];
+    next.srm_stages = Some(schedule_stages(ramp, ramp.control().band()));
     next.started_at = Some(now);
     next.stage_started_at = Some(now);
     next.wait_started_at = Some(now);
@@ -861,7 +867,7 @@ pub fn step(ramp: &Ramp, state: &RampState, observations: &Observations<'_>, now
     let mismatch = report.filter(|report| report.evidence.verdict == SrmVerdict::Mismatch);
     // With `warn` the person chose not to let the check stop the ramp; at a stage without
     // cohorts there is nothing left to count that could settle the doubt.
-    let leaning = leaning.filter(|_| ramp.on_srm() != OnSrm::Warn && plan.has_cohorts(state.stage));
+    let leaning = leaning.filter(|_| ramp.on_srm() != OnSrm::Warn);
     // Said once per generation, whatever else this look decides.
     let alert = match (&mismatch, ramp.on_srm()) {
         (Some(srm), OnSrm::Warn) if !state.srm_warned => {
@@ -1002,7 +1008,7 @@ fn judge(
     observations: &Observations<'_>,
     reports: &[GuardReport],
     silence: Option<Seconds>,
-    leaning: Option<&SrmReport>,
+    leaning: Option<&Lean>,
     label: &str,
     now: Seconds,
 ) -> Step {
@@ -1190,14 +1196,15 @@ fn check_srm(ramp: &Ramp, next: &mut RampState, observations: &Observations<'_>)
             None => cohort_share(*percentage, band),
         })
         .collect();
-    // S: every stage of the schedule that has cohorts is judged on its own.
-    let stages = ramp
-        .stages
-        .iter()
-        .filter(|percentage| cohort_share(**percentage, band).is_some())
-        .count()
-        .max(shares.iter().flatten().count());
-    let stages = u32::try_from(stages.max(1)).unwrap_or(u32::MAX);
+    // S: the stages with cohorts the schedule had when the generation started, each judged
+    // on its own; a stage added since counts once it begins.
+    let scheduled = match next.srm_stages {
+        Some(stages) => stages,
+        // A ramp stored before S was recorded: the block's stages.
+        None => schedule_stages(ramp, band),
+    };
+    let begun = u32::try_from(shares.iter().flatten().count()).unwrap_or(u32::MAX);
+    let stages = scheduled.max(begun).max(1);
     let stages_of = |counts: &mut dyn Iterator<Item = (u64, u64)>| -> Vec<SrmStage> {
         counts
             .zip(&shares)
@@ -1210,18 +1217,22 @@ fn check_srm(ramp: &Ramp, next: &mut RampState, observations: &Observations<'_>)
             })
             .collect()
     };
-    // ln BF of the current stage's own counts, for whether they lean towards a mismatch;
-    // none at a stage without cohorts.
+    // The current stage's own counts, for whether they lean towards a mismatch; none at a
+    // stage without cohorts, where no count could settle a doubt.
     let stage_index = next.stage.index();
-    let current = |counts: Option<(u64, u64)>| -> Option<f64> {
+    let current = |counted: String, counts: Option<(u64, u64)>| -> Option<Lean> {
         let (treatment, control) = counts?;
-        let expected_share = (*shares.get(stage_index)?)?;
-        srm_log_bayes_factor(&SrmStage {
+        let stage = SrmStage {
             treatment,
             control,
-            expected_share,
+            expected_share: (*shares.get(stage_index)?)?,
+        };
+        let log_bf = srm_log_bayes_factor(&stage).ok()?;
+        Some(Lean {
+            counted,
+            stage,
+            log_bf,
         })
-        .ok()
     };
     let units_counted = observations
         .units
@@ -1255,9 +1266,8 @@ fn check_srm(ramp: &Ramp, next: &mut RampState, observations: &Observations<'_>)
             .units
             .get(stage_index)
             .map(|units| (units.treatment, units.control));
-        let leaning = report
-            .clone()
-            .filter(|_| current(here).is_some_and(|log_bf| log_bf > 0.0));
+        let leaning = current("distinct units".to_string(), here)
+            .filter(|lean| report.is_some() && lean.log_bf > 0.0);
         next.srm = report.clone();
         return SrmLook { report, leaning };
     }
@@ -1269,7 +1279,7 @@ fn check_srm(ramp: &Ramp, next: &mut RampState, observations: &Observations<'_>)
     let mut worst: Option<SrmReport> = None;
     // Each metric's check has ln M of the threshold's share of the M checks: its counts
     // favour a mismatch when its stage's ln BF is above that.
-    let mut leaning: Option<(f64, SrmReport)> = None;
+    let mut leaning: Option<Lean> = None;
     let lean_level = f64::from(metrics).ln();
     for guard in &mut next.guards {
         let data = observations
@@ -1288,9 +1298,13 @@ fn check_srm(ramp: &Ramp, next: &mut RampState, observations: &Observations<'_>)
             evidence,
         };
         let here = data.get(stage_index).map(arm_counts);
-        if let Some(log_bf) = current(here).filter(|log_bf| *log_bf > lean_level) {
-            if leaning.as_ref().is_none_or(|(most, _)| log_bf > *most) {
-                leaning = Some((log_bf, report.clone()));
+        let counted = format!("`{}` observations", guard.metric);
+        if let Some(lean) = current(counted, here).filter(|lean| lean.log_bf > lean_level) {
+            if leaning
+                .as_ref()
+                .is_none_or(|most| lean.log_bf > most.log_bf)
+            {
+                leaning = Some(lean);
             }
         }
         if worst
@@ -1303,8 +1317,18 @@ fn check_srm(ramp: &Ramp, next: &mut RampState, observations: &Observations<'_>)
     next.srm = worst.clone();
     SrmLook {
         report: worst,
-        leaning: leaning.map(|(_, report)| report),
+        leaning,
     }
+}
+
+/// S: the stages of the block's schedule that have cohorts under `band`.
+fn schedule_stages(ramp: &Ramp, band: ControlBand) -> u32 {
+    let stages = ramp
+        .stages
+        .iter()
+        .filter(|percentage| cohort_share(**percentage, band).is_some())
+        .count();
+    u32::try_from(stages).unwrap_or(u32::MAX)
 }
 
 /// The treatment's share of the two cohorts at `percentage` under `band`, which the
@@ -1319,29 +1343,39 @@ fn cohort_share(percentage: f64, band: ControlBand) -> Option<f64> {
 struct SrmLook {
     /// The check the status shows: on units, or on the metric furthest from the ratio.
     report: Option<SrmReport>,
-    /// A check whose counts at this look favour a mismatch over the bands' ratio (its
-    /// Bayes factor Λ above 1, or above M when each of M metrics is checked), short of the
-    /// threshold or not: the stage does not advance on such counts (`hold: sample_ratio`).
-    leaning: Option<SrmReport>,
+    /// The current stage's counts of a check, when they favour a mismatch over the bands'
+    /// ratio (their Bayes factor above 1, or above M when each of M metrics is checked),
+    /// short of the threshold or not: the stage does not advance on them
+    /// (`hold: sample_ratio`).
+    leaning: Option<Lean>,
+}
+
+/// One check's counts in the current stage, and how far they lean.
+struct Lean {
+    /// What was counted, in words.
+    counted: String,
+    stage: SrmStage,
+    log_bf: f64,
 }
 
 /// Counts that lean towards a mismatch, in words, for a hold's reason.
-fn lean_summary(report: &SrmReport) -> String {
-    let evidence = &report.evidence;
-    let ratio = |ratio: Option<f64>| ratio.map_or("—".to_string(), |ratio| format!("{ratio:.4}"));
-    let counted = match report.counts {
-        SrmCounts::Units => "distinct units".to_string(),
-        SrmCounts::Observations => format!("`{}` observations", report.metric),
+fn lean_summary(lean: &Lean) -> String {
+    let SrmStage {
+        treatment,
+        control,
+        expected_share,
+    } = lean.stage;
+    let observed = if control > 0 {
+        format!("{:.4}", treatment as f64 / control as f64)
+    } else {
+        "—".to_string()
     };
     format!(
-        "the cohorts' {counted} favour a sample-ratio mismatch: {} treatment and {} control, \
-         a ratio of {} where the bands imply {} (ln Λ {:.2}, a mismatch at {:.2})",
-        evidence.treatment,
-        evidence.control,
-        ratio(evidence.observed_ratio),
-        ratio(evidence.expected_ratio),
-        evidence.log_lambda,
-        evidence.threshold
+        "this stage's {} favour a sample-ratio mismatch: {treatment} treatment and {control} \
+         control, a ratio of {observed} where the bands imply {:.4} (ln BF {:.2})",
+        lean.counted,
+        expected_share / (1.0 - expected_share),
+        lean.log_bf
     )
 }
 
@@ -1807,6 +1841,38 @@ mod tests {
         let srm = judged.state.srm.expect("checked");
         assert_eq!(srm.evidence.verdict, SrmVerdict::Ok);
         assert!(srm.evidence.log_lambda < 0.0, "{srm:?}");
+    }
+
+    #[test]
+    fn the_stages_a_generation_started_with_share_its_alpha() {
+        let short: Ramp = serde_yaml_ng::from_str(
+            "{stages: [1, 100], min_stage_duration: 10m, guards: [{metric: errors, \
+             category: stability, kind: rate, better: lower, tolerance: 0.01, min_samples: 100}]}",
+        )
+        .unwrap();
+        let started = start(&short, &new(&short, &Settings::default(), 1), 0)
+            .unwrap()
+            .state;
+        assert_eq!(started.srm_stages, Some(1));
+        // Three stages with cohorts added during the generation: the first stage keeps the
+        // alpha it was given, and each added stage adds its own share once it begins.
+        let long: Ramp = serde_yaml_ng::from_str(
+            "{stages: [1, 5, 25, 50, 100], min_stage_duration: 10m, guards: [{metric: errors, \
+             category: stability, kind: rate, better: lower, tolerance: 0.01, min_samples: 100}]}",
+        )
+        .unwrap();
+        let data = first_stage(1_000, 99_000);
+        let first = step(&long, &started, &data, 60).state;
+        let threshold = first.srm.as_ref().expect("checked").evidence.threshold;
+        assert!((threshold - 100f64.ln()).abs() < 1e-12, "{threshold}");
+        let second = advance(&long, &first, "on", 120).unwrap().state;
+        let threshold = step(&long, &second, &data, 180)
+            .state
+            .srm
+            .expect("checked")
+            .evidence
+            .threshold;
+        assert!((threshold - 200f64.ln()).abs() < 1e-12, "{threshold}");
     }
 
     #[test]

@@ -1101,7 +1101,8 @@ pub struct RampStatus {
     /// metric whose observations are furthest from the ratio the bands imply (`counts`:
     /// `observations`). `verdict` (OK or MISMATCH), `treatment` and `control` counts,
     /// `expected_ratio` and `observed_ratio` (treatment : control), `p_value` (always
-    /// valid), `log_lambda`, `max_log_lambda`, `threshold`.
+    /// valid), `log_lambda` (of the stage furthest from its ratio), `max_log_lambda`,
+    /// `threshold` (ln(S·M/alpha)). Pooled over the stages; each stage is judged on its own.
     #[schema(value_type = Option<Object>)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub srm: Option<ramp::SrmReport>,

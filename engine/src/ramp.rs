@@ -1684,25 +1684,39 @@ mod tests {
         assert_eq!(human(3600 + 120), "1h2m");
     }
 
-    /// One rate guard's data at the first stage: `treatment` and `control` trials, 1% events.
+    /// A rate guard's data in one stage: `treatment` and `control` trials, 1% events.
+    fn rate(treatment: u64, control: u64) -> StageData<'static> {
+        StageData::Rate {
+            treatment: crate::stats::Proportion {
+                events: treatment / 100,
+                trials: treatment,
+            },
+            control: crate::stats::Proportion {
+                events: control / 100,
+                trials: control,
+            },
+        }
+    }
+
+    /// One rate guard's data at the first stage.
     fn first_stage(treatment: u64, control: u64) -> Observations<'static> {
         Observations {
             generation: 1,
             guards: vec![GuardObservations {
                 metric: "errors",
-                stages: vec![StageData::Rate {
-                    treatment: crate::stats::Proportion {
-                        events: treatment / 100,
-                        trials: treatment,
-                    },
-                    control: crate::stats::Proportion {
-                        events: control / 100,
-                        trials: control,
-                    },
-                }],
+                stages: vec![rate(treatment, control)],
             }],
             ..Observations::default()
         }
+    }
+
+    /// A ramp with one `errors` guard over `stages`.
+    fn with_stages(stages: &str) -> Ramp {
+        serde_yaml_ng::from_str(&format!(
+            "{{stages: {stages}, min_stage_duration: 10m, guards: [{{metric: errors, \
+             category: stability, kind: rate, better: lower, tolerance: 0.01, min_samples: 100}}]}}"
+        ))
+        .unwrap()
     }
 
     fn block(control: &str) -> Ramp {
@@ -1799,11 +1813,7 @@ mod tests {
 
     #[test]
     fn stages_edited_during_a_ramp_do_not_re_judge_a_stage_that_ran() {
-        let ramp: Ramp = serde_yaml_ng::from_str(
-            "{stages: [1, 5, 50], min_stage_duration: 10m, guards: [{metric: errors, \
-             category: stability, kind: rate, better: lower, tolerance: 0.01, min_samples: 100}]}",
-        )
-        .unwrap();
+        let ramp: Ramp = with_stages("[1, 5, 50]");
         let started = start(&ramp, &new(&ramp, &Settings::default(), 1), 0)
             .unwrap()
             .state;
@@ -1813,21 +1823,7 @@ mod tests {
         assert!((second.srm_shares[1].unwrap() - 0.05).abs() < 1e-12);
         // The first stage ran at 1%: 1,000 to 99,000 was its ratio. Written as 2% now, the
         // block would hold those counts to 1 : 49.
-        let edited: Ramp = serde_yaml_ng::from_str(
-            "{stages: [2, 5, 50], min_stage_duration: 10m, guards: [{metric: errors, \
-             category: stability, kind: rate, better: lower, tolerance: 0.01, min_samples: 100}]}",
-        )
-        .unwrap();
-        let rate = |treatment: u64, control: u64| StageData::Rate {
-            treatment: crate::stats::Proportion {
-                events: treatment / 100,
-                trials: treatment,
-            },
-            control: crate::stats::Proportion {
-                events: control / 100,
-                trials: control,
-            },
-        };
+        let edited: Ramp = with_stages("[2, 5, 50]");
         let data = Observations {
             generation: 1,
             guards: vec![GuardObservations {
@@ -1845,22 +1841,14 @@ mod tests {
 
     #[test]
     fn the_stages_a_generation_started_with_share_its_alpha() {
-        let short: Ramp = serde_yaml_ng::from_str(
-            "{stages: [1, 100], min_stage_duration: 10m, guards: [{metric: errors, \
-             category: stability, kind: rate, better: lower, tolerance: 0.01, min_samples: 100}]}",
-        )
-        .unwrap();
+        let short: Ramp = with_stages("[1, 100]");
         let started = start(&short, &new(&short, &Settings::default(), 1), 0)
             .unwrap()
             .state;
         assert_eq!(started.srm_stages, Some(1));
         // Three stages with cohorts added during the generation: the first stage keeps the
         // alpha it was given, and each added stage adds its own share once it begins.
-        let long: Ramp = serde_yaml_ng::from_str(
-            "{stages: [1, 5, 25, 50, 100], min_stage_duration: 10m, guards: [{metric: errors, \
-             category: stability, kind: rate, better: lower, tolerance: 0.01, min_samples: 100}]}",
-        )
-        .unwrap();
+        let long: Ramp = with_stages("[1, 5, 25, 50, 100]");
         let data = first_stage(1_000, 99_000);
         let first = step(&long, &started, &data, 60).state;
         let threshold = first.srm.as_ref().expect("checked").evidence.threshold;

@@ -26,6 +26,19 @@ flags:
         - {metric: errors, category: stability, kind: rate, better: lower, tolerance: 0.02, min_samples: 100}
 "#;
 
+/// A server ticking every second with [`A_A_AT_20`]'s ramp started and past its warm-up,
+/// and an app's client key.
+async fn a_a_ramp_started() -> (Server, crate::harness::Key) {
+    let server = Server::start_with(&[("RIPCORD_RAMP_TICK", "1s")], A_A_AT_20).await;
+    let client = server.create_key("app", "client", Some("default")).await;
+    server
+        .admin_post(&format!("{RAMP}/start"), json!({}))
+        .await
+        .expect_status(200);
+    past_warm_up(&server).await;
+    (server, client)
+}
+
 /// The cohort and stage the unit `name` is served, as its app learns them when it phones home.
 async fn served(server: &Server, key: &str, name: &str) -> (String, Value) {
     let answer = server
@@ -42,13 +55,7 @@ async fn served(server: &Server, key: &str, name: &str) -> (String, Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_a_a_ramp_whose_treatment_drops_a_fifth_of_its_reports_pauses_and_never_completes() {
-    let server = Server::start_with(&[("RIPCORD_RAMP_TICK", "1s")], A_A_AT_20).await;
-    let client = server.create_key("app", "client", Some("default")).await;
-    server
-        .admin_post(&format!("{RAMP}/start"), json!({}))
-        .await
-        .expect_status(200);
-    past_warm_up(&server).await;
+    let (server, client) = a_a_ramp_started().await;
 
     // Every unit phones home and reports one observation tagged with what it was served,
     // with the same 1% error rate in both cohorts; but a fifth of the treatment's reports
@@ -147,13 +154,7 @@ async fn an_a_a_ramp_whose_treatment_drops_a_fifth_of_its_reports_pauses_and_nev
 /// which is what the bands split, it is exactly its share, and the ramp goes on.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_a_a_ramp_on_long_sessions_is_judged_on_its_units_and_does_not_pause() {
-    let server = Server::start_with(&[("RIPCORD_RAMP_TICK", "1s")], A_A_AT_20).await;
-    let client = server.create_key("app", "client", Some("default")).await;
-    server
-        .admin_post(&format!("{RAMP}/start"), json!({}))
-        .await
-        .expect_status(200);
-    past_warm_up(&server).await;
+    let (server, client) = a_a_ramp_started().await;
 
     // Every unit evaluates the flag once and then reports 30 windows of `errors`; one
     // treatment unit in ten is a long session of 130 windows.
@@ -240,13 +241,7 @@ async fn an_a_a_ramp_on_long_sessions_is_judged_on_its_units_and_does_not_pause(
 /// missing units report.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_ramp_whose_counts_lean_towards_a_mismatch_waits_until_they_agree() {
-    let server = Server::start_with(&[("RIPCORD_RAMP_TICK", "1s")], A_A_AT_20).await;
-    let client = server.create_key("app", "client", Some("default")).await;
-    server
-        .admin_post(&format!("{RAMP}/start"), json!({}))
-        .await
-        .expect_status(200);
-    past_warm_up(&server).await;
+    let (server, client) = a_a_ramp_started().await;
 
     let report = |name: &str, cohort: &str, stage: &Value, unit: u32| {
         json!({

@@ -39,6 +39,19 @@ async fn a_a_ramp_started() -> (Server, crate::harness::Key) {
     (server, client)
 }
 
+/// The one `errors` observation of unit number `unit` (named `name`), tagged as it was
+/// served: one unit in a hundred has an error, in either cohort.
+fn errors_report(name: &str, cohort: &str, stage: &Value, unit: u32) -> Value {
+    json!({
+        "flag": "new-checkout",
+        "metric": "errors",
+        "value": u8::from(unit % 100 == 0),
+        "cohort": cohort,
+        "stage": stage,
+        "unit": name,
+    })
+}
+
 /// The cohort and stage the unit `name` is served, as its app learns them when it phones home.
 async fn served(server: &Server, key: &str, name: &str) -> (String, Value) {
     let answer = server
@@ -73,14 +86,7 @@ async fn an_a_a_ramp_whose_treatment_drops_a_fifth_of_its_reports_pauses_and_nev
                 continue;
             }
         }
-        observations.push(json!({
-            "flag": "new-checkout",
-            "metric": "errors",
-            "value": u8::from(unit % 100 == 0),
-            "cohort": cohort,
-            "stage": stage,
-            "unit": name,
-        }));
+        observations.push(errors_report(&name, cohort, &stage, unit));
     }
     assert!((450..=750).contains(&treated), "{treated} of 3000 treated");
     let answer = server.report(&client.token, &observations).await;
@@ -243,21 +249,11 @@ async fn an_a_a_ramp_on_long_sessions_is_judged_on_its_units_and_does_not_pause(
 async fn a_ramp_whose_counts_lean_towards_a_mismatch_waits_until_they_agree() {
     let (server, client) = a_a_ramp_started().await;
 
-    let report = |name: &str, cohort: &str, stage: &Value, unit: u32| {
-        json!({
-            "flag": "new-checkout",
-            "metric": "errors",
-            "value": u8::from(unit % 100 == 0),
-            "cohort": cohort,
-            "stage": stage,
-            "unit": name,
-        })
-    };
     let (mut treatment, mut control) = (Vec::new(), Vec::new());
     for unit in 0..3000u32 {
         let name = format!("unit-{unit}");
         let (cohort, stage) = served(&server, &client.token, &name).await;
-        let observation = report(&name, &cohort, &stage, unit);
+        let observation = errors_report(&name, &cohort, &stage, unit);
         if cohort == "treatment" {
             treatment.push(observation);
         } else {

@@ -865,8 +865,7 @@ pub fn step(ramp: &Ramp, state: &RampState, observations: &Observations<'_>, now
     let silence = silence(&plan, &mut next, observations, stage_start, now);
     let SrmLook { report, leaning } = check_srm(ramp, &mut next, observations);
     let mismatch = report.filter(|report| report.evidence.verdict == SrmVerdict::Mismatch);
-    // With `warn` the person chose not to let the check stop the ramp; at a stage without
-    // cohorts there is nothing left to count that could settle the doubt.
+    // With `warn` the person chose not to let the check stop the ramp.
     let leaning = leaning.filter(|_| ramp.on_srm() != OnSrm::Warn);
     // Said once per generation, whatever else this look decides.
     let alert = match (&mismatch, ramp.on_srm()) {
@@ -1197,12 +1196,11 @@ fn check_srm(ramp: &Ramp, next: &mut RampState, observations: &Observations<'_>)
         })
         .collect();
     // S: the stages with cohorts the schedule had when the generation started, each judged
-    // on its own; a stage added since counts once it begins.
-    let scheduled = match next.srm_stages {
-        Some(stages) => stages,
-        // A ramp stored before S was recorded: the block's stages.
-        None => schedule_stages(ramp, band),
-    };
+    // on its own; stages begun beyond it raise it. A ramp stored before S was recorded takes
+    // the block's at its first look and keeps it.
+    let scheduled = *next
+        .srm_stages
+        .get_or_insert_with(|| schedule_stages(ramp, band));
     let begun = u32::try_from(shares.iter().flatten().count()).unwrap_or(u32::MAX);
     let stages = scheduled.max(begun).max(1);
     let stages_of = |counts: &mut dyn Iterator<Item = (u64, u64)>| -> Vec<SrmStage> {
@@ -1861,6 +1859,19 @@ mod tests {
             .evidence
             .threshold;
         assert!((threshold - 200f64.ln()).abs() < 1e-12, "{threshold}");
+
+        // A ramp stored before S was recorded takes the block's at its first look, and keeps it.
+        let mut stored = started.clone();
+        stored.srm_stages = None;
+        let looked = step(&short, &stored, &data, 60).state;
+        assert_eq!(looked.srm_stages, Some(1));
+        let threshold = step(&long, &looked, &data, 120)
+            .state
+            .srm
+            .expect("checked")
+            .evidence
+            .threshold;
+        assert!((threshold - 100f64.ln()).abs() < 1e-12, "{threshold}");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! metric's name, the regression, the kill and its reach) and as an incident reached from
 //! the Incidents list; and a ramp started, paused and resumed with the section's buttons,
 //! each confirmed in a dialog, advancing refused without a reason, and what it waits for
-//! and its sample ratio said in words.
+//! and its sample ratio said in words; and a ramp held because its cohorts' counts lean
+//! towards a sample-ratio mismatch, said so in the flags list and on the flag page.
 
 use std::time::Duration;
 
@@ -400,6 +401,66 @@ async fn the_ramp_buttons_start_pause_resume_advance_and_abort_a_ramp_and_advanc
             })?;
         }
         Ok(())
+    })
+    .await;
+}
+
+/// A ramp whose guards pass but whose cohorts' counts lean towards a sample-ratio mismatch
+/// says so in the flags list's badge and on the flag page.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ramp_held_on_doubtful_counts_says_so_in_the_list_and_on_the_flag_page() {
+    with_browser(|client| async move {
+        let leaning = crate::srm::a_ramp_with_leaning_counts().await;
+        let server = &leaning.server;
+        sign_in(server, &client).await?;
+        client
+            .goto(&server.url("/admin#/flags"))
+            .await
+            .map_err(fail("opening the flags list"))?;
+        let row = wait_text(
+            &client,
+            "//table//tr[th/a[normalize-space()='new-checkout']]",
+            Duration::from_secs(15),
+            |text| text.contains("in doubt"),
+        )
+        .await?;
+        check(
+            row.contains("Ramping: stage 1 of 3 · 20% · cohorts' counts in doubt"),
+            || format!("the row reads {row:?}"),
+        )?;
+        client
+            .goto(&server.url("/admin#/flags/new-checkout"))
+            .await
+            .map_err(fail("opening the flag page"))?;
+        let hold = wait_text(
+            &client,
+            &format!("{SECTION}//p[contains(@class, 'hold')]"),
+            Duration::from_secs(8),
+            |text| text.contains("sample-ratio mismatch"),
+        )
+        .await?;
+        check(
+            hold.starts_with(
+                "Every guard passes, but the cohorts' counts lean towards a sample-ratio mismatch",
+            ),
+            || format!("the hold reads {hold:?}"),
+        )?;
+        let ratio = wait_text(
+            &client,
+            &format!("{SECTION}//p[contains(@class, 'srm')]"),
+            Duration::from_secs(8),
+            |text| text.starts_with("Sample ratio"),
+        )
+        .await?;
+        let treated = format!("So far: {} treatment and ", leaning.sent);
+        check(
+            ratio
+                .starts_with("Sample ratio in doubt: this stage's counts lean towards a mismatch.")
+                && ratio.contains(&treated),
+            || format!("the sample ratio reads {ratio:?}"),
+        )?;
+        let shown = status(server).await;
+        check(shown["hold"] == "sample_ratio", || format!("{shown:#}"))
     })
     .await;
 }

@@ -242,13 +242,22 @@ async fn an_a_a_ramp_on_long_sessions_is_judged_on_its_units_and_does_not_pause(
     );
 }
 
-/// A ramp whose treatment units come in short of their band, not yet far enough to prove a
-/// mismatch: its guards pass, but it waits at its stage, saying why, and goes on once the
-/// missing units report.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_ramp_whose_counts_lean_towards_a_mismatch_waits_until_they_agree() {
-    let (server, client) = a_a_ramp_started().await;
+/// A started [`A_A_AT_20`] ramp whose treatment units came in short of their band: far
+/// enough that the counts favour a mismatch, far short of proving one.
+pub(crate) struct Leaning {
+    pub server: Server,
+    pub client: crate::harness::Key,
+    /// The treatment units that reported.
+    pub sent: usize,
+    /// The treatment units' reports held back.
+    pub held_back: Vec<Value>,
+}
 
+/// Every one of 3,000 units phones home; all report but as few treatment units as make
+/// the counts lean (ln BF above 0.5 at the bands' 1 : 4, below 2, where ln(2/0.01), two
+/// stages with cohorts, would prove a mismatch).
+pub(crate) async fn a_ramp_with_leaning_counts() -> Leaning {
+    let (server, client) = a_a_ramp_started().await;
     let (mut treatment, mut control) = (Vec::new(), Vec::new());
     for unit in 0..3000u32 {
         let name = format!("unit-{unit}");
@@ -260,9 +269,6 @@ async fn a_ramp_whose_counts_lean_towards_a_mismatch_waits_until_they_agree() {
             control.push(observation);
         }
     }
-    // Hold back as few treatment units as make the counts favour a mismatch (ln BF above
-    // 0.5 at the bands' 1 : 4), far short of proving one (ln(2/0.01): two stages with
-    // cohorts).
     let lean = |treated: usize| {
         ripcord_engine::stats::srm_log_bayes_factor(&ripcord_engine::stats::SrmStage {
             treatment: treated as u64,
@@ -286,6 +292,25 @@ async fn a_ramp_whose_counts_lean_towards_a_mismatch_waits_until_they_agree() {
     let first: Vec<Value> = control.iter().chain(&treatment).cloned().collect();
     let answer = server.report(&client.token, &first).await;
     assert_eq!(answer["accepted"], json!(first.len()), "{answer}");
+    Leaning {
+        server,
+        client,
+        sent,
+        held_back,
+    }
+}
+
+/// A ramp whose treatment units come in short of their band, not yet far enough to prove a
+/// mismatch: its guards pass, but it waits at its stage, saying why, and goes on once the
+/// missing units report.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ramp_whose_counts_lean_towards_a_mismatch_waits_until_they_agree() {
+    let Leaning {
+        server,
+        client,
+        sent,
+        held_back,
+    } = a_ramp_with_leaning_counts().await;
 
     // min_stage_duration is 2 s: by 5 s the ramp would have advanced on its guards alone.
     tokio::time::sleep(Duration::from_secs(5)).await;

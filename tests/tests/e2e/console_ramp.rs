@@ -68,6 +68,16 @@ async fn past_warm_up(server: &Server) {
     }
 }
 
+/// The ramp section's paragraph of class `class` (`hold`, `srm`), once `done` accepts it.
+async fn section_words(
+    client: &Client,
+    class: &str,
+    done: impl Fn(&str) -> bool,
+) -> Result<String, String> {
+    let path = format!("{SECTION}//p[contains(@class, '{class}')]");
+    wait_text(client, &path, Duration::from_secs(8), done).await
+}
+
 /// A failure of the test as a message, so that the browser is closed before it is reported.
 fn check(holds: bool, message: impl FnOnce() -> String) -> Result<(), String> {
     if holds {
@@ -276,12 +286,9 @@ async fn the_ramp_buttons_start_pause_resume_advance_and_abort_a_ramp_and_advanc
         let app = server.create_key("app", "client", Some("default")).await;
         past_warm_up(&server).await;
         post_errors(&server, &app.token, 100, [1, 1]).await;
-        let hold = wait_text(
-            &client,
-            &format!("{SECTION}//p[contains(@class, 'hold')]"),
-            Duration::from_secs(8),
-            |text| text.ends_with("at the current rate."),
-        )
+        let hold = section_words(&client, "hold", |text| {
+            text.ends_with("at the current rate.")
+        })
         .await?;
         check(
             hold.contains("Waiting for ") && hold.contains(" more observations, "),
@@ -299,13 +306,7 @@ async fn the_ramp_buttons_start_pause_resume_advance_and_abort_a_ramp_and_advanc
             || format!("the control reads {described:?}"),
         )?;
         // And whether the cohorts report in the ratio their bands imply (equal here).
-        let ratio = wait_text(
-            &client,
-            &format!("{SECTION}//p[contains(@class, 'srm')]"),
-            Duration::from_secs(8),
-            |text| text.starts_with("Sample ratio"),
-        )
-        .await?;
+        let ratio = section_words(&client, "srm", |text| text.starts_with("Sample ratio")).await?;
         check(
             ratio.starts_with(
                 "Sample ratio as expected: 100 treatment and 100 control distinct units",
@@ -432,12 +433,9 @@ async fn a_ramp_held_on_doubtful_counts_says_so_in_the_list_and_on_the_flag_page
             .goto(&server.url("/admin#/flags/new-checkout"))
             .await
             .map_err(fail("opening the flag page"))?;
-        let hold = wait_text(
-            &client,
-            &format!("{SECTION}//p[contains(@class, 'hold')]"),
-            Duration::from_secs(8),
-            |text| text.contains("sample-ratio mismatch"),
-        )
+        let hold = section_words(&client, "hold", |text| {
+            text.contains("sample-ratio mismatch")
+        })
         .await?;
         check(
             hold.starts_with(
@@ -445,13 +443,7 @@ async fn a_ramp_held_on_doubtful_counts_says_so_in_the_list_and_on_the_flag_page
             ),
             || format!("the hold reads {hold:?}"),
         )?;
-        let ratio = wait_text(
-            &client,
-            &format!("{SECTION}//p[contains(@class, 'srm')]"),
-            Duration::from_secs(8),
-            |text| text.starts_with("Sample ratio"),
-        )
-        .await?;
+        let ratio = section_words(&client, "srm", |text| text.starts_with("Sample ratio")).await?;
         let treated = format!("So far: {} treatment and ", leaning.sent);
         check(
             ratio

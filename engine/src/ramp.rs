@@ -496,10 +496,9 @@ impl Plan {
     /// Whether `stage` puts anyone in a cohort: a stage at 100%, or one whose control band
     /// is empty, has no one to compare and so no observations to expect.
     fn has_cohorts(&self, stage: Stage) -> bool {
-        self.percentage(stage).is_some_and(|percentage| {
-            let (treatment, control) = arm_shares(percentage, self.control);
-            treatment > 0.0 && control > 0.0
-        })
+        self.percentage(stage)
+            .and_then(|percentage| cohort_share(percentage, self.control))
+            .is_some()
     }
 
     /// The percentage of `stage`, if the ramp has it.

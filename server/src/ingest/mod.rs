@@ -460,21 +460,15 @@ impl Ingest {
                 },
                 counts: sum.into_counts(),
             })
-            .chain(
-                units
-                    .into_iter()
-                    .map(|((flag, cohort), (active, seen))| Aggregate {
-                        key: AggregateKey {
-                            environment: environment.to_string(),
-                            flag: flag.to_string(),
-                            generation: active.generation,
-                            stage: active.stage,
-                            cohort,
-                            metric: String::new(),
-                        },
-                        counts: AggregateCounts::UnitsSeen(seen),
-                    }),
-            )
+            .chain(units.into_iter().map(|((flag, cohort), (active, seen))| {
+                Aggregate::units_seen(
+                    environment,
+                    flag,
+                    active.generation,
+                    (active.stage, cohort),
+                    seen,
+                )
+            }))
             .collect();
         (batch, answer)
     }

@@ -510,39 +510,6 @@ async fn the_event_stream_follows_changes_and_ramps_and_resumes() {
     assert_eq!(chunk, b": heartbeat\n\n");
 }
 
-/// Posts `per_cohort` observations per cohort at stage 0, `events` of them errors.
-async fn post_errors(server: &Server, key: &str, per_cohort: u64, events: [u64; 2]) {
-    let observations: Vec<Value> = ["treatment", "control"]
-        .into_iter()
-        .zip(events)
-        .flat_map(|(cohort, events)| {
-            (0..per_cohort).map(move |index| {
-                json!({
-                    "flag": "new-checkout", "metric": "errors", "value": u64::from(index < events),
-                    "cohort": cohort, "stage": 0, "unit": format!("{cohort}-{index}"),
-                })
-            })
-        })
-        .collect();
-    let answer = server
-        .call(
-            Method::POST,
-            "/api/v1/metrics",
-            Some(key),
-            Body::Json(json!({"observations": observations})),
-        )
-        .await
-        .expect_status(200)
-        .json();
-    assert_eq!(
-        answer["accepted"],
-        json!(2 * per_cohort),
-        "first rejection: {}; the ramp: {}",
-        answer["rejected"][0],
-        server.admin_get(RAMP).await.text()
-    );
-}
-
 const HISTORY: &str = "/api/v1/environments/default/flags/new-checkout/ramp/history";
 
 /// Polls the history until `done` holds, for at most 20 seconds.
@@ -595,7 +562,7 @@ async fn a_ramp_s_look_history_keeps_each_guard_s_evidence_across_a_restart() {
     let mut stream = Stream::open(&server, crate::harness::ADMIN_KEY, None)
         .await
         .unwrap();
-    post_errors(&server, &client.token, 1000, [300, 10]).await;
+    crate::ramps::post_errors(&server, &client.token, 0, 1000, [300, 10]).await;
     let killed = history_until(&server, |looks| {
         looks.last().is_some_and(|look| look["status"] == "killed")
     })

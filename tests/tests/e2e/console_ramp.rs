@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::browser::{
     button, click, fail, find, read, screenshot, sign_in, wait_text, with_browser,
 };
-use crate::harness::{Body, Server};
+use crate::harness::Server;
 use crate::ramps::RAMPED;
 
 const RAMP: &str = "/api/v1/environments/default/flags/new-checkout/ramp";
@@ -87,33 +87,6 @@ fn check(holds: bool, message: impl FnOnce() -> String) -> Result<(), String> {
     }
 }
 
-/// Posts `per_cohort` error observations per cohort of stage 0, `events` of them errors.
-async fn post_errors(server: &Server, key: &str, per_cohort: u64, events: [u64; 2]) {
-    let observations: Vec<Value> = ["treatment", "control"]
-        .into_iter()
-        .zip(events)
-        .flat_map(|(cohort, events)| {
-            (0..per_cohort).map(move |index| {
-                json!({
-                    "flag": "new-checkout", "metric": "errors", "value": u64::from(index < events),
-                    "cohort": cohort, "stage": 0, "unit": format!("{cohort}-{index}"),
-                })
-            })
-        })
-        .collect();
-    let answer = server
-        .call(
-            reqwest::Method::POST,
-            "/api/v1/metrics",
-            Some(key),
-            Body::Json(json!({ "observations": observations })),
-        )
-        .await
-        .expect_status(200)
-        .json();
-    assert_eq!(answer["accepted"], json!(2 * per_cohort), "{answer}");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_ramp_killed_by_its_guard_shows_on_the_flag_page_and_as_an_incident() {
     with_browser(|client| async move {
@@ -156,7 +129,7 @@ async fn a_ramp_killed_by_its_guard_shows_on_the_flag_page_and_as_an_incident() 
 
         past_warm_up(&server).await;
         // 30% errors in treatment against 1% in control, far past the 2-point tolerance.
-        post_errors(&server, &app.token, 1000, [300, 10]).await;
+        crate::ramps::post_errors(&server, &app.token, 0, 1000, [300, 10]).await;
         wait_text(&client, &state_path(), Duration::from_secs(8), |text| {
             text == "Killed"
         })
@@ -285,7 +258,7 @@ async fn the_ramp_buttons_start_pause_resume_advance_and_abort_a_ramp_and_advanc
         // take at the rate they arrive.
         let app = server.create_key("app", "client", Some("default")).await;
         past_warm_up(&server).await;
-        post_errors(&server, &app.token, 100, [1, 1]).await;
+        crate::ramps::post_errors(&server, &app.token, 0, 100, [1, 1]).await;
         let hold = section_words(&client, "hold", |text| {
             text.ends_with("at the current rate.")
         })

@@ -137,7 +137,13 @@ pub(crate) fn error_observations(
 
 /// Posts `per_cohort` observations per cohort with the given number of events, as a client
 /// key, in one batch: the controller then never sees one cohort of a stage without the other.
-async fn post_errors(server: &Server, key: &str, stage: u64, per_cohort: u64, events: [u64; 2]) {
+pub(crate) async fn post_errors(
+    server: &Server,
+    key: &str,
+    stage: u64,
+    per_cohort: u64,
+    events: [u64; 2],
+) {
     post_errors_from(server, key, "", stage, per_cohort, events).await;
 }
 

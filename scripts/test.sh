@@ -8,6 +8,9 @@
 # missing (as root on Debian), and the console's packages with `npm ci`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The stream tests hold hundreds of connections open at once, each a file descriptor in the
+# test process and another in the server.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 SCHEMATHESIS_VERSION=4.32.5
 venv=target/schemathesis-venv

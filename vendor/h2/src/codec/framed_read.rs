@@ -31,6 +31,10 @@ pub struct FramedRead<T> {
     inner: InnerFramedRead<T, LengthDelimitedCodec>,
 
     decoder: FrameDecoder,
+
+    /// Ripcord: where the read buffer taken from the spares began, and the room it had.
+    /// Frames are split from its front, so while both are unchanged no frame shares it.
+    taken: (usize, usize),
 }
 
 #[derive(Debug)]
@@ -66,7 +70,11 @@ enum Continuable {
 impl<T> FramedRead<T> {
     pub fn new(inner: InnerFramedRead<T, LengthDelimitedCodec>) -> FramedRead<T> {
         let decoder = FrameDecoder::new(inner.decoder().max_frame_length());
-        FramedRead { inner, decoder }
+        FramedRead {
+            inner,
+            decoder,
+            taken: (0, 0),
+        }
     }
 
     pub fn get_ref(&self) -> &T {
@@ -415,6 +423,24 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
     Ok(Some(frame))
 }
 
+impl<T> FramedRead<T> {
+    /// Ripcord: gives the emptied read buffer back unless frames decoded from it still use
+    /// its memory. Such a buffer is kept, as before, for the next read to reuse once they
+    /// are dropped, rather than replaced by a new one while the connection is busy.
+    fn give_back_read_buffer(&mut self) {
+        let taken = self.taken;
+        let buf = self.inner.read_buffer_mut();
+        let untouched = (buf.as_ptr() as usize, buf.capacity()) == taken;
+        // Asking for more room than the buffer has makes `bytes` check, without
+        // allocating, that nothing else holds its memory, and move it to the front.
+        let room = buf.capacity() + 1;
+        if untouched || buf.try_reclaim(room) {
+            let buf = std::mem::take(buf);
+            spare::give(spare::Kind::Read, buf, READ_BUFFER_CAPACITY);
+        }
+    }
+}
+
 impl<T> Stream for FramedRead<T>
 where
     T: AsyncRead + Unpin,
@@ -430,20 +456,13 @@ where
             // one holds none, so thousands of idle streams, each on a connection of its
             // own, do not each keep a page of one resident.
             if self.inner.read_buffer().capacity() == 0 {
-                *self.inner.read_buffer_mut() = spare::take(READ_BUFFER_CAPACITY);
+                let buf = spare::take(spare::Kind::Read, READ_BUFFER_CAPACITY);
+                self.taken = (buf.as_ptr() as usize, buf.capacity());
+                *self.inner.read_buffer_mut() = buf;
             }
             let polled = Pin::new(&mut self.inner).poll_next(cx);
-            // Only a buffer that no frame shares any more is given back: one that frames
-            // read from it still use is kept, as before, for the next read to reuse once
-            // they are dropped, not to be replaced by a new one while the connection is busy.
-            if polled.is_pending()
-                && self.inner.read_buffer().is_empty()
-                && self
-                    .inner
-                    .read_buffer_mut()
-                    .try_reclaim(READ_BUFFER_CAPACITY)
-            {
-                spare::give(std::mem::take(self.inner.read_buffer_mut()));
+            if polled.is_pending() && self.inner.read_buffer().is_empty() {
+                self.give_back_read_buffer();
             }
             let bytes = match ready!(polled) {
                 Some(Ok(bytes)) => bytes,

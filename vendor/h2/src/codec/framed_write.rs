@@ -231,7 +231,8 @@ where
     fn release_buffer(&mut self) {
         if self.next.is_none() && self.buf.get_ref().is_empty() && self.buf.get_ref().capacity() > 0
         {
-            spare::give(std::mem::take(self.buf.get_mut()));
+            let buf = std::mem::take(self.buf.get_mut());
+            spare::give(spare::Kind::Write, buf, DEFAULT_BUFFER_CAPACITY);
             self.buf.set_position(0);
         }
     }
@@ -240,7 +241,7 @@ where
         // Ensure that we have enough capacity to accept the write.
         assert!(self.has_capacity());
         if self.buf.get_ref().capacity() == 0 {
-            *self.buf.get_mut() = spare::take(DEFAULT_BUFFER_CAPACITY);
+            *self.buf.get_mut() = spare::take(spare::Kind::Write, DEFAULT_BUFFER_CAPACITY);
             self.buf.set_position(0);
         }
         let span = tracing::trace_span!("FramedWrite::buffer", frame = ?item);

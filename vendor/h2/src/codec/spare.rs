@@ -4,47 +4,59 @@
 //! that an idle connection holds none. A busy connection empties them many times a second;
 //! a handful of spares on each thread lets it take one back without going to the allocator
 //! (for a block this size glibc's malloc first consolidates its small free lists, which
-//! showed as 3% of a busy gRPC server's time), while the memory they hold stays bounded by
-//! the number of threads, not of connections.
+//! showed as 3% of a busy gRPC server's time). Read and write buffers are kept apart, so
+//! that each is handed a buffer of its own size. What the spares hold is bounded per
+//! thread: at most `SPARES` buffers of each kind, none larger than `LARGEST`.
 
 use bytes::BytesMut;
 use std::cell::RefCell;
 
-/// Buffers kept per thread.
+/// Buffers of each kind kept per thread.
 const SPARES: usize = 8;
 
-/// Smaller buffers are not worth keeping: every buffer taken is at least this large.
-const SMALLEST: usize = 8 * 1024;
+/// A buffer that grew past this (for an unusually large frame) is freed, not kept.
+const LARGEST: usize = 64 * 1024;
+
+/// Which buffers a spare is for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Kind {
+    Read,
+    Write,
+}
 
 thread_local! {
-    static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    static READ: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    static WRITE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
 }
 
-/// An empty buffer with room for at least `capacity` bytes: one of this thread's spares if
-/// one is large enough, or a new one.
-pub(crate) fn take(capacity: usize) -> BytesMut {
-    SPARE
-        .try_with(|spare| {
-            let mut spare = spare.borrow_mut();
-            let found = spare.iter().rposition(|buf| buf.capacity() >= capacity);
-            found.map(|index| spare.swap_remove(index))
-        })
-        .ok()
+fn with_spares<R>(kind: Kind, f: impl FnOnce(&mut Vec<BytesMut>) -> R) -> Option<R> {
+    let pool = match kind {
+        Kind::Read => &READ,
+        Kind::Write => &WRITE,
+    };
+    // During the thread's teardown the spares may be gone: then nothing is kept.
+    pool.try_with(|spares| f(&mut spares.borrow_mut())).ok()
+}
+
+/// An empty buffer with room for at least `capacity` bytes: one of this thread's spares of
+/// that kind if there is one, or a new one.
+pub(crate) fn take(kind: Kind, capacity: usize) -> BytesMut {
+    with_spares(kind, |spares| spares.pop())
         .flatten()
-        .unwrap_or_else(|| BytesMut::with_capacity(capacity.max(SMALLEST)))
+        .filter(|buf| buf.capacity() >= capacity)
+        .unwrap_or_else(|| BytesMut::with_capacity(capacity))
 }
 
-/// Keeps an emptied buffer for a later `take` on this thread, or frees it when the thread
-/// already keeps enough of them. The caller has made sure nothing else shares it.
-pub(crate) fn give(mut buf: BytesMut) {
+/// Keeps an emptied buffer for a later `take` of that kind on this thread, or frees it. The
+/// caller has made sure that nothing else shares its memory.
+pub(crate) fn give(kind: Kind, mut buf: BytesMut, smallest: usize) {
     buf.clear();
-    if buf.capacity() < SMALLEST {
+    if buf.capacity() < smallest || buf.capacity() > LARGEST {
         return;
     }
-    let _ = SPARE.try_with(|spare| {
-        let mut spare = spare.borrow_mut();
-        if spare.len() < SPARES {
-            spare.push(buf);
+    with_spares(kind, |spares| {
+        if spares.len() < SPARES {
+            spares.push(buf);
         }
     });
 }

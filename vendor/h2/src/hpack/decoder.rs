@@ -161,7 +161,8 @@ impl Decoder {
             // Ripcord: no preallocated block. Decoded strings (and the table entries made
             // of them) share the allocation they were decoded into, so one 4 KiB block
             // stayed alive, a page of it resident, for as long as any entry did: for an
-            // idle connection, its whole life. Each string now gets an allocation its size.
+            // idle connection, its whole life. A string is now decoded into an allocation
+            // sized for it (its coded length × 8/5), whose slack the next strings use.
             buffer: BytesMut::new(),
         }
     }

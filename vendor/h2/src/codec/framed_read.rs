@@ -424,18 +424,18 @@ fn decode_frame(decoder: &mut FrameDecoder, mut bytes: BytesMut) -> Result<Optio
 }
 
 impl<T> FramedRead<T> {
-    /// Ripcord: gives the emptied read buffer back unless frames decoded from it still use
-    /// its memory. Such a buffer is kept, as before, for the next read to reuse once they
-    /// are dropped, rather than replaced by a new one while the connection is busy.
+    /// Ripcord: lets go of the emptied read buffer, so that a connection waiting for bytes
+    /// holds none. It goes to the spares when nothing else holds its memory; otherwise the
+    /// frames decoded from it free it when they are dropped.
     fn give_back_read_buffer(&mut self) {
         let taken = self.taken;
-        let buf = self.inner.read_buffer_mut();
+        let mut buf = std::mem::take(self.inner.read_buffer_mut());
         let untouched = (buf.as_ptr() as usize, buf.capacity()) == taken;
         // Asking for more room than the buffer has makes `bytes` check, without
-        // allocating, that nothing else holds its memory, and move it to the front.
+        // allocating, that nothing else holds its memory; when nothing does, the buffer
+        // is given all of it again.
         let room = buf.capacity() + 1;
         if untouched || buf.try_reclaim(room) {
-            let buf = std::mem::take(buf);
             spare::give(spare::Kind::Read, buf, READ_BUFFER_CAPACITY);
         }
     }

@@ -4,7 +4,7 @@
 # many streams at once.
 #
 # For each ruleset size and each kind of stream (SDK server-sent events, OFREP events,
-# gRPC Watch) a fresh release server gets `idle` streams, each on its own loopback
+# gRPC Watch, flagd's EventStream) a fresh release server gets `idle` streams, each on its own loopback
 # connection; the tool reports the server's resident memory before and after they have
 # read their opening. With 200 flags, two more measurements split what a Watch on its own
 # connection costs: Watch streams sharing connections (100 to a connection, opened before
@@ -57,6 +57,7 @@ start() { # flags
   rm -rf "$work/data"
   python3 scripts/gen-flags.py "$1" >"$work/flags.json"
   RIPCORD_ADMIN_KEY="$admin_key" RIPCORD_BOOTSTRAP="$work/flags.json" RIPCORD_LOG=warn \
+    RIPCORD_FLAGD_ENVIRONMENT=default \
     RIPCORD_HTTP_ADDR="127.0.0.1:$port" RIPCORD_GRPC_ADDR="127.0.0.1:$grpc_port" \
     RIPCORD_DATA_DIR="$work/data" "$bin" >"$work/server.out" 2>&1 &
   server=$!
@@ -77,7 +78,7 @@ run() { # kind streams changes
 }
 
 for flags in 3 200; do
-  kinds="sse ofrep watch"
+  kinds="sse ofrep watch flagd"
   [ "$flags" = 200 ] && kinds="$kinds watch-shared grpc-connection"
   for kind in $kinds; do
     echo "== $flags flags, $idle idle $kind streams"
@@ -86,7 +87,7 @@ for flags in 3 200; do
   done
 done
 
-for kind in sse ofrep watch; do
+for kind in sse ofrep watch flagd; do
   echo "== fan-out: $fanout $kind streams, 200 flags, $changes changes"
   start 200
   run "$kind" "$fanout" "$changes"

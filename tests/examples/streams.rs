@@ -5,7 +5,9 @@
 //! each one, over every delivery.
 //!
 //! Kinds: `sse` (`/api/v1/sdk/stream`, server key), `ofrep` (`/ofrep/v1/events`, the channel
-//! a client key's bulk evaluation advertises), `watch` (gRPC `Watch`, server key). Two more
+//! a client key's bulk evaluation advertises), `watch` (gRPC `Watch`, server key), `flagd`
+//! (flagd's `EventStream` on the gRPC port, server key; the server needs
+//! `RIPCORD_FLAGD_ENVIRONMENT`). Two more
 //! split what a `Watch` on a connection of its own costs, for idle measurements only (no
 //! changes): `watch-shared` opens the `Watch` streams 100 to a connection (the server's
 //! default limit), on connections opened before the first reading of memory, so the figure
@@ -24,6 +26,7 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
+use ripcord_proto::pb::flagd::evaluation::v1 as flagd_v1;
 use ripcord_proto::pb::ripcord::v1::{
     ripcord_client::RipcordClient, watch_response::Event, WatchRequest,
 };
@@ -128,6 +131,44 @@ async fn watch_on(
     }))
 }
 
+/// Follows flagd's `EventStream` on a connection of its own. Its events carry no revision:
+/// `provider_ready` counts as the opening (0) and each `configuration_change` as the next
+/// change, which is what the changes made here are.
+async fn flagd(
+    grpc: String,
+    key: String,
+    stream: usize,
+    arrivals: Arrivals,
+) -> Result<tokio::task::JoinHandle<()>, Error> {
+    let channel = tonic::transport::Endpoint::from_shared(grpc)?
+        .connect()
+        .await?;
+    let mut request = tonic::Request::new(flagd_v1::EventStreamRequest {});
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse()?);
+    let mut events = flagd_v1::service_client::ServiceClient::new(channel)
+        .event_stream(request)
+        .await?
+        .into_inner();
+    Ok(tokio::spawn(async move {
+        let mut changes = 0;
+        while let Ok(Some(event)) = events.message().await {
+            let counted = match event.r#type.as_str() {
+                "provider_ready" => Some(0),
+                "configuration_change" => {
+                    changes += 1;
+                    Some(changes)
+                }
+                _ => None,
+            };
+            if let Some(at) = counted {
+                let _ = arrivals.send((stream, at, Instant::now()));
+            }
+        }
+    }))
+}
+
 /// The OFREP event stream's URL, as a client key's bulk evaluation advertises it.
 async fn ofrep_url(client: &reqwest::Client, http: &str, key: &str) -> Result<String, Error> {
     let bulk: serde_json::Value = client
@@ -212,6 +253,7 @@ async fn main() -> Result<(), Error> {
                         sse(client, url, None, stream, arrivals).await
                     }
                     "watch" => watch(grpc, key, stream, arrivals).await,
+                    "flagd" => flagd(grpc, key, stream, arrivals).await,
                     "watch-shared" => {
                         let connection = connection.ok_or("no connection")?;
                         watch_on(connection, key, stream, arrivals).await

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use reqwest::Method;
+use ripcord_proto::pb::flagd::evaluation::v1 as flagd_v1;
 use ripcord_proto::pb::ripcord::v1::{ripcord_client::RipcordClient, WatchRequest};
 use serde_json::{json, Value};
 
@@ -16,12 +17,15 @@ const STREAMS: usize = 150;
 /// What an idle stream may cost. An event stream is about 15 KiB in a release build; one
 /// that keeps a buffer the size of its ruleset costs more than that buffer.
 const MAX_KIB_PER_STREAM: f64 = 60.0;
-/// `Watch` streams, each on a connection of its own, opened for their measurement: more
-/// than the event streams, as the bound below is closer to what they cost.
+/// `Watch` streams (and flagd `EventStream`s), each on a connection of its own, opened for
+/// their measurement: more than the event streams, as the bound below is closer to what
+/// they cost.
 const WATCHES: usize = 400;
 /// What an idle `Watch` on a connection of its own may cost: 7–11 KiB in this test's
 /// debug build, 22–26 KiB when HTTP/2 kept its read and write buffers and a block of
-/// header bytes for every connection, idle or not (vendor/README.md).
+/// header bytes for every connection, idle or not (vendor/README.md). A flagd
+/// `EventStream` costs 7–8 KiB here, 12–15 KiB with tonic's 8 KiB encoding buffer, which
+/// tests/tests/grpc_stream_idle.rs counts exactly.
 const MAX_KIB_PER_WATCH: f64 = 16.0;
 
 /// A document of 200 flags whose ruleset is about 75 KB: large, and below the 128 KiB up
@@ -43,7 +47,11 @@ fn large_document() -> Value {
 }
 
 async fn server_with_large_ruleset() -> (Server, String) {
-    let server = Server::start().await;
+    // flagd's service answers for `default`, so that its event stream can be measured too.
+    let server = Server::builder()
+        .env("RIPCORD_FLAGD_ENVIRONMENT", "default")
+        .start()
+        .await;
     server
         .call(
             Method::PUT,
@@ -202,5 +210,47 @@ async fn an_idle_watch_keeps_no_ruleset_sized_buffer_and_no_http2_buffers() {
     assert!(
         per_stream < MAX_KIB_PER_WATCH,
         "an idle Watch on a connection of its own costs {per_stream:.1} KiB"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_flagd_event_stream_keeps_no_http2_buffers() {
+    let (server, key) = server_with_large_ruleset().await;
+    let follow = || async {
+        let channel = tonic::transport::Endpoint::from_shared(server.grpc_url().to_string())
+            .expect("the gRPC URL")
+            .connect()
+            .await
+            .expect("a connection");
+        let mut request = tonic::Request::new(flagd_v1::EventStreamRequest {});
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {key}").parse().expect("a header"),
+        );
+        let mut events = flagd_v1::service_client::ServiceClient::new(channel)
+            .event_stream(request)
+            .await
+            .expect("EventStream opens")
+            .into_inner();
+        let ready = events
+            .message()
+            .await
+            .expect("an event")
+            .expect("provider_ready");
+        assert_eq!(ready.r#type, "provider_ready");
+        events
+    };
+    let _warm = follow().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(server.pid());
+    let mut streams = Vec::with_capacity(WATCHES);
+    for _ in 0..WATCHES {
+        streams.push(follow().await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let per_stream = (rss_kib(server.pid()) - before) / WATCHES as f64;
+    assert!(
+        per_stream < MAX_KIB_PER_WATCH,
+        "an idle flagd EventStream on a connection of its own costs {per_stream:.1} KiB"
     );
 }

@@ -96,16 +96,28 @@ async fn sse(
     }))
 }
 
+async fn connect(grpc: String) -> Result<tonic::transport::Channel, Error> {
+    Ok(tonic::transport::Endpoint::from_shared(grpc)?
+        .connect()
+        .await?)
+}
+
+/// A gRPC call's request, with the key.
+fn with_key<T>(message: T, key: &str) -> Result<tonic::Request<T>, Error> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse()?);
+    Ok(request)
+}
+
 async fn watch(
     grpc: String,
     key: String,
     stream: usize,
     arrivals: Arrivals,
 ) -> Result<tokio::task::JoinHandle<()>, Error> {
-    let channel = tonic::transport::Endpoint::from_shared(grpc)?
-        .connect()
-        .await?;
-    watch_on(channel, key, stream, arrivals).await
+    watch_on(connect(grpc).await?, key, stream, arrivals).await
 }
 
 async fn watch_on(
@@ -114,10 +126,7 @@ async fn watch_on(
     stream: usize,
     arrivals: Arrivals,
 ) -> Result<tokio::task::JoinHandle<()>, Error> {
-    let mut request = tonic::Request::new(WatchRequest { known_revision: 0 });
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {key}").parse()?);
+    let request = with_key(WatchRequest { known_revision: 0 }, &key)?;
     let mut watch = RipcordClient::new(channel)
         .watch(request)
         .await?
@@ -140,14 +149,8 @@ async fn flagd(
     stream: usize,
     arrivals: Arrivals,
 ) -> Result<tokio::task::JoinHandle<()>, Error> {
-    let channel = tonic::transport::Endpoint::from_shared(grpc)?
-        .connect()
-        .await?;
-    let mut request = tonic::Request::new(flagd_v1::EventStreamRequest {});
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {key}").parse()?);
-    let mut events = flagd_v1::service_client::ServiceClient::new(channel)
+    let request = with_key(flagd_v1::EventStreamRequest {}, &key)?;
+    let mut events = flagd_v1::service_client::ServiceClient::new(connect(grpc).await?)
         .event_stream(request)
         .await?
         .into_inner();
@@ -220,11 +223,7 @@ async fn main() -> Result<(), Error> {
     let mut connections = Vec::new();
     if kind == "watch-shared" {
         for _ in 0..streams.div_ceil(STREAMS_PER_CONNECTION) {
-            connections.push(
-                tonic::transport::Endpoint::from_shared(grpc.clone())?
-                    .connect()
-                    .await?,
-            );
+            connections.push(connect(grpc.clone()).await?);
         }
     }
     let before = rss_kib(pid);
@@ -259,9 +258,7 @@ async fn main() -> Result<(), Error> {
                         watch_on(connection, key, stream, arrivals).await
                     }
                     "grpc-connection" => {
-                        let connection = tonic::transport::Endpoint::from_shared(grpc)?
-                            .connect()
-                            .await?;
+                        let connection = connect(grpc).await?;
                         // Open: nothing more to read.
                         let _ = arrivals.send((stream, 0, Instant::now()));
                         Ok(tokio::spawn(async move {

@@ -146,24 +146,54 @@ fn own_connection_client() -> reqwest::Client {
         .expect("an HTTP client")
 }
 
+/// What each of `count` more idle streams costs the server, in KiB of resident memory. One
+/// stream is opened first, so that what is made once (the ruleset's encoding, the runtime's
+/// first allocations) is not counted per stream. `open` returns a stream that has read its
+/// opening; every stream is held until the memory has been read.
+async fn kib_per_idle_stream<S, F>(server: &Server, count: usize, open: impl Fn() -> F) -> f64
+where
+    F: std::future::Future<Output = S>,
+{
+    let _warm = open().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(server.pid());
+    let mut streams = Vec::with_capacity(count);
+    for _ in 0..count {
+        streams.push(open().await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (rss_kib(server.pid()) - before) / count as f64
+}
+
+/// A gRPC call's request with the key, on a connection of its own.
+async fn own_grpc_connection<T>(
+    server: &Server,
+    key: &str,
+    message: T,
+) -> (tonic::transport::Channel, tonic::Request<T>) {
+    let channel = tonic::transport::Endpoint::from_shared(server.grpc_url().to_string())
+        .expect("the gRPC URL")
+        .connect()
+        .await
+        .expect("a connection");
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {key}").parse().expect("a header"),
+    );
+    (channel, request)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_event_stream_keeps_no_ruleset_sized_buffer() {
     let (server, key) = server_with_large_ruleset().await;
     let client = own_connection_client();
-    // One stream first, so that what is made once (the ruleset's encoding, the runtime's
-    // first allocations) is not counted per stream.
-    let mut warm = Events::open(&server, &client, &key).await;
-    warm.next().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = rss_kib(server.pid());
-    let mut streams = Vec::with_capacity(STREAMS);
-    for _ in 0..STREAMS {
+    let per_stream = kib_per_idle_stream(&server, STREAMS, || async {
         let mut events = Events::open(&server, &client, &key).await;
         assert!(events.next().await.starts_with(b"event: ruleset\n"));
-        streams.push(events);
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let per_stream = (rss_kib(server.pid()) - before) / STREAMS as f64;
+        events
+    })
+    .await;
     assert!(
         per_stream < MAX_KIB_PER_STREAM,
         "an idle event stream costs {per_stream:.1} KiB"
@@ -173,17 +203,9 @@ async fn an_idle_event_stream_keeps_no_ruleset_sized_buffer() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_watch_keeps_no_ruleset_sized_buffer_and_no_http2_buffers() {
     let (server, key) = server_with_large_ruleset().await;
-    let watch = || async {
-        let channel = tonic::transport::Endpoint::from_shared(server.grpc_url().to_string())
-            .expect("the gRPC URL")
-            .connect()
-            .await
-            .expect("a connection");
-        let mut request = tonic::Request::new(WatchRequest { known_revision: 0 });
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {key}").parse().expect("a header"),
-        );
+    let per_stream = kib_per_idle_stream(&server, WATCHES, || async {
+        let watch = WatchRequest { known_revision: 0 };
+        let (channel, request) = own_grpc_connection(&server, &key, watch).await;
         let mut stream = RipcordClient::new(channel)
             .max_decoding_message_size(16 << 20)
             .watch(request)
@@ -197,16 +219,8 @@ async fn an_idle_watch_keeps_no_ruleset_sized_buffer_and_no_http2_buffers() {
             .expect("the ruleset");
         assert!(ruleset.revision > 0);
         stream
-    };
-    let _warm = watch().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = rss_kib(server.pid());
-    let mut streams = Vec::with_capacity(WATCHES);
-    for _ in 0..WATCHES {
-        streams.push(watch().await);
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let per_stream = (rss_kib(server.pid()) - before) / WATCHES as f64;
+    })
+    .await;
     assert!(
         per_stream < MAX_KIB_PER_WATCH,
         "an idle Watch on a connection of its own costs {per_stream:.1} KiB"
@@ -216,17 +230,9 @@ async fn an_idle_watch_keeps_no_ruleset_sized_buffer_and_no_http2_buffers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_flagd_event_stream_keeps_no_http2_buffers() {
     let (server, key) = server_with_large_ruleset().await;
-    let follow = || async {
-        let channel = tonic::transport::Endpoint::from_shared(server.grpc_url().to_string())
-            .expect("the gRPC URL")
-            .connect()
-            .await
-            .expect("a connection");
-        let mut request = tonic::Request::new(flagd_v1::EventStreamRequest {});
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {key}").parse().expect("a header"),
-        );
+    let per_stream = kib_per_idle_stream(&server, WATCHES, || async {
+        let follow = flagd_v1::EventStreamRequest {};
+        let (channel, request) = own_grpc_connection(&server, &key, follow).await;
         let mut events = flagd_v1::service_client::ServiceClient::new(channel)
             .event_stream(request)
             .await
@@ -239,16 +245,8 @@ async fn an_idle_flagd_event_stream_keeps_no_http2_buffers() {
             .expect("provider_ready");
         assert_eq!(ready.r#type, "provider_ready");
         events
-    };
-    let _warm = follow().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = rss_kib(server.pid());
-    let mut streams = Vec::with_capacity(WATCHES);
-    for _ in 0..WATCHES {
-        streams.push(follow().await);
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let per_stream = (rss_kib(server.pid()) - before) / WATCHES as f64;
+    })
+    .await;
     assert!(
         per_stream < MAX_KIB_PER_WATCH,
         "an idle flagd EventStream on a connection of its own costs {per_stream:.1} KiB"

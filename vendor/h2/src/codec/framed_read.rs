@@ -20,9 +20,6 @@ use tokio::io::AsyncRead;
 use tokio_util::codec::FramedRead as InnerFramedRead;
 use tokio_util::codec::{LengthDelimitedCodec, LengthDelimitedCodecError};
 
-/// What the read buffer is given when a read begins: tokio-util's own initial capacity.
-const READ_BUFFER_CAPACITY: usize = 8 * 1024;
-
 // 16 MB "sane default" taken from golang http2
 const DEFAULT_SETTINGS_MAX_HEADER_LIST_SIZE: usize = 16 << 20;
 
@@ -436,7 +433,7 @@ impl<T> FramedRead<T> {
         // is given all of it again.
         let room = buf.capacity() + 1;
         if untouched || buf.try_reclaim(room) {
-            spare::give(spare::Kind::Read, buf, READ_BUFFER_CAPACITY);
+            spare::give(spare::Kind::Read, buf);
         }
     }
 }
@@ -456,7 +453,7 @@ where
             // one holds none, so thousands of idle streams, each on a connection of its
             // own, do not each keep a page of one resident.
             if self.inner.read_buffer().capacity() == 0 {
-                let buf = spare::take(spare::Kind::Read, READ_BUFFER_CAPACITY);
+                let buf = spare::take(spare::Kind::Read);
                 self.taken = (buf.as_ptr() as usize, buf.capacity());
                 *self.inner.read_buffer_mut() = buf;
             }

@@ -66,7 +66,7 @@ enum Next<B> {
 ///
 /// The minimum MAX_FRAME_SIZE is 16kb, so always be able to send a HEADERS
 /// frame that big.
-const DEFAULT_BUFFER_CAPACITY: usize = 16 * 1_024;
+pub(super) const DEFAULT_BUFFER_CAPACITY: usize = 16 * 1_024;
 
 /// Chain payloads bigger than this when vectored I/O is enabled. The remote
 /// will never advertise a max frame size less than this (well, the spec says
@@ -232,7 +232,7 @@ where
         if self.next.is_none() && self.buf.get_ref().is_empty() && self.buf.get_ref().capacity() > 0
         {
             let buf = std::mem::take(self.buf.get_mut());
-            spare::give(spare::Kind::Write, buf, DEFAULT_BUFFER_CAPACITY);
+            spare::give(spare::Kind::Write, buf);
             self.buf.set_position(0);
         }
     }
@@ -241,7 +241,7 @@ where
         // Ensure that we have enough capacity to accept the write.
         assert!(self.has_capacity());
         if self.buf.get_ref().capacity() == 0 {
-            *self.buf.get_mut() = spare::take(spare::Kind::Write, DEFAULT_BUFFER_CAPACITY);
+            *self.buf.get_mut() = spare::take(spare::Kind::Write);
             self.buf.set_position(0);
         }
         let span = tracing::trace_span!("FramedWrite::buffer", frame = ?item);
@@ -311,12 +311,9 @@ where
                 tracing::trace!(rem = self.buf.remaining(), "encoded window_update");
             }
 
-            Frame::Priority(_) => {
-                /*
+            Frame::Priority(v) => {
                 v.encode(self.buf.get_mut());
-                tracing::trace!("encoded priority; rem={:?}", self.buf.remaining());
-                */
-                unimplemented!();
+                tracing::trace!(rem = self.buf.remaining(), "encoded priority");
             }
             Frame::Reset(v) => {
                 v.encode(self.buf.get_mut());

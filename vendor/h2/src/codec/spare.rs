@@ -24,6 +24,17 @@ pub(crate) enum Kind {
     Write,
 }
 
+impl Kind {
+    /// The room a buffer of this kind starts with, and the least a spare of it keeps: for
+    /// reads tokio-util's own initial capacity, for writes h2's.
+    fn capacity(self) -> usize {
+        match self {
+            Kind::Read => 8 * 1024,
+            Kind::Write => super::framed_write::DEFAULT_BUFFER_CAPACITY,
+        }
+    }
+}
+
 thread_local! {
     static READ: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
     static WRITE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
@@ -38,20 +49,19 @@ fn with_spares<R>(kind: Kind, f: impl FnOnce(&mut Vec<BytesMut>) -> R) -> Option
     pool.try_with(|spares| f(&mut spares.borrow_mut())).ok()
 }
 
-/// An empty buffer with room for at least `capacity` bytes: one of this thread's spares of
-/// that kind if there is one, or a new one.
-pub(crate) fn take(kind: Kind, capacity: usize) -> BytesMut {
+/// An empty buffer of this kind: one of this thread's spares if there is one, or a new one.
+/// Every spare has at least the kind's room (`give` keeps no smaller one).
+pub(crate) fn take(kind: Kind) -> BytesMut {
     with_spares(kind, |spares| spares.pop())
         .flatten()
-        .filter(|buf| buf.capacity() >= capacity)
-        .unwrap_or_else(|| BytesMut::with_capacity(capacity))
+        .unwrap_or_else(|| BytesMut::with_capacity(kind.capacity()))
 }
 
 /// Keeps an emptied buffer for a later `take` of that kind on this thread, or frees it. The
 /// caller has made sure that nothing else shares its memory.
-pub(crate) fn give(kind: Kind, mut buf: BytesMut, smallest: usize) {
+pub(crate) fn give(kind: Kind, mut buf: BytesMut) {
     buf.clear();
-    if buf.capacity() < smallest || buf.capacity() > LARGEST {
+    if buf.capacity() < kind.capacity() || buf.capacity() > LARGEST {
         return;
     }
     with_spares(kind, |spares| {

@@ -232,6 +232,13 @@ impl Context {
         Context::default()
     }
 
+    /// A context with room for `attributes` attributes before it grows.
+    pub fn with_capacity(attributes: usize) -> Context {
+        Context {
+            attributes: Attributes::with_capacity_and_hasher(attributes, Default::default()),
+        }
+    }
+
     pub fn insert(&mut self, name: impl Into<Box<str>>, value: Value) {
         self.attributes.insert(AttributeName::new(name), value);
     }

@@ -8,6 +8,9 @@ use ripcord_engine::Context;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+/// How many attributes a context is given room for before its first is read.
+const TYPICAL_ATTRIBUTES: usize = 8;
+
 /// Builds the context from its attributes, or says what is wrong with them.
 pub fn build(
     attributes: Map<String, Value>,
@@ -36,7 +39,9 @@ pub struct Builder {
 impl Builder {
     pub fn new(max_attributes: usize, max_name: usize) -> Builder {
         Builder {
-            context: Context::new(),
+            // Room for a typical context (a targeting key and a few attributes), so that
+            // reading one does not regrow the table as it fills.
+            context: Context::with_capacity(max_attributes.min(TYPICAL_ATTRIBUTES)),
             max_attributes,
             max_name,
             over: 0,

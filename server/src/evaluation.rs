@@ -144,8 +144,13 @@ impl Evaluator {
         }
     }
 
-    /// How many flags the snapshot holds: room enough for [`all`](Self::all)'s.
+    /// How many flags [`all`](Self::all) can give at most: every flag of the snapshot, or
+    /// for a key that sees only client-visible flags, those.
     pub fn flag_count(&self) -> usize {
-        self.environment.snapshot.len()
+        if crate::access::sees_all(self.scope) {
+            self.environment.snapshot.len()
+        } else {
+            self.environment.client_visible().len()
+        }
     }
 }

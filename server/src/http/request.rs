@@ -87,6 +87,9 @@ pub async fn read_body_up_to(
         limit: setting,
         message: format!("the request body is over the limit of {limit} bytes ({setting})"),
     };
+    // A body that arrives in one chunk, as an evaluation's small context does, is that
+    // chunk: copied into a buffer of its own only once a second one follows.
+    let mut first: Option<Bytes> = None;
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|error| match error {
@@ -98,12 +101,24 @@ pub async fn read_body_up_to(
             }
             error => Error::bad_request(format!("reading the request body failed: {error}"), None),
         })?;
-        if body.len() + chunk.len() > limit {
+        let held = first.as_ref().map_or(0, Bytes::len) + body.len();
+        if held + chunk.len() > limit {
             return Err(too_large());
+        }
+        if first.is_none() && body.is_empty() {
+            first = Some(chunk);
+            continue;
+        }
+        if let Some(first) = first.take() {
+            body.reserve(first.len() + chunk.len());
+            body.extend_from_slice(&first);
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body.freeze())
+    Ok(match first {
+        Some(only) => only,
+        None => body.freeze(),
+    })
 }
 
 const BODY_TIMEOUT_SETTING: &str = "RIPCORD_BODY_TIMEOUT";
@@ -199,7 +214,63 @@ pub fn reason(reason: Option<&str>) -> Result<Option<&str>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{bearer_token, reason, MAX_REASON_CHARS};
+    use super::{bearer_token, read_body_up_to, reason, MAX_REASON_CHARS};
+    use actix_web::dev::Payload;
+    use actix_web::error::PayloadError;
+    use actix_web::web::{self, Bytes};
+    use actix_web::FromRequest as _;
+
+    /// A request body that arrives in `chunks`.
+    async fn payload(chunks: &[&'static str]) -> web::Payload {
+        let chunks: Vec<Result<Bytes, PayloadError>> = chunks
+            .iter()
+            .map(|chunk| Ok(Bytes::from_static(chunk.as_bytes())))
+            .collect();
+        let stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = _>>> =
+            Box::pin(futures_util::stream::iter(chunks));
+        let (request, _) = actix_web::test::TestRequest::default().to_http_parts();
+        let mut payload = Payload::from(stream);
+        web::Payload::from_request(&request, &mut payload)
+            .await
+            .expect("a payload is always extracted")
+    }
+
+    #[actix_web::test]
+    async fn a_body_is_read_whole_in_one_chunk_or_several() {
+        for chunks in [
+            &[][..],
+            &[""],
+            &["{\"context\":{}}"],
+            &["", "{\"context\"", ":{}}"],
+            &["{\"con", "", "text\":", "{}}"],
+        ] {
+            let body = read_body_up_to(payload(chunks).await, 64, "LIMIT")
+                .await
+                .unwrap();
+            assert_eq!(body, Bytes::from(chunks.concat()), "{chunks:?}");
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_body_over_the_limit_is_refused_whether_it_came_in_one_chunk_or_several() {
+        for chunks in [
+            &["0123456789"][..],
+            &["01234", "56789"],
+            &["012345678", "9"],
+        ] {
+            let error = read_body_up_to(payload(chunks).await, 9, "LIMIT")
+                .await
+                .unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .contains("over the limit of 9 bytes (LIMIT)"),
+                "{error}"
+            );
+        }
+        let exactly = read_body_up_to(payload(&["01234", "5678"]).await, 9, "LIMIT").await;
+        assert_eq!(exactly.unwrap(), Bytes::from_static(b"012345678"));
+    }
 
     #[test]
     fn a_reason_is_trimmed_and_bounded() {

@@ -9,7 +9,10 @@
 # Each round first loads the ceiling (server/examples/ceiling.rs): a bare actix-web handler
 # on the same core that reads the same POST and answers a constant single-flag body; then
 # the same handler answering a constant body of fifty items, the size of the bulk answer,
-# which shows what of the bulk's cost is sending a larger answer. What
+# which shows what of the bulk's cost is sending a larger answer; then the floor: the same
+# handler doing the bulk evaluation's own work (context, engine, OFREP writer, ETag) and
+# nothing else, which shows what of the bulk's cost is evaluating and what is the server's
+# authentication, routing, middleware and counting around it. What
 # other tenants of the machine take moves every figure; a share of the ceiling measured in
 # the same round moves less, so the summary gives each run as a share of its round's
 # ceiling: in requests/s, and in the CPU time the process spent per request (the ceiling's
@@ -45,7 +48,8 @@ RIPCORD_ADMIN_KEY="$admin_key" RIPCORD_BOOTSTRAP="$work/flags.json" RIPCORD_LOG=
   RIPCORD_WORKERS=1 RIPCORD_HTTP_ADDR="127.0.0.1:$port" RIPCORD_DATA_DIR="$work/data" \
   taskset -c 0 target/release/ripcord >"$work/server.out" 2>&1 &
 server=$!
-taskset -c 0 target/release/examples/ceiling "127.0.0.1:$ceiling_port" >"$work/ceiling.out" 2>&1 &
+taskset -c 0 target/release/examples/ceiling "127.0.0.1:$ceiling_port" "$work/flags.json" \
+  >"$work/ceiling.out" 2>&1 &
 ceiling=$!
 for _ in $(seq 100); do curl -fs "$base/healthz" >/dev/null && break; sleep 0.1; done
 for _ in $(seq 100); do
@@ -83,6 +87,8 @@ for round in $(seq "$rounds"); do
   run ceiling "$ceiling" none "http://127.0.0.1:$ceiling_port/ofrep/v1/evaluate/flags"
   echo "== round $round: ceiling with a bulk-sized answer (fifty constant items), ${duration}s, 64 connections"
   run ceiling-bulk "$ceiling" none "http://127.0.0.1:$ceiling_port/ceiling/bulk"
+  echo "== round $round: floor (the same handler evaluating the 50 client-visible flags), ${duration}s, 64 connections"
+  run floor "$ceiling" none "http://127.0.0.1:$ceiling_port/ceiling/evaluate"
   echo "== round $round: OFREP single flag (flag-00002: two rules, 25% rollout), ${duration}s, 64 connections"
   run single "$server" "$server_key" "$base/ofrep/v1/evaluate/flags/flag-00002"
   echo "== round $round: OFREP bulk (50 client-visible flags), ${duration}s, 64 connections"
@@ -103,12 +109,14 @@ awk -v ticks="$ticks" '
     printf "round %d: ceiling %.0f/s %.1f us", round, rate, cpu
   }
   $1 == "ceiling-bulk" { bulk_ceiling_rate = rate; bulk_ceiling_cpu = cpu }
+  $1 == "floor" { floor_rate = rate; floor_cpu = cpu }
   $1 != "ceiling" {
     printf "; %s %.0f/s (%.0f%%) %.1f us (%.0f%%)", $1, rate, 100 * rate / ceiling_rate, cpu,
       100 * ceiling_cpu / cpu
   }
   $1 == "bulk" {
-    printf "; bulk as a share of ceiling-bulk: %.0f%% req/s, %.0f%% CPU\n", 100 * rate / bulk_ceiling_rate,
+    printf "; bulk as a share of ceiling-bulk: %.0f%% req/s, %.0f%% CPU", 100 * rate / bulk_ceiling_rate,
       100 * bulk_ceiling_cpu / cpu
+    printf "; of the floor: %.0f%% req/s, %.0f%% CPU\n", 100 * rate / floor_rate, 100 * floor_cpu / cpu
   }
 ' "$work/summary"

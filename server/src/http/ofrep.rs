@@ -362,7 +362,10 @@ fn write_item_head(
 }
 
 /// Writes a bulk answer as it is evaluated, byte for byte what serializing [`Bulk`] gives.
-struct BulkWriter<'p> {
+///
+/// Public for the load benchmark's floor (`server/examples/ceiling.rs`), which writes its
+/// answers with it so that the floor's cost is this writer's.
+pub struct BulkWriter<'p> {
     out: Vec<u8>,
     pieces: &'p OfrepPieces,
     first: bool,
@@ -371,9 +374,9 @@ struct BulkWriter<'p> {
 }
 
 impl<'p> BulkWriter<'p> {
-    fn new(pieces: &'p OfrepPieces, flags: usize) -> BulkWriter<'p> {
+    pub fn new(pieces: &'p OfrepPieces, flags: usize) -> BulkWriter<'p> {
         // About what a flag takes with its metadata; a little more is copied if not.
-        let mut out = Vec::with_capacity(256 + flags * 128);
+        let mut out = Vec::with_capacity(256 + flags * 160);
         out.extend_from_slice(br#"{"flags":["#);
         BulkWriter {
             out,
@@ -383,7 +386,7 @@ impl<'p> BulkWriter<'p> {
         }
     }
 
-    fn flag(&mut self, evaluated: &Evaluated<'_>) {
+    pub fn flag(&mut self, evaluated: &Evaluated<'_>) {
         if !std::mem::take(&mut self.first) {
             self.out.push(b',');
         }
@@ -394,7 +397,7 @@ impl<'p> BulkWriter<'p> {
 
     /// Ends the answer with the [`EventStream`] of the key whose event-stream channel is
     /// `channel`.
-    fn finish(mut self, channel: &str) -> Result<Vec<u8>, serde_json::Error> {
+    pub fn finish(mut self, channel: &str) -> Result<Vec<u8>, serde_json::Error> {
         if let Some(error) = self.error {
             return Err(error);
         }

@@ -5,12 +5,12 @@
 #
 # For each ruleset size and each kind of stream (SDK server-sent events, OFREP events,
 # gRPC Watch, flagd's EventStream) a fresh release server gets `idle` streams, each on its
-# own loopback connection; the tool reports the server's resident memory before and after they have
-# read their opening. With 200 flags, two more measurements split what a Watch on its own
-# connection costs: Watch streams sharing connections (100 to a connection, opened before
-# the first reading) and gRPC connections with no call. Then, for each kind, one more
-# server gets `fanout` streams and `changes` kill-switch flips, timing each delivery from
-# just before the admin write.
+# own loopback connection; the tool reports the server's resident memory before and after
+# they have read their opening. With 200 flags, two more measurements split what a Watch
+# on its own connection costs: Watch streams sharing connections (100 to a connection,
+# opened before the first reading) and gRPC connections with no call. Then, for each
+# kind, one more server gets `fanout` streams and `changes` kill-switch flips, timing each
+# delivery from just before the admin write.
 #
 # Usage: scripts/bench-streams.sh [idle streams, default 2000] [fan-out streams, default
 #        10000] [changes, default 5]

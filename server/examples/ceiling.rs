@@ -18,14 +18,16 @@
 //!
 //! Usage: `ceiling [address] [flags.json]` (default `127.0.0.1:18182`), one worker.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix_web::web::{self, Bytes};
 use actix_web::{App, HttpResponse, HttpServer};
-use ripcord_engine::{evaluate_flag_with, Document, Limits, Memo, Snapshot};
-use ripcord_server::answers::OfrepPieces;
-use ripcord_server::evaluation::Evaluated;
-use ripcord_server::http::ofrep::BulkWriter;
+use ripcord_engine::{Document, DocumentError, Limits, Snapshot};
+use ripcord_server::environment::Environment;
+use ripcord_server::evaluation::Evaluator;
+use ripcord_server::http::ofrep::{bulk_etag, BulkWriter};
+use ripcord_server::store::Scope;
 
 const BODY: &str = r#"{"key":"flag-00002","value":true,"reason":"SPLIT","variant":"on","metadata":{"revision":1,"cohort":"treatment"}}"#;
 
@@ -46,30 +48,20 @@ async fn evaluate(body: Bytes) -> HttpResponse {
         .body(BODY)
 }
 
-/// A compiled flag document with what the floor needs of it.
+/// The benchmark's flag document as an environment, evaluated for a client key.
 struct Flags {
-    snapshot: Snapshot,
-    pieces: OfrepPieces,
-    client_visible: Vec<usize>,
+    evaluator: Evaluator,
 }
 
 impl Flags {
     fn load(path: &str) -> std::io::Result<Flags> {
-        let text = std::fs::read_to_string(path)?;
-        let document = Document::from_json(&text)
-            .map_err(|error| std::io::Error::other(format!("{path}: {error}")))?;
-        let snapshot = Snapshot::compile(&document, 1, |_| 1, &Limits::default())
-            .map_err(|error| std::io::Error::other(format!("{path}: {error}")))?;
-        let client_visible = snapshot
-            .flags()
-            .enumerate()
-            .filter(|(_, flag)| flag.is_client_visible())
-            .map(|(position, _)| position)
-            .collect();
+        let invalid = |error: DocumentError| std::io::Error::other(format!("{path}: {error}"));
+        let document = Document::from_json(&std::fs::read_to_string(path)?).map_err(invalid)?;
+        let snapshot =
+            Snapshot::compile(&document, 1, |_| 1, &Limits::default()).map_err(invalid)?;
+        let environment = Environment::new("floor", 1, snapshot, document, BTreeMap::new());
         Ok(Flags {
-            pieces: OfrepPieces::new(&snapshot),
-            snapshot,
-            client_visible,
+            evaluator: Evaluator::new(Arc::new(environment), Some(Scope::Client)),
         })
     }
 
@@ -83,25 +75,15 @@ impl Flags {
             Ok(context) => context,
             Err(error) => return HttpResponse::BadRequest().body(error),
         };
-        let mut memo = Memo::default();
-        let mut writer = BulkWriter::new(&self.pieces, self.client_visible.len());
-        for &position in &self.client_visible {
-            if let Some(flag) = self.snapshot.flag_at(position) {
-                writer.flag(&Evaluated {
-                    position,
-                    flag,
-                    evaluation: evaluate_flag_with(flag, &context, &mut memo),
-                });
-            }
-        }
+        let evaluator = &self.evaluator;
+        let mut writer = BulkWriter::new(evaluator.ofrep_pieces(), evaluator.flag_count());
+        // Not counted, as the floor leaves out everything but evaluating.
+        evaluator.explain(&context, |evaluated| writer.flag(&evaluated));
         match writer.finish("0123456789abcdef0123456789abcdef") {
-            Ok(answer) => {
-                let etag = format!("\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(&answer));
-                HttpResponse::Ok()
-                    .insert_header(("etag", etag))
-                    .content_type("application/json")
-                    .body(answer)
-            }
+            Ok(answer) => HttpResponse::Ok()
+                .insert_header(("etag", bulk_etag(&answer)))
+                .content_type("application/json")
+                .body(answer),
             Err(error) => HttpResponse::InternalServerError().body(error.to_string()),
         }
     }

@@ -418,6 +418,11 @@ impl<'p> BulkWriter<'p> {
     }
 }
 
+/// The `ETag` of a bulk answer: a hash of its bytes, so that it changes exactly when they do.
+pub fn bulk_etag(answer: &[u8]) -> String {
+    format!("\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(answer))
+}
+
 /// A JSON string. serde_json escapes only `"`, the backslash and control characters; a string with
 /// none of them is written as it is, anything else as serde_json writes it.
 fn write_str(out: &mut Vec<u8>, text: &str) {
@@ -557,7 +562,7 @@ async fn evaluate_all(
         // server's fault, answered as OFREP's general error rather than blamed on the input.
         Err(error) => return general_error(error),
     };
-    let etag = format!("\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(&body));
+    let etag = bulk_etag(&body);
     if super::request::if_none_match(&request, &etag) {
         return HttpResponse::NotModified()
             .insert_header((header::ETAG, etag))
